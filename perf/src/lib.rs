@@ -1,0 +1,1 @@
+//! tandem's benchmark harness.
