@@ -18,3 +18,58 @@ pub enum Verdict {
     /// Rewritten in place: send the first `len` bytes of the buffer on `out_if`.
     Tx { out_if: IfIndex, len: usize },
 }
+
+pub mod mem;
+
+/// One frame buffer and the length of the frame in it. Buffers move between ports and batches by
+/// swapping boxes, so a frame is never copied and, once the pools are filled, never allocated.
+#[derive(Clone)]
+pub struct Frame {
+    pub buf: Box<[u8; FRAME_SIZE]>,
+    pub len: usize,
+}
+
+impl Frame {
+    pub fn new() -> Frame {
+        Frame {
+            buf: Box::new([0; FRAME_SIZE]),
+            len: 0,
+        }
+    }
+
+    /// A frame holding a copy of `bytes` (at most [`FRAME_SIZE`] of them).
+    pub fn from_bytes(bytes: &[u8]) -> Frame {
+        let mut f = Frame::new();
+        let n = bytes.len().min(FRAME_SIZE);
+        f.buf[..n].copy_from_slice(&bytes[..n]);
+        f.len = n;
+        f
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Default for Frame {
+    fn default() -> Frame {
+        Frame::new()
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Frame({} bytes)", self.len)
+    }
+}
+
+/// Batches of frames in and out of one interface.
+pub trait Port {
+    /// Receives up to `frames.len()` frames by swapping them into the given slots (the slots'
+    /// old buffers go to the port's pool). Returns how many slots were filled, from the front.
+    fn recv(&mut self, frames: &mut [Frame]) -> usize;
+
+    /// Sends the given frames by swapping them out (each slot gets a spare buffer back).
+    /// Returns how many were taken; the rest stay in their slots.
+    fn send(&mut self, frames: &mut [Frame]) -> usize;
+}
