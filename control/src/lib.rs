@@ -2,3 +2,4 @@
 //! atomic config apply, and the control socket shared by `tandemd` and `tandemctl`.
 
 pub mod config;
+pub mod socket;

@@ -1,0 +1,403 @@
+//! The control socket: a Unix stream socket carrying one JSON request per line and one JSON
+//! reply per line. `tandemd` serves it from its control thread (mio, never blocking on a slow
+//! client); `tandemctl` is its client.
+//!
+//! Request: `{"cmd":"states","args":{"port":80}}`. Reply: `{"ok":true,"data":...}` or
+//! `{"ok":false,"error":"..."}`. A malformed or oversized request gets an error reply that says
+//! what was wrong; it never takes the daemon down.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where `tandemd` listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/tandem/tandemd.sock";
+
+/// A request line longer than this is refused (and the connection closed).
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub cmd: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub args: Value,
+}
+
+impl Request {
+    pub fn new(cmd: &str, args: Value) -> Request {
+        Request {
+            cmd: cmd.to_string(),
+            args,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    pub fn from_result(r: Result<Value, String>) -> Reply {
+        match r {
+            Ok(data) => Reply {
+                ok: true,
+                data: Some(data),
+                error: None,
+            },
+            Err(e) => Reply {
+                ok: false,
+                data: None,
+                error: Some(e),
+            },
+        }
+    }
+}
+
+/// What the daemon does with a request. Errors are messages for the operator.
+pub trait Handler {
+    fn handle(&mut self, req: &Request) -> Result<Value, String>;
+}
+
+const LISTENER: Token = Token(0);
+
+struct Conn {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    /// Set once the reply to a fatal error is queued: close when it is written.
+    closing: bool,
+}
+
+/// The server side, polled by the control thread.
+pub struct ControlServer {
+    poll: Poll,
+    events: Events,
+    listener: UnixListener,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for ControlServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ControlServer({}, {} connections)",
+            self.path.display(),
+            self.conns.len()
+        )
+    }
+}
+
+impl ControlServer {
+    /// Listens on `path`, replacing a stale socket file left by a killed daemon. Refuses when
+    /// another daemon answers on it.
+    pub fn bind(path: &Path) -> io::Result<ControlServer> {
+        if path.exists() {
+            if StdUnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{}: another tandemd is listening there", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut listener = UnixListener::bind(path)?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(ControlServer {
+            poll,
+            events: Events::with_capacity(64),
+            listener,
+            conns: HashMap::new(),
+            next_token: 1,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits up to `timeout` for socket activity and serves what is ready.
+    pub fn poll_once(&mut self, timeout: Duration, handler: &mut dyn Handler) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let ready: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
+        for token in ready {
+            if token == LISTENER {
+                self.accept_all()?;
+            } else {
+                self.serve(token, handler);
+            }
+        }
+        Ok(())
+    }
+
+    fn accept_all(&mut self) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    let conn = Conn {
+                        stream,
+                        inbuf: Vec::new(),
+                        outbuf: Vec::new(),
+                        closing: false,
+                    };
+                    self.conns.insert(token, conn);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn serve(&mut self, token: Token, handler: &mut dyn Handler) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let keep = serve_conn(conn, handler);
+        if !keep {
+            if let Some(mut c) = self.conns.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Reads what is there, answers every complete line, writes what it can. Returns false when the
+/// connection is finished.
+fn serve_conn(conn: &mut Conn, handler: &mut dyn Handler) -> bool {
+    let mut buf = [0u8; 4096];
+    let mut eof = false;
+    loop {
+        match conn.stream.read(&mut buf) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => conn.inbuf.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+        if conn.inbuf.len() > MAX_REQUEST {
+            break;
+        }
+    }
+    while let Some(pos) = conn.inbuf.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = conn.inbuf.drain(..=pos).collect();
+        let reply = answer(&line[..line.len() - 1], handler);
+        queue_reply(conn, &reply);
+    }
+    if conn.inbuf.len() > MAX_REQUEST && !conn.closing {
+        let msg = format!("request longer than {MAX_REQUEST} bytes");
+        queue_reply(conn, &Reply::from_result(Err(msg)));
+        conn.inbuf.clear();
+        conn.closing = true;
+    }
+    while !conn.outbuf.is_empty() {
+        match conn.stream.write(&conn.outbuf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                conn.outbuf.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    !(eof || conn.closing)
+}
+
+fn answer(line: &[u8], handler: &mut dyn Handler) -> Reply {
+    let req: Request = match serde_json::from_slice(line) {
+        Ok(r) => r,
+        Err(e) => return Reply::from_result(Err(format!("malformed request: {e}"))),
+    };
+    Reply::from_result(handler.handle(&req))
+}
+
+fn queue_reply(conn: &mut Conn, reply: &Reply) {
+    // Serialising our own Reply cannot fail: it holds only strings and JSON values.
+    let mut bytes = serde_json::to_vec(reply).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+    bytes.push(b'\n');
+    conn.outbuf.extend_from_slice(&bytes);
+}
+
+/// Why a client request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket could not be reached: the daemon is not running or the path is wrong.
+    #[error("cannot reach tandemd at {path}: {source} (is tandemd running? see --socket)")]
+    Connect { path: String, source: io::Error },
+    /// The connection broke or timed out before a reply came.
+    #[error("no reply from tandemd at {path}: {source}")]
+    Io { path: String, source: io::Error },
+    /// The daemon answered something that is not a reply.
+    #[error("unreadable reply from tandemd: {0}")]
+    BadReply(String),
+    /// The daemon refused the request; the message is its own.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Sends one request and waits (up to `timeout`) for its reply.
+pub fn request(path: &Path, req: &Request, timeout: Duration) -> Result<Value, ClientError> {
+    let p = path.display().to_string();
+    let mut stream = StdUnixStream::connect(path).map_err(|source| ClientError::Connect {
+        path: p.clone(),
+        source,
+    })?;
+    let io_err = |source| ClientError::Io {
+        path: p.clone(),
+        source,
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
+    let mut line = serde_json::to_vec(req).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io_err)?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(io_err)?;
+    if reply.is_empty() {
+        return Err(ClientError::BadReply(
+            "connection closed without a reply".into(),
+        ));
+    }
+    let reply: Reply =
+        serde_json::from_str(&reply).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    match (reply.ok, reply.data, reply.error) {
+        (true, data, _) => Ok(data.unwrap_or(Value::Null)),
+        (false, _, err) => Err(ClientError::Refused(
+            err.unwrap_or_else(|| "refused".into()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    struct Echo;
+    impl Handler for Echo {
+        fn handle(&mut self, req: &Request) -> Result<Value, String> {
+            match req.cmd.as_str() {
+                "echo" => Ok(req.args.clone()),
+                other => Err(format!("unknown command {other:?}")),
+            }
+        }
+    }
+
+    fn serve_in_background(path: PathBuf) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut server = ControlServer::bind(&path).unwrap();
+        let s = stop.clone();
+        let h = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                server
+                    .poll_once(Duration::from_millis(20), &mut Echo)
+                    .unwrap();
+            }
+        });
+        (stop, h)
+    }
+
+    fn temp_socket(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("tandem-test-{}-{name}.sock", std::process::id()))
+    }
+
+    #[test]
+    fn a_request_gets_its_reply_and_errors_are_messages() {
+        let path = temp_socket("echo");
+        let (stop, h) = serve_in_background(path.clone());
+        let t = Duration::from_secs(5);
+        let v = request(&path, &Request::new("echo", json!({"a": 1})), t).unwrap();
+        assert_eq!(v, json!({"a": 1}));
+        let e = request(&path, &Request::new("nope", Value::Null), t).unwrap_err();
+        assert_eq!(e.to_string(), "unknown command \"nope\"");
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn malformed_and_oversized_requests_are_refused_with_a_reason() {
+        let path = temp_socket("bad");
+        let (stop, h) = serve_in_background(path.clone());
+        let mut s = StdUnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"{not json\n").unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let reply: Reply = serde_json::from_str(&line).unwrap();
+        assert!(!reply.ok);
+        assert!(reply.error.unwrap().starts_with("malformed request:"));
+
+        let big = vec![b'x'; MAX_REQUEST + 10];
+        let _ = s.write_all(&big);
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let reply: Reply = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            reply.error.unwrap(),
+            format!("request longer than {MAX_REQUEST} bytes")
+        );
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn an_absent_daemon_is_a_clear_error() {
+        let path = temp_socket("absent");
+        let e = request(
+            &path,
+            &Request::new("status", Value::Null),
+            Duration::from_secs(1),
+        );
+        let msg = e.unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&format!("cannot reach tandemd at {}", path.display())),
+            "{msg}"
+        );
+        assert!(msg.contains("is tandemd running?"));
+    }
+}
