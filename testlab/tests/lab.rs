@@ -120,6 +120,10 @@ fn two_labs_coexist_and_leave_the_root_namespace_untouched() {
                     sysctl(lab, fw, &format!("net.ipv6.conf.{ifname}.disable_ipv6")),
                     "1"
                 );
+                assert_eq!(
+                    sysctl(lab, fw, &format!("net.ipv4.conf.{ifname}.arp_ignore")),
+                    "8"
+                );
                 let detail = link_detail(lab, fw, ifname);
                 let want = mac_string(mac(fw, ifname).expect("pinned mac"));
                 assert!(
@@ -165,6 +169,15 @@ fn two_labs_coexist_and_leave_the_root_namespace_untouched() {
             addr.contains(&format!("{SERVER_IP}/24")),
             "server address: {addr}"
         );
+
+        // Hosts send full checksums (and no TSO super-frames): an AF_XDP socket gets frames as
+        // they are sent, and a partial checksum would look corrupt to the dataplane.
+        for host_node in [Node::Client, Node::Server] {
+            let k = lab.run(host_node, &["ethtool", "-k", "eth0"]);
+            for want in ["tx-checksumming: off", "tcp-segmentation-offload: off"] {
+                assert!(k.contains(want), "{host_node} eth0: no '{want}' in {k}");
+            }
+        }
 
         // Bridges: no STP, no forward delay, no multicast snooping (CARP adverts must flood).
         for br in ["lan", "wan", "sync"] {
