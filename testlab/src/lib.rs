@@ -15,6 +15,8 @@
 //! - [`Lab::up`] takes the machine-wide lab lock ([`lock()`]), so lab tests run one at a time
 //!   across all test processes, builds a lab with a prefix unique to the process and tag, and
 //!   tears it down on drop. Labs leaked by killed test runs are removed on the next `up`.
+//!   The lock is reentrant for the thread that holds it (one test may hold two labs); a lab
+//!   made on another thread waits until the holder's labs are all down.
 //! - Every lab test needs root: [`Lab::up`] fails loudly without it ([`require_root`]); a lab
 //!   test never passes by skipping.
 //! - Waiting is done with [`wait_until`], never with a bare sleep.
