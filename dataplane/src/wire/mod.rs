@@ -1,7 +1,83 @@
 //! Zero-copy views over untrusted bytes, smoltcp-style: `Packet::new_checked` validates lengths
 //! once, after which no accessor can panic; `Repr` types parse and emit.
+//!
+//! # The contract
+//!
+//! Every view (`EthernetFrame`, `ArpPacket`, `Ipv4Packet`, `IcmpPacket`, `TcpPacket`,
+//! `UdpPacket`) wraps a buffer `T: AsRef<[u8]>` without copying it.
+//!
+//! - `new_unchecked` wraps anything; accessors on a buffer that was never checked may panic. It
+//!   exists for buffers we are about to fill ourselves (emit) or already checked.
+//! - `new_checked` = `new_unchecked` + `check_len`. **After `new_checked` succeeds no accessor
+//!   can panic**, whatever the bytes are: every length field the accessors slice by has been
+//!   validated against the buffer. Setters keep that promise only as long as the caller does not
+//!   write a length field (`set_header_len`, `set_total_len`, `set_len`) that breaks it.
+//! - A failed check is the unit [`WireError`]: in the hot path a malformed packet is a counted
+//!   drop, not an error chain, so there is nothing to say beyond "malformed".
+//! - `Repr::emit` writes into a buffer the caller sized with `Repr::buffer_len`; an undersized
+//!   buffer is a programming error and panics.
+//!
+//! Multi-byte fields are big-endian on the wire; getters and setters convert.
 
 use std::fmt;
+
+/// Declares a protocol-number enum that keeps unknown values (`Unknown(raw)`), with lossless
+/// `From` conversions both ways. `Unknown` must not be built with a value that has a name.
+macro_rules! enum_with_unknown {
+    (
+        $( #[$enum_attr:meta] )*
+        pub enum $name:ident($ty:ty) {
+            $( $( #[$variant_attr:meta] )* $variant:ident = $value:literal ),+ $(,)?
+        }
+    ) => {
+        #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Clone, Copy)]
+        $( #[$enum_attr] )*
+        pub enum $name {
+            $( $( #[$variant_attr] )* $variant, )+
+            /// A value without a name here, kept so that it can be counted and forwarded.
+            Unknown($ty),
+        }
+
+        impl ::core::convert::From<$ty> for $name {
+            #[inline]
+            fn from(value: $ty) -> Self {
+                match value {
+                    $( $value => $name::$variant, )+
+                    other => $name::Unknown(other),
+                }
+            }
+        }
+
+        impl ::core::convert::From<$name> for $ty {
+            #[inline]
+            fn from(value: $name) -> Self {
+                match value {
+                    $( $name::$variant => $value, )+
+                    $name::Unknown(other) => other,
+                }
+            }
+        }
+    };
+}
+
+pub mod checksum;
+
+/// A packet failed validation: too short, a length field pointing outside the buffer, a bad
+/// version or checksum, or a format we do not handle. Deliberately carries no detail: the
+/// caller counts the drop under its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireError;
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("malformed packet")
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// The result of a wire check or parse.
+pub type Result<T> = core::result::Result<T, WireError>;
 
 /// An Ethernet (EUI-48) address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -41,7 +117,11 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -53,7 +133,7 @@ impl fmt::Debug for MacAddr {
 
 impl std::str::FromStr for MacAddr {
     type Err = ();
-    fn from_str(s: &str) -> Result<MacAddr, ()> {
+    fn from_str(s: &str) -> core::result::Result<MacAddr, ()> {
         let mut m = [0u8; 6];
         let mut parts = s.split(':');
         for b in m.iter_mut() {
