@@ -60,7 +60,9 @@ macro_rules! enum_with_unknown {
     };
 }
 
+pub mod arp;
 pub mod checksum;
+pub mod ethernet;
 
 /// A packet failed validation: too short, a length field pointing outside the buffer, a bad
 /// version or checksum, or a format we do not handle. Deliberately carries no detail: the
