@@ -63,6 +63,7 @@ macro_rules! enum_with_unknown {
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp;
 pub mod ipv4;
 
 /// A packet failed validation: too short, a length field pointing outside the buffer, a bad
