@@ -392,8 +392,8 @@ pub fn emit_icmp_error(buf: &mut [u8], kind: IcmpErrorKind, invoking_ip_packet: 
 }
 
 /// RFC 1812 §4.3.2.7, the part visible in the datagram: no ICMP error about an ICMP error (or
-/// an empty or unknown-type ICMP message), about a fragment other than the first, to or from a broadcast, multicast,
-/// unspecified or loopback address. The caller still has to refuse link-layer broadcasts and
+/// an empty or unknown-type ICMP message), about a fragment other than the first, to or from a
+/// broadcast, multicast, unspecified or loopback address. The caller still has to refuse link-layer broadcasts and
 /// directed broadcasts of its own subnets, which this cannot see.
 pub fn may_send_error<T: AsRef<[u8]>>(invoking: &Ipv4Packet<T>) -> bool {
     let (src, dst) = (invoking.src_addr(), invoking.dst_addr());

@@ -65,6 +65,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
+pub mod tcp;
 
 /// A packet failed validation: too short, a length field pointing outside the buffer, a bad
 /// version or checksum, or a format we do not handle. Deliberately carries no detail: the
