@@ -66,6 +66,7 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
+pub mod udp;
 
 /// A packet failed validation: too short, a length field pointing outside the buffer, a bad
 /// version or checksum, or a format we do not handle. Deliberately carries no detail: the
