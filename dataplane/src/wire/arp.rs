@@ -8,9 +8,9 @@
 //!     1    0x0800   6   4
 //! ```
 //!
-//! Because the hardware and protocol lengths are fixed, the layout is fixed too: [`ArpPacket::
-//! new_checked`] rejects any other htype, ptype, hlen or plen, so the accessors never have to
-//! interpret the length bytes.
+//! Because the hardware and protocol lengths are fixed, the layout is fixed too:
+//! [`ArpPacket::new_checked`] rejects any other htype, ptype, hlen or plen, so the accessors
+//! never have to interpret the length bytes.
 
 use std::net::Ipv4Addr;
 

@@ -151,3 +151,137 @@ impl std::str::FromStr for MacAddr {
         Ok(MacAddr(m))
     }
 }
+
+#[cfg(test)]
+mod test {
+    //! Whole frames through the chain of views, as the pipeline walks them, checked against
+    //! frames etherparse builds.
+
+    use super::ethernet::{EtherType, EthernetFrame};
+    use super::icmp::{IcmpPacket, IcmpType};
+    use super::ipv4::{IpProtocol, Ipv4Packet};
+    use super::tcp::{SeqNumber, TcpFlags, TcpPacket};
+    use super::udp::UdpPacket;
+    use super::*;
+    use etherparse::{PacketBuilder, TcpOptionElement};
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    const MAC_A: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x0a];
+    const MAC_B: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x0b];
+    const IP_A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+    const IP_B: Ipv4Addr = Ipv4Addr::new(172, 16, 5, 1);
+
+    fn ip_of(frame: &[u8]) -> Ipv4Packet<&[u8]> {
+        let eth = EthernetFrame::new_checked(frame).unwrap();
+        assert_eq!(eth.ethertype(), EtherType::Ipv4);
+        assert_eq!(
+            (eth.src_addr(), eth.dst_addr()),
+            (MacAddr(MAC_A), MacAddr(MAC_B))
+        );
+        let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src_addr(), ip.dst_addr(), ip.ttl()), (IP_A, IP_B, 63));
+        ip
+    }
+
+    #[test]
+    fn tcp_syn_from_etherparse() {
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(IP_A.octets(), IP_B.octets(), 63)
+            .tcp(40000, 22, 0xdead_beef, 29200)
+            .syn()
+            .options(&[
+                TcpOptionElement::MaximumSegmentSize(1460),
+                TcpOptionElement::SelectiveAcknowledgementPermitted,
+                TcpOptionElement::Timestamp(7, 0),
+                TcpOptionElement::Noop,
+                TcpOptionElement::WindowScale(7),
+            ])
+            .unwrap();
+        let mut frame = Vec::new();
+        b.write(&mut frame, &[]).unwrap();
+        // Pad as a NIC hands a short frame over; nothing below Ethernet may see the padding.
+        frame.resize(frame.len().max(60), 0);
+
+        let ip = ip_of(&frame);
+        assert_eq!(ip.next_header(), IpProtocol::Tcp);
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(tcp.verify_checksum(IP_A, IP_B));
+        assert_eq!((tcp.src_port(), tcp.dst_port()), (40000, 22));
+        assert_eq!(tcp.seq_number(), SeqNumber(0xdead_beef));
+        assert_eq!(tcp.flags(), TcpFlags::SYN);
+        let o = tcp.parse_options();
+        assert_eq!(
+            (o.mss, o.window_scale, o.timestamp),
+            (Some(1460), Some(7), Some((7, 0)))
+        );
+        assert!(o.sack_permitted);
+    }
+
+    #[test]
+    fn udp_and_icmp_from_etherparse_with_padding() {
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(IP_A.octets(), IP_B.octets(), 63);
+        let mut frame = Vec::new();
+        b.udp(5353, 53).write(&mut frame, b"q").unwrap();
+        assert!(frame.len() < 60);
+        frame.resize(60, 0xee);
+        let ip = ip_of(&frame);
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(udp.payload(), b"q");
+        assert!(udp.verify_checksum(IP_A, IP_B));
+
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(IP_A.octets(), IP_B.octets(), 63);
+        let mut frame = Vec::new();
+        b.icmpv4_echo_request(0x77, 3)
+            .write(&mut frame, b"ping")
+            .unwrap();
+        frame.resize(60, 0xee);
+        let ip = ip_of(&frame);
+        let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert!(
+            icmp.verify_checksum(),
+            "padding excluded from the ICMP checksum"
+        );
+        assert_eq!(icmp.msg_type(), IcmpType::EchoRequest);
+        assert_eq!(
+            (icmp.echo_ident(), icmp.echo_seq_no(), icmp.data()),
+            (0x77, 3, &b"ping"[..])
+        );
+    }
+
+    #[test]
+    fn wire_error_is_an_error() {
+        let e: Box<dyn std::error::Error> = Box::new(WireError);
+        assert_eq!(e.to_string(), "malformed packet");
+    }
+
+    #[test]
+    fn mac_addr_api_kept() {
+        let m: MacAddr = "00:00:5e:00:01:07".parse().unwrap();
+        assert_eq!(m, MacAddr::carp_virtual(7));
+        assert_eq!(m.to_string(), "00:00:5e:00:01:07");
+        assert!("00:00:5e:00:01".parse::<MacAddr>().is_err());
+        assert!(MacAddr::ipv4_multicast(Ipv4Addr::new(224, 0, 0, 18)).is_multicast());
+    }
+
+    proptest! {
+        /// The pipeline's walk over arbitrary bytes: every view that checks out is read in full.
+        #[test]
+        fn chain_never_panics(data in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let Ok(eth) = EthernetFrame::new_checked(&data[..]) else { return Ok(()) };
+            let _ = arp::ArpPacket::new_checked(eth.payload()).map(|a| arp::ArpRepr::parse(&a));
+            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return Ok(()) };
+            let (s, d) = (ip.src_addr(), ip.dst_addr());
+            if let Ok(t) = TcpPacket::new_checked(ip.payload()) {
+                let _ = (t.parse_options(), t.verify_checksum(s, d), t.payload());
+            }
+            if let Ok(u) = UdpPacket::new_checked(ip.payload()) {
+                let _ = (u.verify_checksum(s, d), u.payload());
+            }
+            if let Ok(i) = IcmpPacket::new_checked(ip.payload()) {
+                let _ = (i.embedded(), i.verify_checksum(), i.data());
+            }
+        }
+    }
+}
