@@ -188,6 +188,32 @@ mod test {
         assert_eq!(update_u16(0xdd2f, 0x5555, 0x3285), 0x0000);
     }
 
+    #[test]
+    fn fast_sum_matches_naive_every_length() {
+        // Every length 0..200, so each remainder path (16-, 4-, 2-, 1-byte) runs at every
+        // alignment of the tail; all-0xff data maximises carries.
+        let mut x: u32 = 0x1234_5678;
+        let noise: Vec<u8> = (0..200)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect();
+        let ones = [0xffu8; 200];
+        for len in 0..200 {
+            assert_eq!(
+                fold(sum(&noise[..len])),
+                fold(naive_sum(&noise[..len])),
+                "len {len}"
+            );
+            assert_eq!(
+                fold(sum(&ones[..len])),
+                fold(naive_sum(&ones[..len])),
+                "len {len}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn fast_sum_matches_naive(data in proptest::collection::vec(any::<u8>(), 0..200)) {

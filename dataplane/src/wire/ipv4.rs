@@ -708,6 +708,30 @@ mod test {
             }
         }
 
+        /// What a NAT router does to every datagram, incrementally, equals a recompute.
+        #[test]
+        fn incremental_forwarding_matches_recompute(
+            src in any::<u32>(), dst in any::<u32>(), new_src in any::<u32>(), proto in any::<u8>(),
+            ttl in 1u8..=255, dscp in 0u8..64, ident in any::<u16>(),
+        ) {
+            let repr = Ipv4Repr {
+                src: src.into(), dst: dst.into(), protocol: proto.into(), payload_len: 0, ttl, dscp,
+            };
+            let mut buf = [0u8; 20];
+            let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+            repr.emit(&mut p);
+            p.set_ident(ident);
+            p.fill_checksum();
+
+            prop_assert_eq!(p.decrement_ttl_incremental(), ttl - 1);
+            let c = checksum::update_addr(p.checksum(), src.into(), new_src.into());
+            p.set_src_addr(new_src.into());
+            p.set_checksum(c);
+            prop_assert!(p.verify_checksum());
+            p.fill_checksum();
+            prop_assert_eq!(p.checksum(), c);
+        }
+
         #[test]
         fn repr_roundtrip(
             src in any::<u32>(), dst in any::<u32>(), proto in any::<u8>(),

@@ -870,6 +870,32 @@ mod test {
             prop_assert!(TcpPacket::new_checked(&buf[..]).unwrap().verify_checksum(src, dst));
         }
 
+        /// NAT of a segment (address in the pseudo-header, port in the header) patched
+        /// incrementally equals a recompute.
+        #[test]
+        fn nat_incremental_matches_recompute(
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            src in any::<u32>(), dst in any::<u32>(), new_src in any::<u32>(),
+            sport in any::<u16>(), new_sport in any::<u16>(), seq in any::<u32>(),
+        ) {
+            let (src, dst, new_src) = (Ipv4Addr::from(src), Ipv4Addr::from(dst), Ipv4Addr::from(new_src));
+            let mut buf = vec![0u8; 20 + payload.len()];
+            buf[20..].copy_from_slice(&payload);
+            let repr = TcpRepr {
+                src_port: sport, dst_port: 80, seq_number: SeqNumber(seq), ack_number: SeqNumber(0),
+                flags: TcpFlags::ACK, window_len: 512,
+            };
+            let mut p = TcpPacket::new_unchecked(&mut buf[..]);
+            repr.emit(&mut p, src, dst);
+            let c = checksum::update_addr(p.checksum(), src, new_src);
+            let c = checksum::update_u16(c, sport, new_sport);
+            p.set_src_port(new_sport);
+            p.set_checksum(c);
+            prop_assert!(p.verify_checksum(new_src, dst));
+            p.fill_checksum(new_src, dst);
+            prop_assert_eq!(p.checksum(), c);
+        }
+
         #[test]
         fn seq_order_matches_signed_distance(a in any::<u32>(), d in 1u32..0x8000_0000) {
             let a = SeqNumber(a);
