@@ -68,6 +68,7 @@ mod field {
     pub const UNUSED: Field = 4..8;
     pub const ECHO_IDENT: Field = 4..6;
     pub const ECHO_SEQNO: Field = 6..8;
+    pub const NEXT_HOP_MTU: Field = 6..8;
     pub const DATA: usize = 8;
 }
 
@@ -136,6 +137,14 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
         u16::from_be_bytes([d[6], d[7]])
     }
 
+    /// Bytes 6..8, the next-hop MTU of a Destination Unreachable / fragmentation needed
+    /// (RFC 1191); zero in other errors.
+    #[inline]
+    pub fn next_hop_mtu(&self) -> u16 {
+        let d = self.buffer.as_ref();
+        u16::from_be_bytes([d[6], d[7]])
+    }
+
     /// Everything after the 8-byte header: echo data, or an error's quoted datagram.
     #[inline]
     pub fn data(&self) -> &[u8] {
@@ -197,6 +206,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
     #[inline]
     pub fn set_echo_seq_no(&mut self, value: u16) {
         self.buffer.as_mut()[field::ECHO_SEQNO].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[inline]
+    pub fn set_next_hop_mtu(&mut self, value: u16) {
+        self.buffer.as_mut()[field::NEXT_HOP_MTU].copy_from_slice(&value.to_be_bytes());
     }
 
     #[inline]
@@ -336,6 +350,9 @@ impl IcmpRepr {
 pub enum IcmpErrorKind {
     /// Type 3 with a `CODE_*` unreachable code.
     DstUnreachable(u8),
+    /// Type 3 code 4 with the MTU of the next hop (RFC 1191): the answer to a DF datagram too
+    /// big for the egress link, without which path MTU discovery black-holes.
+    FragNeeded { next_hop_mtu: u16 },
     /// Type 11 with [`CODE_TTL_EXCEEDED_IN_TRANSIT`] or [`CODE_FRAG_REASSEMBLY_EXCEEDED`].
     TimeExceeded(u8),
 }
@@ -377,17 +394,20 @@ pub fn emit_icmp_error(buf: &mut [u8], kind: IcmpErrorKind, invoking_ip_packet: 
     assert!(buf.len() >= len, "ICMP error buffer shorter than {len}");
     let buf = &mut buf[..len];
     buf[HEADER_LEN..].copy_from_slice(&invoking_ip_packet[..quoted]);
-    let repr = match kind {
-        IcmpErrorKind::DstUnreachable(code) => IcmpRepr::DstUnreachable {
-            code,
-            data_len: quoted,
-        },
-        IcmpErrorKind::TimeExceeded(code) => IcmpRepr::TimeExceeded {
-            code,
-            data_len: quoted,
-        },
+    let (msg_type, code, mtu) = match kind {
+        IcmpErrorKind::DstUnreachable(code) => (IcmpType::DstUnreachable, code, 0),
+        IcmpErrorKind::FragNeeded { next_hop_mtu } => {
+            (IcmpType::DstUnreachable, CODE_FRAG_NEEDED, next_hop_mtu)
+        }
+        IcmpErrorKind::TimeExceeded(code) => (IcmpType::TimeExceeded, code, 0),
     };
-    repr.emit(&mut IcmpPacket::new_unchecked(buf));
+    let mut packet = IcmpPacket::new_unchecked(buf);
+    packet.set_msg_type(msg_type);
+    packet.set_msg_code(code);
+    // Bytes 4..8 are unused (zero), except that frag-needed carries the MTU in 6..8.
+    packet.buffer[field::UNUSED].fill(0);
+    packet.set_next_hop_mtu(mtu);
+    packet.fill_checksum();
     len
 }
 
@@ -577,6 +597,32 @@ mod test {
 
         // Garbage is quoted as far as it goes and never panics.
         assert_eq!(emit_icmp_error(&mut buf, kind, &[1, 2, 3]), 11);
+    }
+
+    #[test]
+    fn build_frag_needed() {
+        let mut buf = [0u8; 76];
+        let n = emit_icmp_error(
+            &mut buf,
+            IcmpErrorKind::FragNeeded { next_hop_mtu: 1400 },
+            &UDP_TTL1,
+        );
+        let p = IcmpPacket::new_checked(&buf[..n]).unwrap();
+        assert_eq!(
+            (p.msg_type(), p.msg_code()),
+            (IcmpType::DstUnreachable, CODE_FRAG_NEEDED)
+        );
+        assert_eq!((p.next_hop_mtu(), &buf[4..6]), (1400, &[0u8, 0][..]));
+        assert!(p.verify_checksum());
+        assert_eq!(p.embedded().unwrap(), &UDP_TTL1[..28]);
+        let s = etherparse::Icmpv4Slice::from_slice(&buf[..n]).unwrap();
+        let etherparse::Icmpv4Type::DestinationUnreachable(h) = s.icmp_type() else {
+            panic!("{:?}", s.icmp_type())
+        };
+        assert_eq!(
+            h,
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 }
+        );
     }
 
     #[test]
