@@ -8,9 +8,11 @@
 //!
 //! - `new_unchecked` wraps anything; accessors on a buffer that was never checked may panic. It
 //!   exists for buffers we are about to fill ourselves (emit) or already checked.
-//! - `new_checked` = `new_unchecked` + `check_len`. **After `new_checked` succeeds no accessor
-//!   can panic**, whatever the bytes are: every length field the accessors slice by has been
-//!   validated against the buffer. Setters keep that promise only as long as the caller does not
+//! - `new_checked` = `new_unchecked` + `check_len` (ARP adds `check_format`, because its
+//!   accessors assume the Ethernet/IPv4 layout). **After `new_checked` succeeds no accessor can
+//!   panic**, whatever the bytes are: every length field the accessors slice by has been
+//!   validated against the buffer. `Ipv4Packet::new_checked_quoted`, for the truncated datagram
+//!   inside an ICMP error, keeps the same promise with a weaker check. Setters keep that promise only as long as the caller does not
 //!   write a length field (`set_header_len`, `set_total_len`, `set_len`) that breaks it.
 //! - A failed check is the unit [`WireError`]: in the hot path a malformed packet is a counted
 //!   drop, not an error chain, so there is nothing to say beyond "malformed".
