@@ -1,0 +1,907 @@
+//! TCP headers (RFC 9293), as a stateful firewall needs them: ports, sequence space, flags,
+//! window, the options that scale the window, and checksums over the IPv4 pseudo-header.
+//!
+//! ```text
+//!  0               2               4                               8
+//! +---------------+---------------+-------------------------------+
+//! |   src port    |   dst port    |        sequence number        |
+//! +---------------+---------------+-------+-------+---------------+
+//! |        ack number             |off|rsv| flags |    window     |
+//! +---------------+---------------+-------+-------+---------------+
+//! |   checksum    |  urgent ptr   |   options (off > 5) ...  | payload ...
+//! ```
+//!
+//! The view covers one whole segment: pass exactly the IP payload (`Ipv4Packet::payload`, which
+//! is bounded by the IP total length), because the checksum and the payload run to the end of
+//! the buffer.
+
+use core::fmt;
+use core::ops;
+use std::net::Ipv4Addr;
+
+use super::checksum;
+use super::ipv4::IpProtocol;
+use super::{Result, WireError};
+
+/// A TCP sequence number, compared in sequence space: `a < b` iff `(a - b) as i32 < 0`
+/// (RFC 1982 style, BSD's `SEQ_LT`). No `Ord`: the relation is not transitive over the whole
+/// circle, so a sort or a `BTreeMap` keyed on it would be wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SeqNumber(pub u32);
+
+impl SeqNumber {
+    #[inline]
+    pub const fn wrapping_add(self, n: u32) -> SeqNumber {
+        SeqNumber(self.0.wrapping_add(n))
+    }
+
+    #[inline]
+    pub const fn wrapping_sub(self, n: u32) -> SeqNumber {
+        SeqNumber(self.0.wrapping_sub(n))
+    }
+
+    /// The signed distance `self - other` in sequence space.
+    #[inline]
+    pub const fn diff(self, other: SeqNumber) -> i32 {
+        self.0.wrapping_sub(other.0) as i32
+    }
+
+    /// `SEQ_LT(self, other)`.
+    #[inline]
+    pub const fn lt(self, other: SeqNumber) -> bool {
+        self.diff(other) < 0
+    }
+
+    /// `SEQ_LEQ(self, other)`.
+    #[inline]
+    pub const fn le(self, other: SeqNumber) -> bool {
+        self.diff(other) <= 0
+    }
+
+    /// `SEQ_GT(self, other)`.
+    #[inline]
+    pub const fn gt(self, other: SeqNumber) -> bool {
+        self.diff(other) > 0
+    }
+
+    /// `SEQ_GEQ(self, other)`.
+    #[inline]
+    pub const fn ge(self, other: SeqNumber) -> bool {
+        self.diff(other) >= 0
+    }
+
+    /// The later of the two in sequence space (`SEQ_MAX`).
+    #[inline]
+    pub const fn max(self, other: SeqNumber) -> SeqNumber {
+        if self.gt(other) {
+            self
+        } else {
+            other
+        }
+    }
+
+    /// The earlier of the two in sequence space (`SEQ_MIN`).
+    #[inline]
+    pub const fn min(self, other: SeqNumber) -> SeqNumber {
+        if self.lt(other) {
+            self
+        } else {
+            other
+        }
+    }
+}
+
+impl ops::Add<u32> for SeqNumber {
+    type Output = SeqNumber;
+    #[inline]
+    fn add(self, n: u32) -> SeqNumber {
+        self.wrapping_add(n)
+    }
+}
+
+impl ops::AddAssign<u32> for SeqNumber {
+    #[inline]
+    fn add_assign(&mut self, n: u32) {
+        *self = self.wrapping_add(n);
+    }
+}
+
+impl ops::Sub<u32> for SeqNumber {
+    type Output = SeqNumber;
+    #[inline]
+    fn sub(self, n: u32) -> SeqNumber {
+        self.wrapping_sub(n)
+    }
+}
+
+impl ops::Sub<SeqNumber> for SeqNumber {
+    type Output = i32;
+    /// The signed distance, as [`SeqNumber::diff`].
+    #[inline]
+    fn sub(self, other: SeqNumber) -> i32 {
+        self.diff(other)
+    }
+}
+
+impl fmt::Display for SeqNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The flags byte (byte 13). The NS bit of byte 12 (RFC 3540, historic) is not included.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    pub const PSH: TcpFlags = TcpFlags(0x08);
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    pub const URG: TcpFlags = TcpFlags(0x20);
+    pub const ECE: TcpFlags = TcpFlags(0x40);
+    pub const CWR: TcpFlags = TcpFlags(0x80);
+
+    #[inline]
+    pub const fn empty() -> TcpFlags {
+        TcpFlags(0)
+    }
+
+    #[inline]
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// All flags of `other` are set.
+    #[inline]
+    pub const fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Any flag of `other` is set.
+    #[inline]
+    pub const fn intersects(self, other: TcpFlags) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    #[inline]
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+impl ops::BitOrAssign for TcpFlags {
+    #[inline]
+    fn bitor_assign(&mut self, rhs: TcpFlags) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl ops::BitAnd for TcpFlags {
+    type Output = TcpFlags;
+    #[inline]
+    fn bitand(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 & rhs.0)
+    }
+}
+
+impl ops::Not for TcpFlags {
+    type Output = TcpFlags;
+    #[inline]
+    fn not(self) -> TcpFlags {
+        TcpFlags(!self.0)
+    }
+}
+
+impl fmt::Debug for TcpFlags {
+    /// tcpdump-like: `SYN|ACK`, `-` for none.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+        if self.0 == 0 {
+            return f.write_str("-");
+        }
+        let mut first = true;
+        for (i, name) in NAMES.iter().enumerate() {
+            if self.0 & (1 << i) != 0 {
+                if !first {
+                    f.write_str("|")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Length of a header without options.
+pub const HEADER_LEN: usize = 20;
+
+mod field {
+    pub type Field = core::ops::Range<usize>;
+    pub const SRC_PORT: Field = 0..2;
+    pub const DST_PORT: Field = 2..4;
+    pub const SEQ_NUM: Field = 4..8;
+    pub const ACK_NUM: Field = 8..12;
+    pub const DATA_OFF: usize = 12;
+    pub const FLAGS: usize = 13;
+    pub const WIN_SIZE: Field = 14..16;
+    pub const CHECKSUM: Field = 16..18;
+    pub const URGENT: Field = 18..20;
+}
+
+mod option {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const WINDOW_SCALE: u8 = 3;
+    pub const SACK_PERMITTED: u8 = 4;
+    pub const TIMESTAMP: u8 = 8;
+}
+
+/// The options a stateful firewall looks at. Everything else (SACK blocks, TFO, MD5, ...) is
+/// skipped by its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpOptions {
+    pub mss: Option<u16>,
+    /// The shift count as sent; RFC 7323 caps its use at 14, which is the consumer's to apply.
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    /// (TSval, TSecr).
+    pub timestamp: Option<(u32, u32)>,
+}
+
+/// A view of a TCP segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> TcpPacket<T> {
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> TcpPacket<T> {
+        TcpPacket { buffer }
+    }
+
+    /// Wraps a buffer after [`check_len`](Self::check_len).
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<TcpPacket<T>> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+
+    /// Buffer >= 20 bytes and 20 <= data offset * 4 <= buffer length.
+    #[inline]
+    pub fn check_len(&self) -> Result<()> {
+        let len = self.buffer.as_ref().len();
+        if len < HEADER_LEN {
+            return Err(WireError);
+        }
+        let header_len = self.header_len();
+        if header_len < HEADER_LEN || header_len > len {
+            return Err(WireError);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        let d = self.buffer.as_ref();
+        u16::from_be_bytes([d[0], d[1]])
+    }
+
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        let d = self.buffer.as_ref();
+        u16::from_be_bytes([d[2], d[3]])
+    }
+
+    #[inline]
+    pub fn seq_number(&self) -> SeqNumber {
+        let d = self.buffer.as_ref();
+        SeqNumber(u32::from_be_bytes([d[4], d[5], d[6], d[7]]))
+    }
+
+    #[inline]
+    pub fn ack_number(&self) -> SeqNumber {
+        let d = self.buffer.as_ref();
+        SeqNumber(u32::from_be_bytes([d[8], d[9], d[10], d[11]]))
+    }
+
+    /// Header length in bytes (data offset * 4), options included.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
+    }
+
+    #[inline]
+    pub fn flags(&self) -> TcpFlags {
+        TcpFlags(self.buffer.as_ref()[field::FLAGS])
+    }
+
+    /// The raw window field, before any window scaling.
+    #[inline]
+    pub fn window_len(&self) -> u16 {
+        let d = self.buffer.as_ref();
+        u16::from_be_bytes([d[14], d[15]])
+    }
+
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        let d = self.buffer.as_ref();
+        u16::from_be_bytes([d[16], d[17]])
+    }
+
+    #[inline]
+    pub fn urgent_at(&self) -> u16 {
+        let d = self.buffer.as_ref();
+        u16::from_be_bytes([d[18], d[19]])
+    }
+
+    #[inline]
+    pub fn options(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
+    }
+
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..]
+    }
+
+    /// The sequence space the segment occupies: payload length, plus one each for SYN and FIN.
+    #[inline]
+    pub fn segment_len(&self) -> u32 {
+        let flags = self.flags();
+        // A segment lives in one IP datagram, so its length fits a u32 with room to spare.
+        self.payload().len() as u32
+            + u32::from(flags.contains(TcpFlags::SYN))
+            + u32::from(flags.contains(TcpFlags::FIN))
+    }
+
+    /// Parses MSS, window scale, SACK-permitted and timestamps.
+    ///
+    /// Never fails and never panics. A truncated option (its length byte missing, below 2, or
+    /// running past the header) ends parsing and what was parsed before it is returned: the
+    /// segment is still forwarded, the state just learns less. A known option with the wrong
+    /// length is ignored and parsing continues past it, as FreeBSD's `tcp_dooptions` does.
+    pub fn parse_options(&self) -> TcpOptions {
+        let mut out = TcpOptions::default();
+        let opts = self.options();
+        let mut i = 0;
+        while i < opts.len() {
+            let kind = opts[i];
+            match kind {
+                option::END => break,
+                option::NOP => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(&len) = opts.get(i + 1) else { break };
+            let len = usize::from(len);
+            if len < 2 || i + len > opts.len() {
+                break;
+            }
+            let body = &opts[i + 2..i + len];
+            match (kind, body.len()) {
+                (option::MSS, 2) => out.mss = Some(u16::from_be_bytes([body[0], body[1]])),
+                (option::WINDOW_SCALE, 1) => out.window_scale = Some(body[0]),
+                (option::SACK_PERMITTED, 0) => out.sack_permitted = true,
+                (option::TIMESTAMP, 8) => {
+                    let val = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                    let ecr = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                    out.timestamp = Some((val, ecr));
+                }
+                _ => {}
+            }
+            i += len;
+        }
+        out
+    }
+
+    /// The checksum over the pseudo-header and the whole buffer verifies.
+    #[inline]
+    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        let d = self.buffer.as_ref();
+        // The IP payload a segment lives in is at most 65515 bytes.
+        let ph = checksum::pseudo_header_v4(src, dst, u8::from(IpProtocol::Tcp), d.len() as u16);
+        checksum::fold(ph + checksum::sum(d)) == 0xffff
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
+    #[inline]
+    pub fn set_src_port(&mut self, value: u16) {
+        self.buffer.as_mut()[field::SRC_PORT].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[inline]
+    pub fn set_dst_port(&mut self, value: u16) {
+        self.buffer.as_mut()[field::DST_PORT].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[inline]
+    pub fn set_seq_number(&mut self, value: SeqNumber) {
+        self.buffer.as_mut()[field::SEQ_NUM].copy_from_slice(&value.0.to_be_bytes());
+    }
+
+    #[inline]
+    pub fn set_ack_number(&mut self, value: SeqNumber) {
+        self.buffer.as_mut()[field::ACK_NUM].copy_from_slice(&value.0.to_be_bytes());
+    }
+
+    /// Sets the data offset from a length in bytes (a multiple of 4, 20..=60); keeps the
+    /// reserved bits.
+    #[inline]
+    pub fn set_header_len(&mut self, value: usize) {
+        let b = &mut self.buffer.as_mut()[field::DATA_OFF];
+        *b = (*b & 0x0f) | ((((value / 4) as u8) & 0x0f) << 4);
+    }
+
+    #[inline]
+    pub fn set_flags(&mut self, value: TcpFlags) {
+        self.buffer.as_mut()[field::FLAGS] = value.0;
+    }
+
+    #[inline]
+    pub fn set_window_len(&mut self, value: u16) {
+        self.buffer.as_mut()[field::WIN_SIZE].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[inline]
+    pub fn set_checksum(&mut self, value: u16) {
+        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[inline]
+    pub fn set_urgent_at(&mut self, value: u16) {
+        self.buffer.as_mut()[field::URGENT].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[inline]
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let header_len = self.header_len();
+        &mut self.buffer.as_mut()[HEADER_LEN..header_len]
+    }
+
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let header_len = self.header_len();
+        &mut self.buffer.as_mut()[header_len..]
+    }
+
+    /// Recomputes the checksum over the pseudo-header and the whole buffer.
+    #[inline]
+    pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+        self.set_checksum(0);
+        let d = self.buffer.as_ref();
+        let ph = checksum::pseudo_header_v4(src, dst, u8::from(IpProtocol::Tcp), d.len() as u16);
+        let c = !checksum::fold(ph + checksum::sum(d));
+        self.set_checksum(c);
+    }
+}
+
+impl<T: AsRef<[u8]>> AsRef<[u8]> for TcpPacket<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+}
+
+/// A TCP header without options, for the segments tandem builds itself: RSTs for `block return`
+/// and keepalive ACKs. `parse` reads any segment's fixed header (options are ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpRepr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq_number: SeqNumber,
+    pub ack_number: SeqNumber,
+    pub flags: TcpFlags,
+    pub window_len: u16,
+}
+
+impl TcpRepr {
+    /// Parses a segment whose checksum verifies.
+    #[inline]
+    pub fn parse<T: AsRef<[u8]>>(
+        packet: &TcpPacket<T>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<TcpRepr> {
+        packet.check_len()?;
+        if !packet.verify_checksum(src, dst) {
+            return Err(WireError);
+        }
+        Ok(TcpRepr {
+            src_port: packet.src_port(),
+            dst_port: packet.dst_port(),
+            seq_number: packet.seq_number(),
+            ack_number: packet.ack_number(),
+            flags: packet.flags(),
+            window_len: packet.window_len(),
+        })
+    }
+
+    /// The reset that answers `packet` (RFC 9293 §3.10.7.1, "if the state is CLOSED"): if it
+    /// carried an ACK, `<SEQ=SEG.ACK><CTL=RST>`; otherwise `<SEQ=0><ACK=SEG.SEQ+SEG.LEN>
+    /// <CTL=RST,ACK>`. Ports are swapped. Never answer a RST with a RST: check first.
+    #[inline]
+    pub fn reset_for<T: AsRef<[u8]>>(packet: &TcpPacket<T>) -> TcpRepr {
+        let (seq_number, ack_number, flags) = if packet.flags().contains(TcpFlags::ACK) {
+            (packet.ack_number(), SeqNumber(0), TcpFlags::RST)
+        } else {
+            let ack = packet.seq_number() + packet.segment_len();
+            (SeqNumber(0), ack, TcpFlags::RST | TcpFlags::ACK)
+        };
+        TcpRepr {
+            src_port: packet.dst_port(),
+            dst_port: packet.src_port(),
+            seq_number,
+            ack_number,
+            flags,
+            window_len: 0,
+        }
+    }
+
+    #[inline]
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Writes the 20-byte header and fills the checksum over the whole buffer, so pass exactly
+    /// the segment (header, plus any payload already in place after it).
+    #[inline]
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut TcpPacket<T>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) {
+        packet.set_src_port(self.src_port);
+        packet.set_dst_port(self.dst_port);
+        packet.set_seq_number(self.seq_number);
+        packet.set_ack_number(self.ack_number);
+        packet.buffer.as_mut()[field::DATA_OFF] = ((HEADER_LEN / 4) as u8) << 4;
+        packet.set_flags(self.flags);
+        packet.set_window_len(self.window_len);
+        packet.set_urgent_at(0);
+        packet.fill_checksum(src, dst);
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
+
+    // A Linux SYN 192.168.1.10:51000 -> 93.184.216.34:443: MSS 1460, SACK-permitted,
+    // timestamps (TSval 0x000a1b2c), NOP, window scale 7.
+    static SYN: [u8; 40] = [
+        0xc7, 0x38, 0x01, 0xbb, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00,
+        0x00, // ports seq ack
+        0xa0, 0x02, 0xfa, 0xf0, 0x08, 0xac, 0x00, 0x00, // off flags win csum urg
+        0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x00, 0x0a, 0x1b, 0x2c, 0x00, 0x00, 0x00,
+        0x00, 0x01, 0x03, 0x03, 0x07, // options
+    ];
+
+    // The server's PSH|ACK carrying "hi!", 93.184.216.34:443 -> 192.168.1.10:51000.
+    static DATA: [u8; 23] = [
+        0x01, 0xbb, 0xc7, 0x38, 0xab, 0xcd, 0xef, 0x01, 0x12, 0x34, 0x56,
+        0x79, // ports seq ack
+        0x50, 0x18, 0x01, 0xf5, 0x60, 0x6d, 0x00, 0x00, // off flags win csum urg
+        b'h', b'i', b'!',
+    ];
+
+    #[test]
+    fn deconstruct_syn() {
+        let p = TcpPacket::new_checked(&SYN[..]).unwrap();
+        assert_eq!((p.src_port(), p.dst_port()), (51000, 443));
+        assert_eq!(p.seq_number(), SeqNumber(0x1234_5678));
+        assert_eq!(p.ack_number(), SeqNumber(0));
+        assert_eq!(p.header_len(), 40);
+        assert_eq!(p.flags(), TcpFlags::SYN);
+        assert_eq!(
+            (p.window_len(), p.checksum(), p.urgent_at()),
+            (64240, 0x08ac, 0)
+        );
+        assert_eq!(p.options().len(), 20);
+        assert!(p.payload().is_empty());
+        assert_eq!(p.segment_len(), 1);
+        assert!(p.verify_checksum(CLIENT, SERVER));
+        // Swapping src and dst leaves the sum alone; another address does not.
+        assert!(p.verify_checksum(SERVER, CLIENT));
+        assert!(!p.verify_checksum(CLIENT, Ipv4Addr::new(1, 1, 1, 1)));
+        assert_eq!(
+            p.parse_options(),
+            TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(7),
+                sack_permitted: true,
+                timestamp: Some((0x000a_1b2c, 0)),
+            }
+        );
+    }
+
+    #[test]
+    fn deconstruct_data() {
+        let p = TcpPacket::new_checked(&DATA[..]).unwrap();
+        assert_eq!(p.flags(), TcpFlags::PSH | TcpFlags::ACK);
+        assert!(
+            p.flags().contains(TcpFlags::ACK) && !p.flags().contains(TcpFlags::SYN | TcpFlags::ACK)
+        );
+        assert_eq!(p.payload(), b"hi!");
+        assert_eq!(p.segment_len(), 3);
+        assert!(p.verify_checksum(SERVER, CLIENT));
+        assert_eq!(p.parse_options(), TcpOptions::default());
+    }
+
+    #[test]
+    fn construct() {
+        let mut buf = [0u8; 23];
+        buf[20..].copy_from_slice(b"hi!");
+        let mut p = TcpPacket::new_unchecked(&mut buf[..]);
+        p.set_src_port(443);
+        p.set_dst_port(51000);
+        p.set_seq_number(SeqNumber(0xabcd_ef01));
+        p.set_ack_number(SeqNumber(0x1234_5679));
+        p.set_header_len(20);
+        p.set_flags(TcpFlags::PSH | TcpFlags::ACK);
+        p.set_window_len(501);
+        p.set_urgent_at(0);
+        p.fill_checksum(SERVER, CLIENT);
+        assert_eq!(buf, DATA);
+    }
+
+    #[test]
+    fn repr_parse_emit() {
+        let p = TcpPacket::new_checked(&DATA[..]).unwrap();
+        let repr = TcpRepr::parse(&p, SERVER, CLIENT).unwrap();
+        assert_eq!(
+            repr,
+            TcpRepr {
+                src_port: 443,
+                dst_port: 51000,
+                seq_number: SeqNumber(0xabcd_ef01),
+                ack_number: SeqNumber(0x1234_5679),
+                flags: TcpFlags::PSH | TcpFlags::ACK,
+                window_len: 501,
+            }
+        );
+        let mut buf = [0xffu8; 23];
+        buf[20..].copy_from_slice(b"hi!");
+        repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), SERVER, CLIENT);
+        assert_eq!(buf, DATA);
+        assert_eq!(
+            TcpRepr::parse(&p, SERVER, Ipv4Addr::new(1, 1, 1, 1)),
+            Err(WireError)
+        );
+    }
+
+    #[test]
+    fn reset_for_syn_and_ack() {
+        let syn = TcpPacket::new_checked(&SYN[..]).unwrap();
+        let rst = TcpRepr::reset_for(&syn);
+        assert_eq!((rst.src_port, rst.dst_port), (443, 51000));
+        assert_eq!(rst.flags, TcpFlags::RST | TcpFlags::ACK);
+        assert_eq!(
+            (rst.seq_number, rst.ack_number),
+            (SeqNumber(0), SeqNumber(0x1234_5679))
+        );
+
+        let data = TcpPacket::new_checked(&DATA[..]).unwrap();
+        let rst = TcpRepr::reset_for(&data);
+        assert_eq!(rst.flags, TcpFlags::RST);
+        assert_eq!(rst.seq_number, SeqNumber(0x1234_5679));
+
+        let mut buf = [0u8; 20];
+        rst.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), CLIENT, SERVER);
+        let p = TcpPacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(TcpRepr::parse(&p, CLIENT, SERVER).unwrap(), rst);
+        let h = etherparse::TcpHeaderSlice::from_slice(&buf).unwrap();
+        assert!(h.rst() && !h.ack());
+        let c = h
+            .to_header()
+            .calc_checksum_ipv4_raw(CLIENT.octets(), SERVER.octets(), &[])
+            .unwrap();
+        assert_eq!(c, p.checksum());
+    }
+
+    #[test]
+    fn malformed_options() {
+        let parse = |opts: &[u8]| {
+            let mut buf = vec![0u8; 20 + opts.len()];
+            buf[12] = ((5 + opts.len() / 4) as u8) << 4;
+            buf[20..].copy_from_slice(opts);
+            TcpPacket::new_checked(&buf[..]).unwrap().parse_options()
+        };
+        // MSS, then an option whose length runs past the header: MSS is kept.
+        let o = parse(&[2, 4, 0x05, 0xb4, 8, 10, 0, 0]);
+        assert_eq!(
+            o,
+            TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::default()
+            }
+        );
+        // A length byte below 2 stops parsing instead of looping forever.
+        assert_eq!(parse(&[3, 0, 3, 7]), TcpOptions::default());
+        assert_eq!(
+            parse(&[1, 1, 1, 3]),
+            TcpOptions::default(),
+            "missing length byte"
+        );
+        // Wrong length for a known option: skipped, the next one still parsed.
+        let o = parse(&[2, 3, 0, 3, 3, 7, 0, 0]);
+        assert_eq!(
+            o,
+            TcpOptions {
+                window_scale: Some(7),
+                ..TcpOptions::default()
+            }
+        );
+        // Unknown option skipped by its length; END stops before garbage.
+        let o = parse(&[0xfe, 4, 9, 9, 4, 2, 0, 0xff]);
+        assert_eq!(
+            o,
+            TcpOptions {
+                sack_permitted: true,
+                ..TcpOptions::default()
+            }
+        );
+    }
+
+    #[test]
+    fn impossible_len() {
+        assert_eq!(TcpPacket::new_checked(&SYN[..19]), Err(WireError));
+        assert_eq!(
+            TcpPacket::new_checked(&SYN[..39]),
+            Err(WireError),
+            "offset past buffer"
+        );
+        let mut b = DATA;
+        b[12] = 0x40;
+        assert_eq!(TcpPacket::new_checked(&b[..]), Err(WireError), "offset 4");
+    }
+
+    #[test]
+    fn seq_numbers() {
+        let a = SeqNumber(0xffff_fff0);
+        let b = a + 0x20;
+        assert_eq!(b, SeqNumber(0x10));
+        assert!(a.lt(b) && a.le(b) && b.gt(a) && b.ge(a) && a.le(a) && a.ge(a));
+        assert!(!a.lt(a) && !a.gt(a));
+        assert_eq!(b - a, 0x20);
+        assert_eq!(a - b, -0x20);
+        assert_eq!(b - 0x20u32, a);
+        assert_eq!(a.max(b), b);
+        assert_eq!(a.min(b), a);
+        let mut c = a;
+        c += 0x10;
+        assert_eq!(c, SeqNumber(0));
+        // Half the circle away is "behind": i32::MIN is negative.
+        assert!(SeqNumber(0x8000_0000).lt(SeqNumber(0)));
+    }
+
+    #[test]
+    fn flags_debug() {
+        assert_eq!(format!("{:?}", TcpFlags::SYN | TcpFlags::ACK), "SYN|ACK");
+        assert_eq!(format!("{:?}", TcpFlags::empty()), "-");
+        assert!((TcpFlags::SYN | TcpFlags::FIN).intersects(TcpFlags::FIN | TcpFlags::RST));
+        assert_eq!((!TcpFlags::ACK).bits() & TcpFlags::ACK.bits(), 0);
+    }
+
+    #[test]
+    fn against_etherparse() {
+        let h = etherparse::TcpHeaderSlice::from_slice(&SYN).unwrap();
+        let p = TcpPacket::new_checked(&SYN[..]).unwrap();
+        assert_eq!(
+            (h.source_port(), h.destination_port()),
+            (p.src_port(), p.dst_port())
+        );
+        assert_eq!(h.sequence_number(), p.seq_number().0);
+        assert_eq!(h.data_offset() as usize * 4, p.header_len());
+        assert!(h.syn() && !h.ack());
+        assert_eq!(h.window_size(), p.window_len());
+        let c = h
+            .to_header()
+            .calc_checksum_ipv4_raw(CLIENT.octets(), SERVER.octets(), &[])
+            .unwrap();
+        assert_eq!(c, p.checksum());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..80), src in any::<u32>()) {
+            if let Ok(p) = TcpPacket::new_checked(&data[..]) {
+                let _ = (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number(), p.flags());
+                let _ = (p.header_len(), p.window_len(), p.checksum(), p.urgent_at());
+                let _ = (p.options(), p.payload(), p.segment_len(), p.parse_options());
+                let _ = p.verify_checksum(src.into(), CLIENT);
+                let _ = TcpRepr::parse(&p, src.into(), CLIENT);
+                let _ = TcpRepr::reset_for(&p);
+            }
+        }
+
+        /// Option parsing over arbitrary option bytes: never panics, and whatever it returns
+        /// was really in the bytes.
+        #[test]
+        fn options_never_panic(opts in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let words = opts.len() / 4;
+            let mut buf = vec![0u8; 20 + words * 4];
+            buf[12] = ((5 + words) as u8) << 4;
+            buf[20..].copy_from_slice(&opts[..words * 4]);
+            let o = TcpPacket::new_checked(&buf[..]).unwrap().parse_options();
+            if let Some(mss) = o.mss {
+                prop_assert!(buf.windows(4).any(|w| w[..2] == [2, 4] && w[2..] == mss.to_be_bytes()));
+            }
+        }
+
+        #[test]
+        fn checksum_matches_etherparse(
+            payload in proptest::collection::vec(any::<u8>(), 0..100),
+            seq in any::<u32>(), flags in any::<u8>(), src in any::<u32>(), dst in any::<u32>(),
+        ) {
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let mut buf = vec![0u8; 20 + payload.len()];
+            buf[20..].copy_from_slice(&payload);
+            let repr = TcpRepr {
+                src_port: 1, dst_port: 2, seq_number: SeqNumber(seq), ack_number: SeqNumber(!seq),
+                flags: TcpFlags(flags), window_len: 1000,
+            };
+            repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), src, dst);
+            let h = etherparse::TcpHeaderSlice::from_slice(&buf).unwrap().to_header();
+            prop_assert_eq!(
+                h.calc_checksum_ipv4_raw(src.octets(), dst.octets(), &payload).unwrap(),
+                u16::from_be_bytes([buf[16], buf[17]])
+            );
+            prop_assert!(TcpPacket::new_checked(&buf[..]).unwrap().verify_checksum(src, dst));
+        }
+
+        /// NAT of a segment (address in the pseudo-header, port in the header) patched
+        /// incrementally equals a recompute.
+        #[test]
+        fn nat_incremental_matches_recompute(
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            src in any::<u32>(), dst in any::<u32>(), new_src in any::<u32>(),
+            sport in any::<u16>(), new_sport in any::<u16>(), seq in any::<u32>(),
+        ) {
+            let (src, dst, new_src) = (Ipv4Addr::from(src), Ipv4Addr::from(dst), Ipv4Addr::from(new_src));
+            let mut buf = vec![0u8; 20 + payload.len()];
+            buf[20..].copy_from_slice(&payload);
+            let repr = TcpRepr {
+                src_port: sport, dst_port: 80, seq_number: SeqNumber(seq), ack_number: SeqNumber(0),
+                flags: TcpFlags::ACK, window_len: 512,
+            };
+            let mut p = TcpPacket::new_unchecked(&mut buf[..]);
+            repr.emit(&mut p, src, dst);
+            let c = checksum::update_addr(p.checksum(), src, new_src);
+            let c = checksum::update_u16(c, sport, new_sport);
+            p.set_src_port(new_sport);
+            p.set_checksum(c);
+            prop_assert!(p.verify_checksum(new_src, dst));
+            p.fill_checksum(new_src, dst);
+            prop_assert_eq!(p.checksum(), c);
+        }
+
+        #[test]
+        fn seq_order_matches_signed_distance(a in any::<u32>(), d in 1u32..0x8000_0000) {
+            let a = SeqNumber(a);
+            let b = a + d;
+            prop_assert!(a.lt(b) && b.gt(a) && !b.lt(a));
+            prop_assert_eq!(b - a, d as i32);
+        }
+    }
+}
