@@ -455,8 +455,8 @@ fn arb_meta() -> impl Strategy<Value = PacketMeta> {
 proptest! {
     #[test]
     fn evaluate_matches_naive_first_match(
-        specs in proptest::collection::vec(arb_rule(), 0..30),
-        metas in proptest::collection::vec(arb_meta(), 32),
+        specs in proptest::collection::vec(arb_rule(), 0..60),
+        metas in proptest::collection::vec(arb_meta(), 64),
     ) {
         let rules: Vec<Rule> = specs
             .into_iter()
