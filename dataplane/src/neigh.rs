@@ -6,6 +6,10 @@
 //!   learnt from ARP replies and requests, and aged out by [`NeighCache::expire`] (housekeeping,
 //!   not the hit path: a lookup never looks at the clock) after a reachable time that defaults
 //!   to FreeBSD's `net.link.ether.inet.max_age` (arpt_keep, 20 minutes).
+//! - [`NeighMemo`] is an optional per-worker front for it: a small direct-mapped copy of recent
+//!   answers, valid while the cache's change generation (bumped when a MAC changes or an entry
+//!   goes, not on refreshes) stays put, so the common hit does not touch a shared lock. One memo
+//!   serves one cache.
 //! - [`PendingQueues`] belongs to one worker's pipeline, so it needs no lock. It holds frames
 //!   whose next hop is not resolved yet: per next hop a bounded FIFO, buffers from a pool
 //!   allocated once at construction (no allocation per packet), ARP request retries, a failure
@@ -37,6 +41,7 @@
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -69,6 +74,9 @@ pub enum Learned {
 pub struct NeighCache {
     map: DashMap<(IfIndex, Ipv4Addr), NeighEntry, ahash::RandomState>,
     reachable_ms: u64,
+    /// Bumped after every change that can make a looked-up MAC wrong (a MAC changed, an entry
+    /// removed); not by new entries or refreshes. Lets a [`NeighMemo`] trust its copies.
+    generation: AtomicU64,
 }
 
 impl NeighCache {
@@ -81,6 +89,7 @@ impl NeighCache {
         NeighCache {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             reachable_ms,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -104,29 +113,57 @@ impl NeighCache {
         match self.map.insert((out_if, ip), new) {
             None => Learned::New,
             Some(old) if old.mac == mac => Learned::Refreshed,
-            Some(old) => Learned::Changed { old: old.mac },
+            Some(old) => {
+                self.bump();
+                Learned::Changed { old: old.mac }
+            }
         }
     }
 
     /// Forgets one neighbour.
     pub fn remove(&self, out_if: IfIndex, ip: Ipv4Addr) -> Option<NeighEntry> {
-        self.map.remove(&(out_if, ip)).map(|(_, e)| e)
+        let removed = self.map.remove(&(out_if, ip)).map(|(_, e)| e);
+        if removed.is_some() {
+            self.bump();
+        }
+        removed
     }
 
     /// Forgets every neighbour of `out_if` (link down, address change). Returns how many.
     pub fn flush_if(&self, out_if: IfIndex) -> usize {
-        let before = self.map.len();
-        self.map.retain(|k, _| k.0 != out_if);
-        before.saturating_sub(self.map.len())
+        self.remove_where(|k, _| k.0 == out_if)
     }
 
     /// Housekeeping: removes the entries not confirmed for the reachable time. Returns how many.
     pub fn expire(&self, now_ms: u64) -> usize {
-        let before = self.map.len();
         let keep = self.reachable_ms;
-        self.map
-            .retain(|_, e| now_ms.saturating_sub(e.updated_ms) < keep);
-        before.saturating_sub(self.map.len())
+        self.remove_where(|_, e| now_ms.saturating_sub(e.updated_ms) >= keep)
+    }
+
+    /// The change generation (see [`NeighMemo`]).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn remove_where(
+        &self,
+        mut gone: impl FnMut(&(IfIndex, Ipv4Addr), &NeighEntry) -> bool,
+    ) -> usize {
+        let mut n = 0;
+        self.map.retain(|k, e| {
+            let g = gone(k, e);
+            n += usize::from(g);
+            !g
+        });
+        if n > 0 {
+            self.bump();
+        }
+        n
     }
 
     /// The configured reachable time.
@@ -151,6 +188,56 @@ impl NeighCache {
             .collect();
         v.sort_unstable_by_key(|&(i, a, _)| (i, a));
         v
+    }
+}
+
+/// A worker's private memo in front of the shared [`NeighCache`]: a small direct-mapped table
+/// of recent (interface, address) -> MAC answers, trusted while the cache's generation has not
+/// moved. A hit costs one atomic load of a line that is only written when a MAC changes or an
+/// entry goes, instead of a shard lock that every worker writes (the default gateway's shard
+/// would bounce between cores on every packet).
+#[derive(Debug)]
+pub struct NeighMemo {
+    generation: u64,
+    slots: Box<[Option<(IfIndex, Ipv4Addr, MacAddr)>]>,
+}
+
+impl NeighMemo {
+    /// A memo of `slots` entries (rounded up to a power of two, at least 1).
+    pub fn new(slots: usize) -> NeighMemo {
+        let n = slots.max(1).next_power_of_two();
+        NeighMemo {
+            generation: 0,
+            slots: vec![None; n].into_boxed_slice(),
+        }
+    }
+
+    /// [`NeighCache::lookup`] through the memo.
+    #[inline]
+    pub fn lookup(&mut self, cache: &NeighCache, out_if: IfIndex, ip: Ipv4Addr) -> Option<MacAddr> {
+        let g = cache.generation();
+        if g != self.generation {
+            self.slots.fill(None);
+            self.generation = g;
+        }
+        // Fibonacci hashing of the address and interface: cheap and spreads neighbours.
+        let h = (ip.to_bits() ^ (u32::from(out_if) << 24)).wrapping_mul(0x9e37_79b9);
+        let mask = self.slots.len() - 1;
+        let k = (h >> 16) as usize & mask;
+        if let Some((i, a, mac)) = self.slots[k] {
+            if i == out_if && a == ip {
+                return Some(mac);
+            }
+        }
+        let mac = cache.lookup(out_if, ip)?;
+        self.slots[k] = Some((out_if, ip, mac));
+        Some(mac)
+    }
+}
+
+impl Default for NeighMemo {
+    fn default() -> NeighMemo {
+        NeighMemo::new(64)
     }
 }
 
@@ -672,6 +759,44 @@ mod tests {
         c.learn(WAN, ip("172.25.46.1"), mac(3), 0);
         assert_eq!(c.flush_if(WAN), 1);
         assert_eq!(c.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn memo_follows_changes_and_removals() {
+        let c = NeighCache::new(1000);
+        let mut m = NeighMemo::new(4);
+        let gw = ip("172.25.46.1");
+        assert_eq!(m.lookup(&c, WAN, gw), None);
+        let g0 = c.generation();
+        c.learn(WAN, gw, mac(1), 0);
+        assert_eq!(c.generation(), g0, "a new entry invalidates nothing");
+        assert_eq!(m.lookup(&c, WAN, gw), Some(mac(1)));
+        c.learn(WAN, gw, mac(1), 10);
+        assert_eq!(c.generation(), g0, "nor does a refresh");
+        assert_eq!(m.lookup(&c, WAN, gw), Some(mac(1)));
+        // The gateway's MAC changes (its CARP master moved): the memo sees it at once.
+        c.learn(WAN, gw, mac(2), 20);
+        assert_eq!(m.lookup(&c, WAN, gw), Some(mac(2)));
+        assert_eq!(m.lookup(&c, LAN, gw), None);
+        c.remove(WAN, gw);
+        assert_eq!(m.lookup(&c, WAN, gw), None);
+        c.learn(WAN, gw, mac(3), 30);
+        assert_eq!(m.lookup(&c, WAN, gw), Some(mac(3)));
+        assert_eq!(c.expire(1030), 1);
+        assert_eq!(m.lookup(&c, WAN, gw), None);
+        // Colliding neighbours in a tiny memo still answer right.
+        let c = NeighCache::default();
+        for i in 0..50u8 {
+            c.learn(LAN, Ipv4Addr::new(192, 168, 0, i), mac(i), 0);
+        }
+        for _ in 0..2 {
+            for i in 0..50u8 {
+                assert_eq!(
+                    m.lookup(&c, LAN, Ipv4Addr::new(192, 168, 0, i)),
+                    Some(mac(i))
+                );
+            }
+        }
     }
 
     #[test]
