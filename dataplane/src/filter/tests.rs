@@ -479,3 +479,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ruleset_is_shareable_between_workers() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Ruleset>();
+    assert_send_sync::<crate::route::RouteTable>();
+    assert_send_sync::<crate::neigh::NeighCache>();
+    fn assert_send<T: Send>() {}
+    assert_send::<crate::neigh::PendingQueues>();
+    assert_send::<crate::neigh::NeighMemo>();
+}
