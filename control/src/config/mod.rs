@@ -13,6 +13,8 @@
 //!
 //! # The format
 //!
+//! A whole, valid file (a test parses it):
+//!
 //! Unknown keys are errors everywhere. Names (of interfaces and aliases) are a letter, then
 //! letters, digits, `_` or `-`, at most 31 characters. Addresses are IPv4 (`a.b.c.d`);
 //! `a.b.c.d/len` is an address with its prefix length. Fields marked *optional* may be left out;
@@ -32,6 +34,16 @@
 //! role = "wan"           # lan | wan | sync | other
 //! description = "WAN"    # optional, free text (every section has one)
 //! mac = "02:00:00:00:0a:01"      # optional, instead of the device's MAC
+//! [[interfaces]]
+//! name = "lan"
+//! device = "lan"
+//! address = "192.168.0.11/24"
+//! role = "lan"
+//! [[interfaces]]
+//! name = "sync"
+//! device = "sync"
+//! address = "10.255.0.1/24"
+//! role = "sync"
 //!
 //! [routes]
 //! default_gateway = "172.25.46.1"   # optional; on a directly connected network
@@ -172,12 +184,19 @@ fn toml_error(
     e: &serde_path_to_error::Error<toml::de::Error>,
 ) -> ConfigError {
     let inner = e.inner();
-    let message = inner
-        .message()
-        .trim()
-        .lines()
-        .collect::<Vec<_>>()
-        .join("; ");
+    // In TOML's words: integers are read as i64 (so that validation can tell their range),
+    // serde says map and sequence for table and array, and [x] for [[x]] is a usual slip.
+    let lines: Vec<&str> = inner.message().trim().lines().collect();
+    let message = lines
+        .join("; ")
+        .replace("expected i64", "expected an integer")
+        .replace(
+            "invalid type: map, expected a sequence",
+            "expected an array of tables ([[...]]), found a table ([...])",
+        )
+        .replace("expected a sequence", "expected an array")
+        .replace("invalid type: map", "invalid type: table")
+        .replace("invalid type: sequence", "invalid type: array");
     let path = e.path().to_string();
     let Some(span) = inner.span() else {
         return ConfigError::Invalid {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::fmt;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawConfig {
     pub system: Option<RawSystem>,
     #[serde(default)]
@@ -28,7 +28,7 @@ pub(crate) struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawSystem {
     pub hostname: Option<String>,
     pub host_id: Option<i64>,
@@ -37,7 +37,7 @@ pub(crate) struct RawSystem {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawInterface {
     pub name: Option<String>,
     pub device: Option<String>,
@@ -49,7 +49,7 @@ pub(crate) struct RawInterface {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawRoutes {
     pub default_gateway: Option<String>,
     #[serde(default, rename = "static")]
@@ -57,7 +57,7 @@ pub(crate) struct RawRoutes {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawStaticRoute {
     pub network: Option<String>,
     pub gateway: Option<String>,
@@ -66,7 +66,7 @@ pub(crate) struct RawStaticRoute {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawAlias {
     pub name: Option<String>,
     #[serde(rename = "type")]
@@ -78,7 +78,7 @@ pub(crate) struct RawAlias {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawVip {
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -93,13 +93,13 @@ pub(crate) struct RawVip {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawNat {
     pub outbound: Option<RawOutbound>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawOutbound {
     pub mode: Option<String>,
     #[serde(default)]
@@ -107,7 +107,7 @@ pub(crate) struct RawOutbound {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawNatRule {
     #[serde(default)]
     pub disabled: bool,
@@ -125,7 +125,10 @@ pub(crate) struct RawNatRule {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table like { address = \"interface address\", port = \"1024-65535\", static_port = false }"
+)]
 pub(crate) struct RawTranslation {
     pub address: Option<String>,
     pub port: Option<RawPort>,
@@ -134,7 +137,10 @@ pub(crate) struct RawTranslation {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table like { address = \"lan net\", invert = false, port = 443 }"
+)]
 pub(crate) struct RawEndpoint {
     pub address: Option<String>,
     #[serde(default)]
@@ -172,14 +178,14 @@ impl<'de> Deserialize<'de> for RawPort {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawFilter {
     #[serde(default)]
     pub rules: Vec<RawFilterRule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawFilterRule {
     pub interface: Option<String>,
     pub action: Option<String>,
@@ -198,14 +204,14 @@ pub(crate) struct RawFilterRule {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawHa {
     pub state_sync: Option<RawStateSync>,
     pub config_sync: Option<RawConfigSync>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawStateSync {
     pub enabled: Option<bool>,
     pub interface: Option<String>,
@@ -214,7 +220,7 @@ pub(crate) struct RawStateSync {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawConfigSync {
     pub sync_to: Option<String>,
     pub port: Option<i64>,

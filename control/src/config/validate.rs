@@ -1040,23 +1040,20 @@ fn config_sync(
             None
         }
         (Some(list), Some(_)) => {
-            let mut set = Some(BTreeSet::new());
+            let mut set = BTreeSet::new();
+            let mut valid = true;
             for (i, s) in list.iter().enumerate() {
                 let path = format!("{p}.sections[{i}]");
                 match r.check(&path, SyncSection::parse(s)) {
-                    Some(sec) => {
-                        if set.as_ref().is_some_and(|set| set.contains(&sec)) {
-                            r.err(&path, format!("{s:?} is listed twice"));
-                            set = None;
-                        }
-                        set.iter_mut().for_each(|set| {
-                            set.insert(sec);
-                        });
+                    Some(sec) if !set.insert(sec) => {
+                        r.err(&path, format!("{s:?} is listed twice"));
+                        valid = false;
                     }
-                    None => set = None,
+                    Some(_) => {}
+                    None => valid = false,
                 }
             }
-            set
+            valid.then_some(set)
         }
     };
     Some(ConfigSync {
