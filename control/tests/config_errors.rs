@@ -803,3 +803,57 @@ fn unreadable_file() {
         "{e}"
     );
 }
+
+/// Variants of the lab's fw-a.toml with one line removed or one value replaced by a wrong one:
+/// never a panic, and every refusal is told in messages naming the file, never by the internal
+/// fallback of a value refused without a message.
+#[test]
+fn broken_variants_of_fw_a_are_all_reported() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lab/fw-a.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let wrong = [
+        "0",
+        "\"\"",
+        "\"x y\"",
+        "\"300.1.1.1/24\"",
+        "-1",
+        "true",
+        "[]",
+        "{}",
+    ];
+    let mut refused = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        let mut variants = vec![lines
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(_, l)| *l)
+            .collect::<Vec<_>>()
+            .join("\n")];
+        for w in wrong {
+            let mut v = lines.clone();
+            let replaced = format!("{key} = {w}");
+            v[i] = &replaced;
+            variants.push(v.join("\n"));
+        }
+        for variant in variants {
+            if let Err(e) = parse("fw-a.toml", &variant) {
+                refused += 1;
+                assert!(!e.is_empty());
+                for m in e.messages() {
+                    assert!(m.starts_with("fw-a.toml: "), "{m}");
+                    assert!(
+                        !m.contains("internal"),
+                        "{m}\nafter changing line {}: {line}",
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
+    assert!(refused > 300, "only {refused} variants refused");
+}

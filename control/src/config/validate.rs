@@ -18,7 +18,7 @@ use super::model::{
 };
 use super::raw::{
     RawAlias, RawConfig, RawConfigSync, RawEndpoint, RawFilter, RawHa, RawInterface, RawNat,
-    RawPort, RawRoutes, RawStateSync, RawSystem, RawVip,
+    RawNatRule, RawPort, RawRoutes, RawStateSync, RawSystem, RawVip,
 };
 use super::types::{
     is_name, parse_ipv4, parse_network, Action, AddrSpec, AliasType, Endpoint, IpVersion, MacAddr,
@@ -289,6 +289,15 @@ impl Ctx {
     }
 }
 
+/// Adds `item` to `acc`; an invalid item (already reported) makes the whole list invalid.
+fn collect<T>(acc: &mut Option<Vec<T>>, item: Option<T>) {
+    match (acc.as_mut(), item) {
+        (Some(v), Some(item)) => v.push(item),
+        (_, None) => *acc = None,
+        (None, Some(_)) => {}
+    }
+}
+
 /// An optional port: `Some(None)` when absent, `None` when invalid.
 fn port(
     r: &mut Report<'_>,
@@ -514,10 +523,7 @@ fn aliases(r: &mut Report<'_>, raw: &[RawAlias]) -> (Vec<Option<Alias>>, HashSet
                     AliasType::Host => parse_ipv4(e).map(Prefix::host),
                     AliasType::Network => parse_network(e),
                 };
-                match r.check(format!("{p}.entries[{j}]"), parsed) {
-                    Some(prefix) => entries.iter_mut().for_each(|v| v.push(prefix)),
-                    None => entries = None,
-                }
+                collect(&mut entries, r.check(format!("{p}.entries[{j}]"), parsed));
             }
         }
         out.push((|| {
@@ -742,10 +748,7 @@ fn routes(r: &mut Report<'_>, ctx: &Ctx, raw: &RawRoutes) -> Option<Routes> {
                 description: rs.description.clone(),
             })
         })();
-        match route {
-            Some(route) => static_routes.iter_mut().for_each(|v| v.push(route.clone())),
-            None => static_routes = None,
-        }
+        collect(&mut static_routes, route);
     }
     Some(Routes {
         default_gateway: default_gateway?,
@@ -781,66 +784,7 @@ fn nat(r: &mut Report<'_>, ctx: &Ctx, raw: &RawNat) -> Option<Nat> {
             rr.destination.as_ref(),
             protocol,
         );
-        let translation = match &rr.translation {
-            Some(_) if rr.no_nat => {
-                r.err(
-                    format!("{p}.translation"),
-                    "a no_nat rule takes no translation",
-                );
-                None
-            }
-            None => Some(Translation {
-                address: TranslationAddr::InterfaceAddress,
-                port: None,
-                static_port: false,
-            }),
-            Some(t) => {
-                let path = format!("{p}.translation.address");
-                let address = match t.address.as_deref() {
-                    None | Some("interface address") => Some(TranslationAddr::InterfaceAddress),
-                    Some(s) => r
-                        .check(
-                            &path,
-                            parse_ipv4(s).map_err(|e| {
-                                format!("{e} (write an address, or \"interface address\")")
-                            }),
-                        )
-                        .and_then(|ip| {
-                            if ctx.owner(ip).is_some() {
-                                Some(TranslationAddr::Addr(ip))
-                            } else {
-                                r.err(
-                                    &path,
-                                    format!(
-                                        "{ip} is neither an interface address nor a virtual IP"
-                                    ),
-                                );
-                                None
-                            }
-                        }),
-                };
-                let port = port(
-                    r,
-                    &format!("{p}.translation.port"),
-                    t.port.as_ref(),
-                    protocol,
-                );
-                if t.static_port && t.port.is_some() {
-                    r.err(
-                        format!("{p}.translation.static_port"),
-                        "cannot be combined with translation.port",
-                    );
-                }
-                (|| {
-                    Some(Translation {
-                        address: address?,
-                        port: port?,
-                        static_port: t.static_port,
-                    })
-                })()
-                .filter(|_| !(t.static_port && t.port.is_some()))
-            }
-        };
+        let translation = translation(r, ctx, &p, rr, protocol);
         let rule = (|| {
             Some(OutboundNatRule {
                 disabled: rr.disabled,
@@ -854,16 +798,73 @@ fn nat(r: &mut Report<'_>, ctx: &Ctx, raw: &RawNat) -> Option<Nat> {
                 description: rr.description.clone(),
             })
         })();
-        match rule {
-            Some(rule) => rules.iter_mut().for_each(|v| v.push(rule.clone())),
-            None => rules = None,
-        }
+        collect(&mut rules, rule);
     }
     Some(Nat {
         outbound: OutboundNat {
             mode: mode?,
             rules: rules?,
         },
+    })
+}
+
+/// The translation of the outbound NAT rule at `p`: the interface address when not written.
+fn translation(
+    r: &mut Report<'_>,
+    ctx: &Ctx,
+    p: &str,
+    rule: &RawNatRule,
+    protocol: Option<Protocol>,
+) -> Option<Translation> {
+    let Some(t) = &rule.translation else {
+        return Some(Translation {
+            address: TranslationAddr::InterfaceAddress,
+            port: None,
+            static_port: false,
+        });
+    };
+    if rule.no_nat {
+        r.err(
+            format!("{p}.translation"),
+            "a no_nat rule takes no translation",
+        );
+        return None;
+    }
+    let path = format!("{p}.translation.address");
+    let address = match t.address.as_deref() {
+        None | Some("interface address") => Some(TranslationAddr::InterfaceAddress),
+        Some(s) => {
+            let parsed = parse_ipv4(s)
+                .map_err(|e| format!("{e} (write an address, or \"interface address\")"));
+            r.check(&path, parsed).and_then(|ip| {
+                if ctx.owner(ip).is_none() {
+                    r.err(
+                        &path,
+                        format!("{ip} is neither an interface address nor a virtual IP"),
+                    );
+                    return None;
+                }
+                Some(TranslationAddr::Addr(ip))
+            })
+        }
+    };
+    let port = port(
+        r,
+        &format!("{p}.translation.port"),
+        t.port.as_ref(),
+        protocol,
+    );
+    if t.static_port && t.port.is_some() {
+        r.err(
+            format!("{p}.translation.static_port"),
+            "cannot be combined with translation.port",
+        );
+        return None;
+    }
+    Some(Translation {
+        address: address?,
+        port: port?,
+        static_port: t.static_port,
     })
 }
 
@@ -908,10 +909,7 @@ fn filter(r: &mut Report<'_>, ctx: &Ctx, raw: &RawFilter) -> Option<Filter> {
                 no_sync: rr.no_sync,
             })
         })();
-        match rule {
-            Some(rule) => rules.iter_mut().for_each(|v| v.push(rule.clone())),
-            None => rules = None,
-        }
+        collect(&mut rules, rule);
     }
     Some(Filter { rules: rules? })
 }
