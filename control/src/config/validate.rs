@@ -1,0 +1,1064 @@
+//! From the TOML as read ([`RawConfig`]) to the typed [`Config`], collecting every problem.
+//!
+//! Each section is checked on its own first, keeping what is valid; the cross-field checks
+//! (names that must exist, addresses that must be inside a network, CARP groups that must agree)
+//! then use what was valid, so one mistake is reported once and not again by every field that
+//! refers to it. A `Config` comes out only when nothing was reported.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt::Display;
+use std::net::Ipv4Addr;
+use std::num::NonZeroU32;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::model::{
+    Alias, Carp, Config, ConfigSync, Filter, FilterRule, Ha, Interface, Nat, OutboundNat,
+    OutboundNatRule, Routes, StateSync, StaticRoute, System, Translation, TranslationAddr, VipKind,
+    VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_STATE_LIMIT, DEFAULT_WORKERS,
+};
+use super::raw::{
+    RawAlias, RawConfig, RawConfigSync, RawEndpoint, RawFilter, RawHa, RawInterface, RawNat,
+    RawNatRule, RawPort, RawRoutes, RawStateSync, RawSystem, RawVip,
+};
+use super::types::{
+    is_name, parse_ipv4, parse_network, Action, AddrSpec, AliasType, Endpoint, IpVersion, MacAddr,
+    NatMode, PortRange, Prefix, Protocol, Role, SyncSection, VipType,
+};
+
+const NAME_RULE: &str = "a letter, then letters, digits, '_' or '-'; at most 31 characters";
+
+/// Largest `system.workers`.
+const MAX_WORKERS: i64 = 64;
+/// Largest `system.state_limit`.
+const MAX_STATE_LIMIT: i64 = 16_777_216;
+/// Shortest `ha.state_sync.key`, in bytes.
+const MIN_SYNC_KEY_LEN: usize = 8;
+/// Longest CARP password, in bytes: the HMAC key is the password zero-padded to 20 bytes.
+const MAX_CARP_PASSWORD_LEN: usize = 20;
+
+/// Validates `raw`, read from `file`.
+pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErrors> {
+    let mut r = Report {
+        file,
+        errors: Vec::new(),
+    };
+
+    let system = system(&mut r, raw.system.as_ref());
+    let (interfaces, iface_info) = interfaces(&mut r, &raw.interfaces);
+    let (aliases, alias_names) = aliases(&mut r, &raw.aliases);
+    let mut ctx = Ctx {
+        ifaces: iface_info,
+        aliases: alias_names,
+        vips: Vec::new(),
+    };
+    let virtual_ips = virtual_ips(&mut r, &ctx, &raw.virtual_ips);
+    ctx.vips = virtual_ips
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.as_ref().map(|v| (v.address.addr(), i)))
+        .collect();
+    let routes = routes(&mut r, &ctx, &raw.routes);
+    let nat = nat(&mut r, &ctx, &raw.nat);
+    let filter = filter(&mut r, &ctx, &raw.filter);
+    let ha = match &raw.ha {
+        Some(ha) => self::ha(&mut r, &ctx, ha),
+        None => Some(Ha::default()),
+    };
+
+    let interfaces: Option<Vec<Interface>> = interfaces.into_iter().collect();
+    let aliases: Option<Vec<Alias>> = aliases.into_iter().collect();
+    let virtual_ips: Option<Vec<VirtualIp>> = virtual_ips.into_iter().collect();
+    match (
+        system,
+        interfaces,
+        routes,
+        aliases,
+        virtual_ips,
+        nat,
+        filter,
+        ha,
+    ) {
+        (
+            Some(system),
+            Some(interfaces),
+            Some(routes),
+            Some(aliases),
+            Some(virtual_ips),
+            Some(nat),
+            Some(filter),
+            Some(ha),
+        ) if r.errors.is_empty() => Ok(Config {
+            system,
+            interfaces,
+            routes,
+            aliases,
+            virtual_ips,
+            nat,
+            filter,
+            ha,
+        }),
+        _ => {
+            if r.errors.is_empty() {
+                // Every `None` above comes with an error; this keeps a slip from passing.
+                r.err(
+                    "(config)",
+                    "invalid (internal: a value was refused without a message)",
+                );
+            }
+            Err(ConfigErrors(r.errors))
+        }
+    }
+}
+
+/// The errors found so far.
+struct Report<'f> {
+    file: &'f str,
+    errors: Vec<ConfigError>,
+}
+
+impl Report<'_> {
+    fn err(&mut self, path: impl Display, message: impl Display) {
+        self.errors.push(ConfigError::Invalid {
+            file: self.file.to_owned(),
+            path: path.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    /// `Some(value)` of a required field, or reports it missing.
+    fn req<'a, T>(&mut self, path: impl Display, v: &'a Option<T>) -> Option<&'a T> {
+        if v.is_none() {
+            self.err(path, "missing");
+        }
+        v.as_ref()
+    }
+
+    /// The result's value, or reports its message.
+    fn check<T>(&mut self, path: impl Display, res: Result<T, String>) -> Option<T> {
+        res.map_err(|m| self.err(path, m)).ok()
+    }
+
+    /// `v` if it is in `lo..=hi`.
+    fn range(&mut self, path: impl Display, v: i64, lo: i64, hi: i64) -> Option<i64> {
+        if (lo..=hi).contains(&v) {
+            Some(v)
+        } else {
+            self.err(path, format!("{v} is out of range {lo}..={hi}"));
+            None
+        }
+    }
+
+    /// A required, non-empty string.
+    fn text<'a>(&mut self, path: impl Display, v: &'a Option<String>) -> Option<&'a str> {
+        let s = self.req(&path, v)?;
+        if s.is_empty() {
+            self.err(path, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+}
+
+/// What the cross-field checks know of the sections checked first.
+struct Ctx {
+    ifaces: Vec<IfaceInfo>,
+    aliases: HashSet<String>,
+    /// Valid VIP addresses and their index.
+    vips: Vec<(Ipv4Addr, usize)>,
+}
+
+/// An interface whose name is valid and unique, with its other values when valid.
+struct IfaceInfo {
+    name: String,
+    address: Option<Prefix>,
+    role: Option<Role>,
+}
+
+impl Ctx {
+    fn iface(&self, name: &str) -> Option<&IfaceInfo> {
+        self.ifaces.iter().find(|i| i.name == name)
+    }
+
+    /// A required reference to an interface.
+    fn iface_ref<'a>(
+        &'a self,
+        r: &mut Report<'_>,
+        path: &str,
+        v: &Option<String>,
+    ) -> Option<&'a IfaceInfo> {
+        let name = r.req(path, v)?;
+        let found = self.iface(name);
+        if found.is_none() {
+            r.err(
+                path,
+                format!("unknown interface {name:?}{}", self.defined_ifaces()),
+            );
+        }
+        found
+    }
+
+    fn defined_ifaces(&self) -> String {
+        if self.ifaces.is_empty() {
+            " (no interface is defined)".to_owned()
+        } else {
+            let names: Vec<&str> = self.ifaces.iter().map(|i| i.name.as_str()).collect();
+            format!(" (defined: {})", names.join(", "))
+        }
+    }
+
+    /// Who on this box owns `ip`: `interface NAME` or `virtual_ips[I]`.
+    fn owner(&self, ip: Ipv4Addr) -> Option<String> {
+        if let Some(i) = self
+            .ifaces
+            .iter()
+            .find(|i| i.address.is_some_and(|a| a.addr() == ip))
+        {
+            return Some(format!("interface {}", i.name));
+        }
+        self.vips
+            .iter()
+            .find(|(a, _)| *a == ip)
+            .map(|(_, i)| format!("virtual_ips[{i}]"))
+    }
+
+    /// Whether `ip` is inside some interface's network.
+    fn on_link(&self, ip: Ipv4Addr) -> bool {
+        self.ifaces
+            .iter()
+            .any(|i| i.address.is_some_and(|a| a.contains(ip)))
+    }
+
+    /// A gateway or peer: on a connected network, not one of ours.
+    fn neighbour(&self, r: &mut Report<'_>, path: &str, ip: Ipv4Addr) {
+        if let Some(owner) = self.owner(ip) {
+            r.err(path, format!("{ip} is this box's own address ({owner})"));
+        } else if !self.on_link(ip) {
+            r.err(path, format!("{ip} is not inside any interface's network"));
+        }
+    }
+
+    fn addr_spec(&self, r: &mut Report<'_>, path: &str, s: &str) -> Option<AddrSpec> {
+        let spec = r.check(path, AddrSpec::parse(s))?;
+        match &spec {
+            AddrSpec::Alias(name) if !self.aliases.contains(name) => {
+                let defined = if self.aliases.is_empty() {
+                    " (no alias is defined)".to_owned()
+                } else {
+                    let mut names: Vec<&str> = self.aliases.iter().map(String::as_str).collect();
+                    names.sort_unstable();
+                    format!(" (defined: {})", names.join(", "))
+                };
+                r.err(path, format!("unknown alias {name:?}{defined}"));
+                None
+            }
+            AddrSpec::InterfaceNet(name) if self.iface(name).is_none() => {
+                r.err(
+                    path,
+                    format!(
+                        "unknown interface {name:?} in {s:?}{}",
+                        self.defined_ifaces()
+                    ),
+                );
+                None
+            }
+            _ => Some(spec),
+        }
+    }
+
+    /// A rule's source or destination; absent is any address, any port.
+    fn endpoint(
+        &self,
+        r: &mut Report<'_>,
+        path: &str,
+        raw: Option<&RawEndpoint>,
+        protocol: Option<Protocol>,
+    ) -> Option<Endpoint> {
+        let Some(raw) = raw else {
+            return Some(Endpoint::ANY);
+        };
+        let addr = match &raw.address {
+            Some(s) => self.addr_spec(r, &format!("{path}.address"), s),
+            None => Some(AddrSpec::Any),
+        };
+        let port = port(r, &format!("{path}.port"), raw.port.as_ref(), protocol)?;
+        Some(Endpoint {
+            addr: addr?,
+            invert: raw.invert,
+            port,
+        })
+    }
+}
+
+/// Adds `item` to `acc`; an invalid item (already reported) makes the whole list invalid.
+fn collect<T>(acc: &mut Option<Vec<T>>, item: Option<T>) {
+    match (acc.as_mut(), item) {
+        (Some(v), Some(item)) => v.push(item),
+        (_, None) => *acc = None,
+        (None, Some(_)) => {}
+    }
+}
+
+/// An optional port: `Some(None)` when absent, `None` when invalid.
+fn port(
+    r: &mut Report<'_>,
+    path: &str,
+    raw: Option<&RawPort>,
+    protocol: Option<Protocol>,
+) -> Option<Option<PortRange>> {
+    let Some(raw) = raw else { return Some(None) };
+    let range = match raw {
+        RawPort::Int(p) => PortRange::from_int(*p),
+        RawPort::Str(s) => PortRange::parse(s),
+    };
+    let range = r.check(path, range)?;
+    if let Some(proto) = protocol.filter(|p| !p.has_ports()) {
+        r.err(
+            path,
+            format!("a port needs protocol tcp, udp or tcp/udp (this rule has {proto})"),
+        );
+        return None;
+    }
+    Some(Some(range))
+}
+
+/// An optional protocol, `any` when absent.
+fn protocol(r: &mut Report<'_>, path: &str, v: &Option<String>) -> Option<Protocol> {
+    match v {
+        Some(s) => r.check(path, Protocol::parse(s)),
+        None => Some(Protocol::Any),
+    }
+}
+
+fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
+    let Some(raw) = raw else {
+        r.err("system", "missing");
+        return None;
+    };
+    let hostname = r.text("system.hostname", &raw.hostname).and_then(|h| {
+        let ok = h.len() <= 253
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !ok {
+            r.err(
+                "system.hostname",
+                format!("{h:?} is not a valid host name (labels of letters, digits and '-', at most 63 characters each)"),
+            );
+        }
+        ok.then(|| h.to_owned())
+    });
+    let host_id = r
+        .req("system.host_id", &raw.host_id)
+        .and_then(|&v| r.range("system.host_id", v, 1, i64::from(u32::MAX)))
+        .and_then(|v| NonZeroU32::new(u32::try_from(v).ok()?));
+    let workers = match raw.workers {
+        Some(v) => r
+            .range("system.workers", v, 1, MAX_WORKERS)
+            .and_then(|v| u16::try_from(v).ok()),
+        None => Some(DEFAULT_WORKERS),
+    };
+    let state_limit = match raw.state_limit {
+        Some(v) => r
+            .range("system.state_limit", v, 1, MAX_STATE_LIMIT)
+            .and_then(|v| u32::try_from(v).ok()),
+        None => Some(DEFAULT_STATE_LIMIT),
+    };
+    Some(System {
+        hostname: hostname?,
+        host_id: host_id?,
+        workers: workers?,
+        state_limit: state_limit?,
+    })
+}
+
+fn interfaces(
+    r: &mut Report<'_>,
+    raw: &[RawInterface],
+) -> (Vec<Option<Interface>>, Vec<IfaceInfo>) {
+    if raw.is_empty() {
+        r.err("interfaces", "at least one interface is needed");
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut info: Vec<IfaceInfo> = Vec::with_capacity(raw.len());
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut devices: HashMap<&str, usize> = HashMap::new();
+    let mut nets: Vec<(Prefix, usize, &str)> = Vec::new();
+    for (i, ri) in raw.iter().enumerate() {
+        let p = format!("interfaces[{i}]");
+        let name = r.text(format!("{p}.name"), &ri.name).and_then(|n| {
+            if !is_name(n) {
+                r.err(
+                    format!("{p}.name"),
+                    format!("{n:?} is not a valid name ({NAME_RULE})"),
+                );
+                None
+            } else if let Some(j) = names.get(n) {
+                r.err(
+                    format!("{p}.name"),
+                    format!("{n:?} is already used by interfaces[{j}]"),
+                );
+                None
+            } else {
+                names.insert(n, i);
+                Some(n)
+            }
+        });
+        let device = r.text(format!("{p}.device"), &ri.device).and_then(|d| {
+            if d.len() > 15 || d.contains(['/', ':']) || d.contains(char::is_whitespace) {
+                r.err(
+                    format!("{p}.device"),
+                    format!("{d:?} is not a valid device name (at most 15 characters, no '/', ':' or whitespace)"),
+                );
+                None
+            } else if let Some(j) = devices.get(d) {
+                r.err(format!("{p}.device"), format!("{d:?} is already used by interfaces[{j}]"));
+                None
+            } else {
+                devices.insert(d, i);
+                Some(d)
+            }
+        });
+        let path = format!("{p}.address");
+        let address = r
+            .req(&path, &ri.address)
+            .and_then(|a| r.check(&path, a.parse::<Prefix>()))
+            .and_then(|a| {
+                let net = a.network();
+                if a.len() == 0 {
+                    r.err(&path, "prefix length /0 is out of range 1..=32");
+                    return None;
+                }
+                if a.len() <= 30 && a.addr() == net.addr() {
+                    r.err(
+                        &path,
+                        format!("{} is the network address of {net}", a.addr()),
+                    );
+                    return None;
+                }
+                if a.len() <= 30 && a.addr() == a.broadcast() {
+                    r.err(
+                        &path,
+                        format!("{} is the broadcast address of {net}", a.addr()),
+                    );
+                    return None;
+                }
+                if let Some((other, j, other_name)) = nets.iter().find(|(n, ..)| n.overlaps(net)) {
+                    r.err(
+                        &path,
+                        format!("{net} overlaps {other} of interfaces[{j}] ({other_name})"),
+                    );
+                    return None;
+                }
+                nets.push((net, i, name.unwrap_or("?")));
+                Some(a)
+            });
+        let role = r
+            .req(format!("{p}.role"), &ri.role)
+            .and_then(|s| r.check(format!("{p}.role"), Role::parse(s)));
+        let mac = match &ri.mac {
+            Some(m) => r.check(format!("{p}.mac"), m.parse::<MacAddr>()).map(Some),
+            None => Some(None),
+        };
+        if let Some(name) = name {
+            info.push(IfaceInfo {
+                name: name.to_owned(),
+                address,
+                role,
+            });
+        }
+        out.push((|| {
+            Some(Interface {
+                name: name?.to_owned(),
+                device: device?.to_owned(),
+                address: address?,
+                role: role?,
+                description: ri.description.clone(),
+                mac: mac?,
+            })
+        })());
+    }
+    (out, info)
+}
+
+fn aliases(r: &mut Report<'_>, raw: &[RawAlias]) -> (Vec<Option<Alias>>, HashSet<String>) {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, ra) in raw.iter().enumerate() {
+        let p = format!("aliases[{i}]");
+        let name = r.text(format!("{p}.name"), &ra.name).and_then(|n| {
+            if !is_name(n) {
+                r.err(
+                    format!("{p}.name"),
+                    format!("{n:?} is not a valid name ({NAME_RULE})"),
+                );
+                None
+            } else if n == "any" || n == "self" {
+                r.err(format!("{p}.name"), format!("{n:?} is reserved"));
+                None
+            } else if let Some(j) = names.get(n) {
+                r.err(
+                    format!("{p}.name"),
+                    format!("{n:?} is already used by aliases[{j}]"),
+                );
+                None
+            } else {
+                names.insert(n.to_owned(), i);
+                Some(n)
+            }
+        });
+        let kind = r
+            .req(format!("{p}.type"), &ra.kind)
+            .and_then(|s| r.check(format!("{p}.type"), AliasType::parse(s)));
+        let mut entries = Some(Vec::with_capacity(ra.entries.len()));
+        if let Some(kind) = kind {
+            for (j, e) in ra.entries.iter().enumerate() {
+                let parsed = match kind {
+                    AliasType::Host if e.contains('/') => Err(format!(
+                        "{e:?} is not a host address (a host alias holds a.b.c.d addresses; networks go in a type = \"network\" alias)"
+                    )),
+                    AliasType::Host => parse_ipv4(e).map(Prefix::host),
+                    AliasType::Network => parse_network(e),
+                };
+                collect(&mut entries, r.check(format!("{p}.entries[{j}]"), parsed));
+            }
+        }
+        out.push((|| {
+            Some(Alias {
+                name: name?.to_owned(),
+                kind: kind?,
+                entries: entries?,
+                description: ra.description.clone(),
+            })
+        })());
+    }
+    (out, names.into_keys().collect())
+}
+
+fn virtual_ips(r: &mut Report<'_>, ctx: &Ctx, raw: &[RawVip]) -> Vec<Option<VirtualIp>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut seen: HashMap<Ipv4Addr, usize> = HashMap::new();
+    // (interface, vhid) -> the first VIP of the group and its CARP parameters.
+    let mut groups: HashMap<(String, u8), (usize, Carp)> = HashMap::new();
+    for (i, rv) in raw.iter().enumerate() {
+        let p = format!("virtual_ips[{i}]");
+        let ty = r
+            .req(format!("{p}.type"), &rv.kind)
+            .and_then(|s| r.check(format!("{p}.type"), VipType::parse(s)));
+        let iface = ctx.iface_ref(r, &format!("{p}.interface"), &rv.interface);
+        let path = format!("{p}.address");
+        let address = r
+            .req(&path, &rv.address)
+            .and_then(|a| r.check(&path, a.parse::<Prefix>()))
+            .and_then(|a| {
+                let ip = a.addr();
+                if let Some(if_addr) = iface.and_then(|f| f.address) {
+                    let name = iface.map_or("?", |f| f.name.as_str());
+                    let net = if_addr.network();
+                    if !net.contains(ip) {
+                        r.err(&path, format!("{ip} is not inside the network of interface {name} ({net})"));
+                        return None;
+                    }
+                    if net.len() <= 30 && (ip == net.addr() || ip == net.broadcast()) {
+                        let what = if ip == net.addr() { "network" } else { "broadcast" };
+                        r.err(&path, format!("{ip} is the {what} address of {net}"));
+                        return None;
+                    }
+                    if ty == Some(VipType::Carp) && a.len() != if_addr.len() {
+                        r.err(
+                            &path,
+                            format!(
+                                "prefix length /{} differs from interface {name}'s /{} (a CARP VIP takes its interface's subnet mask)",
+                                a.len(),
+                                if_addr.len()
+                            ),
+                        );
+                        return None;
+                    }
+                } else if iface.is_none() && !ctx.on_link(ip) {
+                    r.err(&path, format!("{ip} is not inside any interface's network"));
+                    return None;
+                }
+                if let Some(owner) = ctx.ifaces.iter().find(|f| f.address.is_some_and(|fa| fa.addr() == ip)) {
+                    r.err(&path, format!("{ip} is interface {}'s own address", owner.name));
+                    return None;
+                }
+                if let Some(j) = seen.get(&ip) {
+                    r.err(&path, format!("{ip} is already used by virtual_ips[{j}]"));
+                    return None;
+                }
+                seen.insert(ip, i);
+                Some(a)
+            });
+
+        let kind = match ty {
+            None => None,
+            Some(VipType::Carp) => carp(r, &p, rv).map(VipKind::Carp),
+            Some(other) => {
+                let fields = [
+                    ("vhid", rv.vhid.is_some()),
+                    ("password", rv.password.is_some()),
+                    ("advbase", rv.advbase.is_some()),
+                    ("advskew", rv.advskew.is_some()),
+                ];
+                for (field, _) in fields.iter().filter(|(_, set)| *set) {
+                    r.err(
+                        format!("{p}.{field}"),
+                        format!("only carp VIPs take a {field} (this one is {other})"),
+                    );
+                }
+                match other {
+                    VipType::IpAlias => Some(VipKind::IpAlias),
+                    VipType::ProxyArp => Some(VipKind::ProxyArp),
+                    _ => Some(VipKind::Other),
+                }
+            }
+        };
+
+        // One VHID on one interface is one advertisement: its VIPs share the parameters.
+        if let (Some(VipKind::Carp(c)), Some(f)) = (&kind, iface) {
+            match groups.get(&(f.name.clone(), c.vhid)) {
+                None => {
+                    groups.insert((f.name.clone(), c.vhid), (i, c.clone()));
+                }
+                Some((j, first)) => {
+                    let same = format!("virtual_ips[{j}], the same vhid {} on {}", c.vhid, f.name);
+                    if c.password != first.password {
+                        r.err(
+                            format!("{p}.password"),
+                            format!("differs from the password of {same}"),
+                        );
+                    }
+                    if c.advbase != first.advbase {
+                        r.err(
+                            format!("{p}.advbase"),
+                            format!(
+                                "{} differs from advbase {} of {same}",
+                                c.advbase, first.advbase
+                            ),
+                        );
+                    }
+                    if c.advskew != first.advskew {
+                        r.err(
+                            format!("{p}.advskew"),
+                            format!(
+                                "{} differs from advskew {} of {same}",
+                                c.advskew, first.advskew
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+
+        out.push((|| {
+            Some(VirtualIp {
+                kind: kind?,
+                interface: iface?.name.clone(),
+                address: address?,
+                description: rv.description.clone(),
+            })
+        })());
+    }
+    out
+}
+
+/// The CARP parameters of a carp VIP at `p`.
+fn carp(r: &mut Report<'_>, p: &str, rv: &RawVip) -> Option<Carp> {
+    let vhid = r
+        .req(format!("{p}.vhid"), &rv.vhid)
+        .and_then(|&v| r.range(format!("{p}.vhid"), v, 1, 255));
+    let password = r.text(format!("{p}.password"), &rv.password).and_then(|s| {
+        if s.len() > MAX_CARP_PASSWORD_LEN {
+            r.err(
+                format!("{p}.password"),
+                format!(
+                    "is {} bytes long; a CARP password is at most {MAX_CARP_PASSWORD_LEN} bytes",
+                    s.len()
+                ),
+            );
+            return None;
+        }
+        Some(s)
+    });
+    let advbase = r.range(format!("{p}.advbase"), rv.advbase.unwrap_or(1), 0, 255);
+    let advskew = r.range(format!("{p}.advskew"), rv.advskew.unwrap_or(0), 0, 254);
+    if advbase == Some(0) && advskew == Some(0) {
+        r.err(
+            format!("{p}.advskew"),
+            "advbase 0 (fast mode) needs advskew 1..=254: the advert interval is then advskew/256 s",
+        );
+        return None;
+    }
+    Some(Carp {
+        vhid: u8::try_from(vhid?).ok()?,
+        password: password?.to_owned(),
+        advbase: u8::try_from(advbase?).ok()?,
+        advskew: u8::try_from(advskew?).ok()?,
+    })
+}
+
+fn routes(r: &mut Report<'_>, ctx: &Ctx, raw: &RawRoutes) -> Option<Routes> {
+    let path = "routes.default_gateway";
+    let default_gateway = match &raw.default_gateway {
+        Some(s) => r.check(path, parse_ipv4(s)).map(|gw| {
+            ctx.neighbour(r, path, gw);
+            Some(gw)
+        }),
+        None => Some(None),
+    };
+    let mut static_routes = Some(Vec::with_capacity(raw.static_routes.len()));
+    let mut seen: HashMap<Prefix, usize> = HashMap::new();
+    for (i, rs) in raw.static_routes.iter().enumerate() {
+        let p = format!("routes.static[{i}]");
+        let network = r
+            .req(format!("{p}.network"), &rs.network)
+            .and_then(|s| r.check(format!("{p}.network"), parse_network(s)))
+            .and_then(|n| {
+                if n.len() == 0 {
+                    r.err(
+                        format!("{p}.network"),
+                        "0.0.0.0/0 is the default route: use routes.default_gateway",
+                    );
+                    None
+                } else if let Some(j) = seen.get(&n) {
+                    r.err(
+                        format!("{p}.network"),
+                        format!("{n} is already routed by routes.static[{j}]"),
+                    );
+                    None
+                } else {
+                    seen.insert(n, i);
+                    Some(n)
+                }
+            });
+        let gateway = r
+            .req(format!("{p}.gateway"), &rs.gateway)
+            .and_then(|s| r.check(format!("{p}.gateway"), parse_ipv4(s)));
+        if let Some(gw) = gateway {
+            ctx.neighbour(r, &format!("{p}.gateway"), gw);
+        }
+        let route = (|| {
+            Some(StaticRoute {
+                network: network?,
+                gateway: gateway?,
+                description: rs.description.clone(),
+            })
+        })();
+        collect(&mut static_routes, route);
+    }
+    Some(Routes {
+        default_gateway: default_gateway?,
+        static_routes: static_routes?,
+    })
+}
+
+fn nat(r: &mut Report<'_>, ctx: &Ctx, raw: &RawNat) -> Option<Nat> {
+    let Some(out) = &raw.outbound else {
+        return Some(Nat::default());
+    };
+    let mode = match &out.mode {
+        Some(s) => r.check("nat.outbound.mode", NatMode::parse(s)),
+        None => Some(NatMode::Automatic),
+    };
+    if let Some(mode @ (NatMode::Automatic | NatMode::Disabled)) = mode {
+        if !out.rules.is_empty() {
+            r.err(
+                "nat.outbound.mode",
+                format!("{mode} ignores nat.outbound.rules; use hybrid or manual"),
+            );
+        }
+    }
+    let mut rules = Some(Vec::with_capacity(out.rules.len()));
+    for (i, rr) in out.rules.iter().enumerate() {
+        let p = format!("nat.outbound.rules[{i}]");
+        let iface = ctx.iface_ref(r, &format!("{p}.interface"), &rr.interface);
+        let protocol = protocol(r, &format!("{p}.protocol"), &rr.protocol);
+        let source = ctx.endpoint(r, &format!("{p}.source"), rr.source.as_ref(), protocol);
+        let destination = ctx.endpoint(
+            r,
+            &format!("{p}.destination"),
+            rr.destination.as_ref(),
+            protocol,
+        );
+        let translation = translation(r, ctx, &p, rr, protocol);
+        let rule = (|| {
+            Some(OutboundNatRule {
+                disabled: rr.disabled,
+                no_nat: rr.no_nat,
+                interface: iface?.name.clone(),
+                protocol: protocol?,
+                source: source?,
+                destination: destination?,
+                translation: translation?,
+                no_sync: rr.no_sync,
+                description: rr.description.clone(),
+            })
+        })();
+        collect(&mut rules, rule);
+    }
+    Some(Nat {
+        outbound: OutboundNat {
+            mode: mode?,
+            rules: rules?,
+        },
+    })
+}
+
+/// The translation of the outbound NAT rule at `p`: the interface address when not written.
+fn translation(
+    r: &mut Report<'_>,
+    ctx: &Ctx,
+    p: &str,
+    rule: &RawNatRule,
+    protocol: Option<Protocol>,
+) -> Option<Translation> {
+    let Some(t) = &rule.translation else {
+        return Some(Translation {
+            address: TranslationAddr::InterfaceAddress,
+            port: None,
+            static_port: false,
+        });
+    };
+    if rule.no_nat {
+        r.err(
+            format!("{p}.translation"),
+            "a no_nat rule takes no translation",
+        );
+        return None;
+    }
+    let path = format!("{p}.translation.address");
+    let address = match t.address.as_deref() {
+        None | Some("interface address") => Some(TranslationAddr::InterfaceAddress),
+        Some(s) => {
+            let parsed = parse_ipv4(s)
+                .map_err(|e| format!("{e} (write an address, or \"interface address\")"));
+            r.check(&path, parsed).and_then(|ip| {
+                if ctx.owner(ip).is_none() {
+                    r.err(
+                        &path,
+                        format!("{ip} is neither an interface address nor a virtual IP"),
+                    );
+                    return None;
+                }
+                Some(TranslationAddr::Addr(ip))
+            })
+        }
+    };
+    let port = port(
+        r,
+        &format!("{p}.translation.port"),
+        t.port.as_ref(),
+        protocol,
+    );
+    if t.static_port && t.port.is_some() {
+        r.err(
+            format!("{p}.translation.static_port"),
+            "cannot be combined with translation.port",
+        );
+        return None;
+    }
+    Some(Translation {
+        address: address?,
+        port: port?,
+        static_port: t.static_port,
+    })
+}
+
+fn filter(r: &mut Report<'_>, ctx: &Ctx, raw: &RawFilter) -> Option<Filter> {
+    let mut rules = Some(Vec::with_capacity(raw.rules.len()));
+    for (i, rr) in raw.rules.iter().enumerate() {
+        let p = format!("filter.rules[{i}]");
+        let iface = ctx.iface_ref(r, &format!("{p}.interface"), &rr.interface);
+        let action = r
+            .req(format!("{p}.action"), &rr.action)
+            .and_then(|s| r.check(format!("{p}.action"), Action::parse(s)));
+        let ip_version = match rr.ip_version.as_deref() {
+            None => Some(IpVersion::Inet),
+            Some(v @ ("inet6" | "inet46")) => {
+                r.err(
+                    format!("{p}.ip_version"),
+                    format!("{v:?} is not supported yet (only inet)"),
+                );
+                None
+            }
+            Some(v) => r.check(format!("{p}.ip_version"), IpVersion::parse(v)),
+        };
+        let protocol = protocol(r, &format!("{p}.protocol"), &rr.protocol);
+        let source = ctx.endpoint(r, &format!("{p}.source"), rr.source.as_ref(), protocol);
+        let destination = ctx.endpoint(
+            r,
+            &format!("{p}.destination"),
+            rr.destination.as_ref(),
+            protocol,
+        );
+        let rule = (|| {
+            Some(FilterRule {
+                interface: iface?.name.clone(),
+                action: action?,
+                disabled: rr.disabled,
+                ip_version: ip_version?,
+                protocol: protocol?,
+                source: source?,
+                destination: destination?,
+                log: rr.log,
+                description: rr.description.clone(),
+                no_sync: rr.no_sync,
+            })
+        })();
+        collect(&mut rules, rule);
+    }
+    Some(Filter { rules: rules? })
+}
+
+fn ha(r: &mut Report<'_>, ctx: &Ctx, raw: &RawHa) -> Option<Ha> {
+    let state_sync = match &raw.state_sync {
+        Some(s) => state_sync(r, ctx, s).map(Some),
+        None => Some(None),
+    };
+    let peer = state_sync
+        .as_ref()
+        .and_then(|s| s.as_ref())
+        .and_then(|s| s.peer);
+    let config_sync = match &raw.config_sync {
+        Some(c) => config_sync(r, ctx, c, peer).map(Some),
+        None => Some(None),
+    };
+    Some(Ha {
+        state_sync: state_sync?,
+        config_sync: config_sync?,
+    })
+}
+
+fn state_sync(r: &mut Report<'_>, ctx: &Ctx, raw: &RawStateSync) -> Option<StateSync> {
+    let p = "ha.state_sync";
+    let iface = ctx.iface_ref(r, &format!("{p}.interface"), &raw.interface);
+    if let Some(f) = iface {
+        if let Some(role) = f.role.filter(|&role| role != Role::Sync) {
+            r.err(
+                format!("{p}.interface"),
+                format!("interface {} has role {role}, not sync", f.name),
+            );
+        }
+    }
+    let path = format!("{p}.peer");
+    let peer = match &raw.peer {
+        None => Some(None),
+        Some(s) => r.check(&path, parse_ipv4(s)).and_then(|ip| {
+            if ip.is_multicast() || ip.is_broadcast() || ip.is_unspecified() {
+                r.err(
+                    &path,
+                    format!("{ip} is not a unicast address (leave peer out for multicast)"),
+                );
+                return None;
+            }
+            if let Some(owner) = ctx.owner(ip) {
+                r.err(&path, format!("{ip} is this box's own address ({owner})"));
+                return None;
+            }
+            if let Some((name, net)) = iface.and_then(|f| Some((&f.name, f.address?.network()))) {
+                if !net.contains(ip) {
+                    r.err(
+                        &path,
+                        format!("{ip} is not inside the network of interface {name} ({net})"),
+                    );
+                    return None;
+                }
+            }
+            Some(Some(ip))
+        }),
+    };
+    let key = r.text(format!("{p}.key"), &raw.key).and_then(|k| {
+        if k.len() < MIN_SYNC_KEY_LEN {
+            r.err(
+                format!("{p}.key"),
+                format!(
+                    "is {} bytes long; a sync key has at least {MIN_SYNC_KEY_LEN}",
+                    k.len()
+                ),
+            );
+            return None;
+        }
+        Some(k)
+    });
+    let valid_role = iface.is_some_and(|f| f.role.map_or(true, |role| role == Role::Sync));
+    Some(StateSync {
+        enabled: raw.enabled.unwrap_or(true),
+        interface: iface.filter(|_| valid_role)?.name.clone(),
+        peer: peer?,
+        key: key?.to_owned(),
+    })
+}
+
+fn config_sync(
+    r: &mut Report<'_>,
+    ctx: &Ctx,
+    raw: &RawConfigSync,
+    state_peer: Option<Ipv4Addr>,
+) -> Option<ConfigSync> {
+    let p = "ha.config_sync";
+    let path = format!("{p}.sync_to");
+    let sync_to = match &raw.sync_to {
+        None => Some(None),
+        Some(s) => r.check(&path, parse_ipv4(s)).and_then(|ip| {
+            if let Some(owner) = ctx.owner(ip) {
+                r.err(&path, format!("{ip} is this box's own address ({owner})"));
+                return None;
+            }
+            if !ctx.on_link(ip) {
+                r.err(&path, format!("{ip} is not inside any interface's network"));
+                return None;
+            }
+            if let Some(peer) = state_peer.filter(|&peer| peer != ip) {
+                r.err(&path, format!("{ip} differs from ha.state_sync.peer {peer}: both name the peer's sync address"));
+                return None;
+            }
+            Some(Some(ip))
+        }),
+    };
+    let port = match raw.port {
+        Some(v) => r
+            .range(format!("{p}.port"), v, 1, 65535)
+            .and_then(|v| u16::try_from(v).ok()),
+        None => Some(DEFAULT_CONFIG_SYNC_PORT),
+    };
+    let username = r.text(format!("{p}.username"), &raw.username);
+    let password = r.text(format!("{p}.password"), &raw.password);
+    let sections = match (&raw.sections, &raw.sync_to) {
+        (None, Some(_)) => Some(SyncSection::ALL.iter().copied().collect()),
+        (None, None) => Some(BTreeSet::new()),
+        (Some(_), None) => {
+            r.err(
+                format!("{p}.sections"),
+                "only the pushing box (with sync_to) selects sections",
+            );
+            None
+        }
+        (Some(list), Some(_)) => {
+            let mut set = BTreeSet::new();
+            let mut valid = true;
+            for (i, s) in list.iter().enumerate() {
+                let path = format!("{p}.sections[{i}]");
+                match r.check(&path, SyncSection::parse(s)) {
+                    Some(sec) if !set.insert(sec) => {
+                        r.err(&path, format!("{s:?} is listed twice"));
+                        valid = false;
+                    }
+                    Some(_) => {}
+                    None => valid = false,
+                }
+            }
+            valid.then_some(set)
+        }
+    };
+    Some(ConfigSync {
+        sync_to: sync_to?,
+        port: port?,
+        username: username?.to_owned(),
+        password: password?.to_owned(),
+        sections: sections?,
+    })
+}
