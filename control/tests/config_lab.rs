@@ -14,7 +14,7 @@ fn workspace() -> PathBuf {
 }
 
 fn lab(name: &str) -> Config {
-    let path = workspace().join("scripts/lab").join(name);
+    let path = workspace().join("scripts/lab-configs").join(name);
     match load(&path) {
         Ok(c) => c,
         Err(e) => panic!("{name} is invalid:\n{e}"),
