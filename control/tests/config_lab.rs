@@ -375,9 +375,8 @@ fn check_config_refuses_a_broken_file_naming_the_fields() {
 fn check_config_on_a_missing_file_and_a_syntax_error() {
     let out = tandemd(&["--check-config", "scripts/lab-configs/no-such.toml"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("scripts/lab-configs/no-such.toml: cannot read: ")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .starts_with("scripts/lab-configs/no-such.toml: cannot read: "));
 
     let dir = std::env::temp_dir().join(format!("tandem-config-syntax-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -10,6 +10,7 @@
 
 pub mod counters;
 pub mod filter;
+pub mod generation;
 pub mod io;
 pub mod journal;
 pub mod neigh;
