@@ -1,1 +1,31 @@
-//! (to be written)
+//! The state table: every connection the firewall has let through, shared by all workers.
+//!
+//! - [`key`]: [`FlowKey`] (a packet's 5-tuple) and [`SyncId`] (pfsync's identity of a state).
+//! - [`timeouts`]: pf's timeouts, adaptive scaling.
+
+pub mod key;
+pub mod timeouts;
+
+pub use key::{FlowKey, SyncId};
+pub use timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
+
+/// Which way a packet goes relative to the packet that created its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Same way as the first packet (found under the state's stack key).
+    Original,
+    /// The answer (found under the state's reversed wire key).
+    Reply,
+}
+
+impl Direction {
+    /// 0 for [`Original`](Direction::Original), 1 for [`Reply`](Direction::Reply): the index of
+    /// per-direction counters.
+    #[inline]
+    pub const fn index(self) -> usize {
+        match self {
+            Direction::Original => 0,
+            Direction::Reply => 1,
+        }
+    }
+}
