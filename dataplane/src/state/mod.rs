@@ -1,12 +1,15 @@
 //! The state table: every connection the firewall has let through, shared by all workers.
 //!
 //! - [`key`]: [`FlowKey`] (a packet's 5-tuple) and [`SyncId`] (pfsync's identity of a state).
+//! - [`tcp`]: pf's TCP window tracking.
 //! - [`timeouts`]: pf's timeouts, adaptive scaling.
 
 pub mod key;
+pub mod tcp;
 pub mod timeouts;
 
 pub use key::{FlowKey, SyncId};
+pub use tcp::{PeerState, TcpPeer, TcpSegment, TrackError};
 pub use timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
 
 /// Which way a packet goes relative to the packet that created its state.
