@@ -91,7 +91,11 @@ impl std::fmt::Display for FlowKey {
 
 /// pfsync's identity of a state: the creating node's id and that node's 64-bit state counter.
 /// The same on both boxes of the cluster, whatever the local table looks like.
+///
+/// Packed to 12 bytes (align 4, as in pfsync's records) so that it leaves no hole in
+/// [`State`](super::State): read its fields by value (`{ sid.id }`), not by reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(C, packed(4))]
 pub struct SyncId {
     /// Creator id of the node that created the state (never 0: pfsync rejects 0).
     pub creator: u32,
@@ -122,6 +126,7 @@ mod tests {
     #[test]
     fn key_is_compact_and_packing_is_injective_on_fields() {
         assert_eq!(std::mem::size_of::<FlowKey>(), 14);
+        assert_eq!(std::mem::size_of::<SyncId>(), 12);
         let a = FlowKey::new(
             6,
             Ipv4Addr::new(1, 2, 3, 4),

@@ -1,14 +1,23 @@
 //! The state table: every connection the firewall has let through, shared by all workers.
 //!
 //! - [`key`]: [`FlowKey`] (a packet's 5-tuple) and [`SyncId`] (pfsync's identity of a state).
+//! - [`table`]: [`State`] and [`StateTable`]: one lookup by a packet's own key finds its state
+//!   and its [`Direction`]; insert puts a state under both of its keys or under none.
+//! - [`nat`]: source NAT port allocation, atomic with the insert.
 //! - [`tcp`]: pf's TCP window tracking.
 //! - [`timeouts`]: pf's timeouts, adaptive scaling.
+//!
+//! Changes are reported to state sync through [`crate::journal::StateJournal`].
 
 pub mod key;
+pub mod nat;
+pub mod table;
 pub mod tcp;
 pub mod timeouts;
 
 pub use key::{FlowKey, SyncId};
+pub use nat::PortPolicy;
+pub use table::{InsertError, NewState, State, StateTable, TableConfig, Tracking};
 pub use tcp::{PeerState, TcpPeer, TcpSegment, TrackError};
 pub use timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
 
@@ -32,3 +41,6 @@ impl Direction {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
