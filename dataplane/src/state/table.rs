@@ -877,4 +877,29 @@ impl StateTable {
         let arc_state = (std::mem::size_of::<State>() + 16 + 8).div_ceil(16) * 16;
         key_buckets * key_slot + id_buckets * id_slot + self.len() * arc_state
     }
+
+    /// Test support: every key slot points to a live state indexed by id, every indexed state
+    /// has both keys, and the count matches.
+    #[cfg(test)]
+    pub(crate) fn check_consistency(&self) -> Result<(), String> {
+        let ids: Vec<Arc<State>> = self.snapshot();
+        if ids.len() != self.len() {
+            return Err(format!("count {} but {} ids", self.len(), ids.len()));
+        }
+        if self.keys.len() != 2 * ids.len() {
+            return Err(format!("{} keys for {} states", self.keys.len(), ids.len()));
+        }
+        for s in &ids {
+            for dir in [Direction::Original, Direction::Reply] {
+                match self.keys.get(s.key(dir)) {
+                    Some(r) if Arc::ptr_eq(&r.key().state, s) && r.key().dir == dir => {}
+                    _ => return Err(format!("state {:?} missing its {dir:?} key", { s.id.id })),
+                }
+            }
+            if s.is_removed() {
+                return Err(format!("state {:?} indexed but removed", { s.id.id }));
+            }
+        }
+        Ok(())
+    }
 }
