@@ -19,7 +19,7 @@ pub use key::{FlowKey, SyncId};
 pub use nat::PortPolicy;
 pub use table::{InsertError, NewState, State, StateTable, TableConfig, Tracking};
 pub use tcp::{PeerState, TcpPeer, TcpSegment, TrackError};
-pub use timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
+pub use timeouts::{Adaptive, Clock, Millis, TimeoutClass, Timeouts};
 
 /// Which way a packet goes relative to the packet that created its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

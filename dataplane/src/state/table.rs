@@ -564,9 +564,10 @@ impl StateTable {
     /// Run `f` on the state a packet with key `key` belongs to, and the packet's direction,
     /// under the key shard's read lock: no reference count is touched, nothing is allocated.
     ///
-    /// `f` must not call back into the table's insert or remove (a shard lock is held: it would
-    /// deadlock on the same shard); [`StateTable::record_update`] is fine. To remove a state
-    /// (port reuse, RST), return that decision and use [`StateTable::lookup`] afterwards.
+    /// `f` runs with a key shard's read lock held: it must not call any other `StateTable`
+    /// method (a writer queued on the same shard, or a remove, would deadlock) except
+    /// [`StateTable::record_update`]; the state's own methods are fine. To remove a state (port
+    /// reuse), return that decision and use [`StateTable::lookup`] afterwards.
     #[inline]
     pub fn with_state<R>(
         &self,

@@ -633,3 +633,47 @@ fn insert_cost_warm() {
         per(rem, rounds)
     );
 }
+
+#[test]
+fn nat_without_ports_keeps_the_key_or_fails() {
+    let t = table(100);
+    let gre = |src| FlowKey::new(47, src, 0, SERVER, 0);
+    let a = t.insert_nat(
+        NewState::first_packet(gre(CLIENT), 1, None, 0),
+        VIP,
+        PortPolicy::DEFAULT,
+        0,
+    );
+    let a = a.unwrap();
+    assert_eq!(a.wire(), FlowKey::new(47, VIP, 0, SERVER, 0));
+    assert_eq!(a.tracking().timeout, TimeoutClass::OtherFirst);
+    let other = NewState::first_packet(gre(Ipv4Addr::new(192, 168, 0, 101)), 1, None, 0);
+    assert_eq!(
+        t.insert_nat(other, VIP, PortPolicy::DEFAULT, 0)
+            .unwrap_err(),
+        InsertError::PortExhausted
+    );
+}
+
+#[test]
+fn preallocated_table_and_thread_safety() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<StateTable>();
+    send_sync::<State>();
+    let t = StateTable::new(TableConfig {
+        capacity: 10_000,
+        ..TableConfig::default()
+    });
+    let before = t.memory_estimate();
+    for p in 0..5000 {
+        t.insert(syn_state(p), 0).unwrap();
+    }
+    let per_state = (std::mem::size_of::<State>() + 16 + 8).div_ceil(16) * 16;
+    assert_eq!(
+        t.memory_estimate() - before,
+        5000 * per_state,
+        "no map growth"
+    );
+    assert_eq!(t.flush(), 5000);
+    assert!(t.is_empty());
+}

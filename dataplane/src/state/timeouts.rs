@@ -9,6 +9,34 @@
 /// Milliseconds since an arbitrary monotonic origin (the caller's clock).
 pub type Millis = u64;
 
+/// A monotonic millisecond clock: the pipeline reads it once per batch, housekeeping once per
+/// expiry call, and passes the value down. Tests use plain numbers instead.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the clock's origin (a vDSO `clock_gettime`, ~20 ns).
+    #[inline]
+    pub fn now_ms(&self) -> Millis {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
 /// Which timeout applies to a state, pf's `PFTM_*` for the states we keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -192,6 +220,14 @@ impl Timeouts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_is_monotonic() {
+        let c = Clock::new();
+        let a = c.now_ms();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        assert!(c.now_ms() >= a + 3);
+    }
 
     #[test]
     fn pf_defaults() {
