@@ -312,6 +312,33 @@ impl State {
         r
     }
 
+    /// Merge a peer's update of this state (pfsync's UPD/UPD_C): each side is applied only if
+    /// it does not move backwards ([`tcp::merge_side`]); if at least one side was applied, the
+    /// timeout becomes `timeout` from `now` (pf re-bases the expiry on reception). Returns the
+    /// number of stale sides (0 to 2): with any, the caller counts it and pushes its own copy
+    /// back to the peer, as pfsync does.
+    pub fn merge_remote(
+        &self,
+        src: &TcpPeer,
+        dst: &TcpPeer,
+        timeout: TimeoutClass,
+        now: Millis,
+    ) -> u8 {
+        let tcp = self.proto() == PROTO_TCP;
+        let mut p = self.lock();
+        let mut stale = 0;
+        if !tcp::merge_side(&mut p.src, src, tcp, true) {
+            stale += 1;
+        }
+        if !tcp::merge_side(&mut p.dst, dst, tcp, false) {
+            stale += 1;
+        }
+        if stale < 2 {
+            self.set_expire(now, timeout);
+        }
+        stale
+    }
+
     fn mark_removed(&self) {
         let _p = self.lock();
         self.expire.fetch_or(REMOVED, Ordering::AcqRel);

@@ -381,8 +381,9 @@ pub fn track(
         && seq_geq(seq, src.seqlo.wrapping_sub(MAX_ACK_WINDOW as u32))
     {
         // pf's loose rule: shotgunned SYNs before the peer replies, a connection picked up after
-        // establishment, funky packets right after the close. Sequencing is synchronised but
-        // neither dst.seqhi's establishment nor the expiry are touched.
+        // establishment, funky packets right after the close. Sequencing is synchronised, but
+        // the other side is not moved to ESTABLISHED (this may be a shotgunned SYN) and the
+        // expiry is not refreshed (so a flood of these cannot keep the state alive).
         if u32::from(src.max_win) < win {
             src.max_win = win as u16;
         }
@@ -461,6 +462,37 @@ pub fn first_stateless(proto: u8) -> (TcpPeer, TcpPeer, TimeoutClass) {
         _ => TimeoutClass::OtherFirst,
     };
     (src, dst, class)
+}
+
+/// Merge a peer's copy of one side into ours, pfsync's rule (`pfsync_upd_tcp`): a side never
+/// moves backwards, neither its state level nor its sequence window. Returns false (and changes
+/// nothing) when the remote side is stale; the caller then counts it and sends its own, newer
+/// copy back. `tcp` selects the TCP rule; other protocols only compare levels.
+///
+/// `is_src` picks pf's slightly different tests for the two sides: the src side is stale when
+/// its level is lower, or equal with a lower `seqlo`; the dst side when its level is lower, or
+/// its `seqlo` is lower once we have seen it send (level >= SYN_SENT). Each side is applied on
+/// its own: pf's callers copy dst even after rejecting it when src was newer, which rolled
+/// windows back (opnsense/src#327); this does not.
+pub fn merge_side(local: &mut TcpPeer, remote: &TcpPeer, tcp: bool, is_src: bool) -> bool {
+    let stale = if !tcp {
+        local.state > remote.state
+    } else if is_src {
+        local.state > remote.state
+            || (local.state == remote.state && seq_gt(local.seqlo, remote.seqlo))
+    } else {
+        local.state > remote.state
+            || (local.state >= PeerState::SYN_SENT && seq_gt(local.seqlo, remote.seqlo))
+    };
+    if stale {
+        return false;
+    }
+    if tcp {
+        *local = *remote;
+    } else {
+        local.state = remote.state;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -736,6 +768,43 @@ mod tests {
             track_stateless(PROTO_ICMP, &mut a, &mut b, R),
             TimeoutClass::IcmpError
         );
+    }
+
+    #[test]
+    fn merge_never_moves_backwards() {
+        let (a, b) = handshake();
+        let mut ahead = a;
+        ahead.seqlo = a.seqlo.wrapping_add(5000);
+        // Newer remote: applied.
+        let mut local = a;
+        assert!(merge_side(&mut local, &ahead, true, true));
+        assert_eq!(local, ahead);
+        // Older remote (window behind): refused, nothing changes.
+        assert!(!merge_side(&mut local, &a, true, true));
+        assert_eq!(local, ahead);
+        // A lower level is stale even with a higher seqlo.
+        let mut older = ahead;
+        older.state = PeerState::SYN_SENT;
+        older.seqlo = ahead.seqlo.wrapping_add(1);
+        assert!(!merge_side(&mut local, &older, true, true));
+        // dst side: a lower seqlo is stale once the side has sent, whatever the level.
+        let mut dst_local = b;
+        let mut closing = b;
+        closing.state = PeerState::CLOSING;
+        closing.seqlo = b.seqlo.wrapping_sub(100);
+        assert!(!merge_side(&mut dst_local, &closing, true, false));
+        assert_eq!(dst_local, b);
+        // Non-TCP: levels only.
+        let mut udp = TcpPeer {
+            state: PeerState::MULTIPLE,
+            ..TcpPeer::default()
+        };
+        let single = TcpPeer {
+            state: PeerState::SINGLE,
+            ..TcpPeer::default()
+        };
+        assert!(!merge_side(&mut udp, &single, false, true));
+        assert_eq!(udp.state, PeerState::MULTIPLE);
     }
 
     #[test]

@@ -677,3 +677,30 @@ fn preallocated_table_and_thread_safety() {
     assert_eq!(t.flush(), 5000);
     assert!(t.is_empty());
 }
+
+#[test]
+fn merge_remote_applies_each_side_on_its_own() {
+    let t = table(100);
+    let s = t.insert(syn_state(1), 0).unwrap();
+    establish(&s, 0);
+    let mine = s.tracking();
+    // The peer is ahead on src, behind on dst (the opnsense/src#327 case).
+    let mut src = mine.src;
+    src.seqlo = src.seqlo.wrapping_add(10_000);
+    let mut dst = mine.dst;
+    dst.seqlo = dst.seqlo.wrapping_sub(106_000);
+    assert_eq!(
+        s.merge_remote(&src, &dst, TimeoutClass::TcpEstablished, 9 * SEC),
+        1
+    );
+    let now = s.tracking();
+    assert_eq!(now.src, src, "newer side applied");
+    assert_eq!(now.dst, mine.dst, "stale side not rolled back");
+    assert_eq!(now.last, 9 * SEC);
+    // Both stale: nothing, not even the expiry.
+    assert_eq!(
+        s.merge_remote(&mine.src, &dst, TimeoutClass::TcpClosed, 20 * SEC),
+        2
+    );
+    assert_eq!(s.tracking(), now);
+}
