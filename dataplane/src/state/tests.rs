@@ -625,6 +625,48 @@ fn insert_cost_warm() {
         }
         rem += start.elapsed().as_nanos();
     }
+    // Lookups on the hot table, then two threads on the same 16 states (the two directions
+    // of NATed flows on two workers): with_state against lookup's Arc clone.
+    for nw in &news {
+        t.insert(*nw, 0).unwrap();
+    }
+    let keys: Vec<FlowKey> = news.iter().map(|n| n.stack).collect();
+    let bench = |t: &StateTable, keys: &[FlowKey], arc: bool, iters: usize| {
+        let start = std::time::Instant::now();
+        let mut sum = 0u64;
+        for _ in 0..iters {
+            for k in keys {
+                sum += if arc {
+                    t.lookup(k).map_or(0, |(s, _)| u64::from(s.rule))
+                } else {
+                    t.with_state(k, |s, _| u64::from(s.rule)).unwrap_or(0)
+                };
+            }
+        }
+        assert!(sum > 0);
+        start.elapsed().as_nanos() as f64 / (iters * keys.len()) as f64
+    };
+    println!(
+        "hot lookups, 1 thread: with_state {:.1} ns, lookup {:.1} ns",
+        bench(&t, &keys, false, 1000),
+        bench(&t, &keys, true, 1000)
+    );
+    for arc in [false, true] {
+        let ns: Vec<f64> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| sc.spawn(|| bench(&t, &keys[..16], arc, 50_000)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        println!(
+            "same 16 states, 2 threads: {} {:.1} / {:.1} ns",
+            if arc { "lookup" } else { "with_state" },
+            ns[0],
+            ns[1]
+        );
+    }
+    t.flush();
+
     let per = |x: u128, r: u128| x as f64 / (r as f64 * f64::from(n));
     println!(
         "warm table, {n} states: insert {:.1} ns, insert_nat {:.1} ns, remove {:.1} ns",
