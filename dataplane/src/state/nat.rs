@@ -1,0 +1,97 @@
+//! Source NAT: choose the translated source port of a new flow, atomically with its insert.
+//!
+//! The port must make the reply key (the reversed wire key: remote address and port, the NAT
+//! address and the chosen port) unique in the table. Candidates are probed through the key
+//! map's entry API: the probe that finds a free slot is the insert, so two workers can never
+//! pick the same port for the same remote endpoint. Probing starts at an offset hashed from the
+//! flow and its fresh sync id with the table's secret hasher (ports spread, and are not
+//! predictable from outside), then goes up linearly through the range and wraps, for at most
+//! [`MAX_PORT_ATTEMPTS`] candidates (pf's `pf_get_sport` scans the whole range from a random
+//! start). A port is only taken per remote endpoint: the same NAT port serves flows to
+//! different servers, so exhaustion needs ~64k concurrent flows to one address and port.
+//!
+//! For ICMP queries the "port" is the ICMP id, both ports of the key. Protocols without ports
+//! (GRE, ESP, ...) keep their key and get a state only if that key is free.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::key::{FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use super::table::{InsertError, NewState, State, StateTable};
+use super::timeouts::Millis;
+
+/// How to choose the translated source port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortPolicy {
+    /// Any free port in `lo..=hi`.
+    Range(u16, u16),
+    /// Keep the original port (pf's `static-port`), or fail with
+    /// [`InsertError::PortExhausted`] if the reply key is taken.
+    Static,
+}
+
+impl PortPolicy {
+    /// tandem's default: every unprivileged port, 1024..=65535.
+    pub const DEFAULT: PortPolicy = PortPolicy::Range(1024, 65535);
+    /// pf's default NAT range (`nat ... port 50001:65535`), for those who filter on it.
+    pub const PF: PortPolicy = PortPolicy::Range(50001, 65535);
+}
+
+impl Default for PortPolicy {
+    fn default() -> Self {
+        PortPolicy::DEFAULT
+    }
+}
+
+/// The most candidate ports one insert tries (bounds a new connection's cost when a remote
+/// endpoint is nearly exhausted: ~1024 entry probes, tens of microseconds).
+pub const MAX_PORT_ATTEMPTS: u32 = 1024;
+
+#[inline]
+fn with_port(mut key: FlowKey, port: u16) -> FlowKey {
+    key.sport = port;
+    if key.proto == PROTO_ICMP {
+        key.dport = port;
+    }
+    key
+}
+
+impl StateTable {
+    /// Insert a local state for `new.stack` translated to source address `nat_addr` and a
+    /// source port chosen by `policy` (`new.wire` is ignored). The state's `wire` key holds the
+    /// translation.
+    pub fn insert_nat(
+        &self,
+        new: NewState,
+        nat_addr: Ipv4Addr,
+        policy: PortPolicy,
+        now: Millis,
+    ) -> Result<Arc<State>, InsertError> {
+        let id = self.next_sync_id();
+        let base = FlowKey {
+            src: nat_addr,
+            ..new.stack
+        };
+        let has_ports = matches!(new.stack.proto, PROTO_TCP | PROTO_UDP | PROTO_ICMP);
+        let (lo, hi) = match policy {
+            PortPolicy::Range(a, b) if has_ports => (a.min(b), a.max(b)),
+            _ => (new.stack.sport, new.stack.sport),
+        };
+        let span = u32::from(hi) - u32::from(lo) + 1;
+        let start =
+            (self.port_hasher.hash_one((new.stack.packed(), id.id)) % u64::from(span)) as u32;
+        let candidates = (0..span.min(MAX_PORT_ATTEMPTS)).map(move |i| {
+            let port = u32::from(lo) + (start + i) % span;
+            with_port(base, port as u16)
+        });
+        self.insert_probing(
+            id,
+            &new,
+            now,
+            now,
+            candidates,
+            InsertError::PortExhausted,
+            true,
+        )
+    }
+}

@@ -1,0 +1,936 @@
+//! [`State`] and the [`StateTable`] shared by all workers.
+//!
+//! # Keys
+//!
+//! Every state lives under two keys of one `DashMap` (ahash): its stack key (the first packet's
+//! 5-tuple before translation: on the inside for outbound NAT) and its reply key, the reversed
+//! wire key (the answer's 5-tuple as it arrives, before translation: on the outside). Whichever
+//! way a packet goes, its own 5-tuple finds the state in one lookup, and the slot says which
+//! [`Direction`] the packet goes. A slot is `(Arc<State>, Direction)`, 16 bytes: the key is not
+//! copied into the map but borrowed from the state (`Borrow<FlowKey>`), which halves the map
+//! (a `(FlowKey, Arc<State>, Direction)` slot would be 32 bytes). A flow whose stack key equals
+//! its own reply key (src == dst and sport == dport, a LAND packet) cannot get a state: its
+//! second key collides with its first.
+//!
+//! # Locking
+//!
+//! - Workers look states up under a key shard's read lock ([`StateTable::with_state`]), then
+//!   lock the state's own mutex to track the packet. Readers of a key shard never wait for each
+//!   other; they wait for a writer of the same shard (an insert or remove: one slot, a few tens
+//!   of nanoseconds). `with_state` touches no reference count; [`StateTable::lookup`] clones
+//!   the `Arc` (two more atomic read-modify-writes on the state's cache line, which the other
+//!   direction's worker may be using) for callers that keep the state past the lookup.
+//!   Measured (`insert_cost_warm`, release without LTO, this 2-core VM): one thread on hot
+//!   states 21 ns against 29 ns; two threads on the same 16 states 35 ns against 137 ns, the
+//!   refcount's cache line bouncing between the cores. Hence `with_state` for the pipeline.
+//! - The [`SyncId`] index is a separate array of 4096 `Mutex<HashSet>` shards, each entry the
+//!   state's `Arc` hashed by its id (8 bytes a slot). No worker reads it per packet; insert and
+//!   remove touch one shard. It is also the expiry walk's cursor. Cost: one 9-byte slot per
+//!   state (x the load factor), one mutex per insert and remove.
+//! - Lock order: key shard, then id shard, then a state's mutex. No code takes a table lock
+//!   while holding a state's mutex, and nothing takes a key shard while holding an id shard.
+//!
+//! # Insert and remove
+//!
+//! Insert puts the reply key first (that is where NAT probes for a free port), then the id,
+//! then the stack key; any collision rolls back what was put, so a state ends up under both keys
+//! or none. A lookup may see a state under its reply key alone for the few nanoseconds of an
+//! insert, before its first packet has even left. The remover owns a deletion by taking the id
+//! out of the id index; it then marks the state removed and takes both keys out (only if they
+//! still point to that state). An insert that finds its state marked removed once its stack key
+//! is in takes the key out itself, so no key outlives its state.
+//!
+//! # Memory
+//!
+//! `State` is 120 bytes (with the `Arc` header 136, a 144-byte malloc chunk). Per state the
+//! maps hold two key slots (2 x 17 bytes with hashbrown's control byte) and one id slot
+//! (9 bytes), times the load factor (1.14 to 2.29 as shards grow by doubling): 49 to 99 bytes.
+//! [`StateTable::memory_estimate`] computes it from the live capacities; the `#[ignore]`d test
+//! `one_million_states` reports it with the process RSS.
+
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use dashmap::DashMap;
+
+use super::key::{FlowKey, SyncId, PROTO_TCP};
+use super::tcp::{self, TcpPeer, TcpSegment, TrackError};
+use super::timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
+use super::Direction;
+use crate::journal::{JournalKind, NoJournal, StateJournal};
+
+/// Why a state could not be inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// One of the state's keys (or its sync id) already belongs to another state.
+    Exists,
+    /// The table holds its configured limit of states.
+    StateLimit,
+    /// Source NAT found no free port for this flow in the allowed range.
+    PortExhausted,
+}
+
+impl std::fmt::Display for InsertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InsertError::Exists => "a state with the same key or sync id exists",
+            InsertError::StateLimit => "state table full (state limit reached)",
+            InsertError::PortExhausted => "no free NAT port for this flow",
+        })
+    }
+}
+
+impl std::error::Error for InsertError {}
+
+// The expire word: last activity in ms (upper 56 bits), a removed flag and the timeout class.
+const CLASS_MASK: u64 = 0x7f;
+const REMOVED: u64 = 0x80;
+
+const CLASSES: [TimeoutClass; 15] = [
+    TimeoutClass::TcpFirst,
+    TimeoutClass::TcpOpening,
+    TimeoutClass::TcpEstablished,
+    TimeoutClass::TcpClosing,
+    TimeoutClass::TcpFinWait,
+    TimeoutClass::TcpClosed,
+    TimeoutClass::UdpFirst,
+    TimeoutClass::UdpSingle,
+    TimeoutClass::UdpMultiple,
+    TimeoutClass::IcmpFirst,
+    TimeoutClass::IcmpError,
+    TimeoutClass::OtherFirst,
+    TimeoutClass::OtherSingle,
+    TimeoutClass::OtherMultiple,
+    TimeoutClass::Purge,
+];
+
+#[inline]
+fn pack_expire(last: Millis, class: TimeoutClass) -> u64 {
+    (last << 8) | class as u64
+}
+
+#[inline]
+fn unpack_expire(word: u64) -> (Millis, TimeoutClass, bool) {
+    let class = CLASSES
+        .get((word & CLASS_MASK) as usize)
+        .copied()
+        .unwrap_or(TimeoutClass::Purge);
+    (word >> 8, class, word & REMOVED != 0)
+}
+
+/// The mutable part of a state behind its mutex.
+#[derive(Debug, Clone, Copy, Default)]
+struct Peers {
+    src: TcpPeer,
+    dst: TcpPeer,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+}
+
+/// A copy of a state's mutable part, for the CLI and state sync, and the argument of
+/// [`State::modify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracking {
+    /// The side that sent the first packet.
+    pub src: TcpPeer,
+    /// The other side.
+    pub dst: TcpPeer,
+    /// Packets accepted, `[original, reply]`.
+    pub packets: [u64; 2],
+    /// Bytes accepted (IP length), `[original, reply]`.
+    pub bytes: [u64; 2],
+    /// When the last packet that refreshes the state was accepted.
+    pub last: Millis,
+    /// The timeout that applies from `last`.
+    pub timeout: TimeoutClass,
+}
+
+/// One connection: its identity, keys and the rule that let it in (immutable), and its tracking
+/// (behind a mutex; the expiry word is an atomic so the expiry walk never takes the mutex).
+#[derive(Debug)]
+pub struct State {
+    /// pfsync identity.
+    pub id: SyncId,
+    /// Creation time in seconds of the caller's clock (pfsync exports seconds; 4 bytes saved).
+    created_s: u32,
+    /// The number of the rule that created the state.
+    pub rule: u32,
+    /// The first packet's key before translation (inside, pre-NAT for outbound NAT).
+    pub stack: FlowKey,
+    /// The reply's key as it arrives, before translation: the reversed wire key. Stored rather
+    /// than `wire` because the key map borrows its keys from the state.
+    reply: FlowKey,
+    expire: AtomicU64,
+    peers: Mutex<Peers>,
+}
+
+impl State {
+    /// IP protocol of the flow.
+    #[inline]
+    pub fn proto(&self) -> u8 {
+        self.stack.proto
+    }
+
+    /// The first packet's key after translation (outside, post-NAT for outbound NAT); equals
+    /// `stack` without NAT.
+    #[inline]
+    pub fn wire(&self) -> FlowKey {
+        self.reply.reversed()
+    }
+
+    /// The key under which packets of `dir` find this state.
+    #[inline]
+    pub fn key(&self, dir: Direction) -> &FlowKey {
+        match dir {
+            Direction::Original => &self.stack,
+            Direction::Reply => &self.reply,
+        }
+    }
+
+    /// Creation time (to the second).
+    #[inline]
+    pub fn created(&self) -> Millis {
+        u64::from(self.created_s) * 1000
+    }
+
+    /// The direction of a packet whose own key found this state.
+    #[inline]
+    pub fn direction_of(&self, key: &FlowKey) -> Direction {
+        if *key == self.stack {
+            Direction::Original
+        } else {
+            Direction::Reply
+        }
+    }
+
+    /// True once the table has removed the state (a worker may still hold it for a moment).
+    #[inline]
+    pub fn is_removed(&self) -> bool {
+        self.expire.load(Ordering::Acquire) & REMOVED != 0
+    }
+
+    /// Last activity and timeout class.
+    #[inline]
+    pub fn expire(&self) -> (Millis, TimeoutClass) {
+        let (last, class, _) = unpack_expire(self.expire.load(Ordering::Relaxed));
+        (last, class)
+    }
+
+    /// When the state expires with `states` live states, or `None` if already removed.
+    pub fn deadline(&self, t: &Timeouts, adaptive: &Adaptive, states: u64) -> Option<Millis> {
+        let (last, class, removed) = unpack_expire(self.expire.load(Ordering::Relaxed));
+        (!removed).then(|| t.deadline(adaptive, class, last, states))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Peers> {
+        // A panic elsewhere cannot leave plain integers half-valid: keep going.
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    // Only under the peers mutex: every writer of the word holds it.
+    #[inline]
+    fn set_expire(&self, last: Millis, class: TimeoutClass) {
+        let removed = self.expire.load(Ordering::Relaxed) & REMOVED;
+        self.expire
+            .store(pack_expire(last, class) | removed, Ordering::Release);
+    }
+
+    /// Track a TCP segment of `bytes` bytes going `dir` at `now` (pf's `pf_tcp_track_full`):
+    /// on success the counters and, unless pf's loose rule accepted it, the expiry are updated.
+    /// On [`TrackError::PortReuse`] the state is marked [`TimeoutClass::Purge`]: the caller
+    /// removes it (outside any [`StateTable::with_state`] closure) and may create a new one.
+    pub fn track_tcp(
+        &self,
+        dir: Direction,
+        seg: &TcpSegment,
+        bytes: u32,
+        now: Millis,
+    ) -> Result<(), TrackError> {
+        let mut p = self.lock();
+        let Peers { src, dst, .. } = &mut *p;
+        match tcp::track(src, dst, seg, dir) {
+            Ok(refresh) => {
+                p.packets[dir.index()] += 1;
+                p.bytes[dir.index()] += u64::from(bytes);
+                if let Some(class) = refresh {
+                    self.set_expire(now, class);
+                }
+                Ok(())
+            }
+            Err(TrackError::PortReuse) => {
+                self.set_expire(now, TimeoutClass::Purge);
+                Err(TrackError::PortReuse)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Account a UDP, ICMP or other-protocol packet of `bytes` bytes going `dir` at `now`.
+    pub fn track_other(&self, dir: Direction, bytes: u32, now: Millis) {
+        let mut p = self.lock();
+        let Peers { src, dst, .. } = &mut *p;
+        let class = tcp::track_stateless(self.proto(), src, dst, dir);
+        p.packets[dir.index()] += 1;
+        p.bytes[dir.index()] += u64::from(bytes);
+        self.set_expire(now, class);
+    }
+
+    /// A copy of the tracking.
+    pub fn tracking(&self) -> Tracking {
+        let p = self.lock();
+        let (last, timeout) = self.expire();
+        Tracking {
+            src: p.src,
+            dst: p.dst,
+            packets: p.packets,
+            bytes: p.bytes,
+            last,
+            timeout,
+        }
+    }
+
+    /// Change the tracking under the state's lock (state sync's merge of a peer's update).
+    pub fn modify<R>(&self, f: impl FnOnce(&mut Tracking) -> R) -> R {
+        let mut p = self.lock();
+        let (last, timeout) = self.expire();
+        let mut t = Tracking {
+            src: p.src,
+            dst: p.dst,
+            packets: p.packets,
+            bytes: p.bytes,
+            last,
+            timeout,
+        };
+        let r = f(&mut t);
+        *p = Peers {
+            src: t.src,
+            dst: t.dst,
+            packets: t.packets,
+            bytes: t.bytes,
+        };
+        self.set_expire(t.last, t.timeout);
+        r
+    }
+
+    /// Merge a peer's update of this state (pfsync's UPD/UPD_C): each side is applied only if
+    /// it does not move backwards ([`tcp::merge_side`]); if at least one side was applied, the
+    /// timeout becomes `timeout` from `now` (pf re-bases the expiry on reception). Returns the
+    /// number of stale sides (0 to 2): with any, the caller counts it and pushes its own copy
+    /// back to the peer, as pfsync does.
+    pub fn merge_remote(
+        &self,
+        src: &TcpPeer,
+        dst: &TcpPeer,
+        timeout: TimeoutClass,
+        now: Millis,
+    ) -> u8 {
+        let tcp = self.proto() == PROTO_TCP;
+        let mut p = self.lock();
+        let mut stale = 0;
+        if !tcp::merge_side(&mut p.src, src, tcp, true) {
+            stale += 1;
+        }
+        if !tcp::merge_side(&mut p.dst, dst, tcp, false) {
+            stale += 1;
+        }
+        if stale < 2 {
+            self.set_expire(now, timeout);
+        }
+        stale
+    }
+
+    fn mark_removed(&self) {
+        let _p = self.lock();
+        self.expire.fetch_or(REMOVED, Ordering::AcqRel);
+    }
+}
+
+/// What a new state starts with, from its first packet (or from the peer, for sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewState {
+    /// First packet's key before translation.
+    pub stack: FlowKey,
+    /// First packet's key after translation ([`StateTable::insert_nat`] chooses its source port).
+    pub wire: FlowKey,
+    /// Number of the rule that matched.
+    pub rule: u32,
+    /// The sender of the first packet.
+    pub src: TcpPeer,
+    /// The other side.
+    pub dst: TcpPeer,
+    /// Initial timeout class.
+    pub timeout: TimeoutClass,
+    /// Length of the first packet, counted in the original direction (0: count nothing).
+    pub bytes: u32,
+}
+
+impl NewState {
+    /// The state a first packet creates (pf's `pf_create_state`), without translation
+    /// (`wire == stack`). `seg` is the TCP segment for TCP, `None` otherwise. For TCP, pf's
+    /// default `flags S/SA` creates states from [`TcpSegment::is_initial_syn`] segments only:
+    /// that check is the filter's.
+    pub fn first_packet(stack: FlowKey, rule: u32, seg: Option<&TcpSegment>, bytes: u32) -> Self {
+        let (src, dst, timeout) = match (stack.proto, seg) {
+            (PROTO_TCP, Some(seg)) => {
+                let (s, d) = tcp::first_packet(seg);
+                (s, d, TimeoutClass::TcpFirst)
+            }
+            (proto, _) => tcp::first_stateless(proto),
+        };
+        NewState {
+            stack,
+            wire: stack,
+            rule,
+            src,
+            dst,
+            timeout,
+            bytes,
+        }
+    }
+}
+
+/// State table settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableConfig {
+    /// This node's pfsync creator id (non-zero, distinct on each box).
+    pub creator: u32,
+    /// Maximum number of states (pf's `set limit states`).
+    pub limit: u32,
+    /// Timeouts; their `adaptive: None` means 60%/120% of `limit`.
+    pub timeouts: Timeouts,
+    /// States to allocate room for up front, so the maps do not grow (and rehash a shard under
+    /// its lock) while traffic ramps up. 0: grow on demand.
+    pub capacity: usize,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            creator: 1,
+            limit: 100_000,
+            timeouts: Timeouts::default(),
+            capacity: 0,
+        }
+    }
+}
+
+/// Key map shards: more than dashmap's default (4 x cores) so that one shard's writers
+/// (inserts, removes) stall fewer lookups.
+const KEY_SHARDS: usize = 64;
+/// Id index shards: the unit of the expiry walk; ~250 states per shard at 1M states.
+const ID_SHARDS: usize = 4096;
+
+/// A key map slot: the state and which of its two keys this slot is. The key itself is
+/// borrowed from the state ([`Borrow<FlowKey>`]), so a slot is 16 bytes instead of 32
+/// (14-byte key + pointer + direction). Comparing a probe's key derefs the state, which
+/// hashbrown's 7-bit tags make rare on a miss and which a hit needs anyway.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    state: Arc<State>,
+    dir: Direction,
+}
+
+impl Borrow<FlowKey> for Slot {
+    #[inline]
+    fn borrow(&self) -> &FlowKey {
+        self.state.key(self.dir)
+    }
+}
+
+impl Hash for Slot {
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        Borrow::<FlowKey>::borrow(self).hash(h);
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        Borrow::<FlowKey>::borrow(self) == Borrow::<FlowKey>::borrow(other)
+    }
+}
+
+impl Eq for Slot {}
+
+/// An id index entry: the state, hashed and compared by its [`SyncId`] (8 bytes a slot).
+#[derive(Debug)]
+struct ById(Arc<State>);
+
+impl Borrow<SyncId> for ById {
+    fn borrow(&self) -> &SyncId {
+        &self.0.id
+    }
+}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.id.hash(h);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+type IdShard = Mutex<HashSet<ById, ahash::RandomState>>;
+
+/// All states, shared by all workers. See the [module documentation](self).
+pub struct StateTable {
+    keys: DashMap<Slot, (), ahash::RandomState>,
+    ids: Box<[IdShard]>,
+    count: AtomicUsize,
+    next_id: AtomicU64,
+    creator: u32,
+    limit: AtomicU32,
+    timeouts: RwLock<Timeouts>,
+    cursor: AtomicUsize,
+    journal: Arc<dyn StateJournal>,
+    pub(super) port_hasher: ahash::RandomState,
+}
+
+impl std::fmt::Debug for StateTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateTable")
+            .field("creator", &self.creator)
+            .field("len", &self.len())
+            .field("limit", &self.limit())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateTable {
+    /// An empty table that journals nothing.
+    pub fn new(config: TableConfig) -> Self {
+        Self::with_journal(config, Arc::new(NoJournal))
+    }
+
+    /// An empty table that reports inserts, deletes (and the pipeline's updates) to `journal`.
+    pub fn with_journal(config: TableConfig, journal: Arc<dyn StateJournal>) -> Self {
+        let hasher = ahash::RandomState::new();
+        let per_shard = config.capacity.div_ceil(ID_SHARDS);
+        let ids = (0..ID_SHARDS)
+            .map(|_| Mutex::new(HashSet::with_capacity_and_hasher(per_shard, hasher.clone())))
+            .collect();
+        StateTable {
+            keys: DashMap::with_capacity_and_hasher_and_shard_amount(
+                config.capacity * 2,
+                ahash::RandomState::new(),
+                KEY_SHARDS,
+            ),
+            ids,
+            count: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            creator: config.creator,
+            limit: AtomicU32::new(config.limit),
+            timeouts: RwLock::new(config.timeouts),
+            cursor: AtomicUsize::new(0),
+            journal,
+            port_hasher: ahash::RandomState::new(),
+        }
+    }
+
+    /// This node's creator id.
+    pub fn creator(&self) -> u32 {
+        self.creator
+    }
+
+    /// Number of states.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// True when there is no state.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The state limit.
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Change the limit (existing states above it stay until they expire).
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> Timeouts {
+        *self.timeouts.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Change the timeouts (takes effect at the next expiry walk, for existing states too).
+    pub fn set_timeouts(&self, t: Timeouts) {
+        *self
+            .timeouts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = t;
+    }
+
+    /// The adaptive bounds in force: configured, or 60%/120% of the limit.
+    pub fn adaptive(&self) -> Adaptive {
+        self.timeouts()
+            .adaptive
+            .unwrap_or_else(|| Adaptive::for_limit(self.limit()))
+    }
+
+    /// A fresh local sync id (ids start at 1).
+    #[inline]
+    pub fn next_sync_id(&self) -> SyncId {
+        SyncId {
+            creator: self.creator,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
+
+    /// Run `f` on the state a packet with key `key` belongs to, and the packet's direction,
+    /// under the key shard's read lock: no reference count is touched, nothing is allocated.
+    ///
+    /// `f` runs with a key shard's read lock held: it must not call any other `StateTable`
+    /// method (a writer queued on the same shard, or a remove, would deadlock) except
+    /// [`StateTable::record_update`]; the state's own methods are fine. To remove a state (port
+    /// reuse), return that decision and use [`StateTable::lookup`] afterwards.
+    #[inline]
+    pub fn with_state<R>(
+        &self,
+        key: &FlowKey,
+        f: impl FnOnce(&Arc<State>, Direction) -> R,
+    ) -> Option<R> {
+        let r = self.keys.get(key)?;
+        let slot = r.key();
+        Some(f(&slot.state, slot.dir))
+    }
+
+    /// The state of key `key` and the packet's direction, as an owned `Arc` (two atomic
+    /// operations on the state's reference count more than [`StateTable::with_state`]).
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(Arc<State>, Direction)> {
+        self.with_state(key, |s, d| (Arc::clone(s), d))
+    }
+
+    /// The state with pfsync identity `id`.
+    pub fn get_by_id(&self, id: &SyncId) -> Option<Arc<State>> {
+        self.id_shard(id).get(id).map(|b| Arc::clone(&b.0))
+    }
+
+    /// Report an update of `state` to the journal (safe inside [`StateTable::with_state`]).
+    #[inline]
+    pub fn record_update(&self, state: &Arc<State>) {
+        self.journal.record(JournalKind::Update, state);
+    }
+
+    /// Insert a local state (new id, journaled). `new.wire` is used as is.
+    pub fn insert(&self, new: NewState, now: Millis) -> Result<Arc<State>, InsertError> {
+        let id = self.next_sync_id();
+        self.insert_probing(
+            id,
+            &new,
+            now,
+            now,
+            std::iter::once(new.wire),
+            InsertError::Exists,
+            true,
+        )
+    }
+
+    /// Insert a state learnt from the peer, under its own id, not journaled (pfsync marks them
+    /// NOSYNC so they are not sent back). `created` and `last` are already rebased on the local
+    /// clock by the caller.
+    pub fn insert_synced(
+        &self,
+        id: SyncId,
+        new: NewState,
+        created: Millis,
+        last: Millis,
+    ) -> Result<Arc<State>, InsertError> {
+        self.insert_probing(
+            id,
+            &new,
+            created,
+            last,
+            std::iter::once(new.wire),
+            InsertError::Exists,
+            false,
+        )
+    }
+
+    /// Insert a state whose wire key is the first of `wires` whose reply key is free; the
+    /// state's id is `id`. The reply key is taken first, through the entry API, so the probe
+    /// and the claim are one step.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_probing(
+        &self,
+        id: SyncId,
+        new: &NewState,
+        created: Millis,
+        last: Millis,
+        wires: impl Iterator<Item = FlowKey>,
+        exhausted: InsertError,
+        journal: bool,
+    ) -> Result<Arc<State>, InsertError> {
+        let limit = self.limit() as usize;
+        if self.count.fetch_add(1, Ordering::Relaxed) >= limit {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return Err(InsertError::StateLimit);
+        }
+        let fail = |e| {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            Err(e)
+        };
+        // Fail fast, before probing ports, when the flow has a state already.
+        if self.keys.contains_key(&new.stack) {
+            return fail(InsertError::Exists);
+        }
+
+        // One allocation, re-aimed at the next candidate while nobody else can see it.
+        let mut spare: Option<Arc<State>> = None;
+        let mut placed = None;
+        for wire in wires {
+            let state = match spare.take() {
+                Some(mut s) => match Arc::get_mut(&mut s) {
+                    Some(unshared) => {
+                        unshared.reply = wire.reversed();
+                        s
+                    }
+                    None => Arc::new(self.build(id, new, wire, created, last)),
+                },
+                None => Arc::new(self.build(id, new, wire, created, last)),
+            };
+            let slot = Slot {
+                state: Arc::clone(&state),
+                dir: Direction::Reply,
+            };
+            match self.keys.entry(slot) {
+                dashmap::Entry::Vacant(v) => {
+                    v.insert(());
+                    placed = Some(state);
+                    break;
+                }
+                dashmap::Entry::Occupied(o) => {
+                    drop(o.into_key());
+                    spare = Some(state);
+                }
+            }
+        }
+        let Some(state) = placed else {
+            return fail(exhausted);
+        };
+        let unreply = || {
+            self.keys
+                .remove_if(&state.reply, |k, _| Arc::ptr_eq(&k.state, &state));
+        };
+
+        if !self.id_shard(&id).insert(ById(Arc::clone(&state))) {
+            unreply();
+            return fail(InsertError::Exists);
+        }
+
+        let slot = Slot {
+            state: Arc::clone(&state),
+            dir: Direction::Original,
+        };
+        match self.keys.entry(slot) {
+            dashmap::Entry::Occupied(o) => {
+                // Lost a race with another insert of the same flow.
+                drop(o);
+                self.id_shard(&id).remove(&id);
+                unreply();
+                return fail(InsertError::Exists);
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(());
+            }
+        }
+
+        if state.is_removed() {
+            // Removed between our id insert and our stack key insert: the remover may have
+            // missed the stack key, take it out ourselves.
+            self.keys
+                .remove_if(&state.stack, |k, _| Arc::ptr_eq(&k.state, &state));
+        } else if journal {
+            self.journal.record(JournalKind::Insert, &state);
+        }
+        Ok(state)
+    }
+
+    fn build(
+        &self,
+        id: SyncId,
+        new: &NewState,
+        wire: FlowKey,
+        created: Millis,
+        last: Millis,
+    ) -> State {
+        let counted = u64::from(new.bytes != 0);
+        State {
+            id,
+            created_s: u32::try_from(created / 1000).unwrap_or(u32::MAX),
+            rule: new.rule,
+            stack: new.stack,
+            reply: wire.reversed(),
+            expire: AtomicU64::new(pack_expire(last, new.timeout)),
+            peers: Mutex::new(Peers {
+                src: new.src,
+                dst: new.dst,
+                packets: [counted, 0],
+                bytes: [u64::from(new.bytes), 0],
+            }),
+        }
+    }
+
+    #[inline]
+    fn id_shard(
+        &self,
+        id: &SyncId,
+    ) -> std::sync::MutexGuard<'_, HashSet<ById, ahash::RandomState>> {
+        // Fibonacci hashing of id ^ creator: sequential ids spread over all shards.
+        let mix = ({ id.id } ^ (u64::from(id.creator) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let idx = (mix >> 32) as usize % ID_SHARDS;
+        self.ids[idx].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remove `state` from the table (both keys and its id) and journal the deletion. False
+    /// if it was not in the table (already removed by someone else). Must not be called inside
+    /// a [`StateTable::with_state`] closure.
+    pub fn remove(&self, state: &Arc<State>) -> bool {
+        {
+            let mut shard = self.id_shard(&state.id);
+            match shard.get(&state.id) {
+                Some(s) if Arc::ptr_eq(&s.0, state) => {
+                    shard.remove(&state.id);
+                }
+                _ => return false,
+            }
+        }
+        state.mark_removed();
+        self.keys
+            .remove_if(&state.stack, |k, _| Arc::ptr_eq(&k.state, state));
+        self.keys
+            .remove_if(&state.reply, |k, _| Arc::ptr_eq(&k.state, state));
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.journal.record(JournalKind::Delete, state);
+        true
+    }
+
+    /// Remove the state with pfsync identity `id` (a peer's delete).
+    pub fn remove_by_id(&self, id: &SyncId) -> bool {
+        match self.get_by_id(id) {
+            Some(s) => self.remove(&s),
+            None => false,
+        }
+    }
+
+    /// Remove every state (pfctl -F state). Returns how many.
+    pub fn flush(&self) -> usize {
+        self.snapshot().iter().filter(|s| self.remove(s)).count()
+    }
+
+    /// Call `f` on every state, one id shard at a time (the CLI, the bulk update). A shard's
+    /// lock is held while `f` runs on its states: `f` must be quick and must not remove.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<State>)) {
+        for shard in self.ids.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.iter().for_each(|b| f(&b.0));
+        }
+    }
+
+    /// Every state, for the CLI (allocates: not for the workers).
+    pub fn snapshot(&self) -> Vec<Arc<State>> {
+        let mut v = Vec::with_capacity(self.len());
+        self.for_each(|s| v.push(Arc::clone(s)));
+        v
+    }
+
+    /// Walk the next part of the table and remove the states expired at `now`. Visits whole id
+    /// shards until at least `budget` states were looked at, resuming next call where this one
+    /// stopped; a full pass takes about `len() / budget` calls. Returns how many were removed.
+    ///
+    /// For the housekeeping thread, never a worker. The walk uses the id index, not the key
+    /// map: a shard's lock is held while its states' expiry words are read (atomics, no state
+    /// mutex), and no worker reads the id index, so lookups never wait for expiry. Expired
+    /// states are removed afterwards, one key slot at a time. dashmap's `retain` was not used:
+    /// it write-locks a whole key shard (stalling every lookup in it) for the length of the
+    /// walk, and cannot remove a state's other key, which may live in the same shard.
+    pub fn expire(&self, now: Millis, budget: usize) -> usize {
+        let timeouts = self.timeouts();
+        let adaptive = timeouts
+            .adaptive
+            .unwrap_or_else(|| Adaptive::for_limit(self.limit()));
+        let states = self.len() as u64;
+        let mut victims = Vec::new();
+        let mut visited = 0;
+        let mut cursor = self.cursor.load(Ordering::Relaxed) % ID_SHARDS;
+        for _ in 0..ID_SHARDS {
+            {
+                let shard = self.ids[cursor]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                visited += shard.len();
+                victims.extend(
+                    shard
+                        .iter()
+                        .filter(|b| {
+                            matches!(b.0.deadline(&timeouts, &adaptive, states), Some(d) if now >= d)
+                        })
+                        .map(|b| Arc::clone(&b.0)),
+                );
+            }
+            cursor = (cursor + 1) % ID_SHARDS;
+            if visited >= budget {
+                break;
+            }
+        }
+        self.cursor.store(cursor, Ordering::Relaxed);
+        victims.iter().filter(|s| self.remove(s)).count()
+    }
+
+    /// An estimate of the table's memory from the maps' capacities and `size_of` (bytes).
+    /// Counts hashbrown slots (entry + one control byte), the states (`Arc` header included,
+    /// rounded up to glibc's 16-byte chunks with their 8-byte header), not allocator slack.
+    pub fn memory_estimate(&self) -> usize {
+        let key_slot = std::mem::size_of::<(Slot, ())>() + 1;
+        let id_slot = std::mem::size_of::<ById>() + 1;
+        // hashbrown holds capacity * 8 / 7 buckets.
+        let key_buckets = self.keys.capacity() * 8 / 7;
+        let id_buckets: usize = self
+            .ids
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).capacity() * 8 / 7)
+            .sum();
+        let arc_state = (std::mem::size_of::<State>() + 16 + 8).div_ceil(16) * 16;
+        key_buckets * key_slot + id_buckets * id_slot + self.len() * arc_state
+    }
+
+    /// Test support: every key slot points to a live state indexed by id, every indexed state
+    /// has both keys, and the count matches.
+    #[cfg(test)]
+    pub(crate) fn check_consistency(&self) -> Result<(), String> {
+        let ids: Vec<Arc<State>> = self.snapshot();
+        if ids.len() != self.len() {
+            return Err(format!("count {} but {} ids", self.len(), ids.len()));
+        }
+        if self.keys.len() != 2 * ids.len() {
+            return Err(format!("{} keys for {} states", self.keys.len(), ids.len()));
+        }
+        for s in &ids {
+            for dir in [Direction::Original, Direction::Reply] {
+                match self.keys.get(s.key(dir)) {
+                    Some(r) if Arc::ptr_eq(&r.key().state, s) && r.key().dir == dir => {}
+                    _ => return Err(format!("state {:?} missing its {dir:?} key", { s.id.id })),
+                }
+            }
+            if s.is_removed() {
+                return Err(format!("state {:?} indexed but removed", { s.id.id }));
+            }
+        }
+        Ok(())
+    }
+}

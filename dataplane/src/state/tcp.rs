@@ -1,0 +1,814 @@
+//! TCP window tracking, after pf's `pf_tcp_track_full` (FreeBSD `sys/netpfil/pf/pf.c`), itself
+//! Guido van Rooij's "Real Stateful TCP Packet Filtering in IP Filter".
+//!
+//! Each side of a connection is a [`TcpPeer`]: `seqlo` is the highest sequence number it has sent
+//! (plus one, the next it will send), `seqhi` the highest the other side allows it to send
+//! (its ack plus its window), `max_win` the largest window it has advertised, `wscale` its window
+//! scale option. A segment passes when its data lies inside the receiver's window, its ack is
+//! within `MAXACKWINDOW` of what the receiver has sent, and a RST's sequence number is exact.
+//!
+//! Not carried over from pf: sequence number modulation and scrub (`seqdiff`, timestamps, the
+//! normaliser), SYN proxy, and the RST pf sends itself on a handshake mismatch (the caller may).
+
+use super::key::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use super::timeouts::TimeoutClass;
+use super::Direction;
+
+/// TCP header flag bits, as in the header's 13th byte.
+pub mod flags {
+    /// No more data from the sender.
+    pub const FIN: u8 = 0x01;
+    /// Synchronise sequence numbers.
+    pub const SYN: u8 = 0x02;
+    /// Reset the connection.
+    pub const RST: u8 = 0x04;
+    /// Push.
+    pub const PSH: u8 = 0x08;
+    /// The ack field is significant.
+    pub const ACK: u8 = 0x10;
+    /// Urgent pointer significant.
+    pub const URG: u8 = 0x20;
+}
+
+/// `wscale` bit meaning "this side sent a window scale option" (pf's `PF_WSCALE_FLAG`).
+pub const WSCALE_FLAG: u8 = 0x80;
+/// `wscale` bits holding the shift (pf's `PF_WSCALE_MASK`).
+pub const WSCALE_MASK: u8 = 0x0f;
+/// The largest shift RFC 7323 allows (`TCP_MAX_WINSHIFT`); larger options are clamped.
+pub const MAX_WINSHIFT: u8 = 14;
+/// The largest unscaled window (`TCP_MAXWIN`).
+pub const MAX_WIN: u32 = 65_535;
+/// How far an ack may lag behind or run ahead of the other side's data: a full unscaled window
+/// plus an arbitrary fudge of 1500 (pf's `MAXACKWINDOW`).
+pub const MAX_ACK_WINDOW: i64 = 0xffff + 1500;
+
+/// A peer's protocol state level, pf's `u8` (wire-compatible with pfsync's `state` byte).
+/// TCP uses the `TCPS_*` levels, UDP and other protocols the `PFUDPS_*`/`PFOTHERS_*` ones.
+/// Levels only move forward (the pfsync merge rule relies on the order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PeerState(pub u8);
+
+impl PeerState {
+    /// TCP: nothing seen from this side.
+    pub const CLOSED: PeerState = PeerState(0);
+    /// TCP: listening (unused by tracking, kept for the numbering).
+    pub const LISTEN: PeerState = PeerState(1);
+    /// TCP: this side has sent a SYN.
+    pub const SYN_SENT: PeerState = PeerState(2);
+    /// TCP: SYN received (unused by tracking, kept for the numbering).
+    pub const SYN_RECEIVED: PeerState = PeerState(3);
+    /// TCP: this side's SYN has been acknowledged.
+    pub const ESTABLISHED: PeerState = PeerState(4);
+    /// TCP: (numbering only).
+    pub const CLOSE_WAIT: PeerState = PeerState(5);
+    /// TCP: (numbering only).
+    pub const FIN_WAIT_1: PeerState = PeerState(6);
+    /// TCP: this side has sent a FIN.
+    pub const CLOSING: PeerState = PeerState(7);
+    /// TCP: (numbering only).
+    pub const LAST_ACK: PeerState = PeerState(8);
+    /// TCP: this side's FIN has been acknowledged.
+    pub const FIN_WAIT_2: PeerState = PeerState(9);
+    /// TCP: reset, or both closed.
+    pub const TIME_WAIT: PeerState = PeerState(10);
+
+    /// UDP/other: nothing seen from this side.
+    pub const NO_TRAFFIC: PeerState = PeerState(0);
+    /// UDP/other: this side has sent.
+    pub const SINGLE: PeerState = PeerState(1);
+    /// UDP/other: both sides have sent (set on the side that sent first, when the other answers).
+    pub const MULTIPLE: PeerState = PeerState(2);
+}
+
+/// One side of a tracked connection (pf's `pf_state_peer` without scrub and modulation).
+/// 12 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpPeer {
+    /// Highest sequence number sent, plus one (0: nothing sent yet, as in pf).
+    pub seqlo: u32,
+    /// Highest sequence number the other side allows this side to send.
+    pub seqhi: u32,
+    /// Largest window advertised (unscaled once scaling is agreed).
+    pub max_win: u16,
+    /// Window scale: [`WSCALE_FLAG`] if offered, the shift in [`WSCALE_MASK`].
+    pub wscale: u8,
+    /// Protocol state level.
+    pub state: PeerState,
+}
+
+/// A TCP segment's fields that tracking reads, taken from the header by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpSegment {
+    /// Header flags ([`flags`]).
+    pub flags: u8,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Window field, as on the wire (unscaled).
+    pub win: u16,
+    /// The window scale option's shift, if the segment carries one.
+    pub wscale: Option<u8>,
+    /// TCP payload length.
+    pub payload_len: u16,
+}
+
+impl TcpSegment {
+    /// SYN without ACK: the only segment pf's default `flags S/SA` lets create a state.
+    pub const fn is_initial_syn(&self) -> bool {
+        self.flags & (flags::SYN | flags::ACK) == flags::SYN
+    }
+
+    const fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    /// The window scale option in pf's encoding (flag | clamped shift), 0 if absent.
+    fn wscale_option(&self) -> u8 {
+        match self.wscale {
+            Some(s) => WSCALE_FLAG | s.min(MAX_WINSHIFT),
+            None => 0,
+        }
+    }
+}
+
+/// Why a segment does not fit its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackError {
+    /// Outside the window, an ack too far off, or a RST whose sequence number is not exact
+    /// (pf's `PFRES_BADSTATE`).
+    BadWindow,
+    /// A new SYN on a state whose both sides are closed: the ports are being reused. The state
+    /// has been marked [`TimeoutClass::Purge`]; the caller removes it and may create a new one.
+    PortReuse,
+}
+
+impl std::fmt::Display for TrackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrackError::BadWindow => "TCP segment outside the tracked window",
+            TrackError::PortReuse => "new SYN on a closed TCP state (port reuse)",
+        })
+    }
+}
+
+impl std::error::Error for TrackError {}
+
+#[inline]
+fn seq_gt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+#[inline]
+fn seq_geq(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) >= 0
+}
+
+/// The peers of a new TCP state from its first segment, pf's `pf_create_state`: the sender is
+/// SYN_SENT, the receiver CLOSED with a one-byte window until it answers. Any segment works (pf
+/// without `flags S/SA`); the filter normally calls this for [`TcpSegment::is_initial_syn`] only.
+pub fn first_packet(seg: &TcpSegment) -> (TcpPeer, TcpPeer) {
+    let mut src = TcpPeer {
+        seqlo: seg.seq,
+        seqhi: seg
+            .seq
+            .wrapping_add(u32::from(seg.payload_len))
+            .wrapping_add(1),
+        max_win: 0,
+        wscale: 0,
+        state: PeerState::SYN_SENT,
+    };
+    if seg.has(flags::SYN) {
+        src.seqhi = src.seqhi.wrapping_add(1);
+        src.wscale = seg.wscale_option();
+    }
+    let mut win = u32::from(seg.win).max(1);
+    if src.wscale & WSCALE_MASK != 0 {
+        // Remove the scale factor from the initial window (rounding up).
+        let s = src.wscale & WSCALE_MASK;
+        win = (win + (1 << s) - 1) >> s;
+    }
+    src.max_win = win as u16;
+    if seg.has(flags::FIN) {
+        src.seqhi = src.seqhi.wrapping_add(1);
+    }
+    let dst = TcpPeer {
+        seqlo: 0,
+        seqhi: 1,
+        max_win: 1,
+        wscale: 0,
+        state: PeerState::CLOSED,
+    };
+    (src, dst)
+}
+
+/// The timeout class for a pair of TCP peer levels (the tail of `pf_tcp_track_full`).
+pub fn tcp_timeout(src: PeerState, dst: PeerState) -> TimeoutClass {
+    if src >= PeerState::FIN_WAIT_2 && dst >= PeerState::FIN_WAIT_2 {
+        TimeoutClass::TcpClosed
+    } else if src >= PeerState::CLOSING && dst >= PeerState::CLOSING {
+        TimeoutClass::TcpFinWait
+    } else if src < PeerState::ESTABLISHED || dst < PeerState::ESTABLISHED {
+        TimeoutClass::TcpOpening
+    } else if src >= PeerState::CLOSING || dst >= PeerState::CLOSING {
+        TimeoutClass::TcpClosing
+    } else {
+        TimeoutClass::TcpEstablished
+    }
+}
+
+/// Track one segment against a state's peers (`state_src` is the side that sent the state's
+/// first packet). `dir` is the segment's direction relative to that first packet.
+///
+/// `Ok(Some(class))`: the segment is inside the window; the state's timeout becomes `class` and
+/// its expiry is refreshed. `Ok(None)`: accepted by pf's loose rule (SYNs shotgunned before the
+/// peer answers, a connection picked up mid-stream, stray packets after the close); pf does not
+/// refresh the expiry for those, so that a flood of them cannot keep a state alive.
+pub fn track(
+    state_src: &mut TcpPeer,
+    state_dst: &mut TcpPeer,
+    seg: &TcpSegment,
+    dir: Direction,
+) -> Result<Option<TimeoutClass>, TrackError> {
+    let (src, dst) = match dir {
+        Direction::Original => (state_src, state_dst),
+        Direction::Reply => (state_dst, state_src),
+    };
+
+    // pf_test_state_tcp: a fresh SYN on a fully closed state is a new connection reusing the
+    // ports; the old state goes.
+    if seg.is_initial_syn()
+        && src.state >= PeerState::FIN_WAIT_2
+        && dst.state >= PeerState::FIN_WAIT_2
+    {
+        return Err(TrackError::PortReuse);
+    }
+
+    let mut win = u32::from(seg.win);
+    let (mut sws, mut dws) = if src.wscale != 0 && dst.wscale != 0 && !seg.has(flags::SYN) {
+        (src.wscale & WSCALE_MASK, dst.wscale & WSCALE_MASK)
+    } else {
+        (0, 0)
+    };
+
+    let orig_seq = seg.seq;
+    let mut seq = seg.seq;
+    let mut ack = seg.ack;
+    let mut end;
+
+    if src.seqlo == 0 {
+        // First packet from this side: initialise its peer.
+        end = seq.wrapping_add(u32::from(seg.payload_len));
+        if seg.has(flags::SYN) {
+            end = end.wrapping_add(1);
+            if dst.wscale & WSCALE_FLAG != 0 {
+                src.wscale = seg.wscale_option();
+                if src.wscale & WSCALE_FLAG != 0 {
+                    // Both offered scaling: remove the factor from the initial window.
+                    sws = src.wscale & WSCALE_MASK;
+                    win = (win + (1 << sws) - 1) >> sws;
+                    dws = dst.wscale & WSCALE_MASK;
+                } else {
+                    // No scaling after all: the other side's window was stored scaled down.
+                    let w = u32::from(dst.max_win) << (dst.wscale & WSCALE_MASK);
+                    dst.max_win = w.min(MAX_WIN) as u16;
+                    // In case of a retransmitted SYN|ACK.
+                    dst.wscale = 0;
+                }
+            }
+        }
+        if seg.has(flags::FIN) {
+            end = end.wrapping_add(1);
+        }
+        src.seqlo = seq;
+        if src.state < PeerState::SYN_SENT {
+            src.state = PeerState::SYN_SENT;
+        }
+        // The window may need to slide (seqhi was set from the other side's first ack, or the
+        // state was picked up after establishment).
+        let reach = end.wrapping_add((u32::from(dst.max_win) << dws).max(1));
+        if src.seqhi == 1 || seq_geq(reach, src.seqhi) {
+            src.seqhi = reach;
+        }
+        if win > u32::from(src.max_win) {
+            src.max_win = win as u16;
+        }
+    } else {
+        end = seq.wrapping_add(u32::from(seg.payload_len));
+        if seg.has(flags::SYN) {
+            end = end.wrapping_add(1);
+        }
+        if seg.has(flags::FIN) {
+            end = end.wrapping_add(1);
+        }
+    }
+
+    if !seg.has(flags::ACK) {
+        // Let it pass the ack skew check.
+        ack = dst.seqlo;
+    } else if (ack == 0 && seg.flags & (flags::ACK | flags::RST) == (flags::ACK | flags::RST))
+        || dst.state < PeerState::SYN_SENT
+    {
+        // Broken stacks do not set the ack on RST|ACK; nothing to ack before the peer spoke.
+        ack = dst.seqlo;
+    }
+
+    if seq == end {
+        // Ease sequencing restrictions on segments without data.
+        seq = src.seqlo;
+        end = seq;
+    }
+
+    let ackskew = i64::from(dst.seqlo.wrapping_sub(ack) as i32);
+    let dst_win = u32::from(dst.max_win) << dws;
+
+    let in_window = seq_geq(src.seqhi, end)
+        // Last octet inside the other side's window space.
+        && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
+        // Retransmission: not more than one window back.
+        && ackskew >= -MAX_ACK_WINDOW
+        // Acking not more than one reassembled fragment backwards.
+        && ackskew <= (MAX_ACK_WINDOW << sws)
+        // Acking not more than one window forward.
+        && (!seg.has(flags::RST)
+            || orig_seq == src.seqlo
+            || orig_seq == src.seqlo.wrapping_add(1)
+            || orig_seq.wrapping_add(1) == src.seqlo);
+    // A RST must match the sequence exactly (or by one): pf with scrub's reassembly, which
+    // pfSense enables by default.
+
+    let scaled_win = win << sws;
+    if in_window {
+        if u32::from(src.max_win) < win {
+            src.max_win = win as u16;
+        }
+        if seq_gt(end, src.seqlo) {
+            src.seqlo = end;
+        }
+        // Slide the window of what the other side may send.
+        if seq_geq(ack.wrapping_add(scaled_win), dst.seqhi) {
+            dst.seqhi = ack.wrapping_add(scaled_win.max(1));
+        }
+
+        if seg.has(flags::SYN) && src.state < PeerState::SYN_SENT {
+            src.state = PeerState::SYN_SENT;
+        }
+        if seg.has(flags::FIN) && src.state < PeerState::CLOSING {
+            src.state = PeerState::CLOSING;
+        }
+        if seg.has(flags::ACK) {
+            if dst.state == PeerState::SYN_SENT {
+                dst.state = PeerState::ESTABLISHED;
+            } else if dst.state == PeerState::CLOSING {
+                dst.state = PeerState::FIN_WAIT_2;
+            }
+        }
+        if seg.has(flags::RST) {
+            src.state = PeerState::TIME_WAIT;
+            dst.state = PeerState::TIME_WAIT;
+        }
+        let class = match dir {
+            Direction::Original => tcp_timeout(src.state, dst.state),
+            Direction::Reply => tcp_timeout(dst.state, src.state),
+        };
+        Ok(Some(class))
+    } else if (dst.state < PeerState::SYN_SENT
+        || dst.state >= PeerState::FIN_WAIT_2
+        || src.state >= PeerState::FIN_WAIT_2)
+        // Within a window forward of the originating packet.
+        && seq_geq(src.seqhi.wrapping_add(MAX_ACK_WINDOW as u32), end)
+        // Within a window backward of the originating packet.
+        && seq_geq(seq, src.seqlo.wrapping_sub(MAX_ACK_WINDOW as u32))
+    {
+        // pf's loose rule: shotgunned SYNs before the peer replies, a connection picked up after
+        // establishment, funky packets right after the close. Sequencing is synchronised, but
+        // the other side is not moved to ESTABLISHED (this may be a shotgunned SYN) and the
+        // expiry is not refreshed (so a flood of these cannot keep the state alive).
+        if u32::from(src.max_win) < win {
+            src.max_win = win as u16;
+        }
+        if seq_gt(end, src.seqlo) {
+            src.seqlo = end;
+        }
+        if seq_geq(ack.wrapping_add(scaled_win), dst.seqhi) {
+            dst.seqhi = ack.wrapping_add(scaled_win.max(1));
+        }
+        if seg.has(flags::FIN) && src.state < PeerState::CLOSING {
+            src.state = PeerState::CLOSING;
+        }
+        if seg.has(flags::RST) {
+            src.state = PeerState::TIME_WAIT;
+            dst.state = PeerState::TIME_WAIT;
+        }
+        Ok(None)
+    } else {
+        if src.state == PeerState::SYN_SENT && dst.state == PeerState::SYN_SENT {
+            // Handshake mismatch: forget this side so its next SYN starts over (pf also sends
+            // a RST here).
+            src.seqlo = 0;
+            src.seqhi = 1;
+            src.max_win = 1;
+        }
+        Err(TrackError::BadWindow)
+    }
+}
+
+/// Update the state levels of a UDP, ICMP or other-protocol state for a packet in `dir`
+/// (`pf_test_state_udp`/`_other`/`_icmp`) and return the new timeout class.
+pub fn track_stateless(
+    proto: u8,
+    state_src: &mut TcpPeer,
+    state_dst: &mut TcpPeer,
+    dir: Direction,
+) -> TimeoutClass {
+    let (src, dst) = match dir {
+        Direction::Original => (state_src, state_dst),
+        Direction::Reply => (state_dst, state_src),
+    };
+    if src.state < PeerState::SINGLE {
+        src.state = PeerState::SINGLE;
+    }
+    if dst.state == PeerState::SINGLE {
+        dst.state = PeerState::MULTIPLE;
+    }
+    let multiple = src.state == PeerState::MULTIPLE && dst.state == PeerState::MULTIPLE;
+    match proto {
+        PROTO_UDP if multiple => TimeoutClass::UdpMultiple,
+        PROTO_UDP => TimeoutClass::UdpSingle,
+        // pf moves an ICMP query state to icmp.error on every later packet.
+        PROTO_ICMP => TimeoutClass::IcmpError,
+        PROTO_TCP => unreachable_tcp(),
+        _ if multiple => TimeoutClass::OtherMultiple,
+        _ => TimeoutClass::OtherSingle,
+    }
+}
+
+#[cold]
+fn unreachable_tcp() -> TimeoutClass {
+    debug_assert!(false, "track_stateless called for TCP");
+    TimeoutClass::TcpOpening
+}
+
+/// The peers and timeout class of a new non-TCP state (`pf_create_state`).
+pub fn first_stateless(proto: u8) -> (TcpPeer, TcpPeer, TimeoutClass) {
+    let src = TcpPeer {
+        state: PeerState::SINGLE,
+        ..TcpPeer::default()
+    };
+    let dst = TcpPeer::default();
+    let class = match proto {
+        PROTO_UDP => TimeoutClass::UdpFirst,
+        PROTO_ICMP => TimeoutClass::IcmpFirst,
+        _ => TimeoutClass::OtherFirst,
+    };
+    (src, dst, class)
+}
+
+/// Merge a peer's copy of one side into ours, pfsync's rule (`pfsync_upd_tcp`): a side never
+/// moves backwards, neither its state level nor its sequence window. Returns false (and changes
+/// nothing) when the remote side is stale; the caller then counts it and sends its own, newer
+/// copy back. `tcp` selects the TCP rule; other protocols only compare levels.
+///
+/// `is_src` picks pf's slightly different tests for the two sides: the src side is stale when
+/// its level is lower, or equal with a lower `seqlo`; the dst side when its level is lower, or
+/// its `seqlo` is lower once we have seen it send (level >= SYN_SENT). Each side is applied on
+/// its own: pf's callers copy dst even after rejecting it when src was newer, which rolled
+/// windows back (opnsense/src#327); this does not.
+pub fn merge_side(local: &mut TcpPeer, remote: &TcpPeer, tcp: bool, is_src: bool) -> bool {
+    let stale = if !tcp {
+        local.state > remote.state
+    } else if is_src {
+        local.state > remote.state
+            || (local.state == remote.state && seq_gt(local.seqlo, remote.seqlo))
+    } else {
+        local.state > remote.state
+            || (local.state >= PeerState::SYN_SENT && seq_gt(local.seqlo, remote.seqlo))
+    };
+    if stale {
+        return false;
+    }
+    if tcp {
+        *local = *remote;
+    } else {
+        local.state = remote.state;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flags::*;
+    use super::*;
+    use Direction::{Original as O, Reply as R};
+
+    fn seg(flags: u8, seq: u32, ack: u32, win: u16, len: u16) -> TcpSegment {
+        TcpSegment {
+            flags,
+            seq,
+            ack,
+            win,
+            wscale: None,
+            payload_len: len,
+        }
+    }
+
+    const C: u32 = 1_000; // client ISN
+    const S: u32 = 50_000; // server ISN
+
+    /// Client SYN, server SYN|ACK, client ACK: both established.
+    fn handshake() -> (TcpPeer, TcpPeer) {
+        let syn = seg(SYN, C, 0, 65_535, 0);
+        let (mut a, mut b) = first_packet(&syn);
+        assert_eq!((a.state, b.state), (PeerState::SYN_SENT, PeerState::CLOSED));
+        assert_eq!(
+            track(&mut a, &mut b, &seg(SYN | ACK, S, C + 1, 65_535, 0), R),
+            Ok(Some(TimeoutClass::TcpOpening))
+        );
+        assert_eq!(a.state, PeerState::ESTABLISHED);
+        assert_eq!(b.state, PeerState::SYN_SENT);
+        assert_eq!(
+            track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 65_535, 0), O),
+            Ok(Some(TimeoutClass::TcpEstablished))
+        );
+        assert_eq!(b.state, PeerState::ESTABLISHED);
+        (a, b)
+    }
+
+    #[test]
+    fn handshake_data_and_close_pass() {
+        let (mut a, mut b) = handshake();
+        // Client sends 1000 bytes twice, server acks and answers with 500.
+        assert!(track(
+            &mut a,
+            &mut b,
+            &seg(ACK | PSH, C + 1, S + 1, 65_535, 1000),
+            O
+        )
+        .is_ok());
+        assert!(track(
+            &mut a,
+            &mut b,
+            &seg(ACK | PSH, C + 1001, S + 1, 65_535, 1000),
+            O
+        )
+        .is_ok());
+        assert_eq!(
+            track(
+                &mut a,
+                &mut b,
+                &seg(ACK | PSH, S + 1, C + 2001, 65_535, 500),
+                R
+            ),
+            Ok(Some(TimeoutClass::TcpEstablished))
+        );
+        assert_eq!(a.seqlo, C + 2001);
+        assert_eq!(b.seqlo, S + 501);
+        // Client closes.
+        assert_eq!(
+            track(
+                &mut a,
+                &mut b,
+                &seg(FIN | ACK, C + 2001, S + 501, 65_535, 0),
+                O
+            ),
+            Ok(Some(TimeoutClass::TcpClosing))
+        );
+        assert_eq!(a.state, PeerState::CLOSING);
+        // Server acks the FIN and sends its own.
+        assert_eq!(
+            track(
+                &mut a,
+                &mut b,
+                &seg(FIN | ACK, S + 501, C + 2002, 65_535, 0),
+                R
+            ),
+            Ok(Some(TimeoutClass::TcpFinWait))
+        );
+        assert_eq!(a.state, PeerState::FIN_WAIT_2);
+        assert_eq!(b.state, PeerState::CLOSING);
+        // Client acks the server's FIN: both closed.
+        assert_eq!(
+            track(&mut a, &mut b, &seg(ACK, C + 2002, S + 502, 65_535, 0), O),
+            Ok(Some(TimeoutClass::TcpClosed))
+        );
+        assert_eq!(
+            (a.state, b.state),
+            (PeerState::FIN_WAIT_2, PeerState::FIN_WAIT_2)
+        );
+        // A new SYN on the closed ports: port reuse.
+        assert_eq!(
+            track(&mut a, &mut b, &seg(SYN, C + 90_000, 0, 65_535, 0), O),
+            Err(TrackError::PortReuse)
+        );
+    }
+
+    #[test]
+    fn out_of_window_data_is_rejected() {
+        let (mut a, mut b) = handshake();
+        let before = (a, b);
+        // 200 KB ahead of what the server's 64 KB window allows.
+        assert_eq!(
+            track(
+                &mut a,
+                &mut b,
+                &seg(ACK, C + 1 + 200_000, S + 1, 65_535, 100),
+                O
+            ),
+            Err(TrackError::BadWindow)
+        );
+        // Far behind (more than a window back).
+        assert_eq!(
+            track(
+                &mut a,
+                &mut b,
+                &seg(ACK, C.wrapping_sub(100_000), S + 1, 65_535, 100),
+                O
+            ),
+            Err(TrackError::BadWindow)
+        );
+        // Acking data the server never sent.
+        assert_eq!(
+            track(
+                &mut a,
+                &mut b,
+                &seg(ACK, C + 1, S + 1 + 200_000, 65_535, 0),
+                O
+            ),
+            Err(TrackError::BadWindow)
+        );
+        assert_eq!((a, b), before, "a rejected segment changes nothing");
+    }
+
+    #[test]
+    fn rst_must_hit_the_sequence() {
+        let (mut a, mut b) = handshake();
+        assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 65_535, 1000), O).is_ok());
+        // A blind RST inside the window but not at the sequence: rejected.
+        assert_eq!(
+            track(&mut a, &mut b, &seg(RST, S + 1 + 3000, 0, 0, 0), R),
+            Err(TrackError::BadWindow)
+        );
+        // Far outside the window: rejected.
+        assert_eq!(
+            track(&mut a, &mut b, &seg(RST, S + 10_000_000, 0, 0, 0), R),
+            Err(TrackError::BadWindow)
+        );
+        assert_eq!(b.state, PeerState::ESTABLISHED);
+        // The exact one: both sides to TIME_WAIT.
+        assert_eq!(
+            track(&mut a, &mut b, &seg(RST | ACK, S + 1, C + 1001, 0, 0), R),
+            Ok(Some(TimeoutClass::TcpClosed))
+        );
+        assert_eq!(
+            (a.state, b.state),
+            (PeerState::TIME_WAIT, PeerState::TIME_WAIT)
+        );
+    }
+
+    #[test]
+    fn retransmissions_pass() {
+        let (mut a, mut b) = handshake();
+        let data = seg(ACK | PSH, C + 1, S + 1, 65_535, 1400);
+        assert!(track(&mut a, &mut b, &data, O).is_ok());
+        assert!(track(
+            &mut a,
+            &mut b,
+            &seg(ACK | PSH, C + 1401, S + 1, 65_535, 1400),
+            O
+        )
+        .is_ok());
+        // The first segment again, then the SYN|ACK again (lost ACK).
+        assert_eq!(
+            track(&mut a, &mut b, &data, O),
+            Ok(Some(TimeoutClass::TcpEstablished))
+        );
+        assert!(track(&mut a, &mut b, &seg(SYN | ACK, S, C + 1, 65_535, 0), R).is_ok());
+        assert_eq!(a.seqlo, C + 2801, "a retransmission never moves seqlo back");
+        // A duplicate of the client's SYN.
+        assert!(track(&mut a, &mut b, &seg(SYN, C, 0, 65_535, 0), O).is_ok());
+    }
+
+    #[test]
+    fn window_scaling_both_sides() {
+        // Client offers shift 7 with a 64240 window field (SYN windows are never scaled).
+        let syn = TcpSegment {
+            wscale: Some(7),
+            ..seg(SYN, C, 0, 64_240, 0)
+        };
+        let (mut a, mut b) = first_packet(&syn);
+        assert_eq!(a.wscale, WSCALE_FLAG | 7);
+        // pf stores the SYN's window scaled down, rounding up: ceil(64240 / 128) = 502.
+        assert_eq!(a.max_win, 502);
+        let synack = TcpSegment {
+            wscale: Some(20), // clamped to 14
+            ..seg(SYN | ACK, S, C + 1, 65_535, 0)
+        };
+        assert!(track(&mut a, &mut b, &synack, R).is_ok());
+        assert_eq!(b.wscale, WSCALE_FLAG | 14);
+        assert_eq!(b.max_win, 4); // ceil(65535 / 16384)
+        assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 502, 0), O).is_ok());
+        // The client's window is now 502 << 7 = 64256 bytes: the server may send that far.
+        assert_eq!(b.seqhi, S + 1 + 502 * 128);
+        // Server announces 10 << 14 = 163840: the client may send 150 KB in one go.
+        assert!(track(&mut a, &mut b, &seg(ACK, S + 1, C + 1, 10, 0), R).is_ok());
+        assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 502, 1400), O).is_ok());
+        assert!(track(&mut a, &mut b, &seg(ACK, C + 150_001, S + 1, 502, 1400), O).is_ok());
+        // But not past 10 << 14.
+        assert_eq!(
+            track(&mut a, &mut b, &seg(ACK, C + 170_000, S + 1, 502, 1400), O),
+            Err(TrackError::BadWindow)
+        );
+    }
+
+    #[test]
+    fn scaling_needs_both_sides() {
+        let syn = TcpSegment {
+            wscale: Some(7),
+            ..seg(SYN, C, 0, 64_240, 0)
+        };
+        let (mut a, mut b) = first_packet(&syn);
+        // The server does not scale and offers 2000 bytes: the client's window is restored
+        // unscaled, its wscale cleared.
+        assert!(track(&mut a, &mut b, &seg(SYN | ACK, S, C + 1, 2000, 0), R).is_ok());
+        assert_eq!(a.wscale, 0);
+        assert_eq!(a.max_win, 64_256);
+        assert_eq!(b.wscale, 0);
+        assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 64_240, 0), O).is_ok());
+        assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 64_240, 1400), O).is_ok());
+        // 2000 means 2000 bytes, not 2000 << 7: the next 1400 do not fit.
+        assert_eq!(a.seqhi, C + 1 + 2000);
+        assert_eq!(
+            track(&mut a, &mut b, &seg(ACK, C + 1401, S + 1, 64_240, 1400), O),
+            Err(TrackError::BadWindow)
+        );
+    }
+
+    #[test]
+    fn stateless_levels() {
+        let (mut a, mut b, class) = first_stateless(PROTO_UDP);
+        assert_eq!(class, TimeoutClass::UdpFirst);
+        assert_eq!(
+            track_stateless(PROTO_UDP, &mut a, &mut b, O),
+            TimeoutClass::UdpSingle
+        );
+        assert_eq!(
+            track_stateless(PROTO_UDP, &mut a, &mut b, R),
+            TimeoutClass::UdpSingle
+        );
+        assert_eq!(
+            track_stateless(PROTO_UDP, &mut a, &mut b, O),
+            TimeoutClass::UdpMultiple
+        );
+        assert_eq!(
+            (a.state, b.state),
+            (PeerState::MULTIPLE, PeerState::MULTIPLE)
+        );
+        let (mut a, mut b, _) = first_stateless(PROTO_ICMP);
+        assert_eq!(
+            track_stateless(PROTO_ICMP, &mut a, &mut b, R),
+            TimeoutClass::IcmpError
+        );
+    }
+
+    #[test]
+    fn merge_never_moves_backwards() {
+        let (a, b) = handshake();
+        let mut ahead = a;
+        ahead.seqlo = a.seqlo.wrapping_add(5000);
+        // Newer remote: applied.
+        let mut local = a;
+        assert!(merge_side(&mut local, &ahead, true, true));
+        assert_eq!(local, ahead);
+        // Older remote (window behind): refused, nothing changes.
+        assert!(!merge_side(&mut local, &a, true, true));
+        assert_eq!(local, ahead);
+        // A lower level is stale even with a higher seqlo.
+        let mut older = ahead;
+        older.state = PeerState::SYN_SENT;
+        older.seqlo = ahead.seqlo.wrapping_add(1);
+        assert!(!merge_side(&mut local, &older, true, true));
+        // dst side: a lower seqlo is stale once the side has sent, whatever the level.
+        let mut dst_local = b;
+        let mut closing = b;
+        closing.state = PeerState::CLOSING;
+        closing.seqlo = b.seqlo.wrapping_sub(100);
+        assert!(!merge_side(&mut dst_local, &closing, true, false));
+        assert_eq!(dst_local, b);
+        // Non-TCP: levels only.
+        let mut udp = TcpPeer {
+            state: PeerState::MULTIPLE,
+            ..TcpPeer::default()
+        };
+        let single = TcpPeer {
+            state: PeerState::SINGLE,
+            ..TcpPeer::default()
+        };
+        assert!(!merge_side(&mut udp, &single, false, true));
+        assert_eq!(udp.state, PeerState::MULTIPLE);
+    }
+
+    #[test]
+    fn peer_is_small() {
+        assert_eq!(std::mem::size_of::<TcpPeer>(), 12);
+    }
+}
