@@ -214,7 +214,7 @@ mod tests {
         let mut best: Option<usize> = None;
         for (i, r) in routes.iter().enumerate() {
             if r.prefix.contains(dst)
-                && best.map_or(true, |b| r.prefix.len() > routes[b].prefix.len())
+                && best.is_none_or(|b| r.prefix.len() > routes[b].prefix.len())
             {
                 best = Some(i);
             }

@@ -154,7 +154,7 @@ impl AddrSet {
             match merged.last_mut() {
                 // Overlapping or adjacent (`last.1 + 1 == s`) ranges merge; `checked_add`
                 // because a range ending at 255.255.255.255 has no successor.
-                Some(last) if last.1.checked_add(1).map_or(true, |next| s <= next) => {
+                Some(last) if last.1.checked_add(1).is_none_or(|next| s <= next) => {
                     last.1 = last.1.max(e);
                 }
                 _ => merged.push((s, e)),

@@ -275,9 +275,9 @@ impl ClassIndex {
             let Some(cut) = Cut::new(&ranges, index_cap(n)) else {
                 continue;
             };
-            let better = best.as_ref().map_or(true, |(_, b)| {
-                (cut.longest, cut.total) < (b.longest, b.total)
-            });
+            let better = best
+                .as_ref()
+                .is_none_or(|(_, b)| (cut.longest, cut.total) < (b.longest, b.total));
             if better {
                 best = Some((key, cut));
             }

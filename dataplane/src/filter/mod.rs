@@ -188,8 +188,8 @@ impl Rule {
         let l4 = meta.proto == proto::TCP || meta.proto == proto::UDP;
         self.proto.matches(meta.proto)
             && (!has_ports || l4)
-            && self.src_port.map_or(true, |r| r.contains(meta.sport))
-            && self.dst_port.map_or(true, |r| r.contains(meta.dport))
+            && self.src_port.is_none_or(|r| r.contains(meta.sport))
+            && self.dst_port.is_none_or(|r| r.contains(meta.dport))
             && self.src.matches(meta.src)
             && self.dst.matches(meta.dst)
     }

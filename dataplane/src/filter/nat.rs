@@ -12,14 +12,9 @@ use std::net::Ipv4Addr;
 use super::{proto, AddrMatch, PacketMeta, PortRange, ProtoMatch, Ruleset};
 use crate::IfIndex;
 
-/// How the source port of a translated connection is chosen.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum PortPolicy {
-    /// From the inclusive range `lo..=hi` (pfSense's default 1024..=65535).
-    Range(u16, u16),
-    /// Keep the original source port ("static port").
-    Static,
-}
+/// How the source port of a translated connection is chosen: the state table's own policy,
+/// since it is the table that allocates ports atomically with the insert.
+pub use crate::state::PortPolicy;
 
 /// What a NAT rule does.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -79,7 +74,7 @@ impl NatRule {
         let l4 = meta.proto == proto::TCP || meta.proto == proto::UDP;
         self.out_if == out_if
             && self.proto.matches(meta.proto)
-            && self.dst_port.map_or(true, |r| l4 && r.contains(meta.dport))
+            && self.dst_port.is_none_or(|r| l4 && r.contains(meta.dport))
             && self.src.matches(meta.src)
             && self.dst.matches(meta.dst)
     }

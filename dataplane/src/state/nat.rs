@@ -21,7 +21,7 @@ use super::table::{InsertError, NewState, State, StateTable};
 use super::timeouts::Millis;
 
 /// How to choose the translated source port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PortPolicy {
     /// Any free port in `lo..=hi`.
     Range(u16, u16),
