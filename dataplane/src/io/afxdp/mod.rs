@@ -42,10 +42,12 @@
 //! libxdp attaches its default program (redirect to the socket bound on the RX queue, else
 //! `XDP_PASS`) when the first socket binds on an interface and detaches it when the last socket
 //! goes, using a reference count kept in the program. A process killed with SIGKILL leaves the
-//! program attached with a count that never returns to zero. So [`WorkerPorts::open`] removes any
-//! XDP program found on a dataplane interface before binding (the dataplane owns its interfaces;
-//! the removal is logged with the program id), and [`Drop`] removes the program it attached if
-//! it is still there once the sockets are gone. A removed stale libxdp dispatcher may leave its
+//! program attached with a count that never returns to zero (libxdp then reuses it, and it stays
+//! after the next clean stop). So an exclusive worker ([`WorkerConfig::exclusive`], the default)
+//! removes any XDP program found on its interfaces before binding (the dataplane owns its
+//! interfaces; the removal is logged with the program id), and its drop removes the program it
+//! attached if it is still there once the sockets are gone. Workers sharing interfaces leave
+//! this to [`remove_xdp_programs`], called once around their lifetime. A removed stale libxdp dispatcher may leave its
 //! pin directory under /sys/fs/bpf/xdp.
 //!
 //! Because a queue without a socket passes its frames to the kernel, around the firewall,
@@ -57,7 +59,7 @@ mod netlink;
 mod port;
 
 pub use netlink::{attached_xdp, detach_xdp, kernel_ifindex, rx_queue_count, AttachedXdp};
-pub use port::{FrameAudit, PortCounters, WorkerPorts};
+pub use port::{remove_xdp_programs, FrameAudit, PortCounters, WorkerPorts};
 
 use std::fmt;
 use std::io;
@@ -119,6 +121,12 @@ pub struct WorkerConfig {
     pub frames: u32,
     /// Most frames taken from one RX ring per round.
     pub batch: usize,
+    /// This worker is the only one with sockets on its interfaces: [`WorkerPorts::open`]
+    /// removes any XDP program found on them first, and drop removes the one it attached if
+    /// libxdp left it. Set false when workers share interfaces (queue groups), and call
+    /// [`remove_xdp_programs`] once before starting them and once after they stop: one worker
+    /// must not remove the program another worker's sockets use.
+    pub exclusive: bool,
 }
 
 impl Default for WorkerConfig {
@@ -129,6 +137,7 @@ impl Default for WorkerConfig {
             ring_size: 1024,
             frames: 0,
             batch: 64,
+            exclusive: true,
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct PortCounters {
     pub tx: u64,
     /// Frames the handler answered [`Verdict::Drop`] for.
     pub dropped: u64,
+    /// Frames received longer than [`FRAME_SIZE`] (or with less room than that in their
+    /// chunk): dropped before the handler.
+    pub rx_too_long: u64,
     /// Frames whose TX ring was full: back to the pool, not sent.
     pub tx_ring_full: u64,
     /// [`Verdict::Tx`] naming an interface this worker has no port for, or a length over
@@ -81,7 +84,8 @@ struct Port {
     name: String,
     /// Socket whose TX ring sends this port's frames.
     tx_sock: usize,
-    /// XDP program id on the interface once bound: detached on drop if libxdp left it.
+    /// XDP program id on the interface once bound, for an exclusive worker: detached on drop
+    /// if libxdp left it attached.
     prog_id: Option<u32>,
 }
 
@@ -113,6 +117,7 @@ pub struct WorkerPorts {
     pool: Vec<FrameDesc>,
     total: u32,
     fill_target: u32,
+    ring_size: u32,
     batch: usize,
     scratch: Vec<FrameDesc>,
     mode: BindMode,
@@ -131,19 +136,9 @@ impl WorkerPorts {
     /// queue, if any queue cannot be bound; nothing stays bound then.
     pub fn open(config: &WorkerConfig) -> Result<Self, OpenError> {
         let plan = Self::plan(config)?;
-        for spec in &config.ports {
-            if let Ok(Some(stale)) = attached_xdp(&spec.name) {
-                tracing::warn!(
-                    interface = %spec.name,
-                    prog_id = stale.prog_id,
-                    "removing the XDP program left on a dataplane interface"
-                );
-                detach_xdp(&spec.name).map_err(|source| OpenError::StaleProgram {
-                    name: spec.name.clone(),
-                    prog_id: stale.prog_id,
-                    source,
-                })?;
-            }
+        if config.exclusive {
+            let names: Vec<&str> = config.ports.iter().map(|p| p.name.as_str()).collect();
+            remove_xdp_programs(&names)?;
         }
         match config.mode {
             BindMode::Auto => match Self::bind(config, &plan, BindMode::ZeroCopy) {
@@ -311,8 +306,10 @@ impl WorkerPorts {
                 pending: Vec::with_capacity(config.batch * plan.len()),
             });
         }
-        for port in &mut ports {
-            port.prog_id = attached_xdp(&port.name).ok().flatten().map(|a| a.prog_id);
+        if config.exclusive {
+            for port in &mut ports {
+                port.prog_id = attached_xdp(&port.name).ok().flatten().map(|a| a.prog_id);
+            }
         }
         let actual = match socks.first().map(|s| is_zero_copy(s.rx.fd().as_raw_fd())) {
             Some(true) => BindMode::ZeroCopy,
@@ -328,6 +325,7 @@ impl WorkerPorts {
             pool,
             total,
             fill_target,
+            ring_size: ring,
             batch: config.batch,
             scratch: vec![FrameDesc::default(); config.batch.max(COMPLETE_BATCH)],
             mode: actual,
@@ -371,6 +369,7 @@ impl WorkerPorts {
         F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
     {
         self.complete();
+        self.kick_leftover_tx();
         self.refill();
         let mut received = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -397,11 +396,17 @@ impl WorkerPorts {
                     // and the kernel is done with it; no other descriptor refers to it (each
                     // chunk is in one place only), so this is the only live reference to it.
                     let mut data = unsafe { self.umem.data_mut(desc) };
-                    let verdict = match data.contents_mut().get_mut(..FRAME_SIZE) {
-                        Some(buf) => handler(in_if, buf, rx_len),
-                        None => Verdict::Drop,
+                    // `contents_mut` is the first `len` bytes: lengthen the frame to the whole
+                    // buffer the pipeline may use (clamped to the chunk's room after the
+                    // packet start, 3840 bytes unless an XDP program moved the start).
+                    data.cursor().set_pos(FRAME_SIZE);
+                    let buf = data.contents_mut();
+                    let verdict = if buf.len() == FRAME_SIZE && rx_len <= FRAME_SIZE {
+                        Some(handler(in_if, buf, rx_len))
+                    } else {
+                        None
                     };
-                    if let Verdict::Tx { len, .. } = verdict {
+                    if let Some(Verdict::Tx { len, .. }) = verdict {
                         // The descriptor carries the verdict's length, not the received one:
                         // the frame may have grown or shrunk.
                         data.cursor().set_pos(len.min(FRAME_SIZE));
@@ -409,11 +414,15 @@ impl WorkerPorts {
                     verdict
                 };
                 match verdict {
-                    Verdict::Drop => {
+                    None => {
+                        self.counters.rx_too_long += 1;
+                        self.free(*desc, Place::Pipeline);
+                    }
+                    Some(Verdict::Drop) => {
                         self.counters.dropped += 1;
                         self.free(*desc, Place::Pipeline);
                     }
-                    Verdict::Tx { out_if, len } => {
+                    Some(Verdict::Tx { out_if, len }) => {
                         match self.ports.iter().find(|p| p.if_index == out_if) {
                             Some(port) if len <= FRAME_SIZE && len > 0 => {
                                 let out = port.tx_sock;
@@ -542,6 +551,18 @@ impl WorkerPorts {
         self.scratch = scratch;
     }
 
+    /// Kicks TX rings that still hold frames the kernel has not taken (copy mode stops after
+    /// 32 frames per kick, or early when the completion ring is full), so that they leave
+    /// without waiting for new traffic on that ring.
+    fn kick_leftover_tx(&mut self) {
+        for s in 0..self.socks.len() {
+            let sock = &mut self.socks[s];
+            if sock.in_tx > 0 && sock.tx.nb_free_exact() < self.ring_size {
+                self.kick_tx(s, 1);
+            }
+        }
+    }
+
     /// Tops every fill ring up to its target from the pool.
     fn refill(&mut self) {
         for s in 0..self.socks.len() {
@@ -606,10 +627,12 @@ impl WorkerPorts {
             self.counters.tx_ring_full += 1;
             self.free(*desc, Place::Pipeline);
         }
+        let full = n < pending.len();
         pending.clear();
         self.socks[s].pending = pending;
-        if n > 0 {
-            self.kick_tx(s, n);
+        // A full ring is kicked too: the kernel must drain it for the next round to fit.
+        if n > 0 || full {
+            self.kick_tx(s, n.max(1));
         }
     }
 
@@ -675,7 +698,8 @@ impl WorkerPorts {
 impl Drop for WorkerPorts {
     fn drop(&mut self) {
         // Deleting the sockets lets libxdp drop its references to the XDP program and detach it
-        // when the count reaches zero.
+        // when the count reaches zero. An exclusive worker then removes the program if it is
+        // still there (a count raised by a process that was killed).
         self.socks.clear();
         for port in &self.ports {
             let Some(ours) = port.prog_id else { continue };
@@ -727,6 +751,28 @@ impl Place {
     fn tx(_s: usize) -> Self {
         Self::Tx
     }
+}
+
+/// Removes any XDP program attached to these interfaces (logged with its id): programs left
+/// by a killed process, whose libxdp reference count never returns to zero. Call it once
+/// before the workers of a process open their ports when several workers share interfaces
+/// ([`WorkerConfig::exclusive`] false), and once after they have all stopped.
+pub fn remove_xdp_programs(names: &[&str]) -> Result<(), OpenError> {
+    for &name in names {
+        if let Ok(Some(stale)) = attached_xdp(name) {
+            tracing::warn!(
+                interface = %name,
+                prog_id = stale.prog_id,
+                "removing the XDP program left on a dataplane interface"
+            );
+            detach_xdp(name).map_err(|source| OpenError::StaleProgram {
+                name: name.to_string(),
+                prog_id: stale.prog_id,
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn chunk_index(desc: &FrameDesc) -> usize {
