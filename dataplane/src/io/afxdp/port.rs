@@ -17,6 +17,12 @@ use crate::IfIndex;
 /// than 2048, and aligned chunks are a power of two.
 const CHUNK_SIZE: u32 = 4096;
 
+/// `tx_of` entry of an interface index this worker has no port for.
+const NO_PORT: u16 = u16::MAX;
+
+// `tx_of` has one entry per possible `IfIndex`.
+const _: () = assert!(IfIndex::MAX as usize == 255);
+
 /// Frames per round taken from each completion ring.
 const COMPLETE_BATCH: usize = 256;
 
@@ -113,12 +119,17 @@ pub struct WorkerPorts {
     // while any socket lives).
     socks: Vec<Sock>,
     ports: Vec<Port>,
+    /// Socket whose TX ring sends frames for each pipeline interface index; `NO_PORT` where
+    /// this worker has no such port.
+    tx_of: [u16; 256],
     umem: Umem,
     pool: Vec<FrameDesc>,
     total: u32,
     fill_target: u32,
     ring_size: u32,
     batch: usize,
+    /// Socket the next round receives from first.
+    rx_next: usize,
     scratch: Vec<FrameDesc>,
     mode: BindMode,
     counters: PortCounters,
@@ -218,7 +229,7 @@ impl WorkerPorts {
                 }
             }
         }
-        if plan.len() > usize::from(u16::MAX) {
+        if plan.len() >= usize::from(NO_PORT) {
             return Err(OpenError::Config("too many sockets".into()));
         }
         Ok(plan)
@@ -316,9 +327,15 @@ impl WorkerPorts {
             _ => BindMode::Copy,
         };
         let fill_target = ring.min((total / (2 * nsocks)).max(1));
+        let mut tx_of = [NO_PORT; 256];
+        for port in &ports {
+            // `plan` caps the number of sockets below u16::MAX.
+            tx_of[usize::from(port.if_index)] = port.tx_sock as u16;
+        }
         let mut ports = Self {
             socks,
             ports,
+            tx_of,
             umem,
             #[cfg(debug_assertions)]
             places: vec![Place::Free; pool.len()],
@@ -327,6 +344,7 @@ impl WorkerPorts {
             fill_target,
             ring_size: ring,
             batch: config.batch,
+            rx_next: 0,
             scratch: vec![FrameDesc::default(); config.batch.max(COMPLETE_BATCH)],
             mode: actual,
             counters: PortCounters::default(),
@@ -373,7 +391,11 @@ impl WorkerPorts {
         self.refill();
         let mut received = 0;
         let mut scratch = std::mem::take(&mut self.scratch);
-        for s in 0..self.socks.len() {
+        // Start one socket further each round, so that a budget smaller than a batch per
+        // socket cannot starve the last sockets.
+        let nsocks = self.socks.len();
+        self.rx_next = (self.rx_next + 1) % nsocks;
+        for s in (self.rx_next..nsocks).chain(0..self.rx_next) {
             let want = self.batch.min(budget - received);
             if want == 0 {
                 break;
@@ -423,15 +445,12 @@ impl WorkerPorts {
                         self.free(*desc, Place::Pipeline);
                     }
                     Some(Verdict::Tx { out_if, len }) => {
-                        match self.ports.iter().find(|p| p.if_index == out_if) {
-                            Some(port) if len <= FRAME_SIZE && len > 0 => {
-                                let out = port.tx_sock;
-                                self.socks[out].pending.push(*desc);
-                            }
-                            _ => {
-                                self.counters.bad_verdict += 1;
-                                self.free(*desc, Place::Pipeline);
-                            }
+                        let out = usize::from(self.tx_of[usize::from(out_if)]);
+                        if out < nsocks && len <= FRAME_SIZE && len > 0 {
+                            self.socks[out].pending.push(*desc);
+                        } else {
+                            self.counters.bad_verdict += 1;
+                            self.free(*desc, Place::Pipeline);
                         }
                     }
                 }
@@ -445,15 +464,11 @@ impl WorkerPorts {
     /// Sends a copy of `bytes` on `out_if` (slow path: ARP, CARP adverts). False, and counted,
     /// if there is no free frame, no such port, the frame is too long, or the TX ring is full.
     pub fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {
-        let Some(port) = self.ports.iter().find(|p| p.if_index == out_if) else {
-            self.counters.bad_verdict += 1;
-            return false;
-        };
-        if bytes.is_empty() || bytes.len() > FRAME_SIZE {
+        let s = usize::from(self.tx_of[usize::from(out_if)]);
+        if s >= self.socks.len() || bytes.is_empty() || bytes.len() > FRAME_SIZE {
             self.counters.bad_verdict += 1;
             return false;
         }
-        let s = port.tx_sock;
         if self.pool.is_empty() {
             self.complete();
         }
