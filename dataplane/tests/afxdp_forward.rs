@@ -454,8 +454,9 @@ fn ten_million_frames_all_accounted() {
         let c = *ports.counters();
         let audit = ports.frames_accounted().unwrap_or_else(|e| panic!("at the end: {e}"));
         eprintln!(
-            "{c:?}\n{audit:?}\n{} frames in {elapsed:?}: {:.2} Mpps through the worker; {copies_ok} \
+            "{c:?}\n{:?}\n{audit:?}\n{} frames in {elapsed:?}: {:.2} Mpps through the worker; {copies_ok} \
              injected",
+            ports.kernel_stats(),
             c.rx,
             c.rx as f64 / elapsed.as_secs_f64() / 1e6
         );

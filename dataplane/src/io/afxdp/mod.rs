@@ -59,7 +59,7 @@ mod netlink;
 mod port;
 
 pub use netlink::{attached_xdp, detach_xdp, kernel_ifindex, rx_queue_count, AttachedXdp};
-pub use port::{remove_xdp_programs, FrameAudit, PortCounters, WorkerPorts};
+pub use port::{remove_xdp_programs, FrameAudit, KernelStats, PortCounters, WorkerPorts};
 
 use std::fmt;
 use std::io;

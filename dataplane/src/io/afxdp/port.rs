@@ -61,6 +61,19 @@ pub struct PortCounters {
     pub tx_kick_errors: u64,
 }
 
+/// The kernel's own counters of the worker's sockets (`XDP_STATISTICS`), summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Frames the kernel dropped for this socket (no fill entry in copy mode, among others).
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_ring_empty: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+}
+
 /// Where the frames are, from [`WorkerPorts::frames_accounted`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameAudit {
@@ -369,6 +382,22 @@ impl WorkerPorts {
 
     pub fn counters(&self) -> &PortCounters {
         &self.counters
+    }
+
+    /// The kernel's counters of every socket, summed (sockets whose statistics cannot be read
+    /// are skipped).
+    pub fn kernel_stats(&self) -> KernelStats {
+        let mut k = KernelStats::default();
+        for sock in &self.socks {
+            if let Ok(st) = sock.rx.fd().xdp_statistics() {
+                k.rx_dropped += st.rx_dropped();
+                k.rx_ring_full += st.rx_ring_full();
+                k.rx_fill_ring_empty += st.rx_fill_ring_empty_descs();
+                k.rx_invalid_descs += st.rx_invalid_descs();
+                k.tx_invalid_descs += st.tx_invalid_descs();
+            }
+        }
+        k
     }
 
     /// Frames in the free pool right now.
