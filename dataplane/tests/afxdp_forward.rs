@@ -54,18 +54,13 @@ impl NetNs {
         run("ip", &["netns", "add", &name]);
         let ns = Self { name };
         // Quiet links: no IPv6 router solicitations or DAD from the namespace's own stack.
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &ns.name,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-        );
+        // /proc/sys/net answers for the namespace of the thread that opens it.
+        ns.run(|| {
+            for conf in ["all", "default"] {
+                let path = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+                let _ = std::fs::write(path, "1"); // absent when IPv6 is off altogether
+            }
+        });
         ns
     }
 

@@ -407,7 +407,8 @@ impl WorkerPorts {
 
     /// One batched round: reap TX completions, refill fill rings, receive up to `budget` frames
     /// (at most `batch` per RX ring) and run `handler` on each, then put the forwarded frames on
-    /// their TX rings with one kick per ring. Returns the number of frames received.
+    /// their TX rings with one kick per ring (in copy mode repeated while the kernel says it
+    /// has more, see the module docs). Returns the number of frames received.
     ///
     /// `handler(in_if, buf, len)` gets the whole [`FRAME_SIZE`] buffer, the frame in its first
     /// `len` bytes.
