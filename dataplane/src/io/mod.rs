@@ -7,6 +7,9 @@
 
 use crate::IfIndex;
 
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
+
 /// Size of one frame buffer: a UMEM chunk, and the in-memory port's buffers alike.
 pub const FRAME_SIZE: usize = 2048;
 
