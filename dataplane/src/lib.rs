@@ -18,6 +18,8 @@ pub mod pipeline;
 pub mod route;
 pub mod state;
 pub mod wire;
+#[cfg(feature = "afxdp")]
+pub mod worker;
 
 /// Index of a dataplane interface in the pipeline's interface table (`lan`, `wan`, ...).
 /// Small and `Copy` because it travels with every frame.

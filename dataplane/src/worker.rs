@@ -1,0 +1,251 @@
+//! A worker: one pinned thread that owns its AF_XDP ports and a [`Pipeline`], and polls them
+//! in batches. It never blocks and never waits on another thread: frames from the control plane
+//! (CARP adverts, gratuitous ARPs) arrive on a channel it drains with `try_recv`, and frames for
+//! the control plane leave on a bounded channel with `try_send` (counted when full).
+//!
+//! The ports are opened on the worker's own thread, after pinning, so that the UMEM's memory is
+//! touched first by the core that uses it. The result of opening is reported back before the
+//! loop starts: the daemon refuses to start when any worker cannot bind all its queues.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::io::afxdp::{OpenError, PortCounters, WorkerConfig, WorkerPorts};
+use crate::pipeline::{ControlFrame, Dataplane, Pipeline, PipelineConfig};
+use crate::state::Clock;
+use crate::IfIndex;
+
+/// A frame the control plane wants sent on a dataplane interface.
+#[derive(Debug, Clone)]
+pub struct SlowFrame {
+    pub out_if: IfIndex,
+    pub bytes: Vec<u8>,
+}
+
+/// What a worker does when its rings are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Spin on the rings: lowest latency, one core at 100% (a dedicated box).
+    BusyPoll,
+    /// Spin a little, then sleep, doubling up to `max_sleep_us`: a quiet worker gives its core
+    /// back (a lab, a shared machine). The first frame after an idle spell waits at most that.
+    Backoff { max_sleep_us: u32 },
+}
+
+impl Default for IdlePolicy {
+    fn default() -> IdlePolicy {
+        IdlePolicy::Backoff { max_sleep_us: 200 }
+    }
+}
+
+/// Everything a worker needs to start.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// Worker number (thread name `tandem-w{index}`).
+    pub index: usize,
+    /// The core to pin to, if any.
+    pub core: Option<usize>,
+    pub ports: WorkerConfig,
+    pub pipeline: PipelineConfig,
+    pub idle: IdlePolicy,
+    /// Frames taken from the rings per round.
+    pub budget: usize,
+}
+
+/// The port counters of a worker, published every few milliseconds for the CLI.
+#[derive(Debug, Default)]
+pub struct PortStats {
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    pub tx_ring_full: AtomicU64,
+    pub fill_starved: AtomicU64,
+    pub send_no_frame: AtomicU64,
+    pub rx_too_long: AtomicU64,
+    /// Slow-path frames the worker could not send.
+    pub slow_dropped: AtomicU64,
+}
+
+impl PortStats {
+    fn publish(&self, c: &PortCounters) {
+        self.rx.store(c.rx, Ordering::Relaxed);
+        self.tx.store(c.tx, Ordering::Relaxed);
+        self.tx_ring_full.store(c.tx_ring_full, Ordering::Relaxed);
+        self.fill_starved.store(c.fill_starved, Ordering::Relaxed);
+        self.send_no_frame.store(c.send_no_frame, Ordering::Relaxed);
+        self.rx_too_long.store(c.rx_too_long, Ordering::Relaxed);
+    }
+
+    /// Name/value pairs, for `tandemctl stats`.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("port_rx", self.rx.load(Ordering::Relaxed)),
+            ("port_tx", self.tx.load(Ordering::Relaxed)),
+            (
+                "port_tx_ring_full",
+                self.tx_ring_full.load(Ordering::Relaxed),
+            ),
+            (
+                "port_fill_starved",
+                self.fill_starved.load(Ordering::Relaxed),
+            ),
+            (
+                "port_send_no_frame",
+                self.send_no_frame.load(Ordering::Relaxed),
+            ),
+            ("port_rx_too_long", self.rx_too_long.load(Ordering::Relaxed)),
+            (
+                "slow_path_dropped",
+                self.slow_dropped.load(Ordering::Relaxed),
+            ),
+        ]
+    }
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct Worker {
+    pub index: usize,
+    pub stats: Arc<PortStats>,
+    /// Frames from the control plane to send.
+    pub slow_tx: Sender<SlowFrame>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts a worker thread and waits until its ports are open (or failed to open).
+    pub fn start(
+        dp: Arc<Dataplane>,
+        spec: WorkerSpec,
+        clock: Clock,
+        to_control: Sender<ControlFrame>,
+    ) -> Result<Worker, OpenError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(PortStats::default());
+        let (slow_tx, slow_rx) = crossbeam_channel::bounded::<SlowFrame>(1024);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), OpenError>>(1);
+        let index = spec.index;
+        let thread = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name(format!("tandem-w{index}"))
+                .spawn(move || {
+                    if let Some(core) = spec.core {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                            tracing::warn!(worker = index, core, "could not pin the worker");
+                        }
+                    }
+                    let ports = match WorkerPorts::open(&spec.ports) {
+                        Ok(p) => {
+                            let _ = ready_tx.send(Ok(()));
+                            p
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let mut pipeline = Pipeline::new(dp, &spec.pipeline);
+                    pipeline.set_control_channel(to_control);
+                    run(ports, pipeline, &spec, &clock, &slow_rx, &stop, &stats);
+                })
+                .map_err(|e| {
+                    OpenError::Config(format!("worker {index}: cannot start thread: {e}"))
+                })?
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Worker {
+                index,
+                stats,
+                slow_tx,
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(OpenError::Config(format!(
+                    "worker {index} ended before opening its ports"
+                )))
+            }
+        }
+    }
+
+    /// Asks the worker to stop and waits for it; its ports close (and detach XDP) on its own
+    /// thread.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The poll loop.
+fn run(
+    mut ports: WorkerPorts,
+    mut pipeline: Pipeline,
+    spec: &WorkerSpec,
+    clock: &Clock,
+    slow_rx: &Receiver<SlowFrame>,
+    stop: &AtomicBool,
+    stats: &PortStats,
+) {
+    let mut idle_rounds: u32 = 0;
+    let mut sleep_us: u32 = 1;
+    let mut last_publish = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = clock.now_ms();
+        pipeline.begin_batch(now);
+        let n = ports.poll(spec.budget, &mut |in_if, buf, len| {
+            pipeline.process(in_if, buf, len)
+        });
+        pipeline.end_batch();
+        pipeline.drain_emitted(|out_if, f| ports.send_copy(out_if, f.bytes()));
+        let mut slow = 0;
+        while let Ok(f) = slow_rx.try_recv() {
+            slow += 1;
+            if !ports.send_copy(f.out_if, &f.bytes) {
+                stats.slow_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if now.saturating_sub(last_publish) >= 10 {
+            stats.publish(ports.counters());
+            last_publish = now;
+        }
+        if n > 0 || slow > 0 {
+            idle_rounds = 0;
+            sleep_us = 1;
+            continue;
+        }
+        match spec.idle {
+            IdlePolicy::BusyPoll => std::hint::spin_loop(),
+            IdlePolicy::Backoff { max_sleep_us } => {
+                idle_rounds = idle_rounds.saturating_add(1);
+                if idle_rounds < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::sleep(Duration::from_micros(u64::from(sleep_us)));
+                    sleep_us = (sleep_us * 2).min(max_sleep_us.max(1));
+                }
+            }
+        }
+    }
+    stats.publish(ports.counters());
+}
