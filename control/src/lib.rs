@@ -1,5 +1,7 @@
 //! tandem's control plane: the config model and its compilation into dataplane structures, CARP,
 //! atomic config apply, and the control socket shared by `tandemd` and `tandemctl`.
 
+pub mod api;
 pub mod config;
+pub mod pcap;
 pub mod socket;
