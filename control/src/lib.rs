@@ -1,6 +1,10 @@
 //! tandem's control plane: the config model and its compilation into dataplane structures, CARP,
 //! atomic config apply, and the control socket shared by `tandemd` and `tandemctl`.
 
+pub mod api;
 pub mod compile;
 pub mod config;
+pub mod daemon;
+pub mod handler;
+pub mod pcap;
 pub mod socket;

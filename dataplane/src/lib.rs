@@ -8,6 +8,7 @@
 //! This crate depends on no other crate of tandem's: control compiles its config into the types
 //! of [`filter`] and [`route`], sync implements [`journal::StateJournal`].
 
+pub mod capture;
 pub mod counters;
 pub mod filter;
 pub mod generation;

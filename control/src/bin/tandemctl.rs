@@ -1,1 +1,742 @@
-fn main() {}
+//! tandemctl, tandem's command line: asks `tandemd` over its control socket and shows the answer
+//! as pfSense's Status pages would, or as JSON with `--json`.
+//!
+//! Exit status: 0 done, 1 the request failed (`tandemctl: <why>` on stderr), 2 usage error.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::de::DeserializeOwned;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use tandem_control::api::{
+    self, CapturePollArgs, CapturePollReply, CaptureStartArgs, CarpReply, Command, ConfigApplyArgs,
+    ConfigApplyReply, ConfigCheckArgs, ConfigCheckReply, ConfigShowReply, NoArgs, RulesReply,
+    StateInfo, StatesArgs, StatesReply, StatsReply, StatusReply, SyncReply,
+};
+use tandem_control::pcap::PcapWriter;
+use tandem_control::socket::{self, ClientError, DEFAULT_SOCKET};
+
+/// How long one request may wait for its reply.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `capture` asks for frames.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// tandem's command line: status, CARP, states, rules, counters, config and capture.
+#[derive(Debug, Parser)]
+#[command(name = "tandemctl", version, about)]
+struct Cli {
+    /// tandemd's control socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+
+    /// Print the daemon's answer as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// The box: name, uptime, config generation, interfaces.
+    Status,
+    /// CARP virtual IPs and their state; `enable` or `disable` CARP on this box.
+    Carp {
+        #[command(subcommand)]
+        action: Option<CarpAction>,
+    },
+    /// Persistent maintenance mode: `on` hands the VIPs to the peer and keeps them there.
+    Maintenance {
+        #[arg(value_enum)]
+        mode: OnOff,
+    },
+    /// The state table, with NAT mappings.
+    States {
+        /// Only states with this address at either end (either side of NAT).
+        #[arg(long, value_name = "IP")]
+        addr: Option<Ipv4Addr>,
+        /// Only states with this port at either end (either side of NAT).
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+        /// Only states of this protocol.
+        #[arg(long, value_enum)]
+        proto: Option<Proto>,
+        /// Show at most this many.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Filter rules with their hit counters.
+    Rules,
+    /// Named counters (those not zero; --all for every one).
+    Stats {
+        /// Show the counters that are zero too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The state sync link.
+    Sync,
+    /// Check, apply or show the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Capture frames from inside the dataplane into a pcap file (tcpdump cannot see them).
+    Capture {
+        /// Only this interface (config name, e.g. lan); all when absent.
+        #[arg(long, value_name = "NAME")]
+        interface: Option<String>,
+        /// Stop after this many frames.
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+        /// The pcap file to write.
+        #[arg(long, value_name = "FILE")]
+        write: PathBuf,
+        /// Only frames from or to this IPv4 address (ARP: sender or target).
+        #[arg(long, value_name = "IP")]
+        host: Option<Ipv4Addr>,
+        /// Only TCP or UDP frames from or to this port.
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+        /// Give up waiting for frames after this many seconds.
+        #[arg(long, value_name = "S", default_value_t = 30)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CarpAction {
+    /// Run CARP on this box.
+    Enable,
+    /// Stop CARP on this box: every VHID DISABLED, the peer takes the VIPs.
+    Disable,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate FILE with the daemon's validator (locally when tandemd is not running).
+    Check { file: PathBuf },
+    /// Apply FILE (or re-read the daemon's config file) as a new generation, whole or not at all.
+    Apply { file: Option<PathBuf> },
+    /// The configuration in force.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("tandemctl: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The daemon's socket and how to print.
+struct Ctl<'a> {
+    socket: &'a Path,
+    json: bool,
+}
+
+impl Ctl<'_> {
+    fn call_raw<A: Serialize>(
+        &self,
+        cmd: Command,
+        args: &A,
+    ) -> Result<serde_json::Value, ClientError> {
+        socket::request(self.socket, &cmd.request(args), REQUEST_TIMEOUT)
+    }
+
+    fn call<A: Serialize, R: DeserializeOwned>(&self, cmd: Command, args: &A) -> Result<R, String> {
+        let data = self.call_raw(cmd, args).map_err(|e| e.to_string())?;
+        api::from_data(cmd, data)
+    }
+
+    /// Prints `reply` as JSON (typed, so fields come in their declared order) or as text.
+    fn show<R: Serialize>(
+        &self,
+        reply: &R,
+        human: impl FnOnce(&R) -> String,
+    ) -> Result<(), String> {
+        if self.json {
+            println!("{}", to_json(reply)?);
+        } else {
+            print!("{}", human(reply));
+        }
+        Ok(())
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, String> {
+    serde_json::to_string(v).map_err(|e| format!("cannot print JSON: {e}"))
+}
+
+fn run(cli: &Cli) -> Result<ExitCode, String> {
+    let ctl = Ctl {
+        socket: &cli.socket,
+        json: cli.json,
+    };
+    match &cli.cmd {
+        Cmd::Status => {
+            let r: StatusReply = ctl.call(Command::Status, &NoArgs {})?;
+            ctl.show(&r, format_status)?;
+        }
+        Cmd::Carp { action } => {
+            let cmd = match action {
+                None => Command::Carp,
+                Some(CarpAction::Enable) => Command::CarpEnable,
+                Some(CarpAction::Disable) => Command::CarpDisable,
+            };
+            let r: CarpReply = ctl.call(cmd, &NoArgs {})?;
+            ctl.show(&r, format_carp)?;
+        }
+        Cmd::Maintenance { mode } => {
+            let cmd = match mode {
+                OnOff::On => Command::MaintenanceOn,
+                OnOff::Off => Command::MaintenanceOff,
+            };
+            let r: CarpReply = ctl.call(cmd, &NoArgs {})?;
+            ctl.show(&r, format_carp)?;
+        }
+        Cmd::States {
+            addr,
+            port,
+            proto,
+            limit,
+        } => {
+            let args = StatesArgs {
+                addr: *addr,
+                port: *port,
+                proto: proto.map(|p| p.name().to_string()),
+                limit: *limit,
+            };
+            let r: StatesReply = ctl.call(Command::States, &args)?;
+            ctl.show(&r, format_states)?;
+        }
+        Cmd::Rules => {
+            let r: RulesReply = ctl.call(Command::Rules, &NoArgs {})?;
+            ctl.show(&r, format_rules)?;
+        }
+        Cmd::Stats { all } => {
+            let r: StatsReply = ctl.call(Command::Stats, &NoArgs {})?;
+            let ordered = r.ordered();
+            if ctl.json {
+                println!("{}", to_json(&OrderedStats(&ordered))?);
+            } else {
+                print!("{}", format_stats(&ordered, *all));
+            }
+        }
+        Cmd::Sync => {
+            let r: SyncReply = ctl.call(Command::Sync, &NoArgs {})?;
+            ctl.show(&r, format_sync)?;
+        }
+        Cmd::Config { action } => return config(&ctl, action),
+        Cmd::Capture {
+            interface,
+            count,
+            write,
+            host,
+            port,
+            timeout,
+        } => {
+            let args = CaptureStartArgs {
+                interface: interface.clone(),
+                count: *count,
+                host: *host,
+                port: *port,
+            };
+            capture(&ctl, &args, write, Duration::from_secs(*timeout))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// config
+
+/// `path` made absolute against our working directory: the daemon runs elsewhere.
+fn absolute(path: &Path) -> Result<String, String> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?
+            .join(path)
+    };
+    Ok(abs.display().to_string())
+}
+
+fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
+    match action {
+        ConfigAction::Check { file } => {
+            let args = ConfigCheckArgs {
+                path: absolute(file)?,
+            };
+            let (reply, note) = match ctl.call_raw(Command::ConfigCheck, &args) {
+                Ok(data) => (api::from_data(Command::ConfigCheck, data)?, None),
+                Err(ClientError::Connect { path, .. }) => (
+                    check_locally(file),
+                    Some(format!(
+                        "tandemd is not running at {path}: checked locally by tandemctl {}",
+                        env!("CARGO_PKG_VERSION")
+                    )),
+                ),
+                Err(e) => return Err(e.to_string()),
+            };
+            let reply: ConfigCheckReply = reply;
+            if let Some(note) = &note {
+                eprintln!("tandemctl: {note}");
+            }
+            if ctl.json {
+                println!("{}", to_json(&reply)?);
+            } else if reply.valid {
+                println!("{}: OK", file.display());
+            } else {
+                for e in &reply.errors {
+                    eprintln!("{e}");
+                }
+            }
+            Ok(if reply.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        ConfigAction::Apply { file } => {
+            let args = ConfigApplyArgs {
+                path: file.as_deref().map(absolute).transpose()?,
+            };
+            let r: ConfigApplyReply = ctl.call(Command::ConfigApply, &args)?;
+            let what = file.as_ref().map_or_else(
+                || "the config file".to_string(),
+                |f| f.display().to_string(),
+            );
+            ctl.show(&r, |r| {
+                if r.changed {
+                    format!("{what} applied: generation {}\n", r.generation)
+                } else {
+                    format!("{what}: no change (generation {})\n", r.generation)
+                }
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigAction::Show => {
+            let r: ConfigShowReply = ctl.call(Command::ConfigShow, &NoArgs {})?;
+            ctl.show(&r, |r| {
+                let mut s = format!("# {}\n{}", r.path, r.text);
+                if !s.ends_with('\n') {
+                    s.push('\n');
+                }
+                s
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check_locally(file: &Path) -> ConfigCheckReply {
+    let path = file.display().to_string();
+    match tandem_control::config::load(file) {
+        Ok(_) => ConfigCheckReply {
+            path,
+            valid: true,
+            errors: Vec::new(),
+        },
+        Err(errors) => ConfigCheckReply {
+            path,
+            valid: false,
+            errors: errors.messages(),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// capture
+
+fn capture(
+    ctl: &Ctl<'_>,
+    args: &CaptureStartArgs,
+    file: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    let f = File::create(file).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let write_err = |e: std::io::Error| format!("cannot write {}: {e}", file.display());
+    let mut pcap = PcapWriter::new(BufWriter::new(f)).map_err(write_err)?;
+    if let Err(e) = ctl.call_raw(Command::CaptureStart, args) {
+        let _ = std::fs::remove_file(file);
+        return Err(e.to_string());
+    }
+    let result = capture_loop(ctl, args.count, &mut pcap, timeout);
+    // Stop in every case, so the next capture is not refused; the loop's error comes first.
+    let stopped = ctl.call_raw(Command::CaptureStop, &NoArgs {});
+    let (written, dropped, timed_out) = result?;
+    stopped.map_err(|e| format!("capture.stop: {e}"))?;
+    pcap.into_inner().map_err(write_err)?;
+    if timed_out {
+        eprintln!(
+            "tandemctl: timed out after {} s with {written} of {} frames",
+            timeout.as_secs(),
+            args.count
+        );
+    }
+    if ctl.json {
+        let summary = serde_json::json!({
+            "file": file.display().to_string(),
+            "frames": written,
+            "dropped": dropped,
+            "timed_out": timed_out,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "{written} frames written to {} ({dropped} dropped)",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// Polls until `count` frames are written, the capture is done, or `timeout`. Returns frames
+/// written, frames the dataplane dropped, and whether it timed out.
+fn capture_loop<W: std::io::Write>(
+    ctl: &Ctl<'_>,
+    count: u64,
+    pcap: &mut PcapWriter<W>,
+    timeout: Duration,
+) -> Result<(u64, u64, bool), String> {
+    let deadline = Instant::now() + timeout;
+    let mut dropped = 0;
+    loop {
+        let want = count - pcap.frames();
+        let args = CapturePollArgs {
+            max: Some(usize::try_from(want).unwrap_or(usize::MAX)),
+        };
+        let r: CapturePollReply = ctl.call(Command::CapturePoll, &args)?;
+        for frame in r
+            .frames
+            .iter()
+            .take(usize::try_from(want).unwrap_or(usize::MAX))
+        {
+            let bytes = frame
+                .bytes()
+                .map_err(|e| format!("unreadable frame from tandemd: {e}"))?;
+            pcap.write_frame(frame.ts_ns, &bytes, frame.orig_len)
+                .map_err(|e| format!("cannot write the capture file: {e}"))?;
+        }
+        pcap.flush()
+            .map_err(|e| format!("cannot write the capture file: {e}"))?;
+        dropped = dropped.max(r.dropped);
+        if pcap.frames() >= count || r.done {
+            return Ok((pcap.frames(), dropped, false));
+        }
+        if Instant::now() >= deadline {
+            return Ok((pcap.frames(), dropped, true));
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// human output
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(ToString::to_string).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = width[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn duration(s: u64) -> String {
+    let (d, h, m, s) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d}d {h:02}h {m:02}m {s:02}s")
+    } else if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn format_status(r: &StatusReply) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Hostname    {} (host id {})", r.hostname, r.host_id);
+    let _ = writeln!(s, "Version     tandemd {}", r.version);
+    let _ = writeln!(s, "Uptime      {}", duration(r.uptime_s));
+    let _ = writeln!(
+        s,
+        "Config      {} (generation {})",
+        r.config_file, r.generation
+    );
+    let _ = writeln!(s, "Workers     {}", r.workers);
+    let _ = writeln!(s, "States      {}", r.states);
+    s.push('\n');
+    let rows: Vec<Vec<String>> = r
+        .interfaces
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.to_uppercase(),
+                i.device.clone(),
+                i.mac.clone(),
+                i.address.clone(),
+                i.rx_packets.to_string(),
+                i.rx_bytes.to_string(),
+                i.tx_packets.to_string(),
+                i.tx_bytes.to_string(),
+            ]
+        })
+        .collect();
+    s.push_str(&table(
+        &[
+            "Interface",
+            "Device",
+            "MAC",
+            "Address",
+            "RX packets",
+            "RX bytes",
+            "TX packets",
+            "TX bytes",
+        ],
+        &rows,
+    ));
+    s
+}
+
+fn format_carp(r: &CarpReply) -> String {
+    let mut s = String::new();
+    if r.vips.is_empty() {
+        s.push_str("No CARP virtual IPs configured.\n");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .vips
+            .iter()
+            .map(|v| {
+                let last = match (v.previous_status, v.last_transition_reason.as_str()) {
+                    (Some(p), "") => format!("{p} -> {}", v.status),
+                    (Some(p), why) => format!("{p} -> {} ({why})", v.status),
+                    (None, "") => "-".to_string(),
+                    (None, why) => why.to_string(),
+                };
+                let last = match v.since_s {
+                    Some(t) if last != "-" => format!("{last}, {} ago", duration(t)),
+                    _ => last,
+                };
+                vec![
+                    format!("{}@{}", v.interface.to_uppercase(), v.vhid),
+                    v.vip.to_string(),
+                    v.status.to_string(),
+                    v.advbase.to_string(),
+                    v.advskew.to_string(),
+                    v.demotion.to_string(),
+                    last,
+                ]
+            })
+            .collect();
+        s.push_str(&table(
+            &[
+                "Interface@VHID",
+                "Virtual IP",
+                "Status",
+                "Advbase",
+                "Skew",
+                "Demotion",
+                "Last transition",
+            ],
+            &rows,
+        ));
+    }
+    let _ = writeln!(
+        s,
+        "\nCARP {}, maintenance mode {}, demotion {}",
+        if r.enabled { "enabled" } else { "disabled" },
+        if r.maintenance { "on" } else { "off" },
+        r.demotion
+    );
+    s
+}
+
+fn state_line(st: &StateInfo) -> String {
+    let mut s = format!("{} {}", st.proto, st.stack);
+    if st.wire.src != st.stack.src {
+        let _ = write!(s, " (nat {})", st.wire.src);
+    }
+    if st.wire.dst != st.stack.dst {
+        let _ = write!(s, " (rdr {})", st.wire.dst);
+    }
+    let _ = write!(
+        s,
+        " {}:{} {}",
+        st.src_state,
+        st.dst_state,
+        duration(st.age_s)
+    );
+    s
+}
+
+fn format_states(r: &StatesReply) -> String {
+    let mut s = String::new();
+    for st in &r.states {
+        s.push_str(&state_line(st));
+        s.push('\n');
+    }
+    let shown = r.states.len() as u64;
+    if shown < r.count {
+        let _ = writeln!(s, "{} states ({shown} shown)", r.count);
+    } else {
+        let _ = writeln!(s, "{} states", r.count);
+    }
+    s
+}
+
+fn format_rules(r: &RulesReply) -> String {
+    if r.rules.is_empty() {
+        return "No filter rules.\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = r
+        .rules
+        .iter()
+        .map(|x| {
+            vec![
+                x.number.to_string(),
+                x.interface.to_uppercase(),
+                x.action.clone(),
+                x.proto.clone(),
+                x.source.clone(),
+                x.destination.clone(),
+                x.port.clone(),
+                x.hits.to_string(),
+                x.bytes.to_string(),
+                x.description.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "#",
+            "Interface",
+            "Action",
+            "Proto",
+            "Source",
+            "Destination",
+            "Port",
+            "Hits",
+            "Bytes",
+            "Description",
+        ],
+        &rows,
+    )
+}
+
+/// Counters as one JSON object in their order (serialised directly, not through a `Value`).
+struct OrderedStats<'a>(&'a [(&'a str, u64)]);
+
+impl Serialize for OrderedStats<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        struct Counters<'a>(&'a [(&'a str, u64)]);
+        impl Serialize for Counters<'_> {
+            fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut m = ser.serialize_map(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        let mut m = ser.serialize_map(Some(1))?;
+        m.serialize_entry("counters", &Counters(self.0))?;
+        m.end()
+    }
+}
+
+fn format_stats(counters: &[(&str, u64)], all: bool) -> String {
+    let rows: Vec<Vec<String>> = counters
+        .iter()
+        .filter(|(_, v)| all || *v != 0)
+        .map(|(k, v)| vec![(*k).to_string(), v.to_string()])
+        .collect();
+    if rows.is_empty() {
+        return format!(
+            "All {} counters are zero (--all shows them).\n",
+            counters.len()
+        );
+    }
+    let w = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    let mut s = String::new();
+    for r in &rows {
+        let _ = writeln!(s, "{:<w$}  {}", r[0], r[1]);
+    }
+    s
+}
+
+fn format_sync(r: &SyncReply) -> String {
+    let mut s = String::new();
+    let rows = [
+        ("Running", if r.running { "yes" } else { "no" }.to_string()),
+        ("Peer", r.peer.clone().unwrap_or_else(|| "-".into())),
+        ("Bulk update", r.bulk_status.clone()),
+        ("States from peer", r.states.to_string()),
+        ("Sent", r.sent.to_string()),
+        ("Received", r.received.to_string()),
+        ("Retransmitted", r.retransmitted.to_string()),
+        ("Auth failed", r.auth_failed.to_string()),
+        ("Dropped", r.dropped.to_string()),
+        ("Lag", format!("{} ms", r.lag_ms)),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(s, "{k:<16}  {v}");
+    }
+    s
+}

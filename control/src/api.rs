@@ -1,0 +1,768 @@
+//! The control protocol's commands and data: what `tandemd` answers and `tandemctl` reads.
+//!
+//! Every exchange is one [`Request`](crate::socket::Request) line and one
+//! [`Reply`](crate::socket::Reply) line (see [`crate::socket`]). `cmd` is one of the names of
+//! [`Command`]; `args` is the command's args type below serialised as JSON (absent or `{}` when
+//! it has none); `data` of a successful reply is the command's reply type.
+//!
+//! | `cmd`             | `args`               | `data`                |
+//! |-------------------|----------------------|-----------------------|
+//! | `status`          | -                    | [`StatusReply`]       |
+//! | `carp`            | -                    | [`CarpReply`]         |
+//! | `carp.enable`     | -                    | [`CarpReply`] (after) |
+//! | `carp.disable`    | -                    | [`CarpReply`] (after) |
+//! | `maintenance.on`  | -                    | [`CarpReply`] (after) |
+//! | `maintenance.off` | -                    | [`CarpReply`] (after) |
+//! | `states`          | [`StatesArgs`]       | [`StatesReply`]       |
+//! | `rules`           | -                    | [`RulesReply`]        |
+//! | `stats`           | -                    | [`StatsReply`]        |
+//! | `sync`            | -                    | [`SyncReply`]         |
+//! | `config.check`    | [`ConfigCheckArgs`]  | [`ConfigCheckReply`]  |
+//! | `config.apply`    | [`ConfigApplyArgs`]  | [`ConfigApplyReply`]  |
+//! | `config.show`     | -                    | [`ConfigShowReply`]   |
+//! | `capture.start`   | [`CaptureStartArgs`] | `null`                |
+//! | `capture.poll`    | [`CapturePollArgs`]  | [`CapturePollReply`]  |
+//! | `capture.stop`    | -                    | [`CaptureStopReply`]  |
+//!
+//! Rules both sides keep:
+//! - Addresses travel as strings (`"172.25.46.100"`, `"192.168.0.100:40000"`), MACs as
+//!   `"00:00:5e:00:01:01"`, durations in whole seconds (`_s`) or milliseconds (`_ms`).
+//! - A refusal (`ok:false`) carries a message for the operator: what and why, e.g.
+//!   `"unknown interface \"dmz\" (interfaces: lan, wan)"`. `tandemctl` prints it as is.
+//! - `config.check` answers `ok:true` with `valid:false` and every error when the file is invalid:
+//!   the check worked, the file did not pass. `config.apply` of an invalid file is a refusal whose
+//!   message holds every error, one per line; nothing is applied.
+//! - Paths in args are absolute: `tandemctl` resolves them against its working directory.
+//! - A capture (`capture.start`) runs until `count` frames are taken, `capture.stop`, or nobody
+//!   polls it for a while (the dataplane's tap lets a new capture take over a stale one); there is
+//!   one at a time and a second `capture.start` is refused. `capture.poll` returns the frames
+//!   taken since the last poll, bytes in lowercase hex.
+//! - Replies may grow fields: readers ignore the ones they do not know, and fields added later
+//!   carry `#[serde(default)]`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::socket::Request;
+
+/// A command of the control protocol, with its name on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    Status,
+    Carp,
+    CarpEnable,
+    CarpDisable,
+    MaintenanceOn,
+    MaintenanceOff,
+    States,
+    Rules,
+    Stats,
+    Sync,
+    ConfigCheck,
+    ConfigApply,
+    ConfigShow,
+    CaptureStart,
+    CapturePoll,
+    CaptureStop,
+}
+
+impl Command {
+    /// Every command, in the order of the module doc's table.
+    pub const ALL: [Command; 16] = [
+        Command::Status,
+        Command::Carp,
+        Command::CarpEnable,
+        Command::CarpDisable,
+        Command::MaintenanceOn,
+        Command::MaintenanceOff,
+        Command::States,
+        Command::Rules,
+        Command::Stats,
+        Command::Sync,
+        Command::ConfigCheck,
+        Command::ConfigApply,
+        Command::ConfigShow,
+        Command::CaptureStart,
+        Command::CapturePoll,
+        Command::CaptureStop,
+    ];
+
+    /// The command's name on the wire (`Request::cmd`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::Carp => "carp",
+            Command::CarpEnable => "carp.enable",
+            Command::CarpDisable => "carp.disable",
+            Command::MaintenanceOn => "maintenance.on",
+            Command::MaintenanceOff => "maintenance.off",
+            Command::States => "states",
+            Command::Rules => "rules",
+            Command::Stats => "stats",
+            Command::Sync => "sync",
+            Command::ConfigCheck => "config.check",
+            Command::ConfigApply => "config.apply",
+            Command::ConfigShow => "config.show",
+            Command::CaptureStart => "capture.start",
+            Command::CapturePoll => "capture.poll",
+            Command::CaptureStop => "capture.stop",
+        }
+    }
+
+    /// The command named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The command of a request, or the refusal message for an unknown one.
+    pub fn of(req: &Request) -> Result<Command, String> {
+        Command::from_name(&req.cmd).ok_or_else(|| {
+            let known: Vec<&str> = Command::ALL.iter().map(|c| c.name()).collect();
+            format!(
+                "unknown command {:?} (commands: {})",
+                req.cmd,
+                known.join(", ")
+            )
+        })
+    }
+
+    /// A request for this command with `args` (use `&NoArgs` for none).
+    pub fn request<A: Serialize>(self, args: &A) -> Request {
+        // Our args types hold only strings, numbers and options: serialising cannot fail.
+        let args = serde_json::to_value(args).unwrap_or(Value::Null);
+        let args = match args {
+            Value::Object(m) if m.is_empty() => Value::Null,
+            v => v,
+        };
+        Request::new(self.name(), args)
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The args of a command that takes none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// Reads a request's args as `T` (absent args read as `{}`), or the refusal message naming the
+/// command and the faulty field.
+pub fn parse_args<T: DeserializeOwned>(req: &Request) -> Result<T, String> {
+    let args = match &req.args {
+        Value::Null => Value::Object(Map::new()),
+        v => v.clone(),
+    };
+    serde_json::from_value(args).map_err(|e| format!("bad arguments to {}: {e}", req.cmd))
+}
+
+/// A reply's data as JSON, for a [`Handler`](crate::socket::Handler).
+pub fn to_data<T: Serialize>(reply: &T) -> Result<Value, String> {
+    serde_json::to_value(reply).map_err(|e| format!("internal error: cannot encode reply: {e}"))
+}
+
+/// Reads a reply's data as `T`, or a message saying the daemon answered something else.
+pub fn from_data<T: DeserializeOwned>(cmd: Command, data: Value) -> Result<T, String> {
+    serde_json::from_value(data)
+        .map_err(|e| format!("unreadable reply to {cmd} from tandemd (a different version?): {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// status
+
+/// `status`: the box at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub hostname: String,
+    pub host_id: u32,
+    /// tandemd's version.
+    pub version: String,
+    pub uptime_s: u64,
+    /// The configuration generation in force (1 for the config the daemon started with).
+    pub generation: u64,
+    pub config_file: String,
+    pub workers: u16,
+    pub interfaces: Vec<InterfaceInfo>,
+    /// States in the state table.
+    pub states: u64,
+}
+
+/// One dataplane interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceInfo {
+    /// The config's name (`lan`, `wan`).
+    pub name: String,
+    /// The kernel device.
+    pub device: String,
+    pub mac: String,
+    /// The interface address with its prefix, `192.168.0.11/24`.
+    pub address: String,
+    #[serde(default)]
+    pub rx_packets: u64,
+    #[serde(default)]
+    pub rx_bytes: u64,
+    #[serde(default)]
+    pub tx_packets: u64,
+    #[serde(default)]
+    pub tx_bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// carp
+
+/// A VHID's CARP state, named as pfSense and carp(4) name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CarpStatus {
+    Master,
+    Backup,
+    Init,
+    Disabled,
+}
+
+impl CarpStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CarpStatus::Master => "MASTER",
+            CarpStatus::Backup => "BACKUP",
+            CarpStatus::Init => "INIT",
+            CarpStatus::Disabled => "DISABLED",
+        }
+    }
+}
+
+impl std::fmt::Display for CarpStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `carp` (and the CARP switches, which answer the state after the switch). Serialised with
+/// `vips` first: `{"vips":[{"interface","vhid","vip","status",...}],...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarpReply {
+    pub vips: Vec<CarpVip>,
+    /// Whether CARP runs (`carp.disable` turns it off: every VHID `DISABLED`).
+    pub enabled: bool,
+    /// Persistent maintenance mode: the box demotes itself so the peer takes over.
+    pub maintenance: bool,
+    /// The box's demotion counter (interface loss, sync not done, maintenance).
+    pub demotion: u32,
+}
+
+/// One CARP virtual IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarpVip {
+    /// The config's interface name (`wan`); shown uppercased.
+    pub interface: String,
+    pub vhid: u8,
+    pub vip: Ipv4Addr,
+    pub status: CarpStatus,
+    pub advbase: u8,
+    pub advskew: u8,
+    /// The demotion this VHID advertises.
+    pub demotion: u32,
+    /// Why the last transition happened (`"master down"`, `"preempt"`, `"maintenance"`), empty
+    /// before the first.
+    pub last_transition_reason: String,
+    /// The state before the last transition, if there was one.
+    #[serde(default)]
+    pub previous_status: Option<CarpStatus>,
+    /// Seconds since the last transition.
+    #[serde(default)]
+    pub since_s: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// states
+
+/// `states` filters; every given one must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatesArgs {
+    /// Either endpoint, on the stack or the wire side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<Ipv4Addr>,
+    /// Either port, on the stack or the wire side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `tcp`, `udp`, `icmp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    /// At most this many states in the reply (`count` still counts all that match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// `states`: `{"count":N,"states":[...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatesReply {
+    /// States that match the filters.
+    pub count: u64,
+    pub states: Vec<StateInfo>,
+}
+
+/// Both ends of one side of a state. ICMP carries its query id in the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+}
+
+impl std::fmt::Display for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {}", self.src, self.dst)
+    }
+}
+
+/// One state, as pf shows it: the stack side (as the initiator sent it) and the wire side
+/// (after NAT).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateInfo {
+    /// Sync identity, `creator:id` in hex (`"0000000a:00000000000001f4"`).
+    pub id: String,
+    pub proto: String,
+    pub stack: Endpoints,
+    pub wire: Endpoints,
+    /// Whether the two sides differ.
+    pub nat: bool,
+    /// `ESTABLISHED`, `SYN_SENT`, ... for TCP; `SINGLE`, `MULTIPLE` for UDP and ICMP.
+    pub src_state: String,
+    pub dst_state: String,
+    pub age_s: u64,
+    pub expires_in_s: u64,
+    /// Initiator to responder, then back.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// The number of the rule that created the state, if one did.
+    pub rule: Option<u32>,
+}
+
+impl StateInfo {
+    /// The sync identity as `StateInfo::id` shows it.
+    pub fn format_id(creator: u32, id: u64) -> String {
+        format!("{creator:08x}:{id:016x}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// rules
+
+/// `rules`: the filter rules in force, in evaluation order, with their counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulesReply {
+    pub rules: Vec<RuleInfo>,
+}
+
+/// One filter rule as the config states it, with its hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleInfo {
+    pub number: u32,
+    pub interface: String,
+    /// `pass`, `block`, `reject`.
+    pub action: String,
+    /// `any`, `tcp`, `udp`, `tcp/udp`, `icmp`.
+    pub proto: String,
+    pub source: String,
+    pub destination: String,
+    /// Destination port or range, `*` for any.
+    pub port: String,
+    pub description: String,
+    /// Packets that matched the rule (states created, for a pass rule).
+    pub hits: u64,
+    pub bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// stats
+
+/// `stats`: named counters in the daemon's declaration order.
+///
+/// On the wire: `{"counters":{"rx_frames":12,...},"order":["rx_frames",...]}`. JSON objects lose
+/// their order through `serde_json::Value`, so the order travels beside them; build with
+/// [`StatsReply::from_pairs`] and read with [`StatsReply::ordered`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReply {
+    pub counters: Map<String, Value>,
+    #[serde(default)]
+    pub order: Vec<String>,
+}
+
+impl StatsReply {
+    /// From counters in the order to show them. A repeated name keeps its first place and sums.
+    pub fn from_pairs<S: Into<String>>(pairs: impl IntoIterator<Item = (S, u64)>) -> StatsReply {
+        let mut counters = Map::new();
+        let mut order = Vec::new();
+        for (name, v) in pairs {
+            let name = name.into();
+            let sum = counters.get(&name).and_then(Value::as_u64).unwrap_or(0);
+            if !counters.contains_key(&name) {
+                order.push(name.clone());
+            }
+            counters.insert(name, Value::from(sum.wrapping_add(v)));
+        }
+        StatsReply { counters, order }
+    }
+
+    /// The counters in order: `order` first, then any counter it leaves out, by name. Values
+    /// that are not unsigned integers read as 0.
+    pub fn ordered(&self) -> Vec<(&str, u64)> {
+        let mut out: Vec<(&str, u64)> = Vec::with_capacity(self.counters.len());
+        let mut seen = std::collections::HashSet::new();
+        for name in &self.order {
+            if let Some(v) = self.counters.get(name) {
+                if seen.insert(name.as_str()) {
+                    out.push((name, v.as_u64().unwrap_or(0)));
+                }
+            }
+        }
+        for (name, v) in &self.counters {
+            if !seen.contains(name.as_str()) {
+                out.push((name, v.as_u64().unwrap_or(0)));
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sync
+
+/// `sync`: the state sync link. Zero and `"not running"` until state sync runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncReply {
+    pub running: bool,
+    /// The peer's address, if configured.
+    pub peer: Option<String>,
+    pub sent: u64,
+    pub received: u64,
+    pub retransmitted: u64,
+    pub auth_failed: u64,
+    pub dropped: u64,
+    /// How far the peer's acknowledgements trail our updates.
+    pub lag_ms: u64,
+    /// `not running`, `requested`, `in progress`, `done`, `failed: <why>`.
+    pub bulk_status: String,
+    /// States received from the peer and held.
+    pub states: u64,
+}
+
+impl SyncReply {
+    /// What a daemon without state sync answers.
+    pub fn not_running() -> SyncReply {
+        SyncReply {
+            running: false,
+            peer: None,
+            sent: 0,
+            received: 0,
+            retransmitted: 0,
+            auth_failed: 0,
+            dropped: 0,
+            lag_ms: 0,
+            bulk_status: "not running".into(),
+            states: 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// config
+
+/// `config.check`: validate a file with the daemon's own validator; nothing is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigCheckArgs {
+    /// Absolute path of the file.
+    pub path: String,
+}
+
+/// `config.check`'s verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigCheckReply {
+    pub path: String,
+    pub valid: bool,
+    /// Every error, one message each, naming the field.
+    pub errors: Vec<String>,
+}
+
+/// `config.apply`: load, validate and swap in a whole new generation, or nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigApplyArgs {
+    /// Absolute path of the file; the daemon's own config file when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// `config.apply`'s result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigApplyReply {
+    /// The generation now in force.
+    pub generation: u64,
+    /// False when the file held the configuration already in force (the generation stays).
+    pub changed: bool,
+}
+
+/// `config.show`: the configuration in force, as the file it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigShowReply {
+    pub path: String,
+    pub text: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// capture
+
+/// `capture.start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStartArgs {
+    /// The config's interface name (`lan`); every dataplane interface when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Stop after this many frames.
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// `capture.poll`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapturePollArgs {
+    /// At most this many frames in the reply (the daemon's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<usize>,
+}
+
+/// Whether the dataplane received or sent the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureDir {
+    Rx,
+    Tx,
+}
+
+impl From<tandem_dataplane::capture::Direction> for CaptureDir {
+    fn from(d: tandem_dataplane::capture::Direction) -> CaptureDir {
+        match d {
+            tandem_dataplane::capture::Direction::Rx => CaptureDir::Rx,
+            tandem_dataplane::capture::Direction::Tx => CaptureDir::Tx,
+        }
+    }
+}
+
+/// One captured frame on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureFrame {
+    pub if_index: u8,
+    pub dir: CaptureDir,
+    /// CLOCK_REALTIME, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// The frame's length on the wire (more than the bytes when cut at the snaplen).
+    pub orig_len: u32,
+    /// The captured bytes, lowercase hex.
+    pub hex: String,
+}
+
+impl CaptureFrame {
+    /// The captured bytes, or why `hex` is not hex.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        hex_decode(&self.hex)
+    }
+}
+
+impl From<&tandem_dataplane::capture::CapturedFrame> for CaptureFrame {
+    fn from(f: &tandem_dataplane::capture::CapturedFrame) -> CaptureFrame {
+        CaptureFrame {
+            if_index: f.if_index,
+            dir: f.direction.into(),
+            ts_ns: f.ts_ns,
+            orig_len: f.orig_len,
+            hex: hex_encode(&f.bytes),
+        }
+    }
+}
+
+/// `capture.poll`: the frames since the last poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturePollReply {
+    pub frames: Vec<CaptureFrame>,
+    /// The capture is over and every frame has been handed out.
+    pub done: bool,
+    pub captured: u64,
+    pub dropped: u64,
+}
+
+/// `capture.stop`: the capture's final counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStopReply {
+    pub captured: u64,
+    pub dropped: u64,
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+/// The bytes of a hex string (either case).
+pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return Err(format!("odd-length hex ({} digits)", b.len()));
+    }
+    b.chunks_exact(2)
+        .enumerate()
+        .map(|(i, pair)| match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(h), Some(l)) => Ok(h << 4 | l),
+            _ => Err(format!("not hex at offset {}", i * 2)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn command_names_round_trip_and_unknown_ones_are_refused_with_the_list() {
+        for c in Command::ALL {
+            assert_eq!(Command::from_name(c.name()), Some(c));
+        }
+        let e = Command::of(&Request::new("carp.toggle", Value::Null)).unwrap_err();
+        assert!(e.starts_with("unknown command \"carp.toggle\" (commands: status, carp,"));
+    }
+
+    #[test]
+    fn requests_omit_empty_args_and_daemon_reads_absent_args_as_empty() {
+        let r = Command::Status.request(&NoArgs {});
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"cmd":"status"}"#);
+        let a: StatesArgs = parse_args(&r).unwrap();
+        assert_eq!(a, StatesArgs::default());
+        let r = Command::States.request(&StatesArgs {
+            port: Some(80),
+            ..StatesArgs::default()
+        });
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"cmd":"states","args":{"port":80}}"#
+        );
+        let bad = Request::new("states", json!({"prot": "tcp"}));
+        let e = parse_args::<StatesArgs>(&bad).unwrap_err();
+        assert!(
+            e.starts_with("bad arguments to states: unknown field `prot`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn carp_json_has_vips_with_the_contract_fields() {
+        let r = CarpReply {
+            vips: vec![CarpVip {
+                interface: "wan".into(),
+                vhid: 1,
+                vip: Ipv4Addr::new(172, 25, 46, 100),
+                status: CarpStatus::Master,
+                advbase: 1,
+                advskew: 0,
+                demotion: 0,
+                last_transition_reason: "master down".into(),
+                previous_status: Some(CarpStatus::Backup),
+                since_s: Some(3),
+            }],
+            enabled: true,
+            maintenance: false,
+            demotion: 0,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(
+            s.starts_with(
+                r#"{"vips":[{"interface":"wan","vhid":1,"vip":"172.25.46.100","status":"MASTER","#
+            ),
+            "{s}"
+        );
+        let back: CarpReply = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn stats_keep_their_order_through_a_json_value() {
+        let r = StatsReply::from_pairs([("rx_frames", 5), ("tx_frames", 3), ("drop_a", 1)]);
+        let v = to_data(&r).unwrap();
+        assert_eq!(v["counters"]["tx_frames"], 3);
+        let back: StatsReply = from_data(Command::Stats, v).unwrap();
+        assert_eq!(
+            back.ordered(),
+            vec![("rx_frames", 5), ("tx_frames", 3), ("drop_a", 1)]
+        );
+        // A counter the order leaves out still shows, after the ordered ones.
+        let v = json!({"counters": {"b": 2, "a": 1, "c": 3}, "order": ["c"]});
+        let r: StatsReply = serde_json::from_value(v).unwrap();
+        assert_eq!(r.ordered(), vec![("c", 3), ("a", 1), ("b", 2)]);
+    }
+
+    #[test]
+    fn state_ids_and_endpoints_read_as_pf_shows_them() {
+        assert_eq!(StateInfo::format_id(10, 500), "0000000a:00000000000001f4");
+        let e = Endpoints {
+            src: "192.168.0.100:40000".parse().unwrap(),
+            dst: "172.25.46.1:80".parse().unwrap(),
+        };
+        assert_eq!(e.to_string(), "192.168.0.100:40000 -> 172.25.46.1:80");
+        assert_eq!(
+            serde_json::to_value(e).unwrap(),
+            json!({"src": "192.168.0.100:40000", "dst": "172.25.46.1:80"})
+        );
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_garbage() {
+        let b: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex_decode(&hex_encode(&b)).unwrap(), b);
+        assert_eq!(hex_encode(&[0xab, 0x01]), "ab01");
+        assert_eq!(hex_decode("AB01").unwrap(), vec![0xab, 0x01]);
+        assert_eq!(hex_decode("abc").unwrap_err(), "odd-length hex (3 digits)");
+        assert_eq!(hex_decode("00zz").unwrap_err(), "not hex at offset 2");
+    }
+
+    #[test]
+    fn captured_frames_travel_as_hex() {
+        let f = tandem_dataplane::capture::CapturedFrame {
+            if_index: 1,
+            direction: tandem_dataplane::capture::Direction::Tx,
+            ts_ns: 7,
+            orig_len: 3,
+            bytes: vec![1, 2, 3],
+        };
+        let w = CaptureFrame::from(&f);
+        assert_eq!(
+            serde_json::to_value(&w).unwrap(),
+            json!({"if_index": 1, "dir": "tx", "ts_ns": 7, "orig_len": 3, "hex": "010203"})
+        );
+        assert_eq!(w.bytes().unwrap(), vec![1, 2, 3]);
+    }
+}
