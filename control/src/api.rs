@@ -631,7 +631,7 @@ pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
         }
     }
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(format!("odd-length hex ({} digits)", b.len()));
     }
     b.chunks_exact(2)

@@ -42,7 +42,7 @@ fn first_match(
     let addr_matches = |spec: &AddrSpec, invert: bool, a: Ipv4Addr| {
         let hit = c
             .resolve(spec)
-            .map_or(true, |ps| ps.iter().any(|p| p.contains(a)));
+            .is_none_or(|ps| ps.iter().any(|p| p.contains(a)));
         hit != invert
     };
     c.rules_on(iface)

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use crossbeam_channel::Sender;
 
+use crate::capture::{CaptureTap, Direction as CaptureDirection};
 use crate::counters::Counters;
 use crate::filter::{Action, PacketMeta, Verdict as RuleVerdict};
 use crate::generation::{Generation, HeldVhids};
@@ -68,6 +69,8 @@ pub struct Dataplane {
     pub states: StateTable,
     pub neigh: NeighCache,
     pub held: HeldVhids,
+    /// `tandemctl capture`: frames the workers copy while a capture runs.
+    pub capture: CaptureTap,
     workers: Mutex<Vec<Arc<Counters>>>,
 }
 
@@ -78,6 +81,7 @@ impl Dataplane {
             states,
             neigh: NeighCache::default(),
             held: HeldVhids::new(),
+            capture: CaptureTap::default(),
             workers: Mutex::new(Vec::new()),
         })
     }
@@ -318,11 +322,22 @@ impl Pipeline {
     #[inline]
     pub fn process(&mut self, in_if: IfIndex, buf: &mut [u8], len: usize) -> Verdict {
         self.w.counters.rx_frames.inc();
-        let v = self
-            .w
-            .process(&self.gen, &self.dp, in_if, buf, len.min(buf.len()));
-        if let Verdict::Tx { .. } = v {
+        let len = len.min(buf.len());
+        // One relaxed load when no capture runs.
+        let capturing = self.dp.capture.is_active();
+        if capturing {
+            self.dp
+                .capture
+                .offer(in_if, CaptureDirection::Rx, &buf[..len]);
+        }
+        let v = self.w.process(&self.gen, &self.dp, in_if, buf, len);
+        if let Verdict::Tx { out_if, len } = v {
             self.w.counters.tx_frames.inc();
+            if capturing {
+                self.dp
+                    .capture
+                    .offer(out_if, CaptureDirection::Tx, &buf[..len]);
+            }
         }
         v
     }

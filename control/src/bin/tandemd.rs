@@ -1,6 +1,6 @@
 //! tandemd, tandem's daemon: one per box.
 //!
-//! `tandemd --config FILE [--socket PATH]` runs the box (not built yet);
+//! `tandemd --config FILE [--socket PATH] [--busy-poll]` runs the box;
 //! `tandemd --check-config FILE` validates a config file: `FILE: OK` and exit 0, or every error
 //! on stderr, one per line, and exit 1.
 
@@ -22,6 +22,10 @@ struct Args {
     #[arg(long, value_name = "PATH", conflicts_with = "check_config")]
     socket: Option<PathBuf>,
 
+    /// Workers spin on their rings when idle instead of backing off (a dedicated box).
+    #[arg(long, conflicts_with = "check_config")]
+    busy_poll: bool,
+
     /// Validate this config file and exit: 0 if valid, 1 with every error on stderr.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
@@ -32,8 +36,30 @@ fn main() -> ExitCode {
     if let Some(file) = &args.check_config {
         return check_config(file);
     }
-    eprintln!("tandemd: the daemon is not built yet");
-    ExitCode::from(2)
+    let Some(config) = args.config else {
+        return ExitCode::from(2);
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let opts = tandem_control::daemon::DaemonOptions {
+        config,
+        socket: args
+            .socket
+            .unwrap_or_else(|| PathBuf::from(tandem_control::socket::DEFAULT_SOCKET)),
+        busy_poll: args.busy_poll,
+    };
+    match tandem_control::daemon::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandemd: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {

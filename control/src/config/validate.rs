@@ -984,7 +984,7 @@ fn state_sync(r: &mut Report<'_>, ctx: &Ctx, raw: &RawStateSync) -> Option<State
         }
         Some(k)
     });
-    let valid_role = iface.is_some_and(|f| f.role.map_or(true, |role| role == Role::Sync));
+    let valid_role = iface.is_some_and(|f| f.role.is_none_or(|role| role == Role::Sync));
     Some(StateSync {
         enabled: raw.enabled.unwrap_or(true),
         interface: iface.filter(|_| valid_role)?.name.clone(),

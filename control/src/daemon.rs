@@ -1,0 +1,295 @@
+//! `tandemd`: one daemon per box. It loads and compiles the config, starts the workers (one
+//! pinned thread each, on AF_XDP), a housekeeping thread (state expiry, neighbour ageing) and
+//! serves the control socket from the main thread, which is also where reloads happen.
+//!
+//! Stop order on SIGTERM/SIGINT: the control socket closes first (no request sees a half-stopped
+//! box), then the workers (each detaches its XDP program), then housekeeping.
+//!
+//! Reload (SIGHUP, `tandemctl config apply`): the file is loaded, validated and compiled into a
+//! new generation off to the side; only a complete generation is swapped in (arc-swap), so a
+//! packet sees the old ruleset or the new one and a config with errors changes nothing. States
+//! survive: they live in the table, not in the generation. A change of dataplane interfaces
+//! needs new sockets, so it is refused with a message saying to restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use tandem_dataplane::io::afxdp::{remove_xdp_programs, PortSpec, Queues, WorkerConfig};
+use tandem_dataplane::pipeline::{ControlFrame, Dataplane, PipelineConfig};
+use tandem_dataplane::state::{Clock, StateTable, TableConfig};
+use tandem_dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
+
+use crate::compile::{compile, device_mac, Compiled};
+use crate::config::{self, Config};
+use crate::socket::ControlServer;
+
+/// How `tandemd` was started.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    /// Workers spin on their rings instead of backing off when idle.
+    pub busy_poll: bool,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config file has errors (each on its own line).
+    #[error("{0}")]
+    Config(config::ConfigErrors),
+    /// The config is valid but cannot be run here.
+    #[error("{path}: {source}")]
+    Compile {
+        path: String,
+        source: crate::compile::CompileError,
+    },
+    /// A worker could not open its ports.
+    #[error("worker {worker}: {source}")]
+    Worker {
+        worker: usize,
+        source: tandem_dataplane::io::afxdp::OpenError,
+    },
+    /// The control socket could not be bound.
+    #[error("control socket {path}: {source}")]
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A running box.
+#[derive(Debug)]
+pub struct Daemon {
+    pub(crate) dp: Arc<Dataplane>,
+    pub(crate) workers: Vec<Worker>,
+    pub(crate) config_path: PathBuf,
+    pub(crate) config: Config,
+    pub(crate) config_text: String,
+    pub(crate) compiled_devices: Vec<String>,
+    pub(crate) generation: u64,
+    pub(crate) started: Instant,
+    pub(crate) clock: Clock,
+    pub(crate) control_rx: Receiver<ControlFrame>,
+    housekeeping: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Daemon {
+    /// Loads, compiles and starts everything but the control socket.
+    pub fn start(opts: &DaemonOptions) -> Result<Daemon, DaemonError> {
+        let (config, text) = load(&opts.config).map_err(DaemonError::Config)?;
+        let compiled = compile(&config, 1, &device_mac).map_err(|source| DaemonError::Compile {
+            path: opts.config.display().to_string(),
+            source,
+        })?;
+        let Compiled {
+            generation,
+            devices,
+            ..
+        } = compiled;
+        let states = StateTable::new(TableConfig {
+            creator: config.system.host_id.get(),
+            limit: config.system.state_limit,
+            ..TableConfig::default()
+        });
+        let dp = Dataplane::new(generation, states);
+        // IP aliases are always held; CARP VIPs only once CARP elects this box master.
+        let clock = Clock::new();
+        let (control_tx, control_rx) = crossbeam_channel::bounded(1024);
+
+        let nworkers = usize::from(config.system.workers.max(1));
+        let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let exclusive = nworkers == 1;
+        let names: Vec<&str> = devices.iter().map(String::as_str).collect();
+        if !exclusive {
+            // Shared interfaces: stale programs go once, before any worker binds.
+            remove_xdp_programs(&names)
+                .map_err(|source| DaemonError::Worker { worker: 0, source })?;
+        }
+        let mut workers = Vec::with_capacity(nworkers);
+        for w in 0..nworkers {
+            let ports = devices
+                .iter()
+                .enumerate()
+                .map(|(i, dev)| PortSpec {
+                    if_index: u8::try_from(i).unwrap_or(u8::MAX),
+                    name: dev.clone(),
+                    queues: worker_queues(dev, w, nworkers),
+                })
+                .collect();
+            let spec = WorkerSpec {
+                index: w,
+                // Core 0 is left to the control plane and the kernel when there is more than one.
+                core: Some(if ncpus > 1 { (w + 1) % ncpus } else { 0 }),
+                ports: WorkerConfig {
+                    ports,
+                    exclusive,
+                    ..WorkerConfig::default()
+                },
+                pipeline: PipelineConfig::default(),
+                idle: if opts.busy_poll {
+                    IdlePolicy::BusyPoll
+                } else {
+                    IdlePolicy::default()
+                },
+                budget: 256,
+            };
+            let worker = Worker::start(dp.clone(), spec, clock, control_tx.clone())
+                .map_err(|source| DaemonError::Worker { worker: w, source })?;
+            workers.push(worker);
+        }
+        tracing::info!(
+            hostname = %config.system.hostname,
+            workers = nworkers,
+            interfaces = ?devices,
+            "dataplane running"
+        );
+        let housekeeping = Some(start_housekeeping(dp.clone(), clock));
+        Ok(Daemon {
+            dp,
+            workers,
+            config_path: opts.config.clone(),
+            config,
+            config_text: text,
+            compiled_devices: devices,
+            generation: 1,
+            started: Instant::now(),
+            clock,
+            control_rx,
+            housekeeping,
+        })
+    }
+
+    /// Loads `path` (or the running config's file), compiles it and swaps it in atomically.
+    /// Returns the new generation number. On any error nothing changes.
+    pub fn reload(&mut self, path: Option<&Path>) -> Result<u64, String> {
+        let path = path.map_or_else(|| self.config_path.clone(), Path::to_path_buf);
+        let (config, text) = load(&path).map_err(|e| e.to_string())?;
+        let number = self.generation + 1;
+        let compiled = compile(&config, number, &device_mac)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if compiled.devices != self.compiled_devices {
+            return Err(format!(
+                "{}: the dataplane interfaces changed ({} -> {}); restart tandemd to apply this",
+                path.display(),
+                self.compiled_devices.join(","),
+                compiled.devices.join(",")
+            ));
+        }
+        self.dp.states.set_limit(config.system.state_limit);
+        self.dp.apply(compiled.generation);
+        self.generation = number;
+        self.config = config;
+        self.config_text = text;
+        self.config_path = path;
+        tracing::info!(generation = number, file = %self.config_path.display(), "config applied");
+        Ok(number)
+    }
+
+    /// Stops the workers (detaching XDP) and housekeeping.
+    pub fn stop(mut self) {
+        for w in self.workers.drain(..) {
+            w.stop();
+        }
+        if let Some((stop, t)) = self.housekeeping.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = t.join();
+        }
+        if self.workers.is_empty() && self.config.system.workers > 1 {
+            let names: Vec<&str> = self.compiled_devices.iter().map(String::as_str).collect();
+            let _ = remove_xdp_programs(&names);
+        }
+        tracing::info!("stopped");
+    }
+
+    /// Slow-path frames from the workers: CARP adverts (handled by the CARP issue); drained so
+    /// the channel never fills.
+    fn drain_control_frames(&mut self) {
+        while self.control_rx.try_recv().is_ok() {}
+    }
+}
+
+/// Which RX queues of `dev` worker `w` of `n` binds: all of them for one worker, else every
+/// n-th. Unreadable queue counts fall back to all (the worker's open then reports the error).
+fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
+    if n <= 1 {
+        return Queues::All;
+    }
+    match tandem_dataplane::io::afxdp::rx_queue_count(dev) {
+        Ok(count) => Queues::Only((0..count).filter(|q| *q as usize % n == w).collect()),
+        Err(_) => Queues::All,
+    }
+}
+
+fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
+    let config = config::load(path)?;
+    // The text as validated, for `config show`; the file was just read successfully.
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    Ok((config, text))
+}
+
+/// State expiry and neighbour ageing, off the workers' cores' critical path: a slice of the
+/// table every 100 ms, so that a million states never stall anything.
+fn start_housekeeping(dp: Arc<Dataplane>, clock: Clock) -> (Arc<AtomicBool>, JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let t = std::thread::Builder::new()
+        .name("tandem-housekeeping".into())
+        .spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let now = clock.now_ms();
+                dp.states.expire(now, 20_000);
+                dp.neigh.expire(now);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .unwrap_or_else(|e| panic!("cannot start the housekeeping thread: {e}"));
+    (stop, t)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the config file.
+pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, term.clone()).map_err(DaemonError::Signals)?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(DaemonError::Signals)?;
+
+    let mut daemon = Daemon::start(opts)?;
+    let mut server = match ControlServer::bind(&opts.socket) {
+        Ok(s) => s,
+        Err(source) => {
+            daemon.stop();
+            return Err(DaemonError::Socket {
+                path: opts.socket.display().to_string(),
+                source,
+            });
+        }
+    };
+    tracing::info!(socket = %opts.socket.display(), "control socket ready");
+    while !term.load(Ordering::Relaxed) {
+        if let Err(e) = server.poll_once(Duration::from_millis(50), &mut daemon) {
+            tracing::warn!("control socket: {e}");
+        }
+        daemon.drain_control_frames();
+        if hup.swap(false, Ordering::Relaxed) {
+            match daemon.reload(None) {
+                Ok(g) => tracing::info!(generation = g, "SIGHUP: config reloaded"),
+                Err(e) => tracing::error!("SIGHUP: config refused, the running one stays: {e}"),
+            }
+        }
+    }
+    tracing::info!("stopping");
+    drop(server);
+    daemon.stop();
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! What `tandemd` answers on its control socket: each command of [`crate::api`] read from the
+//! running daemon. Requests never block the control thread for long: the slowest, `states`,
+//! walks the table once and stops at the requested limit.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde_json::Value;
+use tandem_dataplane::capture::CaptureFilter;
+use tandem_dataplane::filter::{AddrMatch, Addrs, ProtoMatch, Rule};
+use tandem_dataplane::state::{FlowKey, PeerState, State};
+
+use crate::api::{self, Command};
+use crate::config::{self, VipKind};
+use crate::daemon::Daemon;
+use crate::socket::{Handler, Request};
+
+impl Handler for Daemon {
+    fn handle(&mut self, req: &Request) -> Result<Value, String> {
+        match Command::of(req)? {
+            Command::Status => api::to_data(&self.status()),
+            Command::Carp => api::to_data(&self.carp()),
+            Command::CarpEnable | Command::CarpDisable | Command::MaintenanceOn | Command::MaintenanceOff => Err(
+                "CARP is not running in this tandemd: the VIPs of type carp are not taken (use type ipalias to run one box alone)"
+                    .into(),
+            ),
+            Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
+            Command::Rules => api::to_data(&self.rules()),
+            Command::Stats => api::to_data(&self.stats()),
+            Command::Sync => api::to_data(&api::SyncReply::not_running()),
+            Command::ConfigCheck => {
+                let args: api::ConfigCheckArgs = api::parse_args(req)?;
+                let reply = match config::load(std::path::Path::new(&args.path)) {
+                    Ok(_) => api::ConfigCheckReply { path: args.path, valid: true, errors: vec![] },
+                    Err(e) => api::ConfigCheckReply { path: args.path, valid: false, errors: e.messages() },
+                };
+                api::to_data(&reply)
+            }
+            Command::ConfigApply => {
+                let args: api::ConfigApplyArgs = api::parse_args(req)?;
+                let generation = self.reload(args.path.as_deref().map(std::path::Path::new))?;
+                api::to_data(&api::ConfigApplyReply { generation, changed: true })
+            }
+            Command::ConfigShow => api::to_data(&api::ConfigShowReply {
+                path: self.config_path.display().to_string(),
+                text: self.config_text.clone(),
+            }),
+            Command::CaptureStart => {
+                let args: api::CaptureStartArgs = api::parse_args(req)?;
+                let gen = self.dp.generation.load();
+                let if_index = match &args.interface {
+                    None => None,
+                    Some(name) => Some(gen.interface_index(name).ok_or_else(|| {
+                        let known: Vec<&str> = gen.interfaces.iter().map(|i| i.name.as_str()).collect();
+                        format!("capture: no dataplane interface {name:?} (interfaces: {})", known.join(", "))
+                    })?),
+                };
+                let filter = CaptureFilter { if_index, host: args.host, port: args.port };
+                self.dp
+                    .capture
+                    .start(filter, args.count.max(1))
+                    .map_err(|_| "capture: another capture is running; stop it first".to_string())?;
+                Ok(Value::Null)
+            }
+            Command::CapturePoll => {
+                let args: api::CapturePollArgs = api::parse_args(req)?;
+                let tap = &self.dp.capture;
+                let frames = tap.drain(args.max.unwrap_or(256)).iter().map(api::CaptureFrame::from).collect();
+                api::to_data(&api::CapturePollReply {
+                    frames,
+                    done: tap.is_done(),
+                    captured: tap.captured(),
+                    dropped: tap.dropped(),
+                })
+            }
+            Command::CaptureStop => {
+                let tap = &self.dp.capture;
+                tap.stop();
+                api::to_data(&api::CaptureStopReply { captured: tap.captured(), dropped: tap.dropped() })
+            }
+        }
+    }
+}
+
+impl Daemon {
+    fn status(&self) -> api::StatusReply {
+        let gen = self.dp.generation.load();
+        let interfaces = gen
+            .interfaces
+            .iter()
+            .zip(&self.compiled_devices)
+            .map(|(i, dev)| api::InterfaceInfo {
+                name: i.name.clone(),
+                device: dev.clone(),
+                mac: i.mac.to_string(),
+                address: i.addr.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default(),
+                rx_packets: device_stat(dev, "rx_packets"),
+                rx_bytes: device_stat(dev, "rx_bytes"),
+                tx_packets: device_stat(dev, "tx_packets"),
+                tx_bytes: device_stat(dev, "tx_bytes"),
+            })
+            .collect();
+        api::StatusReply {
+            hostname: self.config.system.hostname.clone(),
+            host_id: self.config.system.host_id.get(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            generation: self.generation,
+            config_file: self.config_path.display().to_string(),
+            workers: u16::try_from(self.workers.len()).unwrap_or(u16::MAX),
+            interfaces,
+            states: self.dp.states.len() as u64,
+        }
+    }
+
+    /// The CARP VIPs as pfSense's Status > CARP lists them. Until CARP runs they stay INIT.
+    fn carp(&self) -> api::CarpReply {
+        let vips = self
+            .config
+            .virtual_ips
+            .iter()
+            .filter_map(|v| match &v.kind {
+                VipKind::Carp(c) => Some(api::CarpVip {
+                    interface: v.interface.clone(),
+                    vhid: c.vhid,
+                    vip: v.address.addr(),
+                    status: if self.dp.held.is_held(c.vhid) {
+                        api::CarpStatus::Master
+                    } else {
+                        api::CarpStatus::Init
+                    },
+                    advbase: c.advbase,
+                    advskew: c.advskew,
+                    demotion: 0,
+                    last_transition_reason: "CARP is not running in this tandemd".into(),
+                    previous_status: None,
+                    since_s: None,
+                }),
+                _ => None,
+            })
+            .collect();
+        api::CarpReply {
+            vips,
+            enabled: false,
+            maintenance: false,
+            demotion: 0,
+        }
+    }
+
+    fn states(&self, args: &api::StatesArgs) -> api::StatesReply {
+        let now = self.clock.now_ms();
+        let table = &self.dp.states;
+        let (timeouts, adaptive, count) = (table.timeouts(), table.adaptive(), table.len() as u64);
+        let limit = args.limit.unwrap_or(10_000);
+        let proto = args.proto.as_deref().map(str::to_ascii_lowercase);
+        let mut states = Vec::new();
+        let mut matched = 0u64;
+        table.for_each(|s| {
+            let (stack, wire) = (s.stack, s.wire());
+            let hit = args
+                .addr
+                .is_none_or(|a| touches(&stack, a) || touches(&wire, a))
+                && args.port.is_none_or(|p| {
+                    [stack.sport, stack.dport, wire.sport, wire.dport].contains(&p)
+                })
+                && proto.as_deref().is_none_or(|p| p == proto_name(s.proto()));
+            if !hit {
+                return;
+            }
+            matched += 1;
+            if states.len() < limit {
+                states.push(state_info(s, now, &timeouts, &adaptive, count));
+            }
+        });
+        api::StatesReply {
+            count: matched,
+            states,
+        }
+    }
+
+    fn rules(&self) -> api::RulesReply {
+        let gen = self.dp.generation.load();
+        let mut rules = Vec::new();
+        for (i, list) in gen.ruleset.all_rules().iter().enumerate() {
+            let name = gen.interfaces.get(i).map_or("?", |f| f.name.as_str());
+            rules.extend(list.iter().map(|r| rule_info(name, r)));
+        }
+        api::RulesReply { rules }
+    }
+
+    fn stats(&self) -> api::StatsReply {
+        let mut pairs = self.dp.counters();
+        for w in &self.workers {
+            pairs.extend(w.stats.snapshot());
+        }
+        pairs.push(("states", self.dp.states.len() as u64));
+        pairs.push(("neighbours", self.dp.neigh.len() as u64));
+        api::StatsReply::from_pairs(pairs)
+    }
+}
+
+fn touches(k: &FlowKey, a: Ipv4Addr) -> bool {
+    k.src == a || k.dst == a
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        1 => "icmp",
+        6 => "tcp",
+        17 => "udp",
+        112 => "carp",
+        240 => "pfsync",
+        _ => "other",
+    }
+}
+
+/// pf's names of a peer's state level (`pfctl -ss`).
+fn peer_state_name(proto: u8, s: PeerState) -> String {
+    const TCP: [&str; 11] = [
+        "CLOSED",
+        "LISTEN",
+        "SYN_SENT",
+        "SYN_RCVD",
+        "ESTABLISHED",
+        "CLOSE_WAIT",
+        "FIN_WAIT_1",
+        "CLOSING",
+        "LAST_ACK",
+        "FIN_WAIT_2",
+        "TIME_WAIT",
+    ];
+    const OTHER: [&str; 3] = ["NO_TRAFFIC", "SINGLE", "MULTIPLE"];
+    let names: &[&str] = if proto == 6 { &TCP } else { &OTHER };
+    names
+        .get(usize::from(s.0))
+        .map_or_else(|| s.0.to_string(), |n| (*n).to_string())
+}
+
+fn endpoints(k: &FlowKey) -> api::Endpoints {
+    api::Endpoints {
+        src: SocketAddrV4::new(k.src, k.sport),
+        dst: SocketAddrV4::new(k.dst, k.dport),
+    }
+}
+
+fn state_info(
+    s: &State,
+    now: u64,
+    timeouts: &tandem_dataplane::state::Timeouts,
+    adaptive: &tandem_dataplane::state::Adaptive,
+    count: u64,
+) -> api::StateInfo {
+    let t = s.tracking();
+    let id = s.id;
+    let (creator, sid) = ({ id.creator }, { id.id });
+    let deadline = s.deadline(timeouts, adaptive, count).unwrap_or(now);
+    api::StateInfo {
+        id: api::StateInfo::format_id(creator, sid),
+        proto: proto_name(s.proto()).to_string(),
+        stack: endpoints(&s.stack),
+        wire: endpoints(&s.wire()),
+        nat: s.stack != s.wire(),
+        src_state: peer_state_name(s.proto(), t.src.state),
+        dst_state: peer_state_name(s.proto(), t.dst.state),
+        age_s: now.saturating_sub(s.created()) / 1000,
+        expires_in_s: deadline.saturating_sub(now) / 1000,
+        packets: t.packets,
+        bytes: t.bytes,
+        rule: Some(s.rule),
+    }
+}
+
+fn addr_text(m: &AddrMatch) -> String {
+    let body = match &m.addrs {
+        Addrs::Any => "any".to_string(),
+        Addrs::Set(s) => {
+            let p: Vec<String> = s.prefixes().iter().map(ToString::to_string).collect();
+            if p.is_empty() {
+                "none".into()
+            } else {
+                p.join(",")
+            }
+        }
+    };
+    if m.invert {
+        format!("!{body}")
+    } else {
+        body
+    }
+}
+
+fn rule_info(interface: &str, r: &Rule) -> api::RuleInfo {
+    let proto = match r.proto {
+        ProtoMatch::Any => "any".to_string(),
+        ProtoMatch::Tcp => "tcp".into(),
+        ProtoMatch::Udp => "udp".into(),
+        ProtoMatch::TcpUdp => "tcp/udp".into(),
+        ProtoMatch::Icmp => "icmp".into(),
+        ProtoMatch::Proto(n) => proto_name(n).to_string(),
+    };
+    let port = r.dst_port.map_or_else(
+        || "*".to_string(),
+        |p| {
+            if p.lo == p.hi {
+                p.lo.to_string()
+            } else {
+                format!("{}-{}", p.lo, p.hi)
+            }
+        },
+    );
+    api::RuleInfo {
+        number: r.number,
+        interface: interface.to_string(),
+        action: format!("{:?}", r.action).to_lowercase(),
+        proto,
+        source: addr_text(&r.src),
+        destination: addr_text(&r.dst),
+        port,
+        description: r.description.clone(),
+        hits: r.counters.hits(),
+        bytes: r.counters.bytes(),
+    }
+}
+
+/// A kernel statistic of a device (`/sys/class/net/DEV/statistics/NAME`), 0 if unreadable.
+fn device_stat(dev: &str, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/{name}"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}

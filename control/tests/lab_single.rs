@@ -1,0 +1,266 @@
+//! One tandem box forwarding real traffic in the lab: tandemd on fwa with fw-single.toml (the
+//! seed's box A, its VIPs as IP aliases), real packets through real AF_XDP sockets.
+//!
+//! Needs root (network namespaces, XDP). Lab tests take the machine-wide lab lock, so they run
+//! one at a time whatever the test harness does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tandem_testlab::topology::{CLIENT_IP, FWA_LAN_IP, LAN_VIP, SERVER_IP, WAN_VIP};
+use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
+
+const LONG: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn config(name: &str) -> String {
+    workspace()
+        .join("scripts/lab-configs")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// tandemd in a box's namespace, and tandemctl against it.
+struct Fw<'a> {
+    lab: &'a Lab,
+    node: Node,
+    socket: String,
+    daemon: Option<Proc>,
+}
+
+impl<'a> Fw<'a> {
+    fn start(lab: &'a Lab, node: Node, config_file: &str) -> Fw<'a> {
+        let socket = lab
+            .log_dir()
+            .join(format!("{}.sock", node.name()))
+            .display()
+            .to_string();
+        let mut b = Fw {
+            lab,
+            node,
+            socket,
+            daemon: None,
+        };
+        b.spawn(config_file);
+        b
+    }
+
+    fn spawn(&mut self, config_file: &str) {
+        let daemon = self
+            .lab
+            .spawn(
+                self.node,
+                &[
+                    env!("CARGO_BIN_EXE_tandemd"),
+                    "--config",
+                    config_file,
+                    "--socket",
+                    &self.socket,
+                ],
+            )
+            .expect("tandemd starts");
+        self.daemon = Some(daemon);
+        let up = wait_until(LONG, POLL, || self.ctl(&["status"]).0);
+        let log = self.daemon.as_ref().map(Proc::log).unwrap_or_default();
+        assert!(
+            up,
+            "tandemd did not answer on {} within {LONG:?}; its log:\n{log}",
+            self.socket
+        );
+    }
+
+    /// Runs tandemctl (from the root namespace: the socket is a file, not an address).
+    fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tandemctl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let (ok, text) = self.ctl(&a);
+        assert!(ok, "tandemctl {args:?} failed: {text}");
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("tandemctl {args:?}: not JSON ({e}): {text}"))
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        let stats = self.json(&["stats"]);
+        find_counter(&stats, name).unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+    }
+
+    fn kill9(&mut self) {
+        let d = self.daemon.take().expect("a daemon runs");
+        let _ = Command::new("kill")
+            .args(["-9", &d.id().to_string()])
+            .status();
+        drop(d);
+    }
+}
+
+/// A counter by name, wherever `tandemctl stats --json` puts it (an object of name: value).
+fn find_counter(v: &Value, name: &str) -> Option<u64> {
+    match v {
+        Value::Object(m) => m
+            .get(name)
+            .and_then(Value::as_u64)
+            .or_else(|| m.values().find_map(|x| find_counter(x, name))),
+        Value::Array(a) => a.iter().find_map(|x| find_counter(x, name)),
+        _ => None,
+    }
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn one_box_forwards_pings_downloads_and_refuses_what_the_rules_refuse() {
+    require_root();
+    let lab = Lab::up("single").expect("lab up");
+    let mut fw = Fw::start(&lab, Node::Fwa, &config("fw-single.toml"));
+
+    // The box answers for its own address and the VIP, and forwards to the server.
+    assert!(
+        lab.ping(Node::Client, &LAN_VIP.to_string(), 3),
+        "ping the LAN VIP"
+    );
+    assert!(
+        lab.ping(Node::Client, &FWA_LAN_IP.to_string(), 3),
+        "ping the box's LAN address"
+    );
+    assert!(
+        lab.ping(Node::Client, &SERVER_IP.to_string(), 3),
+        "ping the server through the box"
+    );
+
+    // A 100 MB download from the server, NATed to the WAN VIP.
+    let dir = lab.log_dir().join("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("blob");
+    let st = Command::new("head")
+        .args(["-c", "100M", "/dev/urandom"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let want = sha256_of(&file);
+    let server = lab
+        .spawn(
+            Node::Server,
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                &SERVER_IP.to_string(),
+                "--directory",
+                &dir.display().to_string(),
+            ],
+        )
+        .unwrap();
+    let url = format!("http://{SERVER_IP}:8080/blob");
+    assert!(
+        wait_until(LONG, POLL, || lab
+            .exec(
+                Node::Server,
+                &["curl", "-sf", "-o", "/dev/null", "-r", "0-0", &url]
+            )
+            .status
+            .success()),
+        "the server's HTTP server did not come up"
+    );
+    let got = lab.log_dir().join("got");
+    let out = lab.exec(
+        Node::Client,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "300",
+            "-o",
+            &got.display().to_string(),
+            &url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "download failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha256_of(&got), want, "the downloaded file differs");
+    assert!(
+        server.log().contains(&format!("{WAN_VIP} - - ")),
+        "the server should see the client as the WAN VIP; its log:\n{}",
+        server.log()
+    );
+
+    // The state table shows the flow and its NAT mapping.
+    let states = fw.json(&["states"]);
+    assert!(
+        states["count"].as_u64().unwrap_or(0) >= 1,
+        "states: {states}"
+    );
+    let text = states.to_string();
+    assert!(
+        text.contains(&CLIENT_IP.to_string()) && text.contains(&WAN_VIP.to_string()),
+        "states: {states}"
+    );
+    assert!(
+        fw.counter("forwarded") > 70_000,
+        "a 100 MB download is tens of thousands of frames"
+    );
+
+    // Unsolicited connections from the WAN are refused by the rules and counted.
+    let before = fw.counter("drop_blocked_default") + fw.counter("drop_blocked_rule");
+    for dst in [CLIENT_IP, WAN_VIP] {
+        let out = lab.exec(
+            Node::Server,
+            &[
+                "curl",
+                "-s",
+                "--connect-timeout",
+                "1",
+                &format!("http://{dst}:8080/"),
+            ],
+        );
+        assert!(
+            !out.status.success(),
+            "a connection from the WAN to {dst} must not succeed"
+        );
+    }
+    let after = fw.counter("drop_blocked_default") + fw.counter("drop_blocked_rule");
+    assert!(after >= before + 2, "blocked counters: {before} -> {after}");
+
+    // kill -9 and a new start: the stale XDP program is replaced and traffic flows again.
+    fw.kill9();
+    fw.spawn(&config("fw-single.toml"));
+    assert!(
+        lab.ping(Node::Client, &SERVER_IP.to_string(), 3),
+        "ping through the box after a restart"
+    );
+    drop(server);
+}
