@@ -27,6 +27,8 @@ struct Fake {
     capture_busy: bool,
     /// Refuse `sync`.
     refuse_sync: bool,
+    /// A capture that never ends by itself.
+    endless: bool,
 }
 
 fn carp_reply() -> CarpReply {
@@ -202,7 +204,7 @@ impl Handler for Fake {
                     _ => vec![],
                 };
                 api::to_data(&CapturePollReply {
-                    done: self.polls >= 3,
+                    done: self.polls >= 3 && !self.endless,
                     captured: self.polls.saturating_sub(1).min(2) as u64,
                     dropped: 1,
                     frames,
@@ -583,4 +585,55 @@ fn a_refused_capture_leaves_no_file_behind() {
         "tandemctl: another capture is running (started by another tandemctl?)\n"
     );
     assert!(!file.exists());
+}
+
+#[test]
+fn ctrl_c_ends_a_capture_cleanly() {
+    let fake = Fake {
+        endless: true,
+        ..Fake::default()
+    };
+    let d = Daemon::start("capture-int", fake);
+    let file = temp("int.pcap");
+    let child = Proc::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .arg("--socket")
+        .arg(&d.path)
+        .args(["capture", "--count", "100", "--write"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let polls = || {
+        d.requests()
+            .iter()
+            .filter(|r| r.cmd == "capture.poll")
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    while polls() < 4 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tandemctl never polled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill() with our own child's pid and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("2 frames written to {f} (1 dropped)\n"));
+    assert_eq!(stderr(&o), "tandemctl: interrupted with 2 of 100 frames\n");
+    assert_eq!(d.requests().last().unwrap().cmd, "capture.stop");
+    let td = Proc::new("tcpdump")
+        .arg("-r")
+        .arg(&file)
+        .arg("-nn")
+        .output()
+        .unwrap();
+    assert!(td.status.success(), "{}", stderr(&td));
+    assert_eq!(stdout(&td).lines().count(), 2);
+    std::fs::remove_file(&file).unwrap();
 }
