@@ -1,6 +1,6 @@
 //! The control protocol's commands and data: what `tandemd` answers and `tandemctl` reads.
 //!
-//! Every exchange is one [`Request`](crate::socket::Request) line and one
+//! Every exchange is one [`Request`] line and one
 //! [`Reply`](crate::socket::Reply) line (see [`crate::socket`]). `cmd` is one of the names of
 //! [`Command`]; `args` is the command's args type below serialised as JSON (absent or `{}` when
 //! it has none); `data` of a successful reply is the command's reply type.
