@@ -1,6 +1,6 @@
 //! The control protocol's commands and data: what `tandemd` answers and `tandemctl` reads.
 //!
-//! Every exchange is one [`Request`](crate::socket::Request) line and one
+//! Every exchange is one [`Request`] line and one
 //! [`Reply`](crate::socket::Reply) line (see [`crate::socket`]). `cmd` is one of the names of
 //! [`Command`]; `args` is the command's args type below serialised as JSON (absent or `{}` when
 //! it has none); `data` of a successful reply is the command's reply type.
@@ -534,6 +534,20 @@ pub struct CaptureStartArgs {
     pub port: Option<u16>,
 }
 
+impl CaptureStartArgs {
+    /// The dataplane filter, once the daemon has resolved `interface` to `if_index`.
+    pub fn filter(&self, if_index: Option<u8>) -> tandem_dataplane::capture::CaptureFilter {
+        tandem_dataplane::capture::CaptureFilter {
+            if_index,
+            host: self.host,
+            port: self.port,
+        }
+    }
+}
+
+/// Frames in one `capture.poll` reply when the request does not say.
+pub const DEFAULT_POLL_MAX: usize = 256;
+
 /// `capture.poll`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -600,6 +614,24 @@ pub struct CapturePollReply {
     pub done: bool,
     pub captured: u64,
     pub dropped: u64,
+}
+
+impl CapturePollReply {
+    /// What the daemon answers to `capture.poll`: up to `max` frames drained from `tap`, then
+    /// whether the capture is over with nothing left, and its counts.
+    pub fn drain(tap: &tandem_dataplane::capture::CaptureTap, max: Option<usize>) -> Self {
+        let frames: Vec<CaptureFrame> = tap
+            .drain(max.unwrap_or(DEFAULT_POLL_MAX))
+            .iter()
+            .map(CaptureFrame::from)
+            .collect();
+        CapturePollReply {
+            frames,
+            done: tap.is_done(),
+            captured: tap.captured(),
+            dropped: tap.dropped(),
+        }
+    }
 }
 
 /// `capture.stop`: the capture's final counts.
@@ -747,6 +779,31 @@ mod test {
         assert_eq!(hex_decode("AB01").unwrap(), vec![0xab, 0x01]);
         assert_eq!(hex_decode("abc").unwrap_err(), "odd-length hex (3 digits)");
         assert_eq!(hex_decode("00zz").unwrap_err(), "not hex at offset 2");
+    }
+
+    #[test]
+    fn a_poll_drains_the_tap_and_says_done_once_empty() {
+        use tandem_dataplane::capture::{CaptureTap, Direction};
+        let tap = CaptureTap::new(16, 2048);
+        let args = CaptureStartArgs {
+            interface: Some("lan".into()),
+            count: 3,
+            host: None,
+            port: None,
+        };
+        tap.start(args.filter(Some(1)), args.count).unwrap();
+        for i in 0..4u8 {
+            tap.offer(1, Direction::Rx, &[i]);
+            tap.offer(0, Direction::Rx, &[i]);
+        }
+        let r = CapturePollReply::drain(&tap, Some(2));
+        assert_eq!(r.frames.len(), 2);
+        assert!(!r.done, "one frame left");
+        assert_eq!(r.captured, 3);
+        let r = CapturePollReply::drain(&tap, None);
+        assert_eq!(r.frames.len(), 1);
+        assert_eq!(r.frames[0].hex, "02");
+        assert!(r.done);
     }
 
     #[test]

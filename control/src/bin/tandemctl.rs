@@ -31,7 +31,7 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// tandem's command line: status, CARP, states, rules, counters, config and capture.
 #[derive(Debug, Parser)]
-#[command(name = "tandemctl", version, about)]
+#[command(name = "tandemctl", version)]
 struct Cli {
     /// tandemd's control socket.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
@@ -399,25 +399,32 @@ fn capture(
         let _ = std::fs::remove_file(file);
         return Err(e.to_string());
     }
+    interrupt::catch();
     let result = capture_loop(ctl, args.count, &mut pcap, timeout);
     // Stop in every case, so the next capture is not refused; the loop's error comes first.
     let stopped = ctl.call_raw(Command::CaptureStop, &NoArgs {});
-    let (written, dropped, timed_out) = result?;
+    let (written, dropped, end) = result?;
     stopped.map_err(|e| format!("capture.stop: {e}"))?;
     pcap.into_inner().map_err(write_err)?;
-    if timed_out {
-        eprintln!(
+    match end {
+        End::TimedOut => eprintln!(
             "tandemctl: timed out after {} s with {written} of {} frames",
             timeout.as_secs(),
             args.count
-        );
+        ),
+        End::Interrupted => eprintln!(
+            "tandemctl: interrupted with {written} of {} frames",
+            args.count
+        ),
+        End::Complete => {}
     }
     if ctl.json {
         let summary = serde_json::json!({
             "file": file.display().to_string(),
             "frames": written,
             "dropped": dropped,
-            "timed_out": timed_out,
+            "timed_out": end == End::TimedOut,
+            "interrupted": end == End::Interrupted,
         });
         println!("{summary}");
     } else {
@@ -429,27 +436,31 @@ fn capture(
     Ok(())
 }
 
-/// Polls until `count` frames are written, the capture is done, or `timeout`. Returns frames
-/// written, frames the dataplane dropped, and whether it timed out.
+/// Why a capture ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// `count` frames, or the daemon said the capture is over.
+    Complete,
+    TimedOut,
+    /// Ctrl-C (SIGINT).
+    Interrupted,
+}
+
+/// Polls until `count` frames are written, the capture is done, `timeout`, or Ctrl-C. Returns
+/// frames written, frames the dataplane dropped, and why it ended.
 fn capture_loop<W: std::io::Write>(
     ctl: &Ctl<'_>,
     count: u64,
     pcap: &mut PcapWriter<W>,
     timeout: Duration,
-) -> Result<(u64, u64, bool), String> {
+) -> Result<(u64, u64, End), String> {
     let deadline = Instant::now() + timeout;
     let mut dropped = 0;
     loop {
-        let want = count - pcap.frames();
-        let args = CapturePollArgs {
-            max: Some(usize::try_from(want).unwrap_or(usize::MAX)),
-        };
+        let want = usize::try_from(count - pcap.frames()).unwrap_or(usize::MAX);
+        let args = CapturePollArgs { max: Some(want) };
         let r: CapturePollReply = ctl.call(Command::CapturePoll, &args)?;
-        for frame in r
-            .frames
-            .iter()
-            .take(usize::try_from(want).unwrap_or(usize::MAX))
-        {
+        for frame in r.frames.iter().take(want) {
             let bytes = frame
                 .bytes()
                 .map_err(|e| format!("unreadable frame from tandemd: {e}"))?;
@@ -459,13 +470,51 @@ fn capture_loop<W: std::io::Write>(
         pcap.flush()
             .map_err(|e| format!("cannot write the capture file: {e}"))?;
         dropped = dropped.max(r.dropped);
-        if pcap.frames() >= count || r.done {
-            return Ok((pcap.frames(), dropped, false));
-        }
-        if Instant::now() >= deadline {
-            return Ok((pcap.frames(), dropped, true));
+        let end = if pcap.frames() >= count || r.done {
+            Some(End::Complete)
+        } else if interrupt::happened() {
+            Some(End::Interrupted)
+        } else if Instant::now() >= deadline {
+            Some(End::TimedOut)
+        } else {
+            None
+        };
+        if let Some(end) = end {
+            return Ok((pcap.frames(), dropped, end));
         }
         std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// Ctrl-C during a capture ends it cleanly (stop, close the file, say how many), as it does
+/// tcpdump; a second Ctrl-C kills tandemctl.
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_sigint(_: libc::c_int) {
+        INTERRUPTED.store(true, Ordering::Relaxed);
+        // SAFETY: signal() is async-signal-safe; this restores the default action so that a
+        // second Ctrl-C terminates the process.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        }
+    }
+
+    /// Catches the next SIGINT.
+    pub fn catch() {
+        let handler: extern "C" fn(libc::c_int) = on_sigint;
+        // SAFETY: the handler only stores to an atomic and calls signal(), both
+        // async-signal-safe; it stays valid for the life of the process (a plain fn).
+        unsafe {
+            libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        }
+    }
+
+    /// Whether SIGINT arrived since `catch`.
+    pub fn happened() -> bool {
+        INTERRUPTED.load(Ordering::Relaxed)
     }
 }
 
