@@ -58,7 +58,7 @@ impl Handler for Daemon {
                 self.dp
                     .capture
                     .start(filter, args.count.max(1))
-                    .map_err(|_| "capture: another capture is running; stop it first".to_string())?;
+                    .map_err(|_| "capture: another capture is running (it ends after its count, or 10 s after its client stops polling)".to_string())?;
                 Ok(Value::Null)
             }
             Command::CapturePoll => {
