@@ -264,3 +264,206 @@ fn one_box_forwards_pings_downloads_and_refuses_what_the_rules_refuse() {
     );
     drop(server);
 }
+
+/// fw-single.toml with `edit` applied to its text, written next to the lab's logs.
+fn variant(lab: &Lab, name: &str, edit: impl Fn(String) -> String) -> String {
+    let text = std::fs::read_to_string(config("fw-single.toml")).unwrap();
+    let out = edit(text.clone());
+    assert_ne!(out, text, "the edit of {name} changed nothing");
+    let path = lab.log_dir().join(name);
+    std::fs::write(&path, out).unwrap();
+    path.display().to_string()
+}
+
+fn generation(fw: &Fw) -> u64 {
+    fw.json(&["status"])["generation"]
+        .as_u64()
+        .expect("status has a generation")
+}
+
+#[test]
+fn reload_swaps_the_ruleset_whole_keeps_states_and_refuses_bad_configs() {
+    require_root();
+    let lab = Lab::up("reload").expect("lab up");
+    let fw = Fw::start(&lab, Node::Fwa, &config("fw-single.toml"));
+    let icmp_only = variant(&lab, "icmp-only.toml", |t| {
+        t.replace(
+            "description = \"default allow LAN to any\"",
+            "protocol = \"icmp\"\ndescription = \"ICMP only\"",
+        )
+    });
+    let broken = variant(&lab, "broken.toml", |t| {
+        t.replace("host_id = 1", "host_id = 0")
+    });
+
+    // A slow download in flight: its state must survive the reload that forbids new TCP.
+    let dir = lab.log_dir().join("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("blob");
+    let st = Command::new("head")
+        .args(["-c", "6M", "/dev/urandom"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _server = lab
+        .spawn(
+            Node::Server,
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                &SERVER_IP.to_string(),
+                "--directory",
+                &dir.display().to_string(),
+            ],
+        )
+        .unwrap();
+    let url = format!("http://{SERVER_IP}:8080/blob");
+    assert!(wait_until(LONG, POLL, || lab
+        .exec(
+            Node::Server,
+            &["curl", "-sf", "-o", "/dev/null", "-r", "0-0", &url]
+        )
+        .status
+        .success()));
+    let got = lab.log_dir().join("got");
+    let mut download = lab
+        .spawn(
+            Node::Client,
+            &[
+                "curl",
+                "-sS",
+                "--limit-rate",
+                "1M",
+                "-o",
+                &got.display().to_string(),
+                &url,
+            ],
+        )
+        .unwrap();
+    assert!(
+        wait_until(LONG, POLL, || std::fs::metadata(&got)
+            .is_ok_and(|m| m.len() > 500_000)),
+        "the download did not start"
+    );
+
+    // A config with errors is refused by name, and the running generation stays.
+    let g0 = generation(&fw);
+    let (ok, text) = fw.ctl(&["config", "apply", &broken]);
+    assert!(!ok, "a broken config must be refused");
+    assert!(
+        text.contains("system.host_id"),
+        "the refusal names the field: {text}"
+    );
+    assert_eq!(generation(&fw), g0, "a refused config changes nothing");
+
+    // The new ruleset applies to new connections only.
+    let (ok, text) = fw.ctl(&["config", "apply", &icmp_only]);
+    assert!(ok, "apply: {text}");
+    assert_eq!(generation(&fw), g0 + 1);
+    let out = lab.exec(
+        Node::Client,
+        &[
+            "curl",
+            "-s",
+            "--connect-timeout",
+            "2",
+            "-o",
+            "/dev/null",
+            &url,
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "a new TCP connection must be blocked by the ICMP-only ruleset"
+    );
+    assert!(
+        lab.ping(Node::Client, &SERVER_IP.to_string(), 2),
+        "ICMP still passes"
+    );
+    let status = download.wait_timeout(Duration::from_secs(60)).unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the download in flight must finish: {}",
+        download.log()
+    );
+    assert_eq!(
+        sha256_of(&got),
+        sha256_of(&file),
+        "the download in flight is intact"
+    );
+
+    // SIGHUP re-reads the daemon's file (the one applied last): same rules, next generation.
+    let pid = fw.daemon.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        wait_until(LONG, POLL, || generation(&fw) == g0 + 2),
+        "SIGHUP did not reload"
+    );
+    let (ok, _) = fw.ctl(&["config", "apply", &config("fw-single.toml")]);
+    assert!(ok);
+    let out = lab.exec(
+        Node::Client,
+        &[
+            "curl",
+            "-s",
+            "--connect-timeout",
+            "5",
+            "-o",
+            "/dev/null",
+            "-r",
+            "0-0",
+            &url,
+        ],
+    );
+    assert!(out.status.success(), "the original rules pass TCP again");
+}
+
+#[test]
+fn capture_writes_what_the_dataplane_sees_to_a_pcap_tcpdump_reads() {
+    require_root();
+    let lab = Lab::up("cap").expect("lab up");
+    let fw = Fw::start(&lab, Node::Fwa, &config("fw-single.toml"));
+    let pcap = lab.log_dir().join("lan.pcap").display().to_string();
+    // The capture waits for frames; a ping in the background provides them.
+    let _ping = lab
+        .spawn(
+            Node::Client,
+            &["ping", "-i", "0.2", "-c", "50", &SERVER_IP.to_string()],
+        )
+        .unwrap();
+    let (ok, text) = fw.ctl(&[
+        "capture",
+        "--interface",
+        "lan",
+        "--count",
+        "6",
+        "--host",
+        &CLIENT_IP.to_string(),
+        "--write",
+        &pcap,
+    ]);
+    assert!(ok, "capture: {text}");
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-r", &pcap])
+        .output()
+        .expect("tcpdump");
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tcpdump cannot read the file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines.lines().count(), 6, "six frames: {lines}");
+    assert!(
+        lines.contains("ICMP echo request") && lines.contains(&CLIENT_IP.to_string()),
+        "{lines}"
+    );
+}
