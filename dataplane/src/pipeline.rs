@@ -550,6 +550,13 @@ impl WorkerSide {
                 }
             }
             c.state_hits.inc();
+            // Before translating: the time exceeded goes to the sender as it sent the packet
+            // (a translated source would address it to our own NAT address, and a translated
+            // destination would show the inside address to the outside).
+            if ttl_of(buf) <= 1 {
+                c.drop_ttl_expired.inc();
+                return self.time_exceeded(gen, in_if, buf, len);
+            }
             if let Some(x) = xlat {
                 apply_translation(&mut buf[ETH..ETH + total], hl, proto, x);
                 c.nat_translated.inc();
