@@ -728,7 +728,13 @@ impl WorkerSide {
                 ..
             } => {}
         }
-        if l4.echo_request && !key.dst.is_broadcast() && !key.dst.is_multicast() {
+        // No echo reply to a broadcast or multicast (FreeBSD's icmp.bmcastecho=0): the reply
+        // would be sourced from that address, and the box would be a smurf amplifier.
+        if l4.echo_request
+            && !key.dst.is_broadcast()
+            && !key.dst.is_multicast()
+            && !is_subnet_broadcast(gen, key.dst)
+        {
             let ip = &mut buf[ETH..ETH + total];
             let mut icmp = IcmpPacket::new_unchecked(&mut ip[hl..]);
             icmp.echo_request_to_reply();
@@ -1293,6 +1299,14 @@ fn is_local(gen: &Generation, dp: &Dataplane, dst: Ipv4Addr) -> bool {
         Some((a, l)) => a == dst || (l < 31 && dst == subnet_broadcast(a, l)),
         None => false,
     }) || gen.vips.iter().any(|v| v.addr == dst && dp.held.holds(v))
+}
+
+/// Whether `dst` is the directed broadcast address of one of the interfaces' subnets.
+fn is_subnet_broadcast(gen: &Generation, dst: Ipv4Addr) -> bool {
+    gen.interfaces.iter().any(|i| match i.addr {
+        Some((a, l)) => l < 31 && dst == subnet_broadcast(a, l),
+        None => false,
+    })
 }
 
 /// The MAC to answer ARP for `ip` on `in_if` with: the interface's for its own address, the
