@@ -1,0 +1,339 @@
+//! Corners of box A's pipeline beyond the seed scenarios: traceroute through an existing NAT
+//! state, directed broadcasts, ICMP errors going out, port reuse, CARP to control, ICMP rate
+//! limiting.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::*;
+use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
+use etherparse::Icmpv4Type;
+use tandem_dataplane::state::FlowKey;
+
+const T0: u64 = 1_000;
+
+/// mtr/tracert send ICMP echoes with one id and rising TTLs: after the first probe the flow has
+/// a NAT state, and a probe with TTL 1 must still get its time exceeded back at the client,
+/// quoting the packet as the client sent it.
+#[test]
+fn ttl_expiry_on_a_nated_state_answers_the_client() {
+    let mut lab = Lab::new();
+    lab.send(
+        LAN,
+        &echo_frame(
+            CLIENT_MAC, LAN_VMAC, CLIENT, SERVER, 64, true, 0x4242, 1, b"probe",
+        ),
+        T0,
+    );
+    let _ = lab.one_sent(WAN);
+
+    let probe = echo_frame(
+        CLIENT_MAC, LAN_VMAC, CLIENT, SERVER, 1, true, 0x4242, 2, b"probe",
+    );
+    let s = lab.snapshot();
+    lab.send(LAN, &probe, T0 + 10);
+    let p = parse(&lab.one_sent(LAN));
+    assert_eq!(p.eth.destination, CLIENT_MAC);
+    assert_eq!((p.src(), p.dst()), (LAN_IP, CLIENT));
+    assert_eq!(
+        p.icmp().icmp_type,
+        Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit)
+    );
+    assert_eq!(
+        &p.payload[..28],
+        &ip_of(&probe)[..28],
+        "quotes the probe as sent, not as translated"
+    );
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("drop_ttl_expired", 1),
+            ("icmp_errors_sent", 1),
+            ("tx_frames", 1),
+            ("state_hits", 1),
+        ],
+    );
+}
+
+/// The same for UDP (a TCP/UDP traceroute reusing its ports, or any TTL-limited flow).
+#[test]
+fn ttl_expiry_on_a_nated_udp_state_answers_the_client() {
+    let mut lab = Lab::new();
+    let f = |ttl| {
+        udp_frame(
+            CLIENT_MAC,
+            LAN_VMAC,
+            (CLIENT, 33434),
+            (SERVER, 33434),
+            ttl,
+            b"trace",
+        )
+    };
+    lab.send(LAN, &f(64), T0);
+    let _ = lab.one_sent(WAN);
+    let probe = f(1);
+    lab.send(LAN, &probe, T0 + 10);
+    let p = parse(&lab.one_sent(LAN));
+    assert_eq!((p.src(), p.dst()), (LAN_IP, CLIENT));
+    let (qip, ql4) = parse_quoted(&p.payload);
+    assert_eq!(Ipv4Addr::from(qip.source), CLIENT);
+    assert_eq!(u16::from_be_bytes([ql4[0], ql4[1]]), 33434);
+    assert_eq!(&p.payload[..28], &ip_of(&probe)[..28]);
+}
+
+/// A ping to the LAN's directed broadcast is not answered (FreeBSD's icmp.bmcastecho=0 default;
+/// answering would also source the reply from the broadcast address).
+#[test]
+fn ping_to_the_subnet_broadcast_gets_no_reply() {
+    let mut lab = Lab::new();
+    let s = lab.snapshot();
+    lab.send(
+        LAN,
+        &echo_frame(
+            CLIENT_MAC,
+            BROADCAST,
+            CLIENT,
+            Ipv4Addr::new(192, 168, 0, 255),
+            64,
+            true,
+            1,
+            1,
+            b"smurf",
+        ),
+        T0,
+    );
+    lab.nothing_sent();
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_local_unhandled", 1)]);
+}
+
+/// An ICMP error the client sends about the server's reply (port unreachable from the client)
+/// leaves translated the other way: outer source the VIP, the quoted destination the VIP and
+/// the NAT port.
+#[test]
+fn icmp_error_from_the_client_is_translated_outbound() {
+    let mut lab = Lab::new();
+    lab.send(
+        LAN,
+        &udp_frame(
+            CLIENT_MAC,
+            LAN_VMAC,
+            (CLIENT, 5000),
+            (SERVER, 53),
+            64,
+            b"query",
+        ),
+        T0,
+    );
+    let nat_port = parse(&lab.one_sent(WAN)).udp().source_port;
+    lab.send(
+        WAN,
+        &udp_frame(
+            SERVER_MAC,
+            WAN_VMAC,
+            (SERVER, 53),
+            (WAN_VIP, nat_port),
+            64,
+            b"answer",
+        ),
+        T0 + 1,
+    );
+    let reply = lab.one_sent(LAN);
+    let err = icmp_error_frame(
+        CLIENT_MAC,
+        LAN_VMAC,
+        CLIENT,
+        SERVER,
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+        &ip_of(&reply)[..28],
+    );
+    let s = lab.snapshot();
+    lab.send(LAN, &err, T0 + 2);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("forwarded", 1),
+            ("tx_frames", 1),
+            ("state_hits", 1),
+            ("nat_translated", 1),
+        ],
+    );
+    let e = parse(&lab.one_sent(WAN));
+    assert_eq!((e.src(), e.dst()), (WAN_VIP, SERVER));
+    let (qip, ql4) = parse_quoted(&e.payload);
+    assert_eq!(
+        (Ipv4Addr::from(qip.source), Ipv4Addr::from(qip.destination)),
+        (SERVER, WAN_VIP)
+    );
+    assert_eq!(u16::from_be_bytes([ql4[0], ql4[1]]), 53);
+    assert_eq!(u16::from_be_bytes([ql4[2], ql4[3]]), nat_port);
+}
+
+/// A closed connection's ports reused by a new SYN: the old state goes, a new one is made.
+#[test]
+fn new_syn_on_closed_ports_starts_a_new_state() {
+    let mut lab = Lab::new();
+    let c = (CLIENT, 40000);
+    let srv = (SERVER, 80);
+    lab.send(
+        LAN,
+        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 1000, 0, &[]),
+        T0,
+    );
+    let nat_port = parse(&lab.one_sent(WAN)).tcp().source_port;
+    let vip = (WAN_VIP, nat_port);
+    let steps = [
+        (
+            WAN,
+            tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 5000, 1001, &[]),
+        ),
+        (
+            LAN,
+            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 1001, 5001, &[]),
+        ),
+        (
+            LAN,
+            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "FA", 1001, 5001, &[]),
+        ),
+        (
+            WAN,
+            tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "FA", 5001, 1002, &[]),
+        ),
+        (
+            LAN,
+            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 1002, 5002, &[]),
+        ),
+    ];
+    for (i, (from, f)) in steps.iter().enumerate() {
+        lab.send(*from, f, T0 + 1 + i as u64);
+    }
+    assert_eq!(lab.sent(WAN).len(), 3);
+    assert_eq!(lab.sent(LAN).len(), 2);
+    let old = lab.dp.states.snapshot()[0].id;
+
+    let s = lab.snapshot();
+    lab.send(
+        LAN,
+        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 90_000, 0, &[]),
+        T0 + 100,
+    );
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("forwarded", 1),
+            ("tx_frames", 1),
+            ("states_created", 1),
+            ("nat_translated", 1),
+        ],
+    );
+    let p = parse(&lab.one_sent(WAN));
+    assert!(p.tcp().syn);
+    assert_eq!(p.tcp().sequence_number, 90_000);
+    let states = lab.dp.states.snapshot();
+    assert_eq!(states.len(), 1);
+    assert_ne!(states[0].id, old);
+    assert_eq!(states[0].stack, FlowKey::new(6, CLIENT, 40000, SERVER, 80));
+}
+
+/// CARP adverts go to the control channel whatever the rules say; without a channel they are
+/// counted as unhandled.
+#[test]
+fn carp_adverts_go_to_control() {
+    let mut lab = Lab::new();
+    let mut advert = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01],
+        [0x01, 0x00, 0x5e, 0, 0, 18],
+    )
+    .ipv4([172, 25, 46, 102], [224, 0, 0, 18], 255)
+    .write(
+        &mut advert,
+        etherparse::IpNumber(112),
+        &[0x21, 1, 0, 1, 1, 0, 0, 0],
+    )
+    .unwrap();
+    let advert = pad(advert);
+
+    let s = lab.snapshot();
+    lab.send(WAN, &advert, T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_local_unhandled", 1)]);
+
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    lab.pipe.set_control_channel(tx);
+    let s = lab.snapshot();
+    lab.send(WAN, &advert, T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("to_control", 1)]);
+    lab.nothing_sent();
+    let got = rx.try_recv().unwrap();
+    assert_eq!(got.in_if, WAN);
+    assert_eq!(got.bytes, advert);
+}
+
+/// ICMP errors are rate limited per worker: the default burst (50) goes out at once, the next
+/// is counted, and the bucket refills with time (100 per second).
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let mut lab = Lab::new();
+    let f = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (SERVER, 53), 1, b"x");
+    let s = lab.snapshot();
+    for _ in 0..51 {
+        lab.send(LAN, &f, T0);
+    }
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 51),
+            ("drop_ttl_expired", 51),
+            ("icmp_errors_sent", 50),
+            ("icmp_errors_ratelimited", 1),
+            ("tx_frames", 50),
+        ],
+    );
+    assert_eq!(lab.sent(LAN).len(), 50);
+    // 20 ms later: two tokens.
+    let s = lab.snapshot();
+    for _ in 0..3 {
+        lab.send(LAN, &f, T0 + 20);
+    }
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 3),
+            ("drop_ttl_expired", 3),
+            ("icmp_errors_sent", 2),
+            ("icmp_errors_ratelimited", 1),
+            ("tx_frames", 2),
+        ],
+    );
+    assert_eq!(lab.sent(LAN).len(), 2);
+}
+
+/// A frame to the WAN VIP's virtual MAC arriving on the LAN is not ours there.
+#[test]
+fn virtual_mac_of_another_interface_is_not_for_us() {
+    let mut lab = Lab::new();
+    let s = lab.snapshot();
+    lab.send(
+        LAN,
+        &udp_frame(CLIENT_MAC, WAN_VMAC, (CLIENT, 5000), (SERVER, 53), 64, b"x"),
+        T0,
+    );
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_l2_not_for_us", 1)]);
+    lab.nothing_sent();
+}
+
+/// A UDP datagram without a checksum (0) keeps 0 through NAT (RFC 768: "no checksum").
+#[test]
+fn udp_without_checksum_stays_without_through_nat() {
+    let mut lab = Lab::new();
+    let mut f = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (SERVER, 53), 64, b"x");
+    f[40] = 0;
+    f[41] = 0;
+    lab.send(LAN, &f, T0);
+    let out = lab.one_sent(WAN);
+    assert_eq!(&out[40..42], &[0, 0]);
+    assert_eq!(&out[26..30], &WAN_VIP.octets());
+}
