@@ -337,3 +337,246 @@ fn udp_without_checksum_stays_without_through_nat() {
     assert_eq!(&out[40..42], &[0, 0]);
     assert_eq!(&out[26..30], &WAN_VIP.octets());
 }
+
+/// The server's packet with TTL 1 on a NAT state: the time exceeded goes back to the server and
+/// quotes the packet as it arrived (our VIP and NAT port), not the inside address.
+#[test]
+fn ttl_expiry_of_a_reply_does_not_show_the_inside_address() {
+    let mut lab = Lab::new();
+    lab.send(
+        LAN,
+        &udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (SERVER, 53), 64, b"q"),
+        T0,
+    );
+    let nat_port = parse(&lab.one_sent(WAN)).udp().source_port;
+    let reply = udp_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        (SERVER, 53),
+        (WAN_VIP, nat_port),
+        1,
+        b"a",
+    );
+    let s = lab.snapshot();
+    lab.send(WAN, &reply, T0 + 1);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("drop_ttl_expired", 1),
+            ("icmp_errors_sent", 1),
+            ("tx_frames", 1),
+            ("state_hits", 1),
+        ],
+    );
+    let p = parse(&lab.one_sent(WAN));
+    assert_eq!((p.src(), p.dst()), (WAN_IP, SERVER));
+    assert_eq!(p.eth.destination, SERVER_MAC);
+    assert_eq!(&p.payload[..28], &ip_of(&reply)[..28]);
+}
+
+/// Path MTU discovery through NAT: a frag-needed about the translated SYN (8 bytes of TCP
+/// quoted, no checksum in them) reaches the client with its own address and port, the MTU kept.
+#[test]
+fn frag_needed_for_a_nated_tcp_flow_reaches_the_client() {
+    let mut lab = Lab::new();
+    lab.send(
+        LAN,
+        &tcp_frame(
+            CLIENT_MAC,
+            LAN_VMAC,
+            (CLIENT, 40000),
+            (SERVER, 443),
+            64,
+            "S",
+            1,
+            0,
+            &[],
+        ),
+        T0,
+    );
+    let out = lab.one_sent(WAN);
+    let nat_port = parse(&out).tcp().source_port;
+    let kind = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+        next_hop_mtu: 1400,
+    });
+    let err = icmp_error_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        SERVER,
+        WAN_VIP,
+        kind.clone(),
+        &ip_of(&out)[..28],
+    );
+    let s = lab.snapshot();
+    lab.send(WAN, &err, T0 + 1);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("forwarded", 1),
+            ("tx_frames", 1),
+            ("state_hits", 1),
+            ("nat_translated", 1),
+        ],
+    );
+    let e = parse(&lab.one_sent(LAN));
+    assert_eq!((e.src(), e.dst()), (SERVER, CLIENT));
+    assert_eq!(e.icmp().icmp_type, kind);
+    let (qip, ql4) = parse_quoted(&e.payload);
+    assert_eq!(Ipv4Addr::from(qip.source), CLIENT);
+    assert_eq!(u16::from_be_bytes([ql4[0], ql4[1]]), 40000);
+    assert_eq!(u16::from_be_bytes([ql4[2], ql4[3]]), 443);
+    assert_ne!(nat_port, 40000);
+}
+
+/// An ICMP error quoting the whole translated datagram (Linux quotes up to 576 bytes): after
+/// translation the quoted UDP checksum is valid for the inside addresses.
+#[test]
+fn icmp_error_with_a_full_quote_keeps_the_quoted_udp_checksum_valid() {
+    let mut lab = Lab::new();
+    lab.send(
+        LAN,
+        &udp_frame(
+            CLIENT_MAC,
+            LAN_VMAC,
+            (CLIENT, 5000),
+            (SERVER, 53),
+            64,
+            b"a longer query payload",
+        ),
+        T0,
+    );
+    let out = lab.one_sent(WAN);
+    let err = icmp_error_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        SERVER,
+        WAN_VIP,
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+        ip_of(&out),
+    );
+    lab.send(WAN, &err, T0 + 1);
+    let e = parse(&lab.one_sent(LAN));
+    let (qip, rest) = parse_quoted(&e.payload);
+    let (udp, payload) = etherparse::UdpHeader::from_slice(&rest).unwrap();
+    assert_eq!(
+        (Ipv4Addr::from(qip.source), udp.source_port),
+        (CLIENT, 5000)
+    );
+    assert_eq!(payload, b"a longer query payload");
+    assert_eq!(
+        udp.calc_checksum_ipv4(&qip, payload).unwrap(),
+        udp.checksum,
+        "quoted UDP checksum"
+    );
+}
+
+/// A next hop that never answers: three ARP requests a second apart, then the queued frame is
+/// dropped (neigh_failed) and, during the hold-down, new frames are dropped without ARP.
+#[test]
+fn unanswered_arp_gives_up_after_three_tries() {
+    let mut lab = Lab::with(Setup {
+        neighbours: false,
+        ..Setup::default()
+    });
+    let f = udp_frame(CLIENT_MAC, LAN_MAC, (CLIENT, 5000), (SERVER, 53), 64, b"q");
+    let s = lab.snapshot();
+    lab.send(LAN, &f, T0);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("neigh_queued", 1),
+            ("states_created", 1),
+            ("nat_translated", 1),
+            ("arp_requests", 1),
+            ("tx_frames", 1),
+        ],
+    );
+    assert_eq!(parse_arp(&lab.one_sent(WAN)).tpa, SERVER);
+    for t in [T0 + 1000, T0 + 2000] {
+        let s = lab.snapshot();
+        lab.poll(t);
+        s.assert_delta(&lab, &[("arp_requests", 1), ("tx_frames", 1)]);
+        assert_eq!(parse_arp(&lab.one_sent(WAN)).tpa, SERVER);
+    }
+    let s = lab.snapshot();
+    lab.poll(T0 + 3000);
+    s.assert_delta(&lab, &[("neigh_failed", 1)]);
+    lab.nothing_sent();
+
+    // Held down: dropped at once, no ARP.
+    let s = lab.snapshot();
+    lab.send(LAN, &f, T0 + 4000);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("state_hits", 1),
+            ("nat_translated", 1),
+            ("drop_neigh_queue_full", 1),
+        ],
+    );
+    lab.nothing_sent();
+}
+
+/// A gratuitous ARP moves a known neighbour (an upstream CARP failover): the next frame goes to
+/// the new MAC.
+#[test]
+fn gratuitous_arp_moves_a_known_neighbour() {
+    let mut lab = Lab::new();
+    let f = udp_frame(CLIENT_MAC, LAN_MAC, (CLIENT, 5000), (SERVER, 53), 64, b"q");
+    lab.send(LAN, &f, T0);
+    assert_eq!(parse(&lab.one_sent(WAN)).eth.destination, SERVER_MAC);
+    let new_mac = [0x02, 0, 0, 0, 0x02, 0x99];
+    let s = lab.snapshot();
+    lab.send(
+        WAN,
+        &arp_frame(new_mac, BROADCAST, 1, new_mac, SERVER, [0; 6], SERVER),
+        T0 + 1,
+    );
+    s.assert_delta(&lab, &[("rx_frames", 1), ("arp_ignored", 1)]);
+    lab.nothing_sent();
+    lab.send(LAN, &f, T0 + 2);
+    assert_eq!(parse(&lab.one_sent(WAN)).eth.destination, new_mac);
+}
+
+/// IPv4 options (a 24-byte header) through NAT both ways: offsets follow the header length and
+/// every checksum stays valid.
+#[test]
+fn ipv4_options_through_nat() {
+    let mut lab = Lab::new();
+    let mut ip = etherparse::Ipv4Header::new(
+        0,
+        64,
+        etherparse::IpNumber::UDP,
+        CLIENT.octets(),
+        SERVER.octets(),
+    )
+    .unwrap();
+    ip.options = [0x94, 0x04, 0x00, 0x00].into(); // router alert
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2(CLIENT_MAC, LAN_VMAC)
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .udp(5000, 53)
+        .write(&mut f, b"opts")
+        .unwrap();
+    let s = lab.snapshot();
+    lab.send(LAN, &pad(f), T0);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("forwarded", 1),
+            ("tx_frames", 1),
+            ("states_created", 1),
+            ("nat_translated", 1),
+        ],
+    );
+    let p = parse(&lab.one_sent(WAN));
+    assert_eq!(p.ip.header_len(), 24);
+    assert_eq!(p.src(), WAN_VIP);
+    assert_eq!(p.udp().destination_port, 53);
+    assert_eq!(p.payload, b"opts");
+}
