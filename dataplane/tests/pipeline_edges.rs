@@ -580,3 +580,123 @@ fn ipv4_options_through_nat() {
     assert_eq!(p.udp().destination_port, 53);
     assert_eq!(p.payload, b"opts");
 }
+
+/// ICMP traceroute through NAT: the gateway's time exceeded about the translated echo (quoted
+/// whole, as RFC 1812 routers do) comes back to the client quoting its own id with a valid
+/// checksum; one about an echo no state knows is dropped.
+#[test]
+fn time_exceeded_about_a_nated_echo_reaches_the_client() {
+    let mut lab = Lab::new();
+    let far = Ipv4Addr::new(8, 8, 8, 8);
+    lab.send(
+        LAN,
+        &echo_frame(
+            CLIENT_MAC, LAN_VMAC, CLIENT, far, 2, true, 0x1234, 1, b"trace",
+        ),
+        T0,
+    );
+    let out = lab.one_sent(WAN);
+    let p = parse(&out);
+    assert_eq!(p.eth.destination, SERVER_MAC, "via the default gateway");
+    assert_eq!(p.ip.time_to_live, 1);
+    let kind = Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit);
+    let err = icmp_error_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        SERVER,
+        WAN_VIP,
+        kind.clone(),
+        ip_of(&out),
+    );
+    let s = lab.snapshot();
+    lab.send(WAN, &err, T0 + 1);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("forwarded", 1),
+            ("tx_frames", 1),
+            ("state_hits", 1),
+            ("nat_translated", 1),
+        ],
+    );
+    let e = parse(&lab.one_sent(LAN));
+    assert_eq!((e.src(), e.dst()), (SERVER, CLIENT));
+    assert_eq!(e.icmp().icmp_type, kind);
+    let (qip, q) = parse_quoted(&e.payload);
+    assert_eq!(
+        (Ipv4Addr::from(qip.source), Ipv4Addr::from(qip.destination)),
+        (CLIENT, far)
+    );
+    let (qicmp, qrest) = etherparse::Icmpv4Header::from_slice(&q).unwrap();
+    match qicmp.icmp_type {
+        Icmpv4Type::EchoRequest(h) => assert_eq!((h.id, h.seq), (0x1234, 1)),
+        ref t => panic!("{t:?}"),
+    }
+    assert_eq!(
+        qicmp.icmp_type.calc_checksum(qrest),
+        qicmp.checksum,
+        "quoted ICMP checksum (its whole message is quoted here)"
+    );
+
+    assert_eq!(qrest, b"trace");
+
+    // An error about an echo of no state.
+    let mut stray = out.clone();
+    stray[38..40].copy_from_slice(&0x0bad_u16.to_be_bytes());
+    let err = icmp_error_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        SERVER,
+        WAN_VIP,
+        kind,
+        &ip_of(&stray)[..28],
+    );
+    let s = lab.snapshot();
+    lab.send(WAN, &err, T0 + 2);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_icmp_error_no_state", 1)]);
+    lab.nothing_sent();
+}
+
+/// A segment far outside the tracked window is dropped (pf's "bad state").
+#[test]
+fn segment_outside_the_window_is_dropped() {
+    let mut lab = Lab::new();
+    let c = (CLIENT, 40000);
+    let srv = (SERVER, 80);
+    lab.send(
+        LAN,
+        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 1000, 0, &[]),
+        T0,
+    );
+    let vip = (WAN_VIP, parse(&lab.one_sent(WAN)).tcp().source_port);
+    lab.send(
+        WAN,
+        &tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 5000, 1001, &[]),
+        T0 + 1,
+    );
+    lab.send(
+        LAN,
+        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 1001, 5001, &[]),
+        T0 + 2,
+    );
+    let _ = (lab.sent(LAN), lab.sent(WAN));
+    let s = lab.snapshot();
+    lab.send(
+        WAN,
+        &tcp_frame(
+            SERVER_MAC,
+            WAN_VMAC,
+            srv,
+            vip,
+            64,
+            "PA",
+            5001 + 0x4000_0000,
+            1001,
+            b"spoofed",
+        ),
+        T0 + 3,
+    );
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_tcp_bad_window", 1)]);
+    lab.nothing_sent();
+}
