@@ -550,9 +550,23 @@ impl WorkerSide {
                 }
             }
             c.state_hits.inc();
-            // Before translating: the time exceeded goes to the sender as it sent the packet
-            // (a translated source would address it to our own NAT address, and a translated
-            // destination would show the inside address to the outside).
+            // Route and TTL before translating: an ICMP error (net unreachable, time exceeded)
+            // goes to the sender as it sent the packet (a translated source would address it to
+            // our own NAT address, and a translated destination would show the inside address
+            // to the outside).
+            let out_dst = xlat.map_or(dst, |x| if x.side == Side::Dst { x.addr } else { dst });
+            let Some(hop) = gen.routes.next_hop(out_dst) else {
+                c.drop_no_route.inc();
+                return self
+                    .icmp_error_reply(
+                        gen,
+                        in_if,
+                        buf,
+                        len,
+                        IcmpErrorKind::DstUnreachable(icmp::CODE_NET_UNREACHABLE),
+                    )
+                    .unwrap_or(Verdict::Drop);
+            };
             if ttl_of(buf) <= 1 {
                 c.drop_ttl_expired.inc();
                 return self.time_exceeded(gen, in_if, buf, len);
@@ -561,8 +575,7 @@ impl WorkerSide {
                 apply_translation(&mut buf[ETH..ETH + total], hl, proto, x);
                 c.nat_translated.inc();
             }
-            let out_dst = xlat.map_or(dst, |x| if x.side == Side::Dst { x.addr } else { dst });
-            return self.route_and_send(gen, dp, in_if, buf, len, out_dst);
+            return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
         }
 
         if l4.icmp_error {
