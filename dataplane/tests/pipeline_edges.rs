@@ -700,3 +700,41 @@ fn segment_outside_the_window_is_dropped() {
     s.assert_delta(&lab, &[("rx_frames", 1), ("drop_tcp_bad_window", 1)]);
     lab.nothing_sent();
 }
+
+/// The default route goes away under an existing NAT state (a gateway marked down): the
+/// client's next packet gets a net unreachable addressed to the client, quoting the packet as
+/// the client sent it.
+#[test]
+fn no_route_on_a_nated_state_answers_the_client() {
+    let mut lab = Lab::new();
+    let far = Ipv4Addr::new(8, 8, 8, 8);
+    let f = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (far, 53), 64, b"q");
+    lab.send(LAN, &f, T0);
+    let _ = lab.one_sent(WAN);
+
+    let setup = Setup {
+        default_route: false,
+        ..Setup::default()
+    };
+    lab.dp
+        .apply(generation(2, lan_rules(), wan_rules(), &setup));
+    let s = lab.snapshot();
+    lab.send(LAN, &f, T0 + 10);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("drop_no_route", 1),
+            ("icmp_errors_sent", 1),
+            ("tx_frames", 1),
+            ("state_hits", 1),
+        ],
+    );
+    let p = parse(&lab.one_sent(LAN));
+    assert_eq!((p.src(), p.dst()), (LAN_IP, CLIENT));
+    assert_eq!(
+        p.icmp().icmp_type,
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Network)
+    );
+    assert_eq!(&p.payload[..28], &ip_of(&f)[..28]);
+}
