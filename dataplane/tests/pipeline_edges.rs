@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use common::*;
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
 use etherparse::Icmpv4Type;
+use tandem_dataplane::filter::{Action, AddrMatch, Prefix, ProtoMatch, Rule};
 use tandem_dataplane::state::FlowKey;
 
 const T0: u64 = 1_000;
@@ -736,4 +737,131 @@ fn no_route_on_a_nated_state_answers_the_client() {
         Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Network)
     );
     assert_eq!(&p.payload[..28], &ip_of(&f)[..28]);
+}
+
+/// A reject rule on forwarded traffic: TCP gets a RST in the destination's name, UDP a port
+/// unreachable from the receiving interface; neither creates a state.
+#[test]
+fn reject_of_forwarded_traffic() {
+    let far = Ipv4Addr::new(203, 0, 113, 25);
+    let mut lan = vec![Rule::new(2, Action::Reject)
+        .with_dst(AddrMatch::prefix(Prefix::host(far)))
+        .with_proto(ProtoMatch::TcpUdp)];
+    lan.extend(lan_rules());
+    let mut lab = Lab::with(Setup {
+        lan,
+        ..Setup::default()
+    });
+
+    let s = lab.snapshot();
+    lab.send(
+        LAN,
+        &tcp_frame(
+            CLIENT_MAC,
+            LAN_VMAC,
+            (CLIENT, 40000),
+            (far, 25),
+            64,
+            "S",
+            42,
+            0,
+            &[],
+        ),
+        T0,
+    );
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("replied", 1),
+            ("tcp_rsts_sent", 1),
+            ("tx_frames", 1),
+        ],
+    );
+    let p = parse(&lab.one_sent(LAN));
+    assert_eq!(p.eth.destination, CLIENT_MAC);
+    assert_eq!((p.src(), p.dst()), (far, CLIENT));
+    let t = p.tcp();
+    assert_eq!((t.source_port, t.destination_port), (25, 40000));
+    assert!(t.rst && t.ack);
+    assert_eq!(t.acknowledgment_number, 43);
+
+    let orig = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (far, 53), 64, b"q");
+    let s = lab.snapshot();
+    lab.send(LAN, &orig, T0);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("replied", 1),
+            ("icmp_errors_sent", 1),
+            ("tx_frames", 1),
+        ],
+    );
+    let p = parse(&lab.one_sent(LAN));
+    assert_eq!((p.src(), p.dst()), (LAN_IP, CLIENT));
+    assert_eq!(
+        p.icmp().icmp_type,
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port)
+    );
+    assert_eq!(&p.payload[..28], &ip_of(&orig)[..28]);
+    assert_eq!(lab.dp.states.len(), 0);
+}
+
+/// A neighbour asking for our address is learnt: frames to it need no ARP of ours.
+#[test]
+fn a_neighbour_asking_for_us_is_learnt() {
+    let mut lab = Lab::with(Setup {
+        neighbours: false,
+        ..Setup::default()
+    });
+    let s = lab.snapshot();
+    lab.send(WAN, &arp_request(SERVER_MAC, SERVER, WAN_VIP), T0);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("replied", 1),
+            ("arp_replies", 1),
+            ("tx_frames", 1),
+        ],
+    );
+    let a = parse_arp(&lab.one_sent(WAN));
+    assert_eq!((a.sha, a.spa, a.eth_dst), (WAN_VMAC, WAN_VIP, SERVER_MAC));
+    // A stranger's question about someone else teaches nothing.
+    let stranger = [0x02, 0, 0, 0, 0x03, 0x00];
+    lab.send(
+        WAN,
+        &arp_request(
+            stranger,
+            Ipv4Addr::new(172, 25, 46, 7),
+            Ipv4Addr::new(172, 25, 46, 8),
+        ),
+        T0,
+    );
+    assert_eq!(
+        lab.dp.neigh.lookup(WAN, Ipv4Addr::new(172, 25, 46, 7)),
+        None
+    );
+
+    lab.dp
+        .neigh
+        .learn(LAN, CLIENT, tandem_dataplane::wire::MacAddr(CLIENT_MAC), 0);
+    let s = lab.snapshot();
+    lab.send(
+        LAN,
+        &udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (SERVER, 53), 64, b"q"),
+        T0 + 1,
+    );
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("forwarded", 1),
+            ("tx_frames", 1),
+            ("states_created", 1),
+            ("nat_translated", 1),
+        ],
+    );
+    assert_eq!(parse(&lab.one_sent(WAN)).eth.destination, SERVER_MAC);
 }
