@@ -865,3 +865,70 @@ fn a_neighbour_asking_for_us_is_learnt() {
     );
     assert_eq!(parse(&lab.one_sent(WAN)).eth.destination, SERVER_MAC);
 }
+
+/// Two workers share the dataplane: a flow created by one is answered through the other (RSS
+/// puts the two directions on different queues), an ARP reply received by one releases the
+/// frames the other holds, and `Dataplane::counters` sums both.
+#[test]
+fn two_workers_share_states_and_neighbours() {
+    use tandem_dataplane::io::mem::MemPort;
+    use tandem_dataplane::io::Frame;
+    use tandem_dataplane::pipeline::{Pipeline, PipelineConfig};
+
+    let mut lab = Lab::with(Setup {
+        neighbours: false,
+        ..Setup::default()
+    });
+    lab.dp
+        .neigh
+        .learn(LAN, CLIENT, tandem_dataplane::wire::MacAddr(CLIENT_MAC), 0);
+    let mut b = Pipeline::new(lab.dp.clone(), &PipelineConfig::default());
+    let mut b_ports = vec![MemPort::new(), MemPort::new()];
+    let mut batch: Vec<Frame> = (0..8).map(|_| Frame::new()).collect();
+
+    // Worker A: the client's datagram waits for the server's MAC.
+    lab.send(
+        LAN,
+        &udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (SERVER, 53), 64, b"q"),
+        T0,
+    );
+    assert_eq!(parse_arp(&lab.one_sent(WAN)).tpa, SERVER);
+
+    // Worker B gets the ARP reply; worker A's next round releases its frame.
+    b_ports[usize::from(WAN)].inject(&arp_frame(
+        SERVER_MAC, WAN_MAC, 2, SERVER_MAC, SERVER, WAN_MAC, WAN_IP,
+    ));
+    assert_eq!(b.poll_ports(&mut b_ports, &mut batch, T0 + 1), 1);
+    assert_eq!(lab.poll(T0 + 2), 0);
+    let out = lab.one_sent(WAN);
+    let p = parse(&out);
+    assert_eq!(p.eth.destination, SERVER_MAC);
+    let nat_port = p.udp().source_port;
+
+    // Worker B gets the answer and translates it through A's state.
+    b_ports[usize::from(WAN)].inject(&udp_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        (SERVER, 53),
+        (WAN_VIP, nat_port),
+        64,
+        b"a",
+    ));
+    assert_eq!(b.poll_ports(&mut b_ports, &mut batch, T0 + 3), 1);
+    let sent = b_ports[usize::from(LAN)].take_sent();
+    assert_eq!(sent.len(), 1);
+    let r = parse(sent[0].bytes());
+    assert_eq!((r.dst(), r.udp().destination_port), (CLIENT, 5000));
+    let bc = b.counters();
+    assert_eq!(bc.outcomes_total(), bc.rx_frames.get());
+    assert_eq!((bc.rx_frames.get(), bc.forwarded.get()), (2, 1));
+
+    let total: std::collections::HashMap<_, _> = lab.dp.counters().into_iter().collect();
+    assert_eq!(total["rx_frames"], 3);
+    assert_eq!(total["forwarded"], 1);
+    assert_eq!(total["neigh_queued"], 1);
+    assert_eq!(total["neigh_released"], 1);
+    assert_eq!(total["arp_ignored"], 1);
+    assert_eq!(total["states_created"], 1);
+    assert_eq!(total["state_hits"], 1);
+}
