@@ -506,6 +506,17 @@ impl WorkerSide {
                 proto,
             )
         };
+        // RFC 1812 §5.3.4: a packet received as a link-layer broadcast or multicast is never
+        // forwarded, only taken by the box itself (DHCP, CARP). Both CARP nodes receive it: the
+        // backup would forward it too.
+        if EthernetFrame::new_unchecked(&buf[..len])
+            .dst_addr()
+            .is_multicast()
+            && !is_local(gen, dp, dst)
+        {
+            c.drop_l2_not_for_us.inc();
+            return Verdict::Drop;
+        }
         let Some(l4) = parse_l4(&buf[ETH + hl..ETH + total], proto) else {
             c.drop_l4_malformed.inc();
             return Verdict::Drop;
