@@ -932,3 +932,23 @@ fn two_workers_share_states_and_neighbours() {
     assert_eq!(total["states_created"], 1);
     assert_eq!(total["state_hits"], 1);
 }
+
+/// RFC 1812 §5.3.4: a unicast IP packet received as a link-layer broadcast or multicast is not
+/// forwarded (both CARP nodes receive it: both would forward it, the backup included).
+#[test]
+fn link_layer_broadcast_is_not_forwarded() {
+    let mut lab = Lab::new();
+    // Backup for the LAN VIP: this box must not forward what it was not sent.
+    lab.dp.held.set(2, false);
+    for mac in [BROADCAST, [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12]] {
+        let s = lab.snapshot();
+        lab.send(
+            LAN,
+            &udp_frame(CLIENT_MAC, mac, (CLIENT, 5000), (SERVER, 53), 64, b"q"),
+            T0,
+        );
+        s.assert_delta(&lab, &[("rx_frames", 1), ("drop_l2_not_for_us", 1)]);
+        lab.nothing_sent();
+    }
+    assert_eq!(lab.dp.states.len(), 0);
+}
