@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use etherparse::{
-    Ethernet2Header, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header, NetHeaders, PacketBuilder,
+    Ethernet2Header, Icmpv4Header, Icmpv4Type, Ipv4Header, NetHeaders, PacketBuilder,
     PacketHeaders, TcpHeader, TransportHeader, UdpHeader,
 };
 use tandem_dataplane::counters::Counters;
@@ -429,7 +429,11 @@ pub struct Arp {
     pub tpa: Ipv4Addr,
 }
 
+/// Parses an ARP frame the box sent: padded to 60 bytes with zeros (a reused buffer must not
+/// leak the previous frame).
 pub fn parse_arp(f: &[u8]) -> Arp {
+    assert_eq!(f.len(), 60, "ARP frame padded to Ethernet's minimum");
+    assert!(f[42..].iter().all(|&b| b == 0), "ARP padding zeroed");
     let (eth, rest) = Ethernet2Header::from_slice(f).unwrap();
     assert_eq!(eth.ether_type, etherparse::EtherType::ARP);
     assert!(rest.len() >= 28, "ARP too short");
@@ -564,5 +568,3 @@ pub fn edit_ipv4(f: &mut [u8], edit: impl FnOnce(&mut Ipv4Header)) {
     let bytes = ip.to_bytes();
     f[14..14 + bytes.len()].copy_from_slice(&bytes);
 }
-
-pub const UDP: IpNumber = IpNumber::UDP;
