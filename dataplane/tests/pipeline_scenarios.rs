@@ -389,22 +389,21 @@ fn unsolicited_syn_from_wan_and_stateless_ack_from_lan_are_dropped() {
 #[test]
 fn reject_tcp_with_rst_ack() {
     let mut lab = Lab::new();
-    let s = lab.snapshot();
-    lab.send(
-        WAN,
-        &tcp_frame(
-            SERVER_MAC,
-            WAN_MAC,
-            (SERVER, 33000),
-            (WAN_IP, 23),
-            64,
-            "S",
-            777_000,
-            0,
-            &[],
-        ),
-        T0,
+    let mut syn = tcp_frame(
+        SERVER_MAC,
+        WAN_MAC,
+        (SERVER, 33000),
+        (WAN_IP, 23),
+        64,
+        "S",
+        777_000,
+        0,
+        &[],
     );
+    // Garbage in the padding: the RST, built in the same buffer, must not carry it.
+    syn[54..].fill(0xee);
+    let s = lab.snapshot();
+    lab.send(WAN, &syn, T0);
     s.assert_delta(
         &lab,
         &[
@@ -414,7 +413,10 @@ fn reject_tcp_with_rst_ack() {
             ("tx_frames", 1),
         ],
     );
-    let p = parse(&lab.one_sent(WAN));
+    let rst = lab.one_sent(WAN);
+    assert_eq!(rst.len(), 60);
+    assert!(rst[54..].iter().all(|&b| b == 0), "RST padding zeroed");
+    let p = parse(&rst);
     assert_eq!((p.eth.source, p.eth.destination), (WAN_MAC, SERVER_MAC));
     assert_eq!((p.src(), p.dst()), (WAN_IP, SERVER));
     let t = p.tcp();
