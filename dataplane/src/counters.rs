@@ -92,6 +92,9 @@ counters! {
         drop_ipv4_checksum,
         /// A later fragment (offset > 0): tandem does not reassemble; see the pipeline doc.
         drop_fragment,
+        /// An address valid nowhere on a wire (RFC 1812 5.3.7, RFC 1122 3.2.1.3): loopback
+        /// source or destination, destination on network 0, multicast or broadcast source.
+        drop_martian,
         /// TCP/UDP/ICMP header truncated or inconsistent.
         drop_l4_malformed,
         /// To one of our addresses but nothing here serves it.

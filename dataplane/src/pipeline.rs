@@ -506,6 +506,10 @@ impl WorkerSide {
                 proto,
             )
         };
+        if is_martian(src, dst) {
+            c.drop_martian.inc();
+            return Verdict::Drop;
+        }
         // RFC 1812 §5.3.4: a packet received as a link-layer broadcast or multicast is never
         // forwarded, only taken by the box itself (DHCP, CARP). Both CARP nodes receive it: the
         // backup would forward it too.
@@ -1323,6 +1327,16 @@ fn is_local(gen: &Generation, dp: &Dataplane, dst: Ipv4Addr) -> bool {
         Some((a, l)) => a == dst || (l < 31 && dst == subnet_broadcast(a, l)),
         None => false,
     }) || gen.vips.iter().any(|v| v.addr == dst && dp.held.holds(v))
+}
+
+/// Addresses valid nowhere on a wire: a loopback source or destination (127/8), a destination
+/// on network 0, a multicast or broadcast source. (A source 0.0.0.0 is fine: DHCP.)
+fn is_martian(src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    src.is_loopback()
+        || dst.is_loopback()
+        || dst.octets()[0] == 0
+        || src.is_multicast()
+        || src.is_broadcast()
 }
 
 /// Whether `dst` is the directed broadcast address of one of the interfaces' subnets.
