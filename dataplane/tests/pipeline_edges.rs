@@ -952,3 +952,28 @@ fn link_layer_broadcast_is_not_forwarded() {
     }
     assert_eq!(lab.dp.states.len(), 0);
 }
+
+/// Martians (RFC 1812 §5.3.7): loopback destinations or sources, network 0 destinations,
+/// multicast or broadcast sources are dropped, not routed out the default route and NATed.
+#[test]
+fn martian_addresses_are_dropped() {
+    let mut lab = Lab::new();
+    let cases = [
+        (CLIENT, Ipv4Addr::new(127, 0, 0, 1)),
+        (CLIENT, Ipv4Addr::new(0, 1, 2, 3)),
+        (Ipv4Addr::new(127, 0, 0, 1), SERVER),
+        (Ipv4Addr::new(224, 0, 0, 5), SERVER),
+        (Ipv4Addr::BROADCAST, SERVER),
+    ];
+    for (src, dst) in cases {
+        let s = lab.snapshot();
+        lab.send(
+            LAN,
+            &udp_frame(CLIENT_MAC, LAN_VMAC, (src, 5000), (dst, 53), 64, b"q"),
+            T0,
+        );
+        s.assert_delta(&lab, &[("rx_frames", 1), ("drop_martian", 1)]);
+        lab.nothing_sent();
+    }
+    assert_eq!(lab.dp.states.len(), 0);
+}
