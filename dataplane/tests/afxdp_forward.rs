@@ -29,15 +29,6 @@ const ETHERTYPE: u16 = 0x88b5;
 const MAGIC: &[u8; 8] = b"tandemXD";
 const FRAME_LEN: usize = 60;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: AF_XDP tests need root (network namespaces, XDP)");
-    }
-    root
-}
-
 /// A network namespace of this test, deleted on drop.
 struct NetNs {
     name: String,
@@ -243,9 +234,9 @@ impl Drop for PacketSocket {
 /// b1 without a copy (same UMEM) and arrive on b0, intact and each once.
 #[test]
 fn forwards_from_one_interface_to_another() {
-    if !is_root() {
-        return;
-    }
+    tandem_testlab::require_root();
+    // Packet tests share two cores with busy workers: one at a time, machine-wide.
+    let _lab = tandem_testlab::lock().expect("the lab lock");
     const N: u32 = 20_000;
     let ns = NetNs::new();
     ns.veth("a0", "a1");
@@ -367,9 +358,9 @@ fn forwards_from_one_interface_to_another() {
 /// frame is back: free + in fill rings == total, nothing in TX rings, no chunk twice.
 #[test]
 fn ten_million_frames_all_accounted() {
-    if !is_root() {
-        return;
-    }
+    tandem_testlab::require_root();
+    // Packet tests share two cores with busy workers: one at a time, machine-wide.
+    let _lab = tandem_testlab::lock().expect("the lab lock");
     let target: u64 = std::env::var("TDXDP_FRAMES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -502,9 +493,9 @@ impl Drop for Killed {
 /// and leaves no program behind when it stops.
 #[test]
 fn stale_program_is_replaced() {
-    if !is_root() {
-        return;
-    }
+    tandem_testlab::require_root();
+    // Packet tests share two cores with busy workers: one at a time, machine-wide.
+    let _lab = tandem_testlab::lock().expect("the lab lock");
     let ns = NetNs::new();
     ns.veth("a0", "a1");
     ns.veth("b0", "b1");
@@ -571,9 +562,9 @@ fn stale_program_is_replaced() {
 /// (4) Binding refuses to start when a queue cannot be bound, and says which.
 #[test]
 fn refuses_to_start_when_a_queue_cannot_be_bound() {
-    if !is_root() {
-        return;
-    }
+    tandem_testlab::require_root();
+    // Packet tests share two cores with busy workers: one at a time, machine-wide.
+    let _lab = tandem_testlab::lock().expect("the lab lock");
     let ns = NetNs::new();
     ns.veth("a0", "a1");
     ns.run(|| {
