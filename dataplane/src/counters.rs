@@ -76,7 +76,7 @@ counters! {
         neigh_queued,
         /// Frame shorter than an Ethernet header.
         drop_eth_malformed,
-        /// Unicast to a MAC that is neither ours nor a VIP's we hold.
+        /// To a MAC that is neither ours nor a VIP's we hold, or unicast IP in a broadcast frame.
         drop_l2_not_for_us,
         /// 802.1Q-tagged frame: tandem's interfaces are untagged (use a VLAN device).
         drop_vlan,
@@ -123,6 +123,10 @@ counters! {
         drop_neigh_queue_full,
         /// No free buffer to hold a frame waiting for ARP.
         drop_neigh_pool_exhausted,
+        /// The next hop did not answer ARP recently and is held down: dropped at once.
+        drop_neigh_unreachable,
+        /// The buffer handed to the pipeline is smaller than a frame buffer may need to be.
+        drop_short_buffer,
     }
     events {
         /// Frames received from all interfaces.

@@ -51,6 +51,9 @@ const PROTO_CARP: u8 = 112;
 /// CARP's multicast group and its Ethernet address.
 const CARP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 const CARP_GROUP_MAC: MacAddr = MacAddr::ipv4_multicast(CARP_GROUP);
+/// The smallest buffer `process` accepts: room for the longest reply it builds in place (an
+/// ICMP error quoting a 60-byte IPv4 header and 8 bytes: 14 + 20 + 8 + 68 = 110).
+pub const MIN_BUFFER: usize = 128;
 /// TTL of the packets the box originates (echo replies, RSTs, ICMP errors).
 const OWN_TTL: u8 = 64;
 
@@ -322,6 +325,11 @@ impl Pipeline {
     #[inline]
     pub fn process(&mut self, in_if: IfIndex, buf: &mut [u8], len: usize) -> Verdict {
         self.w.counters.rx_frames.inc();
+        if buf.len() < MIN_BUFFER {
+            // Replies are built in place and may be longer than the frame they answer.
+            self.w.counters.drop_short_buffer.inc();
+            return Verdict::Drop;
+        }
         let len = len.min(buf.len());
         // One relaxed load when no capture runs.
         let capturing = self.dp.capture.is_active();
@@ -893,9 +901,10 @@ impl WorkerSide {
                     send_arp_request(gen, &mut self.emit, c, out_if, next_hop);
                 }
             }
-            EnqueueOutcome::QueueFull
-            | EnqueueOutcome::TooManyNextHops
-            | EnqueueOutcome::Failed => c.drop_neigh_queue_full.inc(),
+            EnqueueOutcome::QueueFull | EnqueueOutcome::TooManyNextHops => {
+                c.drop_neigh_queue_full.inc()
+            }
+            EnqueueOutcome::Failed => c.drop_neigh_unreachable.inc(),
             EnqueueOutcome::PoolExhausted | EnqueueOutcome::TooLarge => {
                 c.drop_neigh_pool_exhausted.inc()
             }
@@ -1423,3 +1432,28 @@ fn read_u32(b: &[u8], off: usize) -> u32 {
 }
 
 const _: () = assert!(FRAME_SIZE >= 128 + ETH + ipv4::HEADER_LEN + icmp::HEADER_LEN);
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::filter::Ruleset;
+    use crate::route::RouteTable;
+    use crate::state::TableConfig;
+
+    #[test]
+    fn a_buffer_too_small_for_replies_is_a_counted_drop() {
+        let generation = Generation {
+            number: 1,
+            interfaces: Vec::new(),
+            vips: Vec::new(),
+            ruleset: Ruleset::empty(1),
+            routes: RouteTable::new(Vec::new()),
+        };
+        let dp = Dataplane::new(generation, StateTable::new(TableConfig::default()));
+        let mut p = Pipeline::new(dp, &PipelineConfig::default());
+        let mut small = [0u8; MIN_BUFFER - 1];
+        assert_eq!(p.process(0, &mut small, 60), Verdict::Drop);
+        assert_eq!(p.counters().drop_short_buffer.get(), 1);
+        assert_eq!(p.counters().outcomes_total(), p.counters().rx_frames.get());
+    }
+}

@@ -515,7 +515,7 @@ fn unanswered_arp_gives_up_after_three_tries() {
             ("rx_frames", 1),
             ("state_hits", 1),
             ("nat_translated", 1),
-            ("drop_neigh_queue_full", 1),
+            ("drop_neigh_unreachable", 1),
         ],
     );
     lab.nothing_sent();
