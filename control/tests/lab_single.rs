@@ -4,137 +4,14 @@
 //! Needs root (network namespaces, XDP). Lab tests take the machine-wide lab lock, so they run
 //! one at a time whatever the test harness does.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use common::{config, sha256_of, Fw, LONG, POLL};
 use tandem_testlab::topology::{CLIENT_IP, FWA_LAN_IP, LAN_VIP, SERVER_IP, WAN_VIP};
-use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
-
-const LONG: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn config(name: &str) -> String {
-    workspace()
-        .join("scripts/lab-configs")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-/// tandemd in a box's namespace, and tandemctl against it.
-struct Fw<'a> {
-    lab: &'a Lab,
-    node: Node,
-    socket: String,
-    daemon: Option<Proc>,
-}
-
-impl<'a> Fw<'a> {
-    fn start(lab: &'a Lab, node: Node, config_file: &str) -> Fw<'a> {
-        let socket = lab
-            .log_dir()
-            .join(format!("{}.sock", node.name()))
-            .display()
-            .to_string();
-        let mut b = Fw {
-            lab,
-            node,
-            socket,
-            daemon: None,
-        };
-        b.spawn(config_file);
-        b
-    }
-
-    fn spawn(&mut self, config_file: &str) {
-        let daemon = self
-            .lab
-            .spawn(
-                self.node,
-                &[
-                    env!("CARGO_BIN_EXE_tandemd"),
-                    "--config",
-                    config_file,
-                    "--socket",
-                    &self.socket,
-                ],
-            )
-            .expect("tandemd starts");
-        self.daemon = Some(daemon);
-        let up = wait_until(LONG, POLL, || self.ctl(&["status"]).0);
-        let log = self.daemon.as_ref().map(Proc::log).unwrap_or_default();
-        assert!(
-            up,
-            "tandemd did not answer on {} within {LONG:?}; its log:\n{log}",
-            self.socket
-        );
-    }
-
-    /// Runs tandemctl (from the root namespace: the socket is a file, not an address).
-    fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tandemctl runs");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let (ok, text) = self.ctl(&a);
-        assert!(ok, "tandemctl {args:?} failed: {text}");
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("tandemctl {args:?}: not JSON ({e}): {text}"))
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        let stats = self.json(&["stats"]);
-        find_counter(&stats, name).unwrap_or_else(|| panic!("no counter {name} in {stats}"))
-    }
-
-    fn kill9(&mut self) {
-        let d = self.daemon.take().expect("a daemon runs");
-        let _ = Command::new("kill")
-            .args(["-9", &d.id().to_string()])
-            .status();
-        drop(d);
-    }
-}
-
-/// A counter by name, wherever `tandemctl stats --json` puts it (an object of name: value).
-fn find_counter(v: &Value, name: &str) -> Option<u64> {
-    match v {
-        Value::Object(m) => m
-            .get(name)
-            .and_then(Value::as_u64)
-            .or_else(|| m.values().find_map(|x| find_counter(x, name))),
-        Value::Array(a) => a.iter().find_map(|x| find_counter(x, name)),
-        _ => None,
-    }
-}
-
-fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
+use tandem_testlab::{require_root, wait_until, Lab, Node};
 
 #[test]
 fn one_box_forwards_pings_downloads_and_refuses_what_the_rules_refuse() {

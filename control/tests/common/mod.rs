@@ -1,0 +1,134 @@
+//! Shared by the lab tests: tandemd in a box's namespace, driven with tandemctl.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tandem_testlab::{wait_until, Lab, Node, Proc};
+
+pub const LONG: Duration = Duration::from_secs(30);
+pub const POLL: Duration = Duration::from_millis(50);
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn config(name: &str) -> String {
+    workspace()
+        .join("scripts/lab-configs")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// tandemd in a box's namespace, and tandemctl against it.
+pub struct Fw<'a> {
+    pub lab: &'a Lab,
+    pub node: Node,
+    pub socket: String,
+    pub daemon: Option<Proc>,
+}
+
+impl<'a> Fw<'a> {
+    pub fn start(lab: &'a Lab, node: Node, config_file: &str) -> Fw<'a> {
+        let socket = lab
+            .log_dir()
+            .join(format!("{}.sock", node.name()))
+            .display()
+            .to_string();
+        let mut b = Fw {
+            lab,
+            node,
+            socket,
+            daemon: None,
+        };
+        b.spawn(config_file);
+        b
+    }
+
+    pub fn spawn(&mut self, config_file: &str) {
+        let daemon = self
+            .lab
+            .spawn(
+                self.node,
+                &[
+                    env!("CARGO_BIN_EXE_tandemd"),
+                    "--config",
+                    config_file,
+                    "--socket",
+                    &self.socket,
+                ],
+            )
+            .expect("tandemd starts");
+        self.daemon = Some(daemon);
+        let up = wait_until(LONG, POLL, || self.ctl(&["status"]).0);
+        let log = self.daemon.as_ref().map(Proc::log).unwrap_or_default();
+        assert!(
+            up,
+            "tandemd did not answer on {} within {LONG:?}; its log:\n{log}",
+            self.socket
+        );
+    }
+
+    /// Runs tandemctl (from the root namespace: the socket is a file, not an address).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tandemctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tandemctl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let (ok, text) = self.ctl(&a);
+        assert!(ok, "tandemctl {args:?} failed: {text}");
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("tandemctl {args:?}: not JSON ({e}): {text}"))
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        let stats = self.json(&["stats"]);
+        find_counter(&stats, name).unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+    }
+
+    pub fn kill9(&mut self) {
+        let d = self.daemon.take().expect("a daemon runs");
+        let _ = Command::new("kill")
+            .args(["-9", &d.id().to_string()])
+            .status();
+        drop(d);
+    }
+}
+
+/// A counter by name, wherever `tandemctl stats --json` puts it (an object of name: value).
+pub fn find_counter(v: &Value, name: &str) -> Option<u64> {
+    match v {
+        Value::Object(m) => m
+            .get(name)
+            .and_then(Value::as_u64)
+            .or_else(|| m.values().find_map(|x| find_counter(x, name))),
+        Value::Array(a) => a.iter().find_map(|x| find_counter(x, name)),
+        _ => None,
+    }
+}
+
+pub fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
