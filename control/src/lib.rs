@@ -2,6 +2,7 @@
 //! atomic config apply, and the control socket shared by `tandemd` and `tandemctl`.
 
 pub mod api;
+pub mod carp;
 pub mod compile;
 pub mod config;
 pub mod daemon;

@@ -1,0 +1,343 @@
+//! CARP: BSD-compatible adverts ([`wire`]), the per-VHID state machine ([`machine`]) and the
+//! set of a box's VHIDs built from its config ([`CarpGroupSet`]), which the daemon drives.
+//!
+//! # How the daemon drives it
+//!
+//! [`CarpGroupSet`] is pure like the machines: it never reads the clock and never sends. The
+//! control thread owns it and
+//!
+//! - calls [`CarpGroupSet::start`] once the dataplane can send, then [`CarpGroupSet::poll`] at
+//!   [`CarpGroupSet::next_deadline`] (and after any other call: it is cheap);
+//! - hands it every frame of IP protocol 112 received on a CARP interface
+//!   ([`CarpGroupSet::receive`]); a rejected frame is already counted ([`CarpGroupSet::rejects`]);
+//! - sets the box-wide demotion, maintenance mode and the enable switch;
+//! - performs every [`GroupOutput`]'s actions in order (build adverts with
+//!   [`CarpGroupSet::build_advert`]) and logs its transitions.
+
+pub mod machine;
+pub mod wire;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::api::{CarpReply, CarpStatus, CarpVip};
+use crate::config::Config;
+use machine::{Event, Machine, MachineConfig, Output, SendAdvert, State};
+use wire::{AdvertParams, CarpAuth, Reject, ReplayGuard};
+
+/// The demotion FreeBSD adds while an interface of a VHID is down
+/// (`net.inet.carp.ifdown_demotion_factor`), and pfsync while its bulk update runs
+/// (`net.pfsync.carp_demotion_factor`): `CARP_MAXSKEW`.
+pub const DEMOTION_FACTOR: u32 = 240;
+
+/// One VHID on one interface.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The config's interface name.
+    pub interface: String,
+    /// The interface's own address: the adverts' source.
+    pub own_ip: Ipv4Addr,
+    /// Key and VIPs (sorted).
+    pub auth: CarpAuth,
+    /// The state machine.
+    pub machine: Machine,
+}
+
+impl Group {
+    pub fn vhid(&self) -> u8 {
+        self.auth.vhid()
+    }
+
+    /// The VIPs, sorted ascending.
+    pub fn vips(&self) -> &[Ipv4Addr] {
+        self.auth.vips()
+    }
+}
+
+/// What one group did in answer to a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOutput {
+    /// Index into [`CarpGroupSet::groups`].
+    pub group: usize,
+    pub output: Output,
+}
+
+/// A box's CARP groups (VHID on an interface), in config order, with their machines, the replay
+/// guard and the reject counters.
+#[derive(Debug, Clone)]
+pub struct CarpGroupSet {
+    groups: Vec<Group>,
+    guard: ReplayGuard,
+    rejects: [u64; Reject::ALL.len()],
+    demotion: u32,
+    maintenance: bool,
+    enabled: bool,
+}
+
+impl CarpGroupSet {
+    /// The groups of `config` ([`Config::carp_groups`]), preemption on (pfSense), counters from
+    /// [`wire::initial_counter`].
+    pub fn from_config(config: &Config) -> CarpGroupSet {
+        Self::with_counter_start(config, true, wire::initial_counter())
+    }
+
+    /// As [`from_config`](Self::from_config), with the preempt switch and the first group's
+    /// counter start given (the others follow it 2^32 apart).
+    pub fn with_counter_start(config: &Config, preempt: bool, counter: u64) -> CarpGroupSet {
+        let groups: Vec<Group> = config
+            .carp_groups()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let own_ip = config
+                    .interface(g.interface)
+                    .map_or(Ipv4Addr::UNSPECIFIED, |f| f.ip());
+                let cfg = MachineConfig {
+                    vhid: g.carp.vhid,
+                    advbase: g.carp.advbase,
+                    advskew: g.carp.advskew,
+                    own_ip,
+                    preempt,
+                };
+                Group {
+                    interface: g.interface.to_owned(),
+                    own_ip,
+                    auth: CarpAuth::new(g.carp.vhid, g.carp.password.as_bytes(), &g.addresses),
+                    machine: Machine::new(cfg, counter.wrapping_add((i as u64) << 32)),
+                }
+            })
+            .collect();
+        // A source silent for longer than any master-down time has been replaced by us or is
+        // restarting; forget its counter then (see ReplayGuard).
+        let forget_after = groups
+            .iter()
+            .map(|g| g.machine.master_down())
+            .max()
+            .unwrap_or(Duration::from_secs(3));
+        CarpGroupSet {
+            groups,
+            guard: ReplayGuard::new(forget_after),
+            rejects: [0; Reject::ALL.len()],
+            demotion: 0,
+            maintenance: false,
+            enabled: true,
+        }
+    }
+
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The group of `vhid` on `interface`.
+    pub fn find(&self, interface: &str, vhid: u8) -> Option<usize> {
+        self.groups
+            .iter()
+            .position(|g| g.interface == interface && g.vhid() == vhid)
+    }
+
+    /// The authentication of `vhid` on `interface`: the lookup [`wire::check_advert`] takes.
+    pub fn auth(&self, interface: &str, vhid: u8) -> Option<&CarpAuth> {
+        self.find(interface, vhid).map(|i| &self.groups[i].auth)
+    }
+
+    /// Starts every group (INIT -> BACKUP), unless CARP is disabled.
+    pub fn start(&mut self, now: Instant) -> Vec<GroupOutput> {
+        self.all(now, Event::Start)
+    }
+
+    /// Stops every group: masters bow out and release.
+    pub fn stop(&mut self, now: Instant) -> Vec<GroupOutput> {
+        self.all(now, Event::Stop)
+    }
+
+    /// The earliest deadline of any group.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.groups
+            .iter()
+            .filter_map(|g| g.machine.next_deadline())
+            .min()
+    }
+
+    /// Runs the timers that are due at `now`.
+    pub fn poll(&mut self, now: Instant) -> Vec<GroupOutput> {
+        let mut outs = Vec::new();
+        for i in 0..self.groups.len() {
+            if self.groups[i]
+                .machine
+                .next_deadline()
+                .is_some_and(|t| t <= now)
+            {
+                self.step(i, now, Event::Timer, &mut outs);
+            }
+        }
+        outs
+    }
+
+    /// A frame received on `interface`: checked ([`wire::check_advert`]), refused if it is our
+    /// own (source address) or replayed ([`ReplayGuard`]), then given to its group's machine.
+    /// A reject is counted under its name.
+    pub fn receive(
+        &mut self,
+        interface: &str,
+        frame: &[u8],
+        now: Instant,
+    ) -> Result<GroupOutput, Reject> {
+        let r = self.receive_inner(interface, frame, now);
+        if let Err(e) = r {
+            self.rejects[e as usize] += 1;
+        }
+        r
+    }
+
+    fn receive_inner(
+        &mut self,
+        interface: &str,
+        frame: &[u8],
+        now: Instant,
+    ) -> Result<GroupOutput, Reject> {
+        let advert = wire::check_advert(frame, |vhid| self.auth(interface, vhid))?;
+        let i = self
+            .find(interface, advert.vhid)
+            .ok_or(Reject::UnknownVhid)?;
+        if advert.src_ip == self.groups[i].own_ip {
+            return Err(Reject::Loop);
+        }
+        self.guard
+            .check(advert.vhid, advert.src_ip, advert.counter, now)?;
+        let mut outs = Vec::with_capacity(1);
+        self.step(i, now, Event::Advert((&advert).into()), &mut outs);
+        Ok(outs.pop().unwrap_or(GroupOutput {
+            group: i,
+            output: Output::default(),
+        }))
+    }
+
+    /// Sets the box-wide demotion (the sum of the caller's sources, e.g. [`DEMOTION_FACTOR`] per
+    /// CARP interface with its link down, and while the state sync's bulk update runs).
+    pub fn set_demotion(&mut self, demotion: u32, now: Instant) -> Vec<GroupOutput> {
+        self.demotion = demotion;
+        self.all(now, Event::Demotion(demotion))
+    }
+
+    /// Maintenance mode: advskew 254 on every VHID.
+    pub fn set_maintenance(&mut self, on: bool, now: Instant) -> Vec<GroupOutput> {
+        self.maintenance = on;
+        self.all(now, Event::Maintenance(on))
+    }
+
+    /// `carp enable` / `carp disable` for every VHID.
+    pub fn set_enabled(&mut self, on: bool, now: Instant) -> Vec<GroupOutput> {
+        self.enabled = on;
+        self.all(now, if on { Event::Enable } else { Event::Disable })
+    }
+
+    pub fn demotion(&self) -> u32 {
+        self.demotion
+    }
+
+    pub fn maintenance(&self) -> bool {
+        self.maintenance
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Writes the frame of an advert group `group` asked for into `buf`; returns its length
+    /// ([`wire::FRAME_LEN`]).
+    ///
+    /// # Panics
+    ///
+    /// If `group` is out of range or `buf` is shorter than [`wire::FRAME_LEN`].
+    pub fn build_advert(&self, group: usize, advert: &SendAdvert, buf: &mut [u8]) -> usize {
+        let g = &self.groups[group];
+        wire::build_advert(
+            buf,
+            &AdvertParams {
+                src_ip: g.own_ip,
+                advbase: advert.advbase,
+                advskew: advert.advskew,
+                demote: advert.demote,
+                counter: advert.counter,
+                auth: &g.auth,
+            },
+        )
+    }
+
+    /// The reject counters by name, every reason listed.
+    pub fn rejects(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Reject::ALL
+            .iter()
+            .map(move |&r| (r.name(), self.rejects[r as usize]))
+    }
+
+    /// One line per VIP, for `tandemctl carp`.
+    pub fn statuses(&self, now: Instant) -> Vec<CarpVip> {
+        let mut v = Vec::new();
+        for g in &self.groups {
+            let m = &g.machine;
+            for &vip in g.vips() {
+                v.push(CarpVip {
+                    interface: g.interface.clone(),
+                    vhid: g.vhid(),
+                    vip,
+                    status: status(m.state()),
+                    advbase: m.config().advbase,
+                    advskew: m.effective_skew(),
+                    demotion: m.demotion(),
+                    last_transition_reason: m.last_reason().to_owned(),
+                    previous_status: m.previous_state().map(status),
+                    since_s: m
+                        .changed_at()
+                        .map(|t| now.saturating_duration_since(t).as_secs()),
+                });
+            }
+        }
+        v
+    }
+
+    /// The reply of `tandemctl carp`.
+    pub fn reply(&self, now: Instant) -> CarpReply {
+        CarpReply {
+            vips: self.statuses(now),
+            enabled: self.enabled,
+            maintenance: self.maintenance,
+            demotion: self.demotion,
+        }
+    }
+
+    fn all(&mut self, now: Instant, event: Event) -> Vec<GroupOutput> {
+        let mut outs = Vec::new();
+        for i in 0..self.groups.len() {
+            self.step(i, now, event, &mut outs);
+        }
+        outs
+    }
+
+    /// One event into group `i`; remembers the counters it sends (loop detection).
+    fn step(&mut self, i: usize, now: Instant, event: Event, outs: &mut Vec<GroupOutput>) {
+        let output = self.groups[i].machine.handle(now, event);
+        for a in &output.actions {
+            if let machine::Action::SendAdvert(s) = a {
+                self.guard.note_sent(s.vhid, s.counter);
+            }
+        }
+        if !output.is_empty() {
+            outs.push(GroupOutput { group: i, output });
+        }
+    }
+}
+
+/// The API's name of a state.
+pub fn status(s: State) -> CarpStatus {
+    match s {
+        State::Init => CarpStatus::Init,
+        State::Backup => CarpStatus::Backup,
+        State::Master => CarpStatus::Master,
+        State::Disabled => CarpStatus::Disabled,
+    }
+}
