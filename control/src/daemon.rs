@@ -23,6 +23,7 @@ use tandem_dataplane::pipeline::{ControlFrame, Dataplane, PipelineConfig};
 use tandem_dataplane::state::{Clock, StateTable, TableConfig};
 use tandem_dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
 
+use crate::carp_runtime::CarpRuntime;
 use crate::compile::{compile, device_mac, Compiled};
 use crate::config::{self, Config};
 use crate::socket::ControlServer;
@@ -34,6 +35,8 @@ pub struct DaemonOptions {
     pub socket: PathBuf,
     /// Workers spin on their rings instead of backing off when idle.
     pub busy_poll: bool,
+    /// Where state that outlives a restart is kept (CARP maintenance mode).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the daemon could not start.
@@ -78,6 +81,8 @@ pub struct Daemon {
     pub(crate) started: Instant,
     pub(crate) clock: Clock,
     pub(crate) control_rx: Receiver<ControlFrame>,
+    pub(crate) carp: CarpRuntime,
+    state_dir: Option<PathBuf>,
     housekeeping: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -152,6 +157,17 @@ impl Daemon {
             "dataplane running"
         );
         let housekeeping = Some(start_housekeeping(dp.clone(), clock));
+        // Adverts and gratuitous ARPs leave through worker 0, which has a port on every
+        // dataplane interface.
+        let mut carp = CarpRuntime::new(
+            &config,
+            &devices,
+            dp.clone(),
+            workers[0].slow_tx.clone(),
+            opts.state_dir.clone(),
+            Instant::now(),
+        );
+        carp.start(Instant::now());
         Ok(Daemon {
             dp,
             workers,
@@ -163,6 +179,8 @@ impl Daemon {
             started: Instant::now(),
             clock,
             control_rx,
+            carp,
+            state_dir: opts.state_dir.clone(),
             housekeeping,
         })
     }
@@ -183,8 +201,24 @@ impl Daemon {
                 compiled.devices.join(",")
             ));
         }
+        let carp_changed = config.carp_groups() != self.config.carp_groups();
         self.dp.states.set_limit(config.system.state_limit);
         self.dp.apply(compiled.generation);
+        if carp_changed {
+            // New groups, keys or timers: the old groups bow out, the new ones start as BACKUP.
+            let now = Instant::now();
+            self.carp.stop(now);
+            let send = self.workers[0].slow_tx.clone();
+            self.carp = CarpRuntime::new(
+                &config,
+                &self.compiled_devices,
+                self.dp.clone(),
+                send,
+                self.state_dir.clone(),
+                now,
+            );
+            self.carp.start(now);
+        }
         self.generation = number;
         self.config = config;
         self.config_text = text;
@@ -193,8 +227,17 @@ impl Daemon {
         Ok(number)
     }
 
-    /// Stops the workers (detaching XDP) and housekeeping.
+    /// Stops CARP (masters bow out so the peer takes over at once), then the workers (detaching
+    /// XDP) and housekeeping.
     pub fn stop(mut self) {
+        self.carp.stop(Instant::now());
+        // The bow-out adverts are on the slow-path channel: let the worker send them.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while self.workers.first().is_some_and(|w| !w.slow_tx.is_empty())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for w in self.workers.drain(..) {
             w.stop();
         }
@@ -209,10 +252,22 @@ impl Daemon {
         tracing::info!("stopped");
     }
 
-    /// Slow-path frames from the workers: CARP adverts (handled by the CARP issue); drained so
-    /// the channel never fills.
-    fn drain_control_frames(&mut self) {
-        while self.control_rx.try_recv().is_ok() {}
+    /// Slow-path frames from the workers (CARP adverts), then CARP's timers.
+    fn run_carp(&mut self) {
+        let now = Instant::now();
+        while let Ok(f) = self.control_rx.try_recv() {
+            self.carp.on_frame(&f, now);
+        }
+        self.carp.tick(now);
+    }
+
+    /// How long the control loop may sleep: until CARP's next deadline, at most 10 ms (adverts
+    /// from the workers do not wake the loop, so it looks for them that often).
+    fn poll_timeout(&self) -> Duration {
+        let max = Duration::from_millis(10);
+        self.carp.next_deadline().map_or(max, |t| {
+            t.saturating_duration_since(Instant::now()).min(max)
+        })
     }
 }
 
@@ -277,10 +332,10 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     };
     tracing::info!(socket = %opts.socket.display(), "control socket ready");
     while !term.load(Ordering::Relaxed) {
-        if let Err(e) = server.poll_once(Duration::from_millis(50), &mut daemon) {
+        if let Err(e) = server.poll_once(daemon.poll_timeout(), &mut daemon) {
             tracing::warn!("control socket: {e}");
         }
-        daemon.drain_control_frames();
+        daemon.run_carp();
         if hup.swap(false, Ordering::Relaxed) {
             match daemon.reload(None) {
                 Ok(g) => tracing::info!(generation = g, "SIGHUP: config reloaded"),

@@ -3,6 +3,7 @@
 //! walks the table once and stops at the requested limit.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant;
 
 use serde_json::Value;
 use tandem_dataplane::capture::CaptureFilter;
@@ -10,7 +11,7 @@ use tandem_dataplane::filter::{AddrMatch, Addrs, ProtoMatch, Rule};
 use tandem_dataplane::state::{FlowKey, PeerState, State};
 
 use crate::api::{self, Command};
-use crate::config::{self, VipKind};
+use crate::config;
 use crate::daemon::Daemon;
 use crate::socket::{Handler, Request};
 
@@ -18,11 +19,21 @@ impl Handler for Daemon {
     fn handle(&mut self, req: &Request) -> Result<Value, String> {
         match Command::of(req)? {
             Command::Status => api::to_data(&self.status()),
-            Command::Carp => api::to_data(&self.carp()),
-            Command::CarpEnable | Command::CarpDisable | Command::MaintenanceOn | Command::MaintenanceOff => Err(
-                "CARP is not running in this tandemd: the VIPs of type carp are not taken (use type ipalias to run one box alone)"
-                    .into(),
-            ),
+            Command::Carp => api::to_data(&self.carp.reply(Instant::now())),
+            Command::CarpEnable | Command::CarpDisable => {
+                self.carp.set_enabled(
+                    matches!(Command::of(req)?, Command::CarpEnable),
+                    Instant::now(),
+                );
+                api::to_data(&self.carp.reply(Instant::now()))
+            }
+            Command::MaintenanceOn | Command::MaintenanceOff => {
+                self.carp.set_maintenance(
+                    matches!(Command::of(req)?, Command::MaintenanceOn),
+                    Instant::now(),
+                )?;
+                api::to_data(&self.carp.reply(Instant::now()))
+            }
             Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
             Command::Rules => api::to_data(&self.rules()),
             Command::Stats => api::to_data(&self.stats()),
@@ -30,15 +41,26 @@ impl Handler for Daemon {
             Command::ConfigCheck => {
                 let args: api::ConfigCheckArgs = api::parse_args(req)?;
                 let reply = match config::load(std::path::Path::new(&args.path)) {
-                    Ok(_) => api::ConfigCheckReply { path: args.path, valid: true, errors: vec![] },
-                    Err(e) => api::ConfigCheckReply { path: args.path, valid: false, errors: e.messages() },
+                    Ok(_) => api::ConfigCheckReply {
+                        path: args.path,
+                        valid: true,
+                        errors: vec![],
+                    },
+                    Err(e) => api::ConfigCheckReply {
+                        path: args.path,
+                        valid: false,
+                        errors: e.messages(),
+                    },
                 };
                 api::to_data(&reply)
             }
             Command::ConfigApply => {
                 let args: api::ConfigApplyArgs = api::parse_args(req)?;
                 let generation = self.reload(args.path.as_deref().map(std::path::Path::new))?;
-                api::to_data(&api::ConfigApplyReply { generation, changed: true })
+                api::to_data(&api::ConfigApplyReply {
+                    generation,
+                    changed: true,
+                })
             }
             Command::ConfigShow => api::to_data(&api::ConfigShowReply {
                 path: self.config_path.display().to_string(),
@@ -50,11 +72,19 @@ impl Handler for Daemon {
                 let if_index = match &args.interface {
                     None => None,
                     Some(name) => Some(gen.interface_index(name).ok_or_else(|| {
-                        let known: Vec<&str> = gen.interfaces.iter().map(|i| i.name.as_str()).collect();
-                        format!("capture: no dataplane interface {name:?} (interfaces: {})", known.join(", "))
+                        let known: Vec<&str> =
+                            gen.interfaces.iter().map(|i| i.name.as_str()).collect();
+                        format!(
+                            "capture: no dataplane interface {name:?} (interfaces: {})",
+                            known.join(", ")
+                        )
                     })?),
                 };
-                let filter = CaptureFilter { if_index, host: args.host, port: args.port };
+                let filter = CaptureFilter {
+                    if_index,
+                    host: args.host,
+                    port: args.port,
+                };
                 self.dp
                     .capture
                     .start(filter, args.count.max(1))
@@ -64,7 +94,11 @@ impl Handler for Daemon {
             Command::CapturePoll => {
                 let args: api::CapturePollArgs = api::parse_args(req)?;
                 let tap = &self.dp.capture;
-                let frames = tap.drain(args.max.unwrap_or(256)).iter().map(api::CaptureFrame::from).collect();
+                let frames = tap
+                    .drain(args.max.unwrap_or(256))
+                    .iter()
+                    .map(api::CaptureFrame::from)
+                    .collect();
                 api::to_data(&api::CapturePollReply {
                     frames,
                     done: tap.is_done(),
@@ -75,7 +109,10 @@ impl Handler for Daemon {
             Command::CaptureStop => {
                 let tap = &self.dp.capture;
                 tap.stop();
-                api::to_data(&api::CaptureStopReply { captured: tap.captured(), dropped: tap.dropped() })
+                api::to_data(&api::CaptureStopReply {
+                    captured: tap.captured(),
+                    dropped: tap.dropped(),
+                })
             }
         }
     }
@@ -109,40 +146,6 @@ impl Daemon {
             workers: u16::try_from(self.workers.len()).unwrap_or(u16::MAX),
             interfaces,
             states: self.dp.states.len() as u64,
-        }
-    }
-
-    /// The CARP VIPs as pfSense's Status > CARP lists them. Until CARP runs they stay INIT.
-    fn carp(&self) -> api::CarpReply {
-        let vips = self
-            .config
-            .virtual_ips
-            .iter()
-            .filter_map(|v| match &v.kind {
-                VipKind::Carp(c) => Some(api::CarpVip {
-                    interface: v.interface.clone(),
-                    vhid: c.vhid,
-                    vip: v.address.addr(),
-                    status: if self.dp.held.is_held(c.vhid) {
-                        api::CarpStatus::Master
-                    } else {
-                        api::CarpStatus::Init
-                    },
-                    advbase: c.advbase,
-                    advskew: c.advskew,
-                    demotion: 0,
-                    last_transition_reason: "CARP is not running in this tandemd".into(),
-                    previous_status: None,
-                    since_s: None,
-                }),
-                _ => None,
-            })
-            .collect();
-        api::CarpReply {
-            vips,
-            enabled: false,
-            maintenance: false,
-            demotion: 0,
         }
     }
 
@@ -194,7 +197,10 @@ impl Daemon {
         }
         pairs.push(("states", self.dp.states.len() as u64));
         pairs.push(("neighbours", self.dp.neigh.len() as u64));
-        api::StatsReply::from_pairs(pairs)
+        let mut named: Vec<(String, u64)> =
+            pairs.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+        named.extend(self.carp.stats());
+        api::StatsReply::from_pairs(named)
     }
 }
 

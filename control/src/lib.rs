@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod carp;
+pub mod carp_runtime;
 pub mod compile;
 pub mod config;
 pub mod daemon;

@@ -26,6 +26,15 @@ struct Args {
     #[arg(long, conflicts_with = "check_config")]
     busy_poll: bool,
 
+    /// Directory for state that outlives a restart (CARP maintenance mode).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/tandem",
+        conflicts_with = "check_config"
+    )]
+    state_dir: PathBuf,
+
     /// Validate this config file and exit: 0 if valid, 1 with every error on stderr.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
@@ -52,6 +61,7 @@ fn main() -> ExitCode {
             .socket
             .unwrap_or_else(|| PathBuf::from(tandem_control::socket::DEFAULT_SOCKET)),
         busy_poll: args.busy_poll,
+        state_dir: Some(args.state_dir),
     };
     match tandem_control::daemon::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,6 +60,8 @@ impl<'a> Fw<'a> {
                     config_file,
                     "--socket",
                     &self.socket,
+                    "--state-dir",
+                    &self.state_dir(),
                 ],
             )
             .expect("tandemd starts");
@@ -71,6 +73,15 @@ impl<'a> Fw<'a> {
             "tandemd did not answer on {} within {LONG:?}; its log:\n{log}",
             self.socket
         );
+    }
+
+    /// Where this box keeps state across restarts (maintenance mode), inside the lab's logs.
+    pub fn state_dir(&self) -> String {
+        self.lab
+            .log_dir()
+            .join(format!("{}-state", self.node.name()))
+            .display()
+            .to_string()
     }
 
     /// Runs tandemctl (from the root namespace: the socket is a file, not an address).

@@ -1,0 +1,378 @@
+//! CARP in the daemon: the glue between the pure [`CarpGroupSet`] and the running box.
+//!
+//! - Adverts received by the workers reach the control thread on the slow-path channel and go
+//!   to [`CarpRuntime::on_frame`]; rejects are counted by reason.
+//! - Timers run from [`CarpRuntime::tick`], which the control loop calls at least at
+//!   [`CarpRuntime::next_deadline`].
+//! - Adverts and gratuitous ARPs leave through worker 0's slow-path channel.
+//! - MASTER means the dataplane holds the VHID ([`HeldVhids`]): it answers ARP for the VIPs with
+//!   the virtual MAC and accepts frames to it. Gratuitous ARPs go out at once and four more
+//!   times over two seconds (a switch or host that missed the first learns from the next).
+//! - Demotion is box-wide, as FreeBSD's net.inet.carp.demotion: +240 per CARP interface without
+//!   link, so every VIP moves to the peer together (never WAN on one box and LAN on the other);
+//!   +240 after three failed sends in a row, until three succeed; and whatever other subsystems
+//!   add (state sync's bulk update).
+//! - Maintenance mode persists across restarts as a file in the state directory, like
+//!   pfSense's "Persistent CARP Maintenance Mode"; `carp disable` does not persist.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use tandem_dataplane::pipeline::{ControlFrame, Dataplane};
+use tandem_dataplane::wire::{arp, MacAddr};
+use tandem_dataplane::worker::SlowFrame;
+use tandem_dataplane::IfIndex;
+
+use crate::api::CarpReply;
+use crate::carp::machine::Action;
+use crate::carp::{CarpGroupSet, GroupOutput, DEMOTION_FACTOR};
+use crate::config::Config;
+
+/// When the gratuitous ARPs after a takeover go out, from the takeover.
+const GARP_SCHEDULE_MS: [u64; 5] = [0, 100, 500, 1000, 2000];
+/// How often the links of CARP interfaces are read.
+const LINK_POLL: Duration = Duration::from_millis(20);
+/// Consecutive failed sends before the send-error demotion (FreeBSD's 3).
+const SEND_ERRORS_TO_DEMOTE: u32 = 3;
+
+/// Counters of the CARP runtime, besides the rejects.
+#[derive(Debug, Default, Clone)]
+pub struct CarpCounters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub garps_sent: u64,
+    pub send_errors: u64,
+    pub transitions: u64,
+}
+
+/// A VHID's CARP group as the dataplane sees it.
+#[derive(Debug, Clone)]
+struct GroupPort {
+    if_index: Option<IfIndex>,
+    device: String,
+}
+
+#[derive(Debug)]
+pub struct CarpRuntime {
+    set: CarpGroupSet,
+    ports: Vec<GroupPort>,
+    dp: Arc<Dataplane>,
+    send: Sender<SlowFrame>,
+    /// Pending gratuitous ARPs: (when, group).
+    garps: Vec<(Instant, usize)>,
+    /// Devices of CARP interfaces, and whether their link is down.
+    links: BTreeMap<String, bool>,
+    next_link_poll: Instant,
+    send_error_run: u32,
+    send_ok_run: u32,
+    send_demoted: bool,
+    /// Demotion added by other subsystems (state sync's bulk update).
+    external_demotion: u32,
+    maintenance_file: Option<PathBuf>,
+    pub counters: CarpCounters,
+}
+
+impl CarpRuntime {
+    /// The CARP groups of `config`, not started. `devices[i]` is the OS device of dataplane
+    /// interface `i`; `state_dir` holds the maintenance flag.
+    pub fn new(
+        config: &Config,
+        devices: &[String],
+        dp: Arc<Dataplane>,
+        send: Sender<SlowFrame>,
+        state_dir: Option<PathBuf>,
+        now: Instant,
+    ) -> CarpRuntime {
+        let set = CarpGroupSet::from_config(config);
+        let gen = dp.generation.load();
+        let ports: Vec<GroupPort> = set
+            .groups()
+            .iter()
+            .map(|g| {
+                let if_index = gen.interface_index(&g.interface);
+                let device = if_index
+                    .and_then(|i| devices.get(usize::from(i)).cloned())
+                    .unwrap_or_default();
+                GroupPort { if_index, device }
+            })
+            .collect();
+        let links = ports
+            .iter()
+            .filter(|p| !p.device.is_empty())
+            .map(|p| (p.device.clone(), false))
+            .collect();
+        CarpRuntime {
+            set,
+            ports,
+            dp,
+            send,
+            garps: Vec::new(),
+            links,
+            next_link_poll: now,
+            send_error_run: 0,
+            send_ok_run: 0,
+            send_demoted: false,
+            external_demotion: 0,
+            maintenance_file: state_dir.map(|d| d.join("carp-maintenance")),
+            counters: CarpCounters::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Starts every group (INIT -> BACKUP), in maintenance mode if it was left on.
+    pub fn start(&mut self, now: Instant) {
+        if self.maintenance_file.as_ref().is_some_and(|f| f.exists()) {
+            tracing::warn!(
+                "carp: maintenance mode is on (persisted); tandemctl maintenance off to leave it"
+            );
+            let outs = self.set.set_maintenance(true, now);
+            self.perform(outs, now);
+        }
+        self.poll_links(now);
+        let outs = self.set.start(now);
+        self.perform(outs, now);
+    }
+
+    /// Stops every group: masters bow out (an advert with skew 255) and release the VIPs.
+    pub fn stop(&mut self, now: Instant) {
+        let outs = self.set.stop(now);
+        self.perform(outs, now);
+    }
+
+    /// The next instant [`tick`](Self::tick) has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let garp = self.garps.iter().map(|(t, _)| *t).min();
+        [self.set.next_deadline(), garp, Some(self.next_link_poll)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Runs what is due: the machines' timers, the links, the pending gratuitous ARPs.
+    pub fn tick(&mut self, now: Instant) {
+        if now >= self.next_link_poll {
+            self.poll_links(now);
+        }
+        let outs = self.set.poll(now);
+        self.perform(outs, now);
+        let due: Vec<usize> = self
+            .garps
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, g)| *g)
+            .collect();
+        self.garps.retain(|(t, _)| *t > now);
+        for g in due {
+            self.send_garps(g);
+        }
+    }
+
+    /// A frame from the slow path: IP protocol 112 on a dataplane interface.
+    pub fn on_frame(&mut self, frame: &ControlFrame, now: Instant) {
+        let gen = self.dp.generation.load();
+        let Some(iface) = gen.interface(frame.in_if) else {
+            return;
+        };
+        match self.set.receive(&iface.name, &frame.bytes, now) {
+            Ok(out) => {
+                self.counters.adverts_received += 1;
+                self.perform(vec![out], now);
+            }
+            Err(reject) => {
+                tracing::debug!(interface = %iface.name, "carp: advert rejected: {}", reject.name());
+            }
+        }
+    }
+
+    pub fn set_maintenance(&mut self, on: bool, now: Instant) -> Result<(), String> {
+        if let Some(f) = &self.maintenance_file {
+            let r = if on {
+                f.parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(f, b"on\n"))
+            } else if f.exists() {
+                std::fs::remove_file(f)
+            } else {
+                Ok(())
+            };
+            r.map_err(|e| format!("maintenance mode: cannot persist in {}: {e}", f.display()))?;
+        }
+        tracing::info!("carp: maintenance mode {}", if on { "on" } else { "off" });
+        let outs = self.set.set_maintenance(on, now);
+        self.perform(outs, now);
+        Ok(())
+    }
+
+    pub fn set_enabled(&mut self, on: bool, now: Instant) {
+        tracing::info!(
+            "carp: {}",
+            if on {
+                "enabled"
+            } else {
+                "temporarily disabled: VIPs released"
+            }
+        );
+        let outs = self.set.set_enabled(on, now);
+        self.perform(outs, now);
+    }
+
+    /// Demotion added by another subsystem (replaces its previous value).
+    pub fn set_external_demotion(&mut self, demotion: u32, now: Instant) {
+        self.external_demotion = demotion;
+        self.update_demotion(now);
+    }
+
+    pub fn reply(&self, now: Instant) -> CarpReply {
+        self.set.reply(now)
+    }
+
+    /// Counters for `tandemctl stats`, prefixed `carp_`.
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let c = &self.counters;
+        let mut v = vec![
+            ("carp_adverts_sent".to_string(), c.adverts_sent),
+            ("carp_adverts_received".to_string(), c.adverts_received),
+            ("carp_garps_sent".to_string(), c.garps_sent),
+            ("carp_send_errors".to_string(), c.send_errors),
+            ("carp_transitions".to_string(), c.transitions),
+            ("carp_demotion".to_string(), u64::from(self.set.demotion())),
+        ];
+        v.extend(
+            self.set
+                .rejects()
+                .map(|(name, n)| (format!("carp_rejected_{name}"), n)),
+        );
+        v
+    }
+
+    fn poll_links(&mut self, now: Instant) {
+        self.next_link_poll = now + LINK_POLL;
+        let mut changed = false;
+        for (dev, down) in self.links.iter_mut() {
+            let is_down = !link_up(dev);
+            if is_down != *down {
+                tracing::warn!(device = %dev, "carp: link {}", if is_down { "down: demoting by 240" } else { "up" });
+                *down = is_down;
+                changed = true;
+            }
+        }
+        if changed {
+            self.update_demotion(now);
+        }
+    }
+
+    fn update_demotion(&mut self, now: Instant) {
+        let links = self.links.values().filter(|d| **d).count() as u32;
+        let demotion = links * DEMOTION_FACTOR
+            + if self.send_demoted {
+                DEMOTION_FACTOR
+            } else {
+                0
+            }
+            + self.external_demotion;
+        if demotion != self.set.demotion() {
+            let outs = self.set.set_demotion(demotion, now);
+            self.perform(outs, now);
+        }
+    }
+
+    /// Carries out what the machines asked for, in order, and logs their transitions.
+    fn perform(&mut self, outs: Vec<GroupOutput>, now: Instant) {
+        for GroupOutput { group, output } in outs {
+            let g = &self.set.groups()[group];
+            for t in &output.transitions {
+                self.counters.transitions += 1;
+                tracing::info!("carp: {}", t.display(&g.interface.to_uppercase()));
+            }
+            let vhid = g.vhid();
+            for a in &output.actions {
+                match a {
+                    Action::SendAdvert(s) => {
+                        let mut buf = [0u8; 128];
+                        let n = self.set.build_advert(group, s, &mut buf);
+                        if self.send_frame(group, &buf[..n]) {
+                            self.counters.adverts_sent += 1;
+                        }
+                    }
+                    Action::BecomeMaster => {
+                        self.dp.held.set(vhid, true);
+                        self.garps.retain(|(_, g)| *g != group);
+                        self.garps.extend(
+                            GARP_SCHEDULE_MS
+                                .iter()
+                                .map(|ms| (now + Duration::from_millis(*ms), group)),
+                        );
+                    }
+                    Action::BecomeBackup => {
+                        self.dp.held.set(vhid, false);
+                        self.garps.retain(|(_, g)| *g != group);
+                    }
+                }
+            }
+        }
+        // Sends may have failed above: the send-error demotion follows.
+        let demote = self.send_error_run >= SEND_ERRORS_TO_DEMOTE;
+        let recover = self.send_demoted && self.send_ok_run >= SEND_ERRORS_TO_DEMOTE;
+        if (demote && !self.send_demoted) || recover {
+            self.send_demoted = demote && !recover;
+            tracing::warn!(
+                "carp: send errors: demotion {}",
+                if self.send_demoted { "+240" } else { "lifted" }
+            );
+            self.update_demotion(now);
+        }
+    }
+
+    fn send_garps(&mut self, group: usize) {
+        let g = &self.set.groups()[group];
+        if !self.dp.held.is_held(g.vhid()) {
+            return;
+        }
+        let mac = MacAddr::carp_virtual(g.vhid());
+        let vips: Vec<_> = g.vips().to_vec();
+        for vip in vips {
+            let mut buf = [0u8; 64];
+            let n = arp::emit_gratuitous_arp(&mut buf, mac, vip);
+            if self.send_frame(group, &buf[..n]) {
+                self.counters.garps_sent += 1;
+            }
+        }
+    }
+
+    fn send_frame(&mut self, group: usize, bytes: &[u8]) -> bool {
+        let Some(out_if) = self.ports[group].if_index else {
+            return false;
+        };
+        let ok = self
+            .send
+            .try_send(SlowFrame {
+                out_if,
+                bytes: bytes.to_vec(),
+            })
+            .is_ok();
+        if ok {
+            self.send_error_run = 0;
+            self.send_ok_run = self.send_ok_run.saturating_add(1);
+        } else {
+            self.counters.send_errors += 1;
+            self.send_ok_run = 0;
+            self.send_error_run = self.send_error_run.saturating_add(1);
+        }
+        ok
+    }
+}
+
+/// Whether a device has link (carrier), read from sysfs in the daemon's network namespace.
+fn link_up(dev: &str) -> bool {
+    match std::fs::read_to_string(format!("/sys/class/net/{dev}/carrier")) {
+        Ok(s) => s.trim() == "1",
+        // Administratively down devices refuse to report a carrier: no link either way.
+        Err(_) => false,
+    }
+}

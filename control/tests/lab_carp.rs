@@ -1,0 +1,298 @@
+//! CARP with the seed's two boxes (scripts/lab-configs/fw-a.toml and fw-b.toml) in the lab: real
+//! adverts on real AF_XDP sockets, the client's pings through whichever box is master.
+//!
+//! Needs root. Lab tests take the machine-wide lab lock: one at a time.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{config, Fw, LONG, POLL};
+use serde_json::Value;
+use tandem_testlab::topology::SERVER_IP;
+use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
+
+/// Master down at the seed's advbase 1, skew 1 (3 x 1 + 1/256 s), plus one advert interval
+/// and the control loop's slack: the bound the issue sets for a takeover.
+const TAKEOVER: Duration = Duration::from_millis(3_004 + 1_004 + 500);
+
+/// The status of every VIP of a box: [(interface, vhid, status)].
+fn statuses(fw: &Fw) -> Vec<(String, u64, String)> {
+    let carp = fw.json(&["carp"]);
+    carp["vips"]
+        .as_array()
+        .unwrap_or_else(|| panic!("carp --json has no vips: {carp}"))
+        .iter()
+        .map(|v| {
+            (
+                v["interface"].as_str().unwrap_or_default().to_string(),
+                v["vhid"].as_u64().unwrap_or_default(),
+                v["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn all(fw: &Fw, status: &str) -> bool {
+    let s = statuses(fw);
+    !s.is_empty() && s.iter().all(|(_, _, st)| st == status)
+}
+
+fn wait_all(fw: &Fw, status: &str, within: Duration) -> bool {
+    wait_until(within, POLL, || all(fw, status))
+}
+
+/// Both boxes up, A master of both VIPs and B backup.
+fn cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
+    let b = Fw::start(lab, Node::Fwb, &config("fw-b.toml"));
+    let a = Fw::start(lab, Node::Fwa, &config("fw-a.toml"));
+    assert!(wait_all(&a, "MASTER", LONG), "A: {:?}", statuses(&a));
+    assert!(wait_all(&b, "BACKUP", LONG), "B: {:?}", statuses(&b));
+    (a, b)
+}
+
+/// A ping from the client to the server every `interval`, counting replies until dropped.
+struct Pinger {
+    proc: Proc,
+}
+
+impl Pinger {
+    fn start(lab: &Lab, interval: &str) -> Pinger {
+        let proc = lab
+            .spawn(
+                Node::Client,
+                &["ping", "-i", interval, "-W", "1", &SERVER_IP.to_string()],
+            )
+            .unwrap();
+        Pinger { proc }
+    }
+
+    /// The sequence numbers answered so far.
+    fn answered(&self) -> Vec<u64> {
+        self.proc
+            .log()
+            .lines()
+            .filter_map(|l| l.split("icmp_seq=").nth(1))
+            .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
+    /// The longest run of unanswered sequence numbers between two answered ones.
+    fn longest_gap(&self) -> u64 {
+        let a = self.answered();
+        a.windows(2)
+            .map(|w| w[1].saturating_sub(w[0] + 1))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[test]
+fn the_seed_cluster_elects_a_and_fails_over_to_b_and_back() {
+    require_root();
+    let lab = Lab::up("carp").expect("lab up");
+    let (mut a, b) = cluster(&lab);
+    assert!(
+        lab.ping(Node::Client, &SERVER_IP.to_string(), 3),
+        "ping through A"
+    );
+    let names: Vec<String> = statuses(&a)
+        .iter()
+        .map(|(i, v, _)| format!("{i}@{v}"))
+        .collect();
+    assert_eq!(names, ["wan@1", "lan@2"], "the seed's VIPs");
+
+    // kill -9 A: B takes both VIPs within master down plus one interval.
+    let pinger = Pinger::start(&lab, "0.05");
+    assert!(wait_until(LONG, POLL, || pinger.answered().len() >= 5));
+    let killed = Instant::now();
+    a.kill9();
+    assert!(wait_all(&b, "MASTER", LONG), "B: {:?}", statuses(&b));
+    let took = killed.elapsed();
+    assert!(
+        took <= TAKEOVER + Duration::from_secs(1),
+        "B took {took:?} to become master"
+    );
+    let before = pinger.answered().len();
+    assert!(
+        wait_until(LONG, POLL, || pinger.answered().len() >= before + 10),
+        "the ping did not resume through B"
+    );
+    drop(pinger);
+
+    // A comes back and takes the VIPs back (preemption); B returns to backup.
+    a.spawn(&config("fw-a.toml"));
+    assert!(
+        wait_all(&a, "MASTER", LONG),
+        "A after restart: {:?}",
+        statuses(&a)
+    );
+    assert!(
+        wait_all(&b, "BACKUP", LONG),
+        "B after A's return: {:?}",
+        statuses(&b)
+    );
+    assert!(
+        lab.ping(Node::Client, &SERVER_IP.to_string(), 3),
+        "ping through A again"
+    );
+}
+
+#[test]
+fn a_link_down_moves_every_vip_and_maintenance_switches_without_loss() {
+    require_root();
+    let lab = Lab::up("carpl").expect("lab up");
+    let (a, b) = cluster(&lab);
+
+    // A's LAN cable pulled (the switch side of its veth): both VIPs move to B, WAN included.
+    let sw = lab.ns(Node::Switch);
+    let link = |state: &str| {
+        let st = Command::new("ip")
+            .args(["-n", &sw, "link", "set", "fwa-lan", state])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    link("down");
+    assert!(
+        wait_all(&b, "MASTER", LONG),
+        "B after A's LAN went down: {:?}",
+        statuses(&b)
+    );
+    assert!(
+        wait_all(&a, "BACKUP", LONG),
+        "A with its LAN down: {:?}",
+        statuses(&a)
+    );
+    assert_eq!(
+        a.json(&["carp"])["demotion"].as_u64(),
+        Some(240),
+        "A is demoted by 240"
+    );
+    link("up");
+    assert!(
+        wait_all(&a, "MASTER", LONG),
+        "A after its LAN came back: {:?}",
+        statuses(&a)
+    );
+    assert!(wait_all(&b, "BACKUP", LONG));
+
+    // A planned switchover: maintenance mode on A moves both VIPs to B with no ping lost.
+    let pinger = Pinger::start(&lab, "0.05");
+    assert!(wait_until(LONG, POLL, || pinger.answered().len() >= 5));
+    let (ok, text) = a.ctl(&["maintenance", "on"]);
+    assert!(ok, "maintenance on: {text}");
+    assert!(wait_all(&b, "MASTER", LONG), "B: {:?}", statuses(&b));
+    assert!(wait_all(&a, "BACKUP", LONG), "A: {:?}", statuses(&a));
+    let n = pinger.answered().len();
+    assert!(wait_until(LONG, POLL, || pinger.answered().len() >= n + 10));
+    assert_eq!(
+        pinger.longest_gap(),
+        0,
+        "a ping was lost in the planned switchover"
+    );
+
+    // Maintenance persists across a restart of A...
+    let mut a = a;
+    a.kill9();
+    a.spawn(&config("fw-a.toml"));
+    assert!(wait_until(LONG, POLL, || a.json(&["carp"])["maintenance"]
+        == Value::Bool(true)));
+    assert!(
+        wait_all(&a, "BACKUP", LONG),
+        "A in maintenance after restart: {:?}",
+        statuses(&a)
+    );
+    // ... and off brings the VIPs back.
+    let (ok, _) = a.ctl(&["maintenance", "off"]);
+    assert!(ok);
+    assert!(
+        wait_all(&a, "MASTER", LONG),
+        "A after maintenance off: {:?}",
+        statuses(&a)
+    );
+    assert!(wait_all(&b, "BACKUP", LONG));
+    assert_eq!(pinger.longest_gap(), 0, "a ping was lost when A came back");
+
+    // Temporarily disable CARP on A: VIPs released at once, B master.
+    let (ok, _) = a.ctl(&["carp", "disable"]);
+    assert!(ok);
+    assert!(wait_all(&a, "DISABLED", LONG));
+    assert!(wait_all(&b, "MASTER", LONG));
+    let (ok, _) = a.ctl(&["carp", "enable"]);
+    assert!(ok);
+    assert!(wait_all(&a, "MASTER", LONG));
+}
+
+/// The frame bytes of the first packet of a pcap file written by tandemctl capture.
+fn first_frame(pcap: &std::path::Path) -> Vec<u8> {
+    let b = std::fs::read(pcap).unwrap();
+    assert!(b.len() > 40, "empty pcap");
+    let incl = u32::from_le_bytes([b[32], b[33], b[34], b[35]]) as usize;
+    b[40..40 + incl].to_vec()
+}
+
+#[test]
+fn wrong_passwords_and_replayed_adverts_are_rejected_and_counted() {
+    require_root();
+    let lab = Lab::up("carpa").expect("lab up");
+    let (a, b) = cluster(&lab);
+
+    // Capture one of A's WAN adverts as B's dataplane received it...
+    let pcap = lab.log_dir().join("advert.pcap");
+    let (ok, text) = b.ctl(&[
+        "capture",
+        "--interface",
+        "wan",
+        "--host",
+        "172.25.46.101",
+        "--count",
+        "1",
+        "--write",
+        &pcap.display().to_string(),
+    ]);
+    assert!(ok, "capture: {text}");
+    let advert = first_frame(&pcap);
+    assert_eq!(advert[23], 112, "the captured frame is CARP");
+
+    // ... and replay it from the server's namespace, on the same bridge, once A has moved on.
+    let before = b.counter("carp_rejected_replay");
+    let hex: String = advert.iter().map(|x| format!("{x:02x}")).collect();
+    let script = format!(
+        "import socket; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('eth0', 0)); s.send(bytes.fromhex('{hex}'))"
+    );
+    std::thread::sleep(Duration::from_millis(1_100)); // A sends a newer advert first
+    let out = lab.exec(Node::Server, &["python3", "-c", &script]);
+    assert!(
+        out.status.success(),
+        "inject: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(LONG, POLL, || b.counter("carp_rejected_replay") > before),
+        "the replayed advert was not counted as a replay"
+    );
+    assert!(all(&b, "BACKUP"), "a replay must not change B's state");
+    drop(a);
+    drop(b);
+    drop(lab);
+
+    // B with the wrong password: A's adverts fail authentication on B and are counted.
+    let lab2 = Lab::up("carpw").expect("lab up");
+    let wrong = lab2.log_dir().join("fw-b-wrong.toml");
+    let text = std::fs::read_to_string(config("fw-b.toml")).unwrap();
+    let changed = text.replace("password = \"", "password = \"x");
+    assert_ne!(changed, text);
+    std::fs::write(&wrong, changed).unwrap();
+    let a2 = Fw::start(&lab2, Node::Fwa, &config("fw-a.toml"));
+    let b2 = Fw::start(&lab2, Node::Fwb, &wrong.display().to_string());
+    assert!(
+        wait_until(LONG, POLL, || b2.counter("carp_rejected_bad_auth") >= 3),
+        "B did not count A's adverts as bad_auth"
+    );
+    assert!(
+        wait_until(LONG, POLL, || a2.counter("carp_rejected_bad_auth") >= 1),
+        "and A B's"
+    );
+}
