@@ -62,12 +62,12 @@ pub struct GroupOutput {
     pub output: Output,
 }
 
-/// A box's CARP groups (VHID on an interface), in config order, with their machines, the replay
-/// guard and the reject counters.
+/// A box's CARP groups (VHID on an interface), in config order, with their machines, a replay
+/// guard each (the same VHID may exist on two interfaces) and the reject counters.
 #[derive(Debug, Clone)]
 pub struct CarpGroupSet {
     groups: Vec<Group>,
-    guard: ReplayGuard,
+    guards: Vec<ReplayGuard>,
     rejects: [u64; Reject::ALL.len()],
     demotion: u32,
     maintenance: bool,
@@ -115,8 +115,8 @@ impl CarpGroupSet {
             .max()
             .unwrap_or(Duration::from_secs(3));
         CarpGroupSet {
+            guards: vec![ReplayGuard::new(forget_after); groups.len()],
             groups,
-            guard: ReplayGuard::new(forget_after),
             rejects: [0; Reject::ALL.len()],
             demotion: 0,
             maintenance: false,
@@ -206,8 +206,7 @@ impl CarpGroupSet {
         if advert.src_ip == self.groups[i].own_ip {
             return Err(Reject::Loop);
         }
-        self.guard
-            .check(advert.vhid, advert.src_ip, advert.counter, now)?;
+        self.guards[i].check(advert.vhid, advert.src_ip, advert.counter, now)?;
         let mut outs = Vec::with_capacity(1);
         self.step(i, now, Event::Advert((&advert).into()), &mut outs);
         Ok(outs.pop().unwrap_or(GroupOutput {
@@ -323,7 +322,7 @@ impl CarpGroupSet {
         let output = self.groups[i].machine.handle(now, event);
         for a in &output.actions {
             if let machine::Action::SendAdvert(s) = a {
-                self.guard.note_sent(s.vhid, s.counter);
+                self.guards[i].note_sent(s.vhid, s.counter);
             }
         }
         if !output.is_empty() {
