@@ -294,3 +294,45 @@ fn maintenance_disable_and_demotion_over_real_frames() {
     assert_eq!(p.sets[A].reply(p.now).demotion, 240);
     assert!(p.sets.iter().all(|s| s.rejects().all(|r| r.1 == 0)));
 }
+
+#[test]
+fn demotion_sources_sum() {
+    use tandem_control::carp::demotion::Demotion;
+    let mut d = Demotion::default();
+    assert_eq!(d.total(), 0);
+    assert!(d.set_link("wan", false));
+    assert!(!d.set_link("wan", false), "counted once per interface");
+    assert!(d.set_sync_pending(true));
+    assert_eq!(d.total(), 480);
+    assert!(d.set_operator(5));
+    assert!(d.set_send_errors(true));
+    assert_eq!(d.total(), 725);
+    assert_eq!(d.links_down().collect::<Vec<_>>(), ["wan"]);
+    assert!(d.set_link("wan", true));
+    assert!(d.set_sync_pending(false));
+    assert!(d.set_send_errors(false));
+    assert!(!d.set_send_errors(false));
+    assert_eq!(d.total(), 5);
+}
+
+#[test]
+fn gratuitous_arp_announces_the_vip_at_the_virtual_mac() {
+    use tandem_dataplane::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
+    use tandem_dataplane::wire::MacAddr;
+    let set = CarpGroupSet::from_config(&lab("fw-a.toml"));
+    let mut buf = [0xaau8; 128];
+    let n = set.gratuitous_arp(1, 0, &mut buf);
+    assert_eq!(n, 60);
+    assert_eq!(&buf[0..6], &[0xff; 6]);
+    assert_eq!(MacAddr::from_bytes(&buf[6..12]), MacAddr::carp_virtual(2));
+    let r = ArpRepr::parse(&ArpPacket::new_checked(&buf[14..n]).unwrap()).unwrap();
+    assert_eq!(r.operation, ArpOperation::Request);
+    assert_eq!(r.source_mac, MacAddr::carp_virtual(2));
+    assert_eq!(
+        (r.source_ip, r.target_ip),
+        (
+            Ipv4Addr::new(192, 168, 0, 10),
+            Ipv4Addr::new(192, 168, 0, 10)
+        )
+    );
+}
