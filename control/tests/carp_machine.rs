@@ -475,7 +475,7 @@ fn disable_releases_at_once_and_enable_comes_back() {
     s.run_until(ms(20_000));
     assert_eq!(
         s.first(B, State::Master, ms(10_000)),
-        (ms(10_001), "preempting a slower master")
+        (ms(10_001), "master bowed out")
     );
     // Disabled: no advert, no transition, whatever it hears.
     assert_eq!(s.state(A), State::Disabled);
@@ -507,7 +507,40 @@ fn stopping_master_bows_out() {
     assert_eq!(out.actions.last(), Some(&Action::BecomeBackup));
     assert_eq!(s.state(A), State::Init);
     s.run_until(ms(11_000));
-    assert_eq!(s.first(B, State::Master, ms(10_000)).0, ms(10_001));
+    assert_eq!(
+        s.first(B, State::Master, ms(10_000)),
+        (ms(10_001), "master bowed out")
+    );
+}
+
+#[test]
+fn bow_out_is_taken_whatever_preempt_and_demote_say() {
+    let t0 = Instant::now();
+    let bow_out = |demote| {
+        Event::Advert(PeerAdvert {
+            src: IP_A,
+            advbase: BOW_OUT,
+            advskew: BOW_OUT,
+            demote,
+            counter: 9,
+        })
+    };
+    // A backup without preempt, more demoted than the leaving master: takes over at once.
+    let mut m = Machine::new(
+        MachineConfig {
+            preempt: false,
+            ..cfg(200, 0, IP_B)
+        },
+        0,
+    );
+    m.handle(t0, Event::Start);
+    m.handle(t0, Event::Demotion(50));
+    let out = m.handle(t0 + ms(10), bow_out(0));
+    assert_eq!(out.transitions[0].reason, "master bowed out");
+    assert_eq!(m.state(), State::Master);
+    // A master ignores a leaving master, even a less demoted one.
+    assert!(m.handle(t0 + ms(20), bow_out(0)).is_empty());
+    assert_eq!(m.state(), State::Master);
 }
 
 #[test]

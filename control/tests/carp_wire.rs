@@ -379,7 +379,7 @@ fn arbitrary_bytes_never_panic() {
                 let i = (rng.next() as usize) % f.len();
                 f[i] = rng.next() as u8;
             }
-            if rng.next() % 2 == 0 && f.len() >= 34 {
+            if rng.next() & 1 == 0 && f.len() >= 34 {
                 fix_checksums(&mut f);
             }
             f

@@ -52,8 +52,9 @@ pub const MAX_SKEW: u8 = 240;
 /// The advskew of maintenance mode (pfSense's persistent CARP maintenance mode).
 pub const MAINTENANCE_SKEW: u8 = 254;
 /// advbase and advskew of the advert a master sends when it bows out (disabled or stopping), as
-/// BSD carp does when its interface goes down: a backup sees a master that "will time out" and
-/// takes over at once instead of after master down.
+/// BSD carp does when its interface goes down. A BSD backup sees a slower master (preempt) or
+/// one that "will time out" and takes over at once instead of after master down; a tandem backup
+/// takes over on it whatever its preempt setting ("master bowed out"), and a master ignores it.
 pub const BOW_OUT: u8 = 255;
 
 /// The advert interval of (advbase, advskew): advbase + advskew/256 s, in whole microseconds
@@ -73,6 +74,11 @@ pub fn master_down(advbase: u8, advskew: u8) -> Duration {
             3 * u64::from(advbase) * 1_000_000 + u64::from(advskew) * 1_000_000 / 256,
         )
     }
+}
+
+/// Whether an advert is a master's bow-out ([`BOW_OUT`] / [`BOW_OUT`]).
+fn is_bow_out(p: &PeerAdvert) -> bool {
+    p.advbase == BOW_OUT && p.advskew == BOW_OUT
 }
 
 /// `min(advskew + demotion, 240)` (FreeBSD's `DEMOTE_ADVSKEW`; demotion is never negative here).
@@ -463,6 +469,10 @@ impl Machine {
         let ours = self.interval();
         let theirs = advert_interval(p.advbase, p.advskew);
         let our_demote = self.demote_byte();
+        if is_bow_out(p) {
+            // The other master is leaving: whatever its demote byte, stay.
+            return;
+        }
         if p.demote < our_demote {
             self.enter_backup(now, "less demoted master advert received", out);
         } else if theirs < ours && p.demote == our_demote {
@@ -480,7 +490,9 @@ impl Machine {
         let ours = self.interval();
         let theirs = advert_interval(p.advbase, p.advskew);
         let our_demote = self.demote_byte();
-        if p.demote > our_demote {
+        if is_bow_out(p) {
+            self.enter_master(now, "master bowed out", out);
+        } else if p.demote > our_demote {
             self.enter_master(now, "preempting a demoted master", out);
         } else if self.cfg.preempt && ours < theirs && p.demote == our_demote {
             self.enter_master(now, "preempting a slower master", out);

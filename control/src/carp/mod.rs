@@ -1,24 +1,52 @@
-//! CARP: BSD-compatible adverts ([`wire`]), the per-VHID state machine ([`machine`]) and the
-//! set of a box's VHIDs built from its config ([`CarpGroupSet`]), which the daemon drives.
+//! CARP: BSD-compatible adverts ([`wire`]), the per-VHID state machine ([`machine`]), the
+//! box-wide demotion ([`demotion`]) and the set of a box's VHIDs built from its config
+//! ([`CarpGroupSet`]), which the daemon drives.
 //!
-//! # How the daemon drives it
+//! # What the daemon does with it
 //!
-//! [`CarpGroupSet`] is pure like the machines: it never reads the clock and never sends. The
-//! control thread owns it and
+//! [`CarpGroupSet`] is pure like the machines: it never reads the clock, never sends, never
+//! logs. The control thread owns it and:
 //!
-//! - calls [`CarpGroupSet::start`] once the dataplane can send, then [`CarpGroupSet::poll`] at
-//!   [`CarpGroupSet::next_deadline`] (and after any other call: it is cheap);
-//! - hands it every frame of IP protocol 112 received on a CARP interface
-//!   ([`CarpGroupSet::receive`]); a rejected frame is already counted ([`CarpGroupSet::rejects`]);
-//! - sets the box-wide demotion, maintenance mode and the enable switch;
-//! - performs every [`GroupOutput`]'s actions in order (build adverts with
-//!   [`CarpGroupSet::build_advert`]) and logs its transitions.
+//! 1. Builds it with [`CarpGroupSet::from_config`] (on reload: builds a new one, carries the
+//!    demotion, maintenance and enable switches over, and [`CarpGroupSet::stop`]s the old one,
+//!    performing its actions, when a group changed).
+//! 2. Calls [`CarpGroupSet::start`] once the dataplane can send on the CARP interfaces, and
+//!    [`CarpGroupSet::stop`] on shutdown (masters bow out, so the peer takes over at once).
+//! 3. Wakes at [`CarpGroupSet::next_deadline`] and calls [`CarpGroupSet::poll`] (a monotonic
+//!    `Instant::now()`; early or repeated polls are harmless).
+//! 4. Has the workers hand it every received frame of IP protocol 112 on a CARP interface
+//!    (slow path), with the interface's config name: [`CarpGroupSet::receive`]. A rejected frame
+//!    is counted under its name ([`CarpGroupSet::rejects`]: export them with the stats as
+//!    `carp.<name>`); the error is for debug logs only (rate-limit them).
+//! 5. Keeps a [`demotion::Demotion`]: link down/up of each CARP interface, the state sync's bulk
+//!    update pending/done, send errors; on every change calls [`CarpGroupSet::set_demotion`]
+//!    with [`demotion::Demotion::total`].
+//! 6. Maps `tandemctl carp enable|disable` to [`CarpGroupSet::set_enabled`] and
+//!    `maintenance on|off` to [`CarpGroupSet::set_maintenance`] (persist maintenance across
+//!    restarts, as pfSense does; not the disable switch), and answers `carp` with
+//!    [`CarpGroupSet::reply`].
+//! 7. Performs every [`GroupOutput`]'s actions in order:
+//!    - [`machine::Action::SendAdvert`]: [`CarpGroupSet::build_advert`] into a TX frame, sent
+//!      on the group's interface; count a send error and feed (6) after 3 in a row.
+//!    - [`machine::Action::BecomeMaster`]: the dataplane owns the group's VIPs from now: answers
+//!      ARP for them with the virtual MAC [`tandem_dataplane::wire::MacAddr::carp_virtual`],
+//!      accepts their traffic, sources NAT from them; then sends a gratuitous ARP per VIP
+//!      ([`CarpGroupSet::gratuitous_arp`]) now and [`GARP_REPEATS`] more times
+//!      [`GARP_INTERVAL`] apart. Synced states must be in the table before this.
+//!    - [`machine::Action::BecomeBackup`]: release the VIPs now (no ARP answers, their traffic
+//!      is not ours); stop pending gratuitous ARPs.
+//!    - and logs each transition: `info!("carp: {}", t.display(&group.interface))`, e.g.
+//!      "carp: wan@1 BACKUP -> MASTER (master down)".
 
+pub mod demotion;
 pub mod machine;
 pub mod wire;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+
+use tandem_dataplane::wire::arp::emit_gratuitous_arp;
+use tandem_dataplane::wire::MacAddr;
 
 use crate::api::{CarpReply, CarpStatus, CarpVip};
 use crate::config::Config;
@@ -29,6 +57,12 @@ use wire::{AdvertParams, CarpAuth, Reject, ReplayGuard};
 /// (`net.inet.carp.ifdown_demotion_factor`), and pfsync while its bulk update runs
 /// (`net.pfsync.carp_demotion_factor`): `CARP_MAXSKEW`.
 pub const DEMOTION_FACTOR: u32 = 240;
+
+/// Gratuitous ARPs after the first one on becoming master (FreeBSD sends one; more survive a
+/// lost frame or a switch still learning).
+pub const GARP_REPEATS: u32 = 2;
+/// The time between gratuitous ARPs.
+pub const GARP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One VHID on one interface.
 #[derive(Debug, Clone)]
@@ -62,12 +96,12 @@ pub struct GroupOutput {
     pub output: Output,
 }
 
-/// A box's CARP groups (VHID on an interface), in config order, with their machines, the replay
-/// guard and the reject counters.
+/// A box's CARP groups (VHID on an interface), in config order, with their machines, a replay
+/// guard each (the same VHID may exist on two interfaces) and the reject counters.
 #[derive(Debug, Clone)]
 pub struct CarpGroupSet {
     groups: Vec<Group>,
-    guard: ReplayGuard,
+    guards: Vec<ReplayGuard>,
     rejects: [u64; Reject::ALL.len()],
     demotion: u32,
     maintenance: bool,
@@ -115,8 +149,8 @@ impl CarpGroupSet {
             .max()
             .unwrap_or(Duration::from_secs(3));
         CarpGroupSet {
+            guards: vec![ReplayGuard::new(forget_after); groups.len()],
             groups,
-            guard: ReplayGuard::new(forget_after),
             rejects: [0; Reject::ALL.len()],
             demotion: 0,
             maintenance: false,
@@ -206,8 +240,7 @@ impl CarpGroupSet {
         if advert.src_ip == self.groups[i].own_ip {
             return Err(Reject::Loop);
         }
-        self.guard
-            .check(advert.vhid, advert.src_ip, advert.counter, now)?;
+        self.guards[i].check(advert.vhid, advert.src_ip, advert.counter, now)?;
         let mut outs = Vec::with_capacity(1);
         self.step(i, now, Event::Advert((&advert).into()), &mut outs);
         Ok(outs.pop().unwrap_or(GroupOutput {
@@ -268,6 +301,18 @@ impl CarpGroupSet {
         )
     }
 
+    /// Writes the gratuitous ARP announcing VIP `vip` of group `group` at the virtual MAC
+    /// 00:00:5e:00:01:VHID (a broadcast request, FreeBSD's `arp_announce_ifaddr`); returns its
+    /// length.
+    ///
+    /// # Panics
+    ///
+    /// If `group` or `vip` is out of range or `buf` is shorter than 60 bytes.
+    pub fn gratuitous_arp(&self, group: usize, vip: usize, buf: &mut [u8]) -> usize {
+        let g = &self.groups[group];
+        emit_gratuitous_arp(buf, MacAddr::carp_virtual(g.vhid()), g.vips()[vip])
+    }
+
     /// The reject counters by name, every reason listed.
     pub fn rejects(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         Reject::ALL
@@ -323,7 +368,7 @@ impl CarpGroupSet {
         let output = self.groups[i].machine.handle(now, event);
         for a in &output.actions {
             if let machine::Action::SendAdvert(s) = a {
-                self.guard.note_sent(s.vhid, s.counter);
+                self.guards[i].note_sent(s.vhid, s.counter);
             }
         }
         if !output.is_empty() {

@@ -1,0 +1,338 @@
+//! The lab's two boxes as CarpGroupSets built from their configs, exchanging real advert frames:
+//! election, statuses for `tandemctl carp`, reject counters, maintenance and disable.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tandem_control::api::CarpStatus;
+use tandem_control::carp::machine::Action;
+use tandem_control::carp::wire::{Reject, FRAME_LEN};
+use tandem_control::carp::{CarpGroupSet, GroupOutput};
+use tandem_control::config::{load, Config};
+
+fn lab(name: &str) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts/lab-configs")
+        .join(name);
+    load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+const A: usize = 0;
+const B: usize = 1;
+const DELAY: Duration = Duration::from_millis(1);
+
+/// Two boxes on the lab's two CARP segments.
+struct Pair {
+    t0: Instant,
+    now: Instant,
+    sets: [CarpGroupSet; 2],
+    /// (delivery, to, interface, frame)
+    wire: Vec<(Instant, usize, String, Vec<u8>)>,
+    /// Every frame sent: (from, interface, frame).
+    sent: Vec<(usize, String, Vec<u8>)>,
+    log: Vec<String>,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let t0 = Instant::now();
+        Pair {
+            t0,
+            now: t0,
+            sets: [
+                CarpGroupSet::with_counter_start(&lab("fw-a.toml"), true, 1 << 40),
+                CarpGroupSet::with_counter_start(&lab("fw-b.toml"), true, 1 << 50),
+            ],
+            wire: Vec::new(),
+            sent: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    fn perform(&mut self, from: usize, outs: Vec<GroupOutput>) {
+        for o in outs {
+            let iface = self.sets[from].groups()[o.group].interface.clone();
+            for a in &o.output.actions {
+                if let Action::SendAdvert(s) = a {
+                    let mut buf = vec![0u8; 2048];
+                    let n = self.sets[from].build_advert(o.group, s, &mut buf);
+                    assert_eq!(n, FRAME_LEN);
+                    buf.truncate(n);
+                    self.wire
+                        .push((self.now + DELAY, 1 - from, iface.clone(), buf.clone()));
+                    self.sent.push((from, iface.clone(), buf));
+                }
+            }
+            for t in &o.output.transitions {
+                self.log.push(format!("box{from} {}", t.display(&iface)));
+            }
+        }
+    }
+
+    fn run_until(&mut self, until: Duration) {
+        let end = self.t0 + until;
+        loop {
+            let next = self
+                .sets
+                .iter()
+                .filter_map(|s| s.next_deadline())
+                .chain(self.wire.iter().map(|w| w.0))
+                .min();
+            let Some(next) = next.filter(|&t| t <= end) else {
+                self.now = end;
+                return;
+            };
+            self.now = self.now.max(next);
+            let now = self.now;
+            let due: Vec<_> = self.wire.iter().filter(|w| w.0 <= now).cloned().collect();
+            self.wire.retain(|w| w.0 > now);
+            for (_, to, iface, frame) in due {
+                let out = self.sets[to]
+                    .receive(&iface, &frame, now)
+                    .expect("a good advert");
+                self.perform(to, vec![out]);
+            }
+            for i in 0..2 {
+                let outs = self.sets[i].poll(now);
+                self.perform(i, outs);
+            }
+        }
+    }
+
+    fn states(&self, i: usize) -> Vec<(String, u8, CarpStatus)> {
+        self.sets[i]
+            .statuses(self.now)
+            .into_iter()
+            .map(|v| (v.interface, v.vhid, v.status))
+            .collect()
+    }
+
+    fn all(&self, i: usize, status: CarpStatus) -> bool {
+        self.states(i).iter().all(|s| s.2 == status)
+    }
+
+    fn reject(&self, i: usize, name: &str) -> u64 {
+        self.sets[i].rejects().find(|r| r.0 == name).unwrap().1
+    }
+
+    fn start(&mut self) {
+        let now = self.now;
+        for i in 0..2 {
+            let outs = self.sets[i].start(now);
+            self.perform(i, outs);
+        }
+        self.run_until(Duration::from_secs(10));
+        assert!(self.all(A, CarpStatus::Master), "{:?}", self.log);
+        assert!(self.all(B, CarpStatus::Backup), "{:?}", self.log);
+    }
+}
+
+#[test]
+fn groups_from_the_lab_config() {
+    let set = CarpGroupSet::from_config(&lab("fw-a.toml"));
+    let g: Vec<(String, u8, Ipv4Addr, Vec<Ipv4Addr>)> = set
+        .groups()
+        .iter()
+        .map(|g| (g.interface.clone(), g.vhid(), g.own_ip, g.vips().to_vec()))
+        .collect();
+    assert_eq!(
+        g,
+        [
+            (
+                "wan".to_owned(),
+                1,
+                Ipv4Addr::new(172, 25, 46, 101),
+                vec![Ipv4Addr::new(172, 25, 46, 100)]
+            ),
+            (
+                "lan".to_owned(),
+                2,
+                Ipv4Addr::new(192, 168, 0, 11),
+                vec![Ipv4Addr::new(192, 168, 0, 10)]
+            ),
+        ]
+    );
+    assert_eq!(set.find("lan", 2), Some(1));
+    assert!(set.auth("lan", 1).is_none());
+    assert!(set.auth("wan", 1).is_some());
+    let st = set.statuses(Instant::now());
+    assert_eq!(st.len(), 2);
+    assert!(st.iter().all(|v| v.status == CarpStatus::Init
+        && v.last_transition_reason.is_empty()
+        && v.previous_status.is_none()));
+    assert_eq!(set.next_deadline(), None);
+    // Every reject reason has a counter from the start.
+    assert_eq!(set.rejects().count(), Reject::ALL.len());
+    assert!(set.rejects().all(|r| r.1 == 0));
+}
+
+#[test]
+fn the_lab_pair_elects_a_and_reports_it() {
+    let mut p = Pair::new();
+    p.start();
+    let st = p.sets[A].statuses(p.now);
+    assert_eq!(st[0].vip, Ipv4Addr::new(172, 25, 46, 100));
+    assert_eq!(st[0].last_transition_reason, "master down");
+    assert_eq!(st[0].previous_status, Some(CarpStatus::Backup));
+    assert_eq!(st[0].since_s, Some(7), "master at 3.0 s, now 10 s");
+    assert!(p
+        .log
+        .contains(&"box0 wan@1 BACKUP -> MASTER (master down)".to_owned()));
+    let reply = p.sets[B].reply(p.now);
+    assert_eq!(
+        (reply.enabled, reply.maintenance, reply.demotion),
+        (true, false, 0)
+    );
+    assert_eq!(reply.vips[0].advskew, 1);
+    let json = serde_json::to_value(&reply).unwrap();
+    assert_eq!(json["vips"][0]["status"], "BACKUP");
+    assert_eq!(json["vips"][1]["interface"], "lan");
+
+    // A dies: B takes both VIPs after master down.
+    p.sets[A].stop(p.now); // its bow-out frames are not delivered: a dead box sends nothing
+    let died = p.now;
+    p.wire.clear();
+    p.run_until(Duration::from_secs(14));
+    assert!(p.all(B, CarpStatus::Master), "{:?}", p.log);
+    let since = p.sets[B].statuses(p.now)[0].since_s.unwrap();
+    assert!(p.now - died >= Duration::from_secs(3) && since <= 1);
+}
+
+#[test]
+fn rejects_are_counted_by_name() {
+    let mut p = Pair::new();
+    p.start();
+    let now = p.now;
+    // A's first advert: B has taken it and newer ones since.
+    let (_, iface, frame) = p.sent.iter().find(|s| s.0 == A).cloned().unwrap();
+    assert_eq!(p.sets[B].receive(&iface, &frame, now), Err(Reject::Replay));
+    assert_eq!(p.reject(B, "replay"), 1);
+    // A hears its own advert (a switch loop): refused before it could make A yield.
+    assert_eq!(p.sets[A].receive(&iface, &frame, now), Err(Reject::Loop));
+    assert_eq!(p.reject(A, "loop"), 1);
+    // The WAN advert arriving on the LAN: vhid 1 is not a LAN group.
+    assert_eq!(
+        p.sets[B].receive("lan", &frame, now),
+        Err(Reject::UnknownVhid)
+    );
+    // Another password.
+    let mut other = lab("fw-a.toml");
+    for v in &mut other.virtual_ips {
+        if let tandem_control::config::VipKind::Carp(c) = &mut v.kind {
+            c.password = "wrong".into();
+        }
+    }
+    let mut rogue = CarpGroupSet::with_counter_start(&other, true, u64::MAX / 2);
+    let outs = rogue.start(now);
+    assert!(outs.iter().all(|o| o.output.actions.is_empty()));
+    let outs = rogue.poll(now + Duration::from_secs(4));
+    let Action::SendAdvert(s) = outs[0].output.actions[0] else {
+        panic!("{outs:?}")
+    };
+    let mut buf = [0u8; FRAME_LEN];
+    rogue.build_advert(outs[0].group, &s, &mut buf);
+    assert_eq!(p.sets[B].receive("wan", &buf, now), Err(Reject::BadAuth));
+    // Garbage.
+    assert_eq!(
+        p.sets[B].receive("wan", &buf[..20], now),
+        Err(Reject::BadIp)
+    );
+    let counts: Vec<(&str, u64)> = p.sets[B].rejects().filter(|r| r.1 > 0).collect();
+    assert_eq!(
+        counts,
+        [
+            ("bad_ip", 1),
+            ("unknown_vhid", 1),
+            ("bad_auth", 1),
+            ("replay", 1)
+        ]
+    );
+    // None of it moved B.
+    assert!(p.all(B, CarpStatus::Backup));
+}
+
+#[test]
+fn maintenance_disable_and_demotion_over_real_frames() {
+    let mut p = Pair::new();
+    p.start();
+    let now = p.now;
+    let outs = p.sets[A].set_maintenance(true, now);
+    p.perform(A, outs);
+    p.run_until(Duration::from_secs(12));
+    assert!(p.all(B, CarpStatus::Master), "{:?}", p.log);
+    assert!(p.all(A, CarpStatus::Backup));
+    assert!(p.sets[A].reply(p.now).maintenance);
+    assert_eq!(p.sets[A].statuses(p.now)[0].advskew, 240);
+
+    let now = p.now;
+    let outs = p.sets[A].set_maintenance(false, now);
+    p.perform(A, outs);
+    p.run_until(Duration::from_secs(15));
+    assert!(p.all(A, CarpStatus::Master), "{:?}", p.log);
+
+    // Disable on A: B takes over within the wire delay (A's bow-out advert).
+    let now = p.now;
+    let outs = p.sets[A].set_enabled(false, now);
+    p.perform(A, outs);
+    p.run_until(Duration::from_secs(15) + 2 * DELAY);
+    assert!(p.all(B, CarpStatus::Master), "{:?}", p.log);
+    assert!(p.all(A, CarpStatus::Disabled));
+    assert!(!p.sets[A].reply(p.now).enabled);
+    let now = p.now;
+    let outs = p.sets[A].set_enabled(true, now);
+    p.perform(A, outs);
+    p.run_until(Duration::from_secs(18));
+    assert!(p.all(A, CarpStatus::Master), "{:?}", p.log);
+
+    // A link down on A (the caller's demotion of 240): B preempts at once.
+    let now = p.now;
+    let outs = p.sets[A].set_demotion(tandem_control::carp::DEMOTION_FACTOR, now);
+    p.perform(A, outs);
+    p.run_until(Duration::from_secs(18) + 2 * DELAY);
+    assert!(p.all(B, CarpStatus::Master), "{:?}", p.log);
+    assert_eq!(p.sets[A].reply(p.now).demotion, 240);
+    assert!(p.sets.iter().all(|s| s.rejects().all(|r| r.1 == 0)));
+}
+
+#[test]
+fn demotion_sources_sum() {
+    use tandem_control::carp::demotion::Demotion;
+    let mut d = Demotion::default();
+    assert_eq!(d.total(), 0);
+    assert!(d.set_link("wan", false));
+    assert!(!d.set_link("wan", false), "counted once per interface");
+    assert!(d.set_sync_pending(true));
+    assert_eq!(d.total(), 480);
+    assert!(d.set_operator(5));
+    assert!(d.set_send_errors(true));
+    assert_eq!(d.total(), 725);
+    assert_eq!(d.links_down().collect::<Vec<_>>(), ["wan"]);
+    assert!(d.set_link("wan", true));
+    assert!(d.set_sync_pending(false));
+    assert!(d.set_send_errors(false));
+    assert!(!d.set_send_errors(false));
+    assert_eq!(d.total(), 5);
+}
+
+#[test]
+fn gratuitous_arp_announces_the_vip_at_the_virtual_mac() {
+    use tandem_dataplane::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
+    use tandem_dataplane::wire::MacAddr;
+    let set = CarpGroupSet::from_config(&lab("fw-a.toml"));
+    let mut buf = [0xaau8; 128];
+    let n = set.gratuitous_arp(1, 0, &mut buf);
+    assert_eq!(n, 60);
+    assert_eq!(&buf[0..6], &[0xff; 6]);
+    assert_eq!(MacAddr::from_bytes(&buf[6..12]), MacAddr::carp_virtual(2));
+    let r = ArpRepr::parse(&ArpPacket::new_checked(&buf[14..n]).unwrap()).unwrap();
+    assert_eq!(r.operation, ArpOperation::Request);
+    assert_eq!(r.source_mac, MacAddr::carp_virtual(2));
+    assert_eq!(
+        (r.source_ip, r.target_ip),
+        (
+            Ipv4Addr::new(192, 168, 0, 10),
+            Ipv4Addr::new(192, 168, 0, 10)
+        )
+    );
+}
