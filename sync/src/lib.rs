@@ -4,6 +4,9 @@
 //! - [`wire`]: the frame format (the spec; docs/sync-protocol.md explains it): header, actions,
 //!   records, the MAC, [`wire::FrameBuilder`] and [`wire::parse`].
 //! - [`replay`]: the per-sender replay window and restart detection.
+//! - [`journal`]: [`journal::SyncJournal`], the workers' side: per-worker lock-free queues,
+//!   pfsync-style coalescing, overflow and resync signalling.
 
+pub mod journal;
 pub mod replay;
 pub mod wire;
