@@ -3,34 +3,57 @@
 //!
 //! ```text
 //! IPv4 (proto 240, TTL 255; the receiver checks TTL 255 and the source address)
-//! +--------+--------+-----------------+
-//! |version | flags  |   length (all)  |  0   version 0x81: tandem sync v1 (pfsync: 5, 6)
-//! +--------+--------+-----------------+
-//! |          host id (creator)        |  4   = pfsync creator id of the sender
-//! +-----------------------------------+
-//! |              boot id              |  8   random per sender start; new id = restart
-//! +-----------------------------------+
-//! |     timestamp (sender ms, mod 2^32)| 12  for lag measurement only
-//! +-----------------------------------+
-//! |        sequence number (u64)      | 16  0: unsequenced (ACK/NACK only)
-//! |                                   |
-//! +--------+--------+-----------------+ 24
-//! | action |len(x4) |      count      |  subheader; then `count` records of len*4 bytes
-//! +--------+--------+-----------------+
-//! |   records ...                     |
-//! +-----------------------------------+
-//! |  ... more subheaders and records  |
-//! +-----------------------------------+
-//! | HMAC-SHA256(key, all above)[..16] |  length - 16
-//! +-----------------------------------+
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +---------------+---------------+-------------------------------+
+//! |  version 0x81 |     flags     |  length (whole datagram, MAC) |  0
+//! +---------------+---------------+-------------------------------+
+//! |                   host id (pfsync creator id)                 |  4
+//! +---------------------------------------------------------------+
+//! |            boot id (random per sender start)                  |  8
+//! +---------------------------------------------------------------+
+//! |           timestamp (sender's monotonic ms mod 2^32)          | 12
+//! +---------------------------------------------------------------+
+//! |          sequence number (u64; 0 = unsequenced)               | 16
+//! +                                                               +
+//! |                                                               |
+//! +---------------+---------------+-------------------------------+
+//! |    action     | rec len words |            count              | 24 subheader
+//! +---------------+---------------+-------------------------------+
+//! |             count x (record length x 4) bytes of records      |
+//! +---------------------------------------------------------------+
+//! |                 ... more subheaders and records ...           |
+//! +---------------------------------------------------------------+
+//! |        HMAC-SHA256(key, every byte above)[..16]               | length - 16
+//! +---------------------------------------------------------------+
+//! ```
+//!
+//! Records (offsets in bytes; `id` = u64 state id then u32 creator, 12 bytes; `peer` = seqlo
+//! u32, seqhi u32, max_win u16, wscale u8, state u8, 12 bytes; `key` = src u32, dst u32,
+//! sport u16, dport u16, 12 bytes, its protocol carried once per record):
+//!
+//! ```text
+//! CLR      0  4  creator u32                                                   (1 word)
+//! INS     13 108 id 0, proto u8 12, timeout u8 13, pad u16 14, stack key 16,
+//!                wire key 28, src peer 40, dst peer 52, last_age_ms u32 64,
+//!                created_age_s u32 68, rule u32 72, packets[2] u64 76,
+//!                bytes[2] u64 92                                               (27 words)
+//! UPD_C    4 44  id 0, src peer 12, dst peer 24, last_age_ms u32 36,
+//!                timeout u8 40, pad 41..44                                     (11 words)
+//! DEL_C    7 12  id                                                            (3 words)
+//! UPD_REQ  5 12  id; creator 0 and id 0: bulk request                          (3 words)
+//! BUS     10 12  creator u32 0, endtime_ms u32 4, status u8 8 (1 START, 2 END),
+//!                pad 9..12                                                     (3 words)
+//! INS_ACK  2 12  id                                                            (3 words)
+//! ACK     32  8  seq u64: every sequenced datagram up to it has arrived        (2 words)
+//! NACK    33 16  from u64, to u64: these are missing, send them again          (4 words)
 //! ```
 //!
 //! A record longer than this version's record of its action is read by its known prefix (a
-//! newer peer appended fields); shorter is `malformed`. An action this version does not know is
-//! skipped by its length and counted (`unknown_action`), as pfsync's dispatch table does.
-//!
-//! Records (bytes): CLR 4, INS 108, UPD_C 44, DEL_C 12, UPD_REQ 12, BUS 12, INS_ACK 12,
-//! ACK 8, NACK 16. A TCP peer is 12 bytes, a flow key 12 (the protocol is carried once).
+//! newer peer appended fields); shorter is `malformed`, as is a timeout class or BUS status
+//! this version does not know. An action this version does not know is skipped by its length
+//! and counted (`unknown_action`), as pfsync's dispatch table does. Flags this version does
+//! not know are ignored. Per 1480-byte datagram: 13 INS, 32 UPD_C or 119 DEL_C.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
