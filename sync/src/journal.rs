@@ -1,5 +1,5 @@
 //! The workers' side of state sync: [`SyncJournal`], the dataplane's
-//! [`StateJournal`](tandem_dataplane::journal::StateJournal).
+//! [`StateJournal`].
 //!
 //! # Queues
 //!
