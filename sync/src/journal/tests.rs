@@ -99,10 +99,20 @@ fn the_mark_leaves_the_expiry_alone() {
     s.track_other(tandem_dataplane::state::Direction::Original, 60, 7_000);
     assert!(s.is_queued(), "a worker's expiry write keeps the mark");
     assert_eq!(s.expire().0, 7_000);
+    // Same deadline marked or not; expiry removes a marked state on time.
+    let other = t.insert(udp(2), 5_000).unwrap();
+    other.track_other(tandem_dataplane::state::Direction::Original, 60, 7_000);
+    drain_all(&j);
+    t.record_update(&s);
+    assert!(s.is_queued() && !other.is_queued());
+    let (to, ad) = (t.timeouts(), t.adaptive());
+    assert_eq!(s.deadline(&to, &ad, 2), other.deadline(&to, &ad, 2));
+    let d = s.deadline(&to, &ad, 2).unwrap();
+    assert_eq!(t.expire(d - 1, usize::MAX), 0);
+    assert_eq!(t.expire(d, usize::MAX), 2);
+    assert!(s.is_removed());
     drain_all(&j);
     assert!(!s.is_queued());
-    assert!(!s.is_removed());
-    assert_eq!(s.expire().0, 7_000);
 }
 
 #[test]
