@@ -9,7 +9,8 @@
 //! A sender's restart: every start draws a random 32-bit boot id that every header carries. A
 //! datagram with a boot id other than the current one (and not one of the last
 //! [`RETIRED`] boot ids, so an attacker replaying a previous boot's datagrams cannot reset the
-//! window to them) starts a new window: [`Seen::Restart`]. The caller then treats the peer as
+//! window to them) starts a new window: [`Seen::Restart`] (the very first datagram of a
+//! sender: [`Seen::First`]). The caller then treats the peer as
 //! restarted (its states are gone: expect its bulk request; its sequence starts over).
 //!
 //! Sequence number 0 marks an unsequenced datagram (ACK/NACK only: cumulative or idempotent);
@@ -37,8 +38,15 @@ pub enum Seen {
     },
     /// Inside the window and not seen before: a late or retransmitted datagram.
     Late,
-    /// First datagram of a new boot of the sender (or the first ever): the window starts over.
-    Restart,
+    /// First datagram this window sees: the window starts at it (we just started, or just
+    /// met this sender: whatever came before is for a bulk update to bring).
+    First,
+    /// First datagram of a new boot of the sender: the window starts over. Its sequence
+    /// starts at 1, so `missing` are the new boot's datagrams lost before this one (NACK them).
+    Restart {
+        /// `from..=to` missing, if `seq` > 1.
+        missing: Option<(u64, u64)>,
+    },
     /// Sequence number 0: outside the window.
     Unsequenced,
 }
@@ -66,7 +74,7 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
-    /// A window that has seen nothing: the first datagram is a [`Seen::Restart`].
+    /// A window that has seen nothing: the first datagram is [`Seen::First`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -87,10 +95,16 @@ impl ReplayWindow {
             if self.retired.contains(&Some(boot)) {
                 return Err(Replay);
             }
-            if let Some(old) = self.boot {
-                self.retired.rotate_right(1);
-                self.retired[0] = Some(old);
-            }
+            let seen = match self.boot {
+                None => Seen::First,
+                Some(old) => {
+                    self.retired.rotate_right(1);
+                    self.retired[0] = Some(old);
+                    Seen::Restart {
+                        missing: (seq > 1).then(|| (1, seq - 1)),
+                    }
+                }
+            };
             self.boot = Some(boot);
             self.top = 0;
             self.bits = 0;
@@ -98,7 +112,7 @@ impl ReplayWindow {
                 self.top = seq;
                 self.bits = 1;
             }
-            return Ok(Seen::Restart);
+            return Ok(seen);
         }
         if seq == 0 {
             return Ok(Seen::Unsequenced);
@@ -141,7 +155,7 @@ mod tests {
     #[test]
     fn in_order_then_replay() {
         let mut w = ReplayWindow::new();
-        assert_eq!(w.check(7, 1), Ok(Seen::Restart));
+        assert_eq!(w.check(7, 1), Ok(Seen::First));
         assert_eq!(w.check(7, 2), Ok(Seen::InOrder));
         assert_eq!(w.check(7, 2), Err(Replay));
         assert_eq!(w.check(7, 1), Err(Replay));
@@ -183,7 +197,7 @@ mod tests {
         let mut w = ReplayWindow::new();
         w.check(0xaaaa, 500).unwrap();
         // The peer restarted: its sequence starts again at 1.
-        assert_eq!(w.check(0xbbbb, 1), Ok(Seen::Restart));
+        assert_eq!(w.check(0xbbbb, 1), Ok(Seen::Restart { missing: None }));
         assert_eq!(w.check(0xbbbb, 2), Ok(Seen::InOrder));
         // A replay of the previous boot's traffic does not reset the window to it.
         assert_eq!(w.check(0xaaaa, 501), Err(Replay));
@@ -198,9 +212,17 @@ mod tests {
         assert_eq!(w.check(3, 0), Ok(Seen::Unsequenced));
         assert_eq!(w.check(3, 0), Ok(Seen::Unsequenced));
         assert_eq!(w.top(), 5);
-        // Unsequenced first datagram of a boot: restart, window empty.
+        // Unsequenced first datagram: window empty, the next is in order.
         let mut w = ReplayWindow::new();
-        assert_eq!(w.check(3, 0), Ok(Seen::Restart));
+        assert_eq!(w.check(3, 0), Ok(Seen::First));
         assert_eq!(w.check(3, 1), Ok(Seen::InOrder));
+        // A restart first heard at seq 4: 1..=3 of the new boot are missing.
+        assert_eq!(
+            w.check(9, 4),
+            Ok(Seen::Restart {
+                missing: Some((1, 3))
+            })
+        );
+        assert_eq!(w.check(9, 2), Ok(Seen::Late));
     }
 }

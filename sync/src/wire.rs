@@ -893,6 +893,11 @@ pub fn parse<'a>(datagram: &'a [u8], key: &SyncKey) -> Result<Frame<'a>, Reject>
             .split_at_checked(rec_len * count)
             .ok_or(Reject::Malformed)?;
         rest = r;
+        if rec_len == 0 && count > 0 {
+            // Zero-length records carry nothing and would let a 1480-byte datagram stand for
+            // millions of records.
+            return Err(Reject::Malformed);
+        }
         match record_len(act) {
             None => unknown += 1,
             Some(known) if rec_len < known => return Err(Reject::Malformed),

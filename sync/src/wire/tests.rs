@@ -304,6 +304,11 @@ fn longer_records_read_by_known_prefix_shorter_are_malformed() {
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[1], Record::DelC(SyncId { creator: 1, id: 2 }));
 
+    // Zero-length records of an unknown action.
+    assert_eq!(
+        parse(&seal(&[200, 0, 0xff, 0xff]), &key()).unwrap_err(),
+        Reject::Malformed
+    );
     // UPD_C declared 10 words instead of 11.
     let mut body = vec![action::UPD_C, 10, 0, 1];
     body.extend_from_slice(&[0; 40]);
