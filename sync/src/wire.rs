@@ -619,9 +619,9 @@ fn decode(act: u8, b: &[u8]) -> Option<Record> {
 /// Packs records into one datagram of at most `mtu` bytes, then seals it with the MAC.
 ///
 /// The buffer is allocated once (`mtu` bytes); pushing a record writes into it and never
-/// allocates. A `push_*` that returns false did not fit: [`FrameBuilder::finish`] this frame,
-/// send it, [`FrameBuilder::clear`], push again. Consecutive records of one action share one
-/// subheader (up to 65535 of them).
+/// allocates. A `push_*` that returns false did not fit (nothing was written):
+/// [`FrameBuilder::finish`] the datagram, send it, push again (a push after `finish` starts a
+/// new datagram). Consecutive records of one action share one subheader (up to 65535).
 #[derive(Debug)]
 pub struct FrameBuilder {
     key: SyncKey,
@@ -633,6 +633,8 @@ pub struct FrameBuilder {
     /// Offset of the open subheader, its action and count.
     open: Option<(usize, u8, u16)>,
     records: usize,
+    /// `finish` appended the MAC: the next push starts a new datagram.
+    sealed: bool,
 }
 
 impl FrameBuilder {
@@ -649,6 +651,7 @@ impl FrameBuilder {
             flags: 0,
             open: None,
             records: 0,
+            sealed: false,
         };
         b.clear();
         b
@@ -661,6 +664,7 @@ impl FrameBuilder {
         self.open = None;
         self.records = 0;
         self.flags = 0;
+        self.sealed = false;
     }
 
     /// The datagram size limit.
@@ -686,11 +690,12 @@ impl FrameBuilder {
     /// Would a record of `act` fit now?
     pub fn fits(&self, act: u8) -> bool {
         let rec = record_len(act).unwrap_or(usize::MAX / 2);
-        let sub = match self.open {
-            Some((_, a, n)) if a == act && n < u16::MAX => 0,
-            _ => SUBHEADER_LEN,
+        let (used, sub) = match self.open {
+            _ if self.sealed => (HEADER_LEN, SUBHEADER_LEN),
+            Some((_, a, n)) if a == act && n < u16::MAX => (self.buf.len(), 0),
+            _ => (self.buf.len(), SUBHEADER_LEN),
         };
-        self.buf.len() + sub + rec + MAC_LEN <= self.mtu
+        used + sub + rec + MAC_LEN <= self.mtu
     }
 
     /// Append a record; false (and nothing written) if it does not fit.
@@ -698,6 +703,9 @@ impl FrameBuilder {
         let act = rec.action();
         if !self.fits(act) {
             return false;
+        }
+        if self.sealed {
+            self.clear();
         }
         match self.open {
             Some((at, a, n)) if a == act && n < u16::MAX => self.open = Some((at, a, n + 1)),
@@ -761,9 +769,13 @@ impl FrameBuilder {
     }
 
     /// Seal the datagram: header (sequence number `seq`, 0 for an unsequenced one carrying only
-    /// ACK/NACK; timestamp `now_ms`), then the MAC. The bytes stay valid until the next push or
-    /// [`clear`](FrameBuilder::clear); keep a copy to retransmit (same bytes, same seq).
+    /// ACK/NACK; timestamp `now_ms`), then the MAC. The bytes stay valid until the next push
+    /// (which starts a new datagram) or [`clear`](FrameBuilder::clear); keep a copy to
+    /// retransmit (same bytes, same seq). Finishing again re-seals the same records.
     pub fn finish(&mut self, seq: u64, now_ms: u64) -> &[u8] {
+        if self.sealed {
+            self.buf.truncate(self.buf.len() - MAC_LEN);
+        }
         self.close_subheader_of(self.open);
         self.open = None;
         let total = self.buf.len() + MAC_LEN;
@@ -778,6 +790,7 @@ impl FrameBuilder {
         self.buf[..HEADER_LEN].copy_from_slice(&h);
         let tag = self.key.tag(&self.buf);
         self.buf.extend_from_slice(&tag);
+        self.sealed = true;
         &self.buf
     }
 }

@@ -393,6 +393,21 @@ fn builder_reuses_its_buffer() {
 }
 
 #[test]
+fn push_after_finish_starts_a_new_datagram_finish_twice_reseals() {
+    let mut b = FrameBuilder::new(key(), 1, 1, DEFAULT_MTU);
+    assert!(b.push_del_c(SyncId { creator: 1, id: 1 }));
+    let first = b.finish(1, 0).to_vec();
+    assert_eq!(b.finish(1, 0), &first[..], "same seq, same bytes");
+    let other = b.finish(2, 0).to_vec();
+    assert_eq!(parse(&other, &key()).unwrap().header.seq, 2);
+    assert!(b.push_del_c(SyncId { creator: 1, id: 2 }));
+    assert_eq!(b.records(), 1);
+    let second = b.finish(3, 0).to_vec();
+    let recs: Vec<Record> = parse(&second, &key()).unwrap().records().collect();
+    assert_eq!(recs, [Record::DelC(SyncId { creator: 1, id: 2 })]);
+}
+
+#[test]
 fn keepalive_is_header_and_mac() {
     let mut b = FrameBuilder::new(key(), 1, 1, DEFAULT_MTU);
     let f = b.finish(0, 0).to_vec();
