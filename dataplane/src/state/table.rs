@@ -85,9 +85,17 @@ impl std::fmt::Display for InsertError {
 
 impl std::error::Error for InsertError {}
 
-// The expire word: last activity in ms (upper 56 bits), a removed flag and the timeout class.
-const CLASS_MASK: u64 = 0x7f;
+// The expire word: last activity in ms (upper 48 bits: 8900 years), state sync's update count
+// (bits 8-15), a removed flag (bit 7), state sync's queued flag (bit 6), the timeout class
+// (bits 0-3). The two sync fields are state sync's coalescing mark (see `State::mark_queued`):
+// they live in this word so that `State` stays 120 bytes (a separate `AtomicU8` would make it
+// 128, a 160-byte malloc chunk instead of 144).
+const CLASS_MASK: u64 = 0x0f;
 const REMOVED: u64 = 0x80;
+const SYNC_QUEUED: u64 = 0x40;
+const SYNC_UPD_SHIFT: u32 = 8;
+const SYNC_UPD: u64 = 0xff << SYNC_UPD_SHIFT;
+const LAST_SHIFT: u32 = 16;
 
 const CLASSES: [TimeoutClass; 15] = [
     TimeoutClass::TcpFirst,
@@ -109,7 +117,7 @@ const CLASSES: [TimeoutClass; 15] = [
 
 #[inline]
 fn pack_expire(last: Millis, class: TimeoutClass) -> u64 {
-    (last << 8) | class as u64
+    (last << LAST_SHIFT) | class as u64
 }
 
 #[inline]
@@ -118,7 +126,7 @@ fn unpack_expire(word: u64) -> (Millis, TimeoutClass, bool) {
         .get((word & CLASS_MASK) as usize)
         .copied()
         .unwrap_or(TimeoutClass::Purge);
-    (word >> 8, class, word & REMOVED != 0)
+    (word >> LAST_SHIFT, class, word & REMOVED != 0)
 }
 
 /// The mutable part of a state behind its mutex.
@@ -230,12 +238,61 @@ impl State {
         self.peers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    // Only under the peers mutex: every writer of the word holds it.
+    // Only under the peers mutex: every writer of the word holds it, except state sync's
+    // `mark_queued`/`count_sync_update`, whose racing sets this store may undo (see there).
     #[inline]
     fn set_expire(&self, last: Millis, class: TimeoutClass) {
-        let removed = self.expire.load(Ordering::Relaxed) & REMOVED;
+        let keep = self.expire.load(Ordering::Relaxed) & (REMOVED | SYNC_QUEUED | SYNC_UPD);
         self.expire
-            .store(pack_expire(last, class) | removed, Ordering::Release);
+            .store(pack_expire(last, class) | keep, Ordering::Release);
+    }
+
+    /// State sync's coalescing mark (pfsync's "already queued"): set it, and return true if it
+    /// was clear, i.e. the caller must queue the state. Lock-free, for the workers' journal.
+    ///
+    /// A worker's `set_expire` racing with this (the other direction, on another worker) may
+    /// store the word without the mark: the state is then queued once more, a duplicate the
+    /// sync thread sends twice. Never the other way round: the mark is cleared only under the
+    /// state's mutex ([`State::clear_queued`]), so no stale mark can be written back.
+    #[inline]
+    pub fn mark_queued(&self) -> bool {
+        if self.expire.load(Ordering::Relaxed) & SYNC_QUEUED != 0 {
+            return false;
+        }
+        self.expire.fetch_or(SYNC_QUEUED, Ordering::AcqRel) & SYNC_QUEUED == 0
+    }
+
+    /// True while the state is marked queued for sync.
+    #[inline]
+    pub fn is_queued(&self) -> bool {
+        self.expire.load(Ordering::Relaxed) & SYNC_QUEUED != 0
+    }
+
+    /// Count one update of a queued state (pfsync's `sync_updates`), up to `limit`; returns
+    /// the count before this one (so exactly one caller sees `limit - 1`). At `limit` it
+    /// stays. Lost counts (a racing `set_expire`) only delay the push. `limit` <= 128.
+    #[inline]
+    pub fn count_sync_update(&self, limit: u8) -> u8 {
+        let word = self.expire.load(Ordering::Relaxed);
+        let n = ((word & SYNC_UPD) >> SYNC_UPD_SHIFT) as u8;
+        if n >= limit.min(128) {
+            return n;
+        }
+        // Below 128 plus one per racing worker: never carries into `last`.
+        let before = self
+            .expire
+            .fetch_add(1 << SYNC_UPD_SHIFT, Ordering::Relaxed);
+        ((before & SYNC_UPD) >> SYNC_UPD_SHIFT) as u8
+    }
+
+    /// Clear the sync mark and the update count (the sync thread, when it takes the state off
+    /// its queue, before it reads the tracking). Under the state's mutex, so that a worker's
+    /// `set_expire` cannot write back a stale mark: every change a worker makes after this
+    /// either is seen by the sync thread's next read of the tracking or queues the state anew.
+    pub fn clear_queued(&self) {
+        let _p = self.lock();
+        self.expire
+            .fetch_and(!(SYNC_QUEUED | SYNC_UPD), Ordering::AcqRel);
     }
 
     /// Track a TCP segment of `bytes` bytes going `dir` at `now` (pf's `pf_tcp_track_full`):

@@ -1,0 +1,242 @@
+//! The workers' side of state sync: [`SyncJournal`], the dataplane's
+//! [`StateJournal`].
+//!
+//! # Queues
+//!
+//! One bounded lock-free queue ([`ArrayQueue`]) per worker, plus one shared queue. A thread
+//! finds its queue through a thread-local slot assigned on its first `record` (or explicitly
+//! with [`SyncJournal::bind`]): the n-th thread to record gets queue n; threads beyond the
+//! number of queues (the housekeeping thread's expiry deletes, tests) use the shared queue,
+//! which is the same `ArrayQueue`, multi-producer. The thread-local slot remembers one journal
+//! (by a process-unique id): a thread that records into a second journal gets a slot there,
+//! and a new one if it comes back to the first. A worker records into one journal for its life.
+//!
+//! An entry is `(JournalKind, Arc<State>)`: cloning the `Arc` is an atomic increment, pushing
+//! is a few atomics on the queue; nothing allocates and nothing blocks.
+//!
+//! # Coalescing (pfsync's `pfsync_update_state`)
+//!
+//! A state already queued and not yet drained is not queued again for an update: the mark
+//! lives in the state ([`State::mark_queued`], two bits and a byte of its expiry word, so the
+//! state stays 120 bytes). Inserts set the mark (updates before the drain ride on the insert:
+//! the sync thread reads the tracking when it sends) and always go through; deletes always go
+//! through. [`SyncJournal::drain`] clears the mark (under the state's mutex) before handing the
+//! state over, so every change made after the sync thread reads the tracking queues it again.
+//! A coalesced update costs a relaxed load of the expiry word, which the worker has just
+//! written (same cache line); see the `record_cost` test for a number.
+//!
+//! # maxupd (pfsync's `sc_maxupdates`)
+//!
+//! For TCP states, each coalesced update also counts in the state (up to 128). The update that
+//! brings a state's count to `maxupd` raises [`SyncJournal::due`]: the sync thread, which polls
+//! it at least every millisecond, drains and sends at once instead of waiting for its batch
+//! timer. pfsync's default is 128; `maxupd` 0 disables the count (and its atomic add). As in
+//! pfsync, other protocols are not counted. Two workers updating one state (its two directions)
+//! may lose each other's counts: the push then comes later, never spuriously.
+//!
+//! # Overflow and repair
+//!
+//! A full queue drops the entry, increments `overflow` and raises the resync flag
+//! ([`SyncJournal::take_resync`]); the worker goes on. A dropped update may leave its state
+//! marked with nothing queued, a dropped insert or delete is lost: the journal alone can no
+//! longer tell the peer the truth. The sync thread, seeing the flag, repairs with a full walk
+//! of the table ([`StateTable::for_each`](tandem_dataplane::state::StateTable::for_each)):
+//! for every state it clears the mark ([`State::clear_queued`]) and sends a full INS, framed
+//! by BUS START/END like a bulk update, so the peer deletes the states of ours it holds and did
+//! not get during the walk (the lost deletes). It keeps draining during the walk.
+//!
+//! # Order
+//!
+//! Entries of one queue come out in the order they went in: the inserts, updates and deletes a
+//! worker records for a state arrive in order. A state's events recorded by different threads
+//! (a delete by expiry, after the insert by a worker) sit in different queues and may come out
+//! in either order; the consumer resolves it with [`State::is_removed`]: an insert or update of
+//! a removed state is not sent (its delete is, or was). Sync ids are never reused, so a delete
+//! cannot be confused with a later state's insert.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use tandem_dataplane::journal::{JournalKind, StateJournal};
+use tandem_dataplane::state::key::PROTO_TCP;
+use tandem_dataplane::state::State;
+
+/// A queued state change.
+pub type Entry = (JournalKind, Arc<State>);
+
+/// Journal sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Per-worker queues (one per worker thread).
+    pub queues: usize,
+    /// Entries per queue (the shared queue too). At 1 ms drains, 4096 absorbs a worker's
+    /// burst of 4M new states/s.
+    pub capacity: usize,
+    /// pfsync's maxupd: a TCP state updated this many times since its last send makes the
+    /// journal [`due`](SyncJournal::due) (1-128; 0: never).
+    pub maxupd: u8,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            queues: 4,
+            capacity: 4096,
+            maxupd: 128,
+        }
+    }
+}
+
+static NEXT_JOURNAL: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// (journal id, queue index) of this thread's last journal; index `usize::MAX`: shared.
+    static SLOT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// The workers' journal. See the [module documentation](self).
+#[derive(Debug)]
+pub struct SyncJournal {
+    id: usize,
+    queues: Box<[ArrayQueue<Entry>]>,
+    shared: ArrayQueue<Entry>,
+    next_slot: AtomicUsize,
+    cursor: AtomicUsize,
+    maxupd: u8,
+    overflow: AtomicU64,
+    resync: AtomicBool,
+    due: AtomicBool,
+}
+
+impl SyncJournal {
+    /// A journal with `config.queues` worker queues and a shared one.
+    pub fn new(config: JournalConfig) -> Self {
+        let cap = config.capacity.max(1);
+        SyncJournal {
+            id: NEXT_JOURNAL.fetch_add(1, Ordering::Relaxed),
+            queues: (0..config.queues).map(|_| ArrayQueue::new(cap)).collect(),
+            shared: ArrayQueue::new(cap),
+            next_slot: AtomicUsize::new(0),
+            cursor: AtomicUsize::new(0),
+            maxupd: config.maxupd.min(128),
+            overflow: AtomicU64::new(0),
+            resync: AtomicBool::new(false),
+            due: AtomicBool::new(false),
+        }
+    }
+
+    /// Bind the calling thread to queue `index` (a worker at start), instead of the order of
+    /// first use. An index out of range binds it to the shared queue.
+    pub fn bind(&self, index: usize) {
+        let i = if index < self.queues.len() {
+            index
+        } else {
+            usize::MAX
+        };
+        SLOT.with(|s| s.set((self.id, i)));
+    }
+
+    #[inline]
+    fn queue(&self) -> &ArrayQueue<Entry> {
+        let (journal, mut i) = SLOT.with(Cell::get);
+        if journal != self.id {
+            i = self.next_slot.fetch_add(1, Ordering::Relaxed);
+            if i >= self.queues.len() {
+                i = usize::MAX;
+            }
+            SLOT.with(|s| s.set((self.id, i)));
+        }
+        self.queues.get(i).unwrap_or(&self.shared)
+    }
+
+    /// Entries dropped because a queue was full (counter `overflow`).
+    pub fn overflow(&self) -> u64 {
+        self.overflow.load(Ordering::Relaxed)
+    }
+
+    /// True once since the last call if an entry was dropped: the sync thread must repair with
+    /// a full walk (see the [module documentation](self#overflow-and-repair)).
+    pub fn take_resync(&self) -> bool {
+        self.resync.swap(false, Ordering::AcqRel)
+    }
+
+    /// True once since the last call if a TCP state reached `maxupd` coalesced updates: the
+    /// sync thread drains and sends now.
+    pub fn due(&self) -> bool {
+        self.due.load(Ordering::Relaxed) && self.due.swap(false, Ordering::AcqRel)
+    }
+
+    /// Entries waiting (approximate while workers push).
+    pub fn len(&self) -> usize {
+        self.queues.iter().map(ArrayQueue::len).sum::<usize>() + self.shared.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Take up to `max` entries, queue by queue (a rotating first queue, then the shared one),
+    /// and hand them to `f` in each queue's order. An insert's or update's mark is cleared
+    /// before `f` sees it, so `f` must read the tracking (it does, to build the record) after
+    /// this call took the entry: see the [module documentation](self#coalescing-pfsyncs-pfsync_update_state).
+    /// Returns how many were taken. For the sync thread.
+    pub fn drain(&self, max: usize, mut f: impl FnMut(JournalKind, Arc<State>)) -> usize {
+        let n = self.queues.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let mut taken = 0;
+        for k in 0..=n {
+            let q = if k == n {
+                &self.shared
+            } else {
+                &self.queues[(start + k) % n]
+            };
+            while taken < max {
+                let Some((kind, state)) = q.pop() else { break };
+                if kind != JournalKind::Delete {
+                    state.clear_queued();
+                }
+                taken += 1;
+                f(kind, state);
+            }
+        }
+        taken
+    }
+
+    #[cold]
+    fn overflowed(&self) {
+        self.overflow.fetch_add(1, Ordering::Relaxed);
+        self.resync.store(true, Ordering::Release);
+    }
+}
+
+impl StateJournal for SyncJournal {
+    #[inline]
+    fn record(&self, kind: JournalKind, state: &Arc<State>) {
+        match kind {
+            JournalKind::Update => {
+                if !state.mark_queued() {
+                    if self.maxupd != 0
+                        && state.proto() == PROTO_TCP
+                        && state.count_sync_update(self.maxupd) == self.maxupd - 1
+                    {
+                        self.due.store(true, Ordering::Release);
+                    }
+                    return;
+                }
+            }
+            JournalKind::Insert => {
+                state.mark_queued();
+            }
+            JournalKind::Delete => {}
+        }
+        if self.queue().push((kind, Arc::clone(state))).is_err() {
+            self.overflowed();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
