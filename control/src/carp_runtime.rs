@@ -22,17 +22,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use tandem_dataplane::pipeline::{ControlFrame, Dataplane};
-use tandem_dataplane::wire::{arp, MacAddr};
 use tandem_dataplane::worker::SlowFrame;
 use tandem_dataplane::IfIndex;
 
 use crate::api::CarpReply;
+use crate::carp::demotion::Demotion;
 use crate::carp::machine::Action;
-use crate::carp::{CarpGroupSet, GroupOutput, DEMOTION_FACTOR};
+use crate::carp::{CarpGroupSet, GroupOutput, GARP_INTERVAL, GARP_REPEATS};
 use crate::config::Config;
 
-/// When the gratuitous ARPs after a takeover go out, from the takeover.
-const GARP_SCHEDULE_MS: [u64; 5] = [0, 100, 500, 1000, 2000];
 /// How often the links of CARP interfaces are read.
 const LINK_POLL: Duration = Duration::from_millis(20);
 /// Consecutive failed sends before the send-error demotion (FreeBSD's 3).
@@ -63,14 +61,13 @@ pub struct CarpRuntime {
     send: Sender<SlowFrame>,
     /// Pending gratuitous ARPs: (when, group).
     garps: Vec<(Instant, usize)>,
-    /// Devices of CARP interfaces, and whether their link is down.
-    links: BTreeMap<String, bool>,
+    /// CARP interfaces by name: their device, and whether their link is down.
+    links: BTreeMap<String, (String, bool)>,
     next_link_poll: Instant,
     send_error_run: u32,
     send_ok_run: u32,
-    send_demoted: bool,
-    /// Demotion added by other subsystems (state sync's bulk update).
-    external_demotion: u32,
+    /// The box-wide demotion's sources.
+    demotion: Demotion,
     maintenance_file: Option<PathBuf>,
     pub counters: CarpCounters,
 }
@@ -99,10 +96,12 @@ impl CarpRuntime {
                 GroupPort { if_index, device }
             })
             .collect();
-        let links = ports
+        let links = set
+            .groups()
             .iter()
-            .filter(|p| !p.device.is_empty())
-            .map(|p| (p.device.clone(), false))
+            .zip(&ports)
+            .filter(|(_, p)| !p.device.is_empty())
+            .map(|(g, p)| (g.interface.clone(), (p.device.clone(), false)))
             .collect();
         CarpRuntime {
             set,
@@ -114,8 +113,7 @@ impl CarpRuntime {
             next_link_poll: now,
             send_error_run: 0,
             send_ok_run: 0,
-            send_demoted: false,
-            external_demotion: 0,
+            demotion: Demotion::default(),
             maintenance_file: state_dir.map(|d| d.join("carp-maintenance")),
             counters: CarpCounters::default(),
         }
@@ -222,10 +220,12 @@ impl CarpRuntime {
         self.perform(outs, now);
     }
 
-    /// Demotion added by another subsystem (replaces its previous value).
-    pub fn set_external_demotion(&mut self, demotion: u32, now: Instant) {
-        self.external_demotion = demotion;
-        self.update_demotion(now);
+    /// State sync's bulk update is running (+240: a rebooted box must not preempt before it
+    /// holds the state table) or done.
+    pub fn set_sync_pending(&mut self, pending: bool, now: Instant) {
+        if self.demotion.set_sync_pending(pending) {
+            self.update_demotion(now);
+        }
     }
 
     pub fn reply(&self, now: Instant) -> CarpReply {
@@ -253,31 +253,27 @@ impl CarpRuntime {
 
     fn poll_links(&mut self, now: Instant) {
         self.next_link_poll = now + LINK_POLL;
-        let mut changed = false;
-        for (dev, down) in self.links.iter_mut() {
+        let mut changed = Vec::new();
+        for (name, (dev, down)) in self.links.iter_mut() {
             let is_down = !link_up(dev);
             if is_down != *down {
-                tracing::warn!(device = %dev, "carp: link {}", if is_down { "down: demoting by 240" } else { "up" });
+                tracing::warn!(interface = %name, device = %dev, "carp: link {}", if is_down { "down: its VHIDs go to INIT, the box is demoted by 240" } else { "up" });
                 *down = is_down;
-                changed = true;
+                changed.push((name.clone(), !is_down));
             }
         }
-        if changed {
+        for (name, up) in changed {
+            self.demotion.set_link(&name, up);
+            let outs = self.set.set_link(&name, up, now);
+            self.perform(outs, now);
             self.update_demotion(now);
         }
     }
 
     fn update_demotion(&mut self, now: Instant) {
-        let links = self.links.values().filter(|d| **d).count() as u32;
-        let demotion = links * DEMOTION_FACTOR
-            + if self.send_demoted {
-                DEMOTION_FACTOR
-            } else {
-                0
-            }
-            + self.external_demotion;
-        if demotion != self.set.demotion() {
-            let outs = self.set.set_demotion(demotion, now);
+        let total = self.demotion.total();
+        if total != self.set.demotion() {
+            let outs = self.set.set_demotion(total, now);
             self.perform(outs, now);
         }
     }
@@ -303,11 +299,8 @@ impl CarpRuntime {
                     Action::BecomeMaster => {
                         self.dp.held.set(vhid, true);
                         self.garps.retain(|(_, g)| *g != group);
-                        self.garps.extend(
-                            GARP_SCHEDULE_MS
-                                .iter()
-                                .map(|ms| (now + Duration::from_millis(*ms), group)),
-                        );
+                        self.garps
+                            .extend((0..=GARP_REPEATS).map(|k| (now + GARP_INTERVAL * k, group)));
                     }
                     Action::BecomeBackup => {
                         self.dp.held.set(vhid, false);
@@ -316,16 +309,23 @@ impl CarpRuntime {
                 }
             }
         }
-        // Sends may have failed above: the send-error demotion follows.
-        let demote = self.send_error_run >= SEND_ERRORS_TO_DEMOTE;
-        let recover = self.send_demoted && self.send_ok_run >= SEND_ERRORS_TO_DEMOTE;
-        if (demote && !self.send_demoted) || recover {
-            self.send_demoted = demote && !recover;
-            tracing::warn!(
-                "carp: send errors: demotion {}",
-                if self.send_demoted { "+240" } else { "lifted" }
-            );
-            self.update_demotion(now);
+        // Sends may have failed above: the send-error demotion follows (FreeBSD: after 3 errors in
+        // a row, lifted after 3 successes).
+        let failing = if self.send_error_run >= SEND_ERRORS_TO_DEMOTE {
+            Some(true)
+        } else if self.send_ok_run >= SEND_ERRORS_TO_DEMOTE {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(f) = failing {
+            if self.demotion.set_send_errors(f) {
+                tracing::warn!(
+                    "carp: send errors: demotion {}",
+                    if f { "+240" } else { "lifted" }
+                );
+                self.update_demotion(now);
+            }
         }
     }
 
@@ -334,11 +334,9 @@ impl CarpRuntime {
         if !self.dp.held.is_held(g.vhid()) {
             return;
         }
-        let mac = MacAddr::carp_virtual(g.vhid());
-        let vips: Vec<_> = g.vips().to_vec();
-        for vip in vips {
+        for vip in 0..g.vips().len() {
             let mut buf = [0u8; 64];
-            let n = arp::emit_gratuitous_arp(&mut buf, mac, vip);
+            let n = self.set.gratuitous_arp(group, vip, &mut buf);
             if self.send_frame(group, &buf[..n]) {
                 self.counters.garps_sent += 1;
             }

@@ -446,14 +446,24 @@ impl WorkerSide {
             }
         };
         let iface = &gen.interfaces[usize::from(in_if)];
-        let ours = our_mac_for(gen, dp, in_if, repr.target_ip);
+        // A gratuitous ARP (sender IP == target IP) announces, it does not ask (RFC 5227): never
+        // answer one. A CARP peer taking a VIP over announces it; a master about to step down
+        // that answered would pull the switch's entry for the virtual MAC back to itself.
+        let announcement = repr.source_ip == repr.target_ip;
+        let ours = if announcement {
+            None
+        } else {
+            our_mac_for(gen, dp, in_if, repr.target_ip)
+        };
         // Learn from what is addressed to us, and refresh what we already know (RFC 826's merge
         // flag): a gratuitous ARP moves a known neighbour, a stranger's chatter adds nothing.
+        // Our own addresses are never neighbours (a peer's announcement of a shared VIP).
         let on_link = iface
             .addr
             .is_some_and(|(a, l)| same_net(a, repr.source_ip, l));
         if on_link
             && !repr.source_mac.is_multicast()
+            && !is_configured_addr(gen, repr.source_ip)
             && (ours.is_some() || dp.neigh.lookup(in_if, repr.source_ip).is_some())
         {
             dp.neigh
@@ -1354,6 +1364,15 @@ fn is_subnet_broadcast(gen: &Generation, dst: Ipv4Addr) -> bool {
         Some((a, l)) => l < 31 && dst == subnet_broadcast(a, l),
         None => false,
     })
+}
+
+/// Whether `ip` is one of the box's configured addresses (interface addresses and every VIP,
+/// held or not).
+fn is_configured_addr(gen: &Generation, ip: Ipv4Addr) -> bool {
+    gen.interfaces
+        .iter()
+        .any(|i| i.addr.is_some_and(|(a, _)| a == ip))
+        || gen.vips.iter().any(|v| v.addr == ip)
 }
 
 /// The MAC to answer ARP for `ip` on `in_if` with: the interface's for its own address, the

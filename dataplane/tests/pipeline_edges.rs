@@ -977,3 +977,21 @@ fn martian_addresses_are_dropped() {
     }
     assert_eq!(lab.dp.states.len(), 0);
 }
+
+/// A CARP peer taking the VIP over announces it with a gratuitous ARP from the virtual MAC. The
+/// box, still master for a moment, must not answer it: its reply would come from the virtual MAC
+/// too and pull the switch's entry back to the box that is stepping down. Nor does it learn its
+/// own VIP as a neighbour.
+#[test]
+fn a_peers_gratuitous_arp_for_a_held_vip_is_not_answered() {
+    let mut lab = Lab::new();
+    let s = lab.snapshot();
+    lab.send(LAN, &arp_request(LAN_VMAC, LAN_VIP, LAN_VIP), T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("arp_ignored", 1)]);
+    lab.nothing_sent();
+    assert_eq!(
+        lab.dp.neigh.lookup(LAN, LAN_VIP),
+        None,
+        "our own VIP is not a neighbour"
+    );
+}

@@ -249,6 +249,27 @@ impl CarpGroupSet {
         }))
     }
 
+    /// The link of `interface` went down or came back (FreeBSD's `carp_linkstate`): while it is
+    /// down its groups are INIT and hold nothing (a master on a dead link would hear no peer and
+    /// stay master); when it is back they start again as BACKUP. Disabled groups stay disabled.
+    pub fn set_link(&mut self, interface: &str, up: bool, now: Instant) -> Vec<GroupOutput> {
+        let mut outs = Vec::new();
+        if !self.enabled {
+            return outs;
+        }
+        for i in 0..self.groups.len() {
+            if self.groups[i].interface == interface {
+                self.step(
+                    i,
+                    now,
+                    if up { Event::Start } else { Event::Stop },
+                    &mut outs,
+                );
+            }
+        }
+        outs
+    }
+
     /// Sets the box-wide demotion (the sum of the caller's sources, e.g. [`DEMOTION_FACTOR`] per
     /// CARP interface with its link down, and while the state sync's bulk update runs).
     pub fn set_demotion(&mut self, demotion: u32, now: Instant) -> Vec<GroupOutput> {
