@@ -341,3 +341,35 @@ pub fn nat_states(n: u32, capacity: usize) -> StateTable {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handshake_goes_through_box_a_and_its_ack_is_forwarded_again_and_again() {
+        let (dp, mut pipe) = box_a(table_config(16));
+        let flow = establish(&mut pipe);
+        assert_eq!(dp.states.len(), 1);
+        for _ in 0..3 {
+            let (out, f) = run(&mut pipe, LAN, &flow.ack_frame);
+            assert_eq!(out, WAN);
+            let ip = Ipv4Packet::new_unchecked(&f[ethernet::HEADER_LEN..]);
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (WAN_VIP, SERVER));
+            assert_eq!(
+                TcpPacket::new_unchecked(ip.payload()).src_port(),
+                flow.nat_port
+            );
+        }
+        let c = pipe.counters();
+        assert_eq!(c.forwarded.get(), 6, "{:?}", nonzero_counters(&pipe));
+        assert_eq!(c.states_created.get(), 1);
+    }
+
+    #[test]
+    fn nat_states_fills_the_table() {
+        let t = nat_states(1000, 0);
+        assert_eq!(t.len(), 1000);
+        assert!(t.memory_estimate() > 1000 * 120);
+    }
+}
