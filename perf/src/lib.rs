@@ -1,1 +1,3 @@
 //! tandem's benchmark harness.
+
+pub mod fixture;

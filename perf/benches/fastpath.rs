@@ -1,0 +1,417 @@
+//! The fast path without AF_XDP: box A's pipeline on in-memory frames, the state table, the
+//! ruleset. Results and how to read them: perf/RESULTS.md.
+//!
+//! `cargo bench -p tandem-perf --bench fastpath` (all), or a filter: `-- established_nat`.
+//!
+//! Every pipeline benchmark checks what it measured: before the timed loop one batch is run and
+//! its frames inspected, and after it the counters must show every packet forwarded (or every
+//! SYN creating a state), so a drop path can never pass for a fast path.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+
+use tandem_dataplane::filter::{
+    Action, AddrMatch, PacketMeta, PortRange, Prefix, ProtoMatch, Rule, Ruleset,
+    Verdict as RuleVerdict,
+};
+use tandem_dataplane::io::mem::MemPort;
+use tandem_dataplane::io::{Frame, Verdict};
+use tandem_dataplane::pipeline::Pipeline;
+use tandem_dataplane::state::{Direction, FlowKey};
+use tandem_dataplane::wire::ethernet::{self, EthernetFrame};
+use tandem_dataplane::wire::ipv4::Ipv4Packet;
+use tandem_dataplane::wire::tcp::TcpPacket;
+use tandem_perf::fixture::{
+    box_a, client_syn, establish, nat_states, nonzero_counters, table_config, CLIENT, LAN, NOW,
+    SERVER, SERVER_MAC, WAN, WAN_VIP,
+};
+
+/// Frames per batch (one AF_XDP RX burst).
+const BATCH: usize = 64;
+
+/// Copies `tmpl` into every frame of the batch: the re-injection every pipeline iteration pays.
+#[inline]
+fn refill(frames: &mut [Frame], tmpl: &[u8]) {
+    for f in frames.iter_mut() {
+        f.buf[..tmpl.len()].copy_from_slice(tmpl);
+        f.len = tmpl.len();
+    }
+}
+
+/// One batch through the pipeline, per frame; returns how many frames were sent.
+#[inline]
+fn process_batch(pipe: &mut Pipeline, in_if: u8, frames: &mut [Frame]) -> usize {
+    pipe.begin_batch(NOW);
+    let mut tx = 0;
+    for f in frames.iter_mut() {
+        if let Verdict::Tx { len, .. } = pipe.process(in_if, &mut f.buf[..], f.len) {
+            f.len = len;
+            tx += 1;
+        }
+    }
+    pipe.end_batch();
+    tx
+}
+
+fn counter(pipe: &Pipeline, name: &str) -> u64 {
+    pipe.counters()
+        .snapshot()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, v)| v)
+}
+
+/// Every frame counted since `before` was forwarded: no drop, no ARP queueing.
+fn assert_all_forwarded(pipe: &Pipeline, before: &[(&'static str, u64)], what: &str) {
+    let after = pipe.counters().snapshot();
+    let delta = |name: &str| {
+        let a = after.iter().find(|(n, _)| *n == name).map_or(0, |p| p.1);
+        let b = before.iter().find(|(n, _)| *n == name).map_or(0, |p| p.1);
+        a - b
+    };
+    let rx = delta("rx_frames");
+    assert_eq!(
+        delta("forwarded"),
+        rx,
+        "{what}: not every frame was forwarded; counters {:?}",
+        nonzero_counters(pipe)
+    );
+    assert_eq!(delta("tx_frames"), rx, "{what}: tx_frames != rx_frames");
+    println!("{what}: check passed, {rx} frames received, {rx} forwarded");
+}
+
+/// `fastpath/copy_64` and `fastpath/established_nat` (+ `established_nat_poll_ports`).
+fn established(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let (_dp, mut pipe) = box_a(table_config(100_000));
+    let flow = establish(&mut pipe);
+    let tmpl = flow.ack_frame.clone();
+    let mut frames: Vec<Frame> = (0..BATCH).map(|_| Frame::new()).collect();
+
+    // What one batch does: 64 frames out of wan, from the WAN VIP and the NAT port, to the
+    // server's MAC.
+    refill(&mut frames, &tmpl);
+    assert_eq!(process_batch(&mut pipe, LAN, &mut frames), BATCH);
+    for f in &frames {
+        let eth = EthernetFrame::new_unchecked(f.bytes());
+        assert_eq!(eth.dst_addr(), SERVER_MAC);
+        let ip = Ipv4Packet::new_unchecked(&f.bytes()[ethernet::HEADER_LEN..]);
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (WAN_VIP, SERVER));
+        assert!(ip.verify_checksum());
+        let tcp = TcpPacket::new_unchecked(ip.payload());
+        assert_eq!(tcp.src_port(), flow.nat_port);
+        assert!(tcp.verify_checksum(WAN_VIP, SERVER));
+    }
+
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("copy_64", |b| {
+        b.iter(|| refill(black_box(&mut frames), black_box(&tmpl)))
+    });
+
+    let before = pipe.counters().snapshot();
+    g.bench_function("established_nat", |b| {
+        b.iter(|| {
+            refill(&mut frames, &tmpl);
+            black_box(process_batch(&mut pipe, LAN, &mut frames))
+        })
+    });
+    assert_all_forwarded(&pipe, &before, "established_nat");
+
+    // The same through MemPorts and Pipeline::poll_ports (inject copies, recv/send swap boxes).
+    let mut ports = [MemPort::new(), MemPort::new()];
+    for _ in 0..2 * BATCH {
+        ports[0].add_spare(Frame::new());
+        ports[1].add_spare(Frame::new());
+    }
+    let before = pipe.counters().snapshot();
+    g.bench_function("established_nat_poll_ports", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                ports[0].inject(&tmpl);
+            }
+            let n = pipe.poll_ports(&mut ports, &mut frames, NOW);
+            ports[usize::from(WAN)].recycle_sent();
+            black_box(n)
+        })
+    });
+    assert_all_forwarded(&pipe, &before, "established_nat_poll_ports");
+}
+
+/// SYNs from distinct (client, port) pairs of the LAN, 74 bytes each, back to back.
+struct Syns {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl Syns {
+    fn new(n: usize) -> Syns {
+        let mut bytes = Vec::new();
+        let mut len = 0;
+        for i in 0..n {
+            // 200 clients .20-.219 (not the VIP .10 nor fw-a .11), 500 ports each per 100k.
+            let host = 20 + (i % 200) as u8;
+            let sport = 1024 + (i / 200) as u16;
+            let f = client_syn(Ipv4Addr::new(192, 168, 0, host), sport, 7_000 + i as u32);
+            len = f.len();
+            bytes.extend_from_slice(&f);
+        }
+        Syns { bytes, len }
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        &self.bytes[i * self.len..(i + 1) * self.len]
+    }
+}
+
+/// `fastpath/new_tcp_connection`: per SYN, rule match, state insert with a NAT port, forward.
+fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
+    /// The SYN set; keys repeat only after a flush.
+    const SYNS: usize = 100_000;
+    /// States created between two flushes (untimed) of the table.
+    const CHUNK: usize = 10_000;
+    let (dp, mut pipe) = box_a(table_config(1_000_000));
+    let syns = Syns::new(SYNS);
+    let mut work = vec![Frame::new()];
+
+    // One SYN, inspected.
+    work[0].buf[..syns.len].copy_from_slice(syns.get(0));
+    work[0].len = syns.len;
+    assert_eq!(process_batch(&mut pipe, LAN, &mut work), 1);
+    let ip = Ipv4Packet::new_unchecked(&work[0].bytes()[ethernet::HEADER_LEN..]);
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (WAN_VIP, SERVER));
+    assert_eq!(dp.states.len(), 1);
+    dp.states.flush();
+
+    let mut next = 0usize;
+    let mut in_table = 0usize;
+    let created0 = counter(&pipe, "states_created");
+    let mut timed_syns = 0u64;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("new_tcp_connection", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                if in_table == CHUNK {
+                    dp.states.flush();
+                    in_table = 0;
+                }
+                if next == SYNS {
+                    next = 0;
+                }
+                let n = left.min(CHUNK - in_table).min(SYNS - next);
+                let created = counter(&pipe, "states_created");
+                let start = Instant::now();
+                let mut tx = 0;
+                let mut i = next;
+                while i < next + n {
+                    let end = (i + BATCH).min(next + n);
+                    pipe.begin_batch(NOW);
+                    for j in i..end {
+                        let f = &mut work[0];
+                        f.buf[..syns.len].copy_from_slice(syns.get(j));
+                        if let Verdict::Tx { .. } = pipe.process(LAN, &mut f.buf[..], syns.len) {
+                            tx += 1;
+                        }
+                    }
+                    pipe.end_batch();
+                    i = end;
+                }
+                total += start.elapsed();
+                assert_eq!(tx, n, "every SYN forwarded: {:?}", nonzero_counters(&pipe));
+                assert_eq!(counter(&pipe, "states_created") - created, n as u64);
+                next += n;
+                in_table += n;
+                left -= n;
+                timed_syns += n as u64;
+            }
+            total
+        })
+    });
+    let created = counter(&pipe, "states_created") - created0;
+    assert_eq!(created, timed_syns);
+    println!("new_tcp_connection: check passed, {created} states created by {timed_syns} SYNs");
+}
+
+/// `fastpath/lookup_1m`: `with_state` on random keys (both directions) of 1M states.
+fn lookup_1m(g: &mut BenchmarkGroup<'_, WallTime>) {
+    const N: u32 = 1_000_000;
+    let t = nat_states(N, 0);
+    let mut keys: Vec<FlowKey> = Vec::with_capacity(2 * N as usize);
+    t.for_each(|s| {
+        keys.push(*s.key(Direction::Original));
+        keys.push(*s.key(Direction::Reply));
+    });
+    // Fisher-Yates with xorshift64*: a fixed, uniform order.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..keys.len()).rev() {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let j = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) % (i as u64 + 1)) as usize;
+        keys.swap(i, j);
+    }
+    let hits = keys
+        .iter()
+        .filter(|k| t.with_state(k, |_, _| ()).is_some())
+        .count();
+    assert_eq!(hits, keys.len(), "every key finds its state");
+
+    let mut i = 0usize;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("lookup_1m", |b| {
+        b.iter(|| {
+            let k = &keys[i];
+            i += 1;
+            if i == keys.len() {
+                i = 0;
+            }
+            black_box(t.with_state(black_box(k), |s, d| (s.rule, d)))
+        })
+    });
+}
+
+/// `fastpath/rules_1000` and `fastpath/rules_1000_mixed`: first match over 1000 rules of one
+/// interface, the last one matching.
+fn rules(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let meta = PacketMeta {
+        in_if: LAN,
+        proto: 6,
+        src: CLIENT,
+        dst: SERVER,
+        sport: 40000,
+        dport: 80,
+    };
+    let check = |rs: &Ruleset| {
+        let v = rs.evaluate(&meta);
+        let reference = rs.rules(LAN).iter().position(|r| r.matches(&meta));
+        assert_eq!(reference, Some(999), "the last rule is the first match");
+        assert!(matches!(v, RuleVerdict::Rule { index: 999, .. }), "{v:?}");
+    };
+
+    // Rules that differ in the destination port only; the last one is port 80.
+    let ports: Vec<Rule> = (0..1000u32)
+        .map(|i| {
+            let port = if i == 999 { 80 } else { 10_000 + i as u16 };
+            Rule::new(
+                i + 1,
+                if i % 2 == 0 {
+                    Action::Pass
+                } else {
+                    Action::Block
+                },
+            )
+            .with_proto(ProtoMatch::Tcp)
+            .with_dst_port(PortRange::single(port))
+        })
+        .collect();
+    let rs = Ruleset::new(vec![ports], Vec::new(), 1);
+    check(&rs);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("rules_1000", |b| {
+        b.iter(|| black_box(rs.evaluate(black_box(&meta))))
+    });
+
+    // A third on destination hosts (any port), a third on destination ports (any address), a
+    // third on source hosts with the low ports: whichever dimension the cut takes, two thirds
+    // of the rules are wildcards in it and stay candidates.
+    let host = |base: u32, i: u32| AddrMatch::prefix(Prefix::host(Ipv4Addr::from(base + i)));
+    let mixed: Vec<Rule> = (0..1000u32)
+        .map(|i| {
+            let r = Rule::new(i + 1, Action::Pass).with_proto(ProtoMatch::Tcp);
+            match (i, i % 3) {
+                (999, _) => r
+                    .with_src(AddrMatch::prefix(Prefix::new(CLIENT, 24).expect("/24")))
+                    .with_dst(host(u32::from(SERVER), 0))
+                    .with_dst_port(PortRange::single(80)),
+                (_, 0) => r.with_dst(host(0xc612_0000, i)),
+                (_, 1) => r.with_dst_port(PortRange::single(20_000 + i as u16)),
+                _ => r
+                    .with_src(host(0x0a0a_0000, i))
+                    .with_dst_port(PortRange::new(0, 1023)),
+            }
+        })
+        .collect();
+    let rs = Ruleset::new(vec![mixed], Vec::new(), 1);
+    check(&rs);
+    g.bench_function("rules_1000_mixed", |b| {
+        b.iter(|| black_box(rs.evaluate(black_box(&meta))))
+    });
+    // The reference semantics rule by rule (`Rule::matches`): what the compiled form is for.
+    g.bench_function("rules_1000_mixed_reference", |b| {
+        b.iter(|| {
+            let m = black_box(&meta);
+            black_box(rs.rules(LAN).iter().position(|r| r.matches(m)))
+        })
+    });
+}
+
+/// Criterion's filter (its first positional argument), anchors stripped: setups of benchmarks
+/// it excludes are skipped (the 1M-state table alone takes seconds, and would pollute a
+/// `perf record` of another benchmark). A plain substring test, not criterion's regex: with a
+/// regex beyond `^...$`, run without a filter.
+fn filter() -> Option<String> {
+    const WITH_VALUE: &[&str] = &[
+        "-c",
+        "--color",
+        "-s",
+        "--save-baseline",
+        "-b",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--profile-time",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--plotting-backend",
+        "--output-format",
+        "--format",
+    ];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') {
+            return Some(a.trim_start_matches('^').trim_end_matches('$').to_owned());
+        }
+    }
+    None
+}
+
+fn fastpath(c: &mut Criterion) {
+    let f = filter();
+    let wanted = |ids: &[&str]| {
+        f.as_deref()
+            .is_none_or(|f| ids.iter().any(|id| format!("fastpath/{id}").contains(f)))
+    };
+    let mut g = c.benchmark_group("fastpath");
+    g.measurement_time(Duration::from_secs(8));
+    if wanted(&["copy_64", "established_nat", "established_nat_poll_ports"]) {
+        established(&mut g);
+    }
+    if wanted(&["new_tcp_connection"]) {
+        new_connections(&mut g);
+    }
+    if wanted(&[
+        "rules_1000",
+        "rules_1000_mixed",
+        "rules_1000_mixed_reference",
+    ]) {
+        rules(&mut g);
+    }
+    if wanted(&["lookup_1m"]) {
+        lookup_1m(&mut g);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fastpath);
+criterion_main!(benches);
