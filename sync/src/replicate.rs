@@ -70,21 +70,19 @@
 //! does not set `bulk_pending`. Demoting CARP because the *other* box restarted would make the
 //! master give way to the box that just lost its states.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use tandem_dataplane::journal::JournalKind;
-use tandem_dataplane::state::{
-    Millis, NewState, State, StateTable, SyncId, TcpPeer, TimeoutClass,
-};
+use tandem_dataplane::state::{Millis, NewState, State, StateTable, SyncId, TcpPeer, TimeoutClass};
 
 use crate::journal::SyncJournal;
 use crate::replay::{ReplayWindow, Seen, WIDTH};
 use crate::transport::Transport;
 use crate::wire::{
-    self, BusRecord, BusStatus, FrameBuilder, InsRecord, Record, Reject, SyncKey,
-    UpdCRecord, FLAG_ACK_REQ,
+    self, BusRecord, BusStatus, FrameBuilder, InsRecord, Record, Reject, SyncKey, UpdCRecord,
+    FLAG_ACK_REQ,
 };
 
 /// Replicator settings (`ha.state_sync`).
@@ -373,8 +371,8 @@ struct PeerRx {
     lag_last: u32,
     /// Between BUS START and END: the ids of the sender's creator we heard of.
     bulk_seen: Option<HashSet<SyncId>>,
-    /// A BUS END (its datagram's seq) waiting for the datagrams before it.
-    bulk_end_at: Option<u64>,
+    /// State records of sequenced datagrams not yet applied (a gap before them), by seq.
+    held: BTreeMap<u64, Vec<Record>>,
 }
 
 impl PeerRx {
@@ -994,8 +992,10 @@ impl Replicator {
                 p.above.insert(h.seq);
             }
             Seen::Late => {
-                p.above.insert(h.seq);
-                p.advance();
+                if h.seq > p.cum {
+                    p.above.insert(h.seq);
+                    p.advance();
+                }
             }
             Seen::Unsequenced => {}
         }
@@ -1019,20 +1019,30 @@ impl Replicator {
             quiet_bulk = true;
         }
 
-        let sequenced = h.seq != 0;
-        self.req_dedup.clear();
+        // ACK and NACK act at once; state records wait for every datagram before theirs
+        // (applied in sequence order, so a retransmitted INS cannot resurrect a state whose
+        // DEL_C overtook it).
+        let mut state_recs = Vec::new();
         for rec in frame.records() {
-            self.record(t, h.host, h.seq, sequenced, rec, now);
-        }
-        let backs = std::mem::take(&mut self.push_back);
-        for s in &backs {
-            if !s.is_removed() {
-                self.push(t, Record::UpdC(upd_c_record(s, now)), now);
+            match rec {
+                Record::Ack { seq } => {
+                    self.counters.rx_ack += 1;
+                    self.on_ack(seq, now);
+                }
+                Record::Nack { from, to } => {
+                    self.counters.rx_nack += 1;
+                    self.on_nack(t, from, to, now);
+                }
+                _ if h.seq == 0 => self.counters.unsequenced_state += 1,
+                r => state_recs.push(r),
             }
         }
-        self.push_back = backs;
-        self.push_back.clear();
-        self.bulk_end_check(h.host);
+        if h.seq != 0 {
+            if let Some(p) = self.peers.get_mut(&h.host) {
+                p.held.insert(h.seq, state_recs);
+            }
+        }
+        self.deliver(t, h.host, now);
         let held_off = self
             .last_request
             .is_some_and(|l| now < l + REQUEST_HOLDOFF_MS);
@@ -1047,31 +1057,36 @@ impl Replicator {
         }
     }
 
-    fn record(
-        &mut self,
-        t: &mut dyn Transport,
-        host: u32,
-        seq: u64,
-        sequenced: bool,
-        rec: Record,
-        now: Millis,
-    ) {
-        let c = &mut self.counters;
-        match rec {
-            Record::Ack { seq } => {
-                c.rx_ack += 1;
-                return self.on_ack(seq, now);
-            }
-            Record::Nack { from, to } => {
-                c.rx_nack += 1;
-                return self.on_nack(t, from, to, now);
-            }
-            _ if !sequenced => {
-                c.unsequenced_state += 1;
+    /// Apply, in sequence order, the held datagrams of `host` up to its `cum`.
+    fn deliver(&mut self, t: &mut dyn Transport, host: u32, now: Millis) {
+        loop {
+            let Some(p) = self.peers.get_mut(&host) else {
+                return;
+            };
+            let cum = p.cum;
+            let Some(e) = p.held.first_entry() else {
+                return;
+            };
+            if *e.key() > cum {
                 return;
             }
-            _ => {}
+            let recs = e.remove();
+            self.req_dedup.clear();
+            for rec in recs {
+                self.record(t, host, rec, now);
+            }
+            let backs = std::mem::take(&mut self.push_back);
+            for s in &backs {
+                if !s.is_removed() {
+                    self.push(t, Record::UpdC(upd_c_record(s, now)), now);
+                }
+            }
+            self.push_back = backs;
+            self.push_back.clear();
         }
+    }
+
+    fn record(&mut self, t: &mut dyn Transport, host: u32, rec: Record, now: Millis) {
         match rec {
             Record::Ins(r) => {
                 self.counters.rx_ins += 1;
@@ -1120,17 +1135,11 @@ impl Replicator {
             }
             Record::Bus(b) => {
                 self.counters.rx_bus += 1;
-                let p = self.peers.entry(host).or_default();
                 match b.status {
                     BusStatus::Start => {
-                        p.bulk_seen = Some(HashSet::new());
-                        p.bulk_end_at = None;
+                        self.peers.entry(host).or_default().bulk_seen = Some(HashSet::new());
                     }
-                    BusStatus::End => {
-                        if p.bulk_seen.is_some() {
-                            p.bulk_end_at = Some(seq);
-                        }
-                    }
+                    BusStatus::End => self.bulk_end(host),
                 }
             }
             Record::InsAck(_) | Record::Ack { .. } | Record::Nack { .. } => {}
@@ -1146,16 +1155,11 @@ impl Replicator {
         }
     }
 
-    /// A BUS END whose datagrams before it all arrived: purge and finish.
-    fn bulk_end_check(&mut self, host: u32) {
+    /// A BUS END (applied in order: every datagram before it was): purge and finish.
+    fn bulk_end(&mut self, host: u32) {
         let Some(p) = self.peers.get_mut(&host) else {
             return;
         };
-        match p.bulk_end_at {
-            Some(at) if p.cum >= at => {}
-            _ => return,
-        }
-        p.bulk_end_at = None;
         let Some(seen) = p.bulk_seen.take() else {
             return;
         };
@@ -1234,4 +1238,3 @@ impl Replicator {
         }
     }
 }
-

@@ -86,7 +86,11 @@ impl RawIpSocket {
         })?;
         s.set_int(libc::IPPROTO_IP, libc::IP_TTL, libc::c_int::from(TTL))?;
         s.set_int(libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(TOS_CS6))?;
-        s.set_int(libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, libc::c_int::from(TTL))?;
+        s.set_int(
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_TTL,
+            libc::c_int::from(TTL),
+        )?;
         s.set_int(libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)?;
         let mreq = libc::ip_mreqn {
             imr_multiaddr: libc::in_addr {

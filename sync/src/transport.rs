@@ -97,7 +97,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl MemTransport {
     /// Apply `faults` to what this end sends from now on.
     pub fn set_faults(&mut self, faults: Faults) {
-        self.rng = if faults.seed == 0 { 0x5eed } else { faults.seed };
+        self.rng = if faults.seed == 0 {
+            0x5eed
+        } else {
+            faults.seed
+        };
         self.faults = faults;
     }
 
