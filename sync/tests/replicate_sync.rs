@@ -114,7 +114,7 @@ fn loss_and_reordering_converge_once_traffic_stops() {
     };
     for now in 200..3200u64 {
         if now % 2 == 0 {
-            let s = insert_tcp(&a.table, next, next % 3 == 0, now);
+            let s = insert_tcp(&a.table, next, next.is_multiple_of(3), now);
             next += 1;
             live.push((s, 0u8));
         }
