@@ -72,7 +72,7 @@ fn bad_datagrams_create_nothing_and_are_counted() {
     // Our own host id.
     let mut me = FrameBuilder::new(key(), 2, 0xb001, DEFAULT_MTU);
     me.push_ins(&rec);
-    deliver(&mut b, &me.finish(5, 300).to_vec(), A_ADDR, 255);
+    deliver(&mut b, me.finish(5, 300), A_ADDR, 255);
 
     assert!(b.table.is_empty(), "a bad datagram created state");
     let after = b.rep.counters();
