@@ -123,6 +123,13 @@ pub struct SyncConfig {
     pub max_recv: usize,
     /// The longest the daemon may sleep between polls: the journal has no fd (default 1 ms).
     pub drain_interval_ms: u64,
+    /// Flow control: at most this many sequenced datagrams unacknowledged while the peer
+    /// acknowledges (default 48: inside the 64-wide replay window, so a loss in a burst stays
+    /// repairable). Entries wait in the journal meanwhile. A peer silent for
+    /// [`SyncConfig::peer_dead_ms`] lifts the limit (we send as pfsync does, to nobody).
+    pub max_in_flight: usize,
+    /// No ACK for this long: the peer is gone (default 1000 ms).
+    pub peer_dead_ms: u64,
 }
 
 impl SyncConfig {
@@ -146,6 +153,8 @@ impl SyncConfig {
             drain_max: 8192,
             max_recv: 1024,
             drain_interval_ms: 1,
+            max_in_flight: 48,
+            peer_dead_ms: 1000,
         }
     }
 }
@@ -367,6 +376,8 @@ struct PeerRx {
     ack_now: bool,
     last_ack: Millis,
     last_nack: Option<Millis>,
+    /// A new hole appeared: NACK at once.
+    nack_now: bool,
     lag_min: Option<u32>,
     lag_last: u32,
     /// Between BUS START and END: the ids of the sender's creator we heard of.
@@ -381,9 +392,20 @@ impl PeerRx {
             self.cum += 1;
         }
     }
-    fn missing(&self) -> Option<(u64, u64)> {
-        let first_above = *self.above.iter().next()?;
-        Some((self.cum + 1, first_above - 1))
+    /// The holes below the highest datagram received, lowest first (at most `max`).
+    fn holes(&self, max: usize) -> Vec<(u64, u64)> {
+        let mut v = Vec::new();
+        let mut next = self.cum + 1;
+        for &s in &self.above {
+            if v.len() >= max {
+                break;
+            }
+            if s > next {
+                v.push((next, s - 1));
+            }
+            next = s + 1;
+        }
+        v
     }
 }
 
@@ -399,10 +421,19 @@ struct Walk {
     at: usize,
     started: Millis,
     resync: bool,
-    started_sent: bool,
+}
+
+fn bus_record(status: BusStatus, endtime_ms: u32) -> Record {
+    Record::Bus(BusRecord {
+        creator: 0,
+        endtime_ms,
+        status,
+    })
 }
 
 const ECHO_LIMIT: usize = 65_536;
+/// NACK ranges per round (a 64-wide window has at most 32 holes).
+const MAX_NACKS: usize = 32;
 /// A bulk request is not repeated within this long because a peer appeared.
 const REQUEST_HOLDOFF_MS: Millis = 1000;
 
@@ -419,6 +450,9 @@ pub struct Replicator {
     next_seq: u64,
     ring: VecDeque<Sent>,
     last_progress: Millis,
+    /// Highest cumulative ACK from the peer, and when an ACK last arrived.
+    acked: u64,
+    last_ack_rx: Option<Millis>,
     peers: HashMap<u32, PeerRx>,
     last_peer: Option<(u32, u32)>,
     peer_deleted: HashSet<SyncId>,
@@ -473,7 +507,15 @@ impl Replicator {
     /// A replicator for `table`, draining `journal` (the one the table was built with:
     /// `StateTable::with_journal(cfg, journal.clone())`). `bulk_pending` is true from here
     /// until the bulk update arrives or the requests give up (unless `bulk_retries` is 0).
+    ///
+    /// Panics if `cfg.host_id` is not the table's creator id (a wiring error: the purge at a
+    /// bulk END and the own-host check rely on it).
     pub fn new(cfg: SyncConfig, table: Arc<StateTable>, journal: Arc<SyncJournal>) -> Self {
+        assert_eq!(
+            cfg.host_id,
+            table.creator(),
+            "ha.state_sync host id must be the state table's creator id"
+        );
         let builder = FrameBuilder::new(cfg.key.clone(), cfg.host_id, cfg.boot_id, cfg.mtu);
         let ctl = FrameBuilder::new(cfg.key.clone(), cfg.host_id, cfg.boot_id, cfg.mtu);
         let bulk = if cfg.bulk_retries == 0 {
@@ -495,6 +537,8 @@ impl Replicator {
             next_seq: 1,
             ring: VecDeque::new(),
             last_progress: 0,
+            acked: 0,
+            last_ack_rx: None,
             peers: HashMap::new(),
             last_peer: None,
             peer_deleted: HashSet::new(),
@@ -572,7 +616,7 @@ impl Replicator {
         if self.journal.take_resync() {
             self.events.push(Event::Resync);
             self.counters.resyncs += 1;
-            self.start_walk(now, true);
+            self.start_walk(t, now, true);
         }
         let due = self.journal.due();
         self.drain(t, now);
@@ -698,11 +742,30 @@ impl Replicator {
         }
     }
 
+    /// May another sequenced datagram go out (flow control)?
+    fn credit(&self, now: Millis) -> bool {
+        let alive = self
+            .last_ack_rx
+            .is_some_and(|t| now < t + self.cfg.peer_dead_ms);
+        !alive || self.ring.len() < self.cfg.max_in_flight.max(1)
+    }
+
     fn drain(&mut self, t: &mut dyn Transport, now: Millis) {
-        let mut entries = Vec::new();
-        let n = self
-            .journal
-            .drain(self.cfg.drain_max, |k, s| entries.push((k, s)));
+        let mut left = self.cfg.drain_max;
+        while left > 0 && self.credit(now) {
+            // Small chunks: the credit is checked between them (a chunk is at most 3
+            // datagrams of INS).
+            let n = self.drain_some(t, now, left.min(32));
+            if n == 0 {
+                break;
+            }
+            left -= n;
+        }
+    }
+
+    fn drain_some(&mut self, t: &mut dyn Transport, now: Millis, max: usize) -> usize {
+        let mut entries = Vec::with_capacity(max);
+        let n = self.journal.drain(max, |k, s| entries.push((k, s)));
         self.counters.journal_entries += n as u64;
         for (kind, s) in entries {
             let id = s.id;
@@ -719,11 +782,15 @@ impl Replicator {
                 JournalKind::Update => self.push(t, Record::UpdC(upd_c_record(&s, now)), now),
             }
         }
+        n
     }
 
     // ---- walks (bulk answer, resync) ------------------------------------------------------
 
-    fn start_walk(&mut self, now: Millis, resync: bool) {
+    /// Snapshot the table and push BUS START at once: every record pushed after it (journal
+    /// entries of states newer than the snapshot included) is between START and END, so the
+    /// peer's purge spares those states.
+    fn start_walk(&mut self, t: &mut dyn Transport, now: Millis, resync: bool) {
         if self.walk.is_some() {
             self.walk_again = true;
             self.walk_again_resync |= resync;
@@ -736,27 +803,16 @@ impl Replicator {
             at: 0,
             started: now,
             resync,
-            started_sent: false,
         });
+        self.push(t, bus_record(BusStatus::Start, 0), now);
     }
 
     fn walk_step(&mut self, t: &mut dyn Transport, now: Millis) {
         let Some(mut w) = self.walk.take() else {
             return;
         };
-        let bus = |status, endtime_ms| {
-            Record::Bus(BusRecord {
-                creator: 0,
-                endtime_ms,
-                status,
-            })
-        };
-        if !w.started_sent {
-            w.started_sent = true;
-            self.push(t, bus(BusStatus::Start, 0), now);
-        }
         let limit = self.counters.tx_sequenced + self.cfg.bulk_pace.max(1) as u64;
-        while w.at < w.states.len() && self.counters.tx_sequenced < limit {
+        while w.at < w.states.len() && self.counters.tx_sequenced < limit && self.credit(now) {
             let s = Arc::clone(&w.states[w.at]);
             w.at += 1;
             if s.is_removed() {
@@ -771,14 +827,15 @@ impl Replicator {
             self.walk = Some(w);
             return;
         }
-        // Whatever the journal holds now goes before END, so the peer's purge spares it.
+        // What the journal holds now goes out before END (tidier; the purge spares it anyway,
+        // being after START).
         self.drain(t, now);
-        self.push(t, bus(BusStatus::End, age(now, w.started)), now);
+        self.push(t, bus_record(BusStatus::End, age(now, w.started)), now);
         self.flush(t, now, true);
         self.counters.bulk_sent += 1;
         if std::mem::take(&mut self.walk_again) {
             let resync = std::mem::take(&mut self.walk_again_resync);
-            self.start_walk(now, resync);
+            self.start_walk(t, now, resync);
         }
     }
 
@@ -829,14 +886,20 @@ impl Replicator {
                 p.ack_now = false;
                 p.last_ack = now;
             }
-            match (p.missing(), p.last_nack) {
-                (None, _) => p.last_nack = None,
-                (Some((from, to)), last) => {
-                    if last.is_none_or(|l| now >= l + self.cfg.nack_interval_ms) {
-                        recs.push(Record::Nack { from, to });
-                        p.last_nack = Some(now);
-                    }
+            // Every hole at once when a new one appears, and again every nack_interval while
+            // any lasts.
+            if p.above.is_empty() {
+                p.last_nack = None;
+                p.nack_now = false;
+            } else if p.nack_now
+                || p.last_nack
+                    .is_none_or(|l| now >= l + self.cfg.nack_interval_ms)
+            {
+                for (from, to) in p.holes(MAX_NACKS) {
+                    recs.push(Record::Nack { from, to });
                 }
+                p.last_nack = Some(now);
+                p.nack_now = false;
             }
         }
         if !recs.is_empty() {
@@ -845,6 +908,11 @@ impl Replicator {
     }
 
     fn on_ack(&mut self, seq: u64, now: Millis) {
+        self.last_ack_rx = Some(now);
+        if seq >= self.next_seq {
+            return; // not a number we sent (this boot): ignore
+        }
+        self.acked = self.acked.max(seq);
         let before = self.ring.len();
         while self.ring.front().is_some_and(|s| s.seq <= seq) {
             self.ring.pop_front();
@@ -855,6 +923,9 @@ impl Replicator {
     }
 
     fn on_nack(&mut self, t: &mut dyn Transport, from: u64, to: u64, now: Millis) {
+        // Numbers acknowledged already: a stale or replayed NACK (unsequenced datagrams
+        // bypass the replay window), not worth a walk.
+        let from = from.max(self.acked + 1);
         let to = to.min(self.next_seq.saturating_sub(1));
         if from > to {
             return;
@@ -881,7 +952,7 @@ impl Replicator {
         }
         if missed {
             self.counters.retransmit_missed += 1;
-            self.start_walk(now, false);
+            self.start_walk(t, now, false);
         }
     }
 
@@ -979,6 +1050,7 @@ impl Replicator {
                     if missing.is_some() {
                         p.cum = 0;
                         p.above.insert(h.seq);
+                        p.nack_now = true;
                     }
                 } else {
                     self.events.push(Event::PeerFirst(h.host, h.boot));
@@ -988,13 +1060,20 @@ impl Replicator {
                 retry_now = true;
             }
             Seen::InOrder if p.above.is_empty() => p.cum = h.seq,
-            Seen::InOrder | Seen::Gap { .. } => {
+            Seen::InOrder => {
                 p.above.insert(h.seq);
+            }
+            Seen::Gap { .. } => {
+                p.above.insert(h.seq);
+                p.nack_now = true;
             }
             Seen::Late => {
                 if h.seq > p.cum {
                     p.above.insert(h.seq);
+                    let before = p.cum;
                     p.advance();
+                    // A repaired gap: ACK at once, the sender may be waiting for credit.
+                    p.ack_now |= p.cum != before;
                 }
             }
             Seen::Unsequenced => {}
@@ -1124,7 +1203,7 @@ impl Replicator {
             Record::UpdReq(SyncId { creator: 0, id: 0 }) => {
                 self.counters.rx_upd_req += 1;
                 self.counters.bulk_requests_received += 1;
-                self.start_walk(now, false);
+                self.start_walk(t, now, false);
             }
             Record::UpdReq(id) => {
                 self.counters.rx_upd_req += 1;

@@ -17,6 +17,8 @@ use crate::wire::{IPPROTO_SYNC, TTL};
 
 /// pfsync's multicast group.
 pub const SYNC_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 240);
+/// Send and receive buffer size asked for.
+pub const SOCKET_BUFFER: libc::c_int = 4 << 20;
 /// DSCP CS6 (network control) in the TOS byte.
 pub const TOS_CS6: u8 = 0xc0;
 
@@ -84,6 +86,16 @@ impl RawIpSocket {
                 bytes.len() as libc::socklen_t,
             )
         })?;
+        // A bulk walk or a journal burst is hundreds of datagrams: 4 MB each way (the FORCE
+        // variants pass rmem_max/wmem_max with CAP_NET_ADMIN; the plain ones are capped).
+        for (force, plain) in [
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        ] {
+            if s.set_int(libc::SOL_SOCKET, force, SOCKET_BUFFER).is_err() {
+                s.set_int(libc::SOL_SOCKET, plain, SOCKET_BUFFER)?;
+            }
+        }
         s.set_int(libc::IPPROTO_IP, libc::IP_TTL, libc::c_int::from(TTL))?;
         s.set_int(libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(TOS_CS6))?;
         s.set_int(

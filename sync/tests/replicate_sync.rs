@@ -310,3 +310,67 @@ fn a_journal_overflow_is_repaired_by_a_full_walk() {
     assert_eq!(b.counter("bulk_purged"), 1);
     assert_same(&a.table, &b.table);
 }
+
+#[test]
+fn a_large_burst_with_loss_stays_inside_the_replay_window() {
+    let (mut a, mut b) = settled();
+    a.t.set_faults(Faults {
+        drop_fraction: 0.05,
+        seed: 3,
+        ..Faults::default()
+    });
+    // 4000 new states in one go: 308 datagrams, more than the 64-wide window.
+    for i in 0..4000 {
+        insert_tcp(&a.table, i, i % 2 == 0, 200);
+    }
+    run(&mut a, &mut b, 200, 1200);
+    assert_eq!(b.table.len(), 4000);
+    assert_same(&a.table, &b.table);
+    assert_eq!(
+        b.counter("window_lost"),
+        0,
+        "flow control let a gap fall out"
+    );
+    assert_eq!(a.counter("retransmit_missed"), 0);
+    assert!(a.counter("retransmits") > 0);
+    assert_eq!(a.journal.overflow(), 0);
+}
+
+#[test]
+fn a_bulk_of_20k_states_is_paced_and_complete() {
+    let (mut a, _) = settled();
+    for i in 0..20_000 {
+        insert_tcp(&a.table, i, i % 2 == 0, 200);
+    }
+    // B restarts.
+    let (ta, tb) = mem_pair(A_ADDR, B_ADDR);
+    a.t = ta;
+    a.t.set_faults(Faults {
+        drop_fraction: 0.02,
+        reorder_fraction: 0.02,
+        seed: 5,
+        ..Faults::default()
+    });
+    let mut b = node_with(config(2, 0xb003, A_ADDR), JournalConfig::default(), tb);
+    let mut done = None;
+    for now in 200..5000 {
+        a.poll(now);
+        b.poll(now);
+        if done.is_none() && !b.rep.bulk_pending() {
+            done = Some(now);
+        }
+        if now % 50 == 0 && std::env::var_os("TRACE").is_some() {
+            eprintln!("{now} {:?} {}", a.rep.status(), b.table.len());
+        }
+    }
+    assert!(done.is_some(), "{:?}", b.rep.status());
+    assert_eq!(b.table.len(), 20_000);
+    assert_same(&a.table, &b.table);
+    assert_eq!(b.counter("window_lost"), 0);
+    eprintln!(
+        "bulk of 20k states done after {} ms; A: {:?}\nB: {:?}",
+        done.unwrap() - 200,
+        a.rep.counters().snapshot(),
+        b.rep.counters().snapshot()
+    );
+}
