@@ -19,8 +19,9 @@
 //!    its first record is [`SyncConfig::flush_delay_ms`] old. The last datagram of a burst
 //!    carries `ACK_REQ`.
 //! 7. ACK (every [`SyncConfig::ack_interval_ms`] of traffic, every [`SyncConfig::ack_every`]
-//!    datagrams, or at once on `ACK_REQ`) and NACK (at once on a gap, again every
-//!    [`SyncConfig::nack_interval_ms`] while it lasts), in unsequenced datagrams of their own.
+//!    datagrams, at once on `ACK_REQ` or when a gap was repaired) and NACK (every hole at once
+//!    when a new one appears, again every [`SyncConfig::nack_interval_ms`] while any lasts), in
+//!    unsequenced datagrams of their own.
 //! 8. Retransmission: a NACK is answered from the ring of unacknowledged datagrams (the same
 //!    bytes); a NACKed datagram no longer in the ring falls back to a full walk. A tail loss
 //!    (the last datagram of a burst lost: no later datagram reveals the gap) is repaired by
@@ -65,10 +66,28 @@
 //! purge: deletes lost while we were away, or in a journal overflow), and clears
 //! `bulk_pending`. A journal overflow on the sender is repaired by the same walk (resync).
 //!
-//! A peer seen for the first time, restarted (new boot id), or whose gap fell out of the
-//! replay window (`window_lost`), is sent a *quiet* bulk request: it brings what we missed but
-//! does not set `bulk_pending`. Demoting CARP because the *other* box restarted would make the
-//! master give way to the box that just lost its states.
+//! Only our own start (and [`Replicator::request_bulk`]) sets `bulk_pending`. A peer seen for
+//! the first time while ours is pending gets our request at once instead of at the next retry.
+//! A restarted peer gets no request from us: it has nothing we lack (its new states come by its
+//! journal, its first datagrams by NACK), and the purge at its walk's END would remove the
+//! states of its creator we carry for it since it died: live connections. A gap that fell out
+//! of the replay window (`window_lost`) asks for a *quiet* bulk update (no demotion).
+//!
+//! # In order, flow control
+//!
+//! State records are applied in sequence order: a datagram above a hole is held until the hole
+//! is repaired (a retransmitted INS must not resurrect a state whose DEL_C overtook it). While
+//! the peer ACKs, at most [`SyncConfig::max_in_flight`] datagrams are unacknowledged, under the
+//! 64-wide replay window so that every hole stays repairable; journal entries wait in their
+//! queues meanwhile.
+//!
+//! # The daemon
+//!
+//! One sync thread owns the `Replicator` and the [`RawIpSocket`](crate::socket::RawIpSocket):
+//! it calls [`Replicator::poll`] with the dataplane's clock when the socket is readable or at
+//! [`PollResult::next_wakeup_ms`] (at most [`SyncConfig::drain_interval_ms`] away: the journal
+//! has no fd), and sets the CARP demotion from [`Replicator::bulk_pending`]. One cluster is two
+//! boxes: the retransmit ring and the ACKs assume a single peer.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
