@@ -374,3 +374,46 @@ fn a_bulk_of_20k_states_is_paced_and_complete() {
         b.rep.counters().snapshot()
     );
 }
+
+#[test]
+fn a_partition_longer_than_the_window_is_repaired_by_a_walk() {
+    let (mut a, mut b) = settled();
+    let mut states: Vec<_> = (0..200)
+        .map(|i| insert_tcp(&a.table, i, false, 200))
+        .collect();
+    run(&mut a, &mut b, 200, 250);
+    assert_same(&a.table, &b.table);
+
+    // The sync link goes down for 5 s of traffic: 400 datagrams, far more than the window
+    // and the ring.
+    a.t.down = true;
+    b.t.down = true;
+    let mut next = 1000;
+    for now in 250..5250u64 {
+        if now % 10 == 0 {
+            for _ in 0..4 {
+                states.push(insert_tcp(&a.table, next, true, now));
+                next += 1;
+            }
+            let gone = states.swap_remove((now as usize / 10) % states.len());
+            assert!(a.table.remove(&gone));
+        }
+        a.poll(now);
+        b.poll(now);
+    }
+    a.t.down = false;
+    b.t.down = false;
+    run(&mut a, &mut b, 5250, 7000);
+    assert_same(&a.table, &b.table);
+    assert_eq!(b.table.len(), a.table.len());
+    assert!(b.counter("window_lost") >= 1);
+    assert!(
+        b.counter("bulk_purged") > 0,
+        "deletes lost in the partition not purged"
+    );
+    assert!(
+        !b.rep.bulk_pending(),
+        "a quiet bulk request must not demote"
+    );
+    assert!(a.counter("bulk_sent") >= 2);
+}
