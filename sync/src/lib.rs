@@ -6,7 +6,14 @@
 //! - [`replay`]: the per-sender replay window and restart detection.
 //! - [`journal`]: [`journal::SyncJournal`], the workers' side: per-worker lock-free queues,
 //!   pfsync-style coalescing, overflow and resync signalling.
+//! - [`replicate`]: [`replicate::Replicator`], the sync thread's engine: receive, merge,
+//!   send, ACK/NACK repair, bulk update, resync, counters.
+//! - [`transport`]: the [`transport::Transport`] trait and an in-memory pair with faults.
+//! - [`socket`]: [`socket::RawIpSocket`], protocol 240 on the sync interface.
 
 pub mod journal;
 pub mod replay;
+pub mod replicate;
+pub mod socket;
+pub mod transport;
 pub mod wire;
