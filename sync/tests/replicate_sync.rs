@@ -473,7 +473,6 @@ fn the_backup_carries_the_connection_on_and_hands_it_back() {
 /// again, so its new states collide with the ids of its previous run that the peer handed
 /// back in the bulk update (pf seeds its ids from the boot time for this reason).
 #[test]
-#[ignore = "dataplane: StateTable::next_sync_id restarts at 1 after a restart"]
 fn a_restarted_box_does_not_reuse_the_ids_of_its_previous_run() {
     let (mut a, mut b) = settled();
     for i in 0..10 {

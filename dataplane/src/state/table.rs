@@ -583,7 +583,7 @@ impl StateTable {
             ),
             ids,
             count: AtomicUsize::new(0),
-            next_id: AtomicU64::new(0),
+            next_id: AtomicU64::new(first_id_of_this_run()),
             creator: config.creator,
             limit: AtomicU32::new(config.limit),
             timeouts: RwLock::new(config.timeouts),
@@ -641,6 +641,9 @@ impl StateTable {
 
     /// A fresh local sync id (ids start at 1).
     #[inline]
+    /// A new state's identity. Ids of one run start from the start time (see
+    /// `first_id_of_this_run`): a restarted box must not hand out again the ids its previous run
+    /// used, which its peer still holds and sends back in the bulk update.
     pub fn next_sync_id(&self) -> SyncId {
         SyncId {
             creator: self.creator,
@@ -990,4 +993,15 @@ impl StateTable {
         }
         Ok(())
     }
+}
+
+/// The first state id of this run: the Unix time in microseconds times 16. A run would have to
+/// create more than 16 states per microsecond of its life (16 million per second, sustained) to
+/// reach the ids a later run starts from, so restarts never reuse ids, even within a second
+/// (pf uses `time_second << 32`, which a restart within the same second would repeat).
+fn first_id_of_this_run() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    u64::try_from(micros).unwrap_or(u64::MAX >> 4) << 4
 }
