@@ -14,6 +14,8 @@
 
 use std::net::Ipv4Addr;
 
+use tandem_dataplane::wire::checksum::{self, fold, pseudo_header_v4, sum};
+
 /// Probe frame length: the Ethernet minimum without FCS.
 pub const FRAME_LEN: usize = 60;
 
@@ -82,20 +84,17 @@ impl ProbeTemplate {
         ip[9] = PROTO_UDP;
         ip[12..16].copy_from_slice(&src_ip.octets());
         ip[16..20].copy_from_slice(&dst_ip.octets());
-        let csum = !fold(sum16(ip));
+        let csum = checksum::data(ip);
         ip[10..12].copy_from_slice(&csum.to_be_bytes());
         let udp_len = (UDP_LEN + PAYLOAD_LEN) as u16;
         let l4 = ETH_LEN + IP_LEN;
         f[l4 + 2..l4 + 4].copy_from_slice(&dst_port.to_be_bytes());
         f[l4 + 4..l4 + 6].copy_from_slice(&udp_len.to_be_bytes());
         f[l4 + 8 + 16..l4 + 8 + 18].copy_from_slice(&MAGIC);
-        let udp_base = sum16(&src_ip.octets())
-            + sum16(&dst_ip.octets())
-            + u32::from(PROTO_UDP)
-            + u32::from(udp_len)
+        let udp_base = pseudo_header_v4(src_ip, dst_ip, PROTO_UDP, udp_len)
             + u32::from(dst_port)
             + u32::from(udp_len)
-            + sum16(&MAGIC);
+            + sum(&MAGIC);
         Self { frame: f, udp_base }
     }
 
@@ -109,8 +108,7 @@ impl ProbeTemplate {
         let p = l4 + UDP_LEN;
         out[p..p + 8].copy_from_slice(&ts_ns.to_be_bytes());
         out[p + 8..p + 16].copy_from_slice(&seq.to_be_bytes());
-        let sum = self.udp_base + u32::from(src_port) + sum16(&out[p..p + 16]);
-        let mut csum = !fold(sum);
+        let mut csum = !fold(self.udp_base + u32::from(src_port) + sum(&out[p..p + 16]));
         if csum == 0 {
             csum = 0xffff;
         }
@@ -180,20 +178,6 @@ pub fn answer_arp(frame: &mut [u8], ip: Ipv4Addr, mac: [u8; 6]) -> bool {
     true
 }
 
-fn sum16(bytes: &[u8]) -> u32 {
-    bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,9 +195,9 @@ mod tests {
         for (port, seq, ts) in [(10000, 1, 42), (10255, u64::MAX, u64::MAX), (1, 0, 0)] {
             template().write(&mut f, port, seq, ts);
             // The IPv4 header, and the UDP datagram with its pseudo-header, sum to 0xffff.
-            assert_eq!(fold(sum16(&f[14..34])), 0xffff);
-            let pseudo = sum16(&SRC.octets()) + sum16(&DST.octets()) + 17 + 26;
-            assert_eq!(fold(pseudo + sum16(&f[34..60])), 0xffff);
+            assert_eq!(fold(sum(&f[14..34])), 0xffff);
+            let pseudo = pseudo_header_v4(SRC, DST, 17, 26);
+            assert_eq!(fold(pseudo + sum(&f[34..60])), 0xffff);
             let p = parse_probe(&f, DST, 7777).expect("a probe");
             assert_eq!(
                 p,
