@@ -1,3 +1,4 @@
 //! tandem's benchmark harness.
 
 pub mod fixture;
+pub mod lab_traffic;
