@@ -22,11 +22,13 @@ use tandem_dataplane::io::afxdp::{remove_xdp_programs, PortSpec, Queues, WorkerC
 use tandem_dataplane::pipeline::{ControlFrame, Dataplane, PipelineConfig};
 use tandem_dataplane::state::{Clock, StateTable, TableConfig};
 use tandem_dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
+use tandem_sync::journal::{JournalConfig, SyncJournal};
 
 use crate::carp_runtime::CarpRuntime;
 use crate::compile::{compile, device_mac, Compiled};
 use crate::config::{self, Config};
 use crate::socket::ControlServer;
+use crate::sync_service::{SyncService, SyncSetup};
 
 /// How `tandemd` was started.
 #[derive(Debug, Clone)]
@@ -63,6 +65,9 @@ pub enum DaemonError {
         path: String,
         source: std::io::Error,
     },
+    /// State sync could not start (the sync interface's socket, the key).
+    #[error("{0}")]
+    Sync(String),
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
@@ -82,6 +87,7 @@ pub struct Daemon {
     pub(crate) clock: Clock,
     pub(crate) control_rx: Receiver<ControlFrame>,
     pub(crate) carp: CarpRuntime,
+    pub(crate) sync: Option<SyncService>,
     state_dir: Option<PathBuf>,
     housekeeping: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
@@ -97,19 +103,32 @@ impl Daemon {
         let Compiled {
             generation,
             devices,
-            ..
+            sync: sync_filter,
         } = compiled;
-        let states = StateTable::new(TableConfig {
+        let nworkers = usize::from(config.system.workers.max(1));
+        let table_config = TableConfig {
             creator: config.system.host_id.get(),
             limit: config.system.state_limit,
             ..TableConfig::default()
+        };
+        // With state sync, every insert, update and delete of the workers goes to the journal
+        // the sync thread drains.
+        let state_sync = config.ha.state_sync.as_ref().filter(|s| s.enabled);
+        let journal = state_sync.map(|_| {
+            Arc::new(SyncJournal::new(JournalConfig {
+                queues: nworkers,
+                ..JournalConfig::default()
+            }))
         });
+        let states = match &journal {
+            Some(j) => StateTable::with_journal(table_config, j.clone()),
+            None => StateTable::new(table_config),
+        };
         let dp = Dataplane::new(generation, states);
         // IP aliases are always held; CARP VIPs only once CARP elects this box master.
         let clock = Clock::new();
         let (control_tx, control_rx) = crossbeam_channel::bounded(1024);
 
-        let nworkers = usize::from(config.system.workers.max(1));
         let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let exclusive = nworkers == 1;
         let names: Vec<&str> = devices.iter().map(String::as_str).collect();
@@ -167,6 +186,32 @@ impl Daemon {
             opts.state_dir.clone(),
             Instant::now(),
         );
+        // State sync before CARP starts: its bulk update holds CARP demoted, so that a box that
+        // (re)starts takes no VIP before it holds the peer's states.
+        let sync = match (state_sync, journal) {
+            (Some(ss), Some(journal)) => {
+                let iface = config.interface(&ss.interface).ok_or_else(|| {
+                    DaemonError::Sync(format!(
+                        "ha.state_sync.interface: no interface {}",
+                        ss.interface
+                    ))
+                })?;
+                let setup = SyncSetup {
+                    host_id: config.system.host_id.get(),
+                    key: ss.key.as_bytes().to_vec(),
+                    peer: ss.peer,
+                    device: iface.device.clone(),
+                    own_ip: iface.ip(),
+                    rules_if: sync_filter.index(&ss.interface).unwrap_or(0),
+                    rules: Arc::new(sync_filter.ruleset),
+                };
+                let service = SyncService::start(setup, dp.states.clone(), journal, clock)
+                    .map_err(DaemonError::Sync)?;
+                carp.set_sync_pending(service.bulk_pending(), Instant::now());
+                Some(service)
+            }
+            _ => None,
+        };
         carp.start(Instant::now());
         Ok(Daemon {
             dp,
@@ -180,6 +225,7 @@ impl Daemon {
             clock,
             control_rx,
             carp,
+            sync,
             state_dir: opts.state_dir.clone(),
             housekeeping,
         })
@@ -241,6 +287,9 @@ impl Daemon {
         for w in self.workers.drain(..) {
             w.stop();
         }
+        if let Some(s) = self.sync.take() {
+            s.stop();
+        }
         if let Some((stop, t)) = self.housekeeping.take() {
             stop.store(true, Ordering::Relaxed);
             let _ = t.join();
@@ -255,6 +304,9 @@ impl Daemon {
     /// Slow-path frames from the workers (CARP adverts), then CARP's timers.
     fn run_carp(&mut self) {
         let now = Instant::now();
+        if let Some(s) = &self.sync {
+            self.carp.set_sync_pending(s.bulk_pending(), now);
+        }
         while let Ok(f) = self.control_rx.try_recv() {
             self.carp.on_frame(&f, now);
         }

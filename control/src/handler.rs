@@ -37,7 +37,10 @@ impl Handler for Daemon {
             Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
             Command::Rules => api::to_data(&self.rules()),
             Command::Stats => api::to_data(&self.stats()),
-            Command::Sync => api::to_data(&api::SyncReply::not_running()),
+            Command::Sync => {
+                let reply = self.sync.as_ref().and_then(|s| s.snapshot().reply);
+                api::to_data(&reply.unwrap_or_else(api::SyncReply::not_running))
+            }
             Command::ConfigCheck => {
                 let args: api::ConfigCheckArgs = api::parse_args(req)?;
                 let reply = match config::load(std::path::Path::new(&args.path)) {
@@ -200,6 +203,14 @@ impl Daemon {
         let mut named: Vec<(String, u64)> =
             pairs.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
         named.extend(self.carp.stats());
+        if let Some(s) = &self.sync {
+            named.extend(
+                s.snapshot()
+                    .counters
+                    .into_iter()
+                    .map(|(n, v)| (format!("sync_{n}"), v)),
+            );
+        }
         api::StatsReply::from_pairs(named)
     }
 }

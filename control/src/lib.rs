@@ -10,3 +10,4 @@ pub mod daemon;
 pub mod handler;
 pub mod pcap;
 pub mod socket;
+pub mod sync_service;

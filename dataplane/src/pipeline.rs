@@ -69,7 +69,7 @@ pub struct ControlFrame {
 #[derive(Debug)]
 pub struct Dataplane {
     pub generation: ArcSwap<Generation>,
-    pub states: StateTable,
+    pub states: Arc<StateTable>,
     pub neigh: NeighCache,
     pub held: HeldVhids,
     /// `tandemctl capture`: frames the workers copy while a capture runs.
@@ -78,10 +78,11 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    pub fn new(generation: Generation, states: StateTable) -> Arc<Dataplane> {
+    /// `states` may be shared (state sync holds the table too).
+    pub fn new(generation: Generation, states: impl Into<Arc<StateTable>>) -> Arc<Dataplane> {
         Arc::new(Dataplane {
             generation: ArcSwap::from_pointee(generation),
-            states,
+            states: states.into(),
             neigh: NeighCache::default(),
             held: HeldVhids::new(),
             capture: CaptureTap::default(),

@@ -1,0 +1,294 @@
+//! State sync in the daemon: the sync thread that runs the [`Replicator`] over the raw IP
+//! socket on the sync interface, and what the control thread reads of it.
+//!
+//! The thread polls the replicator at least every millisecond (the journal has no fd) and
+//! whenever the socket is readable. It publishes, every 50 ms, a snapshot of the status and the
+//! counters for `tandemctl sync` and `tandemctl stats`, and the bulk-pending flag that CARP's
+//! demotion follows (a box that starts must not take the VIPs before it holds the states).
+//!
+//! What may reach the sync service is decided by the rules of the sync interface (the seed's
+//! "pass pfsync from cluster_pfSense to self"): a datagram whose source they do not pass is
+//! dropped before the replicator sees it, and counted.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tandem_dataplane::filter::{Action, PacketMeta, Ruleset, Verdict};
+use tandem_dataplane::state::{Clock, StateTable};
+use tandem_dataplane::IfIndex;
+use tandem_sync::journal::SyncJournal;
+use tandem_sync::replicate::{Event, Replicator, SyncConfig};
+use tandem_sync::socket::RawIpSocket;
+use tandem_sync::transport::Transport;
+use tandem_sync::wire::SyncKey;
+
+use crate::api::SyncReply;
+
+/// What the sync thread publishes.
+#[derive(Debug, Clone, Default)]
+pub struct SyncSnapshot {
+    pub reply: Option<SyncReply>,
+    pub counters: Vec<(&'static str, u64)>,
+}
+
+/// The running sync thread.
+#[derive(Debug)]
+pub struct SyncService {
+    pub snapshot: Arc<Mutex<SyncSnapshot>>,
+    bulk_pending: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Where the sync thread listens and who it talks to.
+#[derive(Debug, Clone)]
+pub struct SyncSetup {
+    pub host_id: u32,
+    pub key: Vec<u8>,
+    /// `None`: multicast 224.0.0.240.
+    pub peer: Option<Ipv4Addr>,
+    /// The OS device of the sync interface.
+    pub device: String,
+    /// The sync interface's own address (the destination the rules see).
+    pub own_ip: Ipv4Addr,
+    /// The rules of the sync interface and its index in them.
+    pub rules: Arc<Ruleset>,
+    pub rules_if: IfIndex,
+}
+
+impl SyncService {
+    /// Opens the socket and starts the thread. Errors name the device.
+    pub fn start(
+        setup: SyncSetup,
+        table: Arc<StateTable>,
+        journal: Arc<SyncJournal>,
+        clock: Clock,
+    ) -> Result<SyncService, String> {
+        let key = SyncKey::new(&setup.key).map_err(|e| format!("ha.state_sync.key: {e}"))?;
+        let mut cfg = SyncConfig::new(setup.host_id, key, setup.peer);
+        cfg.mtu = device_mtu(&setup.device).map_or(cfg.mtu, |m| m.saturating_sub(20));
+        let sock = RawIpSocket::open(&setup.device, setup.peer)
+            .map_err(|e| format!("state sync on {}: {e}", setup.device))?;
+        let blocked = Arc::new(AtomicU64::new(0));
+        let transport = RuleFilter {
+            inner: sock,
+            setup: setup.clone(),
+            blocked: blocked.clone(),
+        };
+        let rep = Replicator::new(cfg, table, journal);
+        let snapshot = Arc::new(Mutex::new(SyncSnapshot::default()));
+        let bulk_pending = Arc::new(AtomicBool::new(rep.bulk_pending()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (snapshot, bulk_pending, stop) =
+                (snapshot.clone(), bulk_pending.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("tandem-sync".into())
+                .spawn(move || {
+                    run(
+                        rep,
+                        transport,
+                        &clock,
+                        &snapshot,
+                        &bulk_pending,
+                        &stop,
+                        &blocked,
+                    )
+                })
+                .map_err(|e| format!("cannot start the sync thread: {e}"))?
+        };
+        tracing::info!(
+            device = %setup.device,
+            peer = %setup.peer.map_or_else(|| "224.0.0.240 (multicast)".to_string(), |p| p.to_string()),
+            "state sync running"
+        );
+        Ok(SyncService {
+            snapshot,
+            bulk_pending,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// True while this box's bulk update has not arrived (CARP stays demoted meanwhile).
+    pub fn bulk_pending(&self) -> bool {
+        self.bulk_pending.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> SyncSnapshot {
+        self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SyncService {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    mut rep: Replicator,
+    mut transport: RuleFilter,
+    clock: &Clock,
+    snapshot: &Mutex<SyncSnapshot>,
+    bulk_pending: &AtomicBool,
+    stop: &AtomicBool,
+    blocked: &AtomicU64,
+) {
+    let mut next_publish = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = clock.now_ms();
+        let r = rep.poll(&mut transport, now);
+        for e in &r.events {
+            match e {
+                Event::BulkDone => {
+                    tracing::info!("sync: bulk update received: CARP demotion lifted")
+                }
+                Event::BulkFailed => {
+                    tracing::warn!(
+                        "sync: no bulk update after every retry: CARP demotion lifted anyway"
+                    )
+                }
+                Event::PeerRestarted(h, b) => {
+                    tracing::info!("sync: peer {h} restarted (boot {b:08x})")
+                }
+                Event::PeerFirst(h, b) => tracing::info!("sync: peer {h} heard (boot {b:08x})"),
+                Event::WalkStarted(n) => tracing::info!("sync: sending {n} states (bulk update)"),
+                Event::Resync => tracing::warn!("sync: journal overflow: resending every state"),
+            }
+        }
+        bulk_pending.store(rep.bulk_pending(), Ordering::Relaxed);
+        if now >= next_publish {
+            next_publish = now + 50;
+            publish(&rep, snapshot, blocked.load(Ordering::Relaxed));
+        }
+        let wait = r.next_wakeup_ms.saturating_sub(clock.now_ms()).min(1);
+        wait_readable(transport.inner.fd(), wait);
+    }
+    publish(&rep, snapshot, blocked.load(Ordering::Relaxed));
+}
+
+fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64) {
+    let st = rep.status();
+    let c = rep.counters();
+    let mut counters = c.snapshot();
+    counters.push(("blocked_by_rule", blocked));
+    let get = |name: &str| {
+        counters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let dropped: u64 = [
+        "bad_ttl",
+        "bad_source",
+        "short",
+        "bad_version",
+        "bad_length",
+        "malformed",
+        "replay",
+        "window_lost",
+        "own_host",
+        "unsequenced_state",
+        "blocked_by_rule",
+    ]
+    .iter()
+    .map(|n| get(n))
+    .sum();
+    let reply = SyncReply {
+        running: true,
+        peer: Some(
+            st.peer
+                .map_or_else(|| "224.0.0.240 (multicast)".to_string(), |p| p.to_string()),
+        ),
+        sent: get("tx_datagrams"),
+        received: get("rx_accepted"),
+        retransmitted: get("retransmits"),
+        auth_failed: get("bad_mac"),
+        dropped,
+        lag_ms: st.lag_ms.unwrap_or(0),
+        bulk_status: st.bulk.clone(),
+        states: st.states as u64,
+    };
+    if let Ok(mut s) = snapshot.lock() {
+        *s = SyncSnapshot {
+            reply: Some(reply),
+            counters,
+        };
+    }
+}
+
+/// Waits until `fd` is readable or `ms` milliseconds pass.
+fn wait_readable(fd: std::os::fd::RawFd, ms: u64) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let timeout = i32::try_from(ms).unwrap_or(1);
+    // SAFETY: one valid pollfd on the stack, for the duration of the call.
+    unsafe {
+        libc::poll(&mut p, 1, timeout);
+    }
+}
+
+/// The sync interface's MTU, from sysfs (the daemon runs in its network namespace).
+fn device_mtu(dev: &str) -> Option<usize> {
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The raw socket behind the sync interface's rules: a datagram from a source the rules do not
+/// pass (first match, default deny) never reaches the replicator.
+struct RuleFilter {
+    inner: RawIpSocket,
+    setup: SyncSetup,
+    blocked: Arc<AtomicU64>,
+}
+
+impl Transport for RuleFilter {
+    fn send(&mut self, datagram: &[u8]) -> io::Result<()> {
+        self.inner.send(datagram)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr, u8)>> {
+        loop {
+            let Some((n, src, ttl)) = self.inner.recv(buf)? else {
+                return Ok(None);
+            };
+            let meta = PacketMeta {
+                in_if: self.setup.rules_if,
+                proto: tandem_sync::wire::IPPROTO_SYNC,
+                src,
+                dst: self.setup.own_ip,
+                sport: 0,
+                dport: 0,
+            };
+            match self.setup.rules.evaluate(&meta) {
+                Verdict::Rule {
+                    action: Action::Pass,
+                    ..
+                } => return Ok(Some((n, src, ttl))),
+                _ => {
+                    self.blocked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
