@@ -393,12 +393,32 @@ fn check_config_on_a_missing_file_and_a_syntax_error() {
 }
 
 #[test]
-fn config_mode_is_not_built_yet() {
-    let out = tandemd(&["--config", "scripts/lab-configs/fw-a.toml"]);
-    assert_eq!(out.status.code(), Some(2));
+fn the_daemon_refuses_to_start_on_a_broken_config_and_says_where() {
+    let dir = std::env::temp_dir().join(format!("tandem-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("broken.toml");
+    let text = std::fs::read_to_string(workspace().join("scripts/lab-configs/fw-a.toml")).unwrap();
+    std::fs::write(&file, text.replace("host_id = 1", "host_id = 0")).unwrap();
+    let sock = dir.join("t.sock");
+    let out = tandemd(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--socket",
+        sock.to_str().unwrap(),
+    ]);
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "tandemd: the daemon is not built yet\n"
+        out.status.code(),
+        Some(1),
+        "a broken config must stop the daemon"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.toml: system.host_id:"),
+        "the error names the field: {err}"
+    );
+    assert!(
+        !sock.exists(),
+        "no control socket for a daemon that did not start"
     );
     // One mode or the other.
     assert_eq!(tandemd(&[]).status.code(), Some(2));
@@ -408,4 +428,5 @@ fn config_mode_is_not_built_yet() {
             .code(),
         Some(2)
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{config, sha256_of, Fw, LONG, POLL};
+use common::{config, serve_blob, sha256_of, Fw, Served, LONG, POLL};
 use tandem_testlab::topology::{CLIENT_IP, FWA_LAN_IP, LAN_VIP, SERVER_IP, WAN_VIP};
 use tandem_testlab::{require_root, wait_until, Lab, Node};
 
@@ -34,42 +34,8 @@ fn one_box_forwards_pings_downloads_and_refuses_what_the_rules_refuse() {
     );
 
     // A 100 MB download from the server, NATed to the WAN VIP.
-    let dir = lab.log_dir().join("www");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("blob");
-    let st = Command::new("head")
-        .args(["-c", "100M", "/dev/urandom"])
-        .stdout(std::fs::File::create(&file).unwrap())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let Served { file, url, server } = serve_blob(&lab, 100);
     let want = sha256_of(&file);
-    let server = lab
-        .spawn(
-            Node::Server,
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                &SERVER_IP.to_string(),
-                "--directory",
-                &dir.display().to_string(),
-            ],
-        )
-        .unwrap();
-    let url = format!("http://{SERVER_IP}:8080/blob");
-    assert!(
-        wait_until(LONG, POLL, || lab
-            .exec(
-                Node::Server,
-                &["curl", "-sf", "-o", "/dev/null", "-r", "0-0", &url]
-            )
-            .status
-            .success()),
-        "the server's HTTP server did not come up"
-    );
     let got = lab.log_dir().join("got");
     let out = lab.exec(
         Node::Client,
@@ -174,38 +140,11 @@ fn reload_swaps_the_ruleset_whole_keeps_states_and_refuses_bad_configs() {
     });
 
     // A slow download in flight: its state must survive the reload that forbids new TCP.
-    let dir = lab.log_dir().join("www");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("blob");
-    let st = Command::new("head")
-        .args(["-c", "6M", "/dev/urandom"])
-        .stdout(std::fs::File::create(&file).unwrap())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let _server = lab
-        .spawn(
-            Node::Server,
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                &SERVER_IP.to_string(),
-                "--directory",
-                &dir.display().to_string(),
-            ],
-        )
-        .unwrap();
-    let url = format!("http://{SERVER_IP}:8080/blob");
-    assert!(wait_until(LONG, POLL, || lab
-        .exec(
-            Node::Server,
-            &["curl", "-sf", "-o", "/dev/null", "-r", "0-0", &url]
-        )
-        .status
-        .success()));
+    let Served {
+        file,
+        url,
+        server: _server,
+    } = serve_blob(&lab, 6);
     let got = lab.log_dir().join("got");
     let mut download = lab
         .spawn(

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{config, sha256_of, Fw, LONG, POLL};
+use common::{config, serve_blob, sha256_of, Fw, Served, LONG, POLL};
 use serde_json::Value;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
@@ -93,40 +93,7 @@ struct Download {
 
 /// A 200 MB download at 20 MB/s from the server to the client (mid-way for 10 s).
 fn start_download(lab: &Lab) -> Download {
-    let dir = lab.log_dir().join("www");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("blob");
-    if !file.exists() {
-        let st = Command::new("head")
-            .args(["-c", "200M", "/dev/urandom"])
-            .stdout(std::fs::File::create(&file).unwrap())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    let server = lab
-        .spawn(
-            Node::Server,
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                &SERVER_IP.to_string(),
-                "--directory",
-                &dir.display().to_string(),
-            ],
-        )
-        .unwrap();
-    let url = format!("http://{SERVER_IP}:8080/blob");
-    assert!(wait_until(LONG, POLL, || lab
-        .exec(
-            Node::Server,
-            &["curl", "-sf", "-o", "/dev/null", "-r", "0-0", &url]
-        )
-        .status
-        .success()));
+    let Served { file, url, server } = serve_blob(lab, 200);
     let got = lab.log_dir().join(format!("got-{}", std::process::id()));
     let _ = std::fs::remove_file(&got);
     let curl = lab

@@ -635,33 +635,12 @@ impl WorkerSide {
         hl: usize,
         total: usize,
     ) -> Verdict {
-        let c = &*self.counters;
         let meta = meta_of(in_if, &key);
-        let (number, keep_state) = match gen.ruleset.evaluate(&meta) {
-            RuleVerdict::DefaultDeny => {
-                c.drop_blocked_default.inc();
-                return Verdict::Drop;
-            }
-            RuleVerdict::Rule {
-                action: Action::Block,
-                ..
-            } => {
-                c.drop_blocked_rule.inc();
-                return Verdict::Drop;
-            }
-            RuleVerdict::Rule {
-                action: Action::Reject,
-                ..
-            } => {
-                return self.reject(gen, in_if, buf, len, l4, hl);
-            }
-            RuleVerdict::Rule {
-                action: Action::Pass,
-                number,
-                keep_state,
-                ..
-            } => (number, keep_state),
+        let (number, keep_state) = match self.filter(gen, in_if, buf, len, &meta, l4, hl) {
+            Ok(pass) => pass,
+            Err(verdict) => return verdict,
         };
+        let c = &*self.counters;
         if let Some(seg) = &l4.seg {
             if keep_state && !seg.is_initial_syn() {
                 c.drop_tcp_no_state.inc();
@@ -720,6 +699,45 @@ impl WorkerSide {
         self.forward(gen, dp, hop.out_if, hop.addr, buf, len)
     }
 
+    /// The rules of the inbound interface for a packet without state: `Ok((rule number,
+    /// keep state))` when a pass rule matches; otherwise the frame's fate (dropped and counted,
+    /// or answered by a reject).
+    #[allow(clippy::too_many_arguments)]
+    fn filter(
+        &mut self,
+        gen: &Generation,
+        in_if: IfIndex,
+        buf: &mut [u8],
+        len: usize,
+        meta: &PacketMeta,
+        l4: L4,
+        hl: usize,
+    ) -> Result<(u32, bool), Verdict> {
+        match gen.ruleset.evaluate(meta) {
+            RuleVerdict::DefaultDeny => {
+                self.counters.drop_blocked_default.inc();
+                Err(Verdict::Drop)
+            }
+            RuleVerdict::Rule {
+                action: Action::Block,
+                ..
+            } => {
+                self.counters.drop_blocked_rule.inc();
+                Err(Verdict::Drop)
+            }
+            RuleVerdict::Rule {
+                action: Action::Reject,
+                ..
+            } => Err(self.reject(gen, in_if, buf, len, l4, hl)),
+            RuleVerdict::Rule {
+                action: Action::Pass,
+                number,
+                keep_state,
+                ..
+            } => Ok((number, keep_state)),
+        }
+    }
+
     /// A packet to one of our addresses with no state: the rules of its interface apply, then
     /// the box answers what it serves (ICMP echo) and hands CARP to the control plane.
     #[allow(clippy::too_many_arguments)]
@@ -752,29 +770,10 @@ impl WorkerSide {
             }
             return Verdict::Drop;
         }
-        match gen.ruleset.evaluate(&meta_of(in_if, &key)) {
-            RuleVerdict::DefaultDeny => {
-                c.drop_blocked_default.inc();
-                return Verdict::Drop;
-            }
-            RuleVerdict::Rule {
-                action: Action::Block,
-                ..
-            } => {
-                c.drop_blocked_rule.inc();
-                return Verdict::Drop;
-            }
-            RuleVerdict::Rule {
-                action: Action::Reject,
-                ..
-            } => {
-                return self.reject(gen, in_if, buf, len, l4, hl);
-            }
-            RuleVerdict::Rule {
-                action: Action::Pass,
-                ..
-            } => {}
+        if let Err(verdict) = self.filter(gen, in_if, buf, len, &meta_of(in_if, &key), l4, hl) {
+            return verdict;
         }
+        let c = &*self.counters;
         // No echo reply to a broadcast or multicast (FreeBSD's icmp.bmcastecho=0): the reply
         // would be sourced from that address, and the box would be a smurf amplifier.
         if l4.echo_request

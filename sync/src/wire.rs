@@ -385,26 +385,8 @@ impl Record {
     pub const BULK_REQUEST: Record = Record::UpdReq(SyncId { creator: 0, id: 0 });
 }
 
-const CLASSES: [TimeoutClass; 15] = [
-    TimeoutClass::TcpFirst,
-    TimeoutClass::TcpOpening,
-    TimeoutClass::TcpEstablished,
-    TimeoutClass::TcpClosing,
-    TimeoutClass::TcpFinWait,
-    TimeoutClass::TcpClosed,
-    TimeoutClass::UdpFirst,
-    TimeoutClass::UdpSingle,
-    TimeoutClass::UdpMultiple,
-    TimeoutClass::IcmpFirst,
-    TimeoutClass::IcmpError,
-    TimeoutClass::OtherFirst,
-    TimeoutClass::OtherSingle,
-    TimeoutClass::OtherMultiple,
-    TimeoutClass::Purge,
-];
-
 fn class_from_wire(b: u8) -> Option<TimeoutClass> {
-    CLASSES.get(usize::from(b)).copied()
+    TimeoutClass::from_number(b)
 }
 
 // ---- encoding ------------------------------------------------------------------------------

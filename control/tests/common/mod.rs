@@ -143,3 +143,53 @@ pub fn sha256_of(path: &Path) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// A file of random bytes served over HTTP by the lab's server (python's http.server on
+/// 172.25.46.1:8080), up and answering when returned.
+pub struct Served {
+    pub file: PathBuf,
+    pub url: String,
+    pub server: Proc,
+}
+
+/// Serves `megabytes` of random data as `/blob` from the server's namespace.
+pub fn serve_blob(lab: &Lab, megabytes: u32) -> Served {
+    let dir = lab.log_dir().join("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("blob");
+    let st = Command::new("head")
+        .args(["-c", &format!("{megabytes}M"), "/dev/urandom"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success(), "cannot write the file to serve");
+    let server_ip = tandem_testlab::topology::SERVER_IP.to_string();
+    let server = lab
+        .spawn(
+            Node::Server,
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                &server_ip,
+                "--directory",
+                &dir.display().to_string(),
+            ],
+        )
+        .unwrap();
+    let url = format!("http://{server_ip}:8080/blob");
+    assert!(
+        wait_until(LONG, POLL, || lab
+            .exec(
+                Node::Server,
+                &["curl", "-sf", "-o", "/dev/null", "-r", "0-0", &url]
+            )
+            .status
+            .success()),
+        "the server's HTTP server did not come up: {}",
+        server.log()
+    );
+    Served { file, url, server }
+}

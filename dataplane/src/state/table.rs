@@ -97,24 +97,6 @@ const SYNC_UPD_SHIFT: u32 = 8;
 const SYNC_UPD: u64 = 0xff << SYNC_UPD_SHIFT;
 const LAST_SHIFT: u32 = 16;
 
-const CLASSES: [TimeoutClass; 15] = [
-    TimeoutClass::TcpFirst,
-    TimeoutClass::TcpOpening,
-    TimeoutClass::TcpEstablished,
-    TimeoutClass::TcpClosing,
-    TimeoutClass::TcpFinWait,
-    TimeoutClass::TcpClosed,
-    TimeoutClass::UdpFirst,
-    TimeoutClass::UdpSingle,
-    TimeoutClass::UdpMultiple,
-    TimeoutClass::IcmpFirst,
-    TimeoutClass::IcmpError,
-    TimeoutClass::OtherFirst,
-    TimeoutClass::OtherSingle,
-    TimeoutClass::OtherMultiple,
-    TimeoutClass::Purge,
-];
-
 #[inline]
 fn pack_expire(last: Millis, class: TimeoutClass) -> u64 {
     (last << LAST_SHIFT) | class as u64
@@ -122,10 +104,7 @@ fn pack_expire(last: Millis, class: TimeoutClass) -> u64 {
 
 #[inline]
 fn unpack_expire(word: u64) -> (Millis, TimeoutClass, bool) {
-    let class = CLASSES
-        .get((word & CLASS_MASK) as usize)
-        .copied()
-        .unwrap_or(TimeoutClass::Purge);
+    let class = TimeoutClass::from_number((word & CLASS_MASK) as u8).unwrap_or(TimeoutClass::Purge);
     (word >> LAST_SHIFT, class, word & REMOVED != 0)
 }
 

@@ -74,6 +74,31 @@ pub enum TimeoutClass {
 }
 
 impl TimeoutClass {
+    /// Every class, in the order of their numbers (`class as u8`).
+    pub const ALL: [TimeoutClass; 15] = [
+        TimeoutClass::TcpFirst,
+        TimeoutClass::TcpOpening,
+        TimeoutClass::TcpEstablished,
+        TimeoutClass::TcpClosing,
+        TimeoutClass::TcpFinWait,
+        TimeoutClass::TcpClosed,
+        TimeoutClass::UdpFirst,
+        TimeoutClass::UdpSingle,
+        TimeoutClass::UdpMultiple,
+        TimeoutClass::IcmpFirst,
+        TimeoutClass::IcmpError,
+        TimeoutClass::OtherFirst,
+        TimeoutClass::OtherSingle,
+        TimeoutClass::OtherMultiple,
+        TimeoutClass::Purge,
+    ];
+
+    /// The class numbered `n` (`class as u8`), if any: for the state's packed expiry word and
+    /// the sync wire format.
+    pub fn from_number(n: u8) -> Option<TimeoutClass> {
+        Self::ALL.get(usize::from(n)).copied()
+    }
+
     /// Embryonic states: the ones a SYN flood creates, and the first to go under pressure.
     pub const fn is_embryonic(self) -> bool {
         matches!(self, TimeoutClass::TcpFirst | TimeoutClass::TcpOpening)
@@ -219,6 +244,18 @@ impl Timeouts {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_class_has_its_number_and_back() {
+        for (n, c) in TimeoutClass::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, n, "{c:?} is not at its number");
+            assert_eq!(TimeoutClass::from_number(n as u8), Some(*c));
+        }
+        assert_eq!(
+            TimeoutClass::from_number(TimeoutClass::ALL.len() as u8),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]
