@@ -441,7 +441,7 @@ fn sync_id() -> impl Strategy<Value = SyncId> {
 }
 
 fn class() -> impl Strategy<Value = TimeoutClass> {
-    (0..CLASSES.len()).prop_map(|i| CLASSES[i])
+    (0..TimeoutClass::ALL.len()).prop_map(|i| TimeoutClass::ALL[i])
 }
 
 fn flow(proto: u8) -> impl Strategy<Value = FlowKey> {
