@@ -86,11 +86,17 @@ impl std::fmt::Display for InsertError {
 impl std::error::Error for InsertError {}
 
 // The expire word: last activity in ms (upper 48 bits: 8900 years), state sync's update count
-// (bits 8-15), a removed flag (bit 7), state sync's queued flag (bit 6), the timeout class
-// (bits 0-3). The two sync fields are state sync's coalescing mark (see `State::mark_queued`):
+// (bits 8-15), a removed flag (bit 7), state sync's queued flag (bit 6), the two from-peer
+// flags (bits 4-5), the timeout class (bits 0-3). The two sync fields are state sync's coalescing mark (see `State::mark_queued`):
 // they live in this word so that `State` stays 120 bytes (a separate `AtomicU8` would make it
 // 128, a 160-byte malloc chunk instead of 144).
 const CLASS_MASK: u64 = 0x0f;
+/// Set while the state's last change came from the peer and this box has not yet tracked a
+/// segment of it strictly in that direction (original, reply): its windows may lag, see
+/// `tcp::catch_up`.
+const FROM_PEER_ORIGINAL: u64 = 0x10;
+const FROM_PEER_REPLY: u64 = 0x20;
+const FROM_PEER: u64 = FROM_PEER_ORIGINAL | FROM_PEER_REPLY;
 const REMOVED: u64 = 0x80;
 const SYNC_QUEUED: u64 = 0x40;
 const SYNC_UPD_SHIFT: u32 = 8;
@@ -221,7 +227,8 @@ impl State {
     // `mark_queued`/`count_sync_update`, whose racing sets this store may undo (see there).
     #[inline]
     fn set_expire(&self, last: Millis, class: TimeoutClass) {
-        let keep = self.expire.load(Ordering::Relaxed) & (REMOVED | SYNC_QUEUED | SYNC_UPD);
+        let keep =
+            self.expire.load(Ordering::Relaxed) & (REMOVED | SYNC_QUEUED | SYNC_UPD | FROM_PEER);
         self.expire
             .store(pack_expire(last, class) | keep, Ordering::Release);
     }
@@ -287,7 +294,19 @@ impl State {
     ) -> Result<(), TrackError> {
         let mut p = self.lock();
         let Peers { src, dst, .. } = &mut *p;
-        match tcp::track(src, dst, seg, dir) {
+        let from_peer = match dir {
+            Direction::Original => FROM_PEER_ORIGINAL,
+            Direction::Reply => FROM_PEER_REPLY,
+        };
+        let mut tracked = tcp::track(src, dst, seg, dir);
+        let lagging = self.expire.load(Ordering::Relaxed) & from_peer != 0;
+        if lagging && tracked == Err(TrackError::BadWindow) && tcp::catch_up(src, dst, seg, dir) {
+            tracked = tcp::track(src, dst, seg, dir);
+        } else if lagging && tracked.is_ok() {
+            // Tracked strictly: this direction's windows are this box's own from now on.
+            self.expire.fetch_and(!from_peer, Ordering::AcqRel);
+        }
+        match tracked {
             Ok(refresh) => {
                 p.packets[dir.index()] += 1;
                 p.bytes[dir.index()] += u64::from(bytes);
@@ -374,8 +393,21 @@ impl State {
         }
         if stale < 2 {
             self.set_expire(now, timeout);
+            self.expire.fetch_or(FROM_PEER, Ordering::AcqRel);
         }
         stale
+    }
+
+    /// Marks the state as copied from the peer: its windows may lag (see `tcp::catch_up`).
+    pub fn mark_from_peer(&self) {
+        let _p = self.lock();
+        self.expire.fetch_or(FROM_PEER, Ordering::AcqRel);
+    }
+
+    /// True while a direction of the state has not been tracked strictly since it came from
+    /// the peer.
+    pub fn is_from_peer(&self) -> bool {
+        self.expire.load(Ordering::Relaxed) & FROM_PEER != 0
     }
 
     fn mark_removed(&self) {
@@ -690,7 +722,7 @@ impl StateTable {
         created: Millis,
         last: Millis,
     ) -> Result<Arc<State>, InsertError> {
-        self.insert_probing(
+        let state = self.insert_probing(
             id,
             &new,
             created,
@@ -698,7 +730,9 @@ impl StateTable {
             std::iter::once(new.wire),
             InsertError::Exists,
             false,
-        )
+        )?;
+        state.mark_from_peer();
+        Ok(state)
     }
 
     /// Insert a state whose wire key is the first of `wires` whose reply key is free; the

@@ -217,6 +217,64 @@ pub fn tcp_timeout(src: PeerState, dst: PeerState) -> TimeoutClass {
     }
 }
 
+/// How far ahead of a state copied from the peer a segment may be and still move the windows
+/// forward ([`catch_up`]): the sync lag at line rate (10 Gbit/s for 25 ms) with room to spare.
+pub const CATCH_UP_MAX: u32 = 32 << 20;
+
+/// A state copied from the peer lags the connection by the sync delay: on a takeover, the first
+/// segments this box sees may be ahead of its windows (data past `seqhi`, an ack past what it saw
+/// the other side send, beyond pf's `MAXACKWINDOW`). This moves the windows forward just enough
+/// for `seg`, as if the updates still in flight had arrived: never backwards, never for a RST or
+/// a SYN, and never further than [`CATCH_UP_MAX`]. Returns whether anything moved; the caller
+/// then tracks the segment again, strictly.
+pub fn catch_up(
+    state_src: &mut TcpPeer,
+    state_dst: &mut TcpPeer,
+    seg: &TcpSegment,
+    dir: Direction,
+) -> bool {
+    let (src, dst) = match dir {
+        Direction::Original => (state_src, state_dst),
+        Direction::Reply => (state_dst, state_src),
+    };
+    if seg.has(flags::RST) || seg.has(flags::SYN) || src.seqlo == 0 || dst.seqlo == 0 {
+        return false;
+    }
+    let mut end = seg.seq.wrapping_add(u32::from(seg.payload_len));
+    if seg.has(flags::FIN) {
+        end = end.wrapping_add(1);
+    }
+    // Refuse the whole segment when any part of it is too far ahead: nothing moves then.
+    let gt = |x: u32, of: u32| x.wrapping_sub(of) as i32 > 0;
+    let too_far = |x: u32, of: u32| gt(x, of) && x.wrapping_sub(of) > CATCH_UP_MAX;
+    let acks = seg.has(flags::ACK);
+    if too_far(end, src.seqhi) || (acks && too_far(seg.ack, dst.seqlo)) {
+        return false;
+    }
+    let mut moved = false;
+    let mut forward = |field: &mut u32, to: u32| {
+        if gt(to, *field) {
+            *field = to;
+            moved = true;
+        }
+    };
+    forward(&mut src.seqhi, end);
+    forward(&mut src.seqlo, end);
+    if acks {
+        forward(&mut dst.seqlo, seg.ack);
+        let sws = if src.wscale != 0 && dst.wscale != 0 {
+            src.wscale & WSCALE_MASK
+        } else {
+            0
+        };
+        forward(
+            &mut dst.seqhi,
+            seg.ack.wrapping_add((u32::from(seg.win) << sws).max(1)),
+        );
+    }
+    moved
+}
+
 /// Track one segment against a state's peers (`state_src` is the side that sent the state's
 /// first packet). `dir` is the segment's direction relative to that first packet.
 ///
@@ -532,6 +590,44 @@ mod tests {
         );
         assert_eq!(b.state, PeerState::ESTABLISHED);
         (a, b)
+    }
+
+    /// A backup's copy lags: the server has sent 1 MB more than the copy saw and the client has
+    /// acked it. pf's check refuses the client's ack (more than MAXACKWINDOW ahead); catch_up
+    /// moves the copy forward, and the ack then tracks strictly. RSTs, SYNs and segments beyond
+    /// CATCH_UP_MAX are not caught up.
+    #[test]
+    fn a_lagging_copy_catches_up_with_segments_ahead_but_not_with_resets() {
+        let (mut a, mut b) = handshake();
+        let ahead = S + 1 + 1_000_000;
+        let ack = seg(ACK, C + 1, ahead, 65_535, 0);
+        assert_eq!(
+            track(&mut a, &mut b, &ack, O),
+            Err(TrackError::BadWindow),
+            "pf refuses it"
+        );
+        let (a0, b0) = (a, b);
+        assert!(!catch_up(
+            &mut a,
+            &mut b,
+            &seg(RST | ACK, C + 1, ahead, 0, 0),
+            O
+        ));
+        assert!(!catch_up(
+            &mut a,
+            &mut b,
+            &seg(ACK, C + 1, S + 1 + CATCH_UP_MAX + 10, 65_535, 0),
+            O
+        ));
+        assert_eq!((a, b), (a0, b0), "nothing moved");
+        assert!(catch_up(&mut a, &mut b, &ack, O));
+        assert!(
+            track(&mut a, &mut b, &ack, O).is_ok(),
+            "after catching up the ack tracks"
+        );
+        assert!(seq_geq(b.seqlo, ahead), "the server's side moved forward");
+        // The server's next data (the reply direction) is in the window again.
+        assert!(track(&mut a, &mut b, &seg(ACK, ahead, C + 1, 65_535, 1448), R).is_ok());
     }
 
     #[test]

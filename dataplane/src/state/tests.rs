@@ -749,3 +749,68 @@ fn merge_remote_applies_each_side_on_its_own() {
     );
     assert_eq!(s.tracking(), now);
 }
+
+/// A state that arrived from the peer may be caught up with once per direction (its windows lag
+/// by the sync delay); a state of this box's own never is.
+#[test]
+fn only_states_from_the_peer_catch_up_with_segments_ahead() {
+    use crate::state::tcp::flags;
+    let t = StateTable::new(TableConfig::default());
+    let seg = |f: u8, seq: u32, ack: u32| TcpSegment {
+        flags: f,
+        seq,
+        ack,
+        win: 65_535,
+        wscale: None,
+        payload_len: 0,
+    };
+    let handshake = |s: &Arc<State>| {
+        s.track_tcp(
+            Direction::Reply,
+            &seg(flags::SYN | flags::ACK, 50_000, 1_001),
+            60,
+            1,
+        )
+        .unwrap();
+        s.track_tcp(Direction::Original, &seg(flags::ACK, 1_001, 50_001), 60, 2)
+            .unwrap();
+    };
+    let far_ack = seg(flags::ACK, 1_001, 50_001 + 2_000_000);
+
+    let own = t.insert(syn_state(1000), 0).unwrap();
+    handshake(&own);
+    assert_eq!(
+        own.track_tcp(Direction::Original, &far_ack, 60, 3),
+        Err(TrackError::BadWindow)
+    );
+
+    let copy = t
+        .insert_synced(SyncId { creator: 9, id: 7 }, syn_state(1001), 0, 0)
+        .unwrap();
+    // The copy receives the peer's view of the established connection, as state sync merges it.
+    assert!(copy.is_from_peer());
+    let theirs = own.tracking();
+    copy.merge_remote(&theirs.src, &theirs.dst, TimeoutClass::TcpEstablished, 3);
+    assert!(copy.is_from_peer());
+    assert_eq!(
+        copy.track_tcp(Direction::Original, &far_ack, 60, 3),
+        Ok(()),
+        "the copy catches up"
+    );
+    // One strict success in each direction and the copy is this box's own: no more catching up.
+    copy.track_tcp(Direction::Original, &far_ack, 60, 4)
+        .unwrap();
+    copy.track_tcp(
+        Direction::Reply,
+        &seg(flags::ACK, 50_001 + 2_000_000, 1_001),
+        60,
+        5,
+    )
+    .unwrap();
+    assert!(!copy.is_from_peer());
+    let farther = seg(flags::ACK, 1_001, 50_001 + 8_000_000);
+    assert_eq!(
+        copy.track_tcp(Direction::Original, &farther, 60, 6),
+        Err(TrackError::BadWindow)
+    );
+}
