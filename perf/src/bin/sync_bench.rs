@@ -72,6 +72,10 @@ struct Args {
     /// Seconds per lag phase.
     #[arg(long, default_value_t = 3.0)]
     secs: f64,
+    /// States both tables allocate room for up front (`TableConfig::capacity`; 0: grow on
+    /// demand, the daemon's default).
+    #[arg(long, default_value_t = 0)]
+    table_capacity: usize,
     /// Skip the throughput and update phases.
     #[arg(long)]
     lag_only: bool,
@@ -131,16 +135,17 @@ struct End<L> {
     next: Millis,
 }
 
-fn end<L: Link>(host: u32, peer: Ipv4Addr, link: L, capacity: usize) -> End<L> {
+fn end<L: Link>(host: u32, peer: Ipv4Addr, link: L, args: &Args) -> End<L> {
     let journal = Arc::new(SyncJournal::new(JournalConfig {
         queues: 1,
-        capacity,
+        capacity: args.capacity,
         ..JournalConfig::default()
     }));
     let table = Arc::new(StateTable::with_journal(
         TableConfig {
             creator: host,
             limit: 4_000_000,
+            capacity: args.table_capacity,
             ..TableConfig::default()
         },
         journal.clone(),
@@ -569,8 +574,8 @@ fn main() {
         "mem" => {
             let (ta, tb) = mem_pair(pa, pb);
             run(
-                end(A_HOST, pb, ta, args.capacity),
-                end(B_HOST, pa, tb, args.capacity),
+                end(A_HOST, pb, ta, &args),
+                end(B_HOST, pa, tb, &args),
                 &args,
             );
         }
@@ -592,8 +597,8 @@ fn main() {
             ip(&["-n", &na, "link", "set", "synca", "up"]);
             ip(&["-n", &nb, "link", "set", "syncb", "up"]);
             run(
-                end(A_HOST, pb, open_in(&na, "synca", pb), args.capacity),
-                end(B_HOST, pa, open_in(&nb, "syncb", pa), args.capacity),
+                end(A_HOST, pb, open_in(&na, "synca", pb), &args),
+                end(B_HOST, pa, open_in(&nb, "syncb", pa), &args),
                 &args,
             );
         }
