@@ -71,8 +71,10 @@ pub type Entry = (JournalKind, Arc<State>);
 pub struct JournalConfig {
     /// Per-worker queues (one per worker thread).
     pub queues: usize,
-    /// Entries per queue (the shared queue too). At 1 ms drains, 4096 absorbs a worker's
-    /// burst of 4M new states/s.
+    /// Entries per queue (the shared queue too), 16 bytes each. The queue must absorb what a
+    /// worker inserts while the sync thread is busy sending: measured (perf/RESULTS.md, "State
+    /// sync"), a worker inserting flat out filled 4096 entries in 2-3 ms and every overflow cost
+    /// a full-table resync; 131072 (2 MiB per queue) kept up and tripled the replication rate.
     pub capacity: usize,
     /// pfsync's maxupd: a TCP state updated this many times since its last send makes the
     /// journal [`due`](SyncJournal::due) (1-128; 0: never).
@@ -83,7 +85,7 @@ impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig {
             queues: 4,
-            capacity: 4096,
+            capacity: 131_072,
             maxupd: 128,
         }
     }
