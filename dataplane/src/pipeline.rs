@@ -417,7 +417,12 @@ impl WorkerSide {
             return Verdict::Drop;
         }
         match eth.ethertype() {
-            EtherType::Ipv4 => self.ipv4(gen, dp, in_if, buf, len),
+            // A frame to a held virtual MAC comes through a VIP this box holds: after a takeover,
+            // the states it meets may lag (see StateTable::track_tcp_on_takeover).
+            EtherType::Ipv4 => {
+                let via_vip = dst.0[..5] == [0x00, 0x00, 0x5e, 0x00, 0x01];
+                self.ipv4(gen, dp, in_if, buf, len, via_vip)
+            }
             EtherType::Arp => self.arp(gen, dp, in_if, buf, len),
             EtherType::Vlan => {
                 c.drop_vlan.inc();
@@ -494,6 +499,7 @@ impl WorkerSide {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ipv4(
         &mut self,
         gen: &Generation,
@@ -501,6 +507,7 @@ impl WorkerSide {
         in_if: IfIndex,
         buf: &mut [u8],
         len: usize,
+        via_vip: bool,
     ) -> Verdict {
         let c = &*self.counters;
         let (src, dst, hl, total, proto) = {
@@ -557,6 +564,7 @@ impl WorkerSide {
         // under the table's shard read lock; nothing is cloned.
         let hit = dp.states.with_state(&key, |state, dir| {
             let tracked = match &l4.seg {
+                Some(seg) if via_vip => state.track_tcp_on_takeover(dir, seg, bytes, self.now),
                 Some(seg) => state.track_tcp(dir, seg, bytes, self.now),
                 None => {
                     state.track_other(dir, bytes, self.now);

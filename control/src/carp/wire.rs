@@ -515,8 +515,11 @@ pub enum Fresh {
     AfterSilence,
 }
 
-/// Replay protection per (VHID, source address): an authenticated counter must be greater than
-/// the last one accepted from that source, and must not be the last one we sent ourselves.
+/// Replay protection per VHID: an authenticated counter must be greater than the last one
+/// accepted for that VHID, and must not be the last one we sent ourselves. Keyed by VHID alone,
+/// not by source address: the HMAC does not cover the IP header, so a captured advert resent
+/// from a new source address would otherwise pass as a first advert (a two-box cluster has one
+/// peer per VHID).
 ///
 /// FreeBSD has none ("XXX Replay protection goes here"); OpenBSD drops an advert carrying its
 /// own counter ("replay or network loop detected"). A sender that restarts begins again from a
@@ -526,7 +529,7 @@ pub enum Fresh {
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
     forget_after: Duration,
-    last: HashMap<(u8, Ipv4Addr), (u64, Instant)>,
+    last: HashMap<u8, (u64, Instant)>,
     own: HashMap<u8, u64>,
 }
 
@@ -545,19 +548,19 @@ impl ReplayGuard {
         self.own.insert(vhid, counter);
     }
 
-    /// Checks an authenticated advert's counter from `src` at `now`, and remembers it if it
-    /// passes.
+    /// Checks an authenticated advert's counter at `now`, and remembers it if it passes. `_src`
+    /// is not part of the check (see the type's doc).
     pub fn check(
         &mut self,
         vhid: u8,
-        src: Ipv4Addr,
+        _src: Ipv4Addr,
         counter: u64,
         now: Instant,
     ) -> Result<Fresh, Reject> {
         if self.own.get(&vhid) == Some(&counter) {
             return Err(Reject::Loop);
         }
-        let fresh = match self.last.get(&(vhid, src)) {
+        let fresh = match self.last.get(&vhid) {
             None => Fresh::InOrder,
             Some(&(last, _)) if counter > last => Fresh::InOrder,
             Some(&(_, seen)) if now.saturating_duration_since(seen) > self.forget_after => {
@@ -565,13 +568,13 @@ impl ReplayGuard {
             }
             Some(_) => return Err(Reject::Replay),
         };
-        self.last.insert((vhid, src), (counter, now));
+        self.last.insert(vhid, (counter, now));
         Ok(fresh)
     }
 
     /// Forgets everything about `vhid` (its group was removed or its key changed).
     pub fn forget_vhid(&mut self, vhid: u8) {
-        self.last.retain(|&(v, _), _| v != vhid);
+        self.last.remove(&vhid);
         self.own.remove(&vhid);
     }
 }

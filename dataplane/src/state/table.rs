@@ -292,6 +292,33 @@ impl State {
         bytes: u32,
         now: Millis,
     ) -> Result<(), TrackError> {
+        self.track_tcp_inner(dir, seg, bytes, now, false)
+    }
+
+    /// [`track_tcp`](Self::track_tcp) for a segment that reached this box through a virtual IP
+    /// it has taken over: if the state came from the peer and has not been tracked here yet in
+    /// this direction, a segment ahead of its windows moves them forward (`tcp::catch_up`)
+    /// instead of being refused. Only for such segments: a segment sent to the box's own
+    /// address cannot loosen a state, so a host next to a backup cannot use it to push a
+    /// connection's windows forward (and, through sync, the master's).
+    pub fn track_tcp_on_takeover(
+        &self,
+        dir: Direction,
+        seg: &TcpSegment,
+        bytes: u32,
+        now: Millis,
+    ) -> Result<(), TrackError> {
+        self.track_tcp_inner(dir, seg, bytes, now, true)
+    }
+
+    fn track_tcp_inner(
+        &self,
+        dir: Direction,
+        seg: &TcpSegment,
+        bytes: u32,
+        now: Millis,
+        may_catch_up: bool,
+    ) -> Result<(), TrackError> {
         let mut p = self.lock();
         let Peers { src, dst, .. } = &mut *p;
         let from_peer = match dir {
@@ -300,7 +327,11 @@ impl State {
         };
         let mut tracked = tcp::track(src, dst, seg, dir);
         let lagging = self.expire.load(Ordering::Relaxed) & from_peer != 0;
-        if lagging && tracked == Err(TrackError::BadWindow) && tcp::catch_up(src, dst, seg, dir) {
+        if may_catch_up
+            && lagging
+            && tracked == Err(TrackError::BadWindow)
+            && tcp::catch_up(src, dst, seg, dir)
+        {
             tracked = tcp::track(src, dst, seg, dir);
         } else if lagging && tracked.is_ok() {
             // Tracked strictly: this direction's windows are this box's own from now on.
