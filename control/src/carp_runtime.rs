@@ -207,6 +207,16 @@ impl CarpRuntime {
         Ok(())
     }
 
+    /// Whether CARP is enabled (`tandemctl carp disable` turns it off until enabled or restarted).
+    pub fn enabled(&self) -> bool {
+        self.set.enabled()
+    }
+
+    /// Whether maintenance mode is on.
+    pub fn maintenance(&self) -> bool {
+        self.set.maintenance()
+    }
+
     pub fn set_enabled(&mut self, on: bool, now: Instant) {
         tracing::info!(
             "carp: {}",

@@ -239,6 +239,28 @@ impl Daemon {
         let number = self.generation + 1;
         let compiled = compile(&config, number, &device_mac)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        // What the running threads were built with cannot change under them: say so rather than
+        // apply half of the file.
+        let restart_needed = [
+            (
+                config.system.host_id != self.config.system.host_id,
+                "system.host_id",
+            ),
+            (
+                config.system.workers != self.config.system.workers,
+                "system.workers",
+            ),
+            (
+                config.ha.state_sync != self.config.ha.state_sync,
+                "ha.state_sync",
+            ),
+        ];
+        if let Some((_, field)) = restart_needed.iter().find(|(changed, _)| *changed) {
+            return Err(format!(
+                "{}: {field} changed; restart tandemd to apply this",
+                path.display()
+            ));
+        }
         if compiled.devices != self.compiled_devices {
             return Err(format!(
                 "{}: the dataplane interfaces changed ({} -> {}); restart tandemd to apply this",
@@ -251,8 +273,10 @@ impl Daemon {
         self.dp.states.set_limit(config.system.state_limit);
         self.dp.apply(compiled.generation);
         if carp_changed {
-            // New groups, keys or timers: the old groups bow out, the new ones start as BACKUP.
+            // New groups, keys or timers: the old groups bow out, the new ones start as BACKUP,
+            // with the operator's switches carried over (maintenance, disable).
             let now = Instant::now();
+            let (enabled, maintenance) = (self.carp.enabled(), self.carp.maintenance());
             self.carp.stop(now);
             let send = self.workers[0].slow_tx.clone();
             self.carp = CarpRuntime::new(
@@ -263,7 +287,17 @@ impl Daemon {
                 self.state_dir.clone(),
                 now,
             );
+            if let Some(s) = &self.sync {
+                self.carp.set_sync_pending(s.bulk_pending(), now);
+            }
+            if maintenance {
+                // Persisted already: set_maintenance only rewrites the same file.
+                let _ = self.carp.set_maintenance(true, now);
+            }
             self.carp.start(now);
+            if !enabled {
+                self.carp.set_enabled(false, now);
+            }
         }
         self.generation = number;
         self.config = config;
@@ -307,7 +341,9 @@ impl Daemon {
         if let Some(s) = &self.sync {
             self.carp.set_sync_pending(s.bulk_pending(), now);
         }
-        while let Ok(f) = self.control_rx.try_recv() {
+        // A bounded number per round: a flood of frames on the CARP group cannot keep the loop
+        // from CARP's own timers (the channel drops what does not fit, and the workers count it).
+        for f in self.control_rx.try_iter().take(64) {
             self.carp.on_frame(&f, now);
         }
         self.carp.tick(now);

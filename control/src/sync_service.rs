@@ -113,13 +113,27 @@ impl SyncService {
         })
     }
 
-    /// True while this box's bulk update has not arrived (CARP stays demoted meanwhile).
+    /// True while this box's bulk update has not arrived (CARP stays demoted meanwhile). A sync
+    /// thread that died holds nothing back: false.
     pub fn bulk_pending(&self) -> bool {
-        self.bulk_pending.load(Ordering::Relaxed)
+        self.is_running() && self.bulk_pending.load(Ordering::Relaxed)
     }
 
+    /// Whether the sync thread is alive.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// The last published status; `running` is false once the thread has died.
     pub fn snapshot(&self) -> SyncSnapshot {
-        self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut snap = self.snapshot.lock().map(|s| s.clone()).unwrap_or_default();
+        if !self.is_running() {
+            if let Some(r) = snap.reply.as_mut() {
+                r.running = false;
+                r.bulk_status = "sync thread stopped (see the log)".into();
+            }
+        }
+        snap
     }
 
     pub fn stop(mut self) {

@@ -72,6 +72,8 @@ counters! {
         replied,
         /// Handed to the control plane (CARP adverts) through the slow path.
         to_control,
+        /// A CARP advert with a TTL other than 255 (it did not come from the link itself).
+        drop_carp_ttl,
         /// Held until the next hop's MAC is known (sent later or dropped as neigh_failed).
         neigh_queued,
         /// Frame shorter than an Ethernet header.

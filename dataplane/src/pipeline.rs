@@ -624,7 +624,7 @@ impl WorkerSide {
             return self.icmp_error(gen, dp, in_if, buf, len, hl, total);
         }
         if is_local(gen, dp, dst) {
-            return self.local(gen, in_if, buf, len, key, l4, hl, total);
+            return self.local(gen, dp, in_if, buf, len, key, l4, hl, total);
         }
         self.new_flow(gen, dp, in_if, buf, len, key, l4, hl, total)
     }
@@ -752,6 +752,7 @@ impl WorkerSide {
     fn local(
         &mut self,
         gen: &Generation,
+        dp: &Dataplane,
         in_if: IfIndex,
         buf: &mut [u8],
         len: usize,
@@ -763,7 +764,12 @@ impl WorkerSide {
         let c = &*self.counters;
         if key.proto == PROTO_CARP && key.dst == CARP_GROUP {
             // CARP is authenticated by its HMAC in the control plane, not by rules (pfSense
-            // passes it automatically too).
+            // passes it automatically too). The cheapest check first, here: an advert that did
+            // not come from the link itself (TTL 255) never takes a place on the slow path.
+            if ttl_of(buf) != 255 {
+                c.drop_carp_ttl.inc();
+                return Verdict::Drop;
+            }
             let sent = self.to_control.as_ref().is_some_and(|tx| {
                 tx.try_send(ControlFrame {
                     in_if,
@@ -797,7 +803,14 @@ impl WorkerSide {
             ipp.set_dst_addr(key.src);
             ipp.set_ttl(OWN_TTL);
             ipp.fill_checksum();
-            swap_macs(buf);
+            // From the MAC that owns the address asked (the virtual MAC for a held CARP VIP),
+            // whatever the request was sent to (a broadcast frame must not become the source).
+            let peer = EthernetFrame::new_unchecked(&buf[..]).src_addr();
+            let own = our_mac_for(gen, dp, in_if, key.dst)
+                .unwrap_or(gen.interfaces[usize::from(in_if)].mac);
+            let mut eth = EthernetFrame::new_unchecked(&mut buf[..len]);
+            eth.set_dst_addr(peer);
+            eth.set_src_addr(own);
             c.icmp_echo_replies.inc();
             c.replied.inc();
             return Verdict::Tx { out_if: in_if, len };
@@ -833,6 +846,12 @@ impl WorkerSide {
             return Verdict::Drop;
         };
         let outer_dst = Ipv4Packet::new_unchecked(&*ip).dst_addr();
+        // An error goes back to the sender of the packet it quotes: anything else is forged
+        // (it would carry an error about one flow to another host).
+        if outer_dst != inner.key.src {
+            c.drop_icmp_error_no_state.inc();
+            return Verdict::Drop;
+        }
         let mut new_outer_dst = outer_dst;
         if let Some(x) = translation(&state, dir) {
             // The outer packet is translated like any packet of the flow; the quoted packet,
@@ -1431,11 +1450,6 @@ fn subnet_broadcast(a: Ipv4Addr, len: u8) -> Ipv4Addr {
 #[inline]
 fn ttl_of(buf: &[u8]) -> u8 {
     buf[ETH + 8]
-}
-
-fn swap_macs(buf: &mut [u8]) {
-    let (dst, rest) = buf.split_at_mut(6);
-    dst.swap_with_slice(&mut rest[..6]);
 }
 
 /// Pads a frame to Ethernet's minimum (60 bytes without FCS) and returns its length.

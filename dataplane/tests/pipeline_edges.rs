@@ -995,3 +995,89 @@ fn a_peers_gratuitous_arp_for_a_held_vip_is_not_answered() {
         "our own VIP is not a neighbour"
     );
 }
+
+/// A CARP advert that did not come from the link itself (TTL below 255) never reaches the
+/// control plane's queue: it is dropped by the worker, counted.
+#[test]
+fn carp_adverts_with_a_ttl_below_255_stay_in_the_worker() {
+    let mut lab = Lab::new();
+    let mut advert = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01],
+        [0x01, 0x00, 0x5e, 0, 0, 18],
+    )
+    .ipv4([172, 25, 46, 102], [224, 0, 0, 18], 254)
+    .write(
+        &mut advert,
+        etherparse::IpNumber(112),
+        &[0x21, 1, 0, 1, 1, 0, 0, 0],
+    )
+    .unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    lab.pipe.set_control_channel(tx);
+    let s = lab.snapshot();
+    lab.send(WAN, &pad(advert), T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_carp_ttl", 1)]);
+    assert!(rx.try_recv().is_err());
+}
+
+/// An ICMP error goes back to the sender of the packet it quotes. One quoting a NATed flow but
+/// sent to another address (here the box's own WAN address) is forged: dropped, not
+/// translated to the client.
+#[test]
+fn an_icmp_error_not_addressed_to_the_quoted_sender_is_dropped() {
+    let mut lab = Lab::new();
+    lab.send(
+        LAN,
+        &udp_frame(
+            CLIENT_MAC,
+            LAN_VMAC,
+            (CLIENT, 5000),
+            (SERVER, 53),
+            64,
+            b"query!!!",
+        ),
+        T0,
+    );
+    let out = lab.one_sent(WAN);
+    let quoted = &ip_of(&out)[..28];
+    let err = icmp_error_frame(
+        SERVER_MAC,
+        WAN_MAC,
+        SERVER,
+        WAN_IP,
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+        quoted,
+    );
+    let s = lab.snapshot();
+    lab.send(WAN, &err, T0 + 10);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_icmp_error_no_state", 1)]);
+    lab.nothing_sent();
+}
+
+/// An echo request to a held VIP is answered from the VIP's virtual MAC and to the sender's
+/// MAC, built from the addresses the box owns rather than by swapping the request's: the reply
+/// to a request that reached the box as a broadcast frame would otherwise carry a broadcast
+/// source address.
+#[test]
+fn an_echo_reply_comes_from_the_mac_that_owns_the_address() {
+    let mut lab = Lab::new();
+    for dst_mac in [LAN_VMAC, BROADCAST] {
+        let req = echo_frame(
+            CLIENT_MAC, dst_mac, CLIENT, LAN_VIP, 64, true, 0x42, 1, b"ping",
+        );
+        lab.send(LAN, &req, T0);
+        for f in lab.sent(LAN) {
+            assert_eq!(
+                &f[6..12],
+                &LAN_VMAC,
+                "a reply from the VIP comes from its virtual MAC"
+            );
+            assert_eq!(&f[0..6], &CLIENT_MAC);
+        }
+    }
+    assert!(
+        lab.counters().icmp_echo_replies.get() >= 1,
+        "the unicast request is answered"
+    );
+}
