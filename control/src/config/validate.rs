@@ -620,6 +620,20 @@ fn virtual_ips(r: &mut Report<'_>, ctx: &Ctx, raw: &[RawVip]) -> Vec<Option<Virt
 
         // One VHID on one interface is one advertisement: its VIPs share the parameters.
         if let (Some(VipKind::Carp(c)), Some(f)) = (&kind, iface) {
+            // The dataplane holds a VHID box-wide (its virtual MAC, 00:00:5e:00:01:VHID, is one
+            // MAC): the same VHID on two interfaces would be taken and released together.
+            if let Some((_, (j, _))) = groups
+                .iter()
+                .find(|((name, vhid), _)| *vhid == c.vhid && *name != f.name)
+            {
+                r.err(
+                    format!("{p}.vhid"),
+                    format!(
+                        "{} is already used on another interface by virtual_ips[{j}]; a VHID is box-wide in tandem",
+                        c.vhid
+                    ),
+                );
+            }
             match groups.get(&(f.name.clone(), c.vhid)) {
                 None => {
                     groups.insert((f.name.clone(), c.vhid), (i, c.clone()));
