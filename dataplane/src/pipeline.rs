@@ -32,6 +32,7 @@ use crate::io::{Frame, Port, Verdict, FRAME_SIZE};
 use crate::neigh::{
     EnqueueOutcome, NeighCache, NeighMemo, PendingConfig, PendingEvent, PendingQueues,
 };
+use crate::route::NextHop;
 use crate::state::{
     Direction, FlowKey, InsertError, Millis, NewState, State, StateTable, TcpSegment, TrackError,
 };
@@ -597,22 +598,11 @@ impl WorkerSide {
             // our own NAT address, and a translated destination would show the inside address
             // to the outside).
             let out_dst = xlat.map_or(dst, |x| if x.side == Side::Dst { x.addr } else { dst });
-            let Some(hop) = gen.routes.next_hop(out_dst) else {
-                c.drop_no_route.inc();
-                return self
-                    .icmp_error_reply(
-                        gen,
-                        in_if,
-                        buf,
-                        len,
-                        IcmpErrorKind::DstUnreachable(icmp::CODE_NET_UNREACHABLE),
-                    )
-                    .unwrap_or(Verdict::Drop);
+            let hop = match self.next_hop_or_answer(gen, in_if, buf, len, out_dst) {
+                Ok(hop) => hop,
+                Err(verdict) => return verdict,
             };
-            if ttl_of(buf) <= 1 {
-                c.drop_ttl_expired.inc();
-                return self.time_exceeded(gen, in_if, buf, len);
-            }
+            let c = &*self.counters;
             if let Some(x) = xlat {
                 apply_translation(&mut buf[ETH..ETH + total], hl, proto, x);
                 c.nat_translated.inc();
@@ -655,22 +645,11 @@ impl WorkerSide {
                 return Verdict::Drop;
             }
         }
-        let Some(hop) = gen.routes.next_hop(key.dst) else {
-            c.drop_no_route.inc();
-            return self
-                .icmp_error_reply(
-                    gen,
-                    in_if,
-                    buf,
-                    len,
-                    IcmpErrorKind::DstUnreachable(icmp::CODE_NET_UNREACHABLE),
-                )
-                .unwrap_or(Verdict::Drop);
+        let hop = match self.next_hop_or_answer(gen, in_if, buf, len, key.dst) {
+            Ok(hop) => hop,
+            Err(verdict) => return verdict,
         };
-        if ttl_of(buf) <= 1 {
-            c.drop_ttl_expired.inc();
-            return self.time_exceeded(gen, in_if, buf, len);
-        }
+        let c = &*self.counters;
         if keep_state {
             let new = NewState::first_packet(
                 key,
@@ -875,6 +854,31 @@ impl WorkerSide {
         self.route_and_send(gen, dp, in_if, buf, len, new_outer_dst)
     }
 
+    /// The next hop to `dst`, checked before anything is rewritten: without a route the sender
+    /// gets a net unreachable, with TTL 1 a time exceeded (both from the packet as it arrived).
+    /// Either way the frame's fate is the `Err`, its drop counted.
+    fn next_hop_or_answer(
+        &mut self,
+        gen: &Generation,
+        in_if: IfIndex,
+        buf: &mut [u8],
+        len: usize,
+        dst: Ipv4Addr,
+    ) -> Result<NextHop, Verdict> {
+        let Some(hop) = gen.routes.next_hop(dst) else {
+            self.counters.drop_no_route.inc();
+            let kind = IcmpErrorKind::DstUnreachable(icmp::CODE_NET_UNREACHABLE);
+            return Err(self
+                .icmp_error_reply(gen, in_if, buf, len, kind)
+                .unwrap_or(Verdict::Drop));
+        };
+        if ttl_of(buf) <= 1 {
+            self.counters.drop_ttl_expired.inc();
+            return Err(self.time_exceeded(gen, in_if, buf, len));
+        }
+        Ok(hop)
+    }
+
     /// Routes a packet of an existing state and sends it.
     fn route_and_send(
         &mut self,
@@ -885,23 +889,10 @@ impl WorkerSide {
         len: usize,
         dst: Ipv4Addr,
     ) -> Verdict {
-        let Some(hop) = gen.routes.next_hop(dst) else {
-            self.counters.drop_no_route.inc();
-            return self
-                .icmp_error_reply(
-                    gen,
-                    in_if,
-                    buf,
-                    len,
-                    IcmpErrorKind::DstUnreachable(icmp::CODE_NET_UNREACHABLE),
-                )
-                .unwrap_or(Verdict::Drop);
-        };
-        if ttl_of(buf) <= 1 {
-            self.counters.drop_ttl_expired.inc();
-            return self.time_exceeded(gen, in_if, buf, len);
+        match self.next_hop_or_answer(gen, in_if, buf, len, dst) {
+            Ok(hop) => self.forward(gen, dp, hop.out_if, hop.addr, buf, len),
+            Err(verdict) => verdict,
         }
-        self.forward(gen, dp, hop.out_if, hop.addr, buf, len)
     }
 
     /// Decrements the TTL, writes the Ethernet header for the next hop and sends, or queues the
