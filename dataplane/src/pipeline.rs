@@ -836,7 +836,7 @@ impl WorkerSide {
             // The outer packet is translated like any packet of the flow; the quoted packet,
             // which went the opposite way, on its opposite side.
             let q = &mut ip[quoted_off..];
-            apply_translation_quoted(q, inner.hl, inner.key.proto, x.opposite());
+            apply_translation(q, inner.hl, inner.key.proto, x.opposite());
             let mut outer = Ipv4Packet::new_unchecked(&mut *ip);
             match x.side {
                 Side::Src => outer.set_src_addr(x.addr),
@@ -1156,70 +1156,37 @@ fn translation(state: &State, dir: Direction) -> Option<Translation> {
     })
 }
 
-/// Rewrites an address and its port in a whole IPv4 datagram, patching the IP and layer-4
-/// checksums incrementally (RFC 1624). For ICMP queries the "port" is the query id, and it is
-/// the same field whichever side is translated.
+/// Rewrites an address and its port in an IPv4 datagram, patching the IP and layer-4 checksums
+/// incrementally (RFC 1624). For ICMP queries the "port" is the query id, and it is the same
+/// field whichever side is translated. Also used inside an ICMP error's quoted packet, which
+/// may stop 8 bytes into its payload: only the fields present are patched.
 fn apply_translation(ip: &mut [u8], hl: usize, proto: u8, x: Translation) {
     let (addr_off, port_off) = match x.side {
         Side::Src => (12, 0),
         Side::Dst => (16, 2),
     };
+    if ip.len() < hl {
+        return;
+    }
     let old_addr = Ipv4Addr::from(read_u32(ip, addr_off));
     if old_addr != x.addr {
         ip[addr_off..addr_off + 4].copy_from_slice(&x.addr.octets());
         let c = checksum::update_addr(read_u16(ip, 10), old_addr, x.addr);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
     }
-    rewrite_l4(
-        &mut ip[hl..],
-        proto,
-        x.side,
-        port_off,
-        old_addr,
-        x.addr,
-        x.port,
-        true,
-    );
+    rewrite_l4(&mut ip[hl..], proto, port_off, old_addr, x.addr, x.port);
 }
 
-/// The same rewrite inside an ICMP error's quoted packet, which may stop after 8 bytes of its
-/// payload: only the fields present are patched.
-fn apply_translation_quoted(q: &mut [u8], hl: usize, proto: u8, x: Translation) {
-    let (addr_off, port_off) = match x.side {
-        Side::Src => (12, 0),
-        Side::Dst => (16, 2),
-    };
-    if q.len() < hl {
-        return;
-    }
-    let old_addr = Ipv4Addr::from(read_u32(q, addr_off));
-    q[addr_off..addr_off + 4].copy_from_slice(&x.addr.octets());
-    let c = checksum::update_addr(read_u16(q, 10), old_addr, x.addr);
-    q[10..12].copy_from_slice(&c.to_be_bytes());
-    rewrite_l4(
-        &mut q[hl..],
-        proto,
-        x.side,
-        port_off,
-        old_addr,
-        x.addr,
-        x.port,
-        false,
-    );
-}
-
-#[allow(clippy::too_many_arguments)]
+/// Rewrites the port (or ICMP query id) at `port_off` of a layer-4 header and patches its
+/// checksum for the address change too (TCP and UDP sum a pseudo-header; ICMP does not).
 fn rewrite_l4(
     l4: &mut [u8],
     proto: u8,
-    side: Side,
     port_off: usize,
     old_addr: Ipv4Addr,
     new_addr: Ipv4Addr,
     port: u16,
-    full: bool,
 ) {
-    let _ = side;
     match proto {
         PROTO_TCP if l4.len() >= 4 => {
             let old_port = read_u16(l4, port_off);
@@ -1242,10 +1209,8 @@ fn rewrite_l4(
             // The query id (not covered by a pseudo-header: only the id changes the sum).
             let old_id = read_u16(l4, 4);
             l4[4..6].copy_from_slice(&port.to_be_bytes());
-            if full || l4.len() >= 8 {
-                let c = checksum::update_u16(read_u16(l4, 2), old_id, port);
-                l4[2..4].copy_from_slice(&c.to_be_bytes());
-            }
+            let c = checksum::update_u16(read_u16(l4, 2), old_id, port);
+            l4[2..4].copy_from_slice(&c.to_be_bytes());
         }
         _ => {}
     }
