@@ -10,7 +10,9 @@
 //!   send, ACK/NACK repair, bulk update, resync, counters.
 //! - [`transport`]: the [`transport::Transport`] trait and an in-memory pair with faults.
 //! - [`socket`]: [`socket::RawIpSocket`], protocol 240 on the sync interface.
+//! - [`config_sync`]: [`config_sync::Channel`], config sync's authenticated, encrypted TCP channel.
 
+pub mod config_sync;
 pub mod journal;
 pub mod replay;
 pub mod replicate;
