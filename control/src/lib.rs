@@ -6,6 +6,7 @@ pub mod carp;
 pub mod carp_runtime;
 pub mod compile;
 pub mod config;
+pub mod config_sync;
 pub mod daemon;
 pub mod handler;
 pub mod pcap;

@@ -532,6 +532,7 @@ fn aliases(r: &mut Report<'_>, raw: &[RawAlias]) -> (Vec<Option<Alias>>, HashSet
                 kind: kind?,
                 entries: entries?,
                 description: ra.description.clone(),
+                no_sync: ra.no_sync,
             })
         })());
     }
@@ -674,6 +675,7 @@ fn virtual_ips(r: &mut Report<'_>, ctx: &Ctx, raw: &[RawVip]) -> Vec<Option<Virt
                 interface: iface?.name.clone(),
                 address: address?,
                 description: rv.description.clone(),
+                no_sync: rv.no_sync,
             })
         })());
     }
@@ -760,6 +762,7 @@ fn routes(r: &mut Report<'_>, ctx: &Ctx, raw: &RawRoutes) -> Option<Routes> {
                 network: network?,
                 gateway: gateway?,
                 description: rs.description.clone(),
+                no_sync: rs.no_sync,
             })
         })();
         collect(&mut static_routes, route);

@@ -138,7 +138,13 @@ fn a_message_over_the_limit_is_refused_before_it_is_read() {
     ch.send(&[7u8; 1001]).unwrap();
     let got = t.join().unwrap();
     assert!(
-        matches!(got, Err(ChannelError::TooLarge { len: 1001, limit: 1000 })),
+        matches!(
+            got,
+            Err(ChannelError::TooLarge {
+                len: 1001,
+                limit: 1000
+            })
+        ),
         "{got:?}"
     );
 }
