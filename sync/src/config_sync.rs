@@ -51,6 +51,11 @@ pub const KDF_ROUNDS: u32 = 100_000;
 /// 10,000 rules is about 2 MB of TOML.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
+/// What a responder sends before it closes a session whose handshake it could not read: an
+/// empty frame.
+const REFUSED: [u8; 2] = [0, 0];
+const EMPTY_FRAME: &str = "empty frame";
+
 /// The largest Noise message and its authentication tag.
 const NOISE_MAX: usize = 65_535;
 const TAG: usize = 16;
@@ -132,7 +137,10 @@ impl Channel {
             .write_message(&[], &mut buf)
             .map_err(|_| ChannelError::Protocol("noise handshake"))?;
         io.write_frame(&buf[..n])?;
-        let reply = io.read_frame()?;
+        let reply = match io.read_frame() {
+            Err(ChannelError::Protocol(EMPTY_FRAME)) => return Err(ChannelError::Authentication),
+            r => r?,
+        };
         hs.read_message(&reply, &mut buf)
             .map_err(|_| ChannelError::Authentication)?;
         let noise = hs
@@ -164,8 +172,12 @@ impl Channel {
         };
         let mut buf = vec![0u8; NOISE_MAX];
         let first = io.read_frame()?;
-        hs.read_message(&first, &mut buf)
-            .map_err(|_| ChannelError::Authentication)?;
+        if hs.read_message(&first, &mut buf).is_err() {
+            // An empty frame tells an initiator with other credentials why the session ends
+            // (unauthenticated, so it is a hint for the operator, never acted upon).
+            let _ = io.write_raw(&REFUSED);
+            return Err(ChannelError::Authentication);
+        }
         let n = hs
             .write_message(&[], &mut buf)
             .map_err(|_| ChannelError::Protocol("noise handshake"))?;
@@ -270,12 +282,18 @@ impl Framed<'_> {
         s.write_all(&out).map_err(|e| self.io_error(e))
     }
 
+    fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
+        self.arm(false)?;
+        let mut s = self.stream;
+        s.write_all(bytes).map_err(|e| self.io_error(e))
+    }
+
     fn read_frame(&mut self) -> Result<Vec<u8>, ChannelError> {
         let mut head = [0u8; 2];
         self.read_exact(&mut head)?;
         let len = usize::from(u16::from_be_bytes(head));
         if len == 0 {
-            return Err(ChannelError::Protocol("empty frame"));
+            return Err(ChannelError::Protocol(EMPTY_FRAME));
         }
         let mut frame = vec![0u8; len];
         self.read_exact(&mut frame)?;

@@ -143,6 +143,7 @@
 mod error;
 mod model;
 mod raw;
+mod secrets;
 mod types;
 mod validate;
 
@@ -155,6 +156,7 @@ pub use model::{
     TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_STATE_LIMIT,
     DEFAULT_WORKERS, STATE_SYNC_MULTICAST,
 };
+pub use secrets::{mask_secrets, MASK};
 pub use types::{
     Action, AddrSpec, AliasType, Endpoint, IpVersion, MacAddr, NatMode, PortRange, Prefix,
     Protocol, Role, SyncSection, VipType,

@@ -18,12 +18,15 @@
 //!   primary is dead.
 //! - [`protocol`]: the messages of a session.
 //! - [`service`]: the threads: the primary's pusher, the secondary's listener, the status.
+//! - [`daemon`]: the glue in `tandemd`: the role's service, the config in force on a secondary,
+//!   applying a push.
 //!
 //! The secondary applies a push like `config apply`: its own file and the pushed sections are
 //! merged, validated in full, compiled and swapped in as one generation, or refused whole with
 //! every field-path error (shown and logged on the primary). States survive, as they survive any
 //! apply.
 
+pub mod daemon;
 pub mod merge;
 pub mod payload;
 pub mod protocol;

@@ -306,7 +306,7 @@ fn names(sections: &[SyncSection]) -> Vec<String> {
     sections.iter().map(|s| s.to_string()).collect()
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
