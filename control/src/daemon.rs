@@ -204,6 +204,7 @@ impl Daemon {
                     own_ip: iface.ip(),
                     rules_if: sync_filter.index(&ss.interface).unwrap_or(0),
                     rules: Arc::new(sync_filter.ruleset),
+                    state_dir: opts.state_dir.clone(),
                 };
                 let service = SyncService::start(setup, dp.states.clone(), journal, clock)
                     .map_err(DaemonError::Sync)?;
