@@ -238,6 +238,7 @@ impl Daemon {
                     own_ip: iface.ip(),
                     rules_if: sync_rules.load().in_if,
                     rules: sync_rules.load().ruleset.clone(),
+                    state_dir: opts.state_dir.clone(),
                 };
                 let service = SyncService::start(setup, dp.states.clone(), journal, clock)
                     .map_err(DaemonError::Sync)?;

@@ -364,7 +364,7 @@ fn forged_and_replayed_sync_datagrams_create_no_state() {
     // A forged one: a datagram claiming to be A's, with a made-up tag.
     let forge = "import socket\n\
          s=socket.socket(socket.AF_INET, socket.SOCK_RAW, 240); s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)\n\
-         s.sendto(bytes([0x81,0,0,56]) + bytes(4*3) + (7).to_bytes(8,'big') + bytes([13,27,0,1]) + bytes(12) + bytes(16), ('10.255.0.2',0))";
+         s.sendto(bytes([0x82,0,0,56]) + bytes(4*3) + (7).to_bytes(8,'big') + bytes([13,27,0,1]) + bytes(12) + bytes(16), ('10.255.0.2',0))";
     // From fwa's namespace (the kernel there owns 10.255.0.1): same source as the real peer.
     let out = lab.exec(Node::Fwa, &["python3", "-c", forge]);
     assert!(
