@@ -495,6 +495,10 @@ fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
 
 fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
     let config = config::load(path)?;
+    // Weak but valid settings (a short CARP password) are logged at every start and reload.
+    for w in config::warnings(&path.display().to_string(), &config) {
+        tracing::warn!("{w}");
+    }
     // The text as validated, for `config show`; the file was just read successfully.
     let text = std::fs::read_to_string(path).unwrap_or_default();
     Ok((config, text))

@@ -338,10 +338,11 @@ fn forged_and_replayed_sync_datagrams_create_no_state() {
     let replay_before = b.counter("sync_replay");
     let mac_before = b.counter("sync_bad_mac");
 
-    // Replay everything recorded, from the switch's namespace (a third box on the sync bridge).
+    // Replay everything recorded into B, on the switch port that faces it (a third box on the
+    // sync link, as seen by B).
     let replay = format!(
         "import socket,struct\n\
-         d=open('{pcap}','rb').read(); o=24; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('sync',0)); n=0\n\
+         d=open('{pcap}','rb').read(); o=24; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('fwb-sync',0)); n=0\n\
          while o+16<=len(d):\n  l=struct.unpack('<I',d[o+8:o+12])[0]; s.send(d[o+16:o+16+l]); o+=16+l; n+=1\n\
          print(n)"
     );
