@@ -784,7 +784,7 @@ fn unknown_keys_are_refused() {
     .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "fw-a.toml: virtual_ips[0].skew: unknown field `skew`, expected one of `type`, `interface`, `address`, `vhid`, `password`, `advbase`, `advskew`, `description` (line 29, column 1)"
+        "fw-a.toml: virtual_ips[0].skew: unknown field `skew`, expected one of `type`, `interface`, `address`, `vhid`, `password`, `advbase`, `advskew`, `description`, `no_sync`, `nosync` (line 29, column 1)"
     );
     let e = parse("fw-a.toml", &format!("{BASE}[firewall]\n")).unwrap_err();
     assert!(

@@ -55,6 +55,8 @@
 //! name = "cluster_pfSense"
 //! type = "host"          # host: entries are addresses | network: entries are a.b.c.d/len
 //! entries = ["10.255.0.1", "10.255.0.2"]
+//! no_sync = false      # optional: config sync leaves this alias on its box (also on
+//!                      # virtual_ips, routes.static, NAT and filter rules; `nosync` too)
 //!
 //! [[virtual_ips]]
 //! type = "carp"          # carp | ipalias | proxyarp | other
