@@ -570,8 +570,11 @@ pub struct ConfigSyncReply {
     pub last_push: Option<PushResult>,
     /// Why the last session failed, if it did.
     pub last_error: Option<String>,
-    /// Sessions the primary ran to their end; `config sync now` waits for it to move.
+    /// Sessions the primary ran to their end.
     pub sessions: u64,
+    /// Of those, the ones `config sync now` forced: it waits for this to move.
+    #[serde(default)]
+    pub forced_sessions: u64,
 }
 
 /// One push and how it ended.

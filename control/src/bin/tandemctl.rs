@@ -389,7 +389,7 @@ fn config_sync(ctl: &Ctl<'_>, now: bool) -> Result<ExitCode, String> {
         let deadline = Instant::now() + Duration::from_secs(35);
         loop {
             let r: ConfigSyncReply = ctl.call(Command::ConfigSync, &NoArgs {})?;
-            if r.sessions > before.sessions {
+            if r.forced_sessions > before.forced_sessions {
                 break r;
             }
             if Instant::now() > deadline {

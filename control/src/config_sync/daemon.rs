@@ -202,6 +202,7 @@ impl Daemon {
                 last_push: None,
                 last_error: None,
                 sessions: 0,
+                forced_sessions: 0,
             };
         };
         let mut s = service.snapshot();
@@ -233,6 +234,7 @@ impl Daemon {
             }),
             last_error: s.last_error,
             sessions: s.sessions,
+            forced_sessions: s.forced_sessions,
         }
     }
 

@@ -76,6 +76,8 @@ pub struct Status {
     /// Sessions the primary has run to their end (ok or not): `config sync now` waits for it
     /// to move.
     pub sessions: u64,
+    /// Of those, the ones that pushed whatever the hashes said (`config sync now`).
+    pub forced_sessions: u64,
     /// This box's config generation.
     pub generation: u64,
 }
@@ -372,6 +374,7 @@ impl Pusher {
         let ok = matches!(result, Ok(true));
         if let Ok(mut s) = self.status.lock() {
             s.sessions += 1;
+            s.forced_sessions += u64::from(force);
             match &result {
                 Ok(_) => s.last_error = None,
                 Err(e) => s.last_error = Some(e.clone()),
