@@ -8,6 +8,7 @@ pub mod compile;
 pub mod config;
 pub mod config_sync;
 pub mod daemon;
+pub mod doctor;
 pub mod handler;
 pub mod pcap;
 pub mod socket;

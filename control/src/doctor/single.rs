@@ -1,0 +1,294 @@
+//! Checks over one box's config: what breaks a failover whatever the peer says.
+
+use std::net::Ipv4Addr;
+
+use tandem_dataplane::filter::{Action, PacketMeta, Ruleset, Verdict};
+
+use super::{compiled, Findings, Severity};
+use crate::carp::wire::MULTICAST_GROUP as CARP_GROUP;
+use crate::config::{AddrSpec, Config, NatMode, Prefix, Role, TranslationAddr};
+
+const CARP_PROTO: u8 = 112;
+const PFSYNC_PROTO: u8 = 240;
+const TCP: u8 = 6;
+
+/// Every single-box check of `c`; `who` prefixes field paths (`""` or `"peer:"`).
+pub fn check(c: &Config, who: &str, f: &mut Findings) {
+    nat_to_vip(c, who, f);
+    if let Some(compiled) = compiled(c) {
+        carp_adverts_pass(c, who, &compiled.generation.ruleset, &|n| {
+            compiled.generation.interface_index(n)
+        }, f);
+        sync_link_passes(c, who, &compiled.sync.ruleset, &|n| compiled.sync.index(n), f);
+    }
+    ha_present(c, who, f);
+    for w in crate::config::warnings("", c) {
+        f.add(
+            "config-warning",
+            Severity::Warning,
+            format!("{who}{}", w.path),
+            w.message,
+            "see the message",
+        );
+    }
+}
+
+/// Interfaces that carry a CARP VIP.
+fn carp_interfaces(c: &Config) -> Vec<&str> {
+    let mut v: Vec<&str> = c
+        .virtual_ips
+        .iter()
+        .filter(|v| v.carp().is_some())
+        .map(|v| v.interface.as_str())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn is_carp_vip_on(c: &Config, iface: &str, ip: Ipv4Addr) -> bool {
+    c.vips_on(iface)
+        .any(|v| v.carp().is_some() && v.address.addr() == ip)
+}
+
+/// Outbound NAT must translate to a CARP VIP on an interface CARP protects: a state NATed to
+/// the box's own address is useless on the peer, which does not hold that address.
+fn nat_to_vip(c: &Config, who: &str, f: &mut Findings) {
+    let carp = carp_interfaces(c);
+    let out = &c.nat.outbound;
+    let manual = matches!(out.mode, NatMode::Hybrid | NatMode::Manual);
+    let automatic = matches!(out.mode, NatMode::Hybrid | NatMode::Automatic);
+    if manual {
+        for (i, r) in out.rules.iter().enumerate() {
+            if r.disabled || r.no_nat || !carp.contains(&r.interface.as_str()) {
+                continue;
+            }
+            let ip = c.translation_ip(r);
+            if ip.is_some_and(|ip| is_carp_vip_on(c, &r.interface, ip)) {
+                continue;
+            }
+            let to = match r.translation.address {
+                TranslationAddr::InterfaceAddress => "the interface address".to_string(),
+                TranslationAddr::Addr(a) => a.to_string(),
+            };
+            f.add(
+                "nat-not-vip",
+                Severity::Error,
+                format!("{who}nat.outbound.rules[{i}].translation"),
+                format!(
+                    "translates to {to}, not a CARP VIP of {}: connections NATed by this box break when the peer takes over (the peer does not hold that address)",
+                    r.interface
+                ),
+                format!("translate to a CARP VIP of {} (the seed: \"Address: the WAN CARP VIP\")", r.interface),
+            );
+        }
+    }
+    if !automatic {
+        return;
+    }
+    // Automatic rules translate every inside network to each WAN's own address; in hybrid
+    // mode a manual rule ahead of them may cover an inside network.
+    for wan in c.interfaces.iter().filter(|i| i.role == Role::Wan) {
+        if !carp.contains(&wan.name.as_str()) {
+            continue;
+        }
+        for inside in c
+            .interfaces
+            .iter()
+            .filter(|i| i.role != Role::Wan && i.role != Role::Sync)
+        {
+            let covered = manual
+                && out.rules.iter().any(|r| {
+                    !r.disabled
+                        && r.interface == wan.name
+                        && r.destination.addr == AddrSpec::Any
+                        && !r.source.invert
+                        && covers(c, &r.source.addr, inside.network())
+                });
+            if !covered {
+                f.add(
+                    "nat-not-vip",
+                    Severity::Error,
+                    format!("{who}nat.outbound.mode"),
+                    format!(
+                        "{} mode translates {} net to {}'s own address {}: NATed connections from {} break at failover",
+                        out.mode, inside.name, wan.name, wan.ip(), inside.name
+                    ),
+                    format!(
+                        "use hybrid or manual mode with a rule translating {} to a CARP VIP of {}",
+                        inside.network(), wan.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Whether `spec` covers all of `net`.
+fn covers(c: &Config, spec: &AddrSpec, net: Prefix) -> bool {
+    match c.resolve(spec) {
+        None => true,
+        Some(prefixes) => prefixes
+            .iter()
+            .any(|p| p.len() <= net.len() && p.contains(net.addr())),
+    }
+}
+
+/// An address of `net` other than `own`: who the peer might be when its config is not known.
+fn other_host(net: Prefix, own: Ipv4Addr) -> Ipv4Addr {
+    let base = u32::from(net.network().addr());
+    let first = Ipv4Addr::from(base.wrapping_add(1));
+    if first == own {
+        Ipv4Addr::from(base.wrapping_add(2))
+    } else {
+        first
+    }
+}
+
+fn passes(
+    rules: &Ruleset,
+    in_if: Option<u8>,
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    dport: u16,
+) -> bool {
+    let Some(in_if) = in_if else { return false };
+    let meta = PacketMeta {
+        in_if,
+        proto,
+        src,
+        dst,
+        sport: 40_000,
+        dport,
+    };
+    matches!(
+        rules.evaluate(&meta),
+        Verdict::Rule {
+            action: Action::Pass,
+            ..
+        }
+    )
+}
+
+/// The peer's adverts must pass each CARP interface's rules (tandem has no hidden rules), or
+/// this box never hears its peer and both boxes are master.
+fn carp_adverts_pass(
+    c: &Config,
+    who: &str,
+    rules: &Ruleset,
+    index: &dyn Fn(&str) -> Option<u8>,
+    f: &mut Findings,
+) {
+    for name in carp_interfaces(c) {
+        let Some(iface) = c.interface(name) else {
+            continue;
+        };
+        let peer = other_host(iface.network(), iface.ip());
+        if !passes(rules, index(name), CARP_PROTO, peer, CARP_GROUP, 0) {
+            let i = c
+                .virtual_ips
+                .iter()
+                .position(|v| v.interface == name && v.carp().is_some())
+                .unwrap_or(0);
+            f.add(
+                "carp-adverts-blocked",
+                Severity::Error,
+                format!("{who}virtual_ips[{i}].interface"),
+                format!(
+                    "the rules of {name} do not pass CARP adverts (protocol carp to {CARP_GROUP}) from {name} net: this box will not hear its peer, and both will be MASTER"
+                ),
+                format!(
+                    "add a rule on {name}: action pass, protocol carp, source \"{name} net\", destination \"{CARP_GROUP}\""
+                ),
+            );
+        }
+    }
+}
+
+/// The sync interface's rules must pass state sync (pfsync) and, on the box that accepts
+/// pushes, config sync, from the peer.
+fn sync_link_passes(
+    c: &Config,
+    who: &str,
+    rules: &Ruleset,
+    index: &dyn Fn(&str) -> Option<u8>,
+    f: &mut Findings,
+) {
+    let Some(link) = c.sync_interface().or_else(|| {
+        c.interfaces.iter().find(|i| i.role == Role::Sync)
+    }) else {
+        return;
+    };
+    let in_if = index(&link.name);
+    if let Some(ss) = c.ha.state_sync.as_ref().filter(|s| s.enabled) {
+        let peer = ss.peer.unwrap_or_else(|| other_host(link.network(), link.ip()));
+        if !passes(rules, in_if, PFSYNC_PROTO, peer, link.ip(), 0) {
+            f.add(
+                "state-sync-blocked",
+                Severity::Error,
+                format!("{who}ha.state_sync.interface"),
+                format!(
+                    "the rules of {} do not pass pfsync from {peer} to this box: no state reaches it, and every connection resets at failover",
+                    link.name
+                ),
+                format!(
+                    "add a rule on {}: action pass, protocol pfsync, source the peer (or an alias of both boxes), destination \"self\"",
+                    link.name
+                ),
+            );
+        }
+    }
+    if let Some(cs) = &c.ha.config_sync {
+        let peer = cs
+            .sync_to
+            .or_else(|| c.ha.state_sync.as_ref().and_then(|s| s.peer))
+            .unwrap_or_else(|| other_host(link.network(), link.ip()));
+        if !passes(rules, in_if, TCP, peer, link.ip(), cs.port) {
+            let (severity, why) = if cs.pushes() {
+                (Severity::Warning, "the peer's doctor cannot read this box")
+            } else {
+                (Severity::Error, "no push of the primary's config reaches this box, and the two configs drift apart")
+            };
+            f.add(
+                "config-sync-blocked",
+                severity,
+                format!("{who}ha.config_sync.port"),
+                format!(
+                    "the rules of {} do not pass TCP from {peer} to this box's port {}: {why}",
+                    link.name, cs.port
+                ),
+                format!(
+                    "add a rule on {}: action pass, protocol tcp, source the peer, destination {{ address = \"self\", port = {} }}",
+                    link.name, cs.port
+                ),
+            );
+        }
+    }
+}
+
+/// CARP without state sync resets every connection at failover; without config sync the two
+/// configs drift apart.
+fn ha_present(c: &Config, who: &str, f: &mut Findings) {
+    if carp_interfaces(c).is_empty() {
+        return;
+    }
+    if !c.ha.state_sync.as_ref().is_some_and(|s| s.enabled) {
+        f.add(
+            "no-state-sync",
+            Severity::Warning,
+            format!("{who}ha.state_sync"),
+            "CARP VIPs but no state sync: every connection through this box resets when the peer takes over",
+            "add [ha.state_sync] with the sync interface, the peer and a shared key",
+        );
+    }
+    if c.ha.config_sync.is_none() {
+        f.add(
+            "no-config-sync",
+            Severity::Info,
+            format!("{who}ha.config_sync"),
+            "CARP VIPs but no config sync: rules and NAT must be kept equal on both boxes by hand",
+            "add [ha.config_sync] (sync_to on the primary only)",
+        );
+    }
+}
