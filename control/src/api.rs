@@ -22,6 +22,7 @@
 //! | `config.show`     | -                    | [`ConfigShowReply`]   |
 //! | `config.sync`     | -                    | [`ConfigSyncReply`]   |
 //! | `config.sync.now` | -                    | [`ConfigSyncReply`] (before the session) |
+//! | `doctor`          | -                    | [`DoctorReply`](crate::doctor::online::DoctorReply): `pending` until the peer answered |
 //! | `capture.start`   | [`CaptureStartArgs`] | `null`                |
 //! | `capture.poll`    | [`CapturePollArgs`]  | [`CapturePollReply`]  |
 //! | `capture.stop`    | -                    | [`CaptureStopReply`]  |
@@ -68,6 +69,7 @@ pub enum Command {
     ConfigShow,
     ConfigSync,
     ConfigSyncNow,
+    Doctor,
     CaptureStart,
     CapturePoll,
     CaptureStop,
@@ -75,7 +77,7 @@ pub enum Command {
 
 impl Command {
     /// Every command, in the order of the module doc's table.
-    pub const ALL: [Command; 18] = [
+    pub const ALL: [Command; 19] = [
         Command::Status,
         Command::Carp,
         Command::CarpEnable,
@@ -91,6 +93,7 @@ impl Command {
         Command::ConfigShow,
         Command::ConfigSync,
         Command::ConfigSyncNow,
+        Command::Doctor,
         Command::CaptureStart,
         Command::CapturePoll,
         Command::CaptureStop,
@@ -114,6 +117,7 @@ impl Command {
             Command::ConfigShow => "config.show",
             Command::ConfigSync => "config.sync",
             Command::ConfigSyncNow => "config.sync.now",
+            Command::Doctor => "doctor",
             Command::CaptureStart => "capture.start",
             Command::CapturePoll => "capture.poll",
             Command::CaptureStop => "capture.stop",

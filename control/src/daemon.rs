@@ -91,6 +91,10 @@ pub struct Daemon {
     pub(crate) config_sync: Option<ConfigSync>,
     /// The push in force on a config sync secondary.
     pub(crate) pushed: Option<StoredPush>,
+    /// When this box last published what its peer's doctor reads.
+    pub(crate) inspection_published: Option<Instant>,
+    /// A `tandemctl doctor` waiting for the peer's answer.
+    pub(crate) doctor_pending: Option<crate::doctor::online::Pending>,
     /// The sync interface's rules, for config sync's listener (swapped on every apply).
     sync_rules: Arc<arc_swap::ArcSwap<SyncRules>>,
     pub(crate) compiled_devices: Vec<String>,
@@ -260,6 +264,8 @@ impl Daemon {
             file_text,
             config_sync,
             pushed,
+            inspection_published: None,
+            doctor_pending: None,
             sync_rules,
             compiled_devices: devices,
             generation: 1,

@@ -67,6 +67,7 @@ impl Handler for Daemon {
             }
             Command::ConfigShow => api::to_data(&self.config_show()),
             Command::ConfigSync => api::to_data(&self.config_sync_reply()),
+            Command::Doctor => api::to_data(&self.doctor_step()),
             Command::ConfigSyncNow => {
                 let reply = self.config_sync_reply();
                 self.config_sync_now()?;

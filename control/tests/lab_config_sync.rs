@@ -475,3 +475,40 @@ fn a_captured_session_replayed_later_changes_nothing_and_no_secret_crosses_in_cl
     assert!(!has_rule(&b, "no ping to the server (pushed)"));
     drop((a, b));
 }
+
+#[test]
+fn the_doctor_finds_the_healthy_pair_clean_online_and_a_stopped_peer_unreachable() {
+    require_root();
+    let lab = Lab::up("csdoc").unwrap();
+    let (a_file, b_file) = (
+        copy_config(&lab, "fw-a.toml"),
+        copy_config(&lab, "fw-b.toml"),
+    );
+    let (a, mut b) = cluster(&lab, &a_file, &b_file);
+    // Healthy: no finding on either box (once B's bulk update is in).
+    for fw in [&a, &b] {
+        let clean = wait_until(LONG, POLL, || {
+            let (ok, out) = fw.ctl(&["doctor", "--json"]);
+            ok && serde_json::from_str::<Value>(&out)
+                .is_ok_and(|v| v["findings"].as_array().is_some_and(Vec::is_empty))
+        });
+        assert!(clean, "{}", fw.ctl(&["doctor"]).1);
+    }
+    // The doctors read each other over the config sync channel.
+    assert!(b.counter("config_sync_inspections") >= 1);
+    // B stopped: A's doctor says the peer is unreachable, with exit status 1.
+    b.kill9();
+    let (ok, out) = a.ctl(&["doctor"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("[peer-unreachable]"), "{out}");
+    let v = a.json_any(&["doctor"]);
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "peer-unreachable")
+        .cloned()
+        .unwrap();
+    assert_eq!(f["severity"], "error");
+    drop((a, b));
+}

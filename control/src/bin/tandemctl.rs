@@ -89,6 +89,16 @@ enum Cmd {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Find the misconfigurations that make a failover fail: on the running box and its peer,
+    /// or offline on config files (--config, --peer-config). Exit 1 when an error is found.
+    Doctor {
+        /// Check this config file, with no daemon.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// With --config: the peer's config file, for the checks over the pair.
+        #[arg(long, value_name = "FILE", requires = "config")]
+        peer_config: Option<PathBuf>,
+    },
     /// Capture frames from inside the dataplane into a pcap file (tcpdump cannot see them).
     Capture {
         /// Only this interface (config name, e.g. lan); all when absent.
@@ -277,6 +287,10 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             ctl.show(&r, format_sync)?;
         }
         Cmd::Config { action } => return config(&ctl, action),
+        Cmd::Doctor {
+            config,
+            peer_config,
+        } => return doctor(&ctl, config.as_deref(), peer_config.as_deref()),
         Cmd::Capture {
             interface,
             count,
@@ -471,6 +485,54 @@ fn format_config_sync(r: &ConfigSyncReply) -> String {
         let _ = writeln!(s, "Last error  {e}");
     }
     s
+}
+
+/// `doctor`: offline on files, or on the running box (which reads its peer).
+fn doctor(
+    ctl: &Ctl<'_>,
+    file: Option<&Path>,
+    peer_file: Option<&Path>,
+) -> Result<ExitCode, String> {
+    use tandem_control::doctor::{self, online::DoctorReply, BoxView, Report};
+    let report: Report = match file {
+        Some(file) => {
+            let load = |f: &Path| tandem_control::config::load(f).map_err(|e| e.to_string());
+            let own = load(file)?;
+            let peer = peer_file.map(load).transpose()?;
+            doctor::examine(
+                &BoxView {
+                    config: &own,
+                    live: None,
+                },
+                peer.as_ref()
+                    .map(|c| BoxView {
+                        config: c,
+                        live: None,
+                    })
+                    .as_ref(),
+                None,
+            )
+        }
+        None => {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let r: DoctorReply = ctl.call(Command::Doctor, &NoArgs {})?;
+                if let (false, Some(report)) = (r.pending, r.report) {
+                    break report;
+                }
+                if Instant::now() > deadline {
+                    return Err("doctor: the daemon gave no report in 30 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    ctl.show(&report, Report::human)?;
+    Ok(if report.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn check_locally(file: &Path) -> ConfigCheckReply {

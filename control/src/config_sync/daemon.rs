@@ -10,7 +10,7 @@ use tandem_sync::config_sync::ChannelKey;
 
 use super::merge::merge;
 use super::payload;
-use super::service::{ApplyRequest, ConfigSync, PrimarySetup, SecondarySetup, Status, SyncRules};
+use super::service::{ApplyRequest, ConfigSync, Setup, Status, SyncRules};
 use super::short_hash;
 use super::store::{self, StoredPush};
 use crate::api;
@@ -72,15 +72,6 @@ pub fn start(
         return Ok(None);
     };
     let key = ChannelKey::derive(&cs.username, &cs.password);
-    let hostname = config.system.hostname.clone();
-    if let Some(target) = cs.sync_to {
-        return ConfigSync::primary(PrimarySetup {
-            target: SocketAddrV4::new(target, cs.port),
-            key,
-            hostname,
-        })
-        .map(Some);
-    }
     let link = config
         .sync_interface()
         .or_else(|| {
@@ -89,13 +80,16 @@ pub fn start(
                 .iter()
                 .find(|i| i.role == config::Role::Sync)
         })
-        .ok_or("ha.config_sync: no sync interface to accept pushes on")?;
-    ConfigSync::secondary(
-        SecondarySetup {
+        .ok_or("ha.config_sync: no sync interface to talk to the peer on")?;
+    ConfigSync::start(
+        Setup {
             listen: SocketAddrV4::new(link.ip(), cs.port),
-            peer: config.ha.state_sync.as_ref().and_then(|s| s.peer),
+            peer: cs
+                .sync_to
+                .or_else(|| config.ha.state_sync.as_ref().and_then(|s| s.peer)),
+            pushes: cs.pushes(),
             key,
-            hostname,
+            hostname: config.system.hostname.clone(),
             rules,
         },
         pushed.map_or(0, |p| p.version),
@@ -122,6 +116,7 @@ impl Daemon {
 
     /// The secondary: applies the pushes its sessions hand over.
     pub(crate) fn run_config_sync(&mut self) {
+        self.publish_inspection();
         let Some(rx) = self.config_sync.as_ref().and_then(|s| s.applies.clone()) else {
             return;
         };

@@ -4,14 +4,19 @@
 //! it would push; the secondary answers [`ToPrimary::Status`]. When the hashes differ (or the
 //! push is forced) the primary sends [`ToSecondary::Push`] and the secondary answers
 //! [`ToPrimary::Accepted`] or [`ToPrimary::Refused`]. Anything else ends the session.
+//!
+//! Either box may also open a session to read the other ([`ToSecondary::Inspect`], answered by
+//! [`ToPrimary::Inspection`]): `tandemctl doctor` checks the pair with it. Both boxes listen;
+//! only the secondary takes pushes.
 
 use serde::{Deserialize, Serialize};
 
 /// The most a secondary reads of one message: a config of 10,000 rules is about 2 MB.
 pub const MAX_PUSH: usize = 16 << 20;
 
-/// The most a primary reads of an answer (a refusal lists at most [`MAX_ERRORS`] errors).
-pub const MAX_ANSWER: usize = 1 << 20;
+/// The most a primary reads of an answer (a refusal lists at most [`MAX_ERRORS`] errors; an
+/// inspection holds a whole config).
+pub const MAX_ANSWER: usize = 16 << 20;
 
 /// A refusal carries at most this many errors.
 pub const MAX_ERRORS: usize = 200;
@@ -22,6 +27,8 @@ pub const MAX_ERRORS: usize = 200;
 pub enum ToSecondary {
     /// "What do you run?", with the hash of what the primary would push.
     Status { hash: String, hostname: String },
+    /// "Show me your config and state" (either box, for the doctor).
+    Inspect { hostname: String },
     /// A new config for the pushed sections.
     Push {
         /// Higher than every version the secondary accepted before.
@@ -37,7 +44,7 @@ pub enum ToSecondary {
 }
 
 /// From the secondary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ToPrimary {
     /// What the secondary runs: the version and hash of its last accepted push, if any.
@@ -51,4 +58,10 @@ pub enum ToPrimary {
     Accepted { version: u64, generation: u64 },
     /// The push was refused whole; the secondary runs what it ran.
     Refused { errors: Vec<String> },
+    /// The config in force (secrets included: the channel is the cluster's own) and the live
+    /// state.
+    Inspection {
+        config: String,
+        live: Box<crate::doctor::live::LiveState>,
+    },
 }

@@ -26,6 +26,7 @@ use super::payload::Payload;
 use super::protocol::{ToPrimary, ToSecondary, MAX_ANSWER, MAX_ERRORS, MAX_PUSH};
 use super::{content_hash, short_hash};
 use crate::config::SyncSection;
+use crate::doctor::live::LiveState;
 
 /// How often the primary compares its content with the secondary's when nothing changed.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -119,6 +120,8 @@ counters!(
     too_large,
     malformed,
     stale_version,
+    refused_role,
+    inspections,
     applied,
     apply_refused,
 );
@@ -155,8 +158,21 @@ pub struct ConfigSync {
     orders: Option<Sender<Order>>,
     /// The secondary's: pushes for the control thread to apply.
     pub applies: Option<Receiver<ApplyRequest>>,
+    /// What this box shows a peer that inspects it, published by the control thread.
+    inspection: Arc<Mutex<Option<Inspection>>>,
+    /// Who the peer is and how to reach it (for inspecting it).
+    peer: Option<SocketAddrV4>,
+    key: ChannelKey,
+    hostname: String,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// A box's config in force and live state, as its peer's doctor reads them.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub config: String,
+    pub live: LiveState,
 }
 
 #[derive(Debug)]
@@ -165,102 +181,126 @@ struct Order {
     force: bool,
 }
 
-/// How a primary reaches its secondary.
+/// Where a box's config sync listens, whom it accepts, and (the primary) where it pushes.
 #[derive(Debug, Clone)]
-pub struct PrimarySetup {
-    pub target: SocketAddrV4,
-    pub key: ChannelKey,
-    pub hostname: String,
-}
-
-/// Where a secondary listens and whom it accepts.
-#[derive(Debug, Clone)]
-pub struct SecondarySetup {
+pub struct Setup {
     /// The sync interface's address and the config sync port.
     pub listen: SocketAddrV4,
-    /// The only source accepted, when state sync names its peer.
+    /// The peer's sync address: the only source accepted, and where to push (the primary) or
+    /// inspect. `None` on a secondary whose state sync is multicast: any source the sync
+    /// interface's rules pass.
     pub peer: Option<Ipv4Addr>,
+    /// This box pushes (it is the primary).
+    pub pushes: bool,
     pub key: ChannelKey,
     pub hostname: String,
     pub rules: Arc<ArcSwap<SyncRules>>,
 }
 
 impl ConfigSync {
-    /// Starts the primary's pusher. It does nothing until the first [`ConfigSync::offer`].
-    pub fn primary(setup: PrimarySetup) -> Result<ConfigSync, String> {
-        let status = Arc::new(Mutex::new(Status {
-            role: "primary",
-            peer: Some(*setup.target.ip()),
-            port: setup.target.port(),
-            ..Status::default()
-        }));
-        let counters = Arc::new(Counters::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let pusher = Pusher {
-            setup,
-            status: status.clone(),
-            counters: counters.clone(),
-            last_logged: None,
-        };
-        let s = stop.clone();
-        let t = std::thread::Builder::new()
-            .name("tandem-config-push".into())
-            .spawn(move || pusher.run(&rx, &s))
-            .map_err(|e| format!("cannot start the config sync thread: {e}"))?;
-        Ok(ConfigSync {
-            status,
-            counters,
-            orders: Some(tx),
-            applies: None,
-            stop,
-            threads: vec![t],
-        })
-    }
-
-    /// Binds the secondary's listener and starts it. `version` and `hash` are those of the
-    /// push it runs (0 and `None` before the first).
-    pub fn secondary(
-        setup: SecondarySetup,
-        version: u64,
-        hash: Option<String>,
-    ) -> Result<ConfigSync, String> {
+    /// Binds the listener (both roles: the secondary takes pushes there, either box answers
+    /// inspections) and, on the primary, starts the pusher, which does nothing until the first
+    /// [`ConfigSync::offer`]. `version` and `hash` are those of the push a secondary runs (0
+    /// and `None` before the first).
+    pub fn start(setup: Setup, version: u64, hash: Option<String>) -> Result<ConfigSync, String> {
         let listener = TcpListener::bind(setup.listen)
             .map_err(|e| format!("config sync: cannot listen on {}: {e}", setup.listen))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("config sync: {e}"))?;
+        let port = setup.listen.port();
+        let peer = setup.peer.map(|p| SocketAddrV4::new(p, port));
         let status = Arc::new(Mutex::new(Status {
-            role: "secondary",
+            role: if setup.pushes { "primary" } else { "secondary" },
             peer: setup.peer,
-            port: setup.listen.port(),
+            port,
             local_hash: hash,
             version,
             ..Status::default()
         }));
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = crossbeam_channel::bounded(MAX_SESSIONS);
+        let inspection = Arc::new(Mutex::new(None));
+        let (apply_tx, apply_rx) = crossbeam_channel::bounded(MAX_SESSIONS);
+        let mut threads = Vec::new();
+        let mut orders = None;
+        if setup.pushes {
+            let target = peer.ok_or("config sync: a primary needs sync_to")?;
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let pusher = Pusher {
+                target,
+                key: setup.key.clone(),
+                hostname: setup.hostname.clone(),
+                status: status.clone(),
+                counters: counters.clone(),
+                last_logged: None,
+            };
+            let s = stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("tandem-config-push".into())
+                    .spawn(move || pusher.run(&rx, &s))
+                    .map_err(|e| format!("cannot start the config sync thread: {e}"))?,
+            );
+            orders = Some(tx);
+        }
+        let (key, hostname, pushes) = (setup.key.clone(), setup.hostname.clone(), setup.pushes);
         let shared = Arc::new(Listener {
             setup,
             status: status.clone(),
             counters: counters.clone(),
-            applies: tx,
+            applies: apply_tx,
+            inspection: inspection.clone(),
             active: AtomicUsize::new(0),
         });
         let s = stop.clone();
-        let t = std::thread::Builder::new()
-            .name("tandem-config-listen".into())
-            .spawn(move || shared.run(&listener, &s))
-            .map_err(|e| format!("cannot start the config sync thread: {e}"))?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("tandem-config-listen".into())
+                .spawn(move || shared.run(&listener, &s))
+                .map_err(|e| format!("cannot start the config sync thread: {e}"))?,
+        );
         Ok(ConfigSync {
             status,
             counters,
-            orders: None,
-            applies: Some(rx),
+            orders,
+            applies: (!pushes).then_some(apply_rx),
+            inspection,
+            peer,
+            key,
+            hostname,
             stop,
-            threads: vec![t],
+            threads,
         })
+    }
+
+    /// Publishes what a peer that inspects this box reads.
+    pub fn publish(&self, inspection: Inspection) {
+        if let Ok(mut i) = self.inspection.lock() {
+            *i = Some(inspection);
+        }
+    }
+
+    /// Reads the peer's config and live state, on a thread of its own: the answer comes on the
+    /// returned channel (within [`CONNECT_TIMEOUT`] + [`SESSION`]).
+    pub fn inspect_peer(&self) -> Receiver<Result<Inspection, String>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let Some(peer) = self.peer else {
+            let _ = tx.send(Err(
+                "the peer's address is not known (no state sync peer on this secondary)".into(),
+            ));
+            return rx;
+        };
+        let (key, hostname) = (self.key.clone(), self.hostname.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tandem-config-inspect".into())
+            .spawn(move || {
+                let _ = tx.send(inspect(peer, &key, hostname));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("config sync: cannot inspect the peer: {e}");
+        }
+        rx
     }
 
     /// The primary: `payload` is what to push from now on; checked (and pushed if the
@@ -327,7 +367,9 @@ fn next_version(peer_version: u64) -> u64 {
 // The primary
 
 struct Pusher {
-    setup: PrimarySetup,
+    target: SocketAddrV4,
+    key: ChannelKey,
+    hostname: String,
     status: Arc<Mutex<Status>>,
     counters: Arc<Counters>,
     /// The last failure logged, so that a dead peer is logged once, not every retry.
@@ -396,18 +438,13 @@ impl Pusher {
     /// `Ok(true)`: in sync now; `Ok(false)`: the push was refused (recorded); `Err`: the session
     /// failed.
     fn talk(&mut self, payload: &Payload, force: bool) -> Result<bool, String> {
-        let target = self.setup.target;
+        let target = self.target;
         let fail = |what: &str, e: ChannelError| format!("{target}: {what}: {e}");
-        let mut ch = Channel::connect(
-            SocketAddr::V4(target),
-            &self.setup.key,
-            CONNECT_TIMEOUT,
-            SESSION,
-        )
-        .map_err(|e| fail("cannot open a session", e))?;
+        let mut ch = Channel::connect(SocketAddr::V4(target), &self.key, CONNECT_TIMEOUT, SESSION)
+            .map_err(|e| fail("cannot open a session", e))?;
         let ask = ToSecondary::Status {
             hash: payload.hash.clone(),
-            hostname: self.setup.hostname.clone(),
+            hostname: self.hostname.clone(),
         };
         let answer = exchange(&mut ch, &ask).map_err(|e| format!("{target}: {e}"))?;
         let ToPrimary::Status {
@@ -435,7 +472,7 @@ impl Pusher {
             hash: payload.hash.clone(),
             sections: names(&payload.carried),
             payload: payload.text.clone(),
-            hostname: self.setup.hostname.clone(),
+            hostname: self.hostname.clone(),
         };
         let record = |result, error: Option<String>, generation| PushRecord {
             at_unix: now_unix(),
@@ -489,6 +526,21 @@ impl Pusher {
     }
 }
 
+/// One inspection of the peer at `peer`.
+fn inspect(peer: SocketAddrV4, key: &ChannelKey, hostname: String) -> Result<Inspection, String> {
+    let mut ch = Channel::connect(SocketAddr::V4(peer), key, CONNECT_TIMEOUT, SESSION)
+        .map_err(|e| format!("{peer}: cannot open a session: {e}"))?;
+    match exchange(&mut ch, &ToSecondary::Inspect { hostname })
+        .map_err(|e| format!("{peer}: {e}"))?
+    {
+        ToPrimary::Inspection { config, live } => Ok(Inspection {
+            config,
+            live: *live,
+        }),
+        other => Err(format!("{peer}: answered an inspection with {other:?}")),
+    }
+}
+
 /// Sends `msg` and reads the answer.
 fn exchange(ch: &mut Channel, msg: &ToSecondary) -> Result<ToPrimary, String> {
     let bytes = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
@@ -501,16 +553,22 @@ fn exchange(ch: &mut Channel, msg: &ToSecondary) -> Result<ToPrimary, String> {
 // The secondary
 
 struct Listener {
-    setup: SecondarySetup,
+    setup: Setup,
     status: Arc<Mutex<Status>>,
     counters: Arc<Counters>,
     applies: Sender<ApplyRequest>,
+    inspection: Arc<Mutex<Option<Inspection>>>,
     active: AtomicUsize,
 }
 
 impl Listener {
     fn run(self: Arc<Self>, listener: &TcpListener, stop: &Arc<AtomicBool>) {
-        tracing::info!(listen = %self.setup.listen, "config sync: accepting pushes");
+        let what = if self.setup.pushes {
+            "inspections"
+        } else {
+            "pushes"
+        };
+        tracing::info!(listen = %self.setup.listen, "config sync: accepting {what}");
         while !stop.load(Ordering::Relaxed) {
             wait_readable(listener.as_raw_fd(), 200);
             // Accept everything queued; refuse cheaply what may not talk to us.
@@ -608,6 +666,23 @@ impl Listener {
                         hash: s.local_hash,
                         hostname: self.setup.hostname.clone(),
                         generation: s.generation,
+                    }
+                }
+                ToSecondary::Inspect { .. } => {
+                    Counters::bump(&self.counters.inspections);
+                    let Some(i) = self.inspection.lock().ok().and_then(|i| i.clone()) else {
+                        return;
+                    };
+                    ToPrimary::Inspection {
+                        config: i.config,
+                        live: Box::new(i.live),
+                    }
+                }
+                ToSecondary::Push { version, .. } if self.setup.pushes => {
+                    Counters::bump(&self.counters.refused_role);
+                    tracing::warn!("config sync: push version {version} from {from} refused: this box is the primary");
+                    ToPrimary::Refused {
+                        errors: vec!["this box is the primary (it has sync_to): it accepts no pushes; remove sync_to from one of the two boxes".into()],
                     }
                 }
                 ToSecondary::Push {

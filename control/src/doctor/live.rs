@@ -66,10 +66,15 @@ pub fn check(
                 "state-sync-not-running",
                 Severity::Error,
                 "ha.state_sync",
-                format!("state sync is not running ({}): no state reaches the peer", own.sync.bulk_status),
+                format!(
+                    "state sync is not running ({}): no state reaches the peer",
+                    own.sync.bulk_status
+                ),
                 "see the log; restart tandemd",
             );
-        } else if own.sync.bulk_status.contains("pending") || own.sync.bulk_status.contains("waiting") {
+        } else if own.sync.bulk_status.contains("pending")
+            || own.sync.bulk_status.contains("waiting")
+        {
             f.add(
                 "state-sync-bulk-pending",
                 Severity::Warning,
@@ -91,18 +96,27 @@ pub fn check(
             );
         }
     }
-    if config.ha.config_sync.is_some() && own.config_sync.role != "off" && !own.config_sync.in_sync {
+    if config.ha.config_sync.is_some() && own.config_sync.role != "off" && !own.config_sync.in_sync
+    {
         let why = own
             .config_sync
             .last_error
             .clone()
-            .or_else(|| own.config_sync.last_push.as_ref().and_then(|p| p.error.clone()))
+            .or_else(|| {
+                own.config_sync
+                    .last_push
+                    .as_ref()
+                    .and_then(|p| p.error.clone())
+            })
             .unwrap_or_else(|| "the peer has not reported the same content".into());
         f.add(
             "config-not-in-sync",
             Severity::Error,
             "ha.config_sync",
-            format!("the boxes do not run the same synced config: {}", why.lines().next().unwrap_or("")),
+            format!(
+                "the boxes do not run the same synced config: {}",
+                why.lines().next().unwrap_or("")
+            ),
             "tandemctl config sync (on the primary: config sync now)",
         );
     }
@@ -122,7 +136,10 @@ pub fn check(
                 "carp-both-master",
                 Severity::Error,
                 format!("carp.{}@{}", mine.interface, mine.vhid),
-                format!("both boxes are MASTER of vhid {} ({}): the switch flaps between them", mine.vhid, mine.vip),
+                format!(
+                    "both boxes are MASTER of vhid {} ({}): the switch flaps between them",
+                    mine.vhid, mine.vip
+                ),
                 "check that each box hears the other's adverts (rules, password, the link)",
             );
         } else if both(CarpStatus::Backup) {
@@ -130,7 +147,10 @@ pub fn check(
                 "carp-both-backup",
                 Severity::Error,
                 format!("carp.{}@{}", mine.interface, mine.vhid),
-                format!("both boxes are BACKUP of vhid {} ({}): nobody answers for it", mine.vhid, mine.vip),
+                format!(
+                    "both boxes are BACKUP of vhid {} ({}): nobody answers for it",
+                    mine.vhid, mine.vip
+                ),
                 "check demotion and maintenance on both boxes (tandemctl carp)",
             );
         }
@@ -141,7 +161,10 @@ pub fn check(
             "clock-skew",
             Severity::Warning,
             "system",
-            format!("the boxes' clocks are {} ms apart: their logs do not line up", skew),
+            format!(
+                "the boxes' clocks are {} ms apart: their logs do not line up",
+                skew
+            ),
             "run NTP on both boxes",
         );
     }

@@ -11,6 +11,7 @@
 //!   the config sync channel (`config_sync` protocol's `inspect`).
 
 pub mod live;
+pub mod online;
 pub mod pair;
 pub mod single;
 
@@ -88,11 +89,15 @@ impl Report {
             if of.is_empty() {
                 continue;
             }
-            out.push_str(&format!("{} ({}):\n", sev.as_str().to_uppercase(), of.len()));
+            out.push_str(&format!(
+                "{} ({}):\n",
+                sev.as_str().to_uppercase(),
+                of.len()
+            ));
             for f in of {
                 out.push_str(&format!(
-                    "  {}: {} [{}]\n      fix: {}\n",
-                    f.field, f.message, f.id, f.fix
+                    "  {}: {}. Fix: {}. [{}]\n",
+                    f.field, f.message, f.fix, f.id
                 ));
             }
         }

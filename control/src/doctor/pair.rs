@@ -245,7 +245,10 @@ fn config_sync(own: &Config, peer: &Config, f: &mut Findings) {
                     "config-sync-port",
                     Severity::Error,
                     "ha.config_sync.port",
-                    format!("config sync's port is {} here and {} on the peer", a.port, b.port),
+                    format!(
+                        "config sync's port is {} here and {} on the peer",
+                        a.port, b.port
+                    ),
                     "use the same port on both boxes",
                 );
             }
@@ -335,19 +338,28 @@ fn names_peer_lacks(a: &Config, b: &Config, who: &str, f: &mut Findings) {
     };
     for (i, r) in a.filter.rules.iter().enumerate() {
         if !r.disabled && !r.no_sync && b.interface(&r.interface).is_none() {
-            add(format!("filter.rules[{i}].interface"), format!("the rule is on {}", r.interface));
+            add(
+                format!("filter.rules[{i}].interface"),
+                format!("the rule is on {}", r.interface),
+            );
         }
     }
     for (i, r) in a.nat.outbound.rules.iter().enumerate() {
         if !r.disabled && !r.no_sync && b.interface(&r.interface).is_none() {
-            add(format!("nat.outbound.rules[{i}].interface"), format!("the NAT rule leaves by {}", r.interface));
+            add(
+                format!("nat.outbound.rules[{i}].interface"),
+                format!("the NAT rule leaves by {}", r.interface),
+            );
         }
     }
     for (i, r) in a.routes.static_routes.iter().enumerate() {
         if !r.no_sync && b.interface_for(r.gateway).is_none() {
             add(
                 format!("routes.static[{i}].gateway"),
-                format!("the route's gateway {} is on no network of the other box", r.gateway),
+                format!(
+                    "the route's gateway {} is on no network of the other box",
+                    r.gateway
+                ),
             );
         }
     }

@@ -16,10 +16,20 @@ const TCP: u8 = 6;
 pub fn check(c: &Config, who: &str, f: &mut Findings) {
     nat_to_vip(c, who, f);
     if let Some(compiled) = compiled(c) {
-        carp_adverts_pass(c, who, &compiled.generation.ruleset, &|n| {
-            compiled.generation.interface_index(n)
-        }, f);
-        sync_link_passes(c, who, &compiled.sync.ruleset, &|n| compiled.sync.index(n), f);
+        carp_adverts_pass(
+            c,
+            who,
+            &compiled.generation.ruleset,
+            &|n| compiled.generation.interface_index(n),
+            f,
+        );
+        sync_link_passes(
+            c,
+            who,
+            &compiled.sync.ruleset,
+            &|n| compiled.sync.index(n),
+            f,
+        );
     }
     ha_present(c, who, f);
     for w in crate::config::warnings("", c) {
@@ -215,14 +225,17 @@ fn sync_link_passes(
     index: &dyn Fn(&str) -> Option<u8>,
     f: &mut Findings,
 ) {
-    let Some(link) = c.sync_interface().or_else(|| {
-        c.interfaces.iter().find(|i| i.role == Role::Sync)
-    }) else {
+    let Some(link) = c
+        .sync_interface()
+        .or_else(|| c.interfaces.iter().find(|i| i.role == Role::Sync))
+    else {
         return;
     };
     let in_if = index(&link.name);
     if let Some(ss) = c.ha.state_sync.as_ref().filter(|s| s.enabled) {
-        let peer = ss.peer.unwrap_or_else(|| other_host(link.network(), link.ip()));
+        let peer = ss
+            .peer
+            .unwrap_or_else(|| other_host(link.network(), link.ip()));
         if !passes(rules, in_if, PFSYNC_PROTO, peer, link.ip(), 0) {
             f.add(
                 "state-sync-blocked",

@@ -6,7 +6,10 @@ use crate::api::{CarpReply, CarpStatus, CarpVip, ConfigSyncReply, SyncReply};
 use crate::config;
 
 fn lab(name: &str) -> String {
-    let path = format!("{}/../scripts/lab-configs/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../scripts/lab-configs/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -70,7 +73,11 @@ fn the_seed_pair_is_clean_both_ways_and_so_are_the_fast_variants() {
 #[test]
 fn nat_to_the_interface_address_on_a_carp_interface() {
     // Manual rule to the interface address.
-    let bad = with(&a(), "translation = { address = \"172.25.46.100\" }", "translation = { address = \"interface address\" }");
+    let bad = with(
+        &a(),
+        "translation = { address = \"172.25.46.100\" }",
+        "translation = { address = \"interface address\" }",
+    );
     let r = pair(&bad, &b());
     let f = finding(&r, "nat-not-vip");
     assert_eq!(f.field, "nat.outbound.rules[0].translation");
@@ -80,14 +87,25 @@ fn nat_to_the_interface_address_on_a_carp_interface() {
     let automatic = |t: &str| {
         let start = t.find("[[nat.outbound.rules]]").unwrap();
         let end = t.find("# --- Aliases").unwrap();
-        with(&format!("{}{}", &t[..start], &t[end..]), "mode = \"hybrid\"", "mode = \"automatic\"")
+        with(
+            &format!("{}{}", &t[..start], &t[end..]),
+            "mode = \"hybrid\"",
+            "mode = \"automatic\"",
+        )
     };
     let r = pair(&automatic(&a()), &automatic(&b()));
     assert_eq!(finding(&r, "nat-not-vip").field, "nat.outbound.mode");
     // Hybrid whose manual rule covers only part of the LAN: the rest is NATed automatically.
-    let bad = with(&a(), "source = { address = \"192.168.0.0/24\" }", "source = { address = \"192.168.0.0/25\" }");
+    let bad = with(
+        &a(),
+        "source = { address = \"192.168.0.0/24\" }",
+        "source = { address = \"192.168.0.0/25\" }",
+    );
     let r = pair(&bad, &b());
-    assert!(r.findings.iter().any(|f| f.id == "nat-not-vip" && f.field == "nat.outbound.mode"));
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.id == "nat-not-vip" && f.field == "nat.outbound.mode"));
     // Manual mode with the VIP: fine.
     let ok = with(&a(), "mode = \"hybrid\"", "mode = \"manual\"");
     assert!(!ids(&pair(&ok, &b())).contains(&"nat-not-vip"));
@@ -97,7 +115,11 @@ fn nat_to_the_interface_address_on_a_carp_interface() {
 fn carp_adverts_blocked_by_the_rules() {
     // WAN passes the adverts of one stranger only, then denies: the peer's are blocked. (On
     // LAN the seed's allow-all rule would pass them anyway.)
-    let bad = with(&a(), "protocol = \"carp\"\nsource = { address = \"wan net\" }", "protocol = \"carp\"\nsource = { address = \"10.9.9.9\" }");
+    let bad = with(
+        &a(),
+        "protocol = \"carp\"\nsource = { address = \"wan net\" }",
+        "protocol = \"carp\"\nsource = { address = \"10.9.9.9\" }",
+    );
     let r = pair(&bad, &b());
     let f = finding(&r, "carp-adverts-blocked");
     assert_eq!(f.field, "virtual_ips[0].interface");
@@ -108,15 +130,32 @@ fn carp_adverts_blocked_by_the_rules() {
 fn sync_link_without_pass_rules_for_pfsync_or_config_sync() {
     let no_pfsync = with(&b(), "protocol = \"pfsync\"", "protocol = \"udp\"");
     let r = pair(&a(), &no_pfsync);
-    assert_eq!(finding(&r, "state-sync-blocked").field, "peer:ha.state_sync.interface");
-    let no_cfg = with(&b(), "destination = { address = \"self\", port = 8443 }", "destination = { address = \"self\", port = 8444 }");
+    assert_eq!(
+        finding(&r, "state-sync-blocked").field,
+        "peer:ha.state_sync.interface"
+    );
+    let no_cfg = with(
+        &b(),
+        "destination = { address = \"self\", port = 8443 }",
+        "destination = { address = \"self\", port = 8444 }",
+    );
     let r = pair(&a(), &no_cfg);
     let f = finding(&r, "config-sync-blocked");
-    assert_eq!((f.field.as_str(), f.severity), ("peer:ha.config_sync.port", Severity::Error));
+    assert_eq!(
+        (f.field.as_str(), f.severity),
+        ("peer:ha.config_sync.port", Severity::Error)
+    );
     // On the primary, only the peer's doctor needs it: a warning.
-    let no_cfg_a = with(&a(), "destination = { address = \"self\", port = 8443 }", "destination = { address = \"self\", port = 8444 }");
+    let no_cfg_a = with(
+        &a(),
+        "destination = { address = \"self\", port = 8443 }",
+        "destination = { address = \"self\", port = 8444 }",
+    );
     let r = pair(&no_cfg_a, &b());
-    assert_eq!(finding(&r, "config-sync-blocked").severity, Severity::Warning);
+    assert_eq!(
+        finding(&r, "config-sync-blocked").severity,
+        Severity::Warning
+    );
 }
 
 #[test]
@@ -126,7 +165,11 @@ fn carp_without_state_or_config_sync() {
     assert_eq!(finding(&r, "no-state-sync").severity, Severity::Warning);
     assert_eq!(finding(&r, "no-config-sync").severity, Severity::Info);
     // Nothing syncs the configs, and they differ: drift.
-    let b2 = with(&cut(&b()), "description = \"default allow LAN to any\"", "description = \"allow\"");
+    let b2 = with(
+        &cut(&b()),
+        "description = \"default allow LAN to any\"",
+        "description = \"allow\"",
+    );
     assert!(ids(&pair(&cut(&a()), &b2)).contains(&"config-drift"));
     assert!(!ids(&pair(&cut(&a()), &cut(&b()))).contains(&"config-drift"));
 }
@@ -146,18 +189,34 @@ fn vips_that_differ_between_the_boxes() {
     assert_eq!(f.field, "virtual_ips[2]");
     // Missing here (the peer's field).
     let r = pair(&a(), &format!("{}{extra}", b()));
-    assert_eq!(finding(&r, "vip-missing-on-peer").field, "peer:virtual_ips[2]");
+    assert_eq!(
+        finding(&r, "vip-missing-on-peer").field,
+        "peer:virtual_ips[2]"
+    );
     // Same address, other vhid.
     let r = pair(&a(), &with(&b(), "vhid = 2", "vhid = 7"));
     assert!(ids(&r).contains(&"vip-vhid-mismatch"));
     // Same vhid, other address.
-    let r = pair(&a(), &with(&b(), "address = \"192.168.0.10/24\"", "address = \"192.168.0.9/24\""));
+    let r = pair(
+        &a(),
+        &with(
+            &b(),
+            "address = \"192.168.0.10/24\"",
+            "address = \"192.168.0.9/24\"",
+        ),
+    );
     assert!(ids(&r).contains(&"vip-address-mismatch"));
     // Password and advbase.
     let r = pair(&a(), &with(&b(), "tandem-lab-vhid2", "another-password"));
-    assert_eq!(finding(&r, "vip-password-mismatch").field, "virtual_ips[1].password");
+    assert_eq!(
+        finding(&r, "vip-password-mismatch").field,
+        "virtual_ips[1].password"
+    );
     let r = pair(&a(), &b().replacen("advbase = 1", "advbase = 2", 1));
-    assert_eq!(finding(&r, "vip-advbase-mismatch").field, "virtual_ips[0].advbase");
+    assert_eq!(
+        finding(&r, "vip-advbase-mismatch").field,
+        "virtual_ips[0].advbase"
+    );
 }
 
 #[test]
@@ -187,12 +246,20 @@ fn skews_that_let_the_secondary_win_or_tie() {
 #[test]
 fn config_sync_roles_targets_and_credentials() {
     // Both push.
-    let b_pushes = with(&b(), "username = \"admin\"", "sync_to = \"10.255.0.1\"\nusername = \"admin\"");
+    let b_pushes = with(
+        &b(),
+        "username = \"admin\"",
+        "sync_to = \"10.255.0.1\"\nusername = \"admin\"",
+    );
     let r = pair(&a(), &b_pushes);
     assert!(finding(&r, "config-sync-roles").message.contains("both"));
     // Neither.
     let a_text = a();
-    let a_quiet = with(&a_text[..a_text.find("# The seed's \"Toggle All\"").unwrap()], "sync_to = \"10.255.0.2\"\n", "");
+    let a_quiet = with(
+        &a_text[..a_text.find("# The seed's \"Toggle All\"").unwrap()],
+        "sync_to = \"10.255.0.2\"\n",
+        "",
+    );
     let r = pair(&a_quiet, &b());
     assert!(finding(&r, "config-sync-roles").message.contains("neither"));
     // One side only.
@@ -204,14 +271,27 @@ fn config_sync_roles_targets_and_credentials() {
     // The target is not the peer's sync address (B's sync address moves).
     let b_moved = b().replace("10.255.0.2/24", "10.255.0.3/24");
     let r = pair(&a(), &b_moved);
-    assert_eq!(finding(&r, "config-sync-target").field, "ha.config_sync.sync_to");
+    assert_eq!(
+        finding(&r, "config-sync-target").field,
+        "ha.config_sync.sync_to"
+    );
     assert_eq!(finding(&r, "state-sync-peer").field, "ha.state_sync.peer");
 }
 
 #[test]
 fn state_sync_keys_and_sides() {
-    let r = pair(&a(), &with(&b(), "tandem-lab-state-sync-key", "tandem-lab-another-sync-key"));
-    assert_eq!(finding(&r, "state-sync-key-mismatch").field, "ha.state_sync.key");
+    let r = pair(
+        &a(),
+        &with(
+            &b(),
+            "tandem-lab-state-sync-key",
+            "tandem-lab-another-sync-key",
+        ),
+    );
+    assert_eq!(
+        finding(&r, "state-sync-key-mismatch").field,
+        "ha.state_sync.key"
+    );
     let off = with(&b(), "enabled = true", "enabled = false");
     assert!(ids(&pair(&a(), &off)).contains(&"state-sync-one-side"));
 }
@@ -226,12 +306,27 @@ fn rules_nat_and_routes_naming_what_the_peer_lacks() {
         .filter(|f| f.id == "interface-missing-on-peer")
         .map(|f| f.field.as_str())
         .collect();
-    assert!(fields.iter().any(|f| f.starts_with("filter.rules[")), "{fields:?}");
-    assert!(fields.iter().any(|f| f.starts_with("routes.static[0]")), "{fields:?}");
+    assert!(
+        fields.iter().any(|f| f.starts_with("filter.rules[")),
+        "{fields:?}"
+    );
+    assert!(
+        fields.iter().any(|f| f.starts_with("routes.static[0]")),
+        "{fields:?}"
+    );
     // Marked no_sync: a box's own business.
-    let own = dmz.replace("action = \"pass\"\n", "action = \"pass\"\nno_sync = true\n").replace("gateway = \"10.50.0.254\"\n", "gateway = \"10.50.0.254\"\nno_sync = true\n");
+    let own = dmz
+        .replace("action = \"pass\"\n", "action = \"pass\"\nno_sync = true\n")
+        .replace(
+            "gateway = \"10.50.0.254\"\n",
+            "gateway = \"10.50.0.254\"\nno_sync = true\n",
+        );
     let r = pair(&format!("{}{own}", a()), &b());
-    assert!(!ids(&r).contains(&"interface-missing-on-peer"), "{}", r.human());
+    assert!(
+        !ids(&r).contains(&"interface-missing-on-peer"),
+        "{}",
+        r.human()
+    );
 }
 
 #[test]
@@ -245,7 +340,10 @@ fn config_warnings_are_findings() {
         .filter(|f| f.id == "config-warning")
         .map(|f| f.field.as_str())
         .collect();
-    assert_eq!(fields, ["peer:virtual_ips[0].password", "virtual_ips[0].password"]);
+    assert_eq!(
+        fields,
+        ["peer:virtual_ips[0].password", "virtual_ips[0].password"]
+    );
 }
 
 fn live(status: CarpStatus) -> LiveState {
@@ -344,7 +442,9 @@ fn live_checks_fire_on_what_the_boxes_see() {
     c.config_sync.in_sync = false;
     c.config_sync.last_error = Some("10.255.0.2:8443: refused".into());
     let r = online(&c, Some(&bk), None);
-    assert!(finding(&r, "config-not-in-sync").message.contains("refused"));
+    assert!(finding(&r, "config-not-in-sync")
+        .message
+        .contains("refused"));
     let mut late = bk.clone();
     late.unix_ms += 5_000;
     assert!(ids(&online(&m, Some(&late), None)).contains(&"clock-skew"));
@@ -352,7 +452,11 @@ fn live_checks_fire_on_what_the_boxes_see() {
 
 #[test]
 fn the_report_reads_as_json_and_as_text() {
-    let bad = with(&a(), "translation = { address = \"172.25.46.100\" }", "translation = { address = \"interface address\" }");
+    let bad = with(
+        &a(),
+        "translation = { address = \"172.25.46.100\" }",
+        "translation = { address = \"interface address\" }",
+    );
     let r = pair(&bad, &b().replace("advskew = 1", "advskew = 0"));
     let json = serde_json::to_value(&r).unwrap();
     let first = &json["findings"][0];
@@ -362,5 +466,8 @@ fn the_report_reads_as_json_and_as_text() {
     assert_eq!(first["severity"], "error");
     let text = r.human();
     assert!(text.starts_with("ERROR ("), "{text}");
-    assert!(text.contains("  nat.outbound.rules[0].translation: "), "{text}");
+    assert!(
+        text.contains("  nat.outbound.rules[0].translation: "),
+        "{text}"
+    );
 }

@@ -106,6 +106,16 @@ impl<'a> Fw<'a> {
             .unwrap_or_else(|e| panic!("tandemctl {args:?}: not JSON ({e}): {text}"))
     }
 
+    /// `tandemctl ARGS --json`, whatever its exit status (commands such as `doctor` exit 1 on
+    /// what they report).
+    pub fn json_any(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let (_, text) = self.ctl(&a);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("tandemctl {args:?}: not JSON ({e}): {text}"))
+    }
+
     pub fn counter(&self, name: &str) -> u64 {
         let stats = self.json(&["stats"]);
         find_counter(&stats, name).unwrap_or_else(|| panic!("no counter {name} in {stats}"))
