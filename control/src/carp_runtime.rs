@@ -200,6 +200,12 @@ impl CarpRuntime {
         match self.set.receive(&iface.name, &frame.bytes, now) {
             Ok(out) => {
                 self.counters.adverts_received += 1;
+                // The workers give this source's adverts for the VHID precedence on the slow
+                // path (tandem_dataplane::carp_filter).
+                if let Some(peer) = self.set.peer(out.group) {
+                    let vhid = self.set.groups()[out.group].vhid();
+                    self.dp.carp_peers.set(vhid, peer);
+                }
                 self.perform(vec![out], now);
             }
             Err(reject) => {

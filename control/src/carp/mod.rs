@@ -256,6 +256,12 @@ impl CarpGroupSet {
             .position(|g| g.interface == interface && g.vhid() == vhid)
     }
 
+    /// The source of the last advert group `group` accepted: its peer.
+    pub fn peer(&self, group: usize) -> Option<Ipv4Addr> {
+        let g = self.groups.get(group)?;
+        self.guards.get(group)?.peer(g.vhid())
+    }
+
     /// The authentication of `vhid` on `interface`: the lookup [`wire::check_advert`] takes.
     pub fn auth(&self, interface: &str, vhid: u8) -> Option<&CarpAuth> {
         self.find(interface, vhid).map(|i| &self.groups[i].auth)

@@ -664,6 +664,11 @@ impl ReplayGuard {
         Err(Reject::Replay)
     }
 
+    /// The source of the last advert accepted for `vhid`: the peer.
+    pub fn peer(&self, vhid: u8) -> Option<Ipv4Addr> {
+        self.peers.get(&vhid).map(|p| p.src)
+    }
+
     /// Forgets everything about `vhid` (its group was removed or its key changed).
     pub fn forget_vhid(&mut self, vhid: u8) {
         self.peers.remove(&vhid);
