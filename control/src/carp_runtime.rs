@@ -1,8 +1,12 @@
 //! CARP in the daemon: the glue between the pure [`CarpGroupSet`] and the running box.
 //!
-//! - Adverts received by the workers reach the control thread on the slow-path channel and go
-//!   to [`CarpRuntime::on_frame`]; rejects are counted by reason.
-//! - Timers run from [`CarpRuntime::tick`], which the control loop calls at least at
+//! It runs on the CARP thread ([`crate::carp_thread`]), which nothing else can delay.
+//!
+//! - Adverts received by the workers reach the CARP thread on the slow-path channel and go
+//!   to [`CarpRuntime::on_frame`]; rejects are counted by reason. The source of an accepted
+//!   advert is published as its VHID's peer (`Dataplane::carp_peers`), whose adverts the
+//!   workers then let through first.
+//! - Timers run from [`CarpRuntime::tick`], which the CARP thread calls at least at
 //!   [`CarpRuntime::next_deadline`].
 //! - Adverts and gratuitous ARPs leave through worker 0's slow-path channel.
 //! - MASTER means the dataplane holds the VHID ([`HeldVhids`]): it answers ARP for the VIPs with

@@ -5,11 +5,11 @@
 //! # What the daemon does with it
 //!
 //! [`CarpGroupSet`] is pure like the machines: it never reads the clock, never sends, never
-//! logs. The control thread owns it and:
+//! logs. The CARP thread owns it ([`crate::carp_thread`]) and:
 //!
-//! 1. Builds it with [`CarpGroupSet::from_config`] (on reload: builds a new one, carries the
-//!    demotion, maintenance and enable switches over, and [`CarpGroupSet::stop`]s the old one,
-//!    performing its actions, when a group changed).
+//! 1. Builds it with [`CarpGroupSet::from_config`]; on reload, [`CarpGroupSet::reconfigure`]
+//!    restarts only the groups whose settings changed and carries the demotion, maintenance
+//!    and enable switches over.
 //! 2. Calls [`CarpGroupSet::start`] once the dataplane can send on the CARP interfaces, and
 //!    [`CarpGroupSet::stop`] on shutdown (masters bow out, so the peer takes over at once).
 //! 3. Wakes at [`CarpGroupSet::next_deadline`] and calls [`CarpGroupSet::poll`] (a monotonic
