@@ -269,13 +269,11 @@ impl Daemon {
                 compiled.devices.join(",")
             ));
         }
-        let carp_changed = config.carp_groups() != self.config.carp_groups();
         self.dp.states.set_limit(config.system.state_limit);
         self.dp.apply(compiled.generation);
-        if carp_changed {
-            // Only the groups whose settings changed restart; the others run on untouched.
-            self.carp.reconfigure(&config, &self.compiled_devices);
-        }
+        // Every reload: only the groups whose settings changed (an interface address included)
+        // restart; the others run on untouched.
+        self.carp.reconfigure(&config, &self.compiled_devices);
         self.generation = number;
         self.config = config;
         self.config_text = text;
