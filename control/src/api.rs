@@ -20,6 +20,8 @@
 //! | `config.check`    | [`ConfigCheckArgs`]  | [`ConfigCheckReply`]  |
 //! | `config.apply`    | [`ConfigApplyArgs`]  | [`ConfigApplyReply`]  |
 //! | `config.show`     | -                    | [`ConfigShowReply`]   |
+//! | `config.sync`     | -                    | [`ConfigSyncReply`]   |
+//! | `config.sync.now` | -                    | [`ConfigSyncReply`] (before the session) |
 //! | `capture.start`   | [`CaptureStartArgs`] | `null`                |
 //! | `capture.poll`    | [`CapturePollArgs`]  | [`CapturePollReply`]  |
 //! | `capture.stop`    | -                    | [`CaptureStopReply`]  |
@@ -64,6 +66,8 @@ pub enum Command {
     ConfigCheck,
     ConfigApply,
     ConfigShow,
+    ConfigSync,
+    ConfigSyncNow,
     CaptureStart,
     CapturePoll,
     CaptureStop,
@@ -71,7 +75,7 @@ pub enum Command {
 
 impl Command {
     /// Every command, in the order of the module doc's table.
-    pub const ALL: [Command; 16] = [
+    pub const ALL: [Command; 18] = [
         Command::Status,
         Command::Carp,
         Command::CarpEnable,
@@ -85,6 +89,8 @@ impl Command {
         Command::ConfigCheck,
         Command::ConfigApply,
         Command::ConfigShow,
+        Command::ConfigSync,
+        Command::ConfigSyncNow,
         Command::CaptureStart,
         Command::CapturePoll,
         Command::CaptureStop,
@@ -106,6 +112,8 @@ impl Command {
             Command::ConfigCheck => "config.check",
             Command::ConfigApply => "config.apply",
             Command::ConfigShow => "config.show",
+            Command::ConfigSync => "config.sync",
+            Command::ConfigSyncNow => "config.sync.now",
             Command::CaptureStart => "capture.start",
             Command::CapturePoll => "capture.poll",
             Command::CaptureStop => "capture.stop",
@@ -191,6 +199,9 @@ pub struct StatusReply {
     pub interfaces: Vec<InterfaceInfo>,
     /// States in the state table.
     pub states: u64,
+    /// Config sync in one line (role, peer, in sync or not), when configured.
+    #[serde(default)]
+    pub config_sync: Option<String>,
 }
 
 /// One dataplane interface.
@@ -509,11 +520,69 @@ pub struct ConfigApplyReply {
     pub changed: bool,
 }
 
-/// `config.show`: the configuration in force, as the file it came from.
+/// `config.show`: the configuration in force, with its secrets (passwords, keys) masked. On a
+/// config sync secondary that accepted a push, the text is its file merged with the pushed
+/// sections, and `from_peer` says which and from where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigShowReply {
     pub path: String,
     pub text: String,
+    #[serde(default)]
+    pub from_peer: Option<PushInfo>,
+}
+
+/// A push in force on a secondary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushInfo {
+    /// The sections that came from the peer.
+    pub sections: Vec<String>,
+    pub version: u64,
+    pub hash: String,
+    /// The primary's address and hostname.
+    pub from: String,
+    pub received_unix: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// config sync
+
+/// `config.sync`: config sync's state on this box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSyncReply {
+    /// `primary` (pushes), `secondary` (accepts pushes) or `off`.
+    pub role: String,
+    /// The primary's target or the secondary's expected source.
+    pub peer: Option<String>,
+    pub port: u16,
+    /// The sections that travel, and those selected that tandem has nothing to sync for.
+    pub sections: Vec<String>,
+    pub nothing_to_sync: Vec<String>,
+    /// The hash of the synced content this box runs, and the one its peer last reported.
+    pub local_hash: Option<String>,
+    pub peer_hash: Option<String>,
+    /// Both boxes run the same content for the synced sections.
+    pub in_sync: bool,
+    /// The version of the secondary's last accepted push.
+    pub version: u64,
+    pub peer_hostname: Option<String>,
+    /// Seconds since the peer was last heard.
+    pub peer_seen_s: Option<u64>,
+    pub last_push: Option<PushResult>,
+    /// Why the last session failed, if it did.
+    pub last_error: Option<String>,
+    /// Sessions the primary ran to their end; `config sync now` waits for it to move.
+    pub sessions: u64,
+}
+
+/// One push and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResult {
+    pub at_unix: u64,
+    pub version: u64,
+    /// `accepted`, `refused` or `failed`.
+    pub result: String,
+    pub error: Option<String>,
+    pub generation: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ use tandem_sync::journal::{JournalConfig, SyncJournal};
 use crate::carp_thread::CarpHandle;
 use crate::compile::{compile, device_mac, Compiled};
 use crate::config::{self, Config};
+use crate::config_sync::service::{ConfigSync, SyncRules};
+use crate::config_sync::store::StoredPush;
 use crate::socket::ControlServer;
 use crate::sync_service::{SyncService, SyncSetup};
 
@@ -83,21 +85,50 @@ pub struct Daemon {
     pub(crate) dp: Arc<Dataplane>,
     pub(crate) workers: Vec<Worker>,
     pub(crate) config_path: PathBuf,
+    /// The config in force.
     pub(crate) config: Config,
+    /// Its text: the file's, or on a config sync secondary the file merged with the push.
     pub(crate) config_text: String,
+    /// The config file's own text, as last loaded.
+    pub(crate) file_text: String,
+    /// Config sync, when `[ha.config_sync]` is set.
+    pub(crate) config_sync: Option<ConfigSync>,
+    /// The push in force on a config sync secondary.
+    pub(crate) pushed: Option<StoredPush>,
+    /// The sync interface's rules, for config sync's listener (swapped on every apply).
+    sync_rules: Arc<arc_swap::ArcSwap<SyncRules>>,
     pub(crate) compiled_devices: Vec<String>,
     pub(crate) generation: u64,
     pub(crate) started: Instant,
     pub(crate) clock: Clock,
     pub(crate) carp: CarpHandle,
     pub(crate) sync: Option<SyncService>,
+    pub(crate) state_dir: Option<PathBuf>,
     housekeeping: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl Daemon {
     /// Loads, compiles and starts everything but the control socket.
     pub fn start(opts: &DaemonOptions) -> Result<Daemon, DaemonError> {
-        let (config, text) = load(&opts.config).map_err(DaemonError::Config)?;
+        let (file_config, file_text) = load(&opts.config).map_err(DaemonError::Config)?;
+        // A config sync secondary runs its file merged with the last push it accepted.
+        let mut pushed =
+            crate::config_sync::daemon::stored(&file_config, opts.state_dir.as_deref());
+        let (config, text) = match &pushed {
+            Some(p) => match crate::config_sync::daemon::effective(&file_text, p) {
+                Ok(merged) => merged,
+                Err(e) => {
+                    tracing::error!(
+                        "config sync: the stored push (version {}) no longer fits the file, running the file alone:\n{}",
+                        p.version,
+                        e.join("\n")
+                    );
+                    pushed = None;
+                    (file_config, file_text.clone())
+                }
+            },
+            None => (file_config, file_text.clone()),
+        };
         let compiled = compile(&config, 1, &device_mac).map_err(|source| DaemonError::Compile {
             path: opts.config.display().to_string(),
             source,
@@ -107,6 +138,10 @@ impl Daemon {
             devices,
             sync: sync_filter,
         } = compiled;
+        let sync_rules = Arc::new(arc_swap::ArcSwap::from_pointee(link_rules(
+            &config,
+            sync_filter,
+        )));
         let nworkers = usize::from(config.system.workers.max(1));
         let table_config = TableConfig {
             creator: config.system.host_id.get(),
@@ -194,8 +229,9 @@ impl Daemon {
                     peer: ss.peer,
                     device: iface.device.clone(),
                     own_ip: iface.ip(),
-                    rules_if: sync_filter.index(&ss.interface).unwrap_or(0),
-                    rules: Arc::new(sync_filter.ruleset),
+                    rules_if: sync_rules.load().in_if,
+                    rules: sync_rules.load().ruleset.clone(),
+                    state_dir: opts.state_dir.clone(),
                 };
                 let service = SyncService::start(setup, dp.states.clone(), journal, clock)
                     .map_err(DaemonError::Sync)?;
@@ -215,30 +251,84 @@ impl Daemon {
             sync.as_ref().is_some_and(SyncService::bulk_pending),
         )
         .map_err(DaemonError::Carp)?;
-        Ok(Daemon {
+        let config_sync =
+            crate::config_sync::daemon::start(&config, pushed.as_ref(), sync_rules.clone())
+                .map_err(DaemonError::Sync)?;
+        let daemon = Daemon {
             dp,
             workers,
             config_path: opts.config.clone(),
             config,
             config_text: text,
+            file_text,
+            config_sync,
+            pushed,
+            sync_rules,
             compiled_devices: devices,
             generation: 1,
             started: Instant::now(),
             clock,
             carp,
             sync,
+            state_dir: opts.state_dir.clone(),
             housekeeping,
-        })
+        };
+        // The primary checks its secondary at once: it may have missed changes while down.
+        daemon.offer_config(false);
+        Ok(daemon)
     }
 
     /// Loads `path` (or the running config's file), compiles it and swaps it in atomically.
     /// Returns the new generation number. On any error nothing changes.
     pub fn reload(&mut self, path: Option<&Path>) -> Result<u64, String> {
         let path = path.map_or_else(|| self.config_path.clone(), Path::to_path_buf);
-        let (config, text) = load(&path).map_err(|e| e.to_string())?;
-        let number = self.generation + 1;
-        let compiled = compile(&config, number, &device_mac)
+        let (file_config, file_text) = load(&path).map_err(|e| e.to_string())?;
+        // On a config sync secondary the pushed sections stay in force over the file's.
+        let (config, text) = match &self.pushed {
+            Some(p) => crate::config_sync::daemon::effective(&file_text, p).map_err(|e| {
+                format!(
+                    "{}: with the sections pushed by {} (version {}) merged in:\n{}",
+                    path.display(),
+                    p.from,
+                    p.version,
+                    e.join("\n")
+                )
+            })?,
+            None => (file_config, file_text.clone()),
+        };
+        if config
+            .ha
+            .config_sync
+            .as_ref()
+            .map(|c| (c.sync_to, c.port, &c.username, &c.password))
+            != self
+                .config
+                .ha
+                .config_sync
+                .as_ref()
+                .map(|c| (c.sync_to, c.port, &c.username, &c.password))
+        {
+            return Err(format!(
+                "{}: ha.config_sync changed (other than its sections); restart tandemd to apply this",
+                path.display()
+            ));
+        }
+        let prepared = self
+            .prepare(config)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        let number = self.commit(prepared, text);
+        self.file_text = file_text;
+        self.config_path = path;
+        tracing::info!(generation = number, file = %self.config_path.display(), "config applied");
+        self.offer_config(false);
+        Ok(number)
+    }
+
+    /// Compiles `config` as the next generation and checks that it can be swapped in: what the
+    /// running threads were built with cannot change under them. Changes nothing.
+    pub(crate) fn prepare(&self, config: Config) -> Result<Prepared, String> {
+        let number = self.generation + 1;
+        let compiled = compile(&config, number, &device_mac).map_err(|e| e.to_string())?;
         // What the running threads were built with cannot change under them: say so rather than
         // apply half of the file.
         let restart_needed = [
@@ -256,19 +346,31 @@ impl Daemon {
             ),
         ];
         if let Some((_, field)) = restart_needed.iter().find(|(changed, _)| *changed) {
-            return Err(format!(
-                "{}: {field} changed; restart tandemd to apply this",
-                path.display()
-            ));
+            return Err(format!("{field} changed; restart tandemd to apply this"));
         }
         if compiled.devices != self.compiled_devices {
             return Err(format!(
-                "{}: the dataplane interfaces changed ({} -> {}); restart tandemd to apply this",
-                path.display(),
+                "the dataplane interfaces changed ({} -> {}); restart tandemd to apply this",
                 self.compiled_devices.join(","),
                 compiled.devices.join(",")
             ));
         }
+        Ok(Prepared {
+            config,
+            compiled,
+            number,
+        })
+    }
+
+    /// Swaps a prepared generation in; `text` is the config's text. Returns its number.
+    pub(crate) fn commit(&mut self, prepared: Prepared, text: String) -> u64 {
+        let Prepared {
+            config,
+            compiled,
+            number,
+        } = prepared;
+        self.sync_rules
+            .store(Arc::new(link_rules(&config, compiled.sync)));
         self.dp.states.set_limit(config.system.state_limit);
         self.dp.apply(compiled.generation);
         // Every reload: only the groups whose settings changed (an interface address included)
@@ -277,9 +379,7 @@ impl Daemon {
         self.generation = number;
         self.config = config;
         self.config_text = text;
-        self.config_path = path;
-        tracing::info!(generation = number, file = %self.config_path.display(), "config applied");
-        Ok(number)
+        number
     }
 
     /// Stops CARP (masters bow out so the peer takes over at once), then the workers (detaching
@@ -324,6 +424,30 @@ impl Daemon {
     }
 }
 
+/// A compiled generation checked by [`Daemon::prepare`], ready to swap in.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    config: Config,
+    compiled: Compiled,
+    number: u64,
+}
+
+/// The rules of the state sync interface (or the first sync interface), for the sync services.
+fn link_rules(config: &Config, filter: crate::compile::SyncFilter) -> SyncRules {
+    let name = config
+        .sync_interface()
+        .or_else(|| {
+            config
+                .interfaces
+                .iter()
+                .find(|i| i.role == config::Role::Sync)
+        })
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
+    let in_if = filter.index(&name).unwrap_or(0);
+    crate::config_sync::daemon::sync_rules(Arc::new(filter.ruleset), in_if)
+}
+
 /// Which RX queues of `dev` worker `w` of `n` binds: all of them for one worker, else every
 /// n-th. Unreadable queue counts fall back to all (the worker's open then reports the error).
 fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
@@ -338,6 +462,10 @@ fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
 
 fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
     let config = config::load(path)?;
+    // Weak but valid settings (a short CARP password) are logged at every start and reload.
+    for w in config::warnings(&path.display().to_string(), &config) {
+        tracing::warn!("{w}");
+    }
     // The text as validated, for `config show`; the file was just read successfully.
     let text = std::fs::read_to_string(path).unwrap_or_default();
     Ok((config, text))
@@ -389,6 +517,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
             tracing::warn!("control socket: {e}");
         }
         daemon.run_carp();
+        daemon.run_config_sync();
         if hup.swap(false, Ordering::Relaxed) {
             match daemon.reload(None) {
                 Ok(g) => tracing::info!(generation = g, "SIGHUP: config reloaded"),

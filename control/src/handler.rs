@@ -65,10 +65,13 @@ impl Handler for Daemon {
                     changed: true,
                 })
             }
-            Command::ConfigShow => api::to_data(&api::ConfigShowReply {
-                path: self.config_path.display().to_string(),
-                text: self.config_text.clone(),
-            }),
+            Command::ConfigShow => api::to_data(&self.config_show()),
+            Command::ConfigSync => api::to_data(&self.config_sync_reply()),
+            Command::ConfigSyncNow => {
+                let reply = self.config_sync_reply();
+                self.config_sync_now()?;
+                api::to_data(&reply)
+            }
             Command::CaptureStart => {
                 let args: api::CaptureStartArgs = api::parse_args(req)?;
                 let gen = self.dp.generation.load();
@@ -149,6 +152,7 @@ impl Daemon {
             workers: u16::try_from(self.workers.len()).unwrap_or(u16::MAX),
             interfaces,
             states: self.dp.states.len() as u64,
+            config_sync: self.config_sync_line(),
         }
     }
 
@@ -209,6 +213,14 @@ impl Daemon {
                     .counters
                     .into_iter()
                     .map(|(n, v)| (format!("sync_{n}"), v)),
+            );
+        }
+        if let Some(cs) = &self.config_sync {
+            named.extend(
+                cs.counters
+                    .snapshot()
+                    .into_iter()
+                    .map(|(n, v)| (format!("config_sync_{n}"), v)),
             );
         }
         api::StatsReply::from_pairs(named)

@@ -7,6 +7,7 @@ pub mod carp_runtime;
 pub mod carp_thread;
 pub mod compile;
 pub mod config;
+pub mod config_sync;
 pub mod daemon;
 pub mod handler;
 pub mod pcap;

@@ -8,10 +8,19 @@
 //!
 //! What may reach the sync service is decided by the rules of the sync interface (the seed's
 //! "pass pfsync from cluster_pfSense to self"): a datagram whose source they do not pass is
-//! dropped before the replicator sees it, and counted.
+//! dropped before the replicator sees it, and counted. The filter reads at most
+//! [`SyncConfig::max_recv`] datagrams per poll, blocked ones included: a flood of protocol 240
+//! from a blocked source costs a bounded share of each poll and cannot starve the journal
+//! drain, the sends and the ACKs (issue 10.3).
+//!
+//! Boot ids: with a state directory, ours comes from its [`BootStore`] (above the last one
+//! persisted), and the peers' newest boots are read from it at start and written when the
+//! replicator reports a peer's new boot, so that a recorded datagram of an older boot is
+//! refused after our restart too (issue 10.2).
 
 use std::io;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,6 +28,7 @@ use std::thread::JoinHandle;
 use tandem_dataplane::filter::{Action, PacketMeta, Ruleset, Verdict};
 use tandem_dataplane::state::{Clock, StateTable};
 use tandem_dataplane::IfIndex;
+use tandem_sync::boot::{BootError, BootStore};
 use tandem_sync::journal::SyncJournal;
 use tandem_sync::replicate::{Event, Replicator, SyncConfig};
 use tandem_sync::socket::RawIpSocket;
@@ -57,6 +67,8 @@ pub struct SyncSetup {
     /// The rules of the sync interface and its index in them.
     pub rules: Arc<Ruleset>,
     pub rules_if: IfIndex,
+    /// Where our boot id and the peers' are persisted (`None`: boot ids from the clock only).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl SyncService {
@@ -70,6 +82,20 @@ impl SyncService {
         let key = SyncKey::new(&setup.key).map_err(|e| format!("ha.state_sync.key: {e}"))?;
         let mut cfg = SyncConfig::new(setup.host_id, key, setup.peer);
         cfg.mtu = device_mtu(&setup.device).map_or(cfg.mtu, |m| m.saturating_sub(20));
+        // A state directory we cannot use costs the persisted floor, not the sync: warn and go
+        // on with the clock's boot id.
+        let store = match setup.state_dir.as_deref().map(open_boot_store) {
+            Some(Ok((st, boot))) => {
+                cfg.boot_id = boot;
+                cfg.peer_boots = st.peers();
+                Some(st)
+            }
+            Some(Err(e)) => {
+                tracing::warn!("state sync: {e}: boot ids not persisted");
+                None
+            }
+            None => None,
+        };
         let sock = RawIpSocket::open(&setup.device, setup.peer)
             .map_err(|e| format!("state sync on {}: {e}", setup.device))?;
         let blocked = Arc::new(AtomicU64::new(0));
@@ -77,6 +103,7 @@ impl SyncService {
             inner: sock,
             setup: setup.clone(),
             blocked: blocked.clone(),
+            budget: cfg.max_recv,
         };
         let rep = Replicator::new(cfg, table, journal);
         let snapshot = Arc::new(Mutex::new(SyncSnapshot::default()));
@@ -91,6 +118,7 @@ impl SyncService {
                     run(
                         rep,
                         transport,
+                        store,
                         &clock,
                         &snapshot,
                         &bulk_pending,
@@ -153,9 +181,11 @@ impl Drop for SyncService {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     mut rep: Replicator,
-    mut transport: RuleFilter,
+    mut transport: RuleFilter<RawIpSocket>,
+    mut store: Option<BootStore>,
     clock: &Clock,
     snapshot: &Mutex<SyncSnapshot>,
     bulk_pending: &AtomicBool,
@@ -165,6 +195,7 @@ fn run(
     let mut next_publish = 0;
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ms();
+        transport.budget = rep.config().max_recv;
         let r = rep.poll(&mut transport, now);
         for e in &r.events {
             match e {
@@ -177,9 +208,13 @@ fn run(
                     )
                 }
                 Event::PeerRestarted(h, b) => {
-                    tracing::info!("sync: peer {h} restarted (boot {b:08x})")
+                    tracing::info!("sync: peer {h} restarted (boot {b})");
+                    remember_peer(store.as_mut(), *h, *b);
                 }
-                Event::PeerFirst(h, b) => tracing::info!("sync: peer {h} heard (boot {b:08x})"),
+                Event::PeerFirst(h, b) => {
+                    tracing::info!("sync: peer {h} heard (boot {b})");
+                    remember_peer(store.as_mut(), *h, *b);
+                }
                 Event::WalkStarted(n) => tracing::info!("sync: sending {n} states (bulk update)"),
                 Event::Resync => tracing::warn!("sync: journal overflow: resending every state"),
             }
@@ -193,6 +228,22 @@ fn run(
         wait_readable(transport.inner.fd(), wait);
     }
     publish(&rep, snapshot, blocked.load(Ordering::Relaxed));
+}
+
+/// The state directory's boot store and our boot id for this start.
+fn open_boot_store(dir: &std::path::Path) -> Result<(BootStore, u32), BootError> {
+    let mut st = BootStore::open(dir)?;
+    let boot = st.start()?;
+    Ok((st, boot))
+}
+
+/// Persists a peer's boot, so that its older boots stay refused after our restart.
+fn remember_peer(store: Option<&mut BootStore>, host: u32, boot: u32) {
+    if let Some(st) = store {
+        if let Err(e) = st.record_peer(host, boot) {
+            tracing::warn!("state sync: {e}: the peer's boot is not persisted");
+        }
+    }
 }
 
 fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64) {
@@ -214,6 +265,8 @@ fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64) {
         "bad_length",
         "malformed",
         "replay",
+        "old_boot",
+        "stale_control",
         "window_lost",
         "own_host",
         "unsequenced_state",
@@ -270,19 +323,30 @@ fn device_mtu(dev: &str) -> Option<usize> {
 
 /// The raw socket behind the sync interface's rules: a datagram from a source the rules do not
 /// pass (first match, default deny) never reaches the replicator.
-struct RuleFilter {
-    inner: RawIpSocket,
+///
+/// `budget` is how many more datagrams, passed or blocked, this poll may read (the sync thread
+/// sets it to `max_recv` before each poll). It used to loop until a datagram passed or the
+/// socket was empty: a flood from a blocked source kept it there, and the sync thread never
+/// drained its journal nor sent an ACK (issue 10.3).
+struct RuleFilter<T> {
+    inner: T,
     setup: SyncSetup,
     blocked: Arc<AtomicU64>,
+    budget: usize,
 }
 
-impl Transport for RuleFilter {
+impl<T: Transport> Transport for RuleFilter<T> {
     fn send(&mut self, datagram: &[u8]) -> io::Result<()> {
         self.inner.send(datagram)
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr, u8)>> {
         loop {
+            // Out of budget: "nothing waiting" for this poll; the rest waits for the next.
+            let Some(left) = self.budget.checked_sub(1) else {
+                return Ok(None);
+            };
+            self.budget = left;
             let Some((n, src, ttl)) = self.inner.recv(buf)? else {
                 return Ok(None);
             };
@@ -304,5 +368,73 @@ impl Transport for RuleFilter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    use tandem_dataplane::state::TableConfig;
+    use tandem_sync::journal::JournalConfig;
+
+    /// A socket under a flood of protocol 240 from a blocked source: never empty.
+    struct Flood;
+
+    impl Transport for Flood {
+        fn send(&mut self, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr, u8)>> {
+            buf[..56].fill(0);
+            Ok(Some((56, Ipv4Addr::new(10, 255, 0, 77), 255)))
+        }
+    }
+
+    /// Issue 10.3: the rule filter used to loop until a datagram passed or the socket was
+    /// empty; under a flood from a blocked source one poll never returned.
+    #[test]
+    fn a_flood_from_a_blocked_source_cannot_hold_a_poll() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let journal = Arc::new(SyncJournal::new(JournalConfig::default()));
+            let table = Arc::new(StateTable::with_journal(
+                TableConfig {
+                    creator: 1,
+                    ..TableConfig::default()
+                },
+                journal.clone(),
+            ));
+            let key = SyncKey::new(b"0123456789abcdef").unwrap();
+            let cfg = SyncConfig::new(1, key, Some(Ipv4Addr::new(10, 255, 0, 2)));
+            let max_recv = cfg.max_recv;
+            let mut rep = Replicator::new(cfg, table, journal);
+            let blocked = Arc::new(AtomicU64::new(0));
+            let mut f = RuleFilter {
+                inner: Flood,
+                setup: SyncSetup {
+                    host_id: 1,
+                    key: Vec::new(),
+                    peer: None,
+                    device: "sync".into(),
+                    own_ip: Ipv4Addr::new(10, 255, 0, 1),
+                    rules: Arc::new(Ruleset::empty(1)),
+                    rules_if: 0,
+                    state_dir: None,
+                },
+                blocked: blocked.clone(),
+                budget: max_recv,
+            };
+            for now in 0..3 {
+                f.budget = max_recv;
+                rep.poll(&mut f, now);
+            }
+            let _ = tx.send((blocked.load(Ordering::Relaxed), max_recv as u64));
+        });
+        let (blocked, max_recv) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("three polls under a flood did not return within 20 s");
+        assert_eq!(blocked, 3 * max_recv, "each poll reads its budget, no more");
     }
 }

@@ -612,7 +612,16 @@ fn state_sync_peer_and_key() {
     );
     one(
         &STATE_SYNC.replace("0123456789abcdef", "short"),
-        "fw-a.toml: ha.state_sync.key: is 5 bytes long; a sync key has at least 8",
+        "fw-a.toml: ha.state_sync.key: is 5 bytes long; a sync key has at least 16",
+    );
+    // 15 bytes is refused (an 8-byte key was accepted before issue 10.10), 16 is the least.
+    one(
+        &STATE_SYNC.replace("0123456789abcdef", "0123456789abcde"),
+        "fw-a.toml: ha.state_sync.key: is 15 bytes long; a sync key has at least 16",
+    );
+    one(
+        &STATE_SYNC.replace("0123456789abcdef", "01234567"),
+        "fw-a.toml: ha.state_sync.key: is 8 bytes long; a sync key has at least 16",
     );
     one(
         &STATE_SYNC.replace("key = \"0123456789abcdef\"\n", ""),
@@ -859,4 +868,47 @@ fn broken_variants_of_fw_a_are_all_reported() {
         }
     }
     assert!(refused > 300, "only {refused} variants refused");
+}
+
+// --- warnings --------------------------------------------------------------------------------
+
+/// The warnings of BASE followed by `snippet`, which must be valid.
+fn warnings(snippet: &str) -> Vec<String> {
+    let text = format!("{BASE}{snippet}");
+    let config = parse("fw-a.toml", &text).unwrap_or_else(|e| panic!("invalid: {e}"));
+    tandem_control::config::warnings("fw-a.toml", &config)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn short_carp_password_warns_once_per_group_and_is_accepted() {
+    // "secret" is 6 bytes: valid (BSD peers take any length), but a warning.
+    let lan2 = r#"
+[[virtual_ips]]
+type = "carp"
+interface = "wan"
+address = "172.25.46.99/24"
+vhid = 1
+password = "secret"
+
+[[virtual_ips]]
+type = "carp"
+interface = "lan"
+address = "192.168.0.10/24"
+vhid = 2
+password = "1234567"
+"#;
+    assert_eq!(
+        warnings(&format!("{CARP_WAN}{lan2}")),
+        [
+            "fw-a.toml: virtual_ips[0].password: is 6 bytes long; a CARP password under 8 bytes \
+             can be guessed offline from one advert (use up to 20 random bytes)",
+            "fw-a.toml: virtual_ips[2].password: is 7 bytes long; a CARP password under 8 bytes \
+             can be guessed offline from one advert (use up to 20 random bytes)",
+        ]
+    );
+    assert!(warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"")).is_empty());
+    assert!(warnings("").is_empty());
 }

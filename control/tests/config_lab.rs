@@ -372,6 +372,34 @@ fn check_config_refuses_a_broken_file_naming_the_fields() {
 }
 
 #[test]
+fn check_config_warns_of_a_short_carp_password_and_exits_0() {
+    let text = std::fs::read_to_string(workspace().join("scripts/lab-configs/fw-a.toml")).unwrap();
+    let weak = text.replace("\"tandem-lab-vhid1\"", "\"vhid1\"");
+    assert_ne!(weak, text);
+    let dir = std::env::temp_dir().join(format!("tandem-config-weak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("fw-weak.toml");
+    std::fs::write(&file, weak).unwrap();
+    let out = tandemd(&["--check-config", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert_eq!(out.status.code(), Some(0));
+    let f = file.display();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{f}: OK\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("warning: {f}: virtual_ips[")),
+        "{stderr}"
+    );
+    assert!(
+        lines[0].contains("].password: is 5 bytes long; a CARP password under 8 bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_config_on_a_missing_file_and_a_syntax_error() {
     let out = tandemd(&["--check-config", "scripts/lab-configs/no-such.toml"]);
     assert_eq!(out.status.code(), Some(1));

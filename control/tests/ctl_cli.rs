@@ -133,6 +133,9 @@ impl Handler for Fake {
                     tx_bytes: 400,
                 }],
                 states: 1,
+                config_sync: Some(
+                    "primary (pushes to 10.255.0.2:8443): in sync (version 9, 0123456789ab)".into(),
+                ),
             }),
             Command::Carp | Command::CarpEnable | Command::MaintenanceOff => {
                 api::to_data(&carp_reply())
@@ -477,6 +480,10 @@ fn status_and_sync_print_their_fields() {
     let out = ok(&d.ctl(&["status"]));
     assert!(out.contains("Hostname    fw-a (host id 1)"), "{out}");
     assert!(out.contains("Uptime      1h 02m 03s"), "{out}");
+    assert!(
+        out.contains("Config sync primary (pushes to 10.255.0.2:8443): in sync"),
+        "{out}"
+    );
     assert!(
         out.contains("/etc/tandem/fw-a.toml (generation 2)"),
         "{out}"

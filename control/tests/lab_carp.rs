@@ -261,7 +261,8 @@ fn wrong_passwords_and_replayed_adverts_are_rejected_and_counted() {
     let advert = first_frame(&pcap);
     assert_eq!(advert[23], 112, "the captured frame is CARP");
 
-    // ... and replay it from the server's namespace, on the same bridge, once A has moved on.
+    // ... and replay it into B from the switch port that faces it, once A has moved on (the lab's
+    // injection point: what reaches B does not depend on what the bridge lets through).
     let before = b.counter("carp_rejected_replay");
     let hex: String = advert.iter().map(|x| format!("{x:02x}")).collect();
     // Sent twice: as captured, and from another source address (the HMAC does not cover the IP
@@ -269,12 +270,12 @@ fn wrong_passwords_and_replayed_adverts_are_rejected_and_counted() {
     let script = format!(
         "import socket\n\
          f=bytearray(bytes.fromhex('{hex}'))\n\
-         s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('eth0', 0)); s.send(bytes(f))\n\
+         s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('fwb-wan', 0)); s.send(bytes(f))\n\
          f[26:30]=bytes([172,25,46,77]); f[24:26]=b'\\0\\0'\n\
          c=sum(int.from_bytes(f[i:i+2],'big') for i in range(14,34,2)); c=(c&0xffff)+(c>>16); c=(c&0xffff)+(c>>16)\n\
          f[24:26]=(0xffff-c).to_bytes(2,'big'); s.send(bytes(f))"
     );
-    let out = lab.exec(Node::Server, &["python3", "-c", &script]);
+    let out = lab.exec(Node::Switch, &["python3", "-c", &script]);
     assert!(
         out.status.success(),
         "inject: {}",

@@ -338,10 +338,11 @@ fn forged_and_replayed_sync_datagrams_create_no_state() {
     let replay_before = b.counter("sync_replay");
     let mac_before = b.counter("sync_bad_mac");
 
-    // Replay everything recorded, from the switch's namespace (a third box on the sync bridge).
+    // Replay everything recorded into B, on the switch port that faces it (a third box on the
+    // sync link, as seen by B).
     let replay = format!(
         "import socket,struct\n\
-         d=open('{pcap}','rb').read(); o=24; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('sync',0)); n=0\n\
+         d=open('{pcap}','rb').read(); o=24; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('fwb-sync',0)); n=0\n\
          while o+16<=len(d):\n  l=struct.unpack('<I',d[o+8:o+12])[0]; s.send(d[o+16:o+16+l]); o+=16+l; n+=1\n\
          print(n)"
     );
@@ -364,7 +365,7 @@ fn forged_and_replayed_sync_datagrams_create_no_state() {
     // A forged one: a datagram claiming to be A's, with a made-up tag.
     let forge = "import socket\n\
          s=socket.socket(socket.AF_INET, socket.SOCK_RAW, 240); s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)\n\
-         s.sendto(bytes([0x81,0,0,56]) + bytes(4*3) + (7).to_bytes(8,'big') + bytes([13,27,0,1]) + bytes(12) + bytes(16), ('10.255.0.2',0))";
+         s.sendto(bytes([0x82,0,0,56]) + bytes(4*3) + (7).to_bytes(8,'big') + bytes([13,27,0,1]) + bytes(12) + bytes(16), ('10.255.0.2',0))";
     // From fwa's namespace (the kernel there owns 10.255.0.1): same source as the real peer.
     let out = lab.exec(Node::Fwa, &["python3", "-c", forge]);
     assert!(

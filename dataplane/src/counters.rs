@@ -124,6 +124,9 @@ counters! {
         drop_state_race,
         /// An ICMP error whose quoted packet matches no state.
         drop_icmp_error_no_state,
+        /// An ICMP error quoting a TCP segment whose sequence number is outside the state's
+        /// window (pf's BAD ICMP, RFC 5927): forged or stale.
+        drop_icmp_error_bad_seq,
         /// TTL would reach zero (an ICMP time exceeded is sent when allowed).
         drop_ttl_expired,
         /// No route to the destination (an ICMP unreachable is sent when allowed).

@@ -4,7 +4,8 @@
 //! L2 (ours? VLAN?) -> ARP: answer for our addresses and held VIPs, learn, release waiting frames
 //!                  -> IPv4: sane? checksum? later fragment?
 //!                       -> a state matches: track (TCP window), translate, route, forward
-//!                       -> an ICMP error quoting a state's packet: translate through it, forward
+//!                       -> an ICMP error quoting a state's packet (TCP: its sequence number
+//!                          inside the window): translate through it, forward
 //!                       -> to one of our addresses: rules, then echo reply / CARP to control
 //!                       -> otherwise: rules (first match) -> route -> TTL -> NAT -> new state
 //!                  -> next hop's MAC known? send : queue and ARP
@@ -41,7 +42,7 @@ use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame};
 use crate::wire::icmp::{self, IcmpErrorKind, IcmpPacket, IcmpType};
 use crate::wire::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
-use crate::wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
+use crate::wire::tcp::{QuotedTcp, TcpFlags, TcpPacket, TcpRepr};
 use crate::wire::{checksum, udp, MacAddr};
 use crate::IfIndex;
 
@@ -866,6 +867,15 @@ impl WorkerSide {
             c.drop_icmp_error_no_state.inc();
             return Verdict::Drop;
         }
+        // A TCP quote must carry a sequence number inside the window of the side that sent it
+        // (pf, RFC 5927): addresses and ports alone are public, and a forged error would reset
+        // the connection or shrink its MSS. Only ICMP errors pay for this check.
+        if let Some(seq) = inner.tcp_seq {
+            if !state.icmp_quote_fits(dir.opposite(), seq) {
+                c.drop_icmp_error_bad_seq.inc();
+                return Verdict::Drop;
+            }
+        }
         let mut new_outer_dst = outer_dst;
         if let Some(x) = translation(&state, dir) {
             // The outer packet is translated like any packet of the flow; the quoted packet,
@@ -1255,6 +1265,8 @@ fn rewrite_l4(
 struct Quoted {
     key: FlowKey,
     hl: usize,
+    /// A quoted TCP segment's sequence number, checked against the state's window.
+    tcp_seq: Option<u32>,
 }
 
 fn quoted_key(q: &[u8]) -> Option<Quoted> {
@@ -1262,8 +1274,16 @@ fn quoted_key(q: &[u8]) -> Option<Quoted> {
     let hl = ip.header_len();
     let proto = u8::from(ip.next_header());
     let l4 = q.get(hl..)?;
+    let mut tcp_seq = None;
     let (sport, dport) = match proto {
-        PROTO_TCP | PROTO_UDP if l4.len() >= 4 => (read_u16(l4, 0), read_u16(l4, 2)),
+        // RFC 792 quotes 8 bytes of the segment; with fewer the sequence number cannot be
+        // checked, and pf drops such an error as short.
+        PROTO_TCP => {
+            let t = QuotedTcp::parse(l4).ok()?;
+            tcp_seq = Some(t.seq_number.0);
+            (t.src_port, t.dst_port)
+        }
+        PROTO_UDP if l4.len() >= 4 => (read_u16(l4, 0), read_u16(l4, 2)),
         PROTO_ICMP if l4.len() >= 8 => {
             let t = IcmpType::from(l4[0]);
             if !matches!(t, IcmpType::EchoRequest | IcmpType::EchoReply) {
@@ -1272,7 +1292,7 @@ fn quoted_key(q: &[u8]) -> Option<Quoted> {
             let id = read_u16(l4, 4);
             (id, id)
         }
-        PROTO_TCP | PROTO_UDP | PROTO_ICMP => return None,
+        PROTO_UDP | PROTO_ICMP => return None,
         _ => (0, 0),
     };
     Some(Quoted {
@@ -1284,6 +1304,7 @@ fn quoted_key(q: &[u8]) -> Option<Quoted> {
             dport,
         },
         hl,
+        tcp_seq,
     })
 }
 

@@ -6,7 +6,15 @@
 //! The ports are opened on the worker's own thread, after pinning, so that the UMEM's memory is
 //! touched first by the core that uses it. The result of opening is reported back before the
 //! loop starts: the daemon refuses to start when any worker cannot bind all its queues.
+//!
+//! A worker that panics in its loop stops the whole process ([`std::process::abort`]), loudly:
+//! a box whose worker is gone keeps advertising CARP while that worker's queues go unserved (the
+//! XDP program passes them to the kernel, around the firewall), so the peer would never take
+//! over. Fail-stop instead: the peer takes over at master-down, as after `kill -9`, and the
+//! service manager restarts the box. A panic here is a bug (packets never panic the pipeline);
+//! the default hook has printed its message and location before the abort.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,6 +26,33 @@ use crate::io::afxdp::{OpenError, PortCounters, WorkerConfig, WorkerPorts};
 use crate::pipeline::{ControlFrame, Dataplane, Pipeline, PipelineConfig};
 use crate::state::Clock;
 use crate::IfIndex;
+
+/// Test hook (lab tests only): when this environment variable names a file, a worker panics
+/// once that file exists, checked every 10 ms off the packet path. Lets a test show that a
+/// dead worker stops the box.
+pub const PANIC_HOOK_ENV: &str = "TANDEM_TEST_WORKER_PANIC_FILE";
+
+/// Aborts the process when dropped during a panic: a worker thread's unwinding ends here.
+struct AbortOnPanic {
+    index: usize,
+}
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                worker = self.index,
+                "worker panicked: stopping the box so that the peer takes over"
+            );
+            eprintln!(
+                "tandem: worker {} panicked; aborting (the peer takes over, the service manager \
+                 restarts this box)",
+                self.index
+            );
+            std::process::abort();
+        }
+    }
+}
 
 /// A frame the control plane wants sent on a dataplane interface.
 #[derive(Debug, Clone)]
@@ -149,9 +184,22 @@ impl Worker {
                             return;
                         }
                     };
+                    // From here on a panic stops the process (see the module doc); before,
+                    // a failed start is an error the daemon reports.
+                    let _abort = AbortOnPanic { index };
                     let mut pipeline = Pipeline::new(dp, &spec.pipeline);
                     pipeline.set_control_channel(to_control);
-                    run(ports, pipeline, &spec, &clock, &slow_rx, &stop, &stats);
+                    let panic_file = std::env::var_os(PANIC_HOOK_ENV).map(PathBuf::from);
+                    run(
+                        ports,
+                        pipeline,
+                        &spec,
+                        &clock,
+                        &slow_rx,
+                        &stop,
+                        &stats,
+                        panic_file.as_ref(),
+                    );
                 })
                 .map_err(|e| {
                     OpenError::Config(format!("worker {index}: cannot start thread: {e}"))
@@ -198,6 +246,7 @@ impl Drop for Worker {
 }
 
 /// The poll loop.
+#[allow(clippy::too_many_arguments)]
 fn run(
     mut ports: WorkerPorts,
     mut pipeline: Pipeline,
@@ -206,6 +255,7 @@ fn run(
     slow_rx: &Receiver<SlowFrame>,
     stop: &AtomicBool,
     stats: &PortStats,
+    panic_file: Option<&PathBuf>,
 ) {
     let mut idle_rounds: u32 = 0;
     let mut sleep_us: u32 = 1;
@@ -228,6 +278,16 @@ fn run(
         if now.saturating_sub(last_publish) >= 10 {
             stats.publish(ports.counters());
             last_publish = now;
+            // The test hook: one branch every 10 ms when unset, never per packet.
+            if let Some(f) = panic_file {
+                if f.exists() {
+                    panic!(
+                        "worker {}: {} exists ({PANIC_HOOK_ENV}): test panic",
+                        spec.index,
+                        f.display()
+                    );
+                }
+            }
         }
         if n > 0 || slow > 0 {
             idle_rounds = 0;

@@ -579,6 +579,168 @@ fn icmp_error_about_a_nated_datagram_is_translated_back() {
     assert_ne!(nat_port, 0);
 }
 
+// ---------- 8b. ICMP errors about TCP: the quoted sequence number must fit ----------
+
+/// A NATed TCP connection, established with data both ways: client seq 1000.., server 5000...
+/// Returns the last segment each side sent, as it left the box (client's on WAN, server's on
+/// LAN), for errors to quote.
+fn established_tcp(lab: &mut Lab) -> (Vec<u8>, Vec<u8>) {
+    let (c, srv) = ((CLIENT, 40000), (SERVER, 80));
+    lab.send(
+        LAN,
+        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 1000, 0, &[]),
+        T0,
+    );
+    let nat_port = parse(&lab.one_sent(WAN)).tcp().source_port;
+    let vip = (WAN_VIP, nat_port);
+    lab.send(
+        WAN,
+        &tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 5000, 1001, &[]),
+        T0 + 1,
+    );
+    lab.one_sent(LAN);
+    lab.send(
+        LAN,
+        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "PA", 1001, 5001, b"GET"),
+        T0 + 2,
+    );
+    let client_seg = lab.one_sent(WAN);
+    lab.send(
+        WAN,
+        &tcp_frame(
+            SERVER_MAC, WAN_VMAC, srv, vip, 64, "PA", 5001, 1004, b"HTTP",
+        ),
+        T0 + 3,
+    );
+    let server_seg = lab.one_sent(LAN);
+    (client_seg, server_seg)
+}
+
+/// `seg`'s IP header and first 8 TCP bytes, its sequence number replaced by `seq`.
+fn quote_with_seq(seg: &[u8], seq: u32) -> Vec<u8> {
+    let mut q = ip_of(seg)[..28].to_vec();
+    q[24..28].copy_from_slice(&seq.to_be_bytes());
+    q
+}
+
+/// pf's check (RFC 5927): an ICMP error about a TCP segment passes only when the quoted
+/// sequence number lies in [seqlo - max_win of the receiver, seqhi] of the side that sent it;
+/// anything else is a forged (blind) error, counted and dropped. Both directions, both edges.
+#[test]
+fn icmp_error_about_tcp_passes_only_with_a_sequence_number_inside_the_window() {
+    let mut lab = Lab::new();
+    let (client_seg, server_seg) = established_tcp(&mut lab);
+    let tr = lab.dp.states.snapshot()[0].tracking();
+    // The client sent 1000 (SYN) and "GET" (1001..1004); the server acked 1004 with a 64240
+    // window, the client acked 5001 (not yet "HTTP") with the same; neither side scales.
+    assert_eq!((tr.src.seqlo, tr.src.seqhi), (1004, 1004 + 64240));
+    assert_eq!((tr.dst.seqlo, tr.dst.seqhi), (5005, 5001 + 64240));
+    assert_eq!((tr.src.max_win, tr.dst.max_win), (64240, 64240));
+    let client_low = 1004u32.wrapping_sub(64240);
+    let server_low = 5005u32.wrapping_sub(64240);
+
+    let frag_needed =
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu: 1280,
+        });
+    let passed = [
+        ("rx_frames", 1),
+        ("forwarded", 1),
+        ("tx_frames", 1),
+        ("state_hits", 1),
+        ("nat_translated", 1),
+    ];
+    let dropped = [("rx_frames", 1), ("drop_icmp_error_bad_seq", 1)];
+
+    // From the WAN (a router on the way to the server), about the client's segment.
+    let mut now = T0 + 10;
+    for (seq, pass) in [
+        (1001, true),         // the segment as sent
+        (1004 + 64240, true), // seqhi: the last byte the server allows
+        (client_low, true),   // seqlo less the server's window: an old retransmission
+        (1004 + 64241, false),
+        (client_low.wrapping_sub(1), false),
+        (1001 ^ 0x8000_0000, false), // a blind guess half the space away
+    ] {
+        let err = icmp_error_frame(
+            SERVER_MAC,
+            WAN_VMAC,
+            SERVER,
+            WAN_VIP,
+            frag_needed.clone(),
+            &quote_with_seq(&client_seg, seq),
+        );
+        let s = lab.snapshot();
+        lab.send(WAN, &err, now);
+        now += 1;
+        if pass {
+            s.assert_delta(&lab, &passed);
+            let e = parse(&lab.one_sent(LAN));
+            assert_eq!((e.src(), e.dst()), (SERVER, CLIENT), "seq {seq}");
+            let (_, ql4) = parse_quoted(&e.payload);
+            assert_eq!(u32::from_be_bytes([ql4[4], ql4[5], ql4[6], ql4[7]]), seq);
+        } else {
+            s.assert_delta(&lab, &dropped);
+            lab.nothing_sent();
+        }
+    }
+
+    // From the client, about the server's segment (as the client got it).
+    for (seq, pass) in [
+        (5001, true),
+        (5001 + 64240, true),
+        (server_low, true),
+        (5001 + 64241, false),
+        (server_low.wrapping_sub(1), false),
+        (5001 ^ 0x8000_0000, false),
+    ] {
+        let err = icmp_error_frame(
+            CLIENT_MAC,
+            LAN_VMAC,
+            CLIENT,
+            SERVER,
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+            &quote_with_seq(&server_seg, seq),
+        );
+        let s = lab.snapshot();
+        lab.send(LAN, &err, now);
+        now += 1;
+        if pass {
+            s.assert_delta(&lab, &passed);
+            let e = parse(&lab.one_sent(WAN));
+            assert_eq!((e.src(), e.dst()), (WAN_VIP, SERVER), "seq {seq}");
+        } else {
+            s.assert_delta(&lab, &dropped);
+            lab.nothing_sent();
+        }
+    }
+
+    // An error never moves the windows, and the connection goes on.
+    assert_eq!(lab.dp.states.snapshot()[0].tracking().src, tr.src);
+    assert_eq!(lab.dp.states.snapshot()[0].tracking().dst, tr.dst);
+    lab.assert_outcomes_balance();
+}
+
+/// A TCP quote shorter than the 8 bytes RFC 792 promises has no sequence number to check: a
+/// malformed drop, as pf's short-header drop.
+#[test]
+fn icmp_error_quoting_less_than_8_tcp_bytes_is_malformed() {
+    let mut lab = Lab::new();
+    let (client_seg, _) = established_tcp(&mut lab);
+    let err = icmp_error_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        SERVER,
+        WAN_VIP,
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+        &ip_of(&client_seg)[..24],
+    );
+    let s = lab.snapshot();
+    lab.send(WAN, &err, T0 + 10);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_l4_malformed", 1)]);
+    lab.nothing_sent();
+}
+
 // ---------- 9. ICMP echo through NAT ----------
 
 #[test]

@@ -6,9 +6,9 @@
 //! 1. Receive everything waiting (up to [`SyncConfig::max_recv`]): TTL 255 (`bad_ttl`),
 //!    source = the configured peer (`bad_source`), [`wire::parse`] (one counter per
 //!    [`Reject`]), our own host id (`own_host`), the sender's [`ReplayWindow`] (`replay`), then
-//!    the records. State records in an unsequenced datagram are ignored (`unsequenced_state`):
-//!    sequence 0 bypasses the replay window, so honouring them would let a recorded datagram be
-//!    replayed.
+//!    the records. State records in a control datagram are ignored (`unsequenced_state`):
+//!    control numbers are outside the data window (no retransmission), so only ACK/NACK,
+//!    cumulative or bounded by what is unacknowledged, may ride on them.
 //! 2. The journal's overflow flag ([`SyncJournal::take_resync`]) starts a full walk.
 //! 3. Drain the journal: INS for inserts, UPD_C for updates (the tracking read now, so one
 //!    record carries every coalesced update), DEL_C for deletes; nothing but the delete for a
@@ -21,7 +21,8 @@
 //! 7. ACK (every [`SyncConfig::ack_interval_ms`] of traffic, every [`SyncConfig::ack_every`]
 //!    datagrams, at once on `ACK_REQ` or when a gap was repaired) and NACK (every hole at once
 //!    when a new one appears, again every [`SyncConfig::nack_interval_ms`] while any lasts), in
-//!    unsequenced datagrams of their own.
+//!    control datagrams of their own (a control number, bit 63, each fresh once: a replayed
+//!    NACK or ACK is `stale_control`, see [`crate::replay`]).
 //! 8. Retransmission: a NACK is answered from the ring of unacknowledged datagrams (the same
 //!    bytes); a NACKed datagram no longer in the ring falls back to a full walk. A tail loss
 //!    (the last datagram of a burst lost: no later datagram reveals the gap) is repaired by
@@ -97,7 +98,7 @@ use tandem_dataplane::journal::JournalKind;
 use tandem_dataplane::state::{Millis, NewState, State, StateTable, SyncId, TcpPeer, TimeoutClass};
 
 use crate::journal::SyncJournal;
-use crate::replay::{ReplayWindow, Seen, WIDTH};
+use crate::replay::{is_data, Replay, ReplayWindow, Seen, CONTROL, WIDTH};
 use crate::transport::Transport;
 use crate::wire::{
     self, BusRecord, BusStatus, FrameBuilder, InsRecord, Record, Reject, SyncKey, UpdCRecord,
@@ -109,8 +110,12 @@ use crate::wire::{
 pub struct SyncConfig {
     /// This box's host id (pfsync creator id; the state table's `creator`). Non-zero.
     pub host_id: u32,
-    /// This run's boot id ([`random_boot_id`]).
+    /// This run's boot id: only increases ([`crate::boot`]; the daemon takes it from its
+    /// state directory's [`BootStore`](crate::boot::BootStore)).
     pub boot_id: u32,
+    /// The newest boot id of each peer (host id, boot id) accepted before our start (persisted
+    /// by the daemon): older boots are refused (`old_boot`) even as the first datagram heard.
+    pub peer_boots: Vec<(u32, u32)>,
     /// The MAC key.
     pub key: SyncKey,
     /// The peer's sync address (unicast, and the only accepted source); `None`: multicast
@@ -156,7 +161,8 @@ impl SyncConfig {
     pub fn new(host_id: u32, key: SyncKey, peer: Option<Ipv4Addr>) -> Self {
         SyncConfig {
             host_id,
-            boot_id: random_boot_id(),
+            boot_id: crate::boot::next_boot_id(0),
+            peer_boots: Vec::new(),
             key,
             peer,
             mtu: wire::DEFAULT_MTU,
@@ -176,21 +182,6 @@ impl SyncConfig {
             peer_dead_ms: 1000,
         }
     }
-}
-
-/// A random non-zero boot id (std's randomly keyed SipHash of the time and pid: no extra
-/// dependency; it only has to differ between runs).
-pub fn random_boot_id() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    (h.finish() as u32).max(1)
 }
 
 macro_rules! counters {
@@ -286,15 +277,19 @@ counters! {
     bad_mac,
     /// wire::Reject::Malformed.
     malformed,
-    /// Replayed datagrams (seen, older than the window, or of a retired boot).
+    /// Replayed data datagrams (sequence number seen or older than the window).
     replay,
+    /// Datagrams of a boot older than the sender's current (or last persisted) one.
+    old_boot,
+    /// Control (ACK/NACK) datagrams whose control number is not above the last one.
+    stale_control,
     /// Gaps that fell out of the replay window (repaired by a bulk request).
     window_lost,
     /// Subheaders of unknown actions skipped.
     unknown_action,
     /// Datagrams carrying our own host id (looped back, or a misconfigured peer).
     own_host,
-    /// State records in unsequenced datagrams, ignored.
+    /// State records in control datagrams, ignored.
     unsequenced_state,
     /// Journal entries drained.
     journal_entries,
@@ -467,6 +462,8 @@ pub struct Replicator {
     /// When the open datagram's first record was pushed.
     open_since: Option<Millis>,
     next_seq: u64,
+    /// The last control number sent (ACK/NACK datagrams; bit 63 set on the wire).
+    ctl_seq: u64,
     ring: VecDeque<Sent>,
     last_progress: Millis,
     /// Highest cumulative ACK from the peer, and when an ACK last arrived.
@@ -554,6 +551,7 @@ impl Replicator {
             ctl,
             open_since: None,
             next_seq: 1,
+            ctl_seq: 0,
             ring: VecDeque::new(),
             last_progress: 0,
             acked: 0,
@@ -741,11 +739,18 @@ impl Replicator {
         }
     }
 
+    /// The next control number, bit 63 set: every control datagram is fresh exactly once.
+    fn next_ctl(&mut self) -> u64 {
+        self.ctl_seq += 1;
+        CONTROL | self.ctl_seq
+    }
+
     fn send_control(&mut self, t: &mut dyn Transport, recs: &[Record], now: Millis) {
         self.ctl.clear();
         for r in recs {
             if !self.ctl.push(r) {
-                let bytes = self.ctl.finish(0, now).to_vec();
+                let n = self.next_ctl();
+                let bytes = self.ctl.finish(n, now).to_vec();
                 self.ctl.clear();
                 self.counters.tx_control += 1;
                 self.send_bytes(t, &bytes);
@@ -754,7 +759,8 @@ impl Replicator {
             self.count_tx(r);
         }
         if !self.ctl.is_empty() {
-            let bytes = self.ctl.finish(0, now).to_vec();
+            let n = self.next_ctl();
+            let bytes = self.ctl.finish(n, now).to_vec();
             self.ctl.clear();
             self.counters.tx_control += 1;
             self.send_bytes(t, &bytes);
@@ -942,8 +948,8 @@ impl Replicator {
     }
 
     fn on_nack(&mut self, t: &mut dyn Transport, from: u64, to: u64, now: Millis) {
-        // Numbers acknowledged already: a stale or replayed NACK (unsequenced datagrams
-        // bypass the replay window), not worth a walk.
+        // Numbers acknowledged already: a stale NACK (reordered behind our peer's ACK), not
+        // worth a walk. Replayed NACKs never get here (their control number is not fresh).
         let from = from.max(self.acked + 1);
         let to = to.min(self.next_seq.saturating_sub(1));
         if from > to {
@@ -1036,14 +1042,31 @@ impl Replicator {
             return;
         }
         self.counters.unknown_action += u64::from(frame.unknown_actions());
-        let p = self.peers.entry(h.host).or_default();
+        let floor = self
+            .cfg
+            .peer_boots
+            .iter()
+            .find(|(host, _)| *host == h.host)
+            .map_or(0, |(_, b)| *b);
+        let p = self.peers.entry(h.host).or_insert_with(|| PeerRx {
+            window: ReplayWindow::with_floor(floor),
+            ..PeerRx::default()
+        });
         let seen = match p.window.check(h.boot, h.seq) {
             Ok(s) => s,
-            Err(_) => {
+            Err(Replay::OldBoot) => {
+                self.counters.old_boot += 1;
+                return;
+            }
+            Err(Replay::StaleControl) => {
+                self.counters.stale_control += 1;
+                return;
+            }
+            Err(Replay::Seen) => {
                 self.counters.replay += 1;
                 // A duplicate asking for an ACK: our ACK was lost (or it is a replay: an ACK
                 // of what we have is harmless either way).
-                if h.seq != 0 && h.flags & FLAG_ACK_REQ != 0 {
+                if h.flags & FLAG_ACK_REQ != 0 {
                     p.ack_now = true;
                     p.unacked = p.unacked.max(1);
                 }
@@ -1062,7 +1085,8 @@ impl Replicator {
                     last_ack: now,
                     ..PeerRx::default()
                 };
-                p.cum = h.seq;
+                // A boot first heard by a control datagram has no data yet.
+                p.cum = if is_data(h.seq) { h.seq } else { 0 };
                 if let Seen::Restart { missing } = seen {
                     self.counters.peer_restarts += 1;
                     self.events.push(Event::PeerRestarted(h.host, h.boot));
@@ -1095,9 +1119,9 @@ impl Replicator {
                     p.ack_now |= p.cum != before;
                 }
             }
-            Seen::Unsequenced => {}
+            Seen::Control => {}
         }
-        if h.seq != 0 {
+        if is_data(h.seq) {
             p.unacked += 1;
             if h.flags & FLAG_ACK_REQ != 0 {
                 p.ack_now = true;
@@ -1131,11 +1155,11 @@ impl Replicator {
                     self.counters.rx_nack += 1;
                     self.on_nack(t, from, to, now);
                 }
-                _ if h.seq == 0 => self.counters.unsequenced_state += 1,
+                _ if !is_data(h.seq) => self.counters.unsequenced_state += 1,
                 r => state_recs.push(r),
             }
         }
-        if h.seq != 0 {
+        if is_data(h.seq) {
             if let Some(p) = self.peers.get_mut(&h.host) {
                 p.held.insert(h.seq, state_recs);
             }

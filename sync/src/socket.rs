@@ -228,7 +228,7 @@ mod tests {
         p[8] = 255;
         p[9] = 240;
         p[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        p[20] = 0x81;
+        p[20] = crate::wire::VERSION;
         let (r, src, ttl) = ip_payload(&p).unwrap();
         assert_eq!((r, src, ttl), (20..28, Ipv4Addr::new(10, 0, 0, 1), 255));
         p[0] = 0x46; // options: 24-byte header

@@ -6,15 +6,15 @@
 //!  0                   1                   2                   3
 //!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 //! +---------------+---------------+-------------------------------+
-//! |  version 0x81 |     flags     |  length (whole datagram, MAC) |  0
+//! |  version 0x82 |     flags     |  length (whole datagram, MAC) |  0
 //! +---------------+---------------+-------------------------------+
 //! |                   host id (pfsync creator id)                 |  4
 //! +---------------------------------------------------------------+
-//! |            boot id (random per sender start)                  |  8
+//! |     boot id (per sender start, only increases: time-based)    |  8
 //! +---------------------------------------------------------------+
 //! |           timestamp (sender's monotonic ms mod 2^32)          | 12
 //! +---------------------------------------------------------------+
-//! |          sequence number (u64; 0 = unsequenced)               | 16
+//! | sequence number (u64; bit 63 set: control number; 0 not used) | 16
 //! +                                                               +
 //! |                                                               |
 //! +---------------+---------------+-------------------------------+
@@ -61,10 +61,13 @@ use std::net::Ipv4Addr;
 
 use tandem_dataplane::state::{FlowKey, PeerState, SyncId, TcpPeer, TimeoutClass};
 
-/// Version byte of tandem sync v1. The high bit keeps it apart from every pfsync version
+/// Version byte of tandem sync v2. The high bit keeps it apart from every pfsync version
 /// (FreeBSD 5, OpenBSD 6, older 1-4): tandem is pfsync-shaped, not pfsync-compatible (MAC,
-/// sequence numbers, its own record layouts).
-pub const VERSION: u8 = 0x81;
+/// sequence numbers, its own record layouts). v1 (0x81) sent ACK/NACK with sequence number 0
+/// and random boot ids; v2 gives them a control number (bit 63) and makes boot ids increase
+/// (issue 10.2, 10.3): a v1 peer would take a control number for a huge data gap, so the
+/// versions do not talk (`bad_version`).
+pub const VERSION: u8 = 0x82;
 /// IP protocol number (pfsync's).
 pub const IPPROTO_SYNC: u8 = 240;
 /// Required IP TTL (pfsync's `PFSYNC_DFLTTL`): a datagram from off the link has a lower one.
@@ -249,7 +252,7 @@ pub struct Header {
     pub boot: u32,
     /// The sender's monotonic clock in ms, modulo 2^32.
     pub timestamp: u32,
-    /// Sequence number; 0: unsequenced.
+    /// Sequence number; bit 63 set ([`crate::replay::CONTROL`]): a control datagram's number.
     pub seq: u64,
 }
 
@@ -750,8 +753,8 @@ impl FrameBuilder {
         self.push(&Record::Nack { from, to })
     }
 
-    /// Seal the datagram: header (sequence number `seq`, 0 for an unsequenced one carrying only
-    /// ACK/NACK; timestamp `now_ms`), then the MAC. The bytes stay valid until the next push
+    /// Seal the datagram: header (sequence number `seq`, bit 63 set for a control one carrying
+    /// only ACK/NACK; timestamp `now_ms`), then the MAC. The bytes stay valid until the next push
     /// (which starts a new datagram) or [`clear`](FrameBuilder::clear); keep a copy to
     /// retransmit (same bytes, same seq). Finishing again re-seals the same records.
     pub fn finish(&mut self, seq: u64, now_ms: u64) -> &[u8] {

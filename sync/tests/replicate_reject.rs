@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use common::*;
 use tandem_dataplane::state::SyncId;
+use tandem_sync::replay::CONTROL;
 use tandem_sync::replicate::ins_record;
 use tandem_sync::wire::{self, FrameBuilder, Record, SyncKey, DEFAULT_MTU};
 
@@ -66,9 +67,12 @@ fn bad_datagrams_create_nothing_and_are_counted() {
     let fresh = honest.finish(1_000_000, 300).to_vec();
     deliver(&mut b, &fresh, A_ADDR, 64);
     deliver(&mut b, &fresh, Ipv4Addr::new(10, 99, 0, 77), 255);
-    // State records in an unsequenced datagram (sequence 0 bypasses the replay window).
-    let unseq = honest.finish(0, 300).to_vec();
+    // State records in a control datagram (a fresh control number: outside the data window).
+    let unseq = honest.finish(CONTROL | 1_000_000, 300).to_vec();
     deliver(&mut b, &unseq, A_ADDR, 255);
+    // Sequence number 0 is not used.
+    let zero = honest.finish(0, 300).to_vec();
+    deliver(&mut b, &zero, A_ADDR, 255);
     // Our own host id.
     let mut me = FrameBuilder::new(key(), 2, 0xb001, DEFAULT_MTU);
     me.push_ins(&rec);
@@ -84,6 +88,7 @@ fn bad_datagrams_create_nothing_and_are_counted() {
     assert_eq!(d(|c| c.bad_ttl), 1);
     assert_eq!(d(|c| c.bad_source), 1);
     assert_eq!(d(|c| c.unsequenced_state), 1);
+    assert_eq!(d(|c| c.stale_control), 1);
     assert_eq!(d(|c| c.own_host), 1);
     assert_eq!(d(|c| c.applied_inserts), 0);
     assert_eq!(d(|c| c.rx_ins), 0);

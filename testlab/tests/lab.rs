@@ -179,11 +179,33 @@ fn two_labs_coexist_and_leave_the_root_namespace_untouched() {
             }
         }
 
-        // Bridges: no STP, no forward delay, no multicast snooping (CARP adverts must flood).
+        // Bridges: no STP, no forward delay, no multicast snooping (CARP adverts must flood),
+        // no bridge netfilter (a switch forwards malformed IPv4; br_netfilter would drop it).
         for br in ["lan", "wan", "sync"] {
             let d = link_detail(lab, Node::Switch, br);
-            for want in ["stp_state 0", "forward_delay 0", "mcast_snooping 0"] {
+            for want in [
+                "stp_state 0",
+                "forward_delay 0",
+                "mcast_snooping 0",
+                "nf_call_iptables 0",
+                "nf_call_ip6tables 0",
+                "nf_call_arptables 0",
+            ] {
                 assert!(d.contains(want), "bridge {br}: no '{want}' in {d}");
+            }
+        }
+        if lab
+            .exec(Node::Switch, &["test", "-d", "/proc/sys/net/bridge"])
+            .status
+            .success()
+        {
+            for t in ["iptables", "ip6tables", "arptables"] {
+                assert_eq!(
+                    sysctl(lab, Node::Switch, &format!("net.bridge.bridge-nf-call-{t}")),
+                    "0",
+                    "{}: bridge netfilter ({t}) is on in the switch",
+                    lab.prefix()
+                );
             }
         }
     }

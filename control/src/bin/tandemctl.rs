@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use tandem_control::api::{
     self, CapturePollArgs, CapturePollReply, CaptureStartArgs, CarpReply, Command, ConfigApplyArgs,
-    ConfigApplyReply, ConfigCheckArgs, ConfigCheckReply, ConfigShowReply, NoArgs, RulesReply,
-    StateInfo, StatesArgs, StatesReply, StatsReply, StatusReply, SyncReply,
+    ConfigApplyReply, ConfigCheckArgs, ConfigCheckReply, ConfigShowReply, ConfigSyncReply, NoArgs,
+    RulesReply, StateInfo, StatesArgs, StatesReply, StatsReply, StatusReply, SyncReply,
 };
 use tandem_control::pcap::PcapWriter;
 use tandem_control::socket::{self, ClientError, DEFAULT_SOCKET};
@@ -150,8 +150,21 @@ enum ConfigAction {
     Check { file: PathBuf },
     /// Apply FILE (or re-read the daemon's config file) as a new generation, whole or not at all.
     Apply { file: Option<PathBuf> },
-    /// The configuration in force.
+    /// The configuration in force (secrets masked; on a secondary, which sections its peer
+    /// pushed).
     Show,
+    /// Config sync: role, peer, last push, content hashes, in sync or not; `now` pushes at once
+    /// (on the primary) and waits for the result.
+    Sync {
+        #[command(subcommand)]
+        action: Option<SyncAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncAction {
+    /// Push the synced sections to the secondary now, whatever the hashes say.
+    Now,
 }
 
 fn main() -> ExitCode {
@@ -353,6 +366,7 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        ConfigAction::Sync { action } => config_sync(ctl, action.is_some()),
         ConfigAction::Show => {
             let r: ConfigShowReply = ctl.call(Command::ConfigShow, &NoArgs {})?;
             ctl.show(&r, |r| {
@@ -365,6 +379,98 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `config sync [now]`. With `now`: asks the primary to push and waits (up to a session's
+/// time) for the session to end; exit 1 unless the secondary then runs the same content.
+fn config_sync(ctl: &Ctl<'_>, now: bool) -> Result<ExitCode, String> {
+    let mut r: ConfigSyncReply = if now {
+        let before: ConfigSyncReply = ctl.call(Command::ConfigSyncNow, &NoArgs {})?;
+        let deadline = Instant::now() + Duration::from_secs(35);
+        loop {
+            let r: ConfigSyncReply = ctl.call(Command::ConfigSync, &NoArgs {})?;
+            if r.sessions > before.sessions {
+                break r;
+            }
+            if Instant::now() > deadline {
+                return Err("config sync now: no answer from the push session in 35 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        ctl.call(Command::ConfigSync, &NoArgs {})?
+    };
+    if r.role == "off" {
+        r.last_error = Some("config sync is not configured ([ha.config_sync])".into());
+    }
+    ctl.show(&r, format_config_sync)?;
+    let failed = now && (!r.in_sync || r.last_error.is_some());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn format_config_sync(r: &ConfigSyncReply) -> String {
+    let mut s = String::new();
+    let hash = |h: &Option<String>| {
+        h.as_deref()
+            .map_or("-".to_string(), |h| h.get(..12).unwrap_or(h).to_string())
+    };
+    let _ = writeln!(s, "Role        {}", r.role);
+    if r.role == "off" {
+        return s;
+    }
+    let peer = r
+        .peer
+        .as_deref()
+        .unwrap_or("any (passed by the sync rules)");
+    let name = r
+        .peer_hostname
+        .as_deref()
+        .map_or(String::new(), |n| format!(" ({n})"));
+    let _ = writeln!(s, "Peer        {peer}:{}{name}", r.port);
+    let seen = r
+        .peer_seen_s
+        .map_or("never".to_string(), |t| format!("{} ago", duration(t)));
+    let _ = writeln!(s, "Peer heard  {seen}");
+    let _ = writeln!(s, "In sync     {}", if r.in_sync { "yes" } else { "NO" });
+    let _ = writeln!(s, "Local hash  {}", hash(&r.local_hash));
+    let _ = writeln!(s, "Peer hash   {}", hash(&r.peer_hash));
+    let _ = writeln!(s, "Version     {}", r.version);
+    let _ = writeln!(s, "Sections    {}", r.sections.join(", "));
+    if !r.nothing_to_sync.is_empty() {
+        let _ = writeln!(
+            s,
+            "Nothing to sync (no such feature): {}",
+            r.nothing_to_sync.join(", ")
+        );
+    }
+    match &r.last_push {
+        None => {
+            let _ = writeln!(s, "Last push   none");
+        }
+        Some(p) => {
+            let generation = p
+                .generation
+                .map_or(String::new(), |g| format!(", generation {g} there"));
+            let _ = writeln!(
+                s,
+                "Last push   version {}: {}{generation}",
+                p.version, p.result
+            );
+            if let Some(e) = &p.error {
+                for line in e.lines() {
+                    let _ = writeln!(s, "  {line}");
+                }
+            }
+        }
+    }
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(s, "Last error  {e}");
+    }
+    s
 }
 
 fn check_locally(file: &Path) -> ConfigCheckReply {
@@ -569,6 +675,9 @@ fn format_status(r: &StatusReply) -> String {
         "Config      {} (generation {})",
         r.config_file, r.generation
     );
+    if let Some(cs) = &r.config_sync {
+        let _ = writeln!(s, "Config sync {cs}");
+    }
     let _ = writeln!(s, "Workers     {}", r.workers);
     let _ = writeln!(s, "States      {}", r.states);
     s.push('\n');

@@ -2,7 +2,8 @@
 //!
 //! `tandemd --config FILE [--socket PATH] [--busy-poll]` runs the box;
 //! `tandemd --check-config FILE` validates a config file: `FILE: OK` and exit 0, or every error
-//! on stderr, one per line, and exit 1.
+//! on stderr, one per line, and exit 1. Warnings (valid but weak settings) go to stderr as
+//! `warning: FILE: PATH: MESSAGE` and do not change the exit status.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,7 +75,10 @@ fn main() -> ExitCode {
 
 fn check_config(file: &std::path::Path) -> ExitCode {
     match tandem_control::config::load(file) {
-        Ok(_) => {
+        Ok(config) => {
+            for w in tandem_control::config::warnings(&file.display().to_string(), &config) {
+                eprintln!("warning: {w}");
+            }
             println!("{}: OK", file.display());
             ExitCode::SUCCESS
         }

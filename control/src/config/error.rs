@@ -63,6 +63,20 @@ impl ConfigError {
     }
 }
 
+/// A value tandem accepts but advises against, e.g.
+/// `fw-a.toml: virtual_ips[0].password: is 6 bytes long; ...`. `tandemd --check-config` prints
+/// warnings and still exits 0; the daemon logs them when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {path}: {message}")]
+pub struct ConfigWarning {
+    /// The file name.
+    pub file: String,
+    /// The field path, e.g. `virtual_ips[0].password`.
+    pub path: String,
+    /// What is advised against, and why.
+    pub message: String,
+}
+
 /// Every problem found in one config file. Displays one error per line, in the order sections are
 /// checked: system, interfaces, aliases, virtual_ips, routes, nat, filter, ha; in file order
 /// within a section.

@@ -61,7 +61,7 @@
 //! interface = "wan"
 //! address = "172.25.46.100/24"   # inside the interface's network; CARP: the interface's length
 //! vhid = 1               # carp only: 1..=255
-//! password = "secret"    # carp only: at most 20 bytes
+//! password = "a-carp-secret"  # carp only: at most 20 bytes; under 8 draws a warning
 //! advbase = 1            # carp only, optional: seconds, 0..=255 (default 1)
 //! advskew = 0            # carp only, optional: 0..=254 (default 0); lowest (advbase, advskew) is master
 //!
@@ -88,7 +88,7 @@
 //! enabled = true         # optional (default true)
 //! interface = "sync"     # an interface of role sync
 //! peer = "10.255.0.2"    # optional: the peer's sync address; without it, multicast 224.0.0.240
-//! key = "a long shared key"  # the key of the MAC on every sync datagram, at least 8 bytes
+//! key = "a long shared key"  # the key of the MAC on every sync datagram, at least 16 bytes
 //!
 //! [ha.config_sync]       # XML-RPC sync
 //! sync_to = "10.255.0.2" # primary only: the peer to push to (the same as state_sync.peer)
@@ -137,24 +137,30 @@
 //! has role sync; config sync's target is state sync's peer; a NAT translation address is an
 //! interface address or a VIP; ports only with tcp/udp, and port ranges low first.
 //!
+//! [`warnings`] names what is valid but weak: a CARP password under 8 bytes (its HMAC is
+//! public on the LAN and a short password falls to an offline guess). `tandemd --check-config`
+//! prints warnings on stderr and still exits 0; the daemon logs them when it starts.
+//!
 //! What one file cannot tell: that the two boxes' `host_id`s differ, and that their CARP
 //! passwords agree.
 
 mod error;
 mod model;
 mod raw;
+mod secrets;
 mod types;
 mod validate;
 
 use std::path::Path;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use model::{
     Alias, Carp, CarpGroup, Config, ConfigSync, Filter, FilterRule, Ha, Interface, Nat,
     OutboundNat, OutboundNatRule, Routes, StateSync, StaticRoute, System, Translation,
     TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_STATE_LIMIT,
     DEFAULT_WORKERS, STATE_SYNC_MULTICAST,
 };
+pub use secrets::{mask_secrets, MASK};
 pub use types::{
     Action, AddrSpec, AliasType, Endpoint, IpVersion, MacAddr, NatMode, PortRange, Prefix,
     Protocol, Role, SyncSection, VipType,
@@ -168,6 +174,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         reason: e.to_string(),
     })?;
     parse(&file, &text)
+}
+
+/// What a valid config does that tandem advises against (a short CARP password), one per field,
+/// in file order; `file_name` is how they name the file. Warnings never stop a config: an
+/// existing cluster keeps running.
+pub fn warnings(file_name: &str, config: &Config) -> Vec<ConfigWarning> {
+    validate::warnings(file_name, config)
 }
 
 /// Parses and validates `text`; `file_name` is how errors name it.

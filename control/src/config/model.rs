@@ -106,6 +106,8 @@ pub struct StaticRoute {
     pub gateway: Ipv4Addr,
     /// Free text.
     pub description: String,
+    /// Config sync does not push this route (on the secondary: a push does not remove it).
+    pub no_sync: bool,
 }
 
 /// `[[aliases]]`.
@@ -119,6 +121,8 @@ pub struct Alias {
     pub entries: Vec<Prefix>,
     /// Free text.
     pub description: String,
+    /// Config sync does not push this alias (on the secondary: a push does not remove it).
+    pub no_sync: bool,
 }
 
 impl Alias {
@@ -139,6 +143,8 @@ pub struct VirtualIp {
     pub address: Prefix,
     /// Free text.
     pub description: String,
+    /// Config sync does not push this VIP (on the secondary: a push does not remove it).
+    pub no_sync: bool,
 }
 
 impl VirtualIp {
@@ -245,7 +251,7 @@ pub struct OutboundNatRule {
     pub destination: Endpoint,
     /// What the source becomes (ignored with `no_nat`).
     pub translation: Translation,
-    /// Config sync does not push this rule.
+    /// Config sync does not push this rule (on the secondary: a push does not remove it).
     pub no_sync: bool,
     /// Free text.
     pub description: String,
@@ -300,7 +306,7 @@ pub struct FilterRule {
     pub log: bool,
     /// Free text.
     pub description: String,
-    /// Config sync does not push this rule.
+    /// Config sync does not push this rule (on the secondary: a push does not remove it).
     pub no_sync: bool,
 }
 

@@ -63,6 +63,8 @@ pub(crate) struct RawStaticRoute {
     pub gateway: Option<String>,
     #[serde(default)]
     pub description: String,
+    #[serde(default, alias = "nosync")]
+    pub no_sync: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +77,8 @@ pub(crate) struct RawAlias {
     pub entries: Vec<String>,
     #[serde(default)]
     pub description: String,
+    #[serde(default, alias = "nosync")]
+    pub no_sync: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +94,8 @@ pub(crate) struct RawVip {
     pub advskew: Option<i64>,
     #[serde(default)]
     pub description: String,
+    #[serde(default, alias = "nosync")]
+    pub no_sync: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,7 +124,7 @@ pub(crate) struct RawNatRule {
     pub source: Option<RawEndpoint>,
     pub destination: Option<RawEndpoint>,
     pub translation: Option<RawTranslation>,
-    #[serde(default)]
+    #[serde(default, alias = "nosync")]
     pub no_sync: bool,
     #[serde(default)]
     pub description: String,
@@ -199,7 +205,7 @@ pub(crate) struct RawFilterRule {
     pub log: bool,
     #[serde(default)]
     pub description: String,
-    #[serde(default)]
+    #[serde(default, alias = "nosync")]
     pub no_sync: bool,
 }
 

@@ -10,7 +10,7 @@ use std::fmt::Display;
 use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
 
-use super::error::{ConfigError, ConfigErrors};
+use super::error::{ConfigError, ConfigErrors, ConfigWarning};
 use super::model::{
     Alias, Carp, Config, ConfigSync, Filter, FilterRule, Ha, Interface, Nat, OutboundNat,
     OutboundNatRule, Routes, StateSync, StaticRoute, System, Translation, TranslationAddr, VipKind,
@@ -31,10 +31,17 @@ const NAME_RULE: &str = "a letter, then letters, digits, '_' or '-'; at most 31 
 const MAX_WORKERS: i64 = 64;
 /// Largest `system.state_limit`.
 const MAX_STATE_LIMIT: i64 = 16_777_216;
-/// Shortest `ha.state_sync.key`, in bytes.
-const MIN_SYNC_KEY_LEN: usize = 8;
+/// Shortest `ha.state_sync.key`, in bytes. The MAC on every sync datagram is HMAC-SHA256 with
+/// this key, and a captured datagram lets anyone test guesses offline at GPU speed: 16 bytes is
+/// the least that keeps a random key out of reach (128 bits) and makes a typed passphrase at
+/// least not a short one. 32 random bytes are recommended (docs/sync-protocol.md).
+const MIN_SYNC_KEY_LEN: usize = 16;
 /// Longest CARP password, in bytes: the HMAC key is the password zero-padded to 20 bytes.
 const MAX_CARP_PASSWORD_LEN: usize = 20;
+/// CARP passwords shorter than this draw a warning, not an error: BSD peers accept any length and
+/// an existing cluster must keep running, but an advert's HMAC-SHA1 is public on the LAN and a
+/// short password falls to an offline guess, after which anyone on the LAN can take the VIPs.
+const MIN_CARP_PASSWORD_WARN_LEN: usize = 8;
 
 /// Validates `raw`, read from `file`.
 pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErrors> {
@@ -108,6 +115,33 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
             Err(ConfigErrors(r.errors))
         }
     }
+}
+
+/// The warnings of a valid config: see [`super::warnings`].
+pub(crate) fn warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
+    let mut out = Vec::new();
+    // The VIPs of one VHID on one interface share their password (checked above): warn once,
+    // at the first of them.
+    let mut seen = HashSet::new();
+    for (i, vip) in config.virtual_ips.iter().enumerate() {
+        let Some(carp) = vip.carp() else { continue };
+        if !seen.insert((vip.interface.as_str(), carp.vhid)) {
+            continue;
+        }
+        if carp.password.len() < MIN_CARP_PASSWORD_WARN_LEN {
+            out.push(ConfigWarning {
+                file: file.to_owned(),
+                path: format!("virtual_ips[{i}].password"),
+                message: format!(
+                    "is {} bytes long; a CARP password under {MIN_CARP_PASSWORD_WARN_LEN} bytes \
+                     can be guessed offline from one advert (use up to \
+                     {MAX_CARP_PASSWORD_LEN} random bytes)",
+                    carp.password.len()
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// The errors found so far.
@@ -532,6 +566,7 @@ fn aliases(r: &mut Report<'_>, raw: &[RawAlias]) -> (Vec<Option<Alias>>, HashSet
                 kind: kind?,
                 entries: entries?,
                 description: ra.description.clone(),
+                no_sync: ra.no_sync,
             })
         })());
     }
@@ -674,6 +709,7 @@ fn virtual_ips(r: &mut Report<'_>, ctx: &Ctx, raw: &[RawVip]) -> Vec<Option<Virt
                 interface: iface?.name.clone(),
                 address: address?,
                 description: rv.description.clone(),
+                no_sync: rv.no_sync,
             })
         })());
     }
@@ -760,6 +796,7 @@ fn routes(r: &mut Report<'_>, ctx: &Ctx, raw: &RawRoutes) -> Option<Routes> {
                 network: network?,
                 gateway: gateway?,
                 description: rs.description.clone(),
+                no_sync: rs.no_sync,
             })
         })();
         collect(&mut static_routes, route);

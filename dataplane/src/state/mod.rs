@@ -40,6 +40,16 @@ impl Direction {
             Direction::Reply => 1,
         }
     }
+
+    /// The other way.
+    #[inline]
+    #[must_use]
+    pub const fn opposite(self) -> Direction {
+        match self {
+            Direction::Original => Direction::Reply,
+            Direction::Reply => Direction::Original,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -354,6 +354,14 @@ impl State {
         }
     }
 
+    /// Whether an ICMP error quoting a TCP segment with sequence number `seq`, sent in
+    /// direction `quoted_dir`, fits this state's windows ([`tcp::icmp_quote_fits`]). Reads
+    /// only: an error never moves a window.
+    pub fn icmp_quote_fits(&self, quoted_dir: Direction, seq: u32) -> bool {
+        let p = self.lock();
+        tcp::icmp_quote_fits(&p.src, &p.dst, quoted_dir, seq)
+    }
+
     /// Account a UDP, ICMP or other-protocol packet of `bytes` bytes going `dir` at `now`.
     pub fn track_other(&self, dir: Direction, bytes: u32, now: Millis) {
         let mut p = self.lock();

@@ -164,6 +164,32 @@ fn seq_geq(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
+/// Whether a TCP sequence number quoted in an ICMP error fits the state, pf's check in
+/// `pf_test_state_icmp` (RFC 5927 section 4.1): the quoted segment was sent by the peer on
+/// the `quoted_dir` side, so its sequence number must lie between that peer's `seqlo` less the
+/// receiver's largest window (data still unacknowledged, retransmissions) and its `seqhi` (the
+/// most the receiver allows). A blind attacker must guess a number in a window of at most
+/// max_win << wscale, not any of 2^32: an error quoting anything else would let them reset or
+/// slow (PMTU) a connection they only know the addresses and ports of.
+pub fn icmp_quote_fits(
+    state_src: &TcpPeer,
+    state_dst: &TcpPeer,
+    quoted_dir: Direction,
+    seq: u32,
+) -> bool {
+    let (src, dst) = match quoted_dir {
+        Direction::Original => (state_src, state_dst),
+        Direction::Reply => (state_dst, state_src),
+    };
+    let dws = if src.wscale != 0 && dst.wscale != 0 {
+        dst.wscale & WSCALE_MASK
+    } else {
+        0
+    };
+    let lowest = src.seqlo.wrapping_sub(u32::from(dst.max_win) << dws);
+    seq_geq(src.seqhi, seq) && seq_geq(seq, lowest)
+}
+
 /// The peers of a new TCP state from its first segment, pf's `pf_create_state`: the sender is
 /// SYN_SENT, the receiver CLOSED with a one-byte window until it answers. Any segment works (pf
 /// without `flags S/SA`); the filter normally calls this for [`TcpSegment::is_initial_syn`] only.
@@ -782,6 +808,70 @@ mod tests {
         assert_eq!(a.seqlo, C + 2801, "a retransmission never moves seqlo back");
         // A duplicate of the client's SYN.
         assert!(track(&mut a, &mut b, &seg(SYN, C, 0, 65_535, 0), O).is_ok());
+    }
+
+    /// The ICMP quote check reads the sender's peer, and the receiver's window scaled when both
+    /// sides scale; it works across the sequence space's wrap.
+    #[test]
+    fn icmp_quote_fits_the_senders_window() {
+        let (a, b) = handshake();
+        // Client: seqlo C (pf keeps the ISN until data moves it), seqhi the server's ack plus
+        // its window; the server's max_win 65535.
+        assert_eq!((a.seqlo, a.seqhi, b.max_win), (C, C + 1 + 65_535, 65_535));
+        assert!(icmp_quote_fits(&a, &b, O, C + 1));
+        assert!(icmp_quote_fits(&a, &b, O, C + 1 + 65_535));
+        assert!(!icmp_quote_fits(&a, &b, O, C + 1 + 65_536));
+        assert!(icmp_quote_fits(&a, &b, O, C.wrapping_sub(65_535)));
+        assert!(!icmp_quote_fits(&a, &b, O, C.wrapping_sub(65_536)));
+        // Quoted as the server's, the server's peer decides.
+        assert!(icmp_quote_fits(&a, &b, R, S + 1));
+        assert!(icmp_quote_fits(&a, &b, R, S + 1 + 65_535));
+        assert!(!icmp_quote_fits(&a, &b, R, S + 1 + 65_536));
+        assert!(!icmp_quote_fits(&a, &b, R, (S + 1) ^ 0x8000_0000));
+
+        // Scaled: the receiver's max_win counts shifted (4 << 14 = 65536 below seqlo).
+        let near_wrap = TcpPeer {
+            seqlo: 10,
+            seqhi: 10 + 200_000,
+            max_win: 502,
+            wscale: WSCALE_FLAG | 7,
+            state: PeerState::ESTABLISHED,
+        };
+        let other = TcpPeer {
+            seqlo: S,
+            seqhi: S + 64_256,
+            max_win: 4,
+            wscale: WSCALE_FLAG | 14,
+            state: PeerState::ESTABLISHED,
+        };
+        assert!(icmp_quote_fits(
+            &near_wrap,
+            &other,
+            O,
+            10u32.wrapping_sub(65_536)
+        ));
+        assert!(!icmp_quote_fits(
+            &near_wrap,
+            &other,
+            O,
+            10u32.wrapping_sub(65_537)
+        ));
+        assert!(icmp_quote_fits(&near_wrap, &other, O, 200_010));
+        assert!(!icmp_quote_fits(&near_wrap, &other, O, 200_011));
+        // Without scaling on both sides, the window is not shifted.
+        let unscaled = TcpPeer { wscale: 0, ..other };
+        assert!(!icmp_quote_fits(
+            &near_wrap,
+            &unscaled,
+            O,
+            10u32.wrapping_sub(5)
+        ));
+        assert!(icmp_quote_fits(
+            &near_wrap,
+            &unscaled,
+            O,
+            10u32.wrapping_sub(4)
+        ));
     }
 
     #[test]

@@ -255,6 +255,35 @@ pub struct TcpOptions {
     pub timestamp: Option<(u32, u32)>,
 }
 
+/// The start of a TCP header quoted in an ICMP error. RFC 792 guarantees only the first 8 bytes
+/// of the offending datagram's payload: the ports and the sequence number, which is all a
+/// firewall may read there (pf's `pf_test_state_icmp` pulls exactly 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotedTcp {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq_number: SeqNumber,
+}
+
+impl QuotedTcp {
+    /// Bytes a quote must hold.
+    pub const LEN: usize = field::SEQ_NUM.end;
+
+    /// Reads the quoted ports and sequence number; `Err` if fewer than [`LEN`](Self::LEN) bytes
+    /// were quoted. The rest of the header (flags, data offset) is not checked: it may be cut.
+    #[inline]
+    pub fn parse(quote: &[u8]) -> Result<QuotedTcp> {
+        let d = quote.get(..Self::LEN).ok_or(WireError)?;
+        let be16 = |f: field::Field| u16::from_be_bytes([d[f.start], d[f.start + 1]]);
+        let s = field::SEQ_NUM.start;
+        Ok(QuotedTcp {
+            src_port: be16(field::SRC_PORT),
+            dst_port: be16(field::DST_PORT),
+            seq_number: SeqNumber(u32::from_be_bytes([d[s], d[s + 1], d[s + 2], d[s + 3]])),
+        })
+    }
+}
+
 /// A view of a TCP segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpPacket<T: AsRef<[u8]>> {
@@ -582,6 +611,27 @@ impl TcpRepr {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn quoted_header_gives_ports_and_sequence_only() {
+        // An ICMP error quotes 8 bytes: ports 0x1234 -> 80, seq 0x01020304.
+        let q = [0x12, 0x34, 0x00, 0x50, 0x01, 0x02, 0x03, 0x04];
+        assert_eq!(
+            QuotedTcp::parse(&q),
+            Ok(QuotedTcp {
+                src_port: 0x1234,
+                dst_port: 80,
+                seq_number: SeqNumber(0x0102_0304),
+            })
+        );
+        // Longer quotes read the same fields; shorter ones cannot be checked.
+        let mut long = q.to_vec();
+        long.extend_from_slice(&[0xff; 12]);
+        assert_eq!(QuotedTcp::parse(&long), QuotedTcp::parse(&q));
+        for n in 0..QuotedTcp::LEN {
+            assert_eq!(QuotedTcp::parse(&q[..n]), Err(WireError));
+        }
+    }
     use proptest::prelude::*;
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);

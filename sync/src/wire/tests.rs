@@ -134,7 +134,7 @@ const GOLDEN_BODY: &[u8] = &[
 
 #[rustfmt::skip]
 const GOLDEN_HEADER: [u8; HEADER_LEN] = [
-    0x81, 0x01, 0x01, 0x30,   // version, flags ACK_REQ, length 304
+    0x82, 0x01, 0x01, 0x30,   // version, flags ACK_REQ, length 304
     0x0a, 0x0b, 0x0c, 0x0d,   // host id
     0x11, 0x22, 0x33, 0x44,   // boot id
     0x00, 0x00, 0x00, 0x05,   // timestamp (ms mod 2^32)
@@ -142,7 +142,7 @@ const GOLDEN_HEADER: [u8; HEADER_LEN] = [
 ];
 
 /// HMAC-SHA256(b"tandem-test-key", header || body)[..16], computed with Python's hmac module.
-const GOLDEN_MAC: &str = "1e6a2a2dabb754ac97406eecf93e7aed";
+const GOLDEN_MAC: &str = "b95a1588720ef77a045d32e2f667fba3";
 
 fn golden_frame() -> Vec<u8> {
     let mut b = FrameBuilder::new(key(), 0x0a0b_0c0d, 0x1122_3344, DEFAULT_MTU);

@@ -1,0 +1,101 @@
+//! Config sync, XML-RPC's role: the primary's configuration replicated to the secondary.
+//!
+//! The box whose `[ha.config_sync]` has `sync_to` is the primary: after every successful apply
+//! (`tandemctl config apply`, SIGHUP), on `tandemctl config sync now`, and every
+//! [`service::CHECK_INTERVAL`] when the content hashes differ, it pushes the selected sections
+//! to its peer over [`tandem_sync::config_sync::Channel`] (TCP on the sync link, mutually
+//! authenticated from the shared user name and password, encrypted). A box without `sync_to` is
+//! a secondary: it accepts pushes and never pushes.
+//!
+//! - [`payload`]: what travels. The seed's "Select options to sync" map to TOML sections
+//!   ([`home`]); items marked `no_sync` stay home; sections tandem has no feature for travel as
+//!   "nothing to sync"; per-box sections (system, interfaces, the default gateway, ha) never
+//!   travel.
+//! - [`merge`]: the secondary's side. Each pushed section replaces its own wholesale, but for
+//!   the items its own file marks `no_sync`, and its CARP VIPs keep their own skews (never
+//!   outranking the primary's).
+//! - [`store`]: what the secondary accepted, persisted so that it survives a restart while the
+//!   primary is dead.
+//! - [`protocol`]: the messages of a session.
+//! - [`service`]: the threads: the primary's pusher, the secondary's listener, the status.
+//! - [`daemon`]: the glue in `tandemd`: the role's service, the config in force on a secondary,
+//!   applying a push.
+//!
+//! The secondary applies a push like `config apply`: its own file and the pushed sections are
+//! merged, validated in full, compiled and swapped in as one generation, or refused whole with
+//! every field-path error (shown and logged on the primary). States survive, as they survive any
+//! apply.
+
+pub mod daemon;
+pub mod merge;
+pub mod payload;
+pub mod protocol;
+pub mod service;
+pub mod store;
+
+use crate::config::SyncSection;
+
+/// Where a section lives in the TOML file, as a key path; `None` for the sections of features
+/// tandem does not have ("nothing to sync").
+pub fn home(section: SyncSection) -> Option<&'static [&'static str]> {
+    Some(match section {
+        SyncSection::Rules => &["filter", "rules"],
+        SyncSection::Aliases => &["aliases"],
+        SyncSection::Nat => &["nat"],
+        SyncSection::VirtualIps => &["virtual_ips"],
+        SyncSection::StaticRoutes => &["routes", "static"],
+        _ => return None,
+    })
+}
+
+/// The hash that names a payload: SHA-256 of its text, in hex.
+pub fn content_hash(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A hash as people read it: its first 12 digits.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// Whether a config item (a TOML table) is marked to stay on its box: `no_sync = true`
+/// (`nosync` is accepted too, pfSense's spelling).
+pub(crate) fn is_no_sync(item: &toml::Value) -> bool {
+    ["no_sync", "nosync"]
+        .iter()
+        .any(|k| item.get(k).and_then(toml::Value::as_bool) == Some(true))
+}
+
+/// The value at `path` in `table`.
+pub(crate) fn get<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for k in parents {
+        t = t.get(*k)?.as_table()?;
+    }
+    t.get(*last)
+}
+
+/// Sets the value at `path`, creating the parent tables; a parent that is not a table is
+/// replaced (validation reports what that breaks).
+pub(crate) fn set(table: &mut toml::Table, path: &[&str], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut t = table;
+    for k in parents {
+        let entry = t
+            .entry((*k).to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let Some(next) = entry.as_table_mut() else {
+            return;
+        };
+        t = next;
+    }
+    t.insert((*last).to_string(), value);
+}

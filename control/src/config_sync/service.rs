@@ -1,0 +1,762 @@
+//! Config sync's threads: the primary's pusher and the secondary's listener, with the status
+//! and counters `tandemctl config sync` and `stats` show.
+//!
+//! Neither thread touches the running config. The pusher is handed each new [`Payload`] by the
+//! control thread ([`ConfigSync::offer`]). The listener's sessions hand a push to the control
+//! thread as an [`ApplyRequest`] and wait for its answer: the control thread merges, validates,
+//! persists and applies it between two control requests, as it runs `config apply`. A slow,
+//! silent or hostile client costs a session thread at most [`SESSION`], and at most
+//! [`MAX_SESSIONS`] run at once: nothing about a push can stall the control loop or the
+//! dataplane.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tandem_dataplane::filter::{Action, PacketMeta, Ruleset, Verdict};
+use tandem_dataplane::IfIndex;
+use tandem_sync::config_sync::{Channel, ChannelError, ChannelKey};
+
+use super::payload::Payload;
+use super::protocol::{ToPrimary, ToSecondary, MAX_ANSWER, MAX_ERRORS, MAX_PUSH};
+use super::{content_hash, short_hash};
+use crate::config::SyncSection;
+
+/// How often the primary compares its content with the secondary's when nothing changed.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// How soon the primary tries again after a session failed (the peer is down or refused).
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// The TCP connect timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Everything a session may take, handshake to answer (a 10,000-rule push included).
+pub const SESSION: Duration = Duration::from_secs(30);
+/// Sessions a secondary serves at once; more are dropped and counted.
+pub const MAX_SESSIONS: usize = 4;
+
+/// One push and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRecord {
+    pub at_unix: u64,
+    pub version: u64,
+    /// `accepted`, `refused` or `failed` (the session broke before an answer).
+    pub result: &'static str,
+    pub error: Option<String>,
+    /// The secondary's generation that runs it, when accepted.
+    pub generation: Option<u64>,
+}
+
+/// What both roles show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// `primary` or `secondary`.
+    pub role: &'static str,
+    /// The peer's address (the primary's target; the secondary's expected source, if known).
+    pub peer: Option<Ipv4Addr>,
+    pub port: u16,
+    /// Config names of the sections that travel, and of those that have nothing to sync.
+    pub sections: Vec<String>,
+    pub nothing_to_sync: Vec<String>,
+    /// The hash of the synced content this box runs (the primary: what it pushes; the
+    /// secondary: its last accepted push).
+    pub local_hash: Option<String>,
+    /// The version of the secondary's last accepted push (as far as this box knows).
+    pub version: u64,
+    /// The hash the peer last said it runs, and when it said so.
+    pub peer_hash: Option<String>,
+    pub peer_seen_unix: Option<u64>,
+    pub peer_hostname: Option<String>,
+    pub last_push: Option<PushRecord>,
+    /// The last failure to talk to the peer, cleared by a session that works.
+    pub last_error: Option<String>,
+    /// Sessions the primary has run to their end (ok or not): `config sync now` waits for it
+    /// to move.
+    pub sessions: u64,
+    /// This box's config generation.
+    pub generation: u64,
+}
+
+impl Status {
+    /// Both boxes run the same content for the synced sections.
+    pub fn in_sync(&self) -> bool {
+        self.local_hash.is_some() && self.local_hash == self.peer_hash
+    }
+}
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// Config sync's counters, shown in `stats` as `config_sync_<name>`.
+        #[derive(Debug, Default)]
+        pub struct Counters { $(pub $name: AtomicU64,)* }
+        impl Counters {
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters!(
+    // primary
+    checks,
+    pushes,
+    pushes_accepted,
+    pushes_refused,
+    session_failures,
+    // secondary
+    sessions_accepted,
+    auth_failures,
+    refused_source,
+    refused_by_rule,
+    refused_busy,
+    timeouts,
+    too_large,
+    malformed,
+    stale_version,
+    applied,
+    apply_refused,
+);
+
+impl Counters {
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A push handed to the control thread, with where to send its answer.
+#[derive(Debug)]
+pub struct ApplyRequest {
+    pub push: super::store::StoredPush,
+    pub sections: Vec<SyncSection>,
+    /// The new generation, or every error.
+    pub reply: Sender<Result<u64, Vec<String>>>,
+}
+
+/// The rules of the sync link, as the secondary's listener applies them to who connects.
+#[derive(Debug)]
+pub struct SyncRules {
+    pub ruleset: Arc<Ruleset>,
+    /// The sync interface's `in_if` in `ruleset`.
+    pub in_if: IfIndex,
+}
+
+/// The running service, either role.
+#[derive(Debug)]
+pub struct ConfigSync {
+    pub status: Arc<Mutex<Status>>,
+    pub counters: Arc<Counters>,
+    /// The primary's: new payloads for the pusher.
+    orders: Option<Sender<Order>>,
+    /// The secondary's: pushes for the control thread to apply.
+    pub applies: Option<Receiver<ApplyRequest>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Order {
+    payload: Payload,
+    force: bool,
+}
+
+/// How a primary reaches its secondary.
+#[derive(Debug, Clone)]
+pub struct PrimarySetup {
+    pub target: SocketAddrV4,
+    pub key: ChannelKey,
+    pub hostname: String,
+}
+
+/// Where a secondary listens and whom it accepts.
+#[derive(Debug, Clone)]
+pub struct SecondarySetup {
+    /// The sync interface's address and the config sync port.
+    pub listen: SocketAddrV4,
+    /// The only source accepted, when state sync names its peer.
+    pub peer: Option<Ipv4Addr>,
+    pub key: ChannelKey,
+    pub hostname: String,
+    pub rules: Arc<ArcSwap<SyncRules>>,
+}
+
+impl ConfigSync {
+    /// Starts the primary's pusher. It does nothing until the first [`ConfigSync::offer`].
+    pub fn primary(setup: PrimarySetup) -> Result<ConfigSync, String> {
+        let status = Arc::new(Mutex::new(Status {
+            role: "primary",
+            peer: Some(*setup.target.ip()),
+            port: setup.target.port(),
+            ..Status::default()
+        }));
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pusher = Pusher {
+            setup,
+            status: status.clone(),
+            counters: counters.clone(),
+            last_logged: None,
+        };
+        let s = stop.clone();
+        let t = std::thread::Builder::new()
+            .name("tandem-config-push".into())
+            .spawn(move || pusher.run(&rx, &s))
+            .map_err(|e| format!("cannot start the config sync thread: {e}"))?;
+        Ok(ConfigSync {
+            status,
+            counters,
+            orders: Some(tx),
+            applies: None,
+            stop,
+            threads: vec![t],
+        })
+    }
+
+    /// Binds the secondary's listener and starts it. `version` and `hash` are those of the
+    /// push it runs (0 and `None` before the first).
+    pub fn secondary(
+        setup: SecondarySetup,
+        version: u64,
+        hash: Option<String>,
+    ) -> Result<ConfigSync, String> {
+        let listener = TcpListener::bind(setup.listen)
+            .map_err(|e| format!("config sync: cannot listen on {}: {e}", setup.listen))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("config sync: {e}"))?;
+        let status = Arc::new(Mutex::new(Status {
+            role: "secondary",
+            peer: setup.peer,
+            port: setup.listen.port(),
+            local_hash: hash,
+            version,
+            ..Status::default()
+        }));
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::bounded(MAX_SESSIONS);
+        let shared = Arc::new(Listener {
+            setup,
+            status: status.clone(),
+            counters: counters.clone(),
+            applies: tx,
+            active: AtomicUsize::new(0),
+        });
+        let s = stop.clone();
+        let t = std::thread::Builder::new()
+            .name("tandem-config-listen".into())
+            .spawn(move || shared.run(&listener, &s))
+            .map_err(|e| format!("cannot start the config sync thread: {e}"))?;
+        Ok(ConfigSync {
+            status,
+            counters,
+            orders: None,
+            applies: Some(rx),
+            stop,
+            threads: vec![t],
+        })
+    }
+
+    /// The primary: `payload` is what to push from now on; checked (and pushed if the
+    /// secondary's hash differs, or always with `force`) at once.
+    pub fn offer(&self, payload: Payload, force: bool) {
+        if let Some(tx) = &self.orders {
+            if let Ok(mut s) = self.status.lock() {
+                s.local_hash = Some(payload.hash.clone());
+                s.sections = names(&payload.carried);
+                s.nothing_to_sync = names(&payload.nothing_to_sync);
+            }
+            let _ = tx.send(Order { payload, force });
+        }
+    }
+
+    /// Whether this box pushes.
+    pub fn is_primary(&self) -> bool {
+        self.orders.is_some()
+    }
+
+    /// A copy of the status.
+    pub fn snapshot(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Updates the status under its lock.
+    pub fn update(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+impl Drop for ConfigSync {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.orders = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn names(sections: &[SyncSection]) -> Vec<String> {
+    sections.iter().map(|s| s.to_string()).collect()
+}
+
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A push version: microseconds since the epoch, and always above what the secondary holds (so
+/// a primary whose clock went back still moves forward).
+fn next_version(peer_version: u64) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    now.max(peer_version.saturating_add(1))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The primary
+
+struct Pusher {
+    setup: PrimarySetup,
+    status: Arc<Mutex<Status>>,
+    counters: Arc<Counters>,
+    /// The last failure logged, so that a dead peer is logged once, not every retry.
+    last_logged: Option<String>,
+}
+
+impl Pusher {
+    fn run(mut self, orders: &Receiver<Order>, stop: &AtomicBool) {
+        let mut current: Option<Payload> = None;
+        let mut force = false;
+        let mut due = Instant::now() + CHECK_INTERVAL;
+        while !stop.load(Ordering::Relaxed) {
+            let wait = due
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(200));
+            match orders.recv_timeout(wait) {
+                Ok(o) => {
+                    current = Some(o.payload);
+                    force |= o.force;
+                    due = Instant::now();
+                    continue; // take every queued order before a session
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() < due {
+                continue;
+            }
+            let Some(payload) = &current else {
+                due = Instant::now() + CHECK_INTERVAL;
+                continue;
+            };
+            let ok = self.session(payload, force);
+            force = false;
+            due = Instant::now() + if ok { CHECK_INTERVAL } else { RETRY_INTERVAL };
+        }
+    }
+
+    /// One session: status, then a push if needed. True when it ended well (in sync, or the
+    /// push was accepted).
+    fn session(&mut self, payload: &Payload, force: bool) -> bool {
+        Counters::bump(&self.counters.checks);
+        let result = self.talk(payload, force);
+        let ok = matches!(result, Ok(true));
+        if let Ok(mut s) = self.status.lock() {
+            s.sessions += 1;
+            match &result {
+                Ok(_) => s.last_error = None,
+                Err(e) => s.last_error = Some(e.clone()),
+            }
+        }
+        match result {
+            Ok(_) => self.last_logged = None,
+            Err(e) => {
+                Counters::bump(&self.counters.session_failures);
+                if self.last_logged.as_ref() != Some(&e) {
+                    tracing::warn!("config sync: {e}");
+                    self.last_logged = Some(e);
+                }
+            }
+        }
+        ok
+    }
+
+    /// `Ok(true)`: in sync now; `Ok(false)`: the push was refused (recorded); `Err`: the session
+    /// failed.
+    fn talk(&mut self, payload: &Payload, force: bool) -> Result<bool, String> {
+        let target = self.setup.target;
+        let fail = |what: &str, e: ChannelError| format!("{target}: {what}: {e}");
+        let mut ch = Channel::connect(
+            SocketAddr::V4(target),
+            &self.setup.key,
+            CONNECT_TIMEOUT,
+            SESSION,
+        )
+        .map_err(|e| fail("cannot open a session", e))?;
+        let ask = ToSecondary::Status {
+            hash: payload.hash.clone(),
+            hostname: self.setup.hostname.clone(),
+        };
+        let answer = exchange(&mut ch, &ask).map_err(|e| format!("{target}: {e}"))?;
+        let ToPrimary::Status {
+            version,
+            hash,
+            hostname,
+            generation: _,
+        } = answer
+        else {
+            return Err(format!("{target}: answered a status with {answer:?}"));
+        };
+        if let Ok(mut s) = self.status.lock() {
+            s.peer_hash = hash.clone();
+            s.version = version;
+            s.peer_seen_unix = Some(now_unix());
+            s.peer_hostname = Some(hostname);
+        }
+        if !force && hash.as_deref() == Some(payload.hash.as_str()) {
+            return Ok(true);
+        }
+        let version = next_version(version);
+        Counters::bump(&self.counters.pushes);
+        let push = ToSecondary::Push {
+            version,
+            hash: payload.hash.clone(),
+            sections: names(&payload.carried),
+            payload: payload.text.clone(),
+            hostname: self.setup.hostname.clone(),
+        };
+        let record = |result, error: Option<String>, generation| PushRecord {
+            at_unix: now_unix(),
+            version,
+            result,
+            error,
+            generation,
+        };
+        let answer = match exchange(&mut ch, &push) {
+            Ok(a) => a,
+            Err(e) => {
+                let e = format!("{target}: push version {version}: {e}");
+                self.set_last_push(record("failed", Some(e.clone()), None));
+                return Err(e);
+            }
+        };
+        match answer {
+            ToPrimary::Accepted {
+                version: v,
+                generation,
+            } => {
+                Counters::bump(&self.counters.pushes_accepted);
+                tracing::info!(
+                    "config sync: pushed version {v} ({}) to {target}: accepted, generation {generation} there",
+                    short_hash(&payload.hash)
+                );
+                self.set_last_push(record("accepted", None, Some(generation)));
+                if let Ok(mut s) = self.status.lock() {
+                    s.peer_hash = Some(payload.hash.clone());
+                    s.version = v;
+                }
+                Ok(true)
+            }
+            ToPrimary::Refused { errors } => {
+                Counters::bump(&self.counters.pushes_refused);
+                let text = errors.join("\n");
+                tracing::error!(
+                    "config sync: {target} refused version {version}; it runs what it ran:\n{text}"
+                );
+                self.set_last_push(record("refused", Some(text), None));
+                Ok(false)
+            }
+            other => Err(format!("{target}: answered a push with {other:?}")),
+        }
+    }
+
+    fn set_last_push(&self, r: PushRecord) {
+        if let Ok(mut s) = self.status.lock() {
+            s.last_push = Some(r);
+        }
+    }
+}
+
+/// Sends `msg` and reads the answer.
+fn exchange(ch: &mut Channel, msg: &ToSecondary) -> Result<ToPrimary, String> {
+    let bytes = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
+    ch.send(&bytes).map_err(|e| e.to_string())?;
+    let answer = ch.recv(MAX_ANSWER).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&answer).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The secondary
+
+struct Listener {
+    setup: SecondarySetup,
+    status: Arc<Mutex<Status>>,
+    counters: Arc<Counters>,
+    applies: Sender<ApplyRequest>,
+    active: AtomicUsize,
+}
+
+impl Listener {
+    fn run(self: Arc<Self>, listener: &TcpListener, stop: &Arc<AtomicBool>) {
+        tracing::info!(listen = %self.setup.listen, "config sync: accepting pushes");
+        while !stop.load(Ordering::Relaxed) {
+            wait_readable(listener.as_raw_fd(), 200);
+            // Accept everything queued; refuse cheaply what may not talk to us.
+            while let Ok((stream, from)) = listener.accept() {
+                let SocketAddr::V4(from) = from else { continue };
+                if let Err(counter) = self.admit(from) {
+                    Counters::bump(counter);
+                    continue;
+                }
+                if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_SESSIONS {
+                    self.active.fetch_sub(1, Ordering::AcqRel);
+                    Counters::bump(&self.counters.refused_busy);
+                    continue;
+                }
+                let me = self.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("tandem-config-session".into())
+                    .spawn(move || {
+                        me.serve(stream, from);
+                        me.active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    self.active.fetch_sub(1, Ordering::AcqRel);
+                    Counters::bump(&self.counters.refused_busy);
+                }
+            }
+        }
+    }
+
+    /// Whether `from` may open a session: the configured peer (when state sync names one),
+    /// passed by the sync interface's rules. `Err` is the counter of the refusal.
+    fn admit(&self, from: SocketAddrV4) -> Result<(), &AtomicU64> {
+        if self.setup.peer.is_some_and(|p| p != *from.ip()) {
+            tracing::warn!("config sync: connection from {from} refused: not the peer");
+            return Err(&self.counters.refused_source);
+        }
+        let rules = self.setup.rules.load();
+        let meta = PacketMeta {
+            in_if: rules.in_if,
+            proto: 6,
+            src: *from.ip(),
+            dst: *self.setup.listen.ip(),
+            sport: from.port(),
+            dport: self.setup.listen.port(),
+        };
+        match rules.ruleset.evaluate(&meta) {
+            Verdict::Rule {
+                action: Action::Pass,
+                ..
+            } => Ok(()),
+            _ => {
+                tracing::warn!(
+                    "config sync: connection from {from} refused by the sync interface's rules"
+                );
+                Err(&self.counters.refused_by_rule)
+            }
+        }
+    }
+
+    fn serve(&self, stream: TcpStream, from: SocketAddrV4) {
+        let mut ch = match Channel::accept(stream, &self.setup.key, SESSION) {
+            Ok(ch) => ch,
+            Err(e) => {
+                self.count_error(&e);
+                if matches!(e, ChannelError::Authentication) {
+                    tracing::warn!("config sync: {from}: {e}");
+                }
+                return;
+            }
+        };
+        Counters::bump(&self.counters.sessions_accepted);
+        // A session is a status and at most one push.
+        for _ in 0..2 {
+            let msg = match ch.recv(MAX_PUSH) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.count_error(&e);
+                    return;
+                }
+            };
+            let Ok(msg) = serde_json::from_slice::<ToSecondary>(&msg) else {
+                Counters::bump(&self.counters.malformed);
+                return;
+            };
+            let answer = match msg {
+                ToSecondary::Status { hash, hostname } => {
+                    self.update(|s| {
+                        s.peer_hash = Some(hash);
+                        s.peer_seen_unix = Some(now_unix());
+                        s.peer_hostname = Some(hostname);
+                    });
+                    let s = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+                    ToPrimary::Status {
+                        version: s.version,
+                        hash: s.local_hash,
+                        hostname: self.setup.hostname.clone(),
+                        generation: s.generation,
+                    }
+                }
+                ToSecondary::Push {
+                    version,
+                    hash,
+                    sections,
+                    payload,
+                    hostname,
+                } => self.push(from, version, hash, sections, payload, hostname),
+            };
+            let Ok(bytes) = serde_json::to_vec(&answer) else {
+                return;
+            };
+            if ch.send(&bytes).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Checks a push, hands it to the control thread and waits for the verdict.
+    fn push(
+        &self,
+        from: SocketAddrV4,
+        version: u64,
+        hash: String,
+        sections: Vec<String>,
+        payload: String,
+        hostname: String,
+    ) -> ToPrimary {
+        let refuse = |counter: &AtomicU64, errors: Vec<String>| {
+            Counters::bump(counter);
+            let text = errors.join("\n");
+            tracing::error!("config sync: push version {version} from {from} refused:\n{text}");
+            self.update(|s| {
+                s.last_push = Some(PushRecord {
+                    at_unix: now_unix(),
+                    version,
+                    result: "refused",
+                    error: Some(text),
+                    generation: None,
+                });
+            });
+            let mut errors = errors;
+            errors.truncate(MAX_ERRORS);
+            ToPrimary::Refused { errors }
+        };
+        if content_hash(&payload) != hash {
+            return refuse(
+                &self.counters.malformed,
+                vec!["the payload does not match its hash".into()],
+            );
+        }
+        let held = self.status.lock().map_or(0, |s| s.version);
+        if version <= held {
+            return refuse(
+                &self.counters.stale_version,
+                vec![format!(
+                    "version {version} is not newer than version {held}, in force here: a replay or a rollback"
+                )],
+            );
+        }
+        let mut parsed = Vec::with_capacity(sections.len());
+        for name in &sections {
+            match SyncSection::parse(name) {
+                Ok(s) => parsed.push(s),
+                Err(_) => {
+                    return refuse(
+                        &self.counters.malformed,
+                        vec![format!("unknown section {name:?}")],
+                    )
+                }
+            }
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let request = ApplyRequest {
+            push: super::store::StoredPush {
+                version,
+                hash: hash.clone(),
+                sections,
+                payload,
+                from: format!("{} ({hostname})", from.ip()),
+                received_unix: now_unix(),
+            },
+            sections: parsed,
+            reply: tx,
+        };
+        if self.applies.send_timeout(request, SESSION / 2).is_err() {
+            return refuse(
+                &self.counters.apply_refused,
+                vec!["the daemon is busy: try again".into()],
+            );
+        }
+        match rx.recv_timeout(SESSION / 2) {
+            Ok(Ok(generation)) => {
+                Counters::bump(&self.counters.applied);
+                tracing::info!(
+                    "config sync: version {version} ({}) from {from} in force as generation {generation}",
+                    short_hash(&hash)
+                );
+                self.update(|s| {
+                    s.version = version;
+                    s.local_hash = Some(hash.clone());
+                    s.peer_hash = Some(hash);
+                    s.generation = generation;
+                    s.last_push = Some(PushRecord {
+                        at_unix: now_unix(),
+                        version,
+                        result: "accepted",
+                        error: None,
+                        generation: Some(generation),
+                    });
+                });
+                ToPrimary::Accepted {
+                    version,
+                    generation,
+                }
+            }
+            Ok(Err(errors)) => refuse(&self.counters.apply_refused, errors),
+            Err(_) => refuse(
+                &self.counters.apply_refused,
+                vec!["the daemon did not answer in time".into()],
+            ),
+        }
+    }
+
+    fn count_error(&self, e: &ChannelError) {
+        let c = match e {
+            ChannelError::Authentication => &self.counters.auth_failures,
+            ChannelError::Timeout => &self.counters.timeouts,
+            ChannelError::TooLarge { .. } => &self.counters.too_large,
+            ChannelError::Protocol(_) => &self.counters.malformed,
+            ChannelError::Io(_) => return,
+        };
+        Counters::bump(c);
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+/// Waits until `fd` is readable or `ms` milliseconds pass.
+fn wait_readable(fd: std::os::fd::RawFd, ms: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack, for the duration of the call.
+    unsafe {
+        libc::poll(&mut p, 1, ms);
+    }
+}
