@@ -1,8 +1,12 @@
 //! CARP in the daemon: the glue between the pure [`CarpGroupSet`] and the running box.
 //!
-//! - Adverts received by the workers reach the control thread on the slow-path channel and go
-//!   to [`CarpRuntime::on_frame`]; rejects are counted by reason.
-//! - Timers run from [`CarpRuntime::tick`], which the control loop calls at least at
+//! It runs on the CARP thread ([`crate::carp_thread`]), which nothing else can delay.
+//!
+//! - Adverts received by the workers reach the CARP thread on the slow-path channel and go
+//!   to [`CarpRuntime::on_frame`]; rejects are counted by reason. The source of an accepted
+//!   advert is published as its VHID's peer (`Dataplane::carp_peers`), whose adverts the
+//!   workers then let through first.
+//! - Timers run from [`CarpRuntime::tick`], which the CARP thread calls at least at
 //!   [`CarpRuntime::next_deadline`].
 //! - Adverts and gratuitous ARPs leave through worker 0's slow-path channel.
 //! - MASTER means the dataplane holds the VHID ([`HeldVhids`]): it answers ARP for the VIPs with
@@ -84,25 +88,8 @@ impl CarpRuntime {
         now: Instant,
     ) -> CarpRuntime {
         let set = CarpGroupSet::from_config(config);
-        let gen = dp.generation.load();
-        let ports: Vec<GroupPort> = set
-            .groups()
-            .iter()
-            .map(|g| {
-                let if_index = gen.interface_index(&g.interface);
-                let device = if_index
-                    .and_then(|i| devices.get(usize::from(i)).cloned())
-                    .unwrap_or_default();
-                GroupPort { if_index, device }
-            })
-            .collect();
-        let links = set
-            .groups()
-            .iter()
-            .zip(&ports)
-            .filter(|(_, p)| !p.device.is_empty())
-            .map(|(g, p)| (g.interface.clone(), (p.device.clone(), false)))
-            .collect();
+        let ports = ports_of(&set, &dp, devices);
+        let links = links_of(&set, &ports, &BTreeMap::new());
         CarpRuntime {
             set,
             ports,
@@ -121,6 +108,43 @@ impl CarpRuntime {
 
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
+    }
+
+    /// A new config's CARP groups: only the groups whose settings changed restart (a master of
+    /// one bows out first); the others keep running untouched ([`CarpGroupSet::reconfigure`]).
+    /// The dataplane must already run the new generation (the groups' interface indices).
+    pub fn reconfigure(&mut self, config: &Config, devices: &[String], now: Instant) {
+        let r = self.set.reconfigure(config, now);
+        let kept = r.moved.iter().flatten().count();
+        // The old groups' bow-outs, with the old set and ports.
+        self.perform(r.stopped, now);
+        let ports = ports_of(&r.set, &self.dp, devices);
+        self.links = links_of(&r.set, &ports, &self.links);
+        self.garps = self
+            .garps
+            .iter()
+            .filter_map(|&(t, g)| r.moved.get(g).copied().flatten().map(|j| (t, j)))
+            .collect();
+        self.set = r.set;
+        self.ports = ports;
+        self.perform(r.started, now);
+        // A new group on an interface known to be without link starts as INIT, as the others
+        // there are (the kept ones are INIT already: no transition for them).
+        let down: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(_, (_, down))| *down)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in down {
+            let outs = self.set.set_link(&name, false, now);
+            self.perform(outs, now);
+        }
+        tracing::info!(
+            kept,
+            started = self.set.groups().len() - kept,
+            "carp: config applied; kept groups run on untouched"
+        );
     }
 
     /// Starts every group (INIT -> BACKUP), in maintenance mode if it was left on.
@@ -180,6 +204,12 @@ impl CarpRuntime {
         match self.set.receive(&iface.name, &frame.bytes, now) {
             Ok(out) => {
                 self.counters.adverts_received += 1;
+                // The workers give this source's adverts for the VHID precedence on the slow
+                // path (tandem_dataplane::carp_filter).
+                if let Some(peer) = self.set.peer(out.group) {
+                    let vhid = self.set.groups()[out.group].vhid();
+                    self.dp.carp_peers.set(vhid, peer);
+                }
                 self.perform(vec![out], now);
             }
             Err(reject) => {
@@ -374,6 +404,39 @@ impl CarpRuntime {
         }
         ok
     }
+}
+
+/// Each group's dataplane interface and device (`devices[i]` is the OS device of interface `i`).
+fn ports_of(set: &CarpGroupSet, dp: &Dataplane, devices: &[String]) -> Vec<GroupPort> {
+    let gen = dp.generation.load();
+    set.groups()
+        .iter()
+        .map(|g| {
+            let if_index = gen.interface_index(&g.interface);
+            let device = if_index
+                .and_then(|i| devices.get(usize::from(i)).cloned())
+                .unwrap_or_default();
+            GroupPort { if_index, device }
+        })
+        .collect()
+}
+
+/// The CARP interfaces by name with their device, each link as `known` last saw it (up when
+/// new: the next poll reads it).
+fn links_of(
+    set: &CarpGroupSet,
+    ports: &[GroupPort],
+    known: &BTreeMap<String, (String, bool)>,
+) -> BTreeMap<String, (String, bool)> {
+    set.groups()
+        .iter()
+        .zip(ports)
+        .filter(|(_, p)| !p.device.is_empty())
+        .map(|(g, p)| {
+            let down = known.get(&g.interface).is_some_and(|(_, d)| *d);
+            (g.interface.clone(), (p.device.clone(), down))
+        })
+        .collect()
 }
 
 /// Whether a device has link (carrier), read from sysfs in the daemon's network namespace.

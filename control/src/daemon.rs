@@ -1,6 +1,8 @@
 //! `tandemd`: one daemon per box. It loads and compiles the config, starts the workers (one
-//! pinned thread each, on AF_XDP), a housekeeping thread (state expiry, neighbour ageing) and
-//! serves the control socket from the main thread, which is also where reloads happen.
+//! pinned thread each, on AF_XDP), a housekeeping thread (state expiry, neighbour ageing), CARP
+//! on a thread of its own ([`crate::carp_thread`]: nothing on the control thread can delay its
+//! timers) and serves the control socket from the main thread, which is also where reloads
+//! happen.
 //!
 //! Stop order on SIGTERM/SIGINT: the control socket closes first (no request sees a half-stopped
 //! box), then the workers (each detaches its XDP program), then housekeeping.
@@ -17,14 +19,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use tandem_dataplane::io::afxdp::{remove_xdp_programs, PortSpec, Queues, WorkerConfig};
-use tandem_dataplane::pipeline::{ControlFrame, Dataplane, PipelineConfig};
+use tandem_dataplane::pipeline::{Dataplane, PipelineConfig};
 use tandem_dataplane::state::{Clock, StateTable, TableConfig};
 use tandem_dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
 use tandem_sync::journal::{JournalConfig, SyncJournal};
 
-use crate::carp_runtime::CarpRuntime;
+use crate::carp_thread::CarpHandle;
 use crate::compile::{compile, device_mac, Compiled};
 use crate::config::{self, Config};
 use crate::config_sync::service::{ConfigSync, SyncRules};
@@ -70,6 +71,9 @@ pub enum DaemonError {
     /// State sync could not start (the sync interface's socket, the key).
     #[error("{0}")]
     Sync(String),
+    /// The CARP thread could not be started.
+    #[error("carp: cannot start the CARP thread: {0}")]
+    Carp(std::io::Error),
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
@@ -101,8 +105,7 @@ pub struct Daemon {
     pub(crate) generation: u64,
     pub(crate) started: Instant,
     pub(crate) clock: Clock,
-    pub(crate) control_rx: Receiver<ControlFrame>,
-    pub(crate) carp: CarpRuntime,
+    pub(crate) carp: CarpHandle,
     pub(crate) sync: Option<SyncService>,
     pub(crate) state_dir: Option<PathBuf>,
     housekeeping: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -214,16 +217,6 @@ impl Daemon {
             "dataplane running"
         );
         let housekeeping = Some(start_housekeeping(dp.clone(), clock));
-        // Adverts and gratuitous ARPs leave through worker 0, which has a port on every
-        // dataplane interface.
-        let mut carp = CarpRuntime::new(
-            &config,
-            &devices,
-            dp.clone(),
-            workers[0].slow_tx.clone(),
-            opts.state_dir.clone(),
-            Instant::now(),
-        );
         // State sync before CARP starts: its bulk update holds CARP demoted, so that a box that
         // (re)starts takes no VIP before it holds the peer's states.
         let sync = match (state_sync, journal) {
@@ -246,12 +239,22 @@ impl Daemon {
                 };
                 let service = SyncService::start(setup, dp.states.clone(), journal, clock)
                     .map_err(DaemonError::Sync)?;
-                carp.set_sync_pending(service.bulk_pending(), Instant::now());
                 Some(service)
             }
             _ => None,
         };
-        carp.start(Instant::now());
+        // Adverts and gratuitous ARPs leave through worker 0, which has a port on every
+        // dataplane interface.
+        let carp = CarpHandle::start(
+            &config,
+            &devices,
+            dp.clone(),
+            workers[0].slow_tx.clone(),
+            opts.state_dir.clone(),
+            control_rx,
+            sync.as_ref().is_some_and(SyncService::bulk_pending),
+        )
+        .map_err(DaemonError::Carp)?;
         let config_sync =
             crate::config_sync::daemon::start(&config, pushed.as_ref(), sync_rules.clone())
                 .map_err(DaemonError::Sync)?;
@@ -271,7 +274,6 @@ impl Daemon {
             generation: 1,
             started: Instant::now(),
             clock,
-            control_rx,
             carp,
             sync,
             state_dir: opts.state_dir.clone(),
@@ -375,36 +377,11 @@ impl Daemon {
         } = prepared;
         self.sync_rules
             .store(Arc::new(link_rules(&config, compiled.sync)));
-        let carp_changed = config.carp_groups() != self.config.carp_groups();
         self.dp.states.set_limit(config.system.state_limit);
         self.dp.apply(compiled.generation);
-        if carp_changed {
-            // New groups, keys or timers: the old groups bow out, the new ones start as BACKUP,
-            // with the operator's switches carried over (maintenance, disable).
-            let now = Instant::now();
-            let (enabled, maintenance) = (self.carp.enabled(), self.carp.maintenance());
-            self.carp.stop(now);
-            let send = self.workers[0].slow_tx.clone();
-            self.carp = CarpRuntime::new(
-                &config,
-                &self.compiled_devices,
-                self.dp.clone(),
-                send,
-                self.state_dir.clone(),
-                now,
-            );
-            if let Some(s) = &self.sync {
-                self.carp.set_sync_pending(s.bulk_pending(), now);
-            }
-            if maintenance {
-                // Persisted already: set_maintenance only rewrites the same file.
-                let _ = self.carp.set_maintenance(true, now);
-            }
-            self.carp.start(now);
-            if !enabled {
-                self.carp.set_enabled(false, now);
-            }
-        }
+        // Every reload: only the groups whose settings changed (an interface address included)
+        // restart; the others run on untouched.
+        self.carp.reconfigure(&config, &self.compiled_devices);
         self.generation = number;
         self.config = config;
         self.config_text = text;
@@ -414,7 +391,7 @@ impl Daemon {
     /// Stops CARP (masters bow out so the peer takes over at once), then the workers (detaching
     /// XDP) and housekeeping.
     pub fn stop(mut self) {
-        self.carp.stop(Instant::now());
+        self.carp.stop();
         // The bow-out adverts are on the slow-path channel: let the worker send them.
         let deadline = Instant::now() + Duration::from_millis(200);
         while self.workers.first().is_some_and(|w| !w.slow_tx.is_empty())
@@ -439,27 +416,17 @@ impl Daemon {
         tracing::info!("stopped");
     }
 
-    /// Slow-path frames from the workers (CARP adverts), then CARP's timers.
+    /// CARP runs on its own thread; the control loop only passes on state sync's bulk update
+    /// (its demotion).
     fn run_carp(&mut self) {
-        let now = Instant::now();
         if let Some(s) = &self.sync {
-            self.carp.set_sync_pending(s.bulk_pending(), now);
+            self.carp.set_sync_pending(s.bulk_pending());
         }
-        // A bounded number per round: a flood of frames on the CARP group cannot keep the loop
-        // from CARP's own timers (the channel drops what does not fit, and the workers count it).
-        for f in self.control_rx.try_iter().take(64) {
-            self.carp.on_frame(&f, now);
-        }
-        self.carp.tick(now);
     }
 
-    /// How long the control loop may sleep: until CARP's next deadline, at most 10 ms (adverts
-    /// from the workers do not wake the loop, so it looks for them that often).
+    /// How long the control loop may sleep between looks at signals.
     fn poll_timeout(&self) -> Duration {
-        let max = Duration::from_millis(10);
-        self.carp.next_deadline().map_or(max, |t| {
-            t.saturating_duration_since(Instant::now()).min(max)
-        })
+        Duration::from_millis(20)
     }
 }
 

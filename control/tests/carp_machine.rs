@@ -323,14 +323,15 @@ fn start_takeover_and_counter() {
     assert_eq!((m.state(), m.last_reason()), (State::Master, "master down"));
     assert_eq!(m.previous_state(), Some(State::Backup));
     assert_eq!(m.changed_at(), Some(t1));
-    // Then one advert per interval, the counter +1 each.
+    // Then one advert per interval, the counter one step up each (the low 16 bits stay: they
+    // tell our own adverts from the peer's).
     let t2 = t1 + us(1_003_906);
     assert_eq!(m.next_deadline(), Some(t2));
     let out = m.handle(t2, Event::Timer);
     assert_eq!(
         out.actions,
         [Action::SendAdvert(SendAdvert {
-            counter: 42,
+            counter: 41 + tandem_control::carp::wire::COUNTER_STEP,
             ..advert
         })]
     );

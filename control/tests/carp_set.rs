@@ -336,3 +336,110 @@ fn gratuitous_arp_announces_the_vip_at_the_virtual_mac() {
         )
     );
 }
+
+/// A's config with the LAN VIP's description changed and a new VHID 3 on the LAN (or, with
+/// `skew`, VHID 2's advskew changed too).
+fn a_edited(skew: Option<u8>) -> Config {
+    use tandem_control::config::VipKind;
+    let mut c = lab("fw-a.toml");
+    let mut extra = None;
+    for v in &mut c.virtual_ips {
+        if let VipKind::Carp(carp) = &mut v.kind {
+            if carp.vhid == 2 {
+                v.description = "a new description".into();
+                if let Some(s) = skew {
+                    carp.advskew = s;
+                }
+                let mut new = v.clone();
+                if let VipKind::Carp(n) = &mut new.kind {
+                    n.vhid = 3;
+                    n.advskew = 0;
+                }
+                new.address = "192.168.0.20/24".parse().unwrap();
+                extra = Some(new);
+            }
+        }
+    }
+    c.virtual_ips.push(extra.expect("the lab has vhid 2"));
+    c
+}
+
+#[test]
+fn a_description_change_or_a_new_vhid_moves_no_running_group() {
+    let mut p = Pair::new();
+    p.start();
+    let before = p.log.len();
+    let now = p.now;
+    let r = p.sets[A].reconfigure(&a_edited(None), now);
+    assert!(r.stopped.is_empty(), "nothing stops: {:?}", r.stopped);
+    assert_eq!(r.moved, [Some(0), Some(1)], "both groups kept in place");
+    // Only the new group starts: INIT -> BACKUP, no advert, nothing else.
+    assert_eq!(r.started.len(), 1, "{:?}", r.started);
+    assert_eq!(r.started[0].group, 2);
+    assert_eq!(r.started[0].output.transitions.len(), 1);
+    p.sets[A] = r.set;
+    p.perform(A, r.started);
+    p.sets[A].groups().iter().take(2).for_each(|g| {
+        assert_eq!(
+            g.machine.state(),
+            tandem_control::carp::machine::State::Master
+        );
+    });
+    // B has no VHID 3: A's adverts for it are counted as unknown there, which `run_until`
+    // would take for a bad advert; let B know VHID 3 too (a config applied on both boxes).
+    let r = p.sets[B].reconfigure(
+        &{
+            let mut c = a_edited(None);
+            c.system = lab("fw-b.toml").system;
+            c.interfaces = lab("fw-b.toml").interfaces;
+            for v in &mut c.virtual_ips {
+                if let tandem_control::config::VipKind::Carp(carp) = &mut v.kind {
+                    carp.advskew = 1;
+                }
+            }
+            c
+        },
+        now,
+    );
+    assert!(r.stopped.is_empty());
+    assert_eq!(r.moved, [Some(0), Some(1)]);
+    p.sets[B] = r.set;
+    p.perform(B, r.started);
+    p.run_until(Duration::from_secs(20));
+    let moved: Vec<&String> = p.log[before..]
+        .iter()
+        .filter(|l| !l.contains("@3 "))
+        .collect();
+    assert!(moved.is_empty(), "kept groups moved: {moved:?}");
+    assert_eq!(
+        p.states(A),
+        [
+            ("wan".into(), 1, CarpStatus::Master),
+            ("lan".into(), 2, CarpStatus::Master),
+            ("lan".into(), 3, CarpStatus::Master)
+        ]
+    );
+    assert!(p.all(B, CarpStatus::Backup), "{:?}", p.log);
+}
+
+#[test]
+fn a_changed_group_restarts_alone() {
+    let mut p = Pair::new();
+    p.start();
+    let now = p.now;
+    let r = p.sets[A].reconfigure(&a_edited(Some(7)), now);
+    // lan@2 changed: it bows out (an advert with skew 255, then releases); wan@1 is untouched.
+    assert_eq!(r.moved, [Some(0), None]);
+    assert_eq!(r.stopped.len(), 1);
+    assert_eq!(r.stopped[0].group, 1);
+    assert!(matches!(
+        r.stopped[0].output.actions[..],
+        [Action::SendAdvert(s), Action::BecomeBackup] if s.advskew == 255
+    ));
+    assert!(r.started.iter().all(|o| o.group != 0));
+    let wan = &r.set.groups()[0];
+    assert_eq!(
+        (wan.interface.as_str(), wan.machine.state()),
+        ("wan", tandem_control::carp::machine::State::Master)
+    );
+}

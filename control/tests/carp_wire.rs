@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tandem_control::carp::wire::{
     build_advert, check_advert, AdvertParams, CarpAuth, CarpPacket, CarpRepr, Fresh, Reject,
-    ReplayGuard, FRAME_LEN, HEADER_LEN,
+    ReplayGuard, COUNTER_STEP, FRAME_LEN, HEADER_LEN,
 };
 use tandem_dataplane::wire::ipv4::Ipv4Packet;
 use tandem_dataplane::wire::MacAddr;
@@ -321,27 +321,68 @@ fn replay_guard() {
     assert_eq!(g.check(2, peer, 5, t0), Ok(Fresh::InOrder));
     assert_eq!(g.check(1, other, 101, t0), Err(Reject::Replay));
     assert_eq!(g.check(1, other, 5, t0), Err(Reject::Replay));
-    // A refused advert does not refresh the source: silence is measured from the last accepted.
-    assert_eq!(
-        g.check(1, peer, 7, t0 + Duration::from_secs(4)),
-        Ok(Fresh::AfterSilence)
-    );
-    assert_eq!(
-        g.check(1, peer, 7, t0 + Duration::from_secs(4)),
-        Err(Reject::Replay)
-    );
-    assert_eq!(
-        g.check(1, peer, 8, t0 + Duration::from_secs(4)),
-        Ok(Fresh::InOrder)
-    );
-    // Our own last counter coming back is a loop, whoever claims to send it.
-    g.note_sent(1, 1000);
-    assert_eq!(
-        g.check(1, Ipv4Addr::new(10, 0, 0, 9), 1000, t0),
-        Err(Reject::Loop)
-    );
+    // Silence does not make the guard forget (issue 10.1): an hour later the old advert is
+    // still a replay, resent as often as the attacker likes.
+    let later = t0 + Duration::from_secs(3600);
+    for k in 0..10 {
+        assert_eq!(
+            g.check(1, other, 100, later + Duration::from_secs(k)),
+            Err(Reject::Replay)
+        );
+        assert_eq!(
+            g.check(1, peer, 100, later + Duration::from_secs(k)),
+            Err(Reject::Replay)
+        );
+    }
+    assert_eq!(g.check(1, peer, 102, later), Ok(Fresh::InOrder));
+    // Our own counters of this run coming back are a loop, whoever claims to send them, the
+    // last one or any earlier one.
+    let start = 1_000 << 16 | 0x1234;
+    for k in 0..5 {
+        g.note_sent(3, start + k * COUNTER_STEP);
+    }
+    for k in 0..5 {
+        assert_eq!(
+            g.check(3, other, start + k * COUNTER_STEP, later),
+            Err(Reject::Loop)
+        );
+    }
+    // A peer's counter between ours is the peer's.
+    assert_eq!(g.check(3, peer, start + 1, later), Ok(Fresh::InOrder));
     g.forget_vhid(1);
     assert_eq!(g.check(1, peer, 1, t0), Ok(Fresh::InOrder));
+}
+
+#[test]
+fn replay_guard_accepts_a_rebooted_bsd_peer_after_a_run_from_its_address() {
+    let t0 = Instant::now();
+    let peer = Ipv4Addr::new(10, 0, 0, 2);
+    let other = Ipv4Addr::new(10, 0, 0, 1);
+    let s = Duration::from_secs(1);
+    let mut g = ReplayGuard::new(Duration::from_secs(3));
+    assert_eq!(g.check(1, peer, 1 << 60, t0), Ok(Fresh::InOrder));
+    // The peer reboots and draws a lower random counter; it counts up by one per advert.
+    assert_eq!(g.check(1, peer, 77, t0 + 5 * s), Err(Reject::Replay));
+    // Another address cannot take part in the run.
+    assert_eq!(g.check(1, other, 78, t0 + 6 * s), Err(Reject::Replay));
+    assert_eq!(g.check(1, peer, 78, t0 + 6 * s), Err(Reject::Replay));
+    assert_eq!(
+        g.check(1, peer, 79, t0 + 7 * s),
+        Ok(Fresh::AfterRestart),
+        "the third in a row is accepted"
+    );
+    assert_eq!(g.check(1, peer, 80, t0 + 8 * s), Ok(Fresh::InOrder));
+    // One captured advert resent every second never makes a run, however long.
+    let mut g = ReplayGuard::new(Duration::from_secs(3));
+    assert_eq!(g.check(1, peer, 1000, t0), Ok(Fresh::InOrder));
+    for k in 1..=30 {
+        assert_eq!(g.check(1, peer, 10, t0 + k * s), Err(Reject::Replay));
+    }
+    // A run that pauses longer than the gap starts over.
+    assert_eq!(g.check(1, peer, 11, t0 + 31 * s), Err(Reject::Replay));
+    assert_eq!(g.check(1, peer, 12, t0 + 40 * s), Err(Reject::Replay));
+    assert_eq!(g.check(1, peer, 13, t0 + 41 * s), Err(Reject::Replay));
+    assert_eq!(g.check(1, peer, 14, t0 + 42 * s), Ok(Fresh::AfterRestart));
 }
 
 #[test]

@@ -74,6 +74,13 @@ counters! {
         to_control,
         /// A CARP advert with a TTL other than 255 (it did not come from the link itself).
         drop_carp_ttl,
+        /// A CARP payload shorter than the 36-byte header or longer than any advert.
+        drop_carp_malformed,
+        /// A CARP advert for a VHID the receiving interface does not have.
+        drop_carp_vhid,
+        /// A CARP advert over its source's budget, or from another source than the VHID's peer
+        /// with the others' half of the slow-path queue full.
+        drop_carp_budget,
         /// Held until the next hop's MAC is known (sent later or dropped as neigh_failed).
         neigh_queued,
         /// Frame shorter than an Ethernet header.

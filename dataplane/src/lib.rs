@@ -9,6 +9,7 @@
 //! of [`filter`] and [`route`], sync implements [`journal::StateJournal`].
 
 pub mod capture;
+pub mod carp_filter;
 pub mod counters;
 pub mod filter;
 pub mod generation;

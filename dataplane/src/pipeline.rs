@@ -26,6 +26,7 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::Sender;
 
 use crate::capture::{CaptureTap, Direction as CaptureDirection};
+use crate::carp_filter::{CarpBudget, CarpPeers, CarpVerdict};
 use crate::counters::Counters;
 use crate::filter::{Action, PacketMeta, Verdict as RuleVerdict};
 use crate::generation::{Generation, HeldVhids};
@@ -74,6 +75,8 @@ pub struct Dataplane {
     pub states: Arc<StateTable>,
     pub neigh: NeighCache,
     pub held: HeldVhids,
+    /// Each VHID's authenticated CARP peer, for the workers' slow-path budget.
+    pub carp_peers: CarpPeers,
     /// `tandemctl capture`: frames the workers copy while a capture runs.
     pub capture: CaptureTap,
     workers: Mutex<Vec<Arc<Counters>>>,
@@ -87,6 +90,7 @@ impl Dataplane {
             states: states.into(),
             neigh: NeighCache::default(),
             held: HeldVhids::new(),
+            carp_peers: CarpPeers::new(),
             capture: CaptureTap::default(),
             workers: Mutex::new(Vec::new()),
         })
@@ -221,6 +225,7 @@ struct WorkerSide {
     emit: EmitQueue,
     icmp: IcmpRateLimit,
     to_control: Option<Sender<ControlFrame>>,
+    carp: CarpBudget,
     now: Millis,
 }
 
@@ -252,6 +257,7 @@ impl Pipeline {
                 emit: EmitQueue::new(config.emit_capacity),
                 icmp: IcmpRateLimit::new(config.icmp_rate, config.icmp_burst),
                 to_control: None,
+                carp: CarpBudget::default(),
                 now: 0,
             },
         }
@@ -749,6 +755,35 @@ impl WorkerSide {
             if ttl_of(buf) != 255 {
                 c.drop_carp_ttl.inc();
                 return Verdict::Drop;
+            }
+            // Then length, VHID and budget (carp_filter), so that junk cannot push the peer's
+            // adverts out of the shared queue.
+            let payload = buf.get(ETH + hl..ETH + total).unwrap_or_default();
+            let peer = match self
+                .carp
+                .admit(gen, &dp.carp_peers, in_if, key.src, payload, self.now)
+            {
+                CarpVerdict::Peer => true,
+                CarpVerdict::Other => false,
+                CarpVerdict::Malformed => {
+                    c.drop_carp_malformed.inc();
+                    return Verdict::Drop;
+                }
+                CarpVerdict::UnknownVhid => {
+                    c.drop_carp_vhid.inc();
+                    return Verdict::Drop;
+                }
+                CarpVerdict::OverBudget => {
+                    c.drop_carp_budget.inc();
+                    return Verdict::Drop;
+                }
+            };
+            // The other half of the queue is the peer's.
+            if let Some(tx) = self.to_control.as_ref() {
+                if !peer && tx.capacity().is_some_and(|cap| tx.len() >= cap / 2) {
+                    c.drop_carp_budget.inc();
+                    return Verdict::Drop;
+                }
             }
             let sent = self.to_control.as_ref().is_some_and(|tx| {
                 tx.try_send(ControlFrame {

@@ -250,11 +250,7 @@ fn carp_adverts_go_to_control() {
         [0x01, 0x00, 0x5e, 0, 0, 18],
     )
     .ipv4([172, 25, 46, 102], [224, 0, 0, 18], 255)
-    .write(
-        &mut advert,
-        etherparse::IpNumber(112),
-        &[0x21, 1, 0, 1, 1, 0, 0, 0],
-    )
+    .write(&mut advert, etherparse::IpNumber(112), &carp_payload(1))
     .unwrap();
     let advert = pad(advert);
 
@@ -1080,4 +1076,77 @@ fn an_echo_reply_comes_from_the_mac_that_owns_the_address() {
         lab.counters().icmp_echo_replies.get() >= 1,
         "the unicast request is answered"
     );
+}
+
+/// A 36-byte CARP header for `vhid` (the worker reads only its length and VHID).
+fn carp_payload(vhid: u8) -> [u8; 36] {
+    let mut p = [0u8; 36];
+    p[0] = 0x21;
+    p[1] = vhid;
+    p[3] = 7;
+    p[5] = 1;
+    p
+}
+
+fn carp_frame(src: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01],
+        [0x01, 0x00, 0x5e, 0, 0, 18],
+    )
+    .ipv4(src, [224, 0, 0, 18], 255)
+    .write(&mut f, etherparse::IpNumber(112), payload)
+    .unwrap();
+    pad(f)
+}
+
+/// Junk on the CARP group stays in the worker, each kind counted (issue 10.4): a short header,
+/// a VHID the interface does not have, a source over its budget; the peer's adverts keep their
+/// own budget and the half of the queue the others cannot take.
+#[test]
+fn carp_junk_is_filtered_before_the_slow_path_and_the_peer_keeps_its_share() {
+    let mut lab = Lab::new();
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    lab.pipe.set_control_channel(tx);
+    let s = lab.snapshot();
+    lab.send(WAN, &carp_frame([172, 25, 46, 9], &[0x21, 1, 0, 7]), T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_carp_malformed", 1)]);
+    let s = lab.snapshot();
+    // vhid 2 is the LAN's, not the WAN's.
+    lab.send(WAN, &carp_frame([172, 25, 46, 9], &carp_payload(2)), T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_carp_vhid", 1)]);
+    // One source: its burst (8), then nothing until its bucket refills.
+    let s = lab.snapshot();
+    for _ in 0..20 {
+        lab.send(WAN, &carp_frame([172, 25, 46, 9], &carp_payload(1)), T0);
+    }
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 20),
+            ("to_control", 8),
+            ("drop_carp_budget", 12),
+        ],
+    );
+    // Many sources: the others fill half the queue, no more.
+    let s = lab.snapshot();
+    for i in 0..100u8 {
+        lab.send(WAN, &carp_frame([172, 25, 47, i], &carp_payload(1)), T0);
+    }
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 100),
+            ("to_control", 24),
+            ("drop_carp_budget", 76),
+        ],
+    );
+    // The authenticated peer still gets through, into the half kept for it.
+    lab.dp.carp_peers.set(1, [172, 25, 46, 102].into());
+    let s = lab.snapshot();
+    for _ in 0..10 {
+        lab.send(WAN, &carp_frame([172, 25, 46, 102], &carp_payload(1)), T0);
+    }
+    s.assert_delta(&lab, &[("rx_frames", 10), ("to_control", 10)]);
+    assert_eq!(rx.len(), 8 + 24 + 10);
 }

@@ -440,7 +440,7 @@ impl Machine {
 
     fn next_counter(&mut self) -> u64 {
         let c = self.counter;
-        self.counter = self.counter.wrapping_add(1);
+        self.counter = self.counter.wrapping_add(super::wire::COUNTER_STEP);
         c
     }
 

@@ -5,11 +5,11 @@
 //! # What the daemon does with it
 //!
 //! [`CarpGroupSet`] is pure like the machines: it never reads the clock, never sends, never
-//! logs. The control thread owns it and:
+//! logs. The CARP thread owns it ([`crate::carp_thread`]) and:
 //!
-//! 1. Builds it with [`CarpGroupSet::from_config`] (on reload: builds a new one, carries the
-//!    demotion, maintenance and enable switches over, and [`CarpGroupSet::stop`]s the old one,
-//!    performing its actions, when a group changed).
+//! 1. Builds it with [`CarpGroupSet::from_config`]; on reload, [`CarpGroupSet::reconfigure`]
+//!    restarts only the groups whose settings changed and carries the demotion, maintenance
+//!    and enable switches over.
 //! 2. Calls [`CarpGroupSet::start`] once the dataplane can send on the CARP interfaces, and
 //!    [`CarpGroupSet::stop`] on shutdown (masters bow out, so the peer takes over at once).
 //! 3. Wakes at [`CarpGroupSet::next_deadline`] and calls [`CarpGroupSet::poll`] (a monotonic
@@ -106,6 +106,32 @@ pub struct CarpGroupSet {
     demotion: u32,
     maintenance: bool,
     enabled: bool,
+    preempt: bool,
+}
+
+/// What [`CarpGroupSet::reconfigure`] made of a new config.
+#[derive(Debug)]
+pub struct Reconfigured {
+    /// The new set.
+    pub set: CarpGroupSet,
+    /// For each old group, its index in the new set if it was kept as it was.
+    pub moved: Vec<Option<usize>>,
+    /// What the old groups that changed or went away did on stopping (old indices).
+    pub stopped: Vec<GroupOutput>,
+    /// What the new and changed groups did on starting (new indices).
+    pub started: Vec<GroupOutput>,
+}
+
+/// Whether two groups are the same as far as the peer and the election can tell: a change of
+/// anything else (a description, another group) leaves the group running.
+fn same_group(a: &Group, b: &Group) -> bool {
+    a.interface == b.interface
+        && a.own_ip == b.own_ip
+        && a.machine.config() == b.machine.config()
+        && a.auth.vips() == b.auth.vips()
+        // The key is not kept; the same HMAC of one message over the same VIPs is the same key
+        // (up to SHA-1 collisions).
+        && a.auth.compute(0) == b.auth.compute(0)
 }
 
 impl CarpGroupSet {
@@ -141,20 +167,77 @@ impl CarpGroupSet {
                 }
             })
             .collect();
-        // A source silent for longer than any master-down time has been replaced by us or is
-        // restarting; forget its counter then (see ReplayGuard).
-        let forget_after = groups
+        // A restart run of a BSD peer (see ReplayGuard) comes at the peer's advert interval,
+        // well within any master-down time; a longer pause starts the run over.
+        let run_gap = groups
             .iter()
             .map(|g| g.machine.master_down())
             .max()
             .unwrap_or(Duration::from_secs(3));
         CarpGroupSet {
-            guards: vec![ReplayGuard::new(forget_after); groups.len()],
+            guards: vec![ReplayGuard::new(run_gap); groups.len()],
             groups,
             rejects: [0; Reject::ALL.len()],
             demotion: 0,
             maintenance: false,
             enabled: true,
+            preempt,
+        }
+    }
+
+    /// Applies a new config without disturbing what did not change (issue 10.11): a group whose
+    /// interface, VHID, own address, key, VIPs, advbase and advskew are the same keeps its
+    /// machine (state, timers, counter) and its replay guard, so a new description or a new
+    /// VHID elsewhere causes no transition. A group that changed or went away stops here (a
+    /// master bows out: `stopped`, indices into `self` as it was); the new set holds the new and
+    /// changed groups started with the box's switches (demotion, maintenance, enable) carried
+    /// over (`started`, indices into the new set). The caller performs `stopped` with the old
+    /// set, then swaps in `set`, then performs `started`.
+    pub fn reconfigure(&mut self, config: &Config, now: Instant) -> Reconfigured {
+        let mut set = Self::with_counter_start(config, self.preempt, wire::initial_counter());
+        set.demotion = self.demotion;
+        set.maintenance = self.maintenance;
+        set.enabled = self.enabled;
+        set.rejects = self.rejects;
+        let mut moved = vec![None; self.groups.len()];
+        for (j, g) in set.groups.iter_mut().enumerate() {
+            let same = self
+                .groups
+                .iter()
+                .enumerate()
+                .position(|(i, old)| moved[i].is_none() && same_group(old, g));
+            if let Some(i) = same {
+                g.machine = self.groups[i].machine.clone();
+                set.guards[j] = self.guards[i].clone();
+                moved[i] = Some(j);
+            }
+        }
+        let mut stopped = Vec::new();
+        let gone: Vec<usize> = (0..moved.len()).filter(|&i| moved[i].is_none()).collect();
+        for i in gone {
+            self.step(i, now, Event::Stop, &mut stopped);
+        }
+        let mut started = Vec::new();
+        for j in 0..set.groups.len() {
+            if moved.contains(&Some(j)) {
+                continue;
+            }
+            let mut outs = Vec::new();
+            set.step(j, now, Event::Demotion(set.demotion), &mut outs);
+            set.step(j, now, Event::Maintenance(set.maintenance), &mut outs);
+            let start = if set.enabled {
+                Event::Start
+            } else {
+                Event::Disable
+            };
+            set.step(j, now, start, &mut outs);
+            started.extend(outs);
+        }
+        Reconfigured {
+            set,
+            moved,
+            stopped,
+            started,
         }
     }
 
@@ -171,6 +254,12 @@ impl CarpGroupSet {
         self.groups
             .iter()
             .position(|g| g.interface == interface && g.vhid() == vhid)
+    }
+
+    /// The source of the last advert group `group` accepted: its peer.
+    pub fn peer(&self, group: usize) -> Option<Ipv4Addr> {
+        let g = self.groups.get(group)?;
+        self.guards.get(group)?.peer(g.vhid())
     }
 
     /// The authentication of `vhid` on `interface`: the lookup [`wire::check_advert`] takes.

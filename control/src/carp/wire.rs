@@ -508,73 +508,170 @@ where
 /// How a counter passed [`ReplayGuard::check`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fresh {
-    /// Greater than the last one from this source, or the first one.
+    /// Greater than every counter accepted for this VHID, or the first one.
     InOrder,
-    /// Not greater, but the source had been silent longer than the guard's `forget_after`: taken
-    /// as a restarted sender with a new counter (FreeBSD picks a random one on boot).
-    AfterSilence,
+    /// Lower than the highest counter accepted, but the last of [`RESTART_RUN`] adverts in a row
+    /// from the peer's address with strictly increasing counters: taken as a BSD peer that
+    /// rebooted and drew a new counter (FreeBSD starts from `arc4random()`).
+    AfterRestart,
 }
 
-/// Replay protection per VHID: an authenticated counter must be greater than the last one
-/// accepted for that VHID, and must not be the last one we sent ourselves. Keyed by VHID alone,
-/// not by source address: the HMAC does not cover the IP header, so a captured advert resent
-/// from a new source address would otherwise pass as a first advert (a two-box cluster has one
-/// peer per VHID).
+/// Adverts in a row, strictly increasing, from the peer's address, that make the guard accept a
+/// counter below its high-water mark (a rebooted BSD peer). A replayed advert resent over and
+/// over carries one counter and never makes such a run.
+pub const RESTART_RUN: u32 = 3;
+
+/// Step of tandem's own advert counters: the low 16 bits stay those of the start
+/// ([`initial_counter`]: random), so a box recognises its own adverts of this run by them
+/// ([`ReplayGuard::note_sent`]). At most 256 adverts/s x 2^16 is 1.7e7 per second, below the
+/// clock's 1e9 ns: the counter still never outruns the clock, so it stays monotonic across
+/// restarts.
+pub const COUNTER_STEP: u64 = 1 << 16;
+
+/// What the guard remembers of a VHID's peer: never forgotten while the group lives.
+#[derive(Debug, Clone, Copy)]
+struct PeerCounter {
+    /// The highest counter accepted.
+    high: u64,
+    /// The source address of the last accepted advert: the peer.
+    src: Ipv4Addr,
+    /// A run of lower counters from `src` that may be the peer after a reboot: (last, length,
+    /// when the last came).
+    restart: Option<(u64, u32, Instant)>,
+}
+
+/// The counters we sent for a VHID in this run: `first + k * COUNTER_STEP` up to `last`.
+#[derive(Debug, Clone, Copy)]
+struct OwnCounters {
+    first: u64,
+    last: u64,
+}
+
+/// Replay protection per VHID, so that a captured advert cannot make a master yield however
+/// long after its capture it is resent (issue 10.1).
 ///
-/// FreeBSD has none ("XXX Replay protection goes here"); OpenBSD drops an advert carrying its
-/// own counter ("replay or network loop detected"). A sender that restarts begins again from a
-/// new counter; the guard forgets a source that was silent for `forget_after`, so a rebooted
-/// BSD peer is heard again. tandem's own counters start from the clock ([`initial_counter`]), so
-/// a restarted tandem peer keeps counting upward and never needs that.
+/// - A counter must be strictly greater than the highest one accepted for the VHID. Keyed by
+///   VHID alone, not by source address: the HMAC does not cover the IP header, so a captured
+///   advert resent from a new source address is still a replay (a two-box cluster has one peer
+///   per VHID). The high-water mark is never forgotten, however long the peer is silent (a
+///   backup sends nothing for hours): the old `forget_after` accepted anything after 3 s of
+///   silence, which is what the attack waited for.
+/// - A counter we sent ourselves in this run is a loop ([`Reject::Loop`]), whoever claims to
+///   send it: this is what stops a master's own captured advert resent from a lower address,
+///   since a master that never heard its backup has no high-water mark. tandem's counters step
+///   by [`COUNTER_STEP`] from a random low half-word, so they are told apart from a peer's.
+/// - tandem's counters start from the clock ([`initial_counter`]), so a restarted tandem peer
+///   keeps counting upward and is accepted at once. A BSD peer draws a random counter on boot:
+///   once it is below our mark, it is accepted after [`RESTART_RUN`] adverts in a row from the
+///   peer's address (the source of the last accepted advert) with strictly increasing counters
+///   ([`Fresh::AfterRestart`]), i.e. after about three of its advert intervals.
+///
+/// Limits (docs/security.md): the memory is the process's: a box that restarts accepts the
+/// first authenticated advert it hears (a replay of an advert from before its restart can move
+/// it once, until the genuine peer's next advert). An attacker who recorded a run of the peer's
+/// adverts and resends them in order from the peer's address passes as a rebooted BSD peer for
+/// as long as the recorded run lasts. FreeBSD has no replay check at all ("XXX Replay protection
+/// goes here"); OpenBSD only refuses its own last counter.
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
-    forget_after: Duration,
-    last: HashMap<u8, (u64, Instant)>,
-    own: HashMap<u8, u64>,
+    /// How long a restart run may pause between two adverts before it starts over.
+    run_gap: Duration,
+    peers: HashMap<u8, PeerCounter>,
+    own: HashMap<u8, OwnCounters>,
 }
 
 impl ReplayGuard {
-    /// A guard that forgets a source silent for longer than `forget_after`.
-    pub fn new(forget_after: Duration) -> ReplayGuard {
+    /// A guard whose restart runs start over after a pause longer than `run_gap` (the group's
+    /// master-down time: a genuine peer's adverts come closer than that).
+    pub fn new(run_gap: Duration) -> ReplayGuard {
         ReplayGuard {
-            forget_after,
-            last: HashMap::new(),
+            run_gap,
+            peers: HashMap::new(),
             own: HashMap::new(),
         }
     }
 
     /// Records the counter of an advert we sent for `vhid`.
     pub fn note_sent(&mut self, vhid: u8, counter: u64) {
-        self.own.insert(vhid, counter);
+        let own = self.own.entry(vhid).or_insert(OwnCounters {
+            first: counter,
+            last: counter,
+        });
+        own.last = counter;
     }
 
-    /// Checks an authenticated advert's counter at `now`, and remembers it if it passes. `_src`
-    /// is not part of the check (see the type's doc).
+    /// Whether `counter` is one we sent for `vhid` in this run.
+    fn is_own(&self, vhid: u8, counter: u64) -> bool {
+        self.own.get(&vhid).is_some_and(|o| {
+            (o.first..=o.last).contains(&counter)
+                && (counter - o.first).is_multiple_of(COUNTER_STEP)
+        })
+    }
+
+    /// Checks an authenticated advert's counter from `src` at `now`, and remembers it if it
+    /// passes.
     pub fn check(
         &mut self,
         vhid: u8,
-        _src: Ipv4Addr,
+        src: Ipv4Addr,
         counter: u64,
         now: Instant,
     ) -> Result<Fresh, Reject> {
-        if self.own.get(&vhid) == Some(&counter) {
+        if self.is_own(vhid, counter) {
             return Err(Reject::Loop);
         }
-        let fresh = match self.last.get(&vhid) {
-            None => Fresh::InOrder,
-            Some(&(last, _)) if counter > last => Fresh::InOrder,
-            Some(&(_, seen)) if now.saturating_duration_since(seen) > self.forget_after => {
-                Fresh::AfterSilence
-            }
-            Some(_) => return Err(Reject::Replay),
+        let Some(p) = self.peers.get_mut(&vhid) else {
+            self.peers.insert(
+                vhid,
+                PeerCounter {
+                    high: counter,
+                    src,
+                    restart: None,
+                },
+            );
+            return Ok(Fresh::InOrder);
         };
-        self.last.insert(vhid, (counter, now));
-        Ok(fresh)
+        if counter > p.high {
+            *p = PeerCounter {
+                high: counter,
+                src,
+                restart: None,
+            };
+            return Ok(Fresh::InOrder);
+        }
+        if src != p.src {
+            return Err(Reject::Replay);
+        }
+        // A lower counter from the peer's address: the first of a restart run, or its next.
+        let run = match p.restart {
+            Some((last, n, at))
+                if counter > last && now.saturating_duration_since(at) <= self.run_gap =>
+            {
+                n + 1
+            }
+            Some((last, _, _)) if counter == last => return Err(Reject::Replay),
+            _ => 1,
+        };
+        if run >= RESTART_RUN {
+            *p = PeerCounter {
+                high: counter,
+                src,
+                restart: None,
+            };
+            return Ok(Fresh::AfterRestart);
+        }
+        p.restart = Some((counter, run, now));
+        Err(Reject::Replay)
+    }
+
+    /// The source of the last advert accepted for `vhid`: the peer.
+    pub fn peer(&self, vhid: u8) -> Option<Ipv4Addr> {
+        self.peers.get(&vhid).map(|p| p.src)
     }
 
     /// Forgets everything about `vhid` (its group was removed or its key changed).
     pub fn forget_vhid(&mut self, vhid: u8) {
-        self.last.remove(&vhid);
+        self.peers.remove(&vhid);
         self.own.remove(&vhid);
     }
 }
