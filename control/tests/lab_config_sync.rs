@@ -252,6 +252,29 @@ fn a_push_b_cannot_validate_is_refused_whole_and_a_shows_why() {
     assert!(ok, "{out}");
     assert!(wait_until(LONG, POLL, || in_sync(&a) && in_sync(&b)));
     assert!(has_rule(&b, "no ping to the server (pushed)"));
+    // A change of the sync rule that would shut config sync out on B (valid on A, which only
+    // pushes) is refused by B: no later push could undo it.
+    let gen_b = generation(&b);
+    edit(&a_file, |t| {
+        t.replace(
+            "destination = { address = \"self\", port = 8443 }",
+            "destination = { address = \"self\", port = 9443 }",
+        )
+    });
+    let (ok, out) = a.ctl(&["config", "apply"]);
+    assert!(ok, "{out}");
+    let locked_out = || {
+        sync_state(&a)["last_push"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer pass config sync"))
+    };
+    assert!(wait_until(LONG, POLL, locked_out), "{}", sync_state(&a));
+    assert_eq!(generation(&b), gen_b);
+    // ... and B still takes the next, good push.
+    edit(&a_file, |t| t.replace("port = 9443 }", "port = 8443 }"));
+    let (ok, out) = a.ctl(&["config", "apply"]);
+    assert!(ok, "{out}");
+    assert!(wait_until(LONG, POLL, || in_sync(&a) && in_sync(&b)));
     drop((a, b));
 }
 

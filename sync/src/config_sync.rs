@@ -154,15 +154,17 @@ impl Channel {
         })
     }
 
-    /// Runs the handshake as the responder on an accepted connection; `session` bounds it and
-    /// everything after.
+    /// Runs the handshake as the responder on an accepted connection: `handshake` bounds it
+    /// (short: a client that never authenticates holds nothing for long), `session` everything
+    /// after.
     pub fn accept(
         stream: TcpStream,
         key: &ChannelKey,
+        handshake: Duration,
         session: Duration,
     ) -> Result<Channel, ChannelError> {
         let peer = stream.peer_addr()?;
-        let deadline = Instant::now() + session;
+        let deadline = Instant::now() + handshake;
         let mut hs = builder(key)?
             .build_responder()
             .map_err(|_| ChannelError::Protocol("noise setup"))?;
@@ -188,7 +190,7 @@ impl Channel {
         Ok(Channel {
             stream,
             noise,
-            deadline,
+            deadline: Instant::now() + session,
             peer,
         })
     }

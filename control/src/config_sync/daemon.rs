@@ -4,13 +4,14 @@
 use std::net::SocketAddrV4;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tandem_sync::config_sync::ChannelKey;
 
 use super::merge::merge;
 use super::payload;
-use super::service::{ApplyRequest, ConfigSync, Setup, Status, SyncRules};
+use super::service::{now_unix, ApplyRequest, ConfigSync, PushRecord, Setup, Status, SyncRules};
 use super::short_hash;
 use super::store::{self, StoredPush};
 use crate::api;
@@ -129,6 +130,11 @@ impl Daemon {
     /// Merges, validates, persists and swaps in one push, or changes nothing.
     fn apply_push(&mut self, req: &ApplyRequest) -> Result<u64, Vec<String>> {
         let push = &req.push;
+        if Instant::now() > req.deadline {
+            return Err(vec![
+                "the push waited too long for the daemon and was not applied".into(),
+            ]);
+        }
         // Sessions may race: the version in force decides, here, one push at a time.
         let held = self.pushed.as_ref().map_or(0, |p| p.version);
         if push.version <= held {
@@ -138,14 +144,36 @@ impl Daemon {
             )]);
         }
         let (config, text) = effective(&self.file_text, push)?;
+        // A push whose sync rules would shut out the primary (or state sync) could never be
+        // undone by the next push: refused.
+        let lockout = crate::doctor::single::sync_lockout(&config, req.from);
+        if !lockout.is_empty() {
+            return Err(lockout);
+        }
         let prepared = self.prepare(config).map_err(|e| vec![e])?;
         if let Some(dir) = &self.state_dir {
             store::save(dir, push).map_err(|e| vec![format!("cannot persist the push: {e}")])?;
         }
         let generation = self.commit(prepared, text);
         self.pushed = Some(push.clone());
+        // The status follows what is in force, whatever becomes of the session that asked.
         if let Some(s) = &self.config_sync {
-            s.update(|s: &mut Status| s.generation = generation);
+            s.update(|s: &mut Status| {
+                s.generation = generation;
+                s.version = push.version;
+                s.local_hash = Some(push.hash.clone());
+                s.peer_hash = Some(push.hash.clone());
+                s.last_push = Some(PushRecord {
+                    at_unix: now_unix(),
+                    version: push.version,
+                    result: "accepted",
+                    error: None,
+                    generation: Some(generation),
+                });
+            });
+            s.counters
+                .applied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(generation)
     }

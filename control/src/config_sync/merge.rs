@@ -42,9 +42,31 @@ pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged
     check_only_carried(&pushed, carried)?;
     let own_skews = carp_skews(get(&table, &["virtual_ips"]));
     let mut notes = Vec::new();
+    let mut seen = Vec::new();
     for &section in carried {
         let Some(path) = home(section) else { continue };
+        if seen.contains(&section) {
+            return Err(format!("the push names the section {section} twice"));
+        }
+        seen.push(section);
         let incoming = get(&pushed, path).cloned();
+        // Absent is empty; present with the wrong type is a broken push, not an empty section
+        // (an empty rule list would deny everything, the sync link included).
+        let expected_table = section == SyncSection::Nat;
+        if let Some(v) = &incoming {
+            if v.is_table() != expected_table || (!expected_table && !v.is_array()) {
+                return Err(format!(
+                    "the push's {} is a {}, not {}",
+                    path.join("."),
+                    v.type_str(),
+                    if expected_table {
+                        "a table"
+                    } else {
+                        "an array"
+                    }
+                ));
+            }
+        }
         let value = match section {
             SyncSection::Nat => {
                 let mut nat = incoming
@@ -71,7 +93,7 @@ pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged
                     .and_then(|v| v.as_array().cloned())
                     .unwrap_or_default();
                 if section == SyncSection::VirtualIps {
-                    notes.extend(keep_own_skews(&mut theirs, &own_skews));
+                    notes.extend(keep_own_skews(&mut theirs, &own_skews)?);
                 }
                 toml::Value::Array([mine, theirs].concat())
             }
@@ -141,8 +163,12 @@ fn carp_key(v: &toml::Value) -> Option<(String, i64)> {
 }
 
 /// Gives each pushed CARP VIP the secondary's skew (see the module doc); returns a note for
-/// each skew that had to be raised.
-fn keep_own_skews(vips: &mut [toml::Value], own: &HashMap<(String, i64), i64>) -> Vec<String> {
+/// each skew that had to be raised. A primary at the top skew leaves the secondary no skew that
+/// loses to it: refused.
+fn keep_own_skews(
+    vips: &mut [toml::Value],
+    own: &HashMap<(String, i64), i64>,
+) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();
     for v in vips.iter_mut() {
         let Some(key) = carp_key(v) else { continue };
@@ -150,6 +176,12 @@ fn keep_own_skews(vips: &mut [toml::Value], own: &HashMap<(String, i64), i64>) -
             .get("advskew")
             .and_then(toml::Value::as_integer)
             .unwrap_or(0);
+        if primary >= MAX_SKEW {
+            return Err(format!(
+                "virtual IP vhid {} on {}: the primary's advskew {primary} leaves the secondary no higher skew (at most {MAX_SKEW}): it would tie, and mastership could flap",
+                key.1, key.0
+            ));
+        }
         let raised = (primary + SECONDARY_SKEW_STEP).min(MAX_SKEW);
         let skew = match own.get(&key) {
             Some(&mine) if mine > primary => mine,
@@ -166,7 +198,7 @@ fn keep_own_skews(vips: &mut [toml::Value], own: &HashMap<(String, i64), i64>) -
             t.insert("advskew".into(), toml::Value::Integer(skew));
         }
     }
-    notes
+    Ok(notes)
 }
 
 #[cfg(test)]

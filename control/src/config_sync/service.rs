@@ -36,6 +36,12 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Everything a session may take, handshake to answer (a 10,000-rule push included).
 pub const SESSION: Duration = Duration::from_secs(30);
+/// What [`ConfigSync::inspect_peer`] answers when it does not know whom to ask.
+pub const UNKNOWN_PEER: &str =
+    "the peer's address is not known yet (no state sync peer, and no push received)";
+/// How long a client may take to complete the handshake: short, so that connections that never
+/// authenticate cannot hold the session slots for long.
+pub const HANDSHAKE: Duration = Duration::from_secs(3);
 /// Sessions a secondary serves at once; more are dropped and counted.
 pub const MAX_SESSIONS: usize = 4;
 
@@ -81,6 +87,8 @@ pub struct Status {
     pub forced_sessions: u64,
     /// This box's config generation.
     pub generation: u64,
+    /// The address of the last peer that opened an authenticated session here.
+    pub peer_heard: Option<Ipv4Addr>,
 }
 
 impl Status {
@@ -137,6 +145,11 @@ impl Counters {
 pub struct ApplyRequest {
     pub push: super::store::StoredPush,
     pub sections: Vec<SyncSection>,
+    /// The primary's address (whose config sync and state sync the result must still pass).
+    pub from: Ipv4Addr,
+    /// The session gives up waiting then: a request found later is not applied (the primary
+    /// was told it was not, and will push again).
+    pub deadline: Instant,
     /// The new generation, or every error.
     pub reply: Sender<Result<u64, Vec<String>>>,
 }
@@ -285,10 +298,14 @@ impl ConfigSync {
     /// returned channel (within [`CONNECT_TIMEOUT`] + [`SESSION`]).
     pub fn inspect_peer(&self) -> Receiver<Result<Inspection, String>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let Some(peer) = self.peer else {
-            let _ = tx.send(Err(
-                "the peer's address is not known (no state sync peer on this secondary)".into(),
-            ));
+        // A secondary with multicast state sync knows its primary once it has been pushed to.
+        let heard = self.status.lock().ok().and_then(|s| s.peer_heard);
+        let port = self.status.lock().map_or(0, |s| s.port);
+        let Some(peer) = self
+            .peer
+            .or_else(|| heard.map(|h| SocketAddrV4::new(h, port)))
+        else {
+            let _ = tx.send(Err(UNKNOWN_PEER.into()));
             return rx;
         };
         let (key, hostname) = (self.key.clone(), self.hostname.clone());
@@ -629,7 +646,7 @@ impl Listener {
     }
 
     fn serve(&self, stream: TcpStream, from: SocketAddrV4) {
-        let mut ch = match Channel::accept(stream, &self.setup.key, SESSION) {
+        let mut ch = match Channel::accept(stream, &self.setup.key, HANDSHAKE, SESSION) {
             Ok(ch) => ch,
             Err(e) => {
                 self.count_error(&e);
@@ -640,6 +657,7 @@ impl Listener {
             }
         };
         Counters::bump(&self.counters.sessions_accepted);
+        self.update(|s| s.peer_heard = Some(*from.ip()));
         // A session is a status and at most one push.
         for _ in 0..2 {
             let msg = match ch.recv(MAX_PUSH) {
@@ -763,10 +781,12 @@ impl Listener {
                 hash: hash.clone(),
                 sections,
                 payload,
-                from: format!("{} ({hostname})", from.ip()),
+                from: format!("{} ({})", from.ip(), printable(&hostname)),
                 received_unix: now_unix(),
             },
             sections: parsed,
+            from: *from.ip(),
+            deadline: Instant::now() + SESSION / 2,
             reply: tx,
         };
         if self.applies.send_timeout(request, SESSION / 2).is_err() {
@@ -777,24 +797,11 @@ impl Listener {
         }
         match rx.recv_timeout(SESSION / 2) {
             Ok(Ok(generation)) => {
-                Counters::bump(&self.counters.applied);
+                // The control thread updated the status when it applied the push.
                 tracing::info!(
                     "config sync: version {version} ({}) from {from} in force as generation {generation}",
                     short_hash(&hash)
                 );
-                self.update(|s| {
-                    s.version = version;
-                    s.local_hash = Some(hash.clone());
-                    s.peer_hash = Some(hash);
-                    s.generation = generation;
-                    s.last_push = Some(PushRecord {
-                        at_unix: now_unix(),
-                        version,
-                        result: "accepted",
-                        error: None,
-                        generation: Some(generation),
-                    });
-                });
                 ToPrimary::Accepted {
                     version,
                     generation,
@@ -824,6 +831,14 @@ impl Listener {
             f(&mut s);
         }
     }
+}
+
+/// A peer's hostname as it may appear in logs and files: printable ASCII, at most 64 characters.
+fn printable(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
 }
 
 /// Waits until `fd` is readable or `ms` milliseconds pass.

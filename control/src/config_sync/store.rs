@@ -56,6 +56,12 @@ pub fn save(dir: &Path, push: &StoredPush) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
     let tmp = dir.join(format!("{FILE}.tmp"));
     let bytes = serde_json::to_vec_pretty(push).map_err(|e| format!("config sync store: {e}"))?;
+    // A temp file left by a crash keeps its mode through open(): start anew, so it is 0600.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail("remove", e)),
+    }
     {
         let mut f = fs::OpenOptions::new()
             .write(true)

@@ -31,7 +31,24 @@ pub fn check(
     f: &mut Findings,
 ) {
     let ha = config.ha.config_sync.is_some() || config.ha.state_sync.is_some();
-    if let Some(e) = peer_error.filter(|_| ha) {
+    if config.ha.config_sync.is_none() && ha {
+        f.add(
+            "peer-not-read",
+            Severity::Info,
+            "ha.config_sync",
+            "without config sync the doctor cannot read the peer: only this box's side was checked",
+            "set up [ha.config_sync] on both boxes, or run tandemctl doctor on the peer too",
+        );
+    }
+    if peer_error == Some(crate::config_sync::service::UNKNOWN_PEER) {
+        f.add(
+            "peer-unknown",
+            Severity::Info,
+            "ha.state_sync.peer",
+            "the peer's address is not known until it pushes (state sync is multicast): it was not checked",
+            "set ha.state_sync.peer, or run tandemctl doctor on the primary",
+        );
+    } else if let Some(e) = peer_error.filter(|_| ha) {
         f.add(
             "peer-unreachable",
             Severity::Error,

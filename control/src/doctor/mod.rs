@@ -140,9 +140,9 @@ pub struct BoxView<'a> {
 /// checks. `peer_error` is why the peer could not be read, when it could not.
 pub fn examine(own: &BoxView<'_>, peer: Option<&BoxView<'_>>, peer_error: Option<&str>) -> Report {
     let mut f = Findings::default();
-    single::check(own.config, "", &mut f);
+    single::check(own.config, peer.map(|p| p.config), "", &mut f);
     if let Some(p) = peer {
-        single::check(p.config, "peer:", &mut f);
+        single::check(p.config, Some(own.config), "peer:", &mut f);
         pair::check(own.config, p.config, &mut f);
     }
     if let Some(l) = own.live {

@@ -6,30 +6,22 @@ use tandem_dataplane::filter::{Action, PacketMeta, Ruleset, Verdict};
 
 use super::{compiled, Findings, Severity};
 use crate::carp::wire::MULTICAST_GROUP as CARP_GROUP;
-use crate::config::{AddrSpec, Config, NatMode, Prefix, Role, TranslationAddr};
+use crate::config::{AddrSpec, Config, NatMode, Prefix, Role, SyncSection, TranslationAddr};
 
 const CARP_PROTO: u8 = 112;
 const PFSYNC_PROTO: u8 = 240;
 const TCP: u8 = 6;
 
-/// Every single-box check of `c`; `who` prefixes field paths (`""` or `"peer:"`).
-pub fn check(c: &Config, who: &str, f: &mut Findings) {
+/// Every single-box check of `c`; `who` prefixes field paths (`""` or `"peer:"`). The peer's
+/// config, when known, says who sends adverts and sync traffic (else an address of the network
+/// stands in for it, and a refusal is only a warning: a rule may name the real peer).
+pub fn check(c: &Config, peer: Option<&Config>, who: &str, f: &mut Findings) {
     nat_to_vip(c, who, f);
     if let Some(compiled) = compiled(c) {
-        carp_adverts_pass(
-            c,
-            who,
-            &compiled.generation.ruleset,
-            &|n| compiled.generation.interface_index(n),
-            f,
-        );
-        sync_link_passes(
-            c,
-            who,
-            &compiled.sync.ruleset,
-            &|n| compiled.sync.index(n),
-            f,
-        );
+        let index = |n: &str| compiled.generation.interface_index(n);
+        carp_adverts_pass(c, peer, who, &compiled.generation.ruleset, &index, f);
+        let sync_index = |n: &str| compiled.sync.index(n);
+        sync_link_passes(c, peer, who, &compiled.sync.ruleset, &sync_index, f);
     }
     ha_present(c, who, f);
     for w in crate::config::warnings("", c) {
@@ -185,6 +177,7 @@ fn passes(
 /// this box never hears its peer and both boxes are master.
 fn carp_adverts_pass(
     c: &Config,
+    peer_config: Option<&Config>,
     who: &str,
     rules: &Ruleset,
     index: &dyn Fn(&str) -> Option<u8>,
@@ -194,7 +187,8 @@ fn carp_adverts_pass(
         let Some(iface) = c.interface(name) else {
             continue;
         };
-        let peer = other_host(iface.network(), iface.ip());
+        let known = peer_config.and_then(|p| p.interface(name)).map(|i| i.ip());
+        let peer = known.unwrap_or_else(|| other_host(iface.network(), iface.ip()));
         if !passes(rules, index(name), CARP_PROTO, peer, CARP_GROUP, 0) {
             let i = c
                 .virtual_ips
@@ -203,10 +197,19 @@ fn carp_adverts_pass(
                 .unwrap_or(0);
             f.add(
                 "carp-adverts-blocked",
-                Severity::Error,
+                if known.is_some() {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
                 format!("{who}virtual_ips[{i}].interface"),
                 format!(
-                    "the rules of {name} do not pass CARP adverts (protocol carp to {CARP_GROUP}) from {name} net: this box will not hear its peer, and both will be MASTER"
+                    "the rules of {name} do not pass CARP adverts (protocol carp to {CARP_GROUP}) from {peer}{}: this box will not hear its peer, and both will be MASTER",
+                    if known.is_some() {
+                        ", the peer"
+                    } else {
+                        " (standing in for the peer, whose config is not known)"
+                    }
                 ),
                 format!(
                     "add a rule on {name}: action pass, protocol carp, source \"{name} net\", destination \"{CARP_GROUP}\""
@@ -220,26 +223,28 @@ fn carp_adverts_pass(
 /// pushes, config sync, from the peer.
 fn sync_link_passes(
     c: &Config,
+    peer_config: Option<&Config>,
     who: &str,
     rules: &Ruleset,
     index: &dyn Fn(&str) -> Option<u8>,
     f: &mut Findings,
 ) {
-    let Some(link) = c
-        .sync_interface()
-        .or_else(|| c.interfaces.iter().find(|i| i.role == Role::Sync))
-    else {
+    let Some(link) = sync_link(c) else {
         return;
     };
     let in_if = index(&link.name);
+    let peer_link = peer_config.and_then(sync_link).map(|i| i.ip());
     if let Some(ss) = c.ha.state_sync.as_ref().filter(|s| s.enabled) {
-        let peer = ss
-            .peer
-            .unwrap_or_else(|| other_host(link.network(), link.ip()));
+        let known = ss.peer.or(peer_link);
+        let peer = known.unwrap_or_else(|| other_host(link.network(), link.ip()));
         if !passes(rules, in_if, PFSYNC_PROTO, peer, link.ip(), 0) {
             f.add(
                 "state-sync-blocked",
-                Severity::Error,
+                if known.is_some() {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
                 format!("{who}ha.state_sync.interface"),
                 format!(
                     "the rules of {} do not pass pfsync from {peer} to this box: no state reaches it, and every connection resets at failover",
@@ -253,15 +258,29 @@ fn sync_link_passes(
         }
     }
     if let Some(cs) = &c.ha.config_sync {
-        let peer = cs
+        let known = cs
             .sync_to
             .or_else(|| c.ha.state_sync.as_ref().and_then(|s| s.peer))
-            .unwrap_or_else(|| other_host(link.network(), link.ip()));
+            .or(peer_link);
+        let peer = known.unwrap_or_else(|| other_host(link.network(), link.ip()));
         if !passes(rules, in_if, TCP, peer, link.ip(), cs.port) {
-            let (severity, why) = if cs.pushes() {
-                (Severity::Warning, "the peer's doctor cannot read this box")
-            } else {
+            // The primary's rules become the secondary's when it pushes them: a rule that
+            // blocks config sync here then blocks it there too.
+            let rules_travel = cs.pushes() && cs.sections.contains(&SyncSection::Rules);
+            let (severity, why) = if !cs.pushes() {
                 (Severity::Error, "no push of the primary's config reaches this box, and the two configs drift apart")
+            } else if rules_travel {
+                (
+                    Severity::Error,
+                    "these rules are pushed to the secondary, where they lock config sync out",
+                )
+            } else {
+                (Severity::Warning, "the peer's doctor cannot read this box")
+            };
+            let severity = if known.is_some() {
+                severity
+            } else {
+                Severity::Warning
             };
             f.add(
                 "config-sync-blocked",
@@ -278,6 +297,41 @@ fn sync_link_passes(
             );
         }
     }
+}
+
+/// The interface of the sync link.
+fn sync_link(c: &Config) -> Option<&crate::config::Interface> {
+    c.sync_interface()
+        .or_else(|| c.interfaces.iter().find(|i| i.role == Role::Sync))
+}
+
+/// Why the sync link's rules of `c` (a config about to run on a config sync secondary) would
+/// cut it off from `primary`: config sync from it, or state sync from the state sync peer. A
+/// push that does this is refused: no later push could undo it.
+pub fn sync_lockout(c: &Config, primary: Ipv4Addr) -> Vec<String> {
+    let (Some(compiled), Some(link), Some(cs)) = (compiled(c), sync_link(c), &c.ha.config_sync)
+    else {
+        return Vec::new();
+    };
+    let rules = &compiled.sync.ruleset;
+    let in_if = compiled.sync.index(&link.name);
+    let mut out = Vec::new();
+    if !passes(rules, in_if, TCP, primary, link.ip(), cs.port) {
+        out.push(format!(
+            "the sync interface {}'s rules would no longer pass config sync (tcp to port {}) from {primary}: no later push could arrive",
+            link.name, cs.port
+        ));
+    }
+    if let Some(ss) = c.ha.state_sync.as_ref().filter(|s| s.enabled) {
+        let peer = ss.peer.unwrap_or(primary);
+        if !passes(rules, in_if, PFSYNC_PROTO, peer, link.ip(), 0) {
+            out.push(format!(
+                "the sync interface {}'s rules would no longer pass state sync (pfsync) from {peer}: no state would reach this box",
+                link.name
+            ));
+        }
+    }
+    out
 }
 
 /// CARP without state sync resets every connection at failover; without config sync the two

@@ -145,15 +145,60 @@ fn sync_link_without_pass_rules_for_pfsync_or_config_sync() {
         (f.field.as_str(), f.severity),
         ("peer:ha.config_sync.port", Severity::Error)
     );
-    // On the primary, only the peer's doctor needs it: a warning.
+    // On the primary: its rules travel to the secondary, where they would lock config sync
+    // out (an error); with rules not synced only the peer's doctor needs it (a warning).
     let no_cfg_a = with(
         &a(),
         "destination = { address = \"self\", port = 8443 }",
         "destination = { address = \"self\", port = 8444 }",
     );
     let r = pair(&no_cfg_a, &b());
+    assert_eq!(finding(&r, "config-sync-blocked").severity, Severity::Error);
+    let toggle = no_cfg_a.find("# The seed's \"Toggle All\"").unwrap();
+    let rules_stay = format!("{}sections = [\"aliases\", \"nat\"]\n", &no_cfg_a[..toggle]);
+    let r = pair(&rules_stay, &b());
     assert_eq!(
         finding(&r, "config-sync-blocked").severity,
+        Severity::Warning
+    );
+}
+
+#[test]
+fn a_push_that_would_lock_the_secondary_out_is_named() {
+    // B's own file with A's blocking sync rule in it: what B would run after such a push.
+    let locked = with(
+        &b(),
+        "destination = { address = \"self\", port = 8443 }",
+        "destination = { address = \"self\", port = 9443 }",
+    );
+    let a_ip = "10.255.0.1".parse().unwrap();
+    let why = single::sync_lockout(&parse(&locked), a_ip);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("config sync"), "{why:?}");
+    let no_pfsync = with(&b(), "protocol = \"pfsync\"", "protocol = \"udp\"");
+    let why = single::sync_lockout(&parse(&no_pfsync), a_ip);
+    assert!(why.len() == 1 && why[0].contains("pfsync"), "{why:?}");
+    assert!(single::sync_lockout(&parse(&b()), a_ip).is_empty());
+}
+
+#[test]
+fn a_rule_naming_the_real_peer_is_no_false_positive() {
+    // Narrower than the seed's "wan net": just B's address. Fine when B's config is known.
+    let exact = with(
+        &a(),
+        "protocol = \"carp\"\nsource = { address = \"wan net\" }",
+        "protocol = \"carp\"\nsource = { address = \"172.25.46.102\" }",
+    );
+    assert!(!ids(&pair(&exact, &b())).contains(&"carp-adverts-blocked"));
+    // Alone, the doctor cannot tell: a warning, not an error.
+    let c = parse(&exact);
+    let alone = BoxView {
+        config: &c,
+        live: None,
+    };
+    let r = examine(&alone, None, None);
+    assert_eq!(
+        finding(&r, "carp-adverts-blocked").severity,
         Severity::Warning
     );
 }
@@ -423,6 +468,9 @@ fn live_checks_fire_on_what_the_boxes_see() {
     assert!(ids(&online(&bk, Some(&bk), None)).contains(&"carp-both-backup"));
     let r = online(&m, None, Some("connection refused"));
     assert_eq!(finding(&r, "peer-unreachable").severity, Severity::Error);
+    let r = online(&m, None, Some(crate::config_sync::service::UNKNOWN_PEER));
+    assert_eq!(finding(&r, "peer-unknown").severity, Severity::Info);
+    assert!(!r.has_errors());
     let mut d = m.clone();
     d.carp.demotion = 240;
     assert!(ids(&online(&d, Some(&bk), None)).contains(&"box-demoted"));

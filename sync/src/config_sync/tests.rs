@@ -29,7 +29,7 @@ fn responder<T: Send + 'static>(
     let addr = l.local_addr().unwrap();
     let t = thread::spawn(move || {
         let (s, _) = l.accept().unwrap();
-        serve(Channel::accept(s, key, session))
+        serve(Channel::accept(s, key, session, session))
     });
     (addr, t)
 }

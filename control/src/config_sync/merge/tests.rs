@@ -155,6 +155,32 @@ advskew = 7
     let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 200");
     let (m, _) = push_into(&a, &lab("fw-b.toml"));
     assert_eq!(m.virtual_ips[0].carp().unwrap().advskew, 254);
+    // The primary at 254 leaves nothing above it: refused rather than a tie.
+    let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 254");
+    let p = payload::build(&a, &all()).unwrap();
+    let e = merge(&lab("fw-b.toml"), &p.text, &p.carried).unwrap_err();
+    assert!(e.contains("no higher skew"), "{e}");
+}
+
+#[test]
+fn a_section_of_the_wrong_type_is_refused_not_emptied() {
+    let b = lab("fw-b.toml");
+    for (payload, section) in [
+        ("nat = 5\n", SyncSection::Nat),
+        ("[filter]\nrules = \"x\"\n", SyncSection::Rules),
+        ("[routes]\nstatic = 1\n", SyncSection::StaticRoutes),
+        ("virtual_ips = 5\n", SyncSection::VirtualIps),
+        ("[aliases]\nx = 1\n", SyncSection::Aliases),
+    ] {
+        let e = merge(&b, payload, &[section]).unwrap_err();
+        assert!(e.contains("not a"), "{payload}: {e}");
+    }
+    // Absent is empty, on purpose: the primary has none.
+    let m = merge(&b, "", &[SyncSection::StaticRoutes]).unwrap();
+    assert!(config::parse("m", &m.text).is_ok());
+    // A section named twice.
+    let e = merge(&b, "", &[SyncSection::Rules, SyncSection::Rules]).unwrap_err();
+    assert!(e.contains("twice"), "{e}");
 }
 
 #[test]
