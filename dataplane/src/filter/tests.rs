@@ -455,7 +455,7 @@ fn arb_meta() -> impl Strategy<Value = PacketMeta> {
 proptest! {
     #[test]
     fn evaluate_matches_naive_first_match(
-        specs in proptest::collection::vec(arb_rule(), 0..60),
+        specs in proptest::collection::vec(arb_rule(), 0..200),
         metas in proptest::collection::vec(arb_meta(), 64),
     ) {
         let rules: Vec<Rule> = specs
