@@ -26,6 +26,7 @@
 //! | `capture.start`   | [`CaptureStartArgs`] | `null`                |
 //! | `capture.poll`    | [`CapturePollArgs`]  | [`CapturePollReply`]  |
 //! | `capture.stop`    | -                    | [`CaptureStopReply`]  |
+//! | `dhcp.leases`     | -                    | [`DhcpLeasesReply`]   |
 //!
 //! Rules both sides keep:
 //! - Addresses travel as strings (`"172.25.46.100"`, `"192.168.0.100:40000"`), MACs as
@@ -73,11 +74,12 @@ pub enum Command {
     CaptureStart,
     CapturePoll,
     CaptureStop,
+    DhcpLeases,
 }
 
 impl Command {
     /// Every command, in the order of the module doc's table.
-    pub const ALL: [Command; 19] = [
+    pub const ALL: [Command; 20] = [
         Command::Status,
         Command::Carp,
         Command::CarpEnable,
@@ -97,6 +99,7 @@ impl Command {
         Command::CaptureStart,
         Command::CapturePoll,
         Command::CaptureStop,
+        Command::DhcpLeases,
     ];
 
     /// The command's name on the wire (`Request::cmd`).
@@ -121,6 +124,7 @@ impl Command {
             Command::CaptureStart => "capture.start",
             Command::CapturePoll => "capture.poll",
             Command::CaptureStop => "capture.stop",
+            Command::DhcpLeases => "dhcp.leases",
         }
     }
 
@@ -402,6 +406,22 @@ pub struct RuleInfo {
 /// On the wire: `{"counters":{"rx_frames":12,...},"order":["rx_frames",...]}`. JSON objects lose
 /// their order through `serde_json::Value`, so the order travels beside them; build with
 /// [`StatsReply::from_pairs`] and read with [`StatsReply::ordered`].
+/// `dhcp.leases`: every lease of every DHCP server of the box, by address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpLeasesReply {
+    pub leases: Vec<DhcpLeaseInfo>,
+}
+
+/// One lease: `expires` in unix seconds, `state` one of bound, released, expired, declined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpLeaseInfo {
+    pub mac: String,
+    pub ip: String,
+    pub hostname: String,
+    pub expires: u64,
+    pub state: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsReply {
     pub counters: Map<String, Value>,

@@ -170,7 +170,13 @@ pub fn compile(
 
     let interfaces = dataplane
         .iter()
-        .map(|f| dataplane_interface(f, macs))
+        .map(|f| {
+            let dhcp = config
+                .dhcp
+                .iter()
+                .any(|d| d.enabled && d.interface == f.name);
+            dataplane_interface(f, macs).map(|i| generation::Interface { dhcp, ..i })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let vips = vips(config, &index);
     let rules = dataplane
@@ -259,6 +265,7 @@ fn dataplane_interface(
         name: f.name.clone(),
         mac,
         addr: Some((f.ip(), f.address.len())),
+        dhcp: false,
     })
 }
 

@@ -72,6 +72,8 @@ pub enum DaemonError {
     #[error("{0}")]
     Sync(String),
     /// The CARP thread could not be started.
+    #[error("dhcp: cannot start the DHCP thread: {0}")]
+    Dhcp(std::io::Error),
     #[error("carp: cannot start the CARP thread: {0}")]
     Carp(std::io::Error),
     /// Signal handlers could not be installed.
@@ -106,6 +108,7 @@ pub struct Daemon {
     pub(crate) started: Instant,
     pub(crate) clock: Clock,
     pub(crate) carp: CarpHandle,
+    pub(crate) dhcp: crate::dhcp::DhcpHandle,
     pub(crate) sync: Option<SyncService>,
     pub(crate) state_dir: Option<PathBuf>,
     housekeeping: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -169,6 +172,8 @@ impl Daemon {
         // IP aliases are always held; CARP VIPs only once CARP elects this box master.
         let clock = Clock::new();
         let (control_tx, control_rx) = crossbeam_channel::bounded(1024);
+        // DHCP has its own queue: a flood of it never takes CARP's places.
+        let (dhcp_tx, dhcp_rx) = crossbeam_channel::bounded(256);
 
         let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let exclusive = nworkers == 1;
@@ -205,6 +210,7 @@ impl Daemon {
                     IdlePolicy::default()
                 },
                 budget: 256,
+                dhcp: Some(dhcp_tx.clone()),
             };
             let worker = Worker::start(dp.clone(), spec, clock, control_tx.clone())
                 .map_err(|source| DaemonError::Worker { worker: w, source })?;
@@ -255,6 +261,15 @@ impl Daemon {
             sync.as_ref().is_some_and(SyncService::bulk_pending),
         )
         .map_err(DaemonError::Carp)?;
+        let dhcp = crate::dhcp::DhcpHandle::start(
+            &config,
+            dp.clone(),
+            dhcp_rx,
+            workers[0].slow_tx.clone(),
+            opts.state_dir.clone(),
+            crate::dhcp::Replication::default(),
+        )
+        .map_err(DaemonError::Dhcp)?;
         let config_sync =
             crate::config_sync::daemon::start(&config, pushed.as_ref(), sync_rules.clone())
                 .map_err(DaemonError::Sync)?;
@@ -275,6 +290,7 @@ impl Daemon {
             started: Instant::now(),
             clock,
             carp,
+            dhcp,
             sync,
             state_dir: opts.state_dir.clone(),
             housekeeping,
@@ -382,6 +398,7 @@ impl Daemon {
         // Every reload: only the groups whose settings changed (an interface address included)
         // restart; the others run on untouched.
         self.carp.reconfigure(&config, &self.compiled_devices);
+        self.dhcp.reconfigure(&config);
         self.generation = number;
         self.config = config;
         self.config_text = text;
@@ -392,6 +409,7 @@ impl Daemon {
     /// XDP) and housekeeping.
     pub fn stop(mut self) {
         self.carp.stop();
+        self.dhcp.stop();
         // The bow-out adverts are on the slow-path channel: let the worker send them.
         let deadline = Instant::now() + Duration::from_millis(200);
         while self.workers.first().is_some_and(|w| !w.slow_tx.is_empty())

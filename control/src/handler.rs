@@ -37,6 +37,20 @@ impl Handler for Daemon {
             Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
             Command::Rules => api::to_data(&self.rules()),
             Command::Stats => api::to_data(&self.stats()),
+            Command::DhcpLeases => api::to_data(&api::DhcpLeasesReply {
+                leases: self
+                    .dhcp
+                    .leases()
+                    .iter()
+                    .map(|l| api::DhcpLeaseInfo {
+                        mac: tandem_dataplane::wire::MacAddr(l.mac).to_string(),
+                        ip: l.ip.to_string(),
+                        hostname: l.hostname.clone(),
+                        expires: l.expires,
+                        state: l.state.name().to_string(),
+                    })
+                    .collect(),
+            }),
             Command::Sync => {
                 let reply = self.sync.as_ref().and_then(|s| s.snapshot().reply);
                 api::to_data(&reply.unwrap_or_else(api::SyncReply::not_running))
@@ -208,6 +222,7 @@ impl Daemon {
         let mut named: Vec<(String, u64)> =
             pairs.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
         named.extend(self.carp.stats());
+        named.extend(self.dhcp.counters.snapshot());
         if let Some(s) = &self.sync {
             named.extend(
                 s.snapshot()

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod config;
 pub mod config_sync;
 pub mod daemon;
+pub mod dhcp;
 pub mod doctor;
 pub mod handler;
 pub mod pcap;

@@ -62,11 +62,14 @@ fn fw_a_interfaces_are_lan_and_wan_not_sync() {
                 name: "wan".into(),
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 addr: Some((ip("172.25.46.101"), 24)),
+                dhcp: false,
             },
             Interface {
                 name: "lan".into(),
                 mac: MacAddr([2, 0, 0, 0, 0, 2]),
                 addr: Some((ip("192.168.0.11"), 24)),
+                // The seed's DHCP server runs on LAN.
+                dhcp: true,
             },
         ]
     );

@@ -81,6 +81,11 @@ counters! {
         /// A CARP advert over its source's budget, or from another source than the VHID's peer
         /// with the others' half of the slow-path queue full.
         drop_carp_budget,
+        /// DHCP to the box (UDP port 67) on an interface that serves DHCP, handed to the DHCP
+        /// thread past the rules (pfSense passes it with hidden rules too).
+        to_dhcp,
+        /// DHCP for the DHCP thread with its queue full (or no DHCP thread).
+        drop_dhcp_queue_full,
         /// Held until the next hop's MAC is known (sent later or dropped as neigh_failed).
         neigh_queued,
         /// Frame shorter than an Ethernet header.

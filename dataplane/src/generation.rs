@@ -19,6 +19,8 @@ pub struct Interface {
     pub mac: MacAddr,
     /// The interface's own address and prefix length.
     pub addr: Option<(Ipv4Addr, u8)>,
+    /// A DHCP server runs here: UDP to port 67 for the box goes to the DHCP thread.
+    pub dhcp: bool,
 }
 
 /// A virtual IP: a CARP address (held only while this box is master of its VHID) or a plain IP

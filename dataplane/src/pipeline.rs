@@ -51,6 +51,8 @@ const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 const PROTO_CARP: u8 = 112;
+/// The DHCP server's UDP port (RFC 2131 §4.1).
+const DHCP_SERVER_PORT: u16 = 67;
 /// CARP's multicast group and its Ethernet address.
 const CARP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 const CARP_GROUP_MAC: MacAddr = MacAddr::ipv4_multicast(CARP_GROUP);
@@ -225,6 +227,7 @@ struct WorkerSide {
     emit: EmitQueue,
     icmp: IcmpRateLimit,
     to_control: Option<Sender<ControlFrame>>,
+    to_dhcp: Option<Sender<ControlFrame>>,
     carp: CarpBudget,
     now: Millis,
 }
@@ -257,6 +260,7 @@ impl Pipeline {
                 emit: EmitQueue::new(config.emit_capacity),
                 icmp: IcmpRateLimit::new(config.icmp_rate, config.icmp_burst),
                 to_control: None,
+                to_dhcp: None,
                 carp: CarpBudget::default(),
                 now: 0,
             },
@@ -266,6 +270,12 @@ impl Pipeline {
     /// Where CARP adverts go (the control thread).
     pub fn set_control_channel(&mut self, tx: Sender<ControlFrame>) {
         self.w.to_control = Some(tx);
+    }
+
+    /// Where DHCP requests go (the DHCP thread): a queue of its own, so that a DHCP flood
+    /// cannot push CARP adverts out of theirs.
+    pub fn set_dhcp_channel(&mut self, tx: Sender<ControlFrame>) {
+        self.w.to_dhcp = Some(tx);
     }
 
     pub fn counters(&self) -> &Arc<Counters> {
@@ -796,6 +806,26 @@ impl WorkerSide {
                 c.to_control.inc();
             } else {
                 c.drop_local_unhandled.inc();
+            }
+            return Verdict::Drop;
+        }
+        if key.proto == PROTO_UDP
+            && key.dport == DHCP_SERVER_PORT
+            && gen.interface(in_if).is_some_and(|i| i.dhcp)
+        {
+            // Served by the DHCP thread, which checks the message and whether this box is the
+            // VIP's master; here only a bounded copy, so a flood costs the fast path nothing more.
+            let sent = self.to_dhcp.as_ref().is_some_and(|tx| {
+                tx.try_send(ControlFrame {
+                    in_if,
+                    bytes: buf[..len].to_vec(),
+                })
+                .is_ok()
+            });
+            if sent {
+                c.to_dhcp.inc();
+            } else {
+                c.drop_dhcp_queue_full.inc();
             }
             return Verdict::Drop;
         }

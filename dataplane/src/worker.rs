@@ -89,6 +89,8 @@ pub struct WorkerSpec {
     pub idle: IdlePolicy,
     /// Frames taken from the rings per round.
     pub budget: usize,
+    /// Where DHCP requests go (the DHCP thread), if a DHCP server runs.
+    pub dhcp: Option<Sender<ControlFrame>>,
 }
 
 /// The port counters of a worker, published every few milliseconds for the CLI.
@@ -189,6 +191,9 @@ impl Worker {
                     let _abort = AbortOnPanic { index };
                     let mut pipeline = Pipeline::new(dp, &spec.pipeline);
                     pipeline.set_control_channel(to_control);
+                    if let Some(tx) = spec.dhcp.clone() {
+                        pipeline.set_dhcp_channel(tx);
+                    }
                     let panic_file = std::env::var_os(PANIC_HOOK_ENV).map(PathBuf::from);
                     run(
                         ports,

@@ -106,11 +106,13 @@ pub fn box_a_generation() -> Generation {
                 name: "lan".into(),
                 mac: LAN_MAC,
                 addr: Some((LAN_ADDR, 24)),
+                dhcp: false,
             },
             Interface {
                 name: "wan".into(),
                 mac: WAN_MAC,
                 addr: Some((WAN_ADDR, 24)),
+                dhcp: false,
             },
         ],
         vips: vec![

@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use tandem_control::api::{
     self, CapturePollArgs, CapturePollReply, CaptureStartArgs, CarpReply, Command, ConfigApplyArgs,
-    ConfigApplyReply, ConfigCheckArgs, ConfigCheckReply, ConfigShowReply, ConfigSyncReply, NoArgs,
-    RulesReply, StateInfo, StatesArgs, StatesReply, StatsReply, StatusReply, SyncReply,
+    ConfigApplyReply, ConfigCheckArgs, ConfigCheckReply, ConfigShowReply, ConfigSyncReply,
+    DhcpLeasesReply, NoArgs, RulesReply, StateInfo, StatesArgs, StatesReply, StatsReply,
+    StatusReply, SyncReply,
 };
 use tandem_control::pcap::PcapWriter;
 use tandem_control::socket::{self, ClientError, DEFAULT_SOCKET};
@@ -99,6 +100,11 @@ enum Cmd {
         #[arg(long, value_name = "FILE", requires = "config")]
         peer_config: Option<PathBuf>,
     },
+    /// The DHCP servers' leases (`dhcp leases`).
+    Dhcp {
+        #[command(subcommand)]
+        action: DhcpAction,
+    },
     /// Capture frames from inside the dataplane into a pcap file (tcpdump cannot see them).
     Capture {
         /// Only this interface (config name, e.g. lan); all when absent.
@@ -121,6 +127,12 @@ enum Cmd {
         #[arg(long, value_name = "S", default_value_t = 30)]
         timeout: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DhcpAction {
+    /// Every lease: MAC, address, hostname, expiry (unix seconds), state.
+    Leases,
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +293,22 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             } else {
                 print!("{}", format_stats(&ordered, *all));
             }
+        }
+        Cmd::Dhcp {
+            action: DhcpAction::Leases,
+        } => {
+            let r: DhcpLeasesReply = ctl.call(Command::DhcpLeases, &NoArgs {})?;
+            ctl.show(&r, |r| {
+                r.leases
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "{:<15} {} {:<9} expires {} {}\n",
+                            l.ip, l.mac, l.state, l.expires, l.hostname
+                        )
+                    })
+                    .collect()
+            })?;
         }
         Cmd::Sync => {
             let r: SyncReply = ctl.call(Command::Sync, &NoArgs {})?;

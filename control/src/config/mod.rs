@@ -98,7 +98,23 @@
 //! username = "admin"     # both boxes: the shared credentials, checked both ways
 //! password = "secret"
 //! sections = ["rules", "aliases", "nat"]  # primary only, optional (default: all of them)
+//!
+//! [[dhcp]]               # a DHCPv4 server; at most one per interface
+//! interface = "lan"
+//! enabled = true         # optional (default true)
+//! range = "192.168.0.150-192.168.0.199"  # or ranges = ["a-b", ...]: inside the interface's
+//!                        # network, holding none of the box's addresses or VIPs
+//! gateway = "192.168.0.10"   # optional: router option (default the interface's CARP VIP,
+//!                            # else its address)
+//! dns = ["192.168.0.10"]     # optional (default the gateway)
+//! domain = "lan.example"     # optional
+//! lease_time = 7200          # optional, seconds, 60..=31536000 (default 7200)
+//! static = [{ mac = "02:00:00:00:00:99", ip = "192.168.0.50", hostname = "printer" }]
+//! no_sync = false            # optional: config sync leaves this server on its box
 //! ```
+//!
+//! **DHCP**: only the CARP master of the interface's VIP answers, with the VIP as server
+//! identifier (renewals go to whichever box is master); leases are replicated over state sync.
 //!
 //! **Endpoints** (`source`, `destination` of filter and NAT rules) are inline tables
 //! `{ address = "...", invert = false, port = ... }`, every key optional; a missing endpoint is
@@ -146,6 +162,7 @@
 //! What one file cannot tell: that the two boxes' `host_id`s differ, and that their CARP
 //! passwords agree.
 
+mod dhcp;
 mod error;
 mod model;
 mod raw;
@@ -155,6 +172,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use dhcp::{Dhcp, DhcpStatic, DEFAULT_LEASE_TIME, MAX_HOSTNAME};
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use model::{
     Alias, Carp, CarpGroup, Config, ConfigSync, Filter, FilterRule, Ha, Interface, Nat,

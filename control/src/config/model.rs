@@ -44,6 +44,8 @@ pub struct Config {
     pub filter: Filter,
     /// `[ha]`; both parts absent on a box that runs alone.
     pub ha: Ha,
+    /// `[[dhcp]]`, in file order: at most one per interface.
+    pub dhcp: Vec<super::dhcp::Dhcp>,
 }
 
 /// `[system]`.

@@ -25,6 +25,38 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub filter: RawFilter,
     pub ha: Option<RawHa>,
+    #[serde(default)]
+    pub dhcp: Vec<RawDhcp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawDhcp {
+    pub interface: Option<String>,
+    pub enabled: Option<bool>,
+    pub range: Option<String>,
+    pub ranges: Option<Vec<String>>,
+    pub gateway: Option<String>,
+    pub dns: Option<Vec<String>>,
+    pub domain: Option<String>,
+    pub lease_time: Option<i64>,
+    #[serde(default, rename = "static")]
+    pub statics: Vec<RawDhcpStatic>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, alias = "nosync")]
+    pub no_sync: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table like { mac = \"02:00:00:00:00:01\", ip = \"192.168.0.20\", hostname = \"printer\" }"
+)]
+pub(crate) struct RawDhcpStatic {
+    pub mac: Option<String>,
+    pub ip: Option<String>,
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

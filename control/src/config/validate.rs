@@ -71,6 +71,7 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
         Some(ha) => self::ha(&mut r, &ctx, ha),
         None => Some(Ha::default()),
     };
+    let dhcp = super::dhcp::dhcp(&mut r, &ctx, &virtual_ips, &raw.dhcp);
 
     let interfaces: Option<Vec<Interface>> = interfaces.into_iter().collect();
     let aliases: Option<Vec<Alias>> = aliases.into_iter().collect();
@@ -84,6 +85,7 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
         nat,
         filter,
         ha,
+        dhcp,
     ) {
         (
             Some(system),
@@ -94,6 +96,7 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
             Some(nat),
             Some(filter),
             Some(ha),
+            Some(dhcp),
         ) if r.errors.is_empty() => Ok(Config {
             system,
             interfaces,
@@ -103,6 +106,7 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
             nat,
             filter,
             ha,
+            dhcp,
         }),
         _ => {
             if r.errors.is_empty() {
@@ -145,13 +149,13 @@ pub(crate) fn warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
 }
 
 /// The errors found so far.
-struct Report<'f> {
+pub(super) struct Report<'f> {
     file: &'f str,
-    errors: Vec<ConfigError>,
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Report<'_> {
-    fn err(&mut self, path: impl Display, message: impl Display) {
+    pub(super) fn err(&mut self, path: impl Display, message: impl Display) {
         self.errors.push(ConfigError::Invalid {
             file: self.file.to_owned(),
             path: path.to_string(),
@@ -160,7 +164,7 @@ impl Report<'_> {
     }
 
     /// `Some(value)` of a required field, or reports it missing.
-    fn req<'a, T>(&mut self, path: impl Display, v: &'a Option<T>) -> Option<&'a T> {
+    pub(super) fn req<'a, T>(&mut self, path: impl Display, v: &'a Option<T>) -> Option<&'a T> {
         if v.is_none() {
             self.err(path, "missing");
         }
@@ -168,12 +172,12 @@ impl Report<'_> {
     }
 
     /// The result's value, or reports its message.
-    fn check<T>(&mut self, path: impl Display, res: Result<T, String>) -> Option<T> {
+    pub(super) fn check<T>(&mut self, path: impl Display, res: Result<T, String>) -> Option<T> {
         res.map_err(|m| self.err(path, m)).ok()
     }
 
     /// `v` if it is in `lo..=hi`.
-    fn range(&mut self, path: impl Display, v: i64, lo: i64, hi: i64) -> Option<i64> {
+    pub(super) fn range(&mut self, path: impl Display, v: i64, lo: i64, hi: i64) -> Option<i64> {
         if (lo..=hi).contains(&v) {
             Some(v)
         } else {
@@ -194,18 +198,18 @@ impl Report<'_> {
 }
 
 /// What the cross-field checks know of the sections checked first.
-struct Ctx {
-    ifaces: Vec<IfaceInfo>,
+pub(super) struct Ctx {
+    pub(super) ifaces: Vec<IfaceInfo>,
     aliases: HashSet<String>,
     /// Valid VIP addresses and their index.
-    vips: Vec<(Ipv4Addr, usize)>,
+    pub(super) vips: Vec<(Ipv4Addr, usize)>,
 }
 
 /// An interface whose name is valid and unique, with its other values when valid.
-struct IfaceInfo {
-    name: String,
-    address: Option<Prefix>,
-    role: Option<Role>,
+pub(super) struct IfaceInfo {
+    pub(super) name: String,
+    pub(super) address: Option<Prefix>,
+    pub(super) role: Option<Role>,
 }
 
 impl Ctx {
@@ -214,7 +218,7 @@ impl Ctx {
     }
 
     /// A required reference to an interface.
-    fn iface_ref<'a>(
+    pub(super) fn iface_ref<'a>(
         &'a self,
         r: &mut Report<'_>,
         path: &str,
@@ -241,7 +245,7 @@ impl Ctx {
     }
 
     /// Who on this box owns `ip`: `interface NAME` or `virtual_ips[I]`.
-    fn owner(&self, ip: Ipv4Addr) -> Option<String> {
+    pub(super) fn owner(&self, ip: Ipv4Addr) -> Option<String> {
         if let Some(i) = self
             .ifaces
             .iter()

@@ -44,6 +44,7 @@ pub fn home(section: SyncSection) -> Option<&'static [&'static str]> {
         SyncSection::Nat => &["nat"],
         SyncSection::VirtualIps => &["virtual_ips"],
         SyncSection::StaticRoutes => &["routes", "static"],
+        SyncSection::Dhcp => &["dhcp"],
         _ => return None,
     })
 }

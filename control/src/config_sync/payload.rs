@@ -129,7 +129,7 @@ password = "secret"
         let t: toml::Table = p.text.parse().unwrap();
         assert_eq!(
             t.keys().cloned().collect::<Vec<_>>(),
-            ["aliases", "filter", "nat", "routes", "virtual_ips"]
+            ["aliases", "dhcp", "filter", "nat", "routes", "virtual_ips"]
         );
         assert_eq!(t["aliases"].as_array().unwrap().len(), 1);
         assert_eq!(t["aliases"][0]["name"].as_str(), Some("web"));
@@ -139,11 +139,12 @@ password = "secret"
         // Absent sections travel empty: the secondary's are replaced by nothing.
         assert_eq!(t["virtual_ips"].as_array().map(Vec::len), Some(0));
         assert_eq!(t["routes"]["static"].as_array().map(Vec::len), Some(0));
+        assert_eq!(t["dhcp"].as_array().map(Vec::len), Some(0));
         assert_eq!(p.kept_home, 3);
         // Per-box sections and secrets of the HA section never travel.
         assert!(!p.text.contains("hostname") && !p.text.contains("secret"));
-        assert_eq!(p.carried.len(), 5);
-        assert_eq!(p.nothing_to_sync.len(), SyncSection::ALL.len() - 5);
+        assert_eq!(p.carried.len(), 6);
+        assert_eq!(p.nothing_to_sync.len(), SyncSection::ALL.len() - 6);
         assert!(p.nothing_to_sync.contains(&SyncSection::Ipsec));
     }
 

@@ -269,7 +269,11 @@ fn a_vip_outside_the_peer_s_subnet() {
     // B's LAN on another network: the VIP does not fit there.
     let b2 = b()
         .replace("192.168.0.12/24", "192.168.1.12/24")
-        .replace("192.168.0.10/24", "192.168.1.10/24");
+        .replace("192.168.0.10/24", "192.168.1.10/24")
+        // Its DHCP server moves along, or the config would not even parse.
+        .replace("192.168.0.150-192.168.0.199", "192.168.1.150-192.168.1.199")
+        .replace("\"192.168.0.50\"", "\"192.168.1.50\"")
+        .replace("[\"192.168.0.10\"]", "[\"192.168.1.10\"]");
     let r = pair(&a(), &b2);
     assert!(ids(&r).contains(&"vip-outside-peer-subnet"));
     assert!(ids(&r).contains(&"interface-network-mismatch"));

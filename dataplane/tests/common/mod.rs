@@ -57,11 +57,13 @@ pub fn interfaces() -> Vec<Interface> {
             name: "lan".into(),
             mac: MacAddr(LAN_MAC),
             addr: Some((LAN_IP, 24)),
+            dhcp: false,
         },
         Interface {
             name: "wan".into(),
             mac: MacAddr(WAN_MAC),
             addr: Some((WAN_IP, 24)),
+            dhcp: false,
         },
     ]
 }

@@ -1,0 +1,482 @@
+//! One interface's addresses: the leases (bound, released, expired, declined), the offers that
+//! wait for a REQUEST, and the static mappings. No I/O and no clock of its own: every call gets
+//! `now` (unix seconds), so the tests drive time.
+//!
+//! Two rules keep hostile clients from starving the others (the DISCOVER flood):
+//! an offer never takes an address bound to another client, and offers are capped (a quarter
+//! of the pool, at least 4); past the cap the oldest offer is recycled. A flood of DISCOVERs
+//! from random MACs thus churns the offers among themselves and never touches a bound lease,
+//! and three quarters of the free pool stay for REQUESTs.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Dhcp, MAX_HOSTNAME};
+
+/// How long an offer holds its address for the client (RFC 2131 leaves it to the server;
+/// ISC dhcpd and Kea use about 30 s too).
+pub const OFFER_SECS: u64 = 30;
+/// How long a declined address stays out of the pool (RFC 2131 §4.3.3: "mark as not available").
+pub const DECLINE_SECS: u64 = 600;
+
+pub type Mac = [u8; 6];
+
+/// What a lease is now. On the wire (sync) and on disk as its `u8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    Bound = 1,
+    Released = 2,
+    Expired = 3,
+    Declined = 4,
+}
+
+impl LeaseState {
+    pub fn from_u8(v: u8) -> Option<LeaseState> {
+        Some(match v {
+            1 => LeaseState::Bound,
+            2 => LeaseState::Released,
+            3 => LeaseState::Expired,
+            4 => LeaseState::Declined,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaseState::Bound => "bound",
+            LeaseState::Released => "released",
+            LeaseState::Expired => "expired",
+            LeaseState::Declined => "declined",
+        }
+    }
+}
+
+/// One address's lease: what is replicated and persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    /// Unix seconds.
+    pub expires: u64,
+    pub state: LeaseState,
+    /// At most [`MAX_HOSTNAME`] bytes.
+    pub hostname: String,
+    /// Unix milliseconds of the last change: the newer record wins when the peer's arrives.
+    pub updated_ms: u64,
+}
+
+impl Lease {
+    /// Whether the address belongs to its client right now.
+    pub fn holds(&self, now: u64) -> bool {
+        matches!(self.state, LeaseState::Bound | LeaseState::Declined) && self.expires > now
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Offer {
+    mac: Mac,
+    ip: Ipv4Addr,
+    expires: u64,
+}
+
+/// Why a REQUEST is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nak {
+    /// The address is not ours to give (outside the pool, or another client's).
+    NotAvailable,
+}
+
+/// One interface's pool.
+#[derive(Debug)]
+pub struct Pool {
+    ranges: Vec<(Ipv4Addr, Ipv4Addr)>,
+    statics: HashMap<Mac, (Ipv4Addr, String)>,
+    lease_time: u64,
+    leases: BTreeMap<Ipv4Addr, Lease>,
+    offers: VecDeque<Offer>,
+    max_offers: usize,
+}
+
+impl Pool {
+    pub fn new(cfg: &Dhcp) -> Pool {
+        let size = usize::try_from(cfg.pool_size()).unwrap_or(usize::MAX);
+        Pool {
+            ranges: cfg.ranges.clone(),
+            statics: cfg
+                .statics
+                .iter()
+                .map(|s| (s.mac.0, (s.ip, s.hostname.clone())))
+                .collect(),
+            lease_time: u64::from(cfg.lease_time),
+            leases: BTreeMap::new(),
+            offers: VecDeque::new(),
+            max_offers: (size / 4).max(4),
+        }
+    }
+
+    pub fn lease_time(&self) -> u64 {
+        self.lease_time
+    }
+
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.leases.values()
+    }
+
+    pub fn offers(&self) -> usize {
+        self.offers.len()
+    }
+
+    fn in_ranges(&self, ip: Ipv4Addr) -> bool {
+        self.ranges.iter().any(|(a, b)| (*a..=*b).contains(&ip))
+    }
+
+    fn static_of(&self, ip: Ipv4Addr) -> Option<Mac> {
+        self.statics
+            .iter()
+            .find(|(_, (s, _))| *s == ip)
+            .map(|(m, _)| *m)
+    }
+
+    /// Whether `mac` may have `ip` now: its static address, or a pool address that no other
+    /// client holds, is offered to or is mapped to.
+    fn free_for(&self, mac: Mac, ip: Ipv4Addr, now: u64) -> bool {
+        if let Some((s, _)) = self.statics.get(&mac) {
+            return *s == ip;
+        }
+        self.in_ranges(ip)
+            && self.static_of(ip).is_none()
+            && self
+                .leases
+                .get(&ip)
+                .is_none_or(|l| l.mac == mac || !l.holds(now))
+            && !self
+                .offers
+                .iter()
+                .any(|o| o.ip == ip && o.mac != mac && o.expires > now)
+    }
+
+    /// The lease a client holds (any state but declined), newest first.
+    fn lease_of(&self, mac: Mac) -> Option<&Lease> {
+        self.leases
+            .values()
+            .filter(|l| l.mac == mac && l.state != LeaseState::Declined)
+            .max_by_key(|l| l.updated_ms)
+    }
+
+    /// DISCOVER: the address to offer `mac`, reserved for [`OFFER_SECS`]; `None` when the pool
+    /// has nothing free.
+    pub fn offer(&mut self, mac: Mac, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+        self.offers.retain(|o| o.expires > now && o.mac != mac);
+        let ip = self.choose(mac, requested, now)?;
+        if self.offers.len() >= self.max_offers {
+            self.offers.pop_front();
+        }
+        self.offers.push_back(Offer {
+            mac,
+            ip,
+            expires: now + OFFER_SECS,
+        });
+        Some(ip)
+    }
+
+    fn choose(&self, mac: Mac, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+        if let Some((ip, _)) = self.statics.get(&mac) {
+            return Some(*ip);
+        }
+        if let Some(l) = self.lease_of(mac) {
+            if self.free_for(mac, l.ip, now) {
+                return Some(l.ip);
+            }
+        }
+        if let Some(ip) = requested.filter(|ip| self.free_for(mac, *ip, now)) {
+            return Some(ip);
+        }
+        // A never-used address first, then the one released or expired longest ago, so that a
+        // client that comes back soon finds its old address still free.
+        let fresh = self
+            .ranges
+            .iter()
+            .flat_map(|(a, b)| (a.to_bits()..=b.to_bits()).map(Ipv4Addr::from_bits))
+            .find(|ip| !self.leases.contains_key(ip) && self.free_for(mac, *ip, now));
+        fresh.or_else(|| {
+            self.leases
+                .values()
+                .filter(|l| !l.holds(now) && self.free_for(mac, l.ip, now))
+                .min_by_key(|l| l.updated_ms)
+                .map(|l| l.ip)
+        })
+    }
+
+    /// REQUEST for `ip` (selecting, init-reboot, renewing or rebinding): binds it for a lease
+    /// time and returns the new lease (to reply with, replicate and persist).
+    pub fn request(
+        &mut self,
+        mac: Mac,
+        ip: Ipv4Addr,
+        hostname: &str,
+        now: u64,
+        now_ms: u64,
+    ) -> Result<Lease, Nak> {
+        if !self.free_for(mac, ip, now) {
+            return Err(Nak::NotAvailable);
+        }
+        self.offers.retain(|o| o.mac != mac);
+        let hostname = match self.statics.get(&mac) {
+            Some((_, h)) if !h.is_empty() => h.clone(),
+            _ => truncate(hostname),
+        };
+        let lease = Lease {
+            mac,
+            ip,
+            expires: now + self.lease_time,
+            state: LeaseState::Bound,
+            hostname,
+            updated_ms: now_ms,
+        };
+        // A client has one address: an older lease of the same client is let go.
+        let old: Vec<Ipv4Addr> = self
+            .leases
+            .values()
+            .filter(|l| l.mac == mac && l.ip != ip && l.state == LeaseState::Bound)
+            .map(|l| l.ip)
+            .collect();
+        for o in old {
+            if let Some(l) = self.leases.get_mut(&o) {
+                l.state = LeaseState::Released;
+                l.expires = now;
+                l.updated_ms = now_ms;
+            }
+        }
+        self.leases.insert(ip, lease.clone());
+        Ok(lease)
+    }
+
+    /// Whether this server has any record of `mac` (RFC 2131 §4.3.2: without one, a server
+    /// stays silent to an INIT-REBOOT request).
+    pub fn knows(&self, mac: Mac) -> bool {
+        self.statics.contains_key(&mac) || self.lease_of(mac).is_some()
+    }
+
+    /// The client chose another server's offer: its reservation here goes.
+    pub fn forget_offer(&mut self, mac: Mac) {
+        self.offers.retain(|o| o.mac != mac);
+    }
+
+    /// RELEASE (`Declined` for DECLINE): the lease ends now (a declined address stays out of
+    /// the pool for [`DECLINE_SECS`]). Returns the changed lease.
+    pub fn end(
+        &mut self,
+        mac: Mac,
+        ip: Ipv4Addr,
+        state: LeaseState,
+        now: u64,
+        now_ms: u64,
+    ) -> Option<Lease> {
+        if state == LeaseState::Declined {
+            if !self.in_ranges(ip) || self.leases.get(&ip).is_some_and(|l| l.mac != mac) {
+                return None;
+            }
+            let l = Lease {
+                mac,
+                ip,
+                expires: now + DECLINE_SECS,
+                state,
+                hostname: String::new(),
+                updated_ms: now_ms,
+            };
+            self.offers.retain(|o| o.mac != mac);
+            self.leases.insert(ip, l.clone());
+            return Some(l);
+        }
+        // A client that lets its address go wants no other one either.
+        self.offers.retain(|o| o.mac != mac);
+        let l = self.leases.get_mut(&ip).filter(|l| l.mac == mac)?;
+        l.state = state;
+        l.expires = now;
+        l.updated_ms = now_ms;
+        Some(l.clone())
+    }
+
+    /// Time passes: offers lapse, bound leases past their end become expired (returned, to
+    /// replicate).
+    pub fn expire(&mut self, now: u64, now_ms: u64) -> Vec<Lease> {
+        self.offers.retain(|o| o.expires > now);
+        let mut out = Vec::new();
+        for l in self.leases.values_mut() {
+            if l.state == LeaseState::Bound && l.expires <= now {
+                l.state = LeaseState::Expired;
+                l.updated_ms = now_ms;
+                out.push(l.clone());
+            }
+        }
+        out
+    }
+
+    /// A lease from the peer or from disk: taken when it is newer than ours for that address.
+    /// Returns whether it changed anything.
+    pub fn merge(&mut self, l: Lease) -> bool {
+        match self.leases.get(&l.ip) {
+            Some(ours) if ours.updated_ms >= l.updated_ms => false,
+            _ => {
+                self.offers.retain(|o| o.ip != l.ip || o.mac == l.mac);
+                self.leases.insert(l.ip, l);
+                true
+            }
+        }
+    }
+
+    /// The hostname of a static mapping, if any.
+    pub fn static_hostname(&self, mac: Mac) -> Option<&str> {
+        self.statics.get(&mac).map(|(_, h)| h.as_str())
+    }
+}
+
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(MAX_HOSTNAME);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DhcpStatic, MacAddr};
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn cfg(first: &str, last: &str) -> Dhcp {
+        Dhcp {
+            interface: "lan".into(),
+            enabled: true,
+            ranges: vec![(ip(first), ip(last))],
+            gateway: ip("192.168.0.10"),
+            dns: vec![ip("192.168.0.10")],
+            domain: None,
+            lease_time: 100,
+            statics: vec![DhcpStatic {
+                mac: MacAddr([2, 0, 0, 0, 0, 0x99]),
+                ip: ip("192.168.0.50"),
+                hostname: "printer".into(),
+            }],
+            description: String::new(),
+            no_sync: false,
+        }
+    }
+
+    const A: Mac = [2, 0, 0, 0, 0, 1];
+    const B: Mac = [2, 0, 0, 0, 0, 2];
+
+    #[test]
+    fn offer_request_renew_release() {
+        let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.151"));
+        let a = p.offer(A, None, 0).unwrap();
+        assert_eq!(a, ip("192.168.0.150"));
+        // Another client is not offered the same address while A's offer stands.
+        assert_eq!(p.offer(B, Some(a), 0), Some(ip("192.168.0.151")));
+        let l = p.request(A, a, "host-a", 1, 1000).unwrap();
+        assert_eq!((l.state, l.expires), (LeaseState::Bound, 101));
+        // B cannot take A's bound address.
+        assert_eq!(p.request(B, a, "", 2, 2000), Err(Nak::NotAvailable));
+        // Renewal extends; the same address on a new DISCOVER.
+        assert_eq!(p.request(A, a, "host-a", 50, 50_000).unwrap().expires, 150);
+        assert_eq!(p.offer(A, None, 60), Some(a));
+        let r = p.end(A, a, LeaseState::Released, 70, 70_000).unwrap();
+        assert_eq!(r.state, LeaseState::Released);
+        assert!(p.request(B, a, "", 71, 71_000).is_ok());
+    }
+
+    #[test]
+    fn statics_are_honoured_and_reserved() {
+        let mut p = Pool::new(&cfg("192.168.0.40", "192.168.0.60"));
+        let printer = [2, 0, 0, 0, 0, 0x99];
+        assert_eq!(p.offer(printer, None, 0), Some(ip("192.168.0.50")));
+        assert_eq!(
+            p.request(printer, ip("192.168.0.50"), "x", 0, 0)
+                .unwrap()
+                .hostname,
+            "printer"
+        );
+        // Nobody else gets the static address, and the printer gets nothing else.
+        assert_eq!(
+            p.request(A, ip("192.168.0.50"), "", 0, 0),
+            Err(Nak::NotAvailable)
+        );
+        assert_eq!(
+            p.request(printer, ip("192.168.0.41"), "", 0, 0),
+            Err(Nak::NotAvailable)
+        );
+        for _ in 0..30 {
+            assert_ne!(p.offer(A, None, 0), Some(ip("192.168.0.50")));
+        }
+    }
+
+    #[test]
+    fn a_discover_flood_cannot_take_bound_leases_or_the_whole_pool() {
+        let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.165")); // 16 addresses
+        let a = p.offer(A, None, 0).unwrap();
+        p.request(A, a, "", 0, 0).unwrap();
+        for i in 0..10_000u32 {
+            let mac = [6, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8, 7];
+            assert_ne!(p.offer(mac, None, 1), Some(a));
+        }
+        assert!(p.offers() <= 4, "offers are capped: {}", p.offers());
+        // A real client still gets an address, and A keeps its own.
+        let b = p.offer(B, None, 1).unwrap();
+        assert!(p.request(B, b, "", 1, 1).is_ok());
+        assert!(p.request(A, a, "", 2, 2).is_ok());
+    }
+
+    #[test]
+    fn leases_expire_offers_lapse_and_decline_quarantines() {
+        let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.150"));
+        let a = p.offer(A, None, 0).unwrap();
+        assert_eq!(
+            p.offer(B, None, 1),
+            None,
+            "the only address is offered to A"
+        );
+        assert_eq!(
+            p.offer(B, None, OFFER_SECS + 1),
+            Some(a),
+            "A's offer lapsed"
+        );
+        p.request(B, a, "", 40, 0).unwrap();
+        let gone = p.expire(140, 1);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].state, LeaseState::Expired);
+        assert!(
+            p.end(A, a, LeaseState::Declined, 141, 2).is_none(),
+            "not A's"
+        );
+        assert!(p.end(B, a, LeaseState::Declined, 141, 2).is_some());
+        assert_eq!(p.offer(A, None, 142), None, "declined: out of the pool");
+        assert_eq!(p.offer(A, None, 141 + DECLINE_SECS), Some(a));
+    }
+
+    #[test]
+    fn merge_keeps_the_newer_record() {
+        let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.151"));
+        let l = p.request(A, ip("192.168.0.150"), "", 0, 10).unwrap();
+        let older = Lease {
+            mac: B,
+            updated_ms: 5,
+            ..l.clone()
+        };
+        assert!(!p.merge(older));
+        let newer = Lease {
+            expires: 500,
+            updated_ms: 20,
+            ..l
+        };
+        assert!(p.merge(newer));
+        assert_eq!(p.leases().next().unwrap().expires, 500);
+        assert!(p.knows(A) && !p.knows(B));
+    }
+}
