@@ -225,6 +225,10 @@ impl Daemon {
         let housekeeping = Some(start_housekeeping(dp.clone(), clock));
         // State sync before CARP starts: its bulk update holds CARP demoted, so that a box that
         // (re)starts takes no VIP before it holds the peer's states.
+        // DHCP leases ride the state sync link (the DHCP server's failover peer).
+        let (lease_out_tx, lease_out_rx) = crossbeam_channel::bounded(4096);
+        let (lease_in_tx, lease_in_rx) = crossbeam_channel::bounded(4096);
+        let mut replication = crate::dhcp::Replication::default();
         let sync = match (state_sync, journal) {
             (Some(ss), Some(journal)) => {
                 let iface = config.interface(&ss.interface).ok_or_else(|| {
@@ -242,6 +246,14 @@ impl Daemon {
                     rules_if: sync_rules.load().in_if,
                     rules: sync_rules.load().ruleset.clone(),
                     state_dir: opts.state_dir.clone(),
+                    leases: crate::sync_service::LeaseLink {
+                        to_peer: Some(lease_out_rx),
+                        from_peer: Some(lease_in_tx),
+                    },
+                };
+                replication = crate::dhcp::Replication {
+                    to_peer: Some(lease_out_tx),
+                    from_peer: Some(lease_in_rx),
                 };
                 let service = SyncService::start(setup, dp.states.clone(), journal, clock)
                     .map_err(DaemonError::Sync)?;
@@ -267,7 +279,7 @@ impl Daemon {
             dhcp_rx,
             workers[0].slow_tx.clone(),
             opts.state_dir.clone(),
-            crate::dhcp::Replication::default(),
+            replication,
         )
         .map_err(DaemonError::Dhcp)?;
         let config_sync =

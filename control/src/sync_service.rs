@@ -33,7 +33,9 @@ use tandem_sync::journal::SyncJournal;
 use tandem_sync::replicate::{Event, Replicator, SyncConfig};
 use tandem_sync::socket::RawIpSocket;
 use tandem_sync::transport::Transport;
-use tandem_sync::wire::SyncKey;
+use tandem_sync::wire::{LeaseRecord, SyncKey, LEASE_HOSTNAME};
+
+use crate::dhcp::pool::{Lease, LeaseState};
 
 use crate::api::SyncReply;
 
@@ -69,6 +71,15 @@ pub struct SyncSetup {
     pub rules_if: IfIndex,
     /// Where our boot id and the peers' are persisted (`None`: boot ids from the clock only).
     pub state_dir: Option<PathBuf>,
+    /// DHCP leases: the server's changes to send, and the peer's for the server.
+    pub leases: LeaseLink,
+}
+
+/// The DHCP server's side of lease replication, as the sync thread sees it.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseLink {
+    pub to_peer: Option<crossbeam_channel::Receiver<Lease>>,
+    pub from_peer: Option<crossbeam_channel::Sender<Lease>>,
 }
 
 impl SyncService {
@@ -112,11 +123,13 @@ impl SyncService {
         let thread = {
             let (snapshot, bulk_pending, stop) =
                 (snapshot.clone(), bulk_pending.clone(), stop.clone());
+            let leases = setup.leases.clone();
             std::thread::Builder::new()
                 .name("tandem-sync".into())
                 .spawn(move || {
                     run(
                         rep,
+                        &leases,
                         transport,
                         store,
                         &clock,
@@ -184,6 +197,7 @@ impl Drop for SyncService {
 #[allow(clippy::too_many_arguments)]
 fn run(
     mut rep: Replicator,
+    leases: &LeaseLink,
     mut transport: RuleFilter<RawIpSocket>,
     mut store: Option<BootStore>,
     clock: &Clock,
@@ -196,6 +210,11 @@ fn run(
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ms();
         transport.budget = rep.config().max_recv;
+        if let Some(rx) = &leases.to_peer {
+            for l in rx.try_iter().take(1024) {
+                rep.send_lease(lease_record(&l));
+            }
+        }
         let r = rep.poll(&mut transport, now);
         for e in &r.events {
             match e {
@@ -217,6 +236,11 @@ fn run(
                 }
                 Event::WalkStarted(n) => tracing::info!("sync: sending {n} states (bulk update)"),
                 Event::Resync => tracing::warn!("sync: journal overflow: resending every state"),
+                Event::Lease(r) => {
+                    if let (Some(tx), Some(l)) = (&leases.from_peer, lease_of(r)) {
+                        let _ = tx.try_send(l);
+                    }
+                }
             }
         }
         bulk_pending.store(rep.bulk_pending(), Ordering::Relaxed);
@@ -228,6 +252,36 @@ fn run(
         wait_readable(transport.inner.fd(), wait);
     }
     publish(&rep, snapshot, blocked.load(Ordering::Relaxed));
+}
+
+/// A DHCP lease as the sync link carries it.
+fn lease_record(l: &Lease) -> LeaseRecord {
+    let mut hostname = [0u8; LEASE_HOSTNAME];
+    let name = l.hostname.as_bytes();
+    let n = name.len().min(LEASE_HOSTNAME);
+    hostname[..n].copy_from_slice(&name[..n]);
+    LeaseRecord {
+        mac: l.mac,
+        ip: l.ip,
+        expires: l.expires,
+        updated_ms: l.updated_ms,
+        state: l.state as u8,
+        hostname,
+        hostname_len: u8::try_from(n).unwrap_or(0),
+    }
+}
+
+/// The lease a record carries; `None` for a state this version does not know.
+fn lease_of(r: &LeaseRecord) -> Option<Lease> {
+    let n = usize::from(r.hostname_len).min(LEASE_HOSTNAME);
+    Some(Lease {
+        mac: r.mac,
+        ip: r.ip,
+        expires: r.expires,
+        state: LeaseState::from_u8(r.state)?,
+        hostname: String::from_utf8_lossy(&r.hostname[..n]).into_owned(),
+        updated_ms: r.updated_ms,
+    })
 }
 
 /// The state directory's boot store and our boot id for this start.
@@ -422,6 +476,7 @@ mod tests {
                     rules: Arc::new(Ruleset::empty(1)),
                     rules_if: 0,
                     state_dir: None,
+                    leases: LeaseLink::default(),
                 },
                 blocked: blocked.clone(),
                 budget: max_recv,

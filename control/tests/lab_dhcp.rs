@@ -1,7 +1,9 @@
 //! The DHCP server of the LAN VIP in the lab, with a real client (ISC dhclient) on macvlan
 //! interfaces inside the client's namespace (its own eth0 keeps its fixed address): a lease
 //! whose router and server identifier are the VIP; a second client gets another address; a
-//! static mapping is honoured; a burst of malformed DHCP leaves the service answering.
+//! static mapping is honoured; a burst of malformed DHCP leaves the service answering; every
+//! lease reaches B over the sync link, the client renews from B with the same address after
+//! `kill -9` of A, and B keeps its leases across a restart.
 //!
 //! Needs root and isc-dhcp-client (scripts/setup). Lab tests take the machine-wide lab lock.
 
@@ -202,4 +204,48 @@ fn dhcp_on_the_lan_vip() {
     let ip4 = field(&dhclient(&lab, "d4"), "fixed-address").to_string();
     assert!(![ip1.as_str(), ip3.as_str(), "192.168.0.50"].contains(&ip4.as_str()));
     assert!(a.daemon.is_some());
+
+    // Every lease reached B over the sync link.
+    for (mac, ip) in [("02:00:00:00:d0:01", &ip1), ("02:00:00:00:d0:03", &ip3)] {
+        let want = (mac.to_string(), ip.clone(), "bound".to_string());
+        assert!(
+            wait_until(LONG, POLL, || leased_ips(&b).contains(&want)),
+            "B does not hold {want:?}: {:?}",
+            leased_ips(&b)
+        );
+    }
+    assert!(b.counter("sync_rx_lease") >= 2);
+
+    // A dies: B takes the VIP, and the first client renews from B with the same address.
+    let mut a = a;
+    a.kill9();
+    assert!(
+        wait_until(LONG, POLL, || statuses(&b)
+            == BTreeSet::from(["MASTER".into()])),
+        "B did not take over"
+    );
+    let acks = b.counter("dhcp_acks");
+    let again = dhclient(&lab, "d1");
+    assert_eq!(field(&again, "fixed-address"), ip1, "{again}");
+    assert_eq!(
+        field(&again, "option dhcp-server-identifier"),
+        VIP,
+        "{again}"
+    );
+    assert!(
+        b.counter("dhcp_acks") > acks,
+        "B did not answer the renewal"
+    );
+
+    // B restarted while A is dead: its leases come back from its state dir.
+    let mut b = b;
+    b.kill9();
+    b.spawn(&config("fw-b.toml"));
+    assert!(
+        leased_ips(&b)
+            .iter()
+            .any(|(m, ip, _)| m == "02:00:00:00:d0:01" && ip == &ip1),
+        "B forgot its leases across a restart: {:?}",
+        leased_ips(&b)
+    );
 }

@@ -101,8 +101,8 @@ use crate::journal::SyncJournal;
 use crate::replay::{is_data, Replay, ReplayWindow, Seen, CONTROL, WIDTH};
 use crate::transport::Transport;
 use crate::wire::{
-    self, BusRecord, BusStatus, FrameBuilder, InsRecord, Record, Reject, SyncKey, UpdCRecord,
-    FLAG_ACK_REQ,
+    self, BusRecord, BusStatus, FrameBuilder, InsRecord, LeaseRecord, Record, Reject, SyncKey,
+    UpdCRecord, FLAG_ACK_REQ,
 };
 
 /// Replicator settings (`ha.state_sync`).
@@ -217,6 +217,8 @@ counters! {
     tx_upd_req,
     /// BUS records sent.
     tx_bus,
+    /// LEASE records sent.
+    tx_lease,
     /// ACK records sent.
     tx_ack,
     /// NACK records sent (`nacks_sent`).
@@ -237,6 +239,8 @@ counters! {
     rx_upd_req,
     /// BUS received.
     rx_bus,
+    /// LEASE records received.
+    rx_lease,
     /// CLR received.
     rx_clr,
     /// ACK received.
@@ -330,6 +334,8 @@ pub enum Event {
     WalkStarted(usize),
     /// The journal overflowed: a resync walk starts.
     Resync,
+    /// The peer sent a DHCP lease newer than any this box holds for its address.
+    Lease(LeaseRecord),
 }
 
 /// What one poll did.
@@ -484,6 +490,11 @@ pub struct Replicator {
     /// UPD_REQ ids sent in the datagram being processed (pfsync's per-packet de-duplication).
     req_dedup: Vec<SyncId>,
     push_back: Vec<Arc<State>>,
+    /// DHCP leases to send ([`Replicator::send_lease`]).
+    lease_out: Vec<LeaseRecord>,
+    /// The newest lease of every address, sent or received: a walk (the peer's bulk request)
+    /// sends them all, so a box that joins learns every lease.
+    leases: HashMap<Ipv4Addr, LeaseRecord>,
 }
 
 fn age(now: Millis, then: Millis) -> u32 {
@@ -559,6 +570,8 @@ impl Replicator {
             peers: HashMap::new(),
             last_peer: None,
             peer_deleted: HashSet::new(),
+            lease_out: Vec::new(),
+            leases: HashMap::new(),
             bulk,
             last_request: None,
             walk: None,
@@ -635,7 +648,10 @@ impl Replicator {
             self.counters.resyncs += 1;
             self.start_walk(t, now, true);
         }
-        let due = self.journal.due();
+        let due = self.journal.due() || !self.lease_out.is_empty();
+        for r in std::mem::take(&mut self.lease_out) {
+            self.push(t, Record::Lease(r), now);
+        }
         self.drain(t, now);
         self.walk_step(t, now);
         self.bulk_timer(t, now);
@@ -690,6 +706,7 @@ impl Replicator {
             Record::Bus(_) => c.tx_bus += 1,
             Record::Ack { .. } => c.tx_ack += 1,
             Record::Nack { .. } => c.tx_nack += 1,
+            Record::Lease(_) => c.tx_lease += 1,
             Record::Clr { .. } | Record::InsAck(_) => {}
         }
     }
@@ -830,6 +847,10 @@ impl Replicator {
             resync,
         });
         self.push(t, bus_record(BusStatus::Start, 0), now);
+        let leases: Vec<LeaseRecord> = self.leases.values().copied().collect();
+        for r in leases {
+            self.push(t, Record::Lease(r), now);
+        }
     }
 
     fn walk_step(&mut self, t: &mut dyn Transport, now: Millis) {
@@ -1264,7 +1285,31 @@ impl Replicator {
                     BusStatus::End => self.bulk_end(host),
                 }
             }
+            Record::Lease(r) => {
+                self.counters.rx_lease += 1;
+                if self.keep_lease(r) {
+                    self.events.push(Event::Lease(r));
+                }
+            }
             Record::InsAck(_) | Record::Ack { .. } | Record::Nack { .. } => {}
+        }
+    }
+
+    /// Queues a DHCP lease for the peer (sent in order with the states, repaired like them).
+    pub fn send_lease(&mut self, r: LeaseRecord) {
+        if self.keep_lease(r) {
+            self.lease_out.push(r);
+        }
+    }
+
+    /// Keeps `r` if it is newer than what this box holds for its address.
+    fn keep_lease(&mut self, r: LeaseRecord) -> bool {
+        match self.leases.get(&r.ip) {
+            Some(old) if old.updated_ms >= r.updated_ms => false,
+            _ => {
+                self.leases.insert(r.ip, r);
+                true
+            }
         }
     }
 

@@ -108,6 +108,8 @@ pub mod action {
     pub const ACK: u8 = 32;
     /// A range of missing sequence numbers.
     pub const NACK: u8 = 33;
+    /// A DHCP lease (the DHCP server's failover peer, as Kea's hot-standby sends them).
+    pub const LEASE: u8 = 48;
 }
 
 /// Record lengths in bytes, this version.
@@ -130,6 +132,8 @@ pub mod len {
     pub const ACK: usize = 8;
     /// NACK.
     pub const NACK: usize = 16;
+    /// LEASE.
+    pub const LEASE: usize = 64;
 }
 
 /// This version's record length of a known action, `None` for an unknown one.
@@ -144,6 +148,7 @@ pub const fn record_len(act: u8) -> Option<usize> {
         action::INS_ACK => len::INS_ACK,
         action::ACK => len::ACK,
         action::NACK => len::NACK,
+        action::LEASE => len::LEASE,
         _ => return None,
     })
 }
@@ -334,6 +339,31 @@ pub struct BusRecord {
     pub status: BusStatus,
 }
 
+/// The longest hostname a LEASE record carries.
+pub const LEASE_HOSTNAME: usize = 32;
+
+/// LEASE: one DHCP lease as its server last changed it. The receiver keeps the record with the
+/// newer `updated_ms` for an address.
+///
+/// ```text
+/// 0      6    8      12        20           28     29      30   32              64
+/// | mac  | 0  | ip   | expires | updated_ms | state| hn len| 0  | hostname (32) |
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    /// Unix seconds.
+    pub expires: u64,
+    /// Unix milliseconds of the change.
+    pub updated_ms: u64,
+    /// The server's lease state (its own numbering, opaque here).
+    pub state: u8,
+    /// The first `hostname_len` bytes of `hostname`.
+    pub hostname: [u8; LEASE_HOSTNAME],
+    pub hostname_len: u8,
+}
+
 /// One record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
@@ -366,6 +396,8 @@ pub enum Record {
         /// Last missing.
         to: u64,
     },
+    /// LEASE: a DHCP lease.
+    Lease(LeaseRecord),
 }
 
 impl Record {
@@ -381,6 +413,7 @@ impl Record {
             Record::InsAck(_) => action::INS_ACK,
             Record::Ack { .. } => action::ACK,
             Record::Nack { .. } => action::NACK,
+            Record::Lease(_) => action::LEASE,
         }
     }
 
@@ -479,6 +512,21 @@ fn encode(rec: &Record, out: &mut Vec<u8>) {
         }
         Record::Nack { from, to } => {
             p.u64(*from).u64(*to);
+        }
+        Record::Lease(l) => {
+            for b in l.mac {
+                p.u8(b);
+            }
+            p.u16(0)
+                .u32(l.ip.into())
+                .u64(l.expires)
+                .u64(l.updated_ms)
+                .u8(l.state)
+                .u8(l.hostname_len.min(LEASE_HOSTNAME as u8))
+                .u16(0);
+            for b in l.hostname {
+                p.u8(b);
+            }
         }
     }
 }
@@ -595,6 +643,29 @@ fn decode(act: u8, b: &[u8]) -> Option<Record> {
             from: g.u64(),
             to: g.u64(),
         },
+        action::LEASE => {
+            let mac = g.take::<6>();
+            g.u16();
+            let ip = Ipv4Addr::from(g.u32());
+            let expires = g.u64();
+            let updated_ms = g.u64();
+            let state = g.u8();
+            let hostname_len = g.u8();
+            g.u16();
+            let hostname = g.take::<LEASE_HOSTNAME>();
+            if usize::from(hostname_len) > LEASE_HOSTNAME {
+                return None;
+            }
+            Record::Lease(LeaseRecord {
+                mac,
+                ip,
+                expires,
+                updated_ms,
+                state,
+                hostname,
+                hostname_len,
+            })
+        }
         _ => return None,
     })
 }
@@ -749,6 +820,10 @@ impl FrameBuilder {
         self.push(&Record::Ack { seq })
     }
     /// Append a NACK of `from..=to`.
+    pub fn push_lease(&mut self, r: &LeaseRecord) -> bool {
+        self.push(&Record::Lease(*r))
+    }
+
     pub fn push_nack(&mut self, from: u64, to: u64) -> bool {
         self.push(&Record::Nack { from, to })
     }

@@ -238,6 +238,10 @@ impl Server {
     fn load(&mut self) {
         let Some(path) = &self.path else { return };
         for l in store::load(path) {
+            // The peer learns what this box remembers (the newer record wins there).
+            if let Some(tx) = &self.to_peer {
+                let _ = tx.try_send(l.clone());
+            }
             if let Some(s) = self.server_for(l.ip) {
                 s.pool.merge(l);
             }

@@ -24,6 +24,7 @@ pub fn check(c: &Config, peer: Option<&Config>, who: &str, f: &mut Findings) {
         sync_link_passes(c, peer, who, &compiled.sync.ruleset, &sync_index, f);
     }
     ha_present(c, who, f);
+    dhcp_hands_out_the_vip(c, who, f);
     for w in crate::config::warnings("", c) {
         f.add(
             "config-warning",
@@ -332,6 +333,48 @@ pub fn sync_lockout(c: &Config, primary: Ipv4Addr) -> Vec<String> {
         }
     }
     out
+}
+
+/// A DHCP server on a CARP interface must hand out the VIP as gateway (and DNS, when the box
+/// serves DNS on it): a client that learns a box's own address loses its gateway with the box.
+fn dhcp_hands_out_the_vip(c: &Config, who: &str, f: &mut Findings) {
+    for (i, d) in c.dhcp.iter().enumerate() {
+        if !d.enabled {
+            continue;
+        }
+        let vips: Vec<Ipv4Addr> = c
+            .vips_on(&d.interface)
+            .filter(|v| v.carp().is_some())
+            .map(|v| v.address.addr())
+            .collect();
+        if vips.is_empty() {
+            continue;
+        }
+        let own = c.interface(&d.interface).map(|i| i.ip());
+        if !vips.contains(&d.gateway) {
+            f.add(
+                "dhcp-gateway-not-vip",
+                Severity::Error,
+                format!("{who}dhcp[{i}].gateway"),
+                format!(
+                    "clients on {} get {} as their gateway, not the CARP VIP: they lose it when this box fails",
+                    d.interface, d.gateway
+                ),
+                format!("set gateway to the VIP {} (or leave it out: that is the default)", vips[0]),
+            );
+        }
+        for (j, dns) in d.dns.iter().enumerate() {
+            if Some(*dns) == own {
+                f.add(
+                    "dhcp-dns-not-vip",
+                    Severity::Warning,
+                    format!("{who}dhcp[{i}].dns[{j}]"),
+                    format!("clients on {} get this box's own address {dns} as DNS server: they lose it when this box fails", d.interface),
+                    format!("hand out the VIP {} (or another server)", vips[0]),
+                );
+            }
+        }
+    }
 }
 
 /// CARP without state sync resets every connection at failover; without config sync the two

@@ -523,3 +523,20 @@ fn the_report_reads_as_json_and_as_text() {
         "{text}"
     );
 }
+
+#[test]
+fn dhcp_handing_out_a_box_address_as_gateway_or_dns() {
+    // The lab configs serve DHCP on LAN with the VIP: clean (the seed pair test). A box address:
+    let bad = with(
+        &a(),
+        "dns = [\"192.168.0.10\"]",
+        "gateway = \"192.168.0.11\"\ndns = [\"192.168.0.11\"]",
+    );
+    let r = pair(&bad, &b());
+    let f = finding(&r, "dhcp-gateway-not-vip");
+    assert_eq!(
+        (f.field.as_str(), f.severity),
+        ("dhcp[0].gateway", Severity::Error)
+    );
+    assert_eq!(finding(&r, "dhcp-dns-not-vip").field, "dhcp[0].dns[0]");
+}
