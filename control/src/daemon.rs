@@ -471,13 +471,7 @@ pub(crate) struct Prepared {
 /// The rules of the state sync interface (or the first sync interface), for the sync services.
 fn link_rules(config: &Config, filter: crate::compile::SyncFilter) -> SyncRules {
     let name = config
-        .sync_interface()
-        .or_else(|| {
-            config
-                .interfaces
-                .iter()
-                .find(|i| i.role == config::Role::Sync)
-        })
+        .sync_link()
         .map(|i| i.name.clone())
         .unwrap_or_default();
     let in_if = filter.index(&name).unwrap_or(0);

@@ -481,4 +481,11 @@ impl Config {
             .as_ref()
             .and_then(|s| self.interface(&s.interface))
     }
+
+    /// The sync link: state sync's interface, or else the first interface of role sync (where
+    /// config sync talks when state sync is off).
+    pub fn sync_link(&self) -> Option<&Interface> {
+        self.sync_interface()
+            .or_else(|| self.interfaces.iter().find(|i| i.role == Role::Sync))
+    }
 }

@@ -74,13 +74,7 @@ pub fn start(
     };
     let key = ChannelKey::derive(&cs.username, &cs.password);
     let link = config
-        .sync_interface()
-        .or_else(|| {
-            config
-                .interfaces
-                .iter()
-                .find(|i| i.role == config::Role::Sync)
-        })
+        .sync_link()
         .ok_or("ha.config_sync: no sync interface to talk to the peer on")?;
     ConfigSync::start(
         Setup {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use super::{Findings, Severity};
-use crate::config::{Config, Role, VirtualIp};
+use crate::config::{Config, VirtualIp};
 
 /// Every pair check of `own` against `peer`.
 pub fn check(own: &Config, peer: &Config, f: &mut Findings) {
@@ -276,9 +276,7 @@ fn config_sync(own: &Config, peer: &Config, f: &mut Findings) {
 
 /// A box's own address on the sync link.
 fn sync_address(c: &Config) -> Option<Ipv4Addr> {
-    c.sync_interface()
-        .or_else(|| c.interfaces.iter().find(|i| i.role == Role::Sync))
-        .map(|i| i.ip())
+    c.sync_link().map(|i| i.ip())
 }
 
 fn state_sync(own: &Config, peer: &Config, f: &mut Findings) {

@@ -230,11 +230,11 @@ fn sync_link_passes(
     index: &dyn Fn(&str) -> Option<u8>,
     f: &mut Findings,
 ) {
-    let Some(link) = sync_link(c) else {
+    let Some(link) = c.sync_link() else {
         return;
     };
     let in_if = index(&link.name);
-    let peer_link = peer_config.and_then(sync_link).map(|i| i.ip());
+    let peer_link = peer_config.and_then(Config::sync_link).map(|i| i.ip());
     if let Some(ss) = c.ha.state_sync.as_ref().filter(|s| s.enabled) {
         let known = ss.peer.or(peer_link);
         let peer = known.unwrap_or_else(|| other_host(link.network(), link.ip()));
@@ -300,17 +300,11 @@ fn sync_link_passes(
     }
 }
 
-/// The interface of the sync link.
-fn sync_link(c: &Config) -> Option<&crate::config::Interface> {
-    c.sync_interface()
-        .or_else(|| c.interfaces.iter().find(|i| i.role == Role::Sync))
-}
-
 /// Why the sync link's rules of `c` (a config about to run on a config sync secondary) would
 /// cut it off from `primary`: config sync from it, or state sync from the state sync peer. A
 /// push that does this is refused: no later push could undo it.
 pub fn sync_lockout(c: &Config, primary: Ipv4Addr) -> Vec<String> {
-    let (Some(compiled), Some(link), Some(cs)) = (compiled(c), sync_link(c), &c.ha.config_sync)
+    let (Some(compiled), Some(link), Some(cs)) = (compiled(c), c.sync_link(), &c.ha.config_sync)
     else {
         return Vec::new();
     };

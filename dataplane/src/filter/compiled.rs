@@ -358,15 +358,7 @@ impl Cut {
     /// `ranges[i]`: the disjoint key ranges where entry i's criterion holds. `None` when the
     /// candidate lists would hold more than `cap` entries.
     fn new(ranges: &[Vec<(u32, u32)>], cap: usize) -> Option<Cut> {
-        let mut pts: Vec<u32> = vec![0];
-        for &(a, b) in ranges.iter().flatten() {
-            pts.push(a);
-            if let Some(next) = b.checked_add(1) {
-                pts.push(next);
-            }
-        }
-        pts.sort_unstable();
-        pts.dedup();
+        let pts = cut_points(ranges);
         let mut cands: Vec<Vec<usize>> = vec![Vec::new(); pts.len()];
         let mut total = 0usize;
         for (i, rs) in ranges.iter().enumerate() {
@@ -401,6 +393,21 @@ impl Cut {
             total,
         })
     }
+}
+
+/// The points that cut the key space so that every range starts on one and ends just before
+/// one (or at `u32::MAX`): sorted, distinct, the first 0.
+fn cut_points(ranges: &[Vec<(u32, u32)>]) -> Vec<u32> {
+    let mut pts: Vec<u32> = vec![0];
+    for &(a, b) in ranges.iter().flatten() {
+        pts.push(a);
+        if let Some(next) = b.checked_add(1) {
+            pts.push(next);
+        }
+    }
+    pts.sort_unstable();
+    pts.dedup();
+    pts
 }
 
 /// Where entry `e`'s criterion on `key` holds: sorted disjoint inclusive ranges.

@@ -12,7 +12,7 @@
 //! Memory: a field with `k` intervals costs `k * ceil(n / 64)` words. The index is built only
 //! under [`MAX_WORDS`]; above that the class keeps its list.
 
-use super::{key_ranges, Entry, Key};
+use super::{cut_points, key_ranges, Entry, Key};
 
 /// The most words of bits one class may hold, all three fields together (8 MiB).
 pub(super) const MAX_WORDS: usize = 1 << 20;
@@ -36,15 +36,7 @@ impl Field {
     ) -> Option<Field> {
         let ranges: Vec<Vec<(u32, u32)>> =
             entries.iter().map(|e| key_ranges(e, key, sets)).collect();
-        let mut pts: Vec<u32> = vec![0];
-        for &(a, b) in ranges.iter().flatten() {
-            pts.push(a);
-            if let Some(next) = b.checked_add(1) {
-                pts.push(next);
-            }
-        }
-        pts.sort_unstable();
-        pts.dedup();
+        let pts = cut_points(&ranges);
         if pts.len().checked_mul(words)? > budget {
             return None;
         }
