@@ -226,7 +226,8 @@ impl State {
     }
 
     /// Whether the expiry walk removes the state at `now`: past its deadline, or, under
-    /// `pressure`, embryonic and idle for [`EMBRYONIC_GRACE`]. One load of the expiry word.
+    /// `pressure`, carrying no connection (embryonic or closed) and idle for
+    /// [`EMBRYONIC_GRACE`]. One load of the expiry word.
     #[inline]
     fn evictable(
         &self,
@@ -240,7 +241,7 @@ impl State {
         !removed
             && (now >= t.deadline(adaptive, class, last, states)
                 || (pressure
-                    && class.is_embryonic()
+                    && (class.is_embryonic() || class == TimeoutClass::TcpClosed)
                     && now >= last.saturating_add(EMBRYONIC_GRACE)))
     }
 
@@ -566,7 +567,9 @@ impl Default for TableConfig {
 /// states (no answer yet, or handshake not completed) idle this long are evicted by the expiry
 /// walk, whatever their timeout: a SYN flood's states never progress, a real handshake completes
 /// within a round trip, and a client whose state went retransmits its SYN (Linux after 1 s, then
-/// 3 s), which creates it again. Without this, a table filled by a flood stays full for
+/// 3 s), which creates it again. Closed TCP states (a RST, or both FINs acknowledged: what a
+/// flood against a closed port leaves, `tcp.closed` 90 s) go the same way: they carry no
+/// connection, and a late segment of one is dropped as it would be a moment later. Without this, a table filled by a flood stays full for
 /// `tcp.first` scaled by the adaptive factor (120 s x 1/3 = 40 s at the limit with pf's
 /// defaults), and every new connection is refused all that time. Established states are not
 /// touched: a flood at the limit cannot push them out (pf refuses new states at the limit, and
@@ -906,17 +909,28 @@ impl StateTable {
         src_tracked: bool,
     ) -> Result<Arc<State>, InsertError> {
         let limit = self.limit() as usize;
+        let release_src = || {
+            if src_tracked {
+                self.src_nodes.release(new.rule, new.stack.src);
+            }
+        };
         // Every failure gives back the count taken here and the source node's count the caller
         // took for a tracked state ([`StateTable::insert_limited`]).
         let fail = |e| {
             self.count.fetch_sub(1, Ordering::Relaxed);
-            if src_tracked {
-                self.src_nodes.release(new.rule, new.stack.src);
-            }
+            release_src();
             Err(e)
         };
-        if self.count.fetch_add(1, Ordering::Relaxed) >= limit {
-            return fail(InsertError::StateLimit);
+        // Compare-and-swap rather than add-then-undo: `len()` never shows more than the limit,
+        // not even for the moment of a refused insert (the CLI and the lab test read it).
+        let reserved = self
+            .count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (c < limit).then_some(c + 1)
+            });
+        if reserved.is_err() {
+            release_src();
+            return Err(InsertError::StateLimit);
         }
         // Fail fast, before probing ports, when the flow has a state already.
         if self.keys.contains_key(&new.stack) {

@@ -414,6 +414,30 @@ fn flood_does_not_push_out_established_flows() {
 }
 
 #[test]
+fn under_pressure_closed_states_go_too() {
+    const LIMIT: u32 = 10;
+    let t = table(LIMIT);
+    let est = t.insert(syn_state(1), 0).unwrap();
+    establish(&est, 0);
+    for p in 2..=LIMIT as u16 {
+        let s = t.insert(syn_state(p), 0).unwrap();
+        // The server answers the SYN with a RST (a closed port): tcp.closed, 90 s.
+        let rst = TcpSegment {
+            flags: super::tcp::flags::RST | ACK,
+            seq: 0,
+            ack: 1001,
+            win: 0,
+            ..TcpSegment::default()
+        };
+        s.track_tcp(Direction::Reply, &rst, 40, 0).unwrap();
+        assert_eq!(s.expire().1, TimeoutClass::TcpClosed);
+    }
+    assert_eq!(t.expire(EMBRYONIC_GRACE - 1, usize::MAX), 0);
+    assert_eq!(t.expire(EMBRYONIC_GRACE, usize::MAX), LIMIT as usize - 1);
+    assert!(Arc::ptr_eq(&t.lookup(&tcp_key(1)).unwrap().0, &est));
+}
+
+#[test]
 fn without_pressure_embryonic_states_keep_their_timeout() {
     const LIMIT: u32 = 1000;
     let t = table(LIMIT);
