@@ -38,13 +38,28 @@ use tandem_dataplane::filter::{
 };
 use tandem_dataplane::generation::{self, Generation, Vip};
 use tandem_dataplane::route::{Route, RouteTable};
+use tandem_dataplane::state::{Adaptive, ConnRate, SrcLimits, StateTable};
 use tandem_dataplane::wire::MacAddr;
 use tandem_dataplane::IfIndex;
 
 use crate::config::{
     Action, Config, Endpoint, Interface, NatMode, OutboundNatRule, PortRange, Prefix, Protocol,
-    Role, VipKind,
+    Role, System, VipKind,
 };
+
+/// Apply `[system]`'s table settings to the state table (at start and on every apply): the
+/// state limit, the source-node limit and the adaptive timeouts. States above a lowered limit
+/// stay until they expire; timeouts apply at the next expiry walk.
+pub fn apply_table_limits(states: &StateTable, system: &System) {
+    states.set_limit(system.state_limit);
+    states.src_nodes().set_max_nodes(system.src_node_limit);
+    let mut timeouts = states.timeouts();
+    timeouts.adaptive = system.adaptive.map(|a| Adaptive {
+        start: a.start,
+        end: a.end,
+    });
+    states.set_timeouts(timeouts);
+}
 
 /// The source ports a translated connection gets unless its rule says otherwise (pfSense's).
 pub const DEFAULT_NAT_PORTS: PortPolicy = PortPolicy::Range(1024, u16::MAX);
@@ -306,6 +321,13 @@ fn filter_rules(config: &Config, name: &str) -> Result<Vec<Rule>, CompileError> 
         rule.src_port = r.source.port.map(port_range);
         rule.dst_port = r.destination.port.map(port_range);
         rule.log = r.log;
+        rule.src_limits = SrcLimits {
+            max_states: r.max_src_states.unwrap_or(0),
+            rate: r.max_src_conn_rate.map(|c| ConnRate {
+                conns: c.conns,
+                seconds: c.seconds,
+            }),
+        };
         out.push(rule);
     }
     Ok(out)

@@ -168,6 +168,7 @@ impl Daemon {
             Some(j) => StateTable::with_journal(table_config, j.clone()),
             None => StateTable::new(table_config),
         };
+        crate::compile::apply_table_limits(&states, &config.system);
         let dp = Dataplane::new(generation, states);
         // IP aliases are always held; CARP VIPs only once CARP elects this box master.
         let clock = Clock::new();
@@ -405,7 +406,7 @@ impl Daemon {
         } = prepared;
         self.sync_rules
             .store(Arc::new(link_rules(&config, compiled.sync)));
-        self.dp.states.set_limit(config.system.state_limit);
+        crate::compile::apply_table_limits(&self.dp.states, &config.system);
         self.dp.apply(compiled.generation);
         // Every reload: only the groups whose settings changed (an interface address included)
         // restart; the others run on untouched.
@@ -511,7 +512,7 @@ fn start_housekeeping(dp: Arc<Dataplane>, clock: Clock) -> (Arc<AtomicBool>, Joi
         .spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let now = clock.now_ms();
-                dp.states.expire(now, 20_000);
+                dp.states.expire(now, dp.states.expire_budget());
                 dp.neigh.expire(now);
                 std::thread::sleep(Duration::from_millis(100));
             }

@@ -728,3 +728,34 @@ translation = { static_port = true }
         "nat.outbound.rules[0].source.port: the dataplane's outbound NAT rules match no source port"
     );
 }
+
+#[test]
+fn per_source_limits_reach_the_dataplane_rule() {
+    use tandem_dataplane::state::{ConnRate, SrcLimits};
+    let c = build(&config(
+        r#"
+[[filter.rules]]
+interface = "lan"
+action = "pass"
+protocol = "tcp"
+max_src_states = 100
+max_src_conn_rate = "50/5"
+
+[[filter.rules]]
+interface = "lan"
+action = "pass"
+"#,
+    ));
+    let rules = c.generation.ruleset.rules(LAN);
+    assert_eq!(
+        rules[0].src_limits,
+        SrcLimits {
+            max_states: 100,
+            rate: Some(ConnRate {
+                conns: 50,
+                seconds: 5
+            }),
+        }
+    );
+    assert_eq!(rules[1].src_limits, SrcLimits::NONE);
+}

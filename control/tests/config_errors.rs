@@ -912,3 +912,77 @@ password = "1234567"
     assert!(warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"")).is_empty());
     assert!(warnings("").is_empty());
 }
+
+// --- state exhaustion: per-source limits, source nodes, adaptive timeouts ----------------------
+
+#[test]
+fn src_limits_values() {
+    assert_eq!(
+        errors(
+            r#"
+[[filter.rules]]
+interface = "lan"
+action = "pass"
+max_src_states = 0
+max_src_conn_rate = "50"
+
+[[filter.rules]]
+interface = "lan"
+action = "pass"
+max_src_conn_rate = "0/1"
+
+[[filter.rules]]
+interface = "lan"
+action = "pass"
+max_src_conn_rate = "10/x"
+
+[[filter.rules]]
+interface = "lan"
+action = "block"
+max_src_states = 10
+max_src_conn_rate = "10/1"
+"#
+        ),
+        [
+            "fw-a.toml: filter.rules[0].max_src_states: 0 is out of range 1..=16777216",
+            "fw-a.toml: filter.rules[0].max_src_conn_rate: \"50\" is not CONNECTIONS/SECONDS, e.g. \"100/10\"",
+            "fw-a.toml: filter.rules[1].max_src_conn_rate: \"0/1\": 0 is out of range 1..=1000000",
+            "fw-a.toml: filter.rules[2].max_src_conn_rate: \"10/x\" is not CONNECTIONS/SECONDS, e.g. \"100/10\"",
+            "fw-a.toml: filter.rules[3].max_src_states: only pass rules create states",
+            "fw-a.toml: filter.rules[3].max_src_conn_rate: only pass rules create states",
+        ]
+    );
+}
+
+#[test]
+fn src_node_limit_and_adaptive_values() {
+    let with = |extra: &str| BASE.replace("host_id = 1", &format!("host_id = 1\n{extra}"));
+    assert_eq!(
+        errors_of(&with("src_node_limit = 0\nadaptive_start = 100")),
+        [
+            "fw-a.toml: system.src_node_limit: 0 is out of range 1..=16777216",
+            "fw-a.toml: system.adaptive_end: missing (adaptive_start is set)",
+        ]
+    );
+    assert_eq!(
+        errors_of(&with("adaptive_start = 100\nadaptive_end = 100")),
+        ["fw-a.toml: system.adaptive_end: 100 must be greater than adaptive_start (100), or both 0"]
+    );
+    assert_eq!(
+        errors_of(&with("adaptive_end = -1")),
+        [
+            "fw-a.toml: system.adaptive_end: -1 is out of range 0..=4294967295",
+            "fw-a.toml: system.adaptive_start: missing (adaptive_end is set)",
+        ]
+    );
+    let ok = parse(
+        "fw-a.toml",
+        &with("adaptive_start = 0\nadaptive_end = 0\nsrc_node_limit = 5"),
+    )
+    .unwrap();
+    assert_eq!(ok.system.src_node_limit, 5);
+    assert_eq!(
+        ok.system.adaptive,
+        Some(tandem_control::config::AdaptiveBounds { start: 0, end: 0 })
+    );
+}

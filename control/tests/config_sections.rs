@@ -710,6 +710,14 @@ fn the_documented_example_is_valid() {
         Err(e) => panic!("{e}\n{text}"),
     };
     assert_eq!(c.interfaces.len(), 3);
-    assert_eq!(c.filter.rules.len(), 1);
+    assert_eq!(c.filter.rules.len(), 2);
+    assert_eq!(c.filter.rules[1].max_src_states, Some(1000));
+    assert_eq!(
+        c.filter.rules[1].max_src_conn_rate,
+        Some(tandem_control::config::SrcConnRate {
+            conns: 100,
+            seconds: 10
+        })
+    );
     assert!(c.ha.config_sync.unwrap().pushes());
 }

@@ -123,6 +123,13 @@ counters! {
         drop_tcp_bad_window,
         /// New state refused: the table is at its limit.
         drop_state_limit,
+        /// New state refused: its source holds the rule's `max_src_states` states.
+        drop_src_states,
+        /// New state refused: its source opens states faster than the rule's
+        /// `max_src_conn_rate`.
+        drop_src_rate,
+        /// New state refused: the rule has per-source limits and the source-node table is full.
+        drop_src_nodes,
         /// No free source port on the translation address.
         drop_nat_exhausted,
         /// Lost a race: another worker created the same state at the same moment.

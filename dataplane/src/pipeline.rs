@@ -36,7 +36,8 @@ use crate::neigh::{
 };
 use crate::route::NextHop;
 use crate::state::{
-    Direction, FlowKey, InsertError, Millis, NewState, State, StateTable, TcpSegment, TrackError,
+    Direction, FlowKey, InsertError, Millis, NewState, SrcLimits, State, StateTable, TcpSegment,
+    TrackError,
 };
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame};
@@ -651,7 +652,7 @@ impl WorkerSide {
         total: usize,
     ) -> Verdict {
         let meta = meta_of(in_if, &key);
-        let (number, keep_state) = match self.filter(gen, in_if, buf, len, &meta, l4, hl) {
+        let (number, keep_state, limits) = match self.filter(gen, in_if, buf, len, &meta, l4, hl) {
             Ok(pass) => pass,
             Err(verdict) => return verdict,
         };
@@ -674,10 +675,11 @@ impl WorkerSide {
                 l4.seg.as_ref(),
                 u32::try_from(total).unwrap_or(u32::MAX),
             );
-            let inserted = match gen.ruleset.outbound_nat(hop.out_if, &meta) {
-                Some(t) => dp.states.insert_nat(new, t.addr, t.ports, self.now),
-                None => dp.states.insert(new, self.now),
-            };
+            let nat = gen
+                .ruleset
+                .outbound_nat(hop.out_if, &meta)
+                .map(|t| (t.addr, t.ports));
+            let inserted = dp.states.insert_limited(new, nat, &limits, self.now);
             match inserted {
                 Ok(state) => {
                     c.states_created.inc();
@@ -694,6 +696,18 @@ impl WorkerSide {
                     c.drop_nat_exhausted.inc();
                     return Verdict::Drop;
                 }
+                Err(InsertError::SrcStates) => {
+                    c.drop_src_states.inc();
+                    return Verdict::Drop;
+                }
+                Err(InsertError::SrcRate) => {
+                    c.drop_src_rate.inc();
+                    return Verdict::Drop;
+                }
+                Err(InsertError::SrcNodes) => {
+                    c.drop_src_nodes.inc();
+                    return Verdict::Drop;
+                }
                 Err(_) => {
                     c.drop_state_race.inc();
                     return Verdict::Drop;
@@ -704,7 +718,7 @@ impl WorkerSide {
     }
 
     /// The rules of the inbound interface for a packet without state: `Ok((rule number,
-    /// keep state))` when a pass rule matches; otherwise the frame's fate (dropped and counted,
+    /// keep state, per-source limits))` when a pass rule matches; otherwise the frame's fate (dropped and counted,
     /// or answered by a reject).
     #[allow(clippy::too_many_arguments)]
     fn filter(
@@ -716,7 +730,7 @@ impl WorkerSide {
         meta: &PacketMeta,
         l4: L4,
         hl: usize,
-    ) -> Result<(u32, bool), Verdict> {
+    ) -> Result<(u32, bool, SrcLimits), Verdict> {
         match gen.ruleset.evaluate(meta) {
             RuleVerdict::DefaultDeny => {
                 self.counters.drop_blocked_default.inc();
@@ -735,10 +749,18 @@ impl WorkerSide {
             } => Err(self.reject(gen, in_if, buf, len, l4, hl)),
             RuleVerdict::Rule {
                 action: Action::Pass,
+                index,
                 number,
                 keep_state,
                 ..
-            } => Ok((number, keep_state)),
+            } => {
+                let limits = gen
+                    .ruleset
+                    .rules(in_if)
+                    .get(index as usize)
+                    .map_or(SrcLimits::NONE, |r| r.src_limits);
+                Ok((number, keep_state, limits))
+            }
         }
     }
 

@@ -26,6 +26,12 @@
 //! host_id = 1            # 1..=4294967295, unique in the cluster: the creator id of synced states
 //! workers = 1            # optional, dataplane worker threads, 1..=64 (default 1)
 //! state_limit = 262144   # optional, state table capacity, 1..=16777216 (default 262144)
+//! src_node_limit = 10000 # optional, sources tracked for max_src_* limits, 1..=16777216 (default
+//!                        # 10000, pf's src-nodes): a new source beyond it is refused a state
+//! adaptive_start = 157286  # optional, pf's adaptive.start and adaptive.end, in states, both or
+//! adaptive_end = 314572    # neither: above start every timeout shrinks linearly, to zero at
+//!                          # end; start < end, or both 0 (no scaling); default 60% and 120% of
+//!                          # state_limit
 //!
 //! [[interfaces]]         # one per interface; names are what the rest of the file refers to
 //! name = "wan"
@@ -85,6 +91,15 @@
 //! source = { address = "cluster_pfSense" }
 //! destination = { address = "self", port = 8443 }
 //! log = false            # optional flags, default false: disabled, log, no_sync
+//!
+//! [[filter.rules]]
+//! interface = "lan"
+//! action = "pass"
+//! source = { address = "lan net" }
+//! max_src_states = 1000  # optional, pass rules only: most states one source address may hold
+//!                        # through this rule (pf's max-src-states), 1..=16777216
+//! max_src_conn_rate = "100/10"  # optional, pass rules only: most new states per source and
+//!                        # time, "CONNECTIONS/SECONDS" (pf's max-src-conn-rate), each 1..=1000000
 //!
 //! [ha.state_sync]        # pfsync
 //! enabled = true         # optional (default true)
@@ -175,10 +190,10 @@ use std::path::Path;
 pub use dhcp::{Dhcp, DhcpStatic, DEFAULT_LEASE_TIME, MAX_HOSTNAME};
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use model::{
-    Alias, Carp, CarpGroup, Config, ConfigSync, Filter, FilterRule, Ha, Interface, Nat,
-    OutboundNat, OutboundNatRule, Routes, StateSync, StaticRoute, System, Translation,
-    TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_STATE_LIMIT,
-    DEFAULT_WORKERS, STATE_SYNC_MULTICAST,
+    AdaptiveBounds, Alias, Carp, CarpGroup, Config, ConfigSync, Filter, FilterRule, Ha, Interface,
+    Nat, OutboundNat, OutboundNatRule, Routes, SrcConnRate, StateSync, StaticRoute, System,
+    Translation, TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT,
+    DEFAULT_SRC_NODE_LIMIT, DEFAULT_STATE_LIMIT, DEFAULT_WORKERS, STATE_SYNC_MULTICAST,
 };
 pub use secrets::{mask_secrets, MASK};
 pub use types::{

@@ -25,6 +25,10 @@ pub const DEFAULT_WORKERS: u16 = 1;
 /// State table capacity when `system.state_limit` is not set.
 pub const DEFAULT_STATE_LIMIT: u32 = 262_144;
 
+/// Source nodes (sources tracked for per-source limits) when `system.src_node_limit` is not
+/// set: pf's `set limit src-nodes` default.
+pub const DEFAULT_SRC_NODE_LIMIT: u32 = 10_000;
+
 /// One box's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -59,6 +63,29 @@ pub struct System {
     pub workers: u16,
     /// State table capacity (default [`DEFAULT_STATE_LIMIT`]).
     pub state_limit: u32,
+    /// Most sources tracked for per-source limits (default [`DEFAULT_SRC_NODE_LIMIT`]).
+    pub src_node_limit: u32,
+    /// pf's `adaptive.start` / `adaptive.end` in states; `None`: 60% / 120% of `state_limit`.
+    pub adaptive: Option<AdaptiveBounds>,
+}
+
+/// pf's adaptive timeouts: above `start` states every timeout shrinks linearly, to zero at
+/// `end`. Both 0: no scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveBounds {
+    /// Scaling starts above this many states.
+    pub start: u32,
+    /// Timeouts reach zero at this many states.
+    pub end: u32,
+}
+
+/// pf's `max-src-conn-rate conns/seconds`: new states per source and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrcConnRate {
+    /// New states allowed per `seconds`.
+    pub conns: u32,
+    /// The averaging interval.
+    pub seconds: u32,
 }
 
 /// `[[interfaces]]`.
@@ -306,6 +333,10 @@ pub struct FilterRule {
     pub destination: Endpoint,
     /// Log matching packets.
     pub log: bool,
+    /// pf's `max-src-states`: most states one source may hold through this rule.
+    pub max_src_states: Option<u32>,
+    /// pf's `max-src-conn-rate`: most new states per time from one source through this rule.
+    pub max_src_conn_rate: Option<SrcConnRate>,
     /// Free text.
     pub description: String,
     /// Config sync does not push this rule (on the secondary: a push does not remove it).

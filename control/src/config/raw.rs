@@ -66,6 +66,9 @@ pub(crate) struct RawSystem {
     pub host_id: Option<i64>,
     pub workers: Option<i64>,
     pub state_limit: Option<i64>,
+    pub src_node_limit: Option<i64>,
+    pub adaptive_start: Option<i64>,
+    pub adaptive_end: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +238,8 @@ pub(crate) struct RawFilterRule {
     pub destination: Option<RawEndpoint>,
     #[serde(default)]
     pub log: bool,
+    pub max_src_states: Option<i64>,
+    pub max_src_conn_rate: Option<String>,
     #[serde(default)]
     pub description: String,
     #[serde(default, alias = "nosync")]

@@ -12,13 +12,14 @@ use std::num::NonZeroU32;
 
 use super::error::{ConfigError, ConfigErrors, ConfigWarning};
 use super::model::{
-    Alias, Carp, Config, ConfigSync, Filter, FilterRule, Ha, Interface, Nat, OutboundNat,
-    OutboundNatRule, Routes, StateSync, StaticRoute, System, Translation, TranslationAddr, VipKind,
-    VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_STATE_LIMIT, DEFAULT_WORKERS,
+    AdaptiveBounds, Alias, Carp, Config, ConfigSync, Filter, FilterRule, Ha, Interface, Nat,
+    OutboundNat, OutboundNatRule, Routes, SrcConnRate, StateSync, StaticRoute, System, Translation,
+    TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_SRC_NODE_LIMIT,
+    DEFAULT_STATE_LIMIT, DEFAULT_WORKERS,
 };
 use super::raw::{
-    RawAlias, RawConfig, RawConfigSync, RawEndpoint, RawFilter, RawHa, RawInterface, RawNat,
-    RawNatRule, RawPort, RawRoutes, RawStateSync, RawSystem, RawVip,
+    RawAlias, RawConfig, RawConfigSync, RawEndpoint, RawFilter, RawFilterRule, RawHa, RawInterface,
+    RawNat, RawNatRule, RawPort, RawRoutes, RawStateSync, RawSystem, RawVip,
 };
 use super::types::{
     is_name, parse_ipv4, parse_network, Action, AddrSpec, AliasType, Endpoint, IpVersion, MacAddr,
@@ -29,8 +30,11 @@ const NAME_RULE: &str = "a letter, then letters, digits, '_' or '-'; at most 31 
 
 /// Largest `system.workers`.
 const MAX_WORKERS: i64 = 64;
-/// Largest `system.state_limit`.
+/// Largest `system.state_limit` (also of `system.src_node_limit` and a rule's
+/// `max_src_states`).
 const MAX_STATE_LIMIT: i64 = 16_777_216;
+/// Largest count and interval of a rule's `max_src_conn_rate`.
+const MAX_CONN_RATE_PART: u32 = 1_000_000;
 /// Shortest `ha.state_sync.key`, in bytes. The MAC on every sync datagram is HMAC-SHA256 with
 /// this key, and a captured datagram lets anyone test guesses offline at GPU speed: 16 bytes is
 /// the least that keeps a random key out of reach (128 bits) and makes a typed passphrase at
@@ -405,11 +409,120 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
             .and_then(|v| u32::try_from(v).ok()),
         None => Some(DEFAULT_STATE_LIMIT),
     };
+    let src_node_limit = match raw.src_node_limit {
+        Some(v) => r
+            .range("system.src_node_limit", v, 1, MAX_STATE_LIMIT)
+            .and_then(|v| u32::try_from(v).ok()),
+        None => Some(DEFAULT_SRC_NODE_LIMIT),
+    };
+    let adaptive = adaptive(r, raw);
     Some(System {
         hostname: hostname?,
         host_id: host_id?,
         workers: workers?,
         state_limit: state_limit?,
+        src_node_limit: src_node_limit?,
+        adaptive: adaptive?,
+    })
+}
+
+/// `system.adaptive_start` and `adaptive_end`: both or neither, start below end or both 0.
+fn adaptive(r: &mut Report<'_>, raw: &RawSystem) -> Option<Option<AdaptiveBounds>> {
+    let max = i64::from(u32::MAX);
+    let start = raw
+        .adaptive_start
+        .map(|v| r.range("system.adaptive_start", v, 0, max));
+    let end = raw
+        .adaptive_end
+        .map(|v| r.range("system.adaptive_end", v, 0, max));
+    match (start, end) {
+        (None, None) => Some(None),
+        (Some(_), None) => {
+            r.err("system.adaptive_end", "missing (adaptive_start is set)");
+            None
+        }
+        (None, Some(_)) => {
+            r.err("system.adaptive_start", "missing (adaptive_end is set)");
+            None
+        }
+        (Some(start), Some(end)) => {
+            let (start, end) = (u32::try_from(start?).ok()?, u32::try_from(end?).ok()?);
+            if start >= end && !(start == 0 && end == 0) {
+                r.err(
+                    "system.adaptive_end",
+                    format!("{end} must be greater than adaptive_start ({start}), or both 0"),
+                );
+                return None;
+            }
+            Some(Some(AdaptiveBounds { start, end }))
+        }
+    }
+}
+
+/// A pass rule's `max_src_states` and `max_src_conn_rate` (`p` is the rule's path).
+#[allow(clippy::type_complexity)]
+fn src_limits(
+    r: &mut Report<'_>,
+    p: &str,
+    rr: &RawFilterRule,
+    action: Option<Action>,
+) -> Option<(Option<u32>, Option<SrcConnRate>)> {
+    let pass = action.is_none_or(|a| a == Action::Pass);
+    let mut ok = true;
+    let states = match rr.max_src_states {
+        None => None,
+        Some(_) if !pass => {
+            r.err(
+                format!("{p}.max_src_states"),
+                "only pass rules create states",
+            );
+            ok = false;
+            None
+        }
+        Some(v) => {
+            let v = r
+                .range(format!("{p}.max_src_states"), v, 1, MAX_STATE_LIMIT)
+                .and_then(|v| u32::try_from(v).ok());
+            ok &= v.is_some();
+            v
+        }
+    };
+    let rate = match rr.max_src_conn_rate.as_deref() {
+        None => None,
+        Some(_) if !pass => {
+            r.err(
+                format!("{p}.max_src_conn_rate"),
+                "only pass rules create states",
+            );
+            ok = false;
+            None
+        }
+        Some(s) => {
+            let v = r.check(format!("{p}.max_src_conn_rate"), parse_conn_rate(s));
+            ok &= v.is_some();
+            v
+        }
+    };
+    ok.then_some((states, rate))
+}
+
+/// `"CONNECTIONS/SECONDS"`, each 1..=1000000 (pf's `max-src-conn-rate 100/10`).
+fn parse_conn_rate(s: &str) -> Result<SrcConnRate, String> {
+    let bad = || format!("{s:?} is not CONNECTIONS/SECONDS, e.g. \"100/10\"");
+    let (c, t) = s.split_once('/').ok_or_else(bad)?;
+    let part = |x: &str| -> Result<u32, String> {
+        let v: u32 = x.trim().parse().map_err(|_| bad())?;
+        if (1..=MAX_CONN_RATE_PART).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{s:?}: {v} is out of range 1..={MAX_CONN_RATE_PART}"
+            ))
+        }
+    };
+    Ok(SrcConnRate {
+        conns: part(c)?,
+        seconds: part(t)?,
     })
 }
 
@@ -950,7 +1063,9 @@ fn filter(r: &mut Report<'_>, ctx: &Ctx, raw: &RawFilter) -> Option<Filter> {
             rr.destination.as_ref(),
             protocol,
         );
+        let limits = src_limits(r, &p, rr, action);
         let rule = (|| {
+            let (max_src_states, max_src_conn_rate) = limits?;
             Some(FilterRule {
                 interface: iface?.name.clone(),
                 action: action?,
@@ -960,6 +1075,8 @@ fn filter(r: &mut Report<'_>, ctx: &Ctx, raw: &RawFilter) -> Option<Filter> {
                 source: source?,
                 destination: destination?,
                 log: rr.log,
+                max_src_states,
+                max_src_conn_rate,
                 description: rr.description.clone(),
                 no_sync: rr.no_sync,
             })

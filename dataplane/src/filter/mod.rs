@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::state::SrcLimits;
 use crate::IfIndex;
 
 pub use addr::{AddrMatch, AddrSet, Addrs, Prefix, PrefixParseError};
@@ -128,6 +129,9 @@ pub struct Rule {
     pub log: bool,
     /// A passing rule creates a state (pfSense's default); ignored for block and reject.
     pub keep_state: bool,
+    /// Per-source limits of the states the rule creates (pf's `max-src-states`,
+    /// `max-src-conn-rate`); none by default.
+    pub src_limits: SrcLimits,
     pub description: String,
     pub counters: RuleCounters,
 }
@@ -146,6 +150,7 @@ impl Rule {
             dst_port: None,
             log: false,
             keep_state: action == Action::Pass,
+            src_limits: SrcLimits::NONE,
             description: String::new(),
             counters: RuleCounters::default(),
         }

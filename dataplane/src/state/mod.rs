@@ -4,6 +4,7 @@
 //! - [`table`]: [`State`] and [`StateTable`]: one lookup by a packet's own key finds its state
 //!   and its [`Direction`]; insert puts a state under both of its keys or under none.
 //! - [`nat`]: source NAT port allocation, atomic with the insert.
+//! - [`src_nodes`]: per-source limits of a rule's states (pf's source nodes).
 //! - [`tcp`]: pf's TCP window tracking.
 //! - [`timeouts`]: pf's timeouts, adaptive scaling.
 //!
@@ -11,13 +12,18 @@
 
 pub mod key;
 pub mod nat;
+pub mod src_nodes;
 pub mod table;
 pub mod tcp;
 pub mod timeouts;
 
 pub use key::{FlowKey, SyncId};
 pub use nat::PortPolicy;
-pub use table::{InsertError, NewState, State, StateTable, TableConfig, Tracking};
+pub use src_nodes::{ConnRate, SrcLimits, SrcNodes, SrcRefusal};
+pub use table::{
+    InsertError, NewState, State, StateTable, TableConfig, Tracking, EMBRYONIC_GRACE,
+    PRESSURE_PERCENT,
+};
 pub use tcp::{PeerState, TcpPeer, TcpSegment, TrackError};
 pub use timeouts::{Adaptive, Clock, Millis, TimeoutClass, Timeouts};
 

@@ -67,6 +67,18 @@ impl StateTable {
         policy: PortPolicy,
         now: Millis,
     ) -> Result<Arc<State>, InsertError> {
+        self.insert_nat_inner(new, nat_addr, policy, now, false)
+    }
+
+    /// [`StateTable::insert_nat`], the state marked as counted in its source node or not.
+    pub(super) fn insert_nat_inner(
+        &self,
+        new: NewState,
+        nat_addr: Ipv4Addr,
+        policy: PortPolicy,
+        now: Millis,
+        src_tracked: bool,
+    ) -> Result<Arc<State>, InsertError> {
         let id = self.next_sync_id();
         let base = FlowKey {
             src: nat_addr,
@@ -92,6 +104,7 @@ impl StateTable {
             candidates,
             InsertError::PortExhausted,
             true,
+            src_tracked,
         )
     }
 }

@@ -57,6 +57,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use dashmap::DashMap;
 
 use super::key::{FlowKey, SyncId, PROTO_TCP};
+use super::src_nodes::{SrcLimits, SrcNodes, SrcRefusal, DEFAULT_MAX_NODES};
 use super::tcp::{self, TcpPeer, TcpSegment, TrackError};
 use super::timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
 use super::Direction;
@@ -71,6 +72,12 @@ pub enum InsertError {
     StateLimit,
     /// Source NAT found no free port for this flow in the allowed range.
     PortExhausted,
+    /// The rule's `max_src_states`: the source holds that many states of the rule.
+    SrcStates,
+    /// The rule's `max_src_conn_rate`: the source opens states faster than that.
+    SrcRate,
+    /// The source-node table holds its limit of sources (pf's `set limit src-nodes`).
+    SrcNodes,
 }
 
 impl std::fmt::Display for InsertError {
@@ -79,13 +86,17 @@ impl std::fmt::Display for InsertError {
             InsertError::Exists => "a state with the same key or sync id exists",
             InsertError::StateLimit => "state table full (state limit reached)",
             InsertError::PortExhausted => "no free NAT port for this flow",
+            InsertError::SrcStates => "the source holds the rule's max_src_states states",
+            InsertError::SrcRate => "the source exceeds the rule's max_src_conn_rate",
+            InsertError::SrcNodes => "source-node table full (src node limit reached)",
         })
     }
 }
 
 impl std::error::Error for InsertError {}
 
-// The expire word: last activity in ms (upper 48 bits: 8900 years), state sync's update count
+// The expire word: last activity in ms (upper 47 bits: 4400 years), the source-node mark
+// (bit 16, set once at creation: the state counts in its rule's source node), state sync's update count
 // (bits 8-15), a removed flag (bit 7), state sync's queued flag (bit 6), the two from-peer
 // flags (bits 4-5), the timeout class (bits 0-3). The two sync fields are state sync's coalescing mark (see `State::mark_queued`):
 // they live in this word so that `State` stays 120 bytes (a separate `AtomicU8` would make it
@@ -101,7 +112,9 @@ const REMOVED: u64 = 0x80;
 const SYNC_QUEUED: u64 = 0x40;
 const SYNC_UPD_SHIFT: u32 = 8;
 const SYNC_UPD: u64 = 0xff << SYNC_UPD_SHIFT;
-const LAST_SHIFT: u32 = 16;
+/// The state counts in a source node (`src_nodes`): removing it releases one there.
+const SRC_TRACKED: u64 = 1 << 16;
+const LAST_SHIFT: u32 = 17;
 
 #[inline]
 fn pack_expire(last: Millis, class: TimeoutClass) -> u64 {
@@ -212,6 +225,26 @@ impl State {
         (last, class)
     }
 
+    /// Whether the expiry walk removes the state at `now`: past its deadline, or, under
+    /// `pressure`, carrying no connection (embryonic or closed) and idle for
+    /// [`EMBRYONIC_GRACE`]. One load of the expiry word.
+    #[inline]
+    fn evictable(
+        &self,
+        t: &Timeouts,
+        adaptive: &Adaptive,
+        states: u64,
+        now: Millis,
+        pressure: bool,
+    ) -> bool {
+        let (last, class, removed) = unpack_expire(self.expire.load(Ordering::Relaxed));
+        !removed
+            && (now >= t.deadline(adaptive, class, last, states)
+                || (pressure
+                    && (class.is_embryonic() || class == TimeoutClass::TcpClosed)
+                    && now >= last.saturating_add(EMBRYONIC_GRACE)))
+    }
+
     /// When the state expires with `states` live states, or `None` if already removed.
     pub fn deadline(&self, t: &Timeouts, adaptive: &Adaptive, states: u64) -> Option<Millis> {
         let (last, class, removed) = unpack_expire(self.expire.load(Ordering::Relaxed));
@@ -227,8 +260,8 @@ impl State {
     // `mark_queued`/`count_sync_update`, whose racing sets this store may undo (see there).
     #[inline]
     fn set_expire(&self, last: Millis, class: TimeoutClass) {
-        let keep =
-            self.expire.load(Ordering::Relaxed) & (REMOVED | SYNC_QUEUED | SYNC_UPD | FROM_PEER);
+        let keep = self.expire.load(Ordering::Relaxed)
+            & (REMOVED | SYNC_QUEUED | SYNC_UPD | FROM_PEER | SRC_TRACKED);
         self.expire
             .store(pack_expire(last, class) | keep, Ordering::Release);
     }
@@ -453,6 +486,12 @@ impl State {
         let _p = self.lock();
         self.expire.fetch_or(REMOVED, Ordering::AcqRel);
     }
+
+    /// True when the state counts in its rule's source node (see `src_nodes`).
+    #[inline]
+    pub fn is_src_tracked(&self) -> bool {
+        self.expire.load(Ordering::Relaxed) & SRC_TRACKED != 0
+    }
 }
 
 /// What a new state starts with, from its first packet (or from the peer, for sync).
@@ -523,6 +562,28 @@ impl Default for TableConfig {
         }
     }
 }
+
+/// Under pressure (the table holds [`PRESSURE_PERCENT`] of its limit or more), embryonic TCP
+/// states (no answer yet, or handshake not completed) idle this long are evicted by the expiry
+/// walk, whatever their timeout: a SYN flood's states never progress, a real handshake completes
+/// within a round trip, and a client whose state went retransmits its SYN (Linux after 1 s, then
+/// 3 s), which creates it again. Closed TCP states (a RST, or both FINs acknowledged: what a
+/// flood against a closed port leaves, `tcp.closed` 90 s) go the same way: they carry no
+/// connection, and a late segment of one is dropped as it would be a moment later. Without this, a table filled by a flood stays full for
+/// `tcp.first` scaled by the adaptive factor (120 s x 1/3 = 40 s at the limit with pf's
+/// defaults), and every new connection is refused all that time. Established states are not
+/// touched: a flood at the limit cannot push them out (pf refuses new states at the limit, and
+/// so does tandem).
+pub const EMBRYONIC_GRACE: Millis = 1000;
+/// See [`EMBRYONIC_GRACE`].
+pub const PRESSURE_PERCENT: u64 = 90;
+/// The expiry walk looks at `len / EXPIRE_SLICES` states per call (at least
+/// [`MIN_EXPIRE_BUDGET`]): called every 100 ms, a pass over the table takes 10 s at any size, as
+/// pf's purge thread covers its table once per `interval` (10 s). Measured cost (perf/RESULTS.md,
+/// `state/expire`): see [`StateTable::expire_budget`].
+pub const EXPIRE_SLICES: usize = 100;
+/// The smallest budget of an expiry call: small tables are walked whole every call.
+pub const MIN_EXPIRE_BUDGET: usize = 20_000;
 
 /// Key map shards: more than dashmap's default (4 x cores) so that one shard's writers
 /// (inserts, removes) stall fewer lookups.
@@ -600,6 +661,7 @@ pub struct StateTable {
     cursor: AtomicUsize,
     journal: Arc<dyn StateJournal>,
     pub(super) port_hasher: ahash::RandomState,
+    src_nodes: SrcNodes,
 }
 
 impl std::fmt::Debug for StateTable {
@@ -640,6 +702,7 @@ impl StateTable {
             cursor: AtomicUsize::new(0),
             journal,
             port_hasher: ahash::RandomState::new(),
+            src_nodes: SrcNodes::new(DEFAULT_MAX_NODES),
         }
     }
 
@@ -748,7 +811,62 @@ impl StateTable {
             std::iter::once(new.wire),
             InsertError::Exists,
             true,
+            false,
         )
+    }
+
+    /// Insert a local state created by a rule with per-source limits (pf's `max-src-states`,
+    /// `max-src-conn-rate`, see [`super::src_nodes`]), translated by `nat` (address, port
+    /// policy) as [`StateTable::insert_nat`] does, or as [`StateTable::insert`] does without.
+    /// Without limits this is exactly `insert` or `insert_nat`: the source nodes are not
+    /// touched. With limits, the source's node is counted first and the state carries the mark
+    /// that gives the count back when it is removed; a failed insert gives it back at once.
+    pub fn insert_limited(
+        &self,
+        new: NewState,
+        nat: Option<(std::net::Ipv4Addr, super::PortPolicy)>,
+        limits: &SrcLimits,
+        now: Millis,
+    ) -> Result<Arc<State>, InsertError> {
+        if !limits.is_limited() {
+            return match nat {
+                Some((addr, policy)) => self.insert_nat(new, addr, policy, now),
+                None => self.insert(new, now),
+            };
+        }
+        // A full table refuses before the source's rate is charged for a state it cannot have
+        // (racy, but the insert checks again).
+        if self.len() >= self.limit() as usize {
+            return Err(InsertError::StateLimit);
+        }
+        self.src_nodes
+            .acquire(new.rule, new.stack.src, limits, now)
+            .map_err(|r| match r {
+                SrcRefusal::States => InsertError::SrcStates,
+                SrcRefusal::Rate => InsertError::SrcRate,
+                SrcRefusal::Nodes => InsertError::SrcNodes,
+            })?;
+        match nat {
+            Some((addr, policy)) => self.insert_nat_inner(new, addr, policy, now, true),
+            None => {
+                let id = self.next_sync_id();
+                self.insert_probing(
+                    id,
+                    &new,
+                    now,
+                    now,
+                    std::iter::once(new.wire),
+                    InsertError::Exists,
+                    true,
+                    true,
+                )
+            }
+        }
+    }
+
+    /// The source nodes of the rules with per-source limits.
+    pub fn src_nodes(&self) -> &SrcNodes {
+        &self.src_nodes
     }
 
     /// Insert a state learnt from the peer, under its own id, not journaled (pfsync marks them
@@ -769,6 +887,7 @@ impl StateTable {
             std::iter::once(new.wire),
             InsertError::Exists,
             false,
+            false,
         )?;
         state.mark_from_peer();
         Ok(state)
@@ -787,16 +906,32 @@ impl StateTable {
         wires: impl Iterator<Item = FlowKey>,
         exhausted: InsertError,
         journal: bool,
+        src_tracked: bool,
     ) -> Result<Arc<State>, InsertError> {
         let limit = self.limit() as usize;
-        if self.count.fetch_add(1, Ordering::Relaxed) >= limit {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            return Err(InsertError::StateLimit);
-        }
+        let release_src = || {
+            if src_tracked {
+                self.src_nodes.release(new.rule, new.stack.src);
+            }
+        };
+        // Every failure gives back the count taken here and the source node's count the caller
+        // took for a tracked state ([`StateTable::insert_limited`]).
         let fail = |e| {
             self.count.fetch_sub(1, Ordering::Relaxed);
+            release_src();
             Err(e)
         };
+        // Compare-and-swap rather than add-then-undo: `len()` never shows more than the limit,
+        // not even for the moment of a refused insert (the CLI and the lab test read it).
+        let reserved = self
+            .count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (c < limit).then_some(c + 1)
+            });
+        if reserved.is_err() {
+            release_src();
+            return Err(InsertError::StateLimit);
+        }
         // Fail fast, before probing ports, when the flow has a state already.
         if self.keys.contains_key(&new.stack) {
             return fail(InsertError::Exists);
@@ -812,9 +947,9 @@ impl StateTable {
                         unshared.reply = wire.reversed();
                         s
                     }
-                    None => Arc::new(self.build(id, new, wire, created, last)),
+                    None => Arc::new(self.build(id, new, wire, created, last, src_tracked)),
                 },
-                None => Arc::new(self.build(id, new, wire, created, last)),
+                None => Arc::new(self.build(id, new, wire, created, last, src_tracked)),
             };
             let slot = Slot {
                 state: Arc::clone(&state),
@@ -853,8 +988,13 @@ impl StateTable {
             dashmap::Entry::Occupied(o) => {
                 // Lost a race with another insert of the same flow.
                 drop(o);
-                self.id_shard(&id).remove(&id);
+                let owned = self.id_shard(&id).remove(&id);
                 unreply();
+                if !owned {
+                    // A remover (the expiry walk found it by id) took it out first and has
+                    // already given back its count and its source node's.
+                    return Err(InsertError::Exists);
+                }
                 return fail(InsertError::Exists);
             }
             dashmap::Entry::Vacant(v) => {
@@ -880,15 +1020,17 @@ impl StateTable {
         wire: FlowKey,
         created: Millis,
         last: Millis,
+        src_tracked: bool,
     ) -> State {
         let counted = u64::from(new.bytes != 0);
+        let tracked = if src_tracked { SRC_TRACKED } else { 0 };
         State {
             id,
             created_s: u32::try_from(created / 1000).unwrap_or(u32::MAX),
             rule: new.rule,
             stack: new.stack,
             reply: wire.reversed(),
-            expire: AtomicU64::new(pack_expire(last, new.timeout)),
+            expire: AtomicU64::new(pack_expire(last, new.timeout) | tracked),
             peers: Mutex::new(Peers {
                 src: new.src,
                 dst: new.dst,
@@ -928,6 +1070,9 @@ impl StateTable {
         self.keys
             .remove_if(&state.reply, |k, _| Arc::ptr_eq(&k.state, state));
         self.count.fetch_sub(1, Ordering::Relaxed);
+        if state.is_src_tracked() {
+            self.src_nodes.release(state.rule, state.stack.src);
+        }
         self.journal.record(JournalKind::Delete, state);
         true
     }
@@ -977,6 +1122,7 @@ impl StateTable {
             .adaptive
             .unwrap_or_else(|| Adaptive::for_limit(self.limit()));
         let states = self.len() as u64;
+        let pressure = states * 100 >= u64::from(self.limit()) * PRESSURE_PERCENT;
         let mut victims = Vec::new();
         let mut visited = 0;
         let mut cursor = self.cursor.load(Ordering::Relaxed) % ID_SHARDS;
@@ -989,9 +1135,7 @@ impl StateTable {
                 victims.extend(
                     shard
                         .iter()
-                        .filter(|b| {
-                            matches!(b.0.deadline(&timeouts, &adaptive, states), Some(d) if now >= d)
-                        })
+                        .filter(|b| b.0.evictable(&timeouts, &adaptive, states, now, pressure))
                         .map(|b| Arc::clone(&b.0)),
                 );
             }
@@ -1001,7 +1145,15 @@ impl StateTable {
             }
         }
         self.cursor.store(cursor, Ordering::Relaxed);
-        victims.iter().filter(|s| self.remove(s)).count()
+        let removed = victims.iter().filter(|s| self.remove(s)).count();
+        self.src_nodes.expire(now);
+        removed
+    }
+
+    /// How many states the housekeeping's next [`StateTable::expire`] call should look at:
+    /// `len / EXPIRE_SLICES`, at least [`MIN_EXPIRE_BUDGET`] (see [`EXPIRE_SLICES`]).
+    pub fn expire_budget(&self) -> usize {
+        (self.len() / EXPIRE_SLICES).max(MIN_EXPIRE_BUDGET)
     }
 
     /// An estimate of the table's memory from the maps' capacities and `size_of` (bytes).

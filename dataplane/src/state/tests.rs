@@ -5,6 +5,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::key::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use super::src_nodes::{ConnRate, SrcLimits};
+use super::table::EMBRYONIC_GRACE;
 use super::tcp::flags::{ACK, SYN};
 use super::*;
 use crate::journal::CountingJournal;
@@ -398,11 +400,151 @@ fn flood_does_not_push_out_established_flows() {
         s.track_tcp(dir, &seg, 62, 2 * SEC)
     });
     assert_eq!(alive, Some(Ok(())));
-    // At the limit, adaptive timeouts are a third (60%..120%): tcp.first 120 s -> 40 s.
-    assert_eq!(t.expire(40 * SEC, usize::MAX), 0);
-    assert_eq!(t.expire(41 * SEC, usize::MAX), LIMIT as usize - 1);
+    // Under pressure the flood's embryonic states go once idle for EMBRYONIC_GRACE (1 s),
+    // not after tcp.first (40 s at the limit with adaptive scaling); the established one stays.
+    assert_eq!(t.expire(SEC + EMBRYONIC_GRACE - 1, usize::MAX), 0);
+    assert_eq!(
+        t.expire(SEC + EMBRYONIC_GRACE, usize::MAX),
+        LIMIT as usize - 1
+    );
     assert_eq!(t.len(), 1);
     assert!(Arc::ptr_eq(&t.lookup(&tcp_key(1)).unwrap().0, &est));
+    // The table has room again: a new connection gets its state.
+    assert!(t.insert(syn_state(20_000), 3 * SEC).is_ok());
+}
+
+#[test]
+fn under_pressure_closed_states_go_too() {
+    const LIMIT: u32 = 10;
+    let t = table(LIMIT);
+    let est = t.insert(syn_state(1), 0).unwrap();
+    establish(&est, 0);
+    for p in 2..=LIMIT as u16 {
+        let s = t.insert(syn_state(p), 0).unwrap();
+        // The server answers the SYN with a RST (a closed port): tcp.closed, 90 s.
+        let rst = TcpSegment {
+            flags: super::tcp::flags::RST | ACK,
+            seq: 0,
+            ack: 1001,
+            win: 0,
+            ..TcpSegment::default()
+        };
+        s.track_tcp(Direction::Reply, &rst, 40, 0).unwrap();
+        assert_eq!(s.expire().1, TimeoutClass::TcpClosed);
+    }
+    assert_eq!(t.expire(EMBRYONIC_GRACE - 1, usize::MAX), 0);
+    assert_eq!(t.expire(EMBRYONIC_GRACE, usize::MAX), LIMIT as usize - 1);
+    assert!(Arc::ptr_eq(&t.lookup(&tcp_key(1)).unwrap().0, &est));
+}
+
+#[test]
+fn without_pressure_embryonic_states_keep_their_timeout() {
+    const LIMIT: u32 = 1000;
+    let t = table(LIMIT);
+    // 89% of the limit: below the pressure mark, only the (adaptive) timeout applies.
+    for p in 0..899 {
+        t.insert(syn_state(p), 0).unwrap();
+    }
+    assert_eq!(t.expire(10 * SEC, usize::MAX), 0);
+    // One more state: 90%, pressure.
+    t.insert(syn_state(900), 10 * SEC).unwrap();
+    assert_eq!(t.expire(10 * SEC, usize::MAX), 899);
+    assert_eq!(t.expire(11 * SEC - 1, usize::MAX), 0);
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn adaptive_timeouts_apply_to_established_states_under_pressure() {
+    // pf's adaptive scaling: with 1000 states of a limit 1000 (start 600, end 1200) every
+    // timeout is a third; tcp.established 86400 s -> 28800 s.
+    const LIMIT: u32 = 1000;
+    let t = table(LIMIT);
+    for p in 0..LIMIT as u16 {
+        let s = t.insert(syn_state(p), 0).unwrap();
+        establish(&s, 0);
+    }
+    assert_eq!(t.expire(28_800 * SEC - 1, usize::MAX), 0);
+    assert_eq!(t.expire(28_800 * SEC, usize::MAX), LIMIT as usize);
+}
+
+fn limited(max_states: u32, rate: Option<ConnRate>) -> SrcLimits {
+    SrcLimits { max_states, rate }
+}
+
+#[test]
+fn per_source_state_limit_is_given_back_on_every_removal() {
+    let t = table(100);
+    let l = limited(2, None);
+    let a = t.insert_limited(syn_state(1), None, &l, 0).unwrap();
+    assert!(a.is_src_tracked());
+    let b = t.insert_limited(syn_state(2), None, &l, 0).unwrap();
+    assert_eq!(
+        t.insert_limited(syn_state(3), None, &l, 0).unwrap_err(),
+        InsertError::SrcStates
+    );
+    assert_eq!(t.src_nodes().states_of(7, CLIENT), 2);
+    // Removal (a kill, a peer's delete) gives one back.
+    assert!(t.remove(&a));
+    assert_eq!(t.src_nodes().states_of(7, CLIENT), 1);
+    // A failed insert (the flow has a state) gives back what it took.
+    assert_eq!(
+        t.insert_limited(syn_state(2), None, &l, 0).unwrap_err(),
+        InsertError::Exists
+    );
+    assert_eq!(t.src_nodes().states_of(7, CLIENT), 1);
+    // NAT: tracked too.
+    let n = t
+        .insert_limited(syn_state(4), Some((VIP, PortPolicy::DEFAULT)), &l, 0)
+        .unwrap();
+    assert!(n.is_src_tracked());
+    assert_eq!(t.src_nodes().states_of(7, CLIENT), 2);
+    // Expiry gives back, and the node goes when it is idle.
+    drop((b, n));
+    assert_eq!(t.expire(120 * SEC, usize::MAX), 2);
+    assert_eq!(t.src_nodes().states_of(7, CLIENT), 0);
+    assert!(t.src_nodes().is_empty());
+    t.check_consistency().unwrap();
+}
+
+#[test]
+fn per_source_limits_at_a_full_table_charge_nothing() {
+    let t = table(1);
+    let l = limited(
+        0,
+        Some(ConnRate {
+            conns: 1,
+            seconds: 60,
+        }),
+    );
+    t.insert(syn_state(1), 0).unwrap();
+    assert_eq!(
+        t.insert_limited(syn_state(2), None, &l, 0).unwrap_err(),
+        InsertError::StateLimit
+    );
+    let s = t.lookup(&tcp_key(1)).unwrap().0;
+    t.remove(&s);
+    // The refused attempt did not use the source's one connection per minute.
+    assert!(t.insert_limited(syn_state(2), None, &l, 0).is_ok());
+    assert_eq!(
+        t.insert_limited(syn_state(3), None, &l, 0).unwrap_err(),
+        InsertError::StateLimit
+    );
+}
+
+#[test]
+fn unlimited_rules_do_not_touch_source_nodes() {
+    let t = table(100);
+    let s = t
+        .insert_limited(syn_state(1), None, &SrcLimits::NONE, 0)
+        .unwrap();
+    assert!(!s.is_src_tracked());
+    assert!(t.src_nodes().is_empty());
+}
+
+#[test]
+fn state_size_is_unchanged() {
+    // The source-node mark lives in the expiry word: State stays in a 144-byte malloc chunk.
+    assert_eq!(std::mem::size_of::<State>(), 120);
 }
 
 #[test]

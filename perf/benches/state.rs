@@ -1,0 +1,91 @@
+//! The state table's housekeeping: what expiry costs per state, so that a pass over 16M states
+//! keeps up (issue 10.7). Results: perf/RESULTS.md.
+//!
+//! `cargo bench -p tandem-perf --bench state` (the table has 1M states; set
+//! `TANDEM_BENCH_STATES=16777216` for the full 16M, about 4 GB and a minute to build).
+//!
+//! - `state/expire_walk`: one housekeeping call with the daemon's budget (`expire_budget`,
+//!   len/100) on a table where nothing is due: the steady state, every state's expiry word
+//!   read and checked. Throughput is in states looked at.
+//! - `state/expire_remove`: a walk that removes every state it visits (100k states, all due):
+//!   the cost of a removal (id shard, both key slots, journal).
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+use tandem_dataplane::filter::proto;
+use tandem_dataplane::state::{FlowKey, NewState, StateTable, TableConfig, TcpSegment};
+
+const SYN: u8 = 0x02;
+
+/// `n` TCP states after their SYN (class tcp.first), created at time 0, no NAT; room for 25%
+/// more, so the table is below the pressure mark (90%) and the walk only checks deadlines.
+fn table(n: u32) -> StateTable {
+    let t = StateTable::new(TableConfig {
+        limit: n + n / 4,
+        capacity: n as usize,
+        ..TableConfig::default()
+    });
+    for i in 0..n {
+        let src = Ipv4Addr::from(0x0a00_0000 + (i >> 14));
+        let key = FlowKey::new(
+            proto::TCP,
+            src,
+            1024 + (i & 0x3fff) as u16,
+            Ipv4Addr::new(172, 25, 46, 1),
+            443,
+        );
+        let syn = TcpSegment {
+            flags: SYN,
+            seq: i | 1,
+            win: 64240,
+            ..TcpSegment::default()
+        };
+        t.insert(NewState::first_packet(key, 1, Some(&syn), 60), 0)
+            .expect("distinct keys");
+    }
+    t
+}
+
+fn states_from_env() -> u32 {
+    std::env::var("TANDEM_BENCH_STATES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 20)
+}
+
+fn expire(c: &mut Criterion) {
+    let n = states_from_env();
+    let t = table(n);
+    let budget = t.expire_budget();
+    let mut g = c.benchmark_group("state");
+    g.measurement_time(Duration::from_secs(8));
+    // Whole id shards are visited until the budget is reached: slightly more than `budget`.
+    g.throughput(Throughput::Elements(budget as u64));
+    g.bench_function(format!("expire_walk/{n}"), |b| {
+        // 1 s after creation: nothing is due (tcp.first is 120 s).
+        b.iter(|| assert_eq!(black_box(t.expire(black_box(1000), budget)), 0));
+    });
+    drop(t);
+
+    const REMOVE: u32 = 100_000;
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(u64::from(REMOVE)));
+    g.bench_function("expire_remove/100000", |b| {
+        b.iter_batched(
+            || table(REMOVE),
+            |t| {
+                assert_eq!(t.expire(3_600_000, usize::MAX), REMOVE as usize);
+                t
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(benches, expire);
+criterion_main!(benches);
