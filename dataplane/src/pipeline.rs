@@ -1306,7 +1306,8 @@ fn rewrite_l4(
             // The query id (not covered by a pseudo-header: only the id changes the sum).
             let old_id = read_u16(l4, 4);
             l4[4..6].copy_from_slice(&port.to_be_bytes());
-            let c = checksum::update_u16(read_u16(l4, 2), old_id, port);
+            // An all-zero message (id 0, seq 0, no data) needs 0xffff, not 0x0000.
+            let c = icmp::update_checksum_u16(read_u16(l4, 2), old_id, port);
             l4[2..4].copy_from_slice(&c.to_be_bytes());
         }
         _ => {}
