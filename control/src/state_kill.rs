@@ -7,11 +7,18 @@
 //! resync walk, whose END purges on the peer what the walk no longer holds). A killed TCP
 //! connection is not reset: like pf, the next segment of either end finds no state and is
 //! handled as new (blocked, or a fresh state if a rule passes it mid-stream).
+//!
+//! [`kill_unpassed`] is the reload side (`system.kill_states_on_reload`, off by default as in
+//! pf, which keeps states across `pfctl -f`): after a new ruleset is in force, the states whose
+//! first packet it would no longer pass are killed the same way.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use tandem_dataplane::filter::Ruleset;
+use tandem_dataplane::pipeline::meta_of;
 use tandem_dataplane::state::{FlowKey, State, StateTable};
+use tandem_dataplane::IfIndex;
 
 use crate::api::{StatesKillArgs, StatesKillReply};
 
@@ -102,6 +109,34 @@ pub fn kill(table: &StateTable, args: &StatesKillArgs) -> Result<StatesKillReply
         tracing::info!(killed, ?filter, "states killed");
     }
     Ok(StatesKillReply { killed })
+}
+
+/// Kills the states whose first packet `new` would not pass; returns how many. A state's
+/// interface is where `old` holds the rule that created it (rule numbers are unique across
+/// interfaces); a state whose rule `old` does not hold (a peer's with a config not yet synced,
+/// or rule 0) is kept: nothing says where it came in. Call after `new` is in force, so no
+/// state the old ruleset passes can be created behind the walk.
+pub fn kill_unpassed(table: &StateTable, old: &Ruleset, new: &Ruleset) -> u64 {
+    let in_if = |rule: u32| -> Option<IfIndex> {
+        let i = old
+            .all_rules()
+            .iter()
+            .position(|rules| rules.iter().any(|r| r.number == rule))?;
+        IfIndex::try_from(i).ok()
+    };
+    let mut victims: Vec<Arc<State>> = Vec::new();
+    table.for_each(|s| {
+        if let Some(i) = in_if(s.rule) {
+            if !new.verdict(&meta_of(i, &s.stack)).is_pass() {
+                victims.push(Arc::clone(s));
+            }
+        }
+    });
+    let killed = victims.iter().filter(|s| table.remove(s)).count() as u64;
+    if killed > 0 {
+        tracing::info!(killed, "states the new ruleset no longer passes killed");
+    }
+    killed
 }
 
 #[cfg(test)]
@@ -227,6 +262,52 @@ mod tests {
             j.0.load(Ordering::Relaxed),
             5,
             "one journaled delete per kill"
+        );
+    }
+
+    #[test]
+    fn a_reload_kills_only_the_states_the_new_ruleset_no_longer_passes() {
+        use tandem_dataplane::filter::{Action, AddrMatch, PortRange, Prefix, ProtoMatch, Rule};
+        let (t, j) = table();
+        let lan = |rules| Ruleset::new(vec![rules, vec![Rule::new(9, Action::Block)]], vec![], 1);
+        // Old: rule 2 passes the client, rule 7 the other host (on lan, interface 0).
+        let old = lan(vec![
+            Rule::new(2, Action::Pass).with_src(AddrMatch::prefix(Prefix::host(CLIENT))),
+            Rule::new(7, Action::Pass).with_src(AddrMatch::prefix(Prefix::host(OTHER))),
+        ]);
+        // New: port 443 is blocked first; the client's rule stays; the other host's is gone.
+        let new = lan(vec![
+            Rule::new(1, Action::Block)
+                .with_proto(ProtoMatch::Tcp)
+                .with_dst_port(PortRange { lo: 443, hi: 443 }),
+            Rule::new(2, Action::Pass).with_src(AddrMatch::prefix(Prefix::host(CLIENT))),
+        ]);
+        assert_eq!(
+            kill_unpassed(&t, &old, &old),
+            0,
+            "the same ruleset kills nothing"
+        );
+        assert_eq!(
+            kill_unpassed(&t, &old, &new),
+            3,
+            "443, and the other host's two"
+        );
+        let mut left: Vec<u16> = t.snapshot().iter().map(|s| s.stack.sport).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            vec![5000, 40000],
+            "the client's UDP and port-80 states stay"
+        );
+        assert_eq!(
+            j.0.load(Ordering::Relaxed),
+            3,
+            "journaled: the peer drops them too"
+        );
+        assert_eq!(
+            new.all_rules()[0][1].counters.hits(),
+            0,
+            "asking the new ruleset counts no hit"
         );
     }
 }

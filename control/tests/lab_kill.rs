@@ -1,5 +1,6 @@
 //! `tandemctl states kill` in the lab (issue 10, item 6): states killed on the master are
-//! removed on the backup too, through state sync's deletes; the others stay.
+//! removed on the backup too, through state sync's deletes; the others stay. And
+//! `system.kill_states_on_reload`: a config apply kills the states the new rules block.
 //!
 //! Needs root. Lab tests take the machine-wide lab lock: one at a time.
 
@@ -9,6 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{config, Fw, LONG, POLL};
+use tandem_testlab::topology::CLIENT_IP;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node};
 
@@ -105,4 +107,67 @@ fn a_kill_on_the_master_removes_the_states_on_the_backup_too() {
         "removed through deletes: {}",
         b.json(&["sync"])
     );
+}
+
+/// Sends one UDP datagram from the client to the server's `port` (a state in the box).
+fn udp_from_client(lab: &Lab, port: u16) {
+    let out = lab.exec(
+        Node::Client,
+        &[
+            "bash",
+            "-c",
+            &format!("echo x > /dev/udp/{SERVER_IP}/{port}"),
+        ],
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+fn with_kill_states_on_reload_an_apply_kills_the_states_the_new_rules_block() {
+    require_root();
+    let lab = Lab::up("killrl").expect("lab up");
+    let base = std::fs::read_to_string(config("fw-single.toml"))
+        .unwrap()
+        .replace("host_id = 1", "host_id = 1\nkill_states_on_reload = true");
+    let write = |name: &str, text: &str| {
+        let p = lab.log_dir().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let all = write("kill-all.toml", &base);
+    let icmp_only = write(
+        "kill-icmp-only.toml",
+        &base.replace(
+            "description = \"default allow LAN to any\"",
+            "protocol = \"icmp\"\ndescription = \"ICMP only\"",
+        ),
+    );
+    let fw = Fw::start(&lab, Node::Fwa, &all);
+    for port in 6000..6005 {
+        udp_from_client(&lab, port);
+    }
+    assert!(lab.ping(Node::Client, &SERVER_IP.to_string(), 1));
+    let client = CLIENT_IP.to_string();
+    assert!(
+        wait_until(LONG, POLL, || count(&fw, &["--proto", "udp"]) == 5
+            && count(&fw, &["--proto", "icmp", "--addr", &client]) >= 1),
+        "five UDP states and the ping's: {}",
+        fw.json(&["states"])
+    );
+
+    // The same rules again: nothing is killed.
+    let (ok, text) = fw.ctl(&["config", "apply", &all]);
+    assert!(ok, "apply: {text}");
+    assert_eq!(count(&fw, &["--proto", "udp"]), 5);
+
+    // ICMP only: the UDP states go at once, the ping's stays.
+    let (ok, text) = fw.ctl(&["config", "apply", &icmp_only]);
+    assert!(ok, "apply: {text}");
+    assert_eq!(
+        count(&fw, &["--proto", "udp"]),
+        0,
+        "{}",
+        fw.json(&["states"])
+    );
+    assert!(count(&fw, &["--proto", "icmp", "--addr", &client]) >= 1);
 }

@@ -1415,8 +1415,10 @@ fn parse_l4(l4: &[u8], proto: u8) -> Option<L4> {
     Some(r)
 }
 
+/// What the filter sees of a packet with `key` arriving on `in_if` (ports only for TCP and UDP).
+/// Public for the control plane's re-evaluation of states against a new ruleset.
 #[inline]
-fn meta_of(in_if: IfIndex, key: &FlowKey) -> PacketMeta {
+pub fn meta_of(in_if: IfIndex, key: &FlowKey) -> PacketMeta {
     let ports = matches!(key.proto, PROTO_TCP | PROTO_UDP);
     PacketMeta {
         in_if,
