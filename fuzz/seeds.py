@@ -186,6 +186,8 @@ def main():
         b'{"cmd":"config.check","args":{"path":"/etc/tandem/tandem.toml"}}',
         b'{"cmd":"capture.start","args":{"interface":"lan","count":5,"host":"10.0.0.1","port":53}}',
         b'{"cmd":"capture.poll","args":{"max":3}}',
+        b'{"cmd":"states.kill","args":{"addr":"192.168.0.100","proto":"udp","rule":2}}',
+        b'{"cmd":"states.kill","args":{"all":true}}',
         b'0a0B',
     ]
     write("control_request", "commands", b"\n".join(reqs))

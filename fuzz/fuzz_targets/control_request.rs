@@ -48,6 +48,13 @@ fuzz_target!(|data: &[u8]| {
             Command::ConfigApply => round_trip::<api::ConfigApplyArgs>(cmd, &req),
             Command::CaptureStart => round_trip::<api::CaptureStartArgs>(cmd, &req),
             Command::CapturePoll => round_trip::<api::CapturePollArgs>(cmd, &req),
+            Command::StatesKill => {
+                round_trip::<api::StatesKillArgs>(cmd, &req);
+                // The refusal rules of a kill take any args without panicking.
+                if let Ok(args) = api::parse_args::<api::StatesKillArgs>(&req) {
+                    let _ = tandem_control::state_kill::KillFilter::of(&args);
+                }
+            }
             _ => round_trip::<api::NoArgs>(cmd, &req),
         }
     }
