@@ -1,6 +1,6 @@
 //! ICMP view: after `new_checked` no accessor panics; an error's quote wraps as a quoted IPv4
 //! header; a parsed message emits back to the same bytes; echo-to-reply and the errors we build
-//! about any datagram keep checksums valid.
+//! about any datagram keep checksums valid; a quoted TCP header reads when 8 bytes are there.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,6 +8,7 @@ use tandem_dataplane::wire::icmp::{
     emit_icmp_error, IcmpErrorKind, IcmpPacket, IcmpRepr, IcmpType, HEADER_LEN,
 };
 use tandem_dataplane::wire::ipv4::Ipv4Packet;
+use tandem_dataplane::wire::tcp::QuotedTcp;
 
 fuzz_target!(|data: &[u8]| {
     // We build errors about whatever arrives: the quote must stay inside the buffer's bounds.
@@ -44,6 +45,9 @@ fuzz_target!(|data: &[u8]| {
             q.next_header(),
             q.payload().len(),
         );
+        // The quoted TCP header (ports and sequence number, checked against the state's window).
+        let t = QuotedTcp::parse(q.payload());
+        assert_eq!(t.is_ok(), q.payload().len() >= QuotedTcp::LEN);
     }
     let _ = IcmpRepr::parse(&p);
 
