@@ -102,10 +102,12 @@ fn a_kill_on_the_master_removes_the_states_on_the_backup_too() {
         "B still holds {} UDP states",
         count(&b, &["--proto", "udp"])
     );
+    // The sync thread publishes its counters periodically: wait for them.
     assert!(
-        b.counter("sync_rx_del_c") >= 10,
-        "removed through deletes: {}",
-        b.json(&["sync"])
+        wait_until(Duration::from_secs(10), POLL, || b.counter("sync_rx_del_c")
+            >= 10),
+        "removed through deletes: sync_rx_del_c {}",
+        b.counter("sync_rx_del_c")
     );
 }
 
