@@ -1,4 +1,4 @@
-//! The whole pipeline on arbitrary frames: box A of the seed's lab (perf's fixture) with one
+//! The whole pipeline on arbitrary frames: box A of the seed's lab (perf's fixture, small queues) with one
 //! NATed TCP flow established, in-memory ports. Whatever arrives, nothing panics, every frame
 //! ends in exactly one outcome counter, and every IPv4 frame the box sends has a valid header
 //! checksum.
@@ -8,15 +8,23 @@
 //! the checksum checks to the state and NAT code); bits 2..8: milliseconds to advance the clock.
 #![no_main]
 
+use std::sync::Arc;
+
 use libfuzzer_sys::fuzz_target;
 use tandem_dataplane::io::mem::MemPort;
 use tandem_dataplane::io::Frame;
+use tandem_dataplane::neigh::PendingConfig;
+use tandem_dataplane::pipeline::{Dataplane, Pipeline, PipelineConfig};
+use tandem_dataplane::state::StateTable;
 use tandem_dataplane::wire::ethernet::{self, EtherType, EthernetFrame};
 use tandem_dataplane::wire::icmp::IcmpPacket;
 use tandem_dataplane::wire::ipv4::{IpProtocol, Ipv4Packet};
 use tandem_dataplane::wire::tcp::TcpPacket;
 use tandem_dataplane::wire::udp::UdpPacket;
-use tandem_perf::fixture::{box_a, establish, table_config, NOW};
+use tandem_perf::fixture::{
+    box_a_generation, establish, table_config, CLIENT, CLIENT_MAC, LAN, LAN_VHID, NOW, SERVER,
+    SERVER_MAC, WAN, WAN_VHID,
+};
 
 /// Fills the checksums of whatever layers parse (the IPv4 header last: it does not cover L4).
 fn fix_checksums(f: &mut [u8]) {
@@ -79,8 +87,31 @@ fn check_sent(port: &mut MemPort) -> usize {
     sent.len()
 }
 
+/// Box A as perf's `box_a`, with small queues: the default ones (256 emit and 256 pending frames
+/// of 2 KiB, zeroed) cost more per input than the frames, and small ones reach the full-queue
+/// drops sooner.
+fn small_box_a() -> (Arc<Dataplane>, Pipeline) {
+    let dp = Dataplane::new(box_a_generation(), StateTable::new(table_config(64)));
+    dp.held.set(WAN_VHID, true);
+    dp.held.set(LAN_VHID, true);
+    dp.neigh.learn(WAN, SERVER, SERVER_MAC, NOW);
+    dp.neigh.learn(LAN, CLIENT, CLIENT_MAC, NOW);
+    let config = PipelineConfig {
+        emit_capacity: 8,
+        pending: PendingConfig {
+            pool_frames: 8,
+            queue_len: 2,
+            max_next_hops: 4,
+            ..PendingConfig::default()
+        },
+        ..PipelineConfig::default()
+    };
+    let pipe = Pipeline::new(Arc::clone(&dp), &config);
+    (dp, pipe)
+}
+
 fuzz_target!(|data: &[u8]| {
-    let (dp, mut pipe) = box_a(table_config(64));
+    let (dp, mut pipe) = small_box_a();
     establish(&mut pipe);
     let rx0 = pipe.counters().rx_frames.get();
     let mut ports = vec![MemPort::new(), MemPort::new()];
