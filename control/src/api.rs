@@ -14,6 +14,7 @@
 //! | `maintenance.on`  | -                    | [`CarpReply`] (after) |
 //! | `maintenance.off` | -                    | [`CarpReply`] (after) |
 //! | `states`          | [`StatesArgs`]       | [`StatesReply`]       |
+//! | `states.kill`     | [`StatesKillArgs`]   | [`StatesKillReply`]   |
 //! | `rules`           | -                    | [`RulesReply`]        |
 //! | `stats`           | -                    | [`StatsReply`]        |
 //! | `sync`            | -                    | [`SyncReply`]         |
@@ -75,11 +76,12 @@ pub enum Command {
     CapturePoll,
     CaptureStop,
     DhcpLeases,
+    StatesKill,
 }
 
 impl Command {
     /// Every command, in the order of the module doc's table.
-    pub const ALL: [Command; 20] = [
+    pub const ALL: [Command; 21] = [
         Command::Status,
         Command::Carp,
         Command::CarpEnable,
@@ -100,6 +102,7 @@ impl Command {
         Command::CapturePoll,
         Command::CaptureStop,
         Command::DhcpLeases,
+        Command::StatesKill,
     ];
 
     /// The command's name on the wire (`Request::cmd`).
@@ -125,6 +128,7 @@ impl Command {
             Command::CapturePoll => "capture.poll",
             Command::CaptureStop => "capture.stop",
             Command::DhcpLeases => "dhcp.leases",
+            Command::StatesKill => "states.kill",
         }
     }
 
@@ -368,6 +372,37 @@ impl StateInfo {
     pub fn format_id(creator: u32, id: u64) -> String {
         format!("{creator:08x}:{id:016x}")
     }
+}
+
+/// `states.kill` (pfctl -k / -K): remove the states that match every given filter (the filters
+/// of [`StatesArgs`], plus `rule`), or every state with `all`. A kill with no filter and no `all`
+/// is refused, and so is `all` with a filter: nothing is removed by accident. Removed states
+/// are replicated to the peer as deletes when state sync runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatesKillArgs {
+    /// Either endpoint, on the stack or the wire side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<Ipv4Addr>,
+    /// Either port, on the stack or the wire side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `tcp`, `udp`, `icmp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    /// The number of the rule that created the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<u32>,
+    /// Every state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+/// `states.kill`: `{"killed":N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatesKillReply {
+    /// States removed by this request.
+    pub killed: u64,
 }
 
 // ---------------------------------------------------------------------------------------------

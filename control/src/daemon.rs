@@ -407,7 +407,12 @@ impl Daemon {
         self.sync_rules
             .store(Arc::new(link_rules(&config, compiled.sync)));
         crate::compile::apply_table_limits(&self.dp.states, &config.system);
+        let old = self.dp.generation.load_full();
         self.dp.apply(compiled.generation);
+        if config.system.kill_states_on_reload {
+            let new = self.dp.generation.load();
+            crate::state_kill::kill_unpassed(&self.dp.states, &old.ruleset, &new.ruleset);
+        }
         // Every reload: only the groups whose settings changed (an interface address included)
         // restart; the others run on untouched.
         self.carp.reconfigure(&config, &self.compiled_devices);

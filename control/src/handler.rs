@@ -35,6 +35,10 @@ impl Handler for Daemon {
                 api::to_data(&self.carp.reply(Instant::now()))
             }
             Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
+            Command::StatesKill => api::to_data(&crate::state_kill::kill(
+                &self.dp.states,
+                &api::parse_args(req)?,
+            )?),
             Command::Rules => api::to_data(&self.rules()),
             Command::Stats => api::to_data(&self.stats()),
             Command::DhcpLeases => api::to_data(&api::DhcpLeasesReply {

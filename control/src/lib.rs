@@ -14,4 +14,5 @@ pub mod doctor;
 pub mod handler;
 pub mod pcap;
 pub mod socket;
+pub mod state_kill;
 pub mod sync_service;

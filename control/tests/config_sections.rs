@@ -59,15 +59,17 @@ fn system_defaults_and_knobs() {
     assert_eq!(c.system.host_id.get(), 1);
     assert_eq!(c.system.workers, DEFAULT_WORKERS);
     assert_eq!(c.system.state_limit, DEFAULT_STATE_LIMIT);
+    assert!(!c.system.kill_states_on_reload, "off by default, as pf");
 
     let text = BASE.replace(
         "host_id = 1",
-        "host_id = 4294967295\nworkers = 4\nstate_limit = 1000000",
+        "host_id = 4294967295\nworkers = 4\nstate_limit = 1000000\nkill_states_on_reload = true",
     );
     let c = parse("t.toml", &text).unwrap();
     assert_eq!(c.system.host_id.get(), u32::MAX);
     assert_eq!(c.system.workers, 4);
     assert_eq!(c.system.state_limit, 1_000_000);
+    assert!(c.system.kill_states_on_reload);
 }
 
 #[test]

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use tandem_control::api::{
     self, CaptureDir, CaptureFrame, CapturePollReply, CaptureStopReply, CarpReply, CarpStatus,
     CarpVip, Command, ConfigCheckArgs, ConfigCheckReply, Endpoints, InterfaceInfo, RuleInfo,
-    RulesReply, StateInfo, StatesReply, StatsReply, StatusReply, SyncReply,
+    RulesReply, StateInfo, StatesKillArgs, StatesKillReply, StatesReply, StatsReply, StatusReply,
+    SyncReply,
 };
 use tandem_control::socket::{ControlServer, Handler, Request};
 
@@ -217,6 +218,11 @@ impl Handler for Fake {
                 captured: 2,
                 dropped: 1,
             }),
+            Command::StatesKill => {
+                let a: StatesKillArgs = api::parse_args(req)?;
+                let killed = if a.all { 7 } else { 3 };
+                api::to_data(&StatesKillReply { killed })
+            }
             other => Err(format!("{other} is not faked")),
         }
     }
@@ -643,4 +649,48 @@ fn ctrl_c_ends_a_capture_cleanly() {
     assert!(td.status.success(), "{}", stderr(&td));
     assert_eq!(stdout(&td).lines().count(), 2);
     std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn states_kill_sends_its_filters_and_answers_killed() {
+    let d = Daemon::start("states-kill", Fake::default());
+    let out = ok(&d.ctl(&[
+        "states",
+        "kill",
+        "--addr",
+        "192.168.0.100",
+        "--port",
+        "80",
+        "--proto",
+        "tcp",
+        "--rule",
+        "2",
+        "--json",
+    ]));
+    assert_eq!(out.trim(), r#"{"killed":3}"#);
+    let out = ok(&d.ctl(&["states", "kill", "--all"]));
+    assert_eq!(out, "7 states killed\n");
+    let reqs = d.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].cmd, "states.kill");
+    assert_eq!(
+        reqs[0].args,
+        json!({"addr": "192.168.0.100", "port": 80, "proto": "tcp", "rule": 2})
+    );
+    assert_eq!(reqs[1].args, json!({"all": true}));
+}
+
+#[test]
+fn states_kill_without_a_filter_or_with_all_and_a_filter_is_refused_before_sending() {
+    let d = Daemon::start("states-kill-refused", Fake::default());
+    let o = d.ctl(&["states", "kill"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("give a filter"), "{}", stderr(&o));
+    let o = d.ctl(&["states", "kill", "--all", "--port", "80"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--all"), "{}", stderr(&o));
+    // Filters of `states` given before `kill` would be silently ignored: refused instead.
+    let o = d.ctl(&["states", "--addr", "192.168.0.100", "kill", "--all"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(d.requests().is_empty(), "nothing reached the daemon");
 }

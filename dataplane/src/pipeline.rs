@@ -1306,7 +1306,8 @@ fn rewrite_l4(
             // The query id (not covered by a pseudo-header: only the id changes the sum).
             let old_id = read_u16(l4, 4);
             l4[4..6].copy_from_slice(&port.to_be_bytes());
-            let c = checksum::update_u16(read_u16(l4, 2), old_id, port);
+            // An all-zero message (id 0, seq 0, no data) needs 0xffff, not 0x0000.
+            let c = icmp::update_checksum_u16(read_u16(l4, 2), old_id, port);
             l4[2..4].copy_from_slice(&c.to_be_bytes());
         }
         _ => {}
@@ -1414,8 +1415,10 @@ fn parse_l4(l4: &[u8], proto: u8) -> Option<L4> {
     Some(r)
 }
 
+/// What the filter sees of a packet with `key` arriving on `in_if` (ports only for TCP and UDP).
+/// Public for the control plane's re-evaluation of states against a new ruleset.
 #[inline]
-fn meta_of(in_if: IfIndex, key: &FlowKey) -> PacketMeta {
+pub fn meta_of(in_if: IfIndex, key: &FlowKey) -> PacketMeta {
     let ports = matches!(key.proto, PROTO_TCP | PROTO_UDP);
     PacketMeta {
         in_if,

@@ -1167,3 +1167,66 @@ fn new_generation_applies_to_new_flows_and_spares_existing_states() {
     assert_eq!(parse(&out[0]).src(), WAN_VIP);
     assert_eq!(parse(&lab.one_sent(LAN)).dst(), CLIENT);
 }
+
+/// The ICMP message of an IPv4 frame verifies (ones' complement sum of all its words 0xffff).
+fn icmp_checksum_verifies(f: &[u8]) -> bool {
+    let ihl = usize::from(f[14] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
+    let msg = &f[14 + ihl..14 + total];
+    let mut s: u32 = msg
+        .chunks(2)
+        .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s == 0xffff
+}
+
+/// Fuzz finding (wire_icmp): an echo with id 0, seq 0 and no data is all zeros once it is a
+/// reply (or once NAT gives the reply its id 0 back), and RFC 1624's incremental update then
+/// gave it the checksum 0x0000, which does not verify: the asker dropped the answer.
+#[test]
+fn all_zero_echo_replies_keep_a_valid_checksum() {
+    let mut lab = Lab::new();
+    lab.send(
+        LAN,
+        &echo_frame(CLIENT_MAC, LAN_VMAC, CLIENT, LAN_VIP, 64, true, 0, 0, b""),
+        T0,
+    );
+    let reply = lab.one_sent(LAN);
+    assert!(matches!(
+        parse(&reply).icmp().icmp_type,
+        Icmpv4Type::EchoReply(_)
+    ));
+    assert!(icmp_checksum_verifies(&reply), "the box's own reply");
+
+    lab.send(
+        LAN,
+        &echo_frame(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER, 64, true, 0, 0, b""),
+        T0,
+    );
+    let out = lab.one_sent(WAN);
+    assert!(
+        icmp_checksum_verifies(&out),
+        "the request, its id translated"
+    );
+    let id = match parse(&out).icmp().icmp_type {
+        Icmpv4Type::EchoRequest(e) => e.id,
+        ref t => panic!("{t:?}"),
+    };
+    lab.send(
+        WAN,
+        &echo_frame(SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP, 64, false, id, 0, b""),
+        T0 + 10,
+    );
+    let back = lab.one_sent(LAN);
+    match parse(&back).icmp().icmp_type {
+        Icmpv4Type::EchoReply(e) => assert_eq!((e.id, e.seq), (0, 0)),
+        ref t => panic!("{t:?}"),
+    }
+    assert!(
+        icmp_checksum_verifies(&back),
+        "the reply, its id 0 given back"
+    );
+}

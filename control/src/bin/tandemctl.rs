@@ -19,11 +19,12 @@ use serde::Serialize;
 use tandem_control::api::{
     self, CapturePollArgs, CapturePollReply, CaptureStartArgs, CarpReply, Command, ConfigApplyArgs,
     ConfigApplyReply, ConfigCheckArgs, ConfigCheckReply, ConfigShowReply, ConfigSyncReply,
-    DhcpLeasesReply, NoArgs, RulesReply, StateInfo, StatesArgs, StatesReply, StatsReply,
-    StatusReply, SyncReply,
+    DhcpLeasesReply, NoArgs, RulesReply, StateInfo, StatesArgs, StatesKillArgs, StatesKillReply,
+    StatesReply, StatsReply, StatusReply, SyncReply,
 };
 use tandem_control::pcap::PcapWriter;
 use tandem_control::socket::{self, ClientError, DEFAULT_SOCKET};
+use tandem_control::state_kill::KillFilter;
 
 /// How long one request may wait for its reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,8 +61,11 @@ enum Cmd {
         #[arg(value_enum)]
         mode: OnOff,
     },
-    /// The state table, with NAT mappings.
+    /// The state table, with NAT mappings; `kill` removes states (pfctl -k / -K).
+    #[command(args_conflicts_with_subcommands = true)]
     States {
+        #[command(subcommand)]
+        action: Option<StatesAction>,
         /// Only states with this address at either end (either side of NAT).
         #[arg(long, value_name = "IP")]
         addr: Option<Ipv4Addr>,
@@ -133,6 +137,29 @@ enum Cmd {
 enum DhcpAction {
     /// Every lease: MAC, address, hostname, expiry (unix seconds), state.
     Leases,
+}
+
+#[derive(Debug, Subcommand)]
+enum StatesAction {
+    /// Remove the states that match every filter given, or every state with --all; the peer
+    /// removes them too. Answers {"killed":N}.
+    Kill {
+        /// States with this address at either end (either side of NAT).
+        #[arg(long, value_name = "IP")]
+        addr: Option<Ipv4Addr>,
+        /// States with this port at either end (either side of NAT).
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+        /// States of this protocol.
+        #[arg(long, value_enum)]
+        proto: Option<Proto>,
+        /// States created by rule N.
+        #[arg(long, value_name = "N")]
+        rule: Option<u32>,
+        /// Every state (pfctl -F state).
+        #[arg(long, conflicts_with_all = ["addr", "port", "proto", "rule"])]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +294,30 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             ctl.show(&r, format_carp)?;
         }
         Cmd::States {
+            action:
+                Some(StatesAction::Kill {
+                    addr,
+                    port,
+                    proto,
+                    rule,
+                    all,
+                }),
+            ..
+        } => {
+            let args = StatesKillArgs {
+                addr: *addr,
+                port: *port,
+                proto: proto.map(|p| p.name().to_string()),
+                rule: *rule,
+                all: *all,
+            };
+            // Refused here too, before anything is sent: the daemon refuses the same.
+            KillFilter::of(&args)?;
+            let r: StatesKillReply = ctl.call(Command::StatesKill, &args)?;
+            ctl.show(&r, |r| format!("{} states killed\n", r.killed))?;
+        }
+        Cmd::States {
+            action: None,
             addr,
             port,
             proto,

@@ -32,6 +32,7 @@
 //! adaptive_end = 314572    # neither: above start every timeout shrinks linearly, to zero at
 //!                          # end; start < end, or both 0 (no scaling); default 60% and 120% of
 //!                          # state_limit
+//! kill_states_on_reload = false  # optional: on config apply, kill the states the new rules block
 //!
 //! [[interfaces]]         # one per interface; names are what the rest of the file refers to
 //! name = "wan"

@@ -67,6 +67,9 @@ pub struct System {
     pub src_node_limit: u32,
     /// pf's `adaptive.start` / `adaptive.end` in states; `None`: 60% / 120% of `state_limit`.
     pub adaptive: Option<AdaptiveBounds>,
+    /// On `config apply`, kill the states whose first packet the new rules would block
+    /// (default false: like pf, states outlive a ruleset reload).
+    pub kill_states_on_reload: bool,
 }
 
 /// pf's adaptive timeouts: above `start` states every timeout shrinks linearly, to zero at

@@ -69,6 +69,7 @@ pub(crate) struct RawSystem {
     pub src_node_limit: Option<i64>,
     pub adaptive_start: Option<i64>,
     pub adaptive_end: Option<i64>,
+    pub kill_states_on_reload: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -423,6 +423,7 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
         state_limit: state_limit?,
         src_node_limit: src_node_limit?,
         adaptive: adaptive?,
+        kill_states_on_reload: raw.kill_states_on_reload.unwrap_or(false),
     })
 }
 

@@ -312,14 +312,7 @@ impl Ruleset {
 
     /// [`Ruleset::evaluate`], adding `bytes` (the packet's IP length) to the matched rule.
     pub fn evaluate_sized(&self, meta: &PacketMeta, bytes: u32) -> Verdict {
-        let i = usize::from(meta.in_if);
-        let (Some(c), Some(rules)) = (self.compiled.get(i), self.rules.get(i)) else {
-            return Verdict::DefaultDeny;
-        };
-        let Some(index) = c.first_match(meta) else {
-            return Verdict::DefaultDeny;
-        };
-        let Some(rule) = rules.get(index as usize) else {
+        let Some((index, rule)) = self.first_match(meta) else {
             return Verdict::DefaultDeny;
         };
         rule.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -335,6 +328,30 @@ impl Ruleset {
             keep_state: rule.keep_state,
             log: rule.log,
         }
+    }
+
+    /// The verdict [`Ruleset::evaluate`] would give, without counting a hit: for the control
+    /// plane's questions about packets that are not flowing (does the new ruleset still pass
+    /// this state's first packet?).
+    pub fn verdict(&self, meta: &PacketMeta) -> Verdict {
+        match self.first_match(meta) {
+            Some((index, rule)) => Verdict::Rule {
+                index,
+                number: rule.number,
+                action: rule.action,
+                keep_state: rule.keep_state,
+                log: rule.log,
+            },
+            None => Verdict::DefaultDeny,
+        }
+    }
+
+    #[inline]
+    fn first_match(&self, meta: &PacketMeta) -> Option<(u32, &Rule)> {
+        let i = usize::from(meta.in_if);
+        let (c, rules) = (self.compiled.get(i)?, self.rules.get(i)?);
+        let index = c.first_match(meta)?;
+        Some((index, rules.get(index as usize)?))
     }
 }
 

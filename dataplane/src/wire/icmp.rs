@@ -234,9 +234,25 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
         let d = self.buffer.as_ref();
         let old = u16::from_be_bytes([d[field::TYPE], d[field::CODE]]);
         let new = u16::from_be_bytes([u8::from(IcmpType::EchoReply), d[field::CODE]]);
-        let c = checksum::update_u16(self.checksum(), old, new);
+        let c = update_checksum_u16(self.checksum(), old, new);
         self.set_msg_type(IcmpType::EchoReply);
         self.set_checksum(c);
+    }
+}
+
+/// [`checksum::update_u16`] for an ICMP checksum: a result of `0x0000` is stored as `0xffff`.
+///
+/// RFC 1624 eqn. 3 yields `0x0000` when the new sum is zero in ones' complement, and that has
+/// two forms: the data sums to `0xffff` (where `0x0000` and `0xffff` both verify) or the data is
+/// all zeros (where only `0xffff` verifies). An ICMP message can be all zeros: an echo request
+/// with id 0, seq 0 and no data turns into an all-zero echo reply, whose patched checksum
+/// `0x0000` the asker drops (found by the `wire_icmp` fuzz target). `0xffff` verifies in both
+/// cases, and ICMP, unlike UDP, gives `0` no meaning of its own.
+#[inline]
+pub fn update_checksum_u16(csum: u16, old: u16, new: u16) -> u16 {
+    match checksum::update_u16(csum, old, new) {
+        0 => 0xffff,
+        c => c,
     }
 }
 
@@ -710,6 +726,33 @@ mod test {
                 let p = IcmpPacket::new_checked(&buf[..n]).unwrap();
                 prop_assert!(p.embedded().is_ok());
             }
+        }
+    }
+
+    /// Fuzz finding (wire_icmp): an all-zero echo request (id 0, seq 0, no data) became an
+    /// echo reply whose incrementally patched checksum was 0x0000, which does not verify.
+    #[test]
+    fn all_zero_echo_reply_keeps_a_valid_checksum() {
+        let mut m = [8u8, 0, 0, 0, 0, 0, 0, 0];
+        let mut p = IcmpPacket::new_unchecked(&mut m[..]);
+        p.fill_checksum();
+        assert!(p.verify_checksum());
+        p.echo_request_to_reply();
+        assert_eq!(p.msg_type(), IcmpType::EchoReply);
+        assert_eq!(p.checksum(), 0xffff);
+        assert!(p.verify_checksum());
+    }
+
+    proptest! {
+        #[test]
+        fn icmp_checksum_update_always_verifies(mut msg in prop::collection::vec(any::<u8>(), 8..64), id in any::<u16>()) {
+            let mut p = IcmpPacket::new_unchecked(&mut msg[..]);
+            p.fill_checksum();
+            let old = p.echo_ident();
+            let c = update_checksum_u16(p.checksum(), old, id);
+            p.set_echo_ident(id);
+            p.set_checksum(c);
+            prop_assert!(p.verify_checksum());
         }
     }
 }
