@@ -99,6 +99,8 @@ pub struct Daemon {
     pub(crate) pushed: Option<StoredPush>,
     /// When this box last published what its peer's doctor reads.
     pub(crate) inspection_published: Option<Instant>,
+    /// The config text the peer's doctor reads, shared, with its generation.
+    pub(crate) inspection_config: Option<(u64, Arc<String>)>,
     /// A `tandemctl doctor` waiting for the peer's answer.
     pub(crate) doctor_pending: Option<crate::doctor::online::Pending>,
     /// The sync interface's rules, for config sync's listener (swapped on every apply).
@@ -296,6 +298,7 @@ impl Daemon {
             config_sync,
             pushed,
             inspection_published: None,
+            inspection_config: None,
             doctor_pending: None,
             sync_rules,
             compiled_devices: devices,

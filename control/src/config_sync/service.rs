@@ -184,7 +184,8 @@ pub struct ConfigSync {
 /// A box's config in force and live state, as its peer's doctor reads them.
 #[derive(Debug, Clone)]
 pub struct Inspection {
-    pub config: String,
+    /// Shared, not copied: it is republished every half second, and may be megabytes.
+    pub config: Arc<String>,
     pub live: LiveState,
 }
 
@@ -551,7 +552,7 @@ fn inspect(peer: SocketAddrV4, key: &ChannelKey, hostname: String) -> Result<Ins
         .map_err(|e| format!("{peer}: {e}"))?
     {
         ToPrimary::Inspection { config, live } => Ok(Inspection {
-            config,
+            config: Arc::new(config),
             live: *live,
         }),
         other => Err(format!("{peer}: answered an inspection with {other:?}")),
@@ -692,7 +693,7 @@ impl Listener {
                         return;
                     };
                     ToPrimary::Inspection {
-                        config: i.config,
+                        config: i.config.to_string(),
                         live: Box::new(i.live),
                     }
                 }

@@ -2,6 +2,7 @@
 //! peer's, read over the config sync channel by a thread of its own (the control loop never
 //! waits on the network: the request answers "pending" until the peer has answered).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -61,8 +62,17 @@ impl Daemon {
             return;
         }
         self.inspection_published = Some(now);
+        // The text is copied once per generation, not every half second.
+        let config = match &self.inspection_config {
+            Some((g, text)) if *g == self.generation => text.clone(),
+            _ => {
+                let text = Arc::new(self.config_text.clone());
+                self.inspection_config = Some((self.generation, text.clone()));
+                text
+            }
+        };
         cs.publish(Inspection {
-            config: self.config_text.clone(),
+            config,
             live: self.live_state(),
         });
     }
