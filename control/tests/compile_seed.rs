@@ -6,7 +6,7 @@ use std::path::Path;
 use tandem_control::compile::{compile, Compiled};
 use tandem_control::config::{load, Config};
 use tandem_dataplane::filter::{proto, Action, NatTarget, PacketMeta, PortPolicy, Verdict};
-use tandem_dataplane::generation::{Interface, Vip};
+use tandem_dataplane::generation::{Interface, Vip, DEFAULT_MTU};
 use tandem_dataplane::route::NextHop;
 use tandem_dataplane::wire::MacAddr;
 use tandem_dataplane::IfIndex;
@@ -62,11 +62,13 @@ fn fw_a_interfaces_are_lan_and_wan_not_sync() {
                 name: "wan".into(),
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 addr: Some((ip("172.25.46.101"), 24)),
+                mtu: DEFAULT_MTU,
             },
             Interface {
                 name: "lan".into(),
                 mac: MacAddr([2, 0, 0, 0, 0, 2]),
                 addr: Some((ip("192.168.0.11"), 24)),
+                mtu: DEFAULT_MTU,
             },
         ]
     );

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod counters;
 pub mod filter;
+pub mod fragment;
 pub mod generation;
 pub mod io;
 pub mod journal;

@@ -106,11 +106,13 @@ pub fn box_a_generation() -> Generation {
                 name: "lan".into(),
                 mac: LAN_MAC,
                 addr: Some((LAN_ADDR, 24)),
+                mtu: 1500,
             },
             Interface {
                 name: "wan".into(),
                 mac: WAN_MAC,
                 addr: Some((WAN_ADDR, 24)),
+                mtu: 1500,
             },
         ],
         vips: vec![
@@ -129,6 +131,7 @@ pub fn box_a_generation() -> Generation {
         ],
         ruleset: Ruleset::new(vec![lan_rules, wan_rules], vec![nat], 1),
         routes,
+        allow_ip_options: false,
     }
 }
 

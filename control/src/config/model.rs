@@ -57,6 +57,8 @@ pub struct System {
     pub workers: u16,
     /// State table capacity (default [`DEFAULT_STATE_LIMIT`]).
     pub state_limit: u32,
+    /// Forward IPv4 datagrams with options (default false: dropped and counted, as pf).
+    pub allow_ip_options: bool,
 }
 
 /// `[[interfaces]]`.

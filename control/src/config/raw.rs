@@ -34,6 +34,7 @@ pub(crate) struct RawSystem {
     pub host_id: Option<i64>,
     pub workers: Option<i64>,
     pub state_limit: Option<i64>,
+    pub allow_ip_options: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -406,6 +406,7 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
         host_id: host_id?,
         workers: workers?,
         state_limit: state_limit?,
+        allow_ip_options: raw.allow_ip_options.unwrap_or(false),
     })
 }
 
