@@ -310,3 +310,18 @@ fn fw_single_vips_are_always_held() {
     assert!(c.sync.interfaces.is_empty());
     assert!(c.sync.ruleset.all_rules().is_empty());
 }
+
+#[test]
+fn ip_options_are_dropped_unless_the_system_section_allows_them() {
+    assert!(!compiled("fw-a.toml").generation.allow_ip_options);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lab-configs/fw-a.toml");
+    let text = std::fs::read_to_string(path).unwrap().replacen(
+        "host_id = 1\n",
+        "host_id = 1\nallow_ip_options = true\n",
+        1,
+    );
+    let config = tandem_control::config::parse("fw-a.toml", &text).unwrap();
+    assert!(config.system.allow_ip_options);
+    let c = compile(&config, 7, &fake_mac).unwrap();
+    assert!(c.generation.allow_ip_options);
+}

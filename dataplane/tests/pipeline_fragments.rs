@@ -300,8 +300,8 @@ fn a_follower_before_its_first_fragment_is_dropped() {
 }
 
 /// The first fragment of an unsolicited datagram from the WAN meets the default deny; its
-/// followers never pass, nor does a follower crafted to overlap an allowed first fragment's
-/// header (RFC 1858).
+/// followers never pass, nor does an allowed datagram's follower in a broadcast frame or one
+/// crafted to overlap the first fragment's header (RFC 1858).
 #[test]
 fn followers_of_a_blocked_first_fragment_never_pass() {
     let mut lab = Lab::new();
@@ -323,6 +323,13 @@ fn followers_of_a_blocked_first_fragment_never_pass() {
     let frags = fragments(&client_udp(&big_payload(4000)), 1500, 6);
     lab.send(LAN, &frags[0], T0);
     assert_eq!(lab.sent(WAN).len(), 1);
+    // Its follower in a broadcast frame is not forwarded (RFC 1812 §5.3.4).
+    let mut broadcast = frags[1].clone();
+    broadcast[..6].copy_from_slice(&BROADCAST);
+    let s = lab.snapshot();
+    lab.send(LAN, &broadcast, T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_l2_not_for_us", 1)]);
+    lab.nothing_sent();
     let mut overlap = frags[1].clone();
     overlap[14 + 6..14 + 8].copy_from_slice(&1u16.to_be_bytes()); // MF clear, offset 8 bytes
     set_ip_checksum(&mut overlap[14..]);

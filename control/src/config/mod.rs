@@ -26,10 +26,11 @@
 //! host_id = 1            # 1..=4294967295, unique in the cluster: the creator id of synced states
 //! workers = 1            # optional, dataplane worker threads, 1..=64 (default 1)
 //! state_limit = 262144   # optional, state table capacity, 1..=16777216 (default 262144)
+//! allow_ip_options = false  # optional, forward IPv4 with options (default false: dropped, as pf)
 //!
 //! [[interfaces]]         # one per interface; names are what the rest of the file refers to
 //! name = "wan"
-//! device = "wan"         # the OS network device
+//! device = "wan"         # the OS network device (its MTU is the interface's egress MTU)
 //! address = "172.25.46.101/24"   # this box's address, with the network's prefix length
 //! role = "wan"           # lan | wan | sync | other
 //! description = "WAN"    # optional, free text (every section has one)

@@ -11,6 +11,7 @@ use crate::io::Verdict;
 use crate::pipeline::Dataplane;
 use crate::state::FlowKey;
 use crate::wire::checksum;
+use crate::wire::ethernet::EthernetFrame;
 use crate::wire::icmp::IcmpErrorKind;
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::IfIndex;
@@ -40,6 +41,15 @@ impl WorkerSide {
         let c = &*self.counters;
         if is_martian(key.src, key.dst) {
             c.drop_martian.inc();
+            return Verdict::Drop;
+        }
+        // RFC 1812 §5.3.4, as for whole packets: nothing received as a link-layer broadcast or
+        // multicast is forwarded (and the box takes no fragment for itself).
+        if EthernetFrame::new_unchecked(&buf[..len])
+            .dst_addr()
+            .is_multicast()
+        {
+            c.drop_l2_not_for_us.inc();
             return Verdict::Drop;
         }
         // RFC 791: a datagram is at most 65535 bytes. A fragment reaching past that (the "ping
