@@ -107,8 +107,9 @@ counters! {
         /// DF set and longer than the egress MTU: an ICMP fragmentation needed with that MTU is
         /// sent when allowed (RFC 1191).
         drop_frag_needed,
-        /// DF clear and longer than the egress MTU: tandem does not fragment (see the pipeline
-        /// doc).
+        /// DF clear and longer than the egress MTU, and it could not be fragmented: IP options
+        /// (which to copy into each fragment is per option), the next hop's MAC not known yet,
+        /// or no room in the emit queue for the other fragments.
         drop_too_big,
         /// An address valid nowhere on a wire (RFC 1812 5.3.7, RFC 1122 3.2.1.3): loopback
         /// source or destination, destination on network 0, multicast or broadcast source.
@@ -184,6 +185,8 @@ counters! {
         frag_followers,
         /// Fragment table entries forgotten unfinished after the fragment timeout.
         frag_flows_expired,
+        /// Fragments the box made of datagrams without DF longer than the egress MTU.
+        frags_made,
     }
 }
 

@@ -23,12 +23,12 @@
 //! BSDs), so holding out-of-order followers would buy little for a pool an outsider could fill.
 //! Fragments addressed to the box itself are dropped (`drop_fragment`): it reassembles nothing.
 //!
-//! MTU: a datagram longer than the egress interface's MTU is not fragmented by tandem. With DF
-//! set (every modern stack sets it, for path MTU discovery) the sender gets an ICMP
-//! fragmentation needed carrying that MTU (RFC 1191) and the frame is counted as
-//! `drop_frag_needed`; with DF clear it is dropped as `drop_too_big`. Both only happen where
-//! the interfaces' MTUs differ. Both checks come before any rewrite, so the error quotes the
-//! packet as its sender sent it.
+//! MTU: for a datagram longer than the egress interface's MTU with DF set (every modern stack
+//! sets it, for path MTU discovery) the sender gets an ICMP fragmentation needed carrying that
+//! MTU (RFC 1191), and the frame is counted as `drop_frag_needed`; this is checked before any
+//! rewrite, so the error quotes the packet as its sender sent it. With DF clear the datagram is
+//! fragmented as it leaves (after NAT and the TTL): the first fragment in its own buffer, the
+//! others through the emit queue. Both only happen where the interfaces' MTUs differ.
 //!
 //! IP options are dropped (`drop_ip_options`) unless `system.allow_ip_options` is set, as pf.
 
@@ -193,6 +193,11 @@ struct EmitQueue {
 }
 
 impl EmitQueue {
+    /// Frames that can still be pushed.
+    fn room(&self) -> usize {
+        self.spare.len()
+    }
+
     fn new(capacity: usize) -> EmitQueue {
         EmitQueue {
             queue: std::collections::VecDeque::with_capacity(capacity),
@@ -992,6 +997,10 @@ impl WorkerSide {
         Ipv4Packet::new_unchecked(&mut buf[ETH..len]).decrement_ttl_incremental();
         let mut eth = EthernetFrame::new_unchecked(&mut buf[..len]);
         eth.set_src_addr(out.mac);
+        // Only a datagram without DF gets here too big (`next_hop_or_answer`): fragmented.
+        if len - ETH > usize::from(out.mtu) {
+            return self.forward_too_big(dp, out_if, next_hop, buf, len, out.mtu);
+        }
         if let Some(mac) = self.memo.lookup(&dp.neigh, out_if, next_hop) {
             eth.set_dst_addr(mac);
             c.forwarded.inc();

@@ -467,8 +467,8 @@ fn a_follower_after_the_timeout_is_dropped() {
 
 /// DF set and longer than the egress MTU: the sender gets an ICMP fragmentation needed from the
 /// box's address on its side, with the egress MTU, quoting its datagram as sent; no state is
-/// created. DF clear: dropped (tandem does not fragment). A datagram of exactly the MTU passes,
-/// and an established flow meets the same check.
+/// created. DF clear: translated, then fragmented to the MTU as it leaves. A datagram of
+/// exactly the MTU passes whole, and an established flow meets the same check.
 #[test]
 fn df_over_a_smaller_mtu_gets_fragmentation_needed_with_the_mtu() {
     let mut lab = Lab::with(Setup {
@@ -502,16 +502,47 @@ fn df_over_a_smaller_mtu_gets_fragmentation_needed_with_the_mtu() {
     assert_eq!((Ipv4Addr::from(q.source), q.total_len), (CLIENT, 1500));
     assert_eq!(u16::from_be_bytes([q8[0], q8[1]]), 5000, "the port as sent");
 
-    // DF clear: dropped and counted, nothing sent.
-    let mut no_df = big.clone();
-    edit_ipv4(&mut no_df, |ip| ip.dont_fragment = false);
+    // DF clear: NATed, then cut in two at 1400 (1376 bytes of payload, a multiple of 8, and
+    // the last 104); the UDP checksum, patched for the NAT before the cut, verifies over the
+    // reassembled datagram.
+    let data = big_payload(1500 - 28);
+    let mut no_df = client_udp(&data);
+    edit_ipv4(&mut no_df, |ip| {
+        ip.dont_fragment = false;
+        ip.identification = 0x5151;
+    });
     let s = lab.snapshot();
     lab.send(LAN, &no_df, T0);
-    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_too_big", 1)]);
-    lab.nothing_sent();
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("forwarded", 1),
+            ("tx_frames", 2),
+            ("states_created", 1),
+            ("nat_translated", 1),
+            ("frags_made", 2),
+        ],
+    );
+    assert!(lab.sent(LAN).is_empty());
+    let out = lab.sent(WAN);
+    let sizes: Vec<usize> = out.iter().map(|f| ip_of(f).len()).collect();
+    assert_eq!(sizes, [1396, 124]);
+    for f in &out {
+        assert_eq!(&f[..6], &SERVER_MAC);
+        assert_eq!(ip_of(f)[8], 63, "TTL decremented once");
+    }
+    let (p, id) = reassemble(&out);
+    assert_eq!(id, 0x5151);
+    assert_eq!((p.src(), p.dst()), (WAN_VIP, SERVER));
+    assert_eq!(
+        (p.udp().source_port, p.udp().destination_port),
+        (NAT_PORT, 7000)
+    );
+    assert_eq!(p.payload, data);
 
-    // Exactly the MTU: passes and creates the state; then the established flow's big datagram
-    // meets the same answer.
+    // Exactly the MTU: passes whole; the established flow's big DF datagram meets the same
+    // answer as before.
     let fits = client_udp(&big_payload(1400 - 28));
     lab.send(LAN, &fits, T0);
     assert_eq!(parse(&lab.one_sent(WAN)).ip.total_len, 1400);
@@ -596,4 +627,50 @@ fn fragments_to_the_box_and_tiny_first_fragments_are_dropped() {
     );
     lab.nothing_sent();
     assert_eq!(lab.dp.states.len(), 0);
+}
+
+/// Fragments (no DF, as a host's fragments are) that are still too big for a smaller egress
+/// MTU are fragmented again, offsets kept within the original datagram and MF on every piece
+/// but the datagram's last: the server's reassembly gets the whole datagram, NATed.
+#[test]
+fn fragments_too_big_for_the_egress_mtu_are_fragmented_again() {
+    let mut lab = Lab::with(Setup {
+        mtu: (1500, 1400),
+        ..nat_setup()
+    });
+    let data = big_payload(4000);
+    let frags = fragments(&client_udp(&data), 1500, 0x0aaa);
+    let s = lab.snapshot();
+    send_all(&mut lab, LAN, &frags, T0);
+    // 1480 + 1480 + 1048 bytes of payload in; the first two cut in two (1376 + 104) at 1400.
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 3),
+            ("forwarded", 3),
+            ("tx_frames", 5),
+            ("states_created", 1),
+            ("nat_translated", 3),
+            ("frag_flows_created", 1),
+            ("frag_followers", 2),
+            ("frags_made", 4),
+        ],
+    );
+    let out = lab.sent(WAN);
+    let mut sizes: Vec<usize> = out.iter().map(|f| ip_of(f).len()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [124, 124, 1068, 1396, 1396]);
+    let (p, id) = reassemble(&out);
+    assert_eq!(id, 0x0aaa);
+    assert_eq!((p.src(), p.udp().source_port), (WAN_VIP, NAT_PORT));
+    assert_eq!(p.payload, data);
+    let last_mf: Vec<bool> = out
+        .iter()
+        .map(|f| u16::from_be_bytes([ip_of(f)[6], ip_of(f)[7]]) & 0x2000 != 0)
+        .collect();
+    assert_eq!(
+        last_mf.iter().filter(|mf| !**mf).count(),
+        1,
+        "one last fragment"
+    );
 }

@@ -129,10 +129,10 @@ impl WorkerSide {
         }
     }
 
-    /// A frame longer than `mtu` plus the Ethernet header is about to leave: None if the
-    /// datagram fits after all (the frame had bytes after it), else its fate. tandem does not
-    /// fragment: with DF the sender learns the MTU (RFC 1191), without it the datagram is
-    /// dropped (see the parent's doc).
+    /// A frame longer than `mtu` plus the Ethernet header is about to be routed: None if it
+    /// may go on (it fits after all, the frame having bytes after the datagram, or it has no
+    /// DF and will be fragmented as it leaves), else its fate: with DF the sender learns the
+    /// MTU (RFC 1191).
     #[cold]
     pub(super) fn too_big(
         &mut self,
@@ -146,12 +146,8 @@ impl WorkerSide {
             let ip = Ipv4Packet::new_unchecked(&buf[ETH..len]);
             (ip.dont_frag(), ip.total_len())
         };
-        if total <= mtu {
+        if total <= mtu || !df {
             return None;
-        }
-        if !df {
-            self.counters.drop_too_big.inc();
-            return Some(Verdict::Drop);
         }
         self.counters.drop_frag_needed.inc();
         let kind = IcmpErrorKind::FragNeeded { next_hop_mtu: mtu };
@@ -159,6 +155,81 @@ impl WorkerSide {
             self.icmp_error_reply(gen, in_if, buf, len, kind)
                 .unwrap_or(Verdict::Drop),
         )
+    }
+}
+
+impl WorkerSide {
+    /// A datagram without DF, longer than `mtu`, leaving on `out_if` (TTL decremented, source
+    /// MAC written): fragmented (RFC 791 §3.2) if the next hop's MAC is known, the first
+    /// fragment in `buf`, the others through the emit queue.
+    #[cold]
+    pub(super) fn forward_too_big(
+        &mut self,
+        dp: &Dataplane,
+        out_if: IfIndex,
+        next_hop: Ipv4Addr,
+        buf: &mut [u8],
+        len: usize,
+        mtu: u16,
+    ) -> Verdict {
+        let c = &*self.counters;
+        // Queued for ARP it would be released whole, too big: the next datagrams, once the
+        // neighbour is known (other traffic resolves it), are fragmented.
+        let Some(mac) = self.memo.lookup(&dp.neigh, out_if, next_hop) else {
+            c.drop_too_big.inc();
+            return Verdict::Drop;
+        };
+        EthernetFrame::new_unchecked(&mut buf[..len]).set_dst_addr(mac);
+        let (hl, total, offset, mf) = {
+            let ip = Ipv4Packet::new_unchecked(&buf[ETH..len]);
+            let total = usize::from(ip.total_len());
+            (ip.header_len(), total, ip.frag_offset(), ip.more_frags())
+        };
+        let mtu = usize::from(mtu);
+        if total <= mtu {
+            // Bytes after the datagram made the frame long: they are not sent.
+            c.forwarded.inc();
+            let n = super::pad_frame(buf, ETH + total);
+            return Verdict::Tx { out_if, len: n };
+        }
+        // Every fragment's payload but the last is a multiple of 8 bytes (the offset's unit).
+        let step = mtu.saturating_sub(hl) / 8 * 8;
+        let payload = total - hl;
+        if hl != ipv4::HEADER_LEN || step == 0 {
+            c.drop_too_big.inc();
+            return Verdict::Drop;
+        }
+        let pieces = payload.div_ceil(step);
+        if pieces - 1 > self.emit.room() {
+            c.drop_too_big.inc();
+            return Verdict::Drop;
+        }
+        // The others first, from the bytes the first will keep its header over.
+        for k in 1..pieces {
+            let (start, end) = (k * step, ((k + 1) * step).min(payload));
+            let src = &buf[..ETH + hl + end];
+            self.emit.push(out_if, |b| {
+                let n = ETH + hl + end - start;
+                b[..ETH + hl].copy_from_slice(&src[..ETH + hl]);
+                b[ETH + hl..n].copy_from_slice(&src[ETH + hl + start..]);
+                let mut ip = Ipv4Packet::new_unchecked(&mut b[ETH..n]);
+                // Within the original datagram: its offset plus ours; MF unless this is the
+                // original's last piece and the original was a last fragment.
+                ip.set_total_len(u16::try_from(n - ETH).unwrap_or(u16::MAX));
+                ip.set_frag_offset(offset.saturating_add(u16::try_from(start).unwrap_or(u16::MAX)));
+                ip.set_more_frags(end < payload || mf);
+                ip.fill_checksum();
+                super::pad_frame(b, n)
+            });
+        }
+        let n = ETH + hl + step;
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[ETH..n]);
+        ip.set_total_len(u16::try_from(hl + step).unwrap_or(u16::MAX));
+        ip.set_more_frags(true);
+        ip.fill_checksum();
+        c.forwarded.inc();
+        c.frags_made.add(u64::try_from(pieces).unwrap_or(u64::MAX));
+        Verdict::Tx { out_if, len: n }
     }
 }
 
