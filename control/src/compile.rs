@@ -267,7 +267,8 @@ fn dataplane_interface(
 
 /// The MTU of an OS device from sysfs (the daemon runs in the box's network namespace); None
 /// for a device that does not exist (tests, `--check-config` elsewhere). Capped to what fits
-/// in a frame buffer: a frame the dataplane receives is never longer.
+/// in a frame buffer (a frame the dataplane receives is never longer), and at least IPv4's
+/// minimum of 68 (RFC 791).
 pub fn device_mtu(device: &str) -> Option<u16> {
     if device.is_empty() || device.contains('/') || device == "." || device == ".." {
         return None;
@@ -275,7 +276,7 @@ pub fn device_mtu(device: &str) -> Option<u16> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{device}/mtu")).ok()?;
     let mtu: u32 = text.trim().parse().ok()?;
     let cap = FRAME_SIZE - ethernet::HEADER_LEN;
-    u16::try_from(mtu.min(u32::try_from(cap).ok()?)).ok()
+    u16::try_from(mtu.clamp(68, u32::try_from(cap).ok()?)).ok()
 }
 
 /// The VIPs the dataplane answers for (see the module's doc for `proxyarp` and `other`).
