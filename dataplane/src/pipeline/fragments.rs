@@ -20,6 +20,7 @@ impl WorkerSide {
     /// A later fragment (offset > 0): it carries no transport header, so it passes only behind
     /// a first fragment that passed, with the addresses that one left with.
     #[cold]
+    #[inline(never)]
     pub(super) fn later_fragment(
         &mut self,
         gen: &Generation,
@@ -134,6 +135,7 @@ impl WorkerSide {
     /// DF and will be fragmented as it leaves), else its fate: with DF the sender learns the
     /// MTU (RFC 1191).
     #[cold]
+    #[inline(never)]
     pub(super) fn too_big(
         &mut self,
         gen: &Generation,
@@ -163,6 +165,7 @@ impl WorkerSide {
     /// MAC written): fragmented (RFC 791 §3.2) if the next hop's MAC is known, the first
     /// fragment in `buf`, the others through the emit queue.
     #[cold]
+    #[inline(never)]
     pub(super) fn forward_too_big(
         &mut self,
         dp: &Dataplane,
