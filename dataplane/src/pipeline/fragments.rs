@@ -158,9 +158,7 @@ impl WorkerSide {
                 .unwrap_or(Verdict::Drop),
         )
     }
-}
 
-impl WorkerSide {
     /// A datagram without DF, longer than `mtu`, leaving on `out_if` (TTL decremented, source
     /// MAC written): fragmented (RFC 791 §3.2) if the next hop's MAC is known, the first
     /// fragment in `buf`, the others through the emit queue.
