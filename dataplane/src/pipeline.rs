@@ -997,14 +997,22 @@ impl WorkerSide {
         Ipv4Packet::new_unchecked(&mut buf[ETH..len]).decrement_ttl_incremental();
         let mut eth = EthernetFrame::new_unchecked(&mut buf[..len]);
         eth.set_src_addr(out.mac);
-        // Only a datagram without DF gets here too big (`next_hop_or_answer`): fragmented.
-        if len - ETH > usize::from(out.mtu) {
-            return self.forward_too_big(dp, out_if, next_hop, buf, len, out.mtu);
-        }
+        // Only a datagram without DF gets here too big (`next_hop_or_answer`): fragmented. The
+        // test comes after the neighbour lookup, whose one call site keeps it inlined.
+        let too_big = len - ETH > usize::from(out.mtu);
         if let Some(mac) = self.memo.lookup(&dp.neigh, out_if, next_hop) {
             eth.set_dst_addr(mac);
+            if too_big {
+                return self.fragment_out(out_if, buf, len, out.mtu);
+            }
             c.forwarded.inc();
             return Verdict::Tx { out_if, len };
+        }
+        if too_big {
+            // Queued for ARP it would be released whole, too big: the next datagrams, once the
+            // neighbour is known (other traffic resolves it), are fragmented.
+            c.drop_too_big.inc();
+            return Verdict::Drop;
         }
         match self
             .pending

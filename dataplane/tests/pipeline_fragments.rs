@@ -674,3 +674,28 @@ fn fragments_too_big_for_the_egress_mtu_are_fragmented_again() {
         "one last fragment"
     );
 }
+
+/// Too big without DF while the next hop's MAC is unknown: not queued for ARP (it would be
+/// released whole, too big for the link), dropped and counted.
+#[test]
+fn too_big_without_df_towards_an_unresolved_next_hop_is_dropped() {
+    let mut lab = Lab::with(Setup {
+        mtu: (1500, 1400),
+        neighbours: false,
+        ..nat_setup()
+    });
+    let mut no_df = client_udp(&big_payload(1500 - 28));
+    edit_ipv4(&mut no_df, |ip| ip.dont_fragment = false);
+    let s = lab.snapshot();
+    lab.send(LAN, &no_df, T0);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("states_created", 1),
+            ("nat_translated", 1),
+            ("drop_too_big", 1),
+        ],
+    );
+    lab.nothing_sent();
+}

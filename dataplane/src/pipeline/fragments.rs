@@ -159,28 +159,19 @@ impl WorkerSide {
         )
     }
 
-    /// A datagram without DF, longer than `mtu`, leaving on `out_if` (TTL decremented, source
-    /// MAC written): fragmented (RFC 791 §3.2) if the next hop's MAC is known, the first
-    /// fragment in `buf`, the others through the emit queue.
+    /// A datagram without DF, longer than `mtu`, leaving on `out_if` (TTL decremented, Ethernet
+    /// header written for the next hop): fragmented (RFC 791 §3.2), the first fragment in
+    /// `buf`, the others through the emit queue.
     #[cold]
     #[inline(never)]
-    pub(super) fn forward_too_big(
+    pub(super) fn fragment_out(
         &mut self,
-        dp: &Dataplane,
         out_if: IfIndex,
-        next_hop: Ipv4Addr,
         buf: &mut [u8],
         len: usize,
         mtu: u16,
     ) -> Verdict {
         let c = &*self.counters;
-        // Queued for ARP it would be released whole, too big: the next datagrams, once the
-        // neighbour is known (other traffic resolves it), are fragmented.
-        let Some(mac) = self.memo.lookup(&dp.neigh, out_if, next_hop) else {
-            c.drop_too_big.inc();
-            return Verdict::Drop;
-        };
-        EthernetFrame::new_unchecked(&mut buf[..len]).set_dst_addr(mac);
         let (hl, total, offset, mf) = {
             let ip = Ipv4Packet::new_unchecked(&buf[ETH..len]);
             let total = usize::from(ip.total_len());
