@@ -36,10 +36,11 @@ use std::net::Ipv4Addr;
 use tandem_dataplane::filter::{
     self, AddrMatch, AddrSet, NatKind, NatRule, PortPolicy, ProtoMatch, Rule, Ruleset,
 };
-use tandem_dataplane::generation::{self, Generation, Vip};
+use tandem_dataplane::generation::{self, Generation, Vip, DEFAULT_MTU};
+use tandem_dataplane::io::FRAME_SIZE;
 use tandem_dataplane::route::{Route, RouteTable};
 use tandem_dataplane::state::{Adaptive, ConnRate, SrcLimits, StateTable};
-use tandem_dataplane::wire::MacAddr;
+use tandem_dataplane::wire::{ethernet, MacAddr};
 use tandem_dataplane::IfIndex;
 
 use crate::config::{
@@ -212,6 +213,7 @@ pub fn compile(
             vips,
             ruleset: Ruleset::new(rules, nat, number),
             routes: RouteTable::new(routes),
+            allow_ip_options: config.system.allow_ip_options,
         },
         devices: dataplane.iter().map(|f| f.device.clone()).collect(),
         sync: SyncFilter {
@@ -281,7 +283,22 @@ fn dataplane_interface(
         mac,
         addr: Some((f.ip(), f.address.len())),
         dhcp: false,
+        mtu: device_mtu(&f.device).unwrap_or(DEFAULT_MTU),
     })
+}
+
+/// The MTU of an OS device from sysfs (the daemon runs in the box's network namespace); None
+/// for a device that does not exist (tests, `--check-config` elsewhere). Capped to what fits
+/// in a frame buffer (a frame the dataplane receives is never longer), and at least IPv4's
+/// minimum of 68 (RFC 791).
+pub fn device_mtu(device: &str) -> Option<u16> {
+    if device.is_empty() || device.contains('/') || device == "." || device == ".." {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/sys/class/net/{device}/mtu")).ok()?;
+    let mtu: u32 = text.trim().parse().ok()?;
+    let cap = FRAME_SIZE - ethernet::HEADER_LEN;
+    u16::try_from(mtu.clamp(68, u32::try_from(cap).ok()?)).ok()
 }
 
 /// The VIPs the dataplane answers for (see the module's doc for `proxyarp` and `other`).

@@ -6,7 +6,7 @@ use std::path::Path;
 use tandem_control::compile::{compile, Compiled};
 use tandem_control::config::{load, Config};
 use tandem_dataplane::filter::{proto, Action, NatTarget, PacketMeta, PortPolicy, Verdict};
-use tandem_dataplane::generation::{Interface, Vip};
+use tandem_dataplane::generation::{Interface, Vip, DEFAULT_MTU};
 use tandem_dataplane::route::NextHop;
 use tandem_dataplane::wire::MacAddr;
 use tandem_dataplane::IfIndex;
@@ -63,6 +63,7 @@ fn fw_a_interfaces_are_lan_and_wan_not_sync() {
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 addr: Some((ip("172.25.46.101"), 24)),
                 dhcp: false,
+                mtu: DEFAULT_MTU,
             },
             Interface {
                 name: "lan".into(),
@@ -70,6 +71,7 @@ fn fw_a_interfaces_are_lan_and_wan_not_sync() {
                 addr: Some((ip("192.168.0.11"), 24)),
                 // The seed's DHCP server runs on LAN.
                 dhcp: true,
+                mtu: DEFAULT_MTU,
             },
         ]
     );
@@ -310,4 +312,19 @@ fn fw_single_vips_are_always_held() {
     );
     assert!(c.sync.interfaces.is_empty());
     assert!(c.sync.ruleset.all_rules().is_empty());
+}
+
+#[test]
+fn ip_options_are_dropped_unless_the_system_section_allows_them() {
+    assert!(!compiled("fw-a.toml").generation.allow_ip_options);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lab-configs/fw-a.toml");
+    let text = std::fs::read_to_string(path).unwrap().replacen(
+        "host_id = 1\n",
+        "host_id = 1\nallow_ip_options = true\n",
+        1,
+    );
+    let config = tandem_control::config::parse("fw-a.toml", &text).unwrap();
+    assert!(config.system.allow_ip_options);
+    let c = compile(&config, 7, &fake_mac).unwrap();
+    assert!(c.generation.allow_ip_options);
 }

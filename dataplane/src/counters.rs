@@ -104,8 +104,25 @@ counters! {
         drop_ipv4_malformed,
         /// IPv4 header checksum mismatch.
         drop_ipv4_checksum,
-        /// A later fragment (offset > 0): tandem does not reassemble; see the pipeline doc.
+        /// A fragment addressed to the box itself, or a fragmented ICMP error: tandem forwards
+        /// fragments (see `fragment`), it does not reassemble them for itself.
         drop_fragment,
+        /// An IPv4 header with options while `system.allow_ip_options` is off (pf's default).
+        drop_ip_options,
+        /// A later fragment whose datagram's first fragment has not passed: blocked, not seen
+        /// yet (out of order: not held), or forgotten (see `frag_flows_expired`).
+        drop_frag_no_first,
+        /// A later fragment starting inside the first fragment's payload (RFC 1858 overlap).
+        drop_frag_overlap,
+        /// A first fragment that passed the rules found the fragment table full.
+        drop_frag_table_full,
+        /// DF set and longer than the egress MTU: an ICMP fragmentation needed with that MTU is
+        /// sent when allowed (RFC 1191).
+        drop_frag_needed,
+        /// DF clear and longer than the egress MTU, and it could not be fragmented: IP options
+        /// (which to copy into each fragment is per option), the next hop's MAC not known yet,
+        /// or no room in the emit queue for the other fragments.
+        drop_too_big,
         /// An address valid nowhere on a wire (RFC 1812 5.3.7, RFC 1122 3.2.1.3): loopback
         /// source or destination, destination on network 0, multicast or broadcast source.
         drop_martian,
@@ -181,6 +198,14 @@ counters! {
         nat_translated,
         /// Generated frames dropped because the emit queue was full.
         drop_emit_full,
+        /// First fragments recorded in the fragment table (their followers may pass).
+        frag_flows_created,
+        /// Later fragments forwarded after their first fragment.
+        frag_followers,
+        /// Fragment table entries forgotten unfinished after the fragment timeout.
+        frag_flows_expired,
+        /// Fragments the box made of datagrams without DF longer than the egress MTU.
+        frags_made,
     }
 }
 

@@ -21,7 +21,14 @@ pub struct Interface {
     pub addr: Option<(Ipv4Addr, u8)>,
     /// A DHCP server runs here: UDP to port 67 for the box goes to the DHCP thread.
     pub dhcp: bool,
+    /// The largest IPv4 datagram (header included) it sends: the device's MTU, read when the
+    /// configuration is compiled. A bigger one gets an ICMP fragmentation needed (DF) or is
+    /// dropped (see the pipeline's doc).
+    pub mtu: u16,
 }
+
+/// The MTU of an interface whose device does not say (Ethernet's).
+pub const DEFAULT_MTU: u16 = 1500;
 
 /// A virtual IP: a CARP address (held only while this box is master of its VHID) or a plain IP
 /// alias (always held).
@@ -51,6 +58,10 @@ pub struct Generation {
     pub vips: Vec<Vip>,
     pub ruleset: Ruleset,
     pub routes: RouteTable,
+    /// Forward IPv4 datagrams that carry options (`system.allow_ip_options`). Off by default,
+    /// as pf: options (source routes, record route, router alert) are a way around filters and
+    /// a slow path in routers, and nothing legitimate on a firewall's path needs them.
+    pub allow_ip_options: bool,
 }
 
 impl Generation {

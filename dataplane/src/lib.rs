@@ -12,6 +12,7 @@ pub mod capture;
 pub mod carp_filter;
 pub mod counters;
 pub mod filter;
+pub mod fragment;
 pub mod generation;
 pub mod io;
 pub mod journal;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! L2 (ours? VLAN?) -> ARP: answer for our addresses and held VIPs, learn, release waiting frames
-//!                  -> IPv4: sane? checksum? later fragment?
+//!                  -> IPv4: sane? checksum? options? later fragment: follows its first
 //!                       -> a state matches: track (TCP window), translate, route, forward
 //!                       -> an ICMP error quoting a state's packet (TCP: its sequence number
 //!                          inside the window): translate through it, forward
@@ -14,10 +14,23 @@
 //! Every frame ends in exactly one outcome counter ([`Counters`]): forwarded, replied, handed
 //! to control, queued for ARP, or a named drop.
 //!
-//! Fragments: the first fragment carries the ports and goes through the state table like any
-//! packet; later fragments (offset > 0) are dropped and counted as `drop_fragment`. tandem does
-//! not reassemble: hosts use path MTU discovery (DF is set by every modern stack), and a
-//! fragment table shared by workers is not worth its cost for the traffic that still fragments.
+//! Fragments (virtual reassembly, [`crate::fragment`]): the first fragment carries the ports and
+//! takes the way of an unfragmented packet (rules, state, NAT with its transport checksum patched
+//! incrementally); when it is forwarded, the fragment table records its datagram and the
+//! addresses it left with, and each later fragment (offset > 0) follows with the same addresses.
+//! A later fragment whose first fragment has not passed is dropped, not held: a blocked first
+//! fragment's followers must never pass, and stacks send the first fragment first (Linux, the
+//! BSDs), so holding out-of-order followers would buy little for a pool an outsider could fill.
+//! Fragments addressed to the box itself are dropped (`drop_fragment`): it reassembles nothing.
+//!
+//! MTU: for a datagram longer than the egress interface's MTU with DF set (every modern stack
+//! sets it, for path MTU discovery) the sender gets an ICMP fragmentation needed carrying that
+//! MTU (RFC 1191), and the frame is counted as `drop_frag_needed`; this is checked before any
+//! rewrite, so the error quotes the packet as its sender sent it. With DF clear the datagram is
+//! fragmented as it leaves (after NAT and the TTL): the first fragment in its own buffer, the
+//! others through the emit queue. Both only happen where the interfaces' MTUs differ.
+//!
+//! IP options are dropped (`drop_ip_options`) unless `system.allow_ip_options` is set, as pf.
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +42,7 @@ use crate::capture::{CaptureTap, Direction as CaptureDirection};
 use crate::carp_filter::{CarpBudget, CarpPeers, CarpVerdict};
 use crate::counters::Counters;
 use crate::filter::{Action, PacketMeta, Verdict as RuleVerdict};
+use crate::fragment::{FragConfig, FragTable};
 use crate::generation::{Generation, HeldVhids};
 use crate::io::{Frame, Port, Verdict, FRAME_SIZE};
 use crate::neigh::{
@@ -46,6 +60,8 @@ use crate::wire::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::tcp::{QuotedTcp, TcpFlags, TcpPacket, TcpRepr};
 use crate::wire::{checksum, udp, MacAddr};
 use crate::IfIndex;
+
+mod fragments;
 
 const ETH: usize = ethernet::HEADER_LEN;
 const PROTO_ICMP: u8 = 1;
@@ -82,12 +98,23 @@ pub struct Dataplane {
     pub carp_peers: CarpPeers,
     /// `tandemctl capture`: frames the workers copy while a capture runs.
     pub capture: CaptureTap,
+    /// Fragmented datagrams whose first fragment passed (shared: see [`crate::fragment`]).
+    pub frags: FragTable,
     workers: Mutex<Vec<Arc<Counters>>>,
 }
 
 impl Dataplane {
     /// `states` may be shared (state sync holds the table too).
     pub fn new(generation: Generation, states: impl Into<Arc<StateTable>>) -> Arc<Dataplane> {
+        Dataplane::with_frag_config(generation, states, FragConfig::default())
+    }
+
+    /// [`new`](Self::new) with a fragment table of the given size and timeout.
+    pub fn with_frag_config(
+        generation: Generation,
+        states: impl Into<Arc<StateTable>>,
+        frags: FragConfig,
+    ) -> Arc<Dataplane> {
         Arc::new(Dataplane {
             generation: ArcSwap::from_pointee(generation),
             states: states.into(),
@@ -95,6 +122,7 @@ impl Dataplane {
             held: HeldVhids::new(),
             carp_peers: CarpPeers::new(),
             capture: CaptureTap::default(),
+            frags: FragTable::new(frags),
             workers: Mutex::new(Vec::new()),
         })
     }
@@ -172,6 +200,11 @@ struct EmitQueue {
 }
 
 impl EmitQueue {
+    /// Frames that can still be pushed.
+    fn room(&self) -> usize {
+        self.spare.len()
+    }
+
     fn new(capacity: usize) -> EmitQueue {
         EmitQueue {
             queue: std::collections::VecDeque::with_capacity(capacity),
@@ -244,6 +277,8 @@ struct L4 {
     icmp_error: bool,
     /// An ICMP echo request (answered when addressed to us).
     echo_request: bool,
+    /// The IP id of a first fragment (MF set, offset 0): its followers follow it.
+    first_frag: Option<u16>,
 }
 
 impl Pipeline {
@@ -529,7 +564,7 @@ impl WorkerSide {
         via_vip: bool,
     ) -> Verdict {
         let c = &*self.counters;
-        let (src, dst, hl, total, proto) = {
+        let (src, dst, hl, total, proto, first_frag) = {
             let Ok(ip) = Ipv4Packet::new_checked(&buf[ETH..len]) else {
                 c.drop_ipv4_malformed.inc();
                 return Verdict::Drop;
@@ -538,17 +573,30 @@ impl WorkerSide {
                 c.drop_ipv4_checksum.inc();
                 return Verdict::Drop;
             }
-            if ip.frag_offset() != 0 {
-                c.drop_fragment.inc();
-                return Verdict::Drop;
+            let hl = ip.header_len();
+            let mut first_frag = None;
+            // One branch for every packet on the two rare cases, options and fragments (`|`,
+            // not `||`: both tests are computed, one jump taken).
+            if (hl != ipv4::HEADER_LEN) | ip.is_fragment() {
+                if hl != ipv4::HEADER_LEN && !gen.allow_ip_options {
+                    c.drop_ip_options.inc();
+                    return Verdict::Drop;
+                }
+                if ip.is_fragment() {
+                    if ip.frag_offset() != 0 {
+                        return self.later_fragment(gen, dp, in_if, buf, len);
+                    }
+                    first_frag = Some(ip.ident());
+                }
             }
             let proto = u8::from(ip.next_header());
             (
                 ip.src_addr(),
                 ip.dst_addr(),
-                ip.header_len(),
+                hl,
                 usize::from(ip.total_len()),
                 proto,
+                first_frag,
             )
         };
         if is_martian(src, dst) {
@@ -566,7 +614,7 @@ impl WorkerSide {
             c.drop_l2_not_for_us.inc();
             return Verdict::Drop;
         }
-        let Some(l4) = parse_l4(&buf[ETH + hl..ETH + total], proto) else {
+        let Some(l4) = parse_l4(&buf[ETH + hl..ETH + total], proto, first_frag) else {
             c.drop_l4_malformed.inc();
             return Verdict::Drop;
         };
@@ -625,10 +673,21 @@ impl WorkerSide {
                 apply_translation(&mut buf[ETH..ETH + total], hl, proto, x);
                 c.nat_translated.inc();
             }
+            if let Some(id) = l4.first_frag {
+                if let Err(v) = self.first_fragment_passes(dp, &key, id, buf, hl, total) {
+                    return v;
+                }
+            }
             return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
         }
 
         if l4.icmp_error {
+            // Its checksum is rewritten from the bytes at hand (which a fragment lacks), and an
+            // error quotes 28 bytes: a fragmented one is forged or broken.
+            if l4.first_frag.is_some() {
+                c.drop_fragment.inc();
+                return Verdict::Drop;
+            }
             return self.icmp_error(gen, dp, in_if, buf, len, hl, total);
         }
         if is_local(gen, dp, dst) {
@@ -712,6 +771,11 @@ impl WorkerSide {
                     c.drop_state_race.inc();
                     return Verdict::Drop;
                 }
+            }
+        }
+        if let Some(id) = l4.first_frag {
+            if let Err(v) = self.first_fragment_passes(dp, &key, id, buf, hl, total) {
+                return v;
             }
         }
         self.forward(gen, dp, hop.out_if, hop.addr, buf, len)
@@ -855,6 +919,11 @@ impl WorkerSide {
             return verdict;
         }
         let c = &*self.counters;
+        // The box reassembles nothing for itself (CARP's control plane refuses fragments too).
+        if l4.first_frag.is_some() {
+            c.drop_fragment.inc();
+            return Verdict::Drop;
+        }
         // No echo reply to a broadcast or multicast (FreeBSD's icmp.bmcastecho=0): the reply
         // would be sourced from that address, and the box would be a smurf amplifier.
         if l4.echo_request
@@ -973,6 +1042,13 @@ impl WorkerSide {
             self.counters.drop_ttl_expired.inc();
             return Err(self.time_exceeded(gen, in_if, buf, len));
         }
+        // The frame's length bounds the datagram's: one compare in the common case.
+        let mtu = gen.interface(hop.out_if).map_or(u16::MAX, |i| i.mtu);
+        if len - ETH > usize::from(mtu) {
+            if let Some(v) = self.too_big(gen, in_if, buf, len, mtu) {
+                return Err(v);
+            }
+        }
         Ok(hop)
     }
 
@@ -1011,10 +1087,22 @@ impl WorkerSide {
         Ipv4Packet::new_unchecked(&mut buf[ETH..len]).decrement_ttl_incremental();
         let mut eth = EthernetFrame::new_unchecked(&mut buf[..len]);
         eth.set_src_addr(out.mac);
+        // Only a datagram without DF gets here too big (`next_hop_or_answer`): fragmented. The
+        // test comes after the neighbour lookup, whose one call site keeps it inlined.
+        let too_big = len - ETH > usize::from(out.mtu);
         if let Some(mac) = self.memo.lookup(&dp.neigh, out_if, next_hop) {
             eth.set_dst_addr(mac);
+            if too_big {
+                return self.fragment_out(out_if, buf, len, out.mtu);
+            }
             c.forwarded.inc();
             return Verdict::Tx { out_if, len };
+        }
+        if too_big {
+            // Queued for ARP it would be released whole, too big: the next datagrams, once the
+            // neighbour is known (other traffic resolves it), are fragmented.
+            c.drop_too_big.inc();
+            return Verdict::Drop;
         }
         match self
             .pending
@@ -1363,14 +1451,20 @@ fn quoted_key(q: &[u8]) -> Option<Quoted> {
 
 /// Reads the layer-4 header: ports (or the ICMP query id as both), the TCP segment for tracking.
 /// None when the header is truncated.
+/// A first fragment (`first_frag`) holds the transport header but not the whole datagram: its
+/// UDP length exceeds it, and a TCP segment's payload length is this fragment's part only
+/// (tracking then sees a shorter segment than was sent, and the peer's acknowledgement runs
+/// ahead of it within the ack window pf's rules tolerate; fragmented TCP is rare anyway: stacks
+/// set DF and size segments by the MSS).
 #[inline]
-fn parse_l4(l4: &[u8], proto: u8) -> Option<L4> {
+fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
     let mut r = L4 {
         sport: 0,
         dport: 0,
         seg: None,
         icmp_error: false,
         echo_request: false,
+        first_frag,
     };
     match proto {
         PROTO_TCP => {
@@ -1393,7 +1487,11 @@ fn parse_l4(l4: &[u8], proto: u8) -> Option<L4> {
             });
         }
         PROTO_UDP => {
-            let udp = udp::UdpPacket::new_checked(l4).ok()?;
+            let udp = if first_frag.is_some() {
+                udp::UdpPacket::new_checked_first_fragment(l4).ok()?
+            } else {
+                udp::UdpPacket::new_checked(l4).ok()?
+            };
             r.sport = udp.src_port();
             r.dport = udp.dst_port();
         }
@@ -1556,6 +1654,7 @@ mod test {
             vips: Vec::new(),
             ruleset: Ruleset::empty(1),
             routes: RouteTable::new(Vec::new()),
+            allow_ip_options: false,
         };
         let dp = Dataplane::new(generation, StateTable::new(TableConfig::default()));
         let mut p = Pipeline::new(dp, &PipelineConfig::default());

@@ -541,7 +541,7 @@ fn gratuitous_arp_moves_a_known_neighbour() {
 /// IPv4 options (a 24-byte header) through NAT both ways: offsets follow the header length and
 /// every checksum stays valid.
 #[test]
-fn ipv4_options_through_nat() {
+fn ipv4_options_dropped_by_default_and_through_nat_when_allowed() {
     let mut lab = Lab::new();
     let mut ip = etherparse::Ipv4Header::new(
         0,
@@ -558,8 +558,21 @@ fn ipv4_options_through_nat() {
         .udp(5000, 53)
         .write(&mut f, b"opts")
         .unwrap();
+    let f = pad(f);
+    // pf's default: options are a way around filters, dropped and counted.
     let s = lab.snapshot();
-    lab.send(LAN, &pad(f), T0);
+    lab.send(LAN, &f, T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_ip_options", 1)]);
+    lab.nothing_sent();
+    assert_eq!(lab.dp.states.len(), 0);
+
+    // system.allow_ip_options = true: forwarded, translated, options kept.
+    let mut lab = Lab::with(Setup {
+        allow_ip_options: true,
+        ..Setup::default()
+    });
+    let s = lab.snapshot();
+    lab.send(LAN, &f, T0);
     s.assert_delta(
         &lab,
         &[

@@ -1046,7 +1046,11 @@ fn l2_and_ipv4_sanity_drops() {
         ("an unheld VHID's MAC", unheld_vmac, "drop_l2_not_for_us"),
         ("802.1Q", vlan, "drop_vlan"),
         ("IPv6", v6, "drop_ethertype"),
-        ("later fragment", frag, "drop_fragment"),
+        (
+            "later fragment without its first",
+            frag,
+            "drop_frag_no_first",
+        ),
         ("bad IPv4 checksum", bad_sum, "drop_ipv4_checksum"),
     ];
     for (what, f, counter) in cases {

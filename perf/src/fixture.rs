@@ -107,12 +107,14 @@ pub fn box_a_generation() -> Generation {
                 mac: LAN_MAC,
                 addr: Some((LAN_ADDR, 24)),
                 dhcp: false,
+                mtu: 1500,
             },
             Interface {
                 name: "wan".into(),
                 mac: WAN_MAC,
                 addr: Some((WAN_ADDR, 24)),
                 dhcp: false,
+                mtu: 1500,
             },
         ],
         vips: vec![
@@ -131,6 +133,7 @@ pub fn box_a_generation() -> Generation {
         ],
         ruleset: Ruleset::new(vec![lan_rules, wan_rules], vec![nat], 1),
         routes,
+        allow_ip_options: false,
     }
 }
 

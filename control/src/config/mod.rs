@@ -33,10 +33,11 @@
 //!                          # end; start < end, or both 0 (no scaling); default 60% and 120% of
 //!                          # state_limit
 //! kill_states_on_reload = false  # optional: on config apply, kill the states the new rules block
+//! allow_ip_options = false  # optional, forward IPv4 with options (default false: dropped, as pf)
 //!
 //! [[interfaces]]         # one per interface; names are what the rest of the file refers to
 //! name = "wan"
-//! device = "wan"         # the OS network device
+//! device = "wan"         # the OS network device (its MTU is the interface's egress MTU)
 //! address = "172.25.46.101/24"   # this box's address, with the network's prefix length
 //! role = "wan"           # lan | wan | sync | other
 //! description = "WAN"    # optional, free text (every section has one)

@@ -70,6 +70,8 @@ pub struct System {
     /// On `config apply`, kill the states whose first packet the new rules would block
     /// (default false: like pf, states outlive a ruleset reload).
     pub kill_states_on_reload: bool,
+    /// Forward IPv4 datagrams with options (default false: dropped and counted, as pf).
+    pub allow_ip_options: bool,
 }
 
 /// pf's adaptive timeouts: above `start` states every timeout shrinks linearly, to zero at

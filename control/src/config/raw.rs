@@ -70,6 +70,7 @@ pub(crate) struct RawSystem {
     pub adaptive_start: Option<i64>,
     pub adaptive_end: Option<i64>,
     pub kill_states_on_reload: Option<bool>,
+    pub allow_ip_options: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -424,6 +424,7 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
         src_node_limit: src_node_limit?,
         adaptive: adaptive?,
         kill_states_on_reload: raw.kill_states_on_reload.unwrap_or(false),
+        allow_ip_options: raw.allow_ip_options.unwrap_or(false),
     })
 }
 

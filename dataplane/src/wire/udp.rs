@@ -81,6 +81,19 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         Ok(packet)
     }
 
+    /// Wraps the first fragment of a fragmented datagram (RFC 791), whose length field counts
+    /// the whole datagram and so exceeds the buffer: checks the header is there and the length
+    /// field is at least a header's and covers this fragment's payload.
+    #[inline]
+    pub fn new_checked_first_fragment(buffer: T) -> Result<UdpPacket<T>> {
+        let packet = Self::new_unchecked(buffer);
+        let buffer_len = packet.buffer.as_ref().len();
+        if buffer_len < HEADER_LEN || usize::from(packet.len()) < buffer_len {
+            return Err(WireError);
+        }
+        Ok(packet)
+    }
+
     /// Buffer >= 8 bytes and 8 <= length field <= buffer length. A buffer longer than the
     /// length field is accepted (the payload stops at the length).
     #[inline]
@@ -360,6 +373,22 @@ mod test {
         assert_eq!(check(&b), Err(WireError), "len < 8");
         b[5] = 8;
         assert_eq!(UdpPacket::new_checked(&b[..]).unwrap().payload(), b"");
+    }
+
+    #[test]
+    fn first_fragment_len_covers_more_than_the_buffer() {
+        let check = |b: &[u8]| UdpPacket::new_checked_first_fragment(b).map(|_| ());
+        assert_eq!(check(&PACKET[..7]), Err(WireError), "no whole header");
+        assert_eq!(
+            check(&PACKET[..12]),
+            Ok(()),
+            "the rest is in later fragments"
+        );
+        assert_eq!(check(&PACKET[..13]), Ok(()));
+        assert_eq!(check(&PACKET[..14]), Err(WireError), "len < this fragment");
+        let mut b = PACKET;
+        b[5] = 7;
+        assert_eq!(check(&b[..8]), Err(WireError), "len < 8");
     }
 
     #[test]

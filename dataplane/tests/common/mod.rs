@@ -20,6 +20,7 @@ use tandem_dataplane::counters::Counters;
 use tandem_dataplane::filter::{
     Action, AddrMatch, NatKind, NatRule, PortPolicy, PortRange, Prefix, ProtoMatch, Rule, Ruleset,
 };
+use tandem_dataplane::fragment::FragConfig;
 use tandem_dataplane::generation::{Generation, Interface, Vip};
 use tandem_dataplane::io::mem::MemPort;
 use tandem_dataplane::io::Frame;
@@ -58,12 +59,14 @@ pub fn interfaces() -> Vec<Interface> {
             mac: MacAddr(LAN_MAC),
             addr: Some((LAN_IP, 24)),
             dhcp: false,
+            mtu: 1500,
         },
         Interface {
             name: "wan".into(),
             mac: MacAddr(WAN_MAC),
             addr: Some((WAN_IP, 24)),
             dhcp: false,
+            mtu: 1500,
         },
     ]
 }
@@ -140,6 +143,12 @@ pub struct Setup {
     pub table: TableConfig,
     /// Learn the client's and the server's MACs up front.
     pub neighbours: bool,
+    /// `system.allow_ip_options`.
+    pub allow_ip_options: bool,
+    /// The fragment table's size and timeout.
+    pub frags: FragConfig,
+    /// The interfaces' MTUs (lan, wan).
+    pub mtu: (u16, u16),
 }
 
 impl Default for Setup {
@@ -151,6 +160,9 @@ impl Default for Setup {
             default_route: true,
             table: TableConfig::default(),
             neighbours: true,
+            allow_ip_options: false,
+            frags: FragConfig::default(),
+            mtu: (1500, 1500),
         }
     }
 }
@@ -158,10 +170,16 @@ impl Default for Setup {
 pub fn generation(number: u64, lan: Vec<Rule>, wan: Vec<Rule>, s: &Setup) -> Generation {
     Generation {
         number,
-        interfaces: interfaces(),
+        interfaces: {
+            let mut i = interfaces();
+            i[0].mtu = s.mtu.0;
+            i[1].mtu = s.mtu.1;
+            i
+        },
         vips: vips(),
         ruleset: Ruleset::new(vec![lan, wan], nat(s.ports), number),
         routes: routes(s.default_route),
+        allow_ip_options: s.allow_ip_options,
     }
 }
 
@@ -182,7 +200,7 @@ impl Lab {
         let lan = std::mem::take(&mut s.lan);
         let wan = std::mem::take(&mut s.wan);
         let gen = generation(1, lan, wan, &s);
-        let dp = Dataplane::new(gen, StateTable::new(s.table));
+        let dp = Dataplane::with_frag_config(gen, StateTable::new(s.table), s.frags);
         dp.held.set(1, true);
         dp.held.set(2, true);
         if s.neighbours {
