@@ -216,34 +216,9 @@ impl Daemon {
         api::RulesReply { rules }
     }
 
+    /// The registry's flat view ([`crate::metrics`]): the same values the endpoint serves.
     fn stats(&self) -> api::StatsReply {
-        let mut pairs = self.dp.counters();
-        for w in &self.workers {
-            pairs.extend(w.stats.snapshot());
-        }
-        pairs.push(("states", self.dp.states.len() as u64));
-        pairs.push(("neighbours", self.dp.neigh.len() as u64));
-        let mut named: Vec<(String, u64)> =
-            pairs.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-        named.extend(self.carp.stats());
-        named.extend(self.dhcp.counters.snapshot());
-        if let Some(s) = &self.sync {
-            named.extend(
-                s.snapshot()
-                    .counters
-                    .into_iter()
-                    .map(|(n, v)| (format!("sync_{n}"), v)),
-            );
-        }
-        if let Some(cs) = &self.config_sync {
-            named.extend(
-                cs.counters
-                    .snapshot()
-                    .into_iter()
-                    .map(|(n, v)| (format!("config_sync_{n}"), v)),
-            );
-        }
-        api::StatsReply::from_pairs(named)
+        api::StatsReply::from_pairs(self.metrics().flat())
     }
 }
 
@@ -251,7 +226,7 @@ fn touches(k: &FlowKey, a: Ipv4Addr) -> bool {
     k.src == a || k.dst == a
 }
 
-fn proto_name(p: u8) -> &'static str {
+pub(crate) fn proto_name(p: u8) -> &'static str {
     match p {
         1 => "icmp",
         6 => "tcp",
@@ -263,7 +238,7 @@ fn proto_name(p: u8) -> &'static str {
 }
 
 /// pf's names of a peer's state level (`pfctl -ss`).
-fn peer_state_name(proto: u8, s: PeerState) -> String {
+pub(crate) fn peer_state_name(proto: u8, s: PeerState) -> String {
     const TCP: [&str; 11] = [
         "CLOSED",
         "LISTEN",

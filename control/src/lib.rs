@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod doctor;
 pub mod handler;
+pub mod metrics;
 pub mod pcap;
 pub mod socket;
 pub mod state_kill;

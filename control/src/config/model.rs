@@ -70,6 +70,8 @@ pub struct System {
     /// On `config apply`, kill the states whose first packet the new rules would block
     /// (default false: like pf, states outlive a ruleset reload).
     pub kill_states_on_reload: bool,
+    /// `[system.metrics] listen`: where the Prometheus endpoint listens (`None`: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// pf's adaptive timeouts: above `start` states every timeout shrinks linearly, to zero at
