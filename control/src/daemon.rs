@@ -42,6 +42,8 @@ pub struct DaemonOptions {
     pub busy_poll: bool,
     /// Where state that outlives a restart is kept (CARP maintenance mode).
     pub state_dir: Option<PathBuf>,
+    /// The control socket's group (mode 0660); `None`: root and tandemd's user only (0600).
+    pub socket_group: Option<u32>,
 }
 
 /// Why the daemon could not start.
@@ -543,7 +545,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         .map_err(DaemonError::Signals)?;
 
     let mut daemon = Daemon::start(opts)?;
-    let mut server = match ControlServer::bind(&opts.socket) {
+    let mut server = match ControlServer::bind_with_group(&opts.socket, opts.socket_group) {
         Ok(s) => s,
         Err(source) => {
             daemon.stop();

@@ -61,6 +61,7 @@ impl Handler for Daemon {
             }
             Command::ConfigCheck => {
                 let args: api::ConfigCheckArgs = api::parse_args(req)?;
+                caller_may_read(req, &args.path)?;
                 let reply = match config::load(std::path::Path::new(&args.path)) {
                     Ok(_) => api::ConfigCheckReply {
                         path: args.path,
@@ -77,6 +78,9 @@ impl Handler for Daemon {
             }
             Command::ConfigApply => {
                 let args: api::ConfigApplyArgs = api::parse_args(req)?;
+                if let Some(p) = &args.path {
+                    caller_may_read(req, p)?;
+                }
                 let generation = self.reload(args.path.as_deref().map(std::path::Path::new))?;
                 api::to_data(&api::ConfigApplyReply {
                     generation,
@@ -224,6 +228,14 @@ impl Daemon {
 
 fn touches(k: &FlowKey, a: Ipv4Addr) -> bool {
     k.src == a || k.dst == a
+}
+
+/// `config check|apply FILE` reads the file with tandemd's rights: only if the caller could.
+fn caller_may_read(req: &Request, path: &str) -> Result<(), String> {
+    match &req.peer {
+        Some(p) => p.may_read(std::path::Path::new(path)),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn proto_name(p: u8) -> &'static str {

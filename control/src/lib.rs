@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod handler;
 pub mod metrics;
 pub mod pcap;
+pub mod peer;
 pub mod socket;
 pub mod state_kill;
 pub mod sync_service;
