@@ -589,7 +589,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         if let Some(m) = metrics.as_ref().filter(|m| m.wanted()) {
             let mut snap = daemon.metrics();
             m.add_to(&mut snap);
-            m.publish(snap.encode());
+            m.publish(snap);
         }
         // The watchdog is fed from this loop only: a wedged control loop is restarted.
         if watchdog.is_some_and(|half| last_ping.elapsed() >= half) {

@@ -152,12 +152,14 @@ impl Daemon {
                 .collect();
             s.table("sync_", &help, Kind::Counter, &[], &[], &snap.counters);
             if let Some(r) = &snap.reply {
-                s.add(
-                    "sync_lag_milliseconds",
-                    "Age of the oldest state change not yet acknowledged by the peer.",
+                s.family(
+                    "sync_lag_ms",
+                    "Age of the oldest state change the peer has not acknowledged yet.",
                     Kind::Gauge,
-                    r.lag_ms,
-                );
+                    &[],
+                )
+                .exposed_as("sync_lag_seconds", 0.001)
+                .add(&[], r.lag_ms);
             }
             s.add(
                 "sync_bulk_pending",

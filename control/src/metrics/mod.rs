@@ -17,6 +17,7 @@ pub mod collect;
 pub mod server;
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -48,6 +49,10 @@ pub struct Family {
     pub split: Option<usize>,
     /// Label values (one per label, in order) and the value.
     pub samples: Vec<(Vec<String>, u64)>,
+    /// The Prometheus name (without the prefix) and the factor from the stored value to the
+    /// exposed one: `sync_lag_ms` in stats is `tandem_sync_lag_seconds` (x 0.001).
+    pub exposed: String,
+    pub scale: f64,
 }
 
 /// Every metric of the box at one moment, in declaration order.
@@ -76,6 +81,8 @@ impl Snapshot {
                     labels,
                     split: None,
                     samples: Vec::new(),
+                    exposed: exposed_name(name),
+                    scale: 1.0,
                 });
                 self.families.len() - 1
             }
@@ -132,14 +139,52 @@ impl Snapshot {
         out
     }
 
-    /// The Prometheus text exposition (OpenMetrics), `tandem_` names.
-    pub fn encode(self) -> String {
+    /// The OpenMetrics text exposition (`application/openmetrics-text`), `tandem_` names.
+    pub fn openmetrics(self: &Arc<Self>) -> String {
         let mut registry = Registry::with_prefix(PREFIX);
-        registry.register_collector(Box::new(self));
+        registry.register_collector(Box::new(self.clone()));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
             // Only a formatting error of the writer, which a String does not have.
             let _ = writeln!(out, "# encoding failed: {e}");
+        }
+        out
+    }
+
+    /// The classic Prometheus text format (`text/plain; version=0.0.4`), for scrapers and
+    /// linters (promtool) that do not speak OpenMetrics: the same encoding, with a counter's
+    /// HELP and TYPE named like its samples (`_total`) and no `# EOF`.
+    pub fn text(self: &Arc<Self>) -> String {
+        let counters: Vec<String> = self
+            .families
+            .iter()
+            .filter(|f| f.kind == Kind::Counter)
+            .map(|f| format!("{PREFIX}_{}", f.exposed))
+            .collect();
+        let mut out = String::new();
+        for line in self.openmetrics().lines() {
+            if line == "# EOF" {
+                continue;
+            }
+            let meta = line
+                .strip_prefix("# HELP ")
+                .map(|r| ("# HELP ", r))
+                .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+            match meta {
+                Some((tag, rest)) => {
+                    let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let suffix = if counters.iter().any(|c| c == name) {
+                        "_total"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(out, "{tag}{name}{suffix} {tail}");
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
         }
         out
     }
@@ -159,11 +204,28 @@ impl Family {
         self
     }
 
+    /// Exposes this family to Prometheus as `name`, its values multiplied by `scale` (a base
+    /// unit: seconds, bytes).
+    pub fn exposed_as(&mut self, name: &str, scale: f64) -> &mut Family {
+        self.exposed = name.to_string();
+        self.scale = scale;
+        self
+    }
+
     /// Names the label whose value completes the flat name.
     pub fn split_by(&mut self, label: &str) -> &mut Family {
         self.split = self.labels.iter().position(|l| *l == label);
         self
     }
+}
+
+/// The Prometheus name of a stats name: the same, but for a word Prometheus's linter reads as
+/// a unit (`us`, microseconds: `drop_l2_not_for_us` is `drop_l2_not_for_ours`).
+fn exposed_name(name: &str) -> String {
+    name.split('_')
+        .map(|w| if w == "us" { "ours" } else { w })
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 impl Collector for Snapshot {
@@ -173,7 +235,7 @@ impl Collector for Snapshot {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
             };
-            let mut m = encoder.encode_descriptor(&f.name, &f.help, None, kind)?;
+            let mut m = encoder.encode_descriptor(&f.exposed, &f.help, None, kind)?;
             for (values, v) in &f.samples {
                 let labels: Vec<(&str, &str)> = f
                     .labels
@@ -182,8 +244,12 @@ impl Collector for Snapshot {
                     .zip(values.iter().map(String::as_str))
                     .collect();
                 let sample = m.encode_family(&labels)?;
+                #[allow(clippy::cast_precision_loss)] // exact below 2^53
                 match f.kind {
                     Kind::Counter => ConstCounter::new(*v).encode(sample)?,
+                    Kind::Gauge if f.scale != 1.0 => {
+                        ConstGauge::new(*v as f64 * f.scale).encode(sample)?;
+                    }
                     Kind::Gauge => ConstGauge::new(*v).encode(sample)?,
                 }
             }
@@ -230,7 +296,8 @@ mod test {
         );
         s.family("forwarded", "Forwarded.", Kind::Counter, &["worker"])
             .add(&["0"], 2);
-        let text = s.encode();
+        let s = Arc::new(s);
+        let text = s.openmetrics();
         assert!(text.contains("# HELP tandem_states States in the table. Second line."));
         assert!(text.contains("# TYPE tandem_states gauge"));
         assert!(text.contains("tandem_states 3"), "{text}");

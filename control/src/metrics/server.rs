@@ -23,7 +23,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a scrape waits for the control loop's fresh snapshot.
 pub const FRESH_WAIT: Duration = Duration::from_millis(1000);
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The endpoint's own counters.
 #[derive(Debug, Default)]
@@ -37,8 +38,8 @@ pub struct ServerCounters {
 #[derive(Debug, Default)]
 struct Shared {
     wanted: AtomicBool,
-    /// The last snapshot's text and when the control loop made it.
-    latest: Mutex<Option<(Instant, Arc<String>)>>,
+    /// The last snapshot and when the control loop made it.
+    latest: Mutex<Option<(Instant, Arc<super::Snapshot>)>>,
     fresh: Condvar,
     active: AtomicUsize,
     stop: AtomicBool,
@@ -82,10 +83,10 @@ impl MetricsServer {
     }
 
     /// Hands a fresh snapshot to the waiting scrapes.
-    pub fn publish(&self, text: String) {
+    pub fn publish(&self, snapshot: super::Snapshot) {
         self.shared.wanted.store(false, Ordering::Release);
         if let Ok(mut l) = self.shared.latest.lock() {
-            *l = Some((Instant::now(), Arc::new(text)));
+            *l = Some((Instant::now(), Arc::new(snapshot)));
         }
         self.shared.fresh.notify_all();
     }
@@ -165,7 +166,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
-    Metrics,
+    /// `/metrics`, in OpenMetrics if the Accept header asks for it, else the classic format.
+    Metrics {
+        openmetrics: bool,
+    },
     NotFound,
     BadMethod,
     Bad,
@@ -192,7 +196,10 @@ fn route(head: &[u8]) -> Route {
     }
     let path = target.split('?').next().unwrap_or("");
     if path == "/metrics" {
-        Route::Metrics
+        let accept = String::from_utf8_lossy(head).to_ascii_lowercase();
+        Route::Metrics {
+            openmetrics: accept.contains("application/openmetrics-text"),
+        }
     } else {
         Route::NotFound
     }
@@ -220,32 +227,21 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let route = read_head(&mut stream).map_or(Route::Bad, |h| route(&h));
-    let (status, ctype, body) = match route {
-        Route::Metrics => match snapshot(shared) {
-            Some(text) => ("200 OK", CONTENT_TYPE, text),
+    let (status, ctype, body): (&str, &str, String) = match route {
+        Route::Metrics { openmetrics } => match snapshot(shared) {
+            Some(s) if openmetrics => ("200 OK", OPENMETRICS, s.openmetrics()),
+            Some(s) => ("200 OK", TEXT, s.text()),
             None => (
                 "503 Service Unavailable",
                 "text/plain",
-                Arc::new("no snapshot yet\n".into()),
+                "no snapshot yet\n".into(),
             ),
         },
-        Route::NotFound => (
-            "404 Not Found",
-            "text/plain",
-            Arc::new("only /metrics here\n".into()),
-        ),
-        Route::BadMethod => (
-            "405 Method Not Allowed",
-            "text/plain",
-            Arc::new("GET only\n".into()),
-        ),
-        Route::Bad => (
-            "400 Bad Request",
-            "text/plain",
-            Arc::new("bad request\n".into()),
-        ),
+        Route::NotFound => ("404 Not Found", "text/plain", "only /metrics here\n".into()),
+        Route::BadMethod => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+        Route::Bad => ("400 Bad Request", "text/plain", "bad request\n".into()),
     };
-    if route != Route::Metrics {
+    if !matches!(route, Route::Metrics { .. }) {
         shared.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
     }
     let header = format!(
@@ -259,7 +255,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
 
 /// A snapshot made after this request arrived, or the previous one if the control loop does not
 /// answer in [`FRESH_WAIT`].
-fn snapshot(shared: &Shared) -> Option<Arc<String>> {
+fn snapshot(shared: &Shared) -> Option<Arc<super::Snapshot>> {
     let asked = Instant::now();
     shared.wanted.store(true, Ordering::Release);
     let guard = shared.latest.lock().ok()?;
@@ -269,11 +265,11 @@ fn snapshot(shared: &Shared) -> Option<Arc<String>> {
             l.as_ref().is_none_or(|(t, _)| *t < asked)
         })
         .ok()?;
-    let (t, text) = guard.as_ref()?;
+    let (t, snap) = guard.as_ref()?;
     if *t < asked {
         shared.counters.stale.fetch_add(1, Ordering::Relaxed);
     }
-    Some(text.clone())
+    Some(snap.clone())
 }
 
 #[cfg(test)]
@@ -282,8 +278,14 @@ mod test {
 
     #[test]
     fn routes() {
-        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n"), Route::Metrics);
-        assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics);
+        let (om, classic) = (
+            Route::Metrics { openmetrics: true },
+            Route::Metrics { openmetrics: false },
+        );
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n"), classic);
+        assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), classic);
+        let prom = b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n";
+        assert_eq!(route(prom), om);
         assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadMethod);
         assert_eq!(route(b"\xff\xfe\r\n\r\n"), Route::Bad);
@@ -313,7 +315,7 @@ mod test {
                     n += 1;
                     let mut s = crate::metrics::Snapshot::default();
                     s.add("scrapes", "Test.", crate::metrics::Kind::Counter, n);
-                    srv.publish(s.encode());
+                    srv.publish(s);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -321,19 +323,28 @@ mod test {
         let a = get(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(a.starts_with("HTTP/1.1 200 OK"), "{a}");
         assert!(a.contains("tandem_scrapes_total 1"), "{a}");
+        assert!(a.contains("Content-Type: text/plain; version=0.0.4"), "{a}");
+        let om = get(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text\r\n\r\n",
+        );
+        assert!(
+            om.contains("application/openmetrics-text") && om.contains("# EOF"),
+            "{om}"
+        );
         let b = get(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
-        assert!(b.contains("tandem_scrapes_total 2"), "{b}");
+        assert!(b.contains("tandem_scrapes_total 3"), "{b}");
         assert!(get(addr, b"GET /x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get(addr, b"\x00\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
         // A scraper that never sends its request does not block the others.
         let _slow: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
         std::thread::sleep(Duration::from_millis(100));
-        assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 3"));
+        assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 4"));
         stop.store(true, Ordering::Relaxed);
         lp.join().unwrap();
         // Without the loop, a scrape gets the previous snapshot after FRESH_WAIT.
         let t = Instant::now();
-        assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 3"));
+        assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 4"));
         assert!(t.elapsed() >= FRESH_WAIT);
         assert!(server.shared.counters.stale.load(Ordering::Relaxed) >= 1);
         assert_eq!(
