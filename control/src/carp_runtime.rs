@@ -324,7 +324,15 @@ impl CarpRuntime {
             let g = &self.set.groups()[group];
             for t in &output.transitions {
                 self.counters.transitions += 1;
-                tracing::info!("carp: {}", t.display(&g.interface.to_uppercase()));
+                tracing::info!(
+                    vhid = t.vhid,
+                    interface = %g.interface,
+                    from = ?t.from,
+                    to = ?t.to,
+                    reason = t.reason,
+                    "carp: {}",
+                    t.display(&g.interface.to_uppercase())
+                );
             }
             let vhid = g.vhid();
             for a in &output.actions {
