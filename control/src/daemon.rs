@@ -359,6 +359,11 @@ impl Daemon {
         let prepared = self
             .prepare(config)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        if prepared.config.system.metrics_listen != self.config.system.metrics_listen {
+            tracing::warn!(
+                "system.metrics.listen changed: the endpoint keeps its address until tandemd restarts"
+            );
+        }
         let number = self.commit(prepared, text);
         self.file_text = file_text;
         self.config_path = path;

@@ -81,7 +81,11 @@ impl Handler for Daemon {
                 if let Some(p) = &args.path {
                     caller_may_read(req, p)?;
                 }
-                let generation = self.reload(args.path.as_deref().map(std::path::Path::new))?;
+                let generation = self
+                    .reload(args.path.as_deref().map(std::path::Path::new))
+                    .inspect_err(|e| {
+                        tracing::warn!("config apply refused, the running one stays: {e}");
+                    })?;
                 api::to_data(&api::ConfigApplyReply {
                     generation,
                     changed: true,

@@ -1,7 +1,7 @@
 //! Packaging helper, not installed: writes the man pages (tandemd(8), tandemctl(1)) and the shell
 //! completions of both binaries from their clap definitions, so they never drift from `--help`.
 //!
-//! `tandem-gen OUTDIR` writes `OUTDIR/man/{tandemd.8,tandemctl.1}` and
+//! `tandem-gen OUTDIR` writes `OUTDIR/man/{tandemd.8,tandemctl.1,tandemctl-SUBCOMMAND.1...}` and
 //! `OUTDIR/completions/{bash,zsh,fish}/...`.
 
 use std::path::{Path, PathBuf};
@@ -32,6 +32,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The command's page and one per subcommand (`tandemctl-stats.1`), as clap_mangen's
+/// generate_to does, with our section and manual name.
+fn man_pages(cmd: clap::Command, section: &str, dir: &Path) -> std::io::Result<()> {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+        man_pages(sub, section, dir)?;
+    }
+    clap_mangen::Man::new(cmd)
+        .section(section)
+        .manual("tandem")
+        .generate_to(dir)?;
+    Ok(())
+}
+
 fn generate(out: &Path) -> std::io::Result<()> {
     let man = out.join("man");
     std::fs::create_dir_all(&man)?;
@@ -40,12 +53,9 @@ fn generate(out: &Path) -> std::io::Result<()> {
         (tandemctl::Cli::command(), "1"),
     ] {
         let name = cmd.get_name().to_string();
-        let mut page = Vec::new();
-        clap_mangen::Man::new(cmd.clone())
-            .section(section)
-            .manual("tandem")
-            .render(&mut page)?;
-        std::fs::write(man.join(format!("{name}.{section}")), page)?;
+        let mut built = cmd.clone().disable_help_subcommand(true);
+        built.build();
+        man_pages(built, section, &man)?;
         for (shell, dir, file) in [
             (clap_complete::Shell::Bash, "bash", name.clone()),
             (clap_complete::Shell::Zsh, "zsh", format!("_{name}")),

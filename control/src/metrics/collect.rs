@@ -100,7 +100,8 @@ impl Daemon {
     /// Every metric of the box, now. Walks the state table once (by protocol and TCP state).
     pub fn metrics(&self) -> Snapshot {
         let mut s = Snapshot::default();
-        for (w, pairs) in self.dp.worker_counters().iter().enumerate() {
+        let per_worker = self.dp.worker_counters();
+        for (w, pairs) in per_worker.iter().enumerate() {
             let w = w.to_string();
             s.table(
                 "",
@@ -111,14 +112,15 @@ impl Daemon {
                 pairs,
             );
         }
-        if self.dp.worker_counters().is_empty() {
+        if per_worker.is_empty() {
+            let total = self.dp.counters();
             s.table(
                 "",
                 DpCounters::HELP,
                 Kind::Counter,
                 &["worker"],
                 &[],
-                &self.dp.counters(),
+                &total,
             );
         }
         for w in &self.workers {
@@ -209,7 +211,9 @@ impl Daemon {
             u64::from(table.limit()),
         );
         let mut by: Vec<((&'static str, String), u64)> = Vec::new();
+        let mut nat = 0u64;
         table.for_each(|st| {
+            nat += u64::from(st.stack != st.wire());
             let proto = st.proto();
             let state = if proto == 6 {
                 let t = st.tracking();
@@ -232,6 +236,12 @@ impl Daemon {
         for ((p, st), n) in &by {
             f.add(&[p, st], *n);
         }
+        s.add(
+            "nat_states",
+            "States whose addresses or ports are translated: each holds a NAT port.",
+            Kind::Gauge,
+            nat,
+        );
     }
 
     fn carp_metrics(&self, s: &mut Snapshot) {
