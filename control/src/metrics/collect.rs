@@ -77,17 +77,32 @@ const CARP_HELP: &[(&str, &str, Kind)] = &[
 const DHCP_HELP: &[(&str, &str)] = &[
     ("dhcp_received", "DHCP requests received."),
     ("dhcp_malformed", "DHCP requests that do not parse."),
-    ("dhcp_not_master", "DHCP requests seen while the peer is master (the backup stays silent)."),
+    (
+        "dhcp_not_master",
+        "DHCP requests seen while the peer is master (the backup stays silent).",
+    ),
     ("dhcp_offers", "DHCPOFFERs sent."),
     ("dhcp_acks", "DHCPACKs sent."),
     ("dhcp_naks", "DHCPNAKs sent."),
     ("dhcp_releases", "DHCPRELEASEs received."),
     ("dhcp_declines", "DHCPDECLINEs received."),
     ("dhcp_informs", "DHCPINFORMs answered."),
-    ("dhcp_ignored", "DHCP requests answered with silence (another server chosen, no record)."),
-    ("dhcp_pool_exhausted", "DHCP requests with no free address in the pool."),
-    ("dhcp_tx_dropped", "DHCP replies the workers' queue had no room for."),
-    ("dhcp_peer_leases", "Lease records received from the peer and taken."),
+    (
+        "dhcp_ignored",
+        "DHCP requests answered with silence (another server chosen, no record).",
+    ),
+    (
+        "dhcp_pool_exhausted",
+        "DHCP requests with no free address in the pool.",
+    ),
+    (
+        "dhcp_tx_dropped",
+        "DHCP replies the workers' queue had no room for.",
+    ),
+    (
+        "dhcp_peer_leases",
+        "Lease records received from the peer and taken.",
+    ),
 ];
 
 /// State sync's values beyond the replicator's table.
