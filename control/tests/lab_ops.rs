@@ -120,6 +120,8 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
                 &a.socket,
                 "--state-dir",
                 &state_dir,
+                "--log-format",
+                "json",
             ],
         )
         .unwrap();
@@ -328,6 +330,21 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
     }
     drop(prometheus);
     assert!(Path::new(&prom_dir).join("data").exists());
+    // A's log is JSON (libbpf's own lines aside), CARP transitions with their fields.
+    let log = a.daemon.as_ref().unwrap().log();
+    let events: Vec<Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let to_master = events
+        .iter()
+        .filter(|e| e["fields"]["to"] == "Master" && e["fields"]["vhid"].is_u64())
+        .count();
+    assert_eq!(
+        to_master, 2,
+        "one transition to MASTER per VHID, with fields: {log}"
+    );
     // Still fed after all this: the control loop never stalled.
     assert!(seen("WATCHDOG=1") > before + pings);
     drop((a, b));
