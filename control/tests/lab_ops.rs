@@ -213,6 +213,8 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
         "tandem_drop_carp_ttl_total",
         "tandem_sync_rx_accepted_total",
         "tandem_carp_vhid_master",
+        "tandem_xdp_rx_dropped_total",
+        "tandem_states_by_protocol",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }

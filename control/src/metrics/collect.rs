@@ -32,6 +32,26 @@ const PORT_HELP: &[(&str, &str)] = &[
         "slow_path_dropped",
         "Slow-path frames (CARP adverts, gratuitous ARPs) the worker could not send.",
     ),
+    (
+        "xdp_rx_dropped",
+        "Frames the kernel dropped for the worker's AF_XDP sockets (XDP_STATISTICS).",
+    ),
+    (
+        "xdp_rx_ring_full",
+        "Frames the kernel dropped because an AF_XDP RX ring was full.",
+    ),
+    (
+        "xdp_fill_ring_empty",
+        "Times the kernel found an AF_XDP fill ring empty.",
+    ),
+    (
+        "xdp_rx_invalid_descs",
+        "Invalid RX descriptors the kernel saw.",
+    ),
+    (
+        "xdp_tx_invalid_descs",
+        "Invalid TX descriptors the kernel saw.",
+    ),
 ];
 
 /// The CARP thread's counters (`CarpRuntime::stats`).
