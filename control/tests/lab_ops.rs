@@ -292,6 +292,19 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
         assert_eq!(of(ib), Some(0.0), "B backup of VHID {vhid}: {master:?}");
     }
     assert!(query(&lab, "sum by (vhid) (tandem_carp_vhid_master) > 1").is_empty());
+    // Per-VHID activity: A, the master, advertises both VHIDs; B heard them.
+    let sent = query(&lab, "tandem_carp_vhid_adverts_sent_total > 0");
+    assert_eq!(
+        sent.iter().filter(|(i, _, _)| i == ia).count(),
+        2,
+        "{sent:?}"
+    );
+    let heard = query(&lab, "tandem_carp_vhid_adverts_received_total > 0");
+    assert_eq!(
+        heard.iter().filter(|(i, _, _)| i == ib).count(),
+        2,
+        "{heard:?}"
+    );
     let state = query(&lab, "tandem_carp_vhid_state{state=\"BACKUP\"} == 1");
     assert!(
         state.iter().all(|(i, _, _)| i == ib) && state.len() == 2,

@@ -281,7 +281,15 @@ impl Daemon {
 
     fn carp_metrics(&self, s: &mut Snapshot) {
         let mut rejected = Vec::new();
+        let mut per_vhid = Vec::new();
         for (name, v) in self.carp.stats() {
+            if let Some(rest) = name.strip_prefix("carp_vhid/") {
+                let mut p = rest.splitn(3, '/');
+                if let (Some(what), Some(iface), Some(vhid)) = (p.next(), p.next(), p.next()) {
+                    per_vhid.push((what.to_string(), iface.to_string(), vhid.to_string(), v));
+                }
+                continue;
+            }
             if let Some(reason) = name.strip_prefix("carp_rejected_") {
                 rejected.push((reason.to_string(), v));
                 continue;
@@ -302,6 +310,26 @@ impl Daemon {
             .split_by("reason");
         for (r, v) in &rejected {
             f.add(&[r], *v);
+        }
+        for (what, help) in [
+            ("adverts_sent", "CARP adverts sent for the VHID."),
+            (
+                "adverts_received",
+                "CARP adverts received and accepted for the VHID.",
+            ),
+            ("transitions", "The VHID's CARP state transitions."),
+        ] {
+            let f = s.family(
+                &format!("carp_vhid_{what}"),
+                help,
+                Kind::Counter,
+                &["interface", "vhid"],
+            );
+            for (w, iface, vhid, v) in &per_vhid {
+                if w == what {
+                    f.add(&[iface, vhid], *v);
+                }
+            }
         }
         let reply = self.carp.reply(Instant::now());
         s.add(
