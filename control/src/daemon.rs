@@ -562,14 +562,17 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     };
     tracing::info!(socket = %opts.socket.display(), "control socket ready");
     let metrics = match daemon.config.system.metrics_listen {
-        Some(addr) => match crate::metrics::server::MetricsServer::start(addr) {
-            Ok(m) => Some(m),
-            Err(source) => {
-                drop(server);
-                daemon.stop();
-                return Err(DaemonError::Metrics { addr, source });
+        Some(addr) => {
+            match crate::metrics::server::MetricsServer::start(addr, Some(daemon.dp.states.clone()))
+            {
+                Ok(m) => Some(m),
+                Err(source) => {
+                    drop(server);
+                    daemon.stop();
+                    return Err(DaemonError::Metrics { addr, source });
+                }
             }
-        },
+        }
         None => None,
     };
     // Workers bound, CARP and sync started, the socket answers: ready for systemd

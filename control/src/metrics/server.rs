@@ -44,6 +44,8 @@ struct Shared {
     active: AtomicUsize,
     stop: AtomicBool,
     counters: ServerCounters,
+    /// The state table, walked by the scrape thread itself ([`super::collect::state_census`]).
+    states: Option<Arc<tandem_dataplane::state::StateTable>>,
 }
 
 /// The running endpoint.
@@ -55,12 +57,19 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Binds `addr` and starts the accept thread.
-    pub fn start(addr: SocketAddr) -> std::io::Result<MetricsServer> {
+    /// Binds `addr` and starts the accept thread. With `states`, each scrape adds the state
+    /// census, walked on the scrape's own thread.
+    pub fn start(
+        addr: SocketAddr,
+        states: Option<Arc<tandem_dataplane::state::StateTable>>,
+    ) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            states,
+            ..Shared::default()
+        });
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("tandem-metrics".into())
@@ -269,7 +278,16 @@ fn snapshot(shared: &Shared) -> Option<Arc<super::Snapshot>> {
     if *t < asked {
         shared.counters.stale.fetch_add(1, Ordering::Relaxed);
     }
-    Some(snap.clone())
+    let snap = snap.clone();
+    drop(guard);
+    match &shared.states {
+        Some(table) => {
+            let mut s = (*snap).clone();
+            super::collect::state_census(table, &mut s);
+            Some(Arc::new(s))
+        }
+        None => Some(snap),
+    }
 }
 
 #[cfg(test)]
@@ -303,7 +321,7 @@ mod test {
 
     #[test]
     fn serves_fresh_snapshots_and_refuses_garbage() {
-        let server = Arc::new(MetricsServer::start("127.0.0.1:0".parse().unwrap()).unwrap());
+        let server = Arc::new(MetricsServer::start("127.0.0.1:0".parse().unwrap(), None).unwrap());
         let addr = server.local_addr();
         // A stand-in for the control loop.
         let stop = Arc::new(AtomicBool::new(false));
