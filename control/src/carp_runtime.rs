@@ -48,6 +48,18 @@ pub struct CarpCounters {
     pub garps_sent: u64,
     pub send_errors: u64,
     pub transitions: u64,
+    /// Per (interface, VHID): adverts sent, adverts received, transitions.
+    pub per_vhid: std::collections::BTreeMap<(String, u8), [u64; 3]>,
+}
+
+impl CarpCounters {
+    fn vhid(&mut self, interface: &str, vhid: u8, which: usize) {
+        let e = self
+            .per_vhid
+            .entry((interface.to_string(), vhid))
+            .or_default();
+        e[which] += 1;
+    }
 }
 
 /// A VHID's CARP group as the dataplane sees it.
@@ -204,6 +216,8 @@ impl CarpRuntime {
         match self.set.receive(&iface.name, &frame.bytes, now) {
             Ok(out) => {
                 self.counters.adverts_received += 1;
+                let g = &self.set.groups()[out.group];
+                self.counters.vhid(&g.interface, g.vhid(), 1);
                 // The workers give this source's adverts for the VHID precedence on the slow
                 // path (tandem_dataplane::carp_filter).
                 if let Some(peer) = self.set.peer(out.group) {
@@ -288,6 +302,15 @@ impl CarpRuntime {
                 .rejects()
                 .map(|(name, n)| (format!("carp_rejected_{name}"), n)),
         );
+        // Per VHID, as `carp_vhid/<what>/<interface>/<vhid>` (the metrics registry labels them).
+        for ((iface, vhid), c) in &self.counters.per_vhid {
+            for (what, n) in ["adverts_sent", "adverts_received", "transitions"]
+                .iter()
+                .zip(c)
+            {
+                v.push((format!("carp_vhid/{what}/{iface}/{vhid}"), *n));
+            }
+        }
         v
     }
 
@@ -324,7 +347,16 @@ impl CarpRuntime {
             let g = &self.set.groups()[group];
             for t in &output.transitions {
                 self.counters.transitions += 1;
-                tracing::info!("carp: {}", t.display(&g.interface.to_uppercase()));
+                self.counters.vhid(&g.interface, g.vhid(), 2);
+                tracing::info!(
+                    vhid = t.vhid,
+                    interface = %g.interface,
+                    from = ?t.from,
+                    to = ?t.to,
+                    reason = t.reason,
+                    "carp: {}",
+                    t.display(&g.interface.to_uppercase())
+                );
             }
             let vhid = g.vhid();
             for a in &output.actions {
@@ -334,6 +366,8 @@ impl CarpRuntime {
                         let n = self.set.build_advert(group, s, &mut buf);
                         if self.send_frame(group, &buf[..n]) {
                             self.counters.adverts_sent += 1;
+                            let iface = self.set.groups()[group].interface.clone();
+                            self.counters.vhid(&iface, vhid, 0);
                         }
                     }
                     Action::BecomeMaster => {

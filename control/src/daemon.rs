@@ -42,6 +42,8 @@ pub struct DaemonOptions {
     pub busy_poll: bool,
     /// Where state that outlives a restart is kept (CARP maintenance mode).
     pub state_dir: Option<PathBuf>,
+    /// The control socket's group (mode 0660); `None`: root and tandemd's user only (0600).
+    pub socket_group: Option<u32>,
 }
 
 /// Why the daemon could not start.
@@ -79,6 +81,12 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    /// The metrics endpoint could not be bound.
+    #[error("system.metrics.listen {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running box.
@@ -354,6 +362,11 @@ impl Daemon {
         let prepared = self
             .prepare(config)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        if prepared.config.system.metrics_listen != self.config.system.metrics_listen {
+            tracing::warn!(
+                "system.metrics.listen changed: the endpoint keeps its address until tandemd restarts"
+            );
+        }
         let number = self.commit(prepared, text);
         self.file_text = file_text;
         self.config_path = path;
@@ -540,7 +553,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         .map_err(DaemonError::Signals)?;
 
     let mut daemon = Daemon::start(opts)?;
-    let mut server = match ControlServer::bind(&opts.socket) {
+    let mut server = match ControlServer::bind_with_group(&opts.socket, opts.socket_group) {
         Ok(s) => s,
         Err(source) => {
             daemon.stop();
@@ -551,6 +564,25 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         }
     };
     tracing::info!(socket = %opts.socket.display(), "control socket ready");
+    let metrics = match daemon.config.system.metrics_listen {
+        Some(addr) => {
+            match crate::metrics::server::MetricsServer::start(addr, Some(daemon.dp.states.clone()))
+            {
+                Ok(m) => Some(m),
+                Err(source) => {
+                    drop(server);
+                    daemon.stop();
+                    return Err(DaemonError::Metrics { addr, source });
+                }
+            }
+        }
+        None => None,
+    };
+    // Workers bound, CARP and sync started, the socket answers: ready for systemd
+    // (Type=notify). Without NOTIFY_SOCKET these are no-ops.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut last_ping = Instant::now();
     while !term.load(Ordering::Relaxed) {
         if let Err(e) = server.poll_once(daemon.poll_timeout(), &mut daemon) {
             tracing::warn!("control socket: {e}");
@@ -558,12 +590,26 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         daemon.run_carp();
         daemon.run_config_sync();
         if hup.swap(false, Ordering::Relaxed) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
             match daemon.reload(None) {
                 Ok(g) => tracing::info!(generation = g, "SIGHUP: config reloaded"),
                 Err(e) => tracing::error!("SIGHUP: config refused, the running one stays: {e}"),
             }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }
+        if let Some(m) = metrics.as_ref().filter(|m| m.wanted()) {
+            let mut snap = daemon.metrics();
+            m.add_to(&mut snap);
+            m.publish(snap);
+        }
+        // The watchdog is fed from this loop only: a wedged control loop is restarted.
+        if watchdog.is_some_and(|half| last_ping.elapsed() >= half) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            last_ping = Instant::now();
         }
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    drop(metrics);
     tracing::info!("stopping");
     drop(server);
     daemon.stop();

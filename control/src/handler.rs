@@ -61,6 +61,7 @@ impl Handler for Daemon {
             }
             Command::ConfigCheck => {
                 let args: api::ConfigCheckArgs = api::parse_args(req)?;
+                caller_may_read(req, &args.path)?;
                 let reply = match config::load(std::path::Path::new(&args.path)) {
                     Ok(_) => api::ConfigCheckReply {
                         path: args.path,
@@ -77,7 +78,14 @@ impl Handler for Daemon {
             }
             Command::ConfigApply => {
                 let args: api::ConfigApplyArgs = api::parse_args(req)?;
-                let generation = self.reload(args.path.as_deref().map(std::path::Path::new))?;
+                if let Some(p) = &args.path {
+                    caller_may_read(req, p)?;
+                }
+                let generation = self
+                    .reload(args.path.as_deref().map(std::path::Path::new))
+                    .inspect_err(|e| {
+                        tracing::warn!("config apply refused, the running one stays: {e}");
+                    })?;
                 api::to_data(&api::ConfigApplyReply {
                     generation,
                     changed: true,
@@ -216,34 +224,9 @@ impl Daemon {
         api::RulesReply { rules }
     }
 
+    /// The registry's flat view ([`crate::metrics`]): the same values the endpoint serves.
     fn stats(&self) -> api::StatsReply {
-        let mut pairs = self.dp.counters();
-        for w in &self.workers {
-            pairs.extend(w.stats.snapshot());
-        }
-        pairs.push(("states", self.dp.states.len() as u64));
-        pairs.push(("neighbours", self.dp.neigh.len() as u64));
-        let mut named: Vec<(String, u64)> =
-            pairs.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-        named.extend(self.carp.stats());
-        named.extend(self.dhcp.counters.snapshot());
-        if let Some(s) = &self.sync {
-            named.extend(
-                s.snapshot()
-                    .counters
-                    .into_iter()
-                    .map(|(n, v)| (format!("sync_{n}"), v)),
-            );
-        }
-        if let Some(cs) = &self.config_sync {
-            named.extend(
-                cs.counters
-                    .snapshot()
-                    .into_iter()
-                    .map(|(n, v)| (format!("config_sync_{n}"), v)),
-            );
-        }
-        api::StatsReply::from_pairs(named)
+        api::StatsReply::from_pairs(self.metrics().flat())
     }
 }
 
@@ -251,7 +234,15 @@ fn touches(k: &FlowKey, a: Ipv4Addr) -> bool {
     k.src == a || k.dst == a
 }
 
-fn proto_name(p: u8) -> &'static str {
+/// `config check|apply FILE` reads the file with tandemd's rights: only if the caller could.
+fn caller_may_read(req: &Request, path: &str) -> Result<(), String> {
+    match &req.peer {
+        Some(p) => p.may_read(std::path::Path::new(path)),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn proto_name(p: u8) -> &'static str {
     match p {
         1 => "icmp",
         6 => "tcp",
@@ -263,7 +254,7 @@ fn proto_name(p: u8) -> &'static str {
 }
 
 /// pf's names of a peer's state level (`pfctl -ss`).
-fn peer_state_name(proto: u8, s: PeerState) -> String {
+pub(crate) fn peer_state_name(proto: u8, s: PeerState) -> String {
     const TCP: [&str; 11] = [
         "CLOSED",
         "LISTEN",

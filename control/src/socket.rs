@@ -29,6 +29,9 @@ pub struct Request {
     pub cmd: String,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub args: Value,
+    /// Who sent it (set by the server from `SO_PEERCRED`, never read from the wire).
+    #[serde(skip)]
+    pub peer: Option<crate::peer::Peer>,
 }
 
 impl Request {
@@ -36,6 +39,7 @@ impl Request {
         Request {
             cmd: cmd.to_string(),
             args,
+            peer: None,
         }
     }
 }
@@ -75,6 +79,7 @@ const LISTENER: Token = Token(0);
 
 struct Conn {
     stream: UnixStream,
+    peer: Option<crate::peer::Peer>,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     /// Set once the reply to a fatal error is queued: close when it is written.
@@ -89,6 +94,11 @@ pub struct ControlServer {
     conns: HashMap<Token, Conn>,
     next_token: usize,
     path: PathBuf,
+    /// The group that may use the socket besides root and our own user (mode 0660), if any.
+    group: Option<u32>,
+    own_uid: u32,
+    /// Connections refused: the peer is neither root, us, nor in the socket's group.
+    pub refused_peers: u64,
 }
 
 impl std::fmt::Debug for ControlServer {
@@ -104,8 +114,16 @@ impl std::fmt::Debug for ControlServer {
 
 impl ControlServer {
     /// Listens on `path`, replacing a stale socket file left by a killed daemon. Refuses when
-    /// another daemon answers on it.
+    /// another daemon answers on it. The socket is mode 0600 whatever the umask.
     pub fn bind(path: &Path) -> io::Result<ControlServer> {
+        ControlServer::bind_with_group(path, None)
+    }
+
+    /// [`Self::bind`], and with a group the socket is mode 0660 and owned by that group, whose
+    /// members may use it. The socket gets its mode under a temporary name and is renamed into
+    /// place, so that it never exists with the umask's mode at `path`.
+    pub fn bind_with_group(path: &Path, group: Option<u32>) -> io::Result<ControlServer> {
+        use std::os::unix::fs::PermissionsExt;
         if path.exists() {
             if StdUnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
@@ -118,7 +136,23 @@ impl ControlServer {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut listener = UnixListener::bind(path)?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let mut listener = UnixListener::bind(&tmp)?;
+        let placed = (|| {
+            let mode = if group.is_some() { 0o660 } else { 0o600 };
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+            if let Some(g) = group {
+                std::os::unix::fs::chown(&tmp, None, Some(g))?;
+            }
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -129,6 +163,10 @@ impl ControlServer {
             conns: HashMap::new(),
             next_token: 1,
             path: path.to_path_buf(),
+            group,
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            own_uid: unsafe { libc::geteuid() },
+            refused_peers: 0,
         })
     }
 
@@ -158,6 +196,23 @@ impl ControlServer {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    let peer = crate::peer::Peer::of(&stream).ok();
+                    if !peer
+                        .as_ref()
+                        .is_some_and(|p| p.allowed(self.own_uid, self.group))
+                    {
+                        self.refused_peers += 1;
+                        // Logged at 1, 2, 4, 8... refusals: a local flood cannot fill the log.
+                        if !self.refused_peers.is_power_of_two() {
+                            continue;
+                        }
+                        tracing::warn!(
+                            refused = self.refused_peers,
+                            peer = ?peer,
+                            "control socket: connection refused: not root, not tandemd's user, not in the socket's group"
+                        );
+                        continue;
+                    }
                     let token = Token(self.next_token);
                     self.next_token += 1;
                     self.poll.registry().register(
@@ -167,6 +222,7 @@ impl ControlServer {
                     )?;
                     let conn = Conn {
                         stream,
+                        peer,
                         inbuf: Vec::new(),
                         outbuf: Vec::new(),
                         closing: false,
@@ -220,7 +276,7 @@ fn serve_conn(conn: &mut Conn, handler: &mut dyn Handler) -> bool {
     }
     while let Some(pos) = conn.inbuf.iter().position(|&b| b == b'\n') {
         let line: Vec<u8> = conn.inbuf.drain(..=pos).collect();
-        let reply = answer(&line[..line.len() - 1], handler);
+        let reply = answer(&line[..line.len() - 1], conn.peer.as_ref(), handler);
         queue_reply(conn, &reply);
     }
     if conn.inbuf.len() > MAX_REQUEST && !conn.closing {
@@ -243,11 +299,12 @@ fn serve_conn(conn: &mut Conn, handler: &mut dyn Handler) -> bool {
     !(eof || conn.closing)
 }
 
-fn answer(line: &[u8], handler: &mut dyn Handler) -> Reply {
-    let req: Request = match serde_json::from_slice(line) {
+fn answer(line: &[u8], peer: Option<&crate::peer::Peer>, handler: &mut dyn Handler) -> Reply {
+    let mut req: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => return Reply::from_result(Err(format!("malformed request: {e}"))),
     };
+    req.peer = peer.cloned();
     Reply::from_result(handler.handle(&req))
 }
 

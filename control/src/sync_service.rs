@@ -227,11 +227,11 @@ fn run(
                     )
                 }
                 Event::PeerRestarted(h, b) => {
-                    tracing::info!("sync: peer {h} restarted (boot {b})");
+                    tracing::info!(peer = h, boot = b, "sync: peer {h} restarted (boot {b})");
                     remember_peer(store.as_mut(), *h, *b);
                 }
                 Event::PeerFirst(h, b) => {
-                    tracing::info!("sync: peer {h} heard (boot {b})");
+                    tracing::info!(peer = h, boot = b, "sync: peer {h} heard (boot {b})");
                     remember_peer(store.as_mut(), *h, *b);
                 }
                 Event::WalkStarted(n) => tracing::info!("sync: sending {n} states (bulk update)"),

@@ -48,6 +48,12 @@ macro_rules! counters {
             /// exactly one of these.
             pub const OUTCOMES: &'static [&'static str] = &[$(stringify!($outcome),)*];
 
+            /// Every counter's name and help (its doc comment), for the metrics registry.
+            pub const HELP: &'static [(&'static str, &'static str)] = &[
+                $((stringify!($outcome), concat!($($od),*)),)*
+                $((stringify!($event), concat!($($ed),*)),)*
+            ];
+
             /// Every counter with its name, in declaration order.
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![

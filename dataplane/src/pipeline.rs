@@ -144,6 +144,12 @@ impl Dataplane {
         total
     }
 
+    /// Each worker's counters, in the order the workers started.
+    pub fn worker_counters(&self) -> Vec<Vec<(&'static str, u64)>> {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        workers.iter().map(|w| w.snapshot()).collect()
+    }
+
     fn register(&self, counters: Arc<Counters>) {
         self.workers
             .lock()

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::io::afxdp::{OpenError, PortCounters, WorkerConfig, WorkerPorts};
+use crate::io::afxdp::{KernelStats, OpenError, PortCounters, WorkerConfig, WorkerPorts};
 use crate::pipeline::{ControlFrame, Dataplane, Pipeline, PipelineConfig};
 use crate::state::Clock;
 use crate::IfIndex;
@@ -104,6 +104,8 @@ pub struct PortStats {
     pub rx_too_long: AtomicU64,
     /// Slow-path frames the worker could not send.
     pub slow_dropped: AtomicU64,
+    /// The kernel's counters of the worker's sockets (`XDP_STATISTICS`), read once a second.
+    pub kernel: [AtomicU64; 5],
 }
 
 impl PortStats {
@@ -114,6 +116,19 @@ impl PortStats {
         self.fill_starved.store(c.fill_starved, Ordering::Relaxed);
         self.send_no_frame.store(c.send_no_frame, Ordering::Relaxed);
         self.rx_too_long.store(c.rx_too_long, Ordering::Relaxed);
+    }
+
+    fn publish_kernel(&self, k: &KernelStats) {
+        let v = [
+            k.rx_dropped,
+            k.rx_ring_full,
+            k.rx_fill_ring_empty,
+            k.rx_invalid_descs,
+            k.tx_invalid_descs,
+        ];
+        for (a, v) in self.kernel.iter().zip(v) {
+            a.store(v, Ordering::Relaxed);
+        }
     }
 
     /// Name/value pairs, for `tandemctl stats`.
@@ -137,6 +152,20 @@ impl PortStats {
             (
                 "slow_path_dropped",
                 self.slow_dropped.load(Ordering::Relaxed),
+            ),
+            ("xdp_rx_dropped", self.kernel[0].load(Ordering::Relaxed)),
+            ("xdp_rx_ring_full", self.kernel[1].load(Ordering::Relaxed)),
+            (
+                "xdp_fill_ring_empty",
+                self.kernel[2].load(Ordering::Relaxed),
+            ),
+            (
+                "xdp_rx_invalid_descs",
+                self.kernel[3].load(Ordering::Relaxed),
+            ),
+            (
+                "xdp_tx_invalid_descs",
+                self.kernel[4].load(Ordering::Relaxed),
             ),
         ]
     }
@@ -265,6 +294,7 @@ fn run(
     let mut idle_rounds: u32 = 0;
     let mut sleep_us: u32 = 1;
     let mut last_publish = 0;
+    let mut last_kernel = 0;
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ms();
         pipeline.begin_batch(now);
@@ -283,6 +313,10 @@ fn run(
         if now.saturating_sub(last_publish) >= 10 {
             stats.publish(ports.counters());
             last_publish = now;
+            if now.saturating_sub(last_kernel) >= 1000 {
+                stats.publish_kernel(&ports.kernel_stats());
+                last_kernel = now;
+            }
             // The test hook: one branch every 10 ms when unset, never per packet.
             if let Some(f) = panic_file {
                 if f.exists() {

@@ -34,7 +34,7 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 /// tandem's command line: status, CARP, states, rules, counters, config and capture.
 #[derive(Debug, Parser)]
 #[command(name = "tandemctl", version)]
-struct Cli {
+pub(crate) struct Cli {
     /// tandemd's control socket.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,

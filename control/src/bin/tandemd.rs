@@ -1,6 +1,7 @@
 //! tandemd, tandem's daemon: one per box.
 //!
 //! `tandemd --config FILE [--socket PATH] [--busy-poll]` runs the box;
+//! `--log-format text|json|journald` picks the log output.
 //! `tandemd --check-config FILE` validates a config file: `FILE: OK` and exit 0, or every error
 //! on stderr, one per line, and exit 1. Warnings (valid but weak settings) go to stderr as
 //! `warning: FILE: PATH: MESSAGE` and do not change the exit status.
@@ -12,9 +13,9 @@ use clap::{ArgGroup, Parser};
 
 /// tandem's daemon: a userspace HA router/firewall.
 #[derive(Debug, Parser)]
-#[command(name = "tandemd", version, about)]
+#[command(name = "tandemd", version)]
 #[command(group(ArgGroup::new("mode").required(true).args(["config", "check_config"])))]
-struct Args {
+pub(crate) struct Args {
     /// Run the box with this config file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -22,6 +23,11 @@ struct Args {
     /// Control socket path (with --config).
     #[arg(long, value_name = "PATH", conflicts_with = "check_config")]
     socket: Option<PathBuf>,
+
+    /// Members of this group (name or number) may use the control socket too (mode 0660;
+    /// default 0600: root only).
+    #[arg(long, value_name = "GROUP", conflicts_with = "check_config")]
+    socket_group: Option<String>,
 
     /// Workers spin on their rings when idle instead of backing off (a dedicated box).
     #[arg(long, conflicts_with = "check_config")]
@@ -39,6 +45,27 @@ struct Args {
     /// Validate this config file and exit: 0 if valid, 1 with every error on stderr.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+
+    /// Log format on stderr. Default: journald (with fields) when started by systemd with its
+    /// journal on stderr (JOURNAL_STREAM), else text. RUST_LOG filters (default info).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        conflicts_with = "check_config"
+    )]
+    log_format: Option<LogFormat>,
+}
+
+/// How tandemd logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One line per event, for people.
+    Text,
+    /// One JSON object per line, with the event's fields.
+    Json,
+    /// Straight to journald, each field a journal field (VHID, INTERFACE, PEER...).
+    Journald,
 }
 
 fn main() -> ExitCode {
@@ -49,14 +76,21 @@ fn main() -> ExitCode {
     let Some(config) = args.config else {
         return ExitCode::from(2);
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(args.log_format);
+    let socket_group = match args
+        .socket_group
+        .as_deref()
+        .map(|g| (g, tandem_control::peer::group_id(g)))
+    {
+        Some((g, None)) => {
+            eprintln!("tandemd: --socket-group {g}: no such group");
+            return ExitCode::FAILURE;
+        }
+        Some((_, id)) => id,
+        None => None,
+    };
     let opts = tandem_control::daemon::DaemonOptions {
+        socket_group,
         config,
         socket: args
             .socket
@@ -70,6 +104,42 @@ fn main() -> ExitCode {
             eprintln!("tandemd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logs(format: Option<LogFormat>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = format.unwrap_or(if std::env::var_os("JOURNAL_STREAM").is_some() {
+        LogFormat::Journald
+    } else {
+        LogFormat::Text
+    });
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Journald => match tracing_journald::layer() {
+            Ok(j) => registry
+                .with(j.with_syslog_identifier("tandemd".into()))
+                .init(),
+            Err(e) => {
+                registry
+                    .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                    .init();
+                tracing::warn!("journald not reachable ({e}): logging text to stderr");
+            }
+        },
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
     }
 }
 

@@ -35,6 +35,9 @@
 //! kill_states_on_reload = false  # optional: on config apply, kill the states the new rules block
 //! allow_ip_options = false  # optional, forward IPv4 with options (default false: dropped, as pf)
 //!
+//! [system.metrics]       # optional: the Prometheus endpoint (off without this table)
+//! listen = "10.255.0.1:9100"   # ADDR:PORT serving /metrics; a sync or management address
+//!
 //! [[interfaces]]         # one per interface; names are what the rest of the file refers to
 //! name = "wan"
 //! device = "wan"         # the OS network device (its MTU is the interface's egress MTU)

@@ -72,6 +72,8 @@ pub struct System {
     pub kill_states_on_reload: bool,
     /// Forward IPv4 datagrams with options (default false: dropped and counted, as pf).
     pub allow_ip_options: bool,
+    /// `[system.metrics] listen`: where the Prometheus endpoint listens (`None`: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// pf's adaptive timeouts: above `start` states every timeout shrinks linearly, to zero at

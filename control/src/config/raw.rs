@@ -71,6 +71,13 @@ pub(crate) struct RawSystem {
     pub adaptive_end: Option<i64>,
     pub kill_states_on_reload: Option<bool>,
     pub allow_ip_options: Option<bool>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

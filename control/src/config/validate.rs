@@ -416,7 +416,25 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
         None => Some(DEFAULT_SRC_NODE_LIMIT),
     };
     let adaptive = adaptive(r, raw);
+    let metrics_listen = match raw.metrics.as_ref().map(|m| &m.listen) {
+        Some(Some(l)) => match l.parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(Some(a)),
+            Err(_) => {
+                r.err(
+                    "system.metrics.listen",
+                    format!("{l:?} is not an address and port (ADDR:PORT, e.g. 10.255.0.1:9100)"),
+                );
+                None
+            }
+        },
+        Some(None) => {
+            r.err("system.metrics.listen", "missing");
+            None
+        }
+        None => Some(None),
+    };
     Some(System {
+        metrics_listen: metrics_listen?,
         hostname: hostname?,
         host_id: host_id?,
         workers: workers?,

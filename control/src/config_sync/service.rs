@@ -99,11 +99,15 @@ impl Status {
 }
 
 macro_rules! counters {
-    ($($name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         /// Config sync's counters, shown in `stats` as `config_sync_<name>`.
         #[derive(Debug, Default)]
-        pub struct Counters { $(pub $name: AtomicU64,)* }
+        pub struct Counters { $($(#[doc = $doc])* pub $name: AtomicU64,)* }
         impl Counters {
+            /// Every counter's name and help (its doc comment), for the metrics registry.
+            pub const HELP: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($name), concat!($($doc),*))),*];
+
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
             }
@@ -112,25 +116,41 @@ macro_rules! counters {
 }
 
 counters!(
-    // primary
+    /// Primary: checks of the secondary's content hash.
     checks,
+    /// Primary: pushes sent.
     pushes,
+    /// Primary: pushes the secondary applied.
     pushes_accepted,
+    /// Primary: pushes the secondary refused.
     pushes_refused,
+    /// Primary: sessions that failed (connect, handshake, timeout).
     session_failures,
-    // secondary
+    /// Secondary: sessions that passed the handshake.
     sessions_accepted,
+    /// Secondary: handshakes that failed authentication.
     auth_failures,
+    /// Secondary: connections from another address than the peer's.
     refused_source,
+    /// Secondary: connections the sync interface's rules block.
     refused_by_rule,
+    /// Secondary: connections refused because sessions were already running.
     refused_busy,
+    /// Secondary: sessions past their deadline.
     timeouts,
+    /// Secondary: messages over the size limit.
     too_large,
+    /// Secondary: messages that do not parse.
     malformed,
+    /// Secondary: pushes not newer than the stored version (replays).
     stale_version,
+    /// Pushes refused because this box is the primary.
     refused_role,
+    /// Secondary: inspections (doctor) answered.
     inspections,
+    /// Secondary: pushes applied.
     applied,
+    /// Secondary: pushes refused on apply (invalid merged config).
     apply_refused,
 );
 
