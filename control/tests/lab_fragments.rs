@@ -158,7 +158,7 @@ fn big_pings_and_4000_byte_udp_pass_fragmented_before_and_after_a_failover() {
         followers >= 3 * 2 * 2 + 20 * 2 * 2,
         "A forwarded {followers} later fragments"
     );
-    assert_eq!(a.counter("drop_frag_table_full"), 0);
+    assert_eq!(a.counter("frag_flows_evicted"), 0);
     assert_eq!(a.counter("drop_frag_overlap"), 0);
     assert!(
         wait_until(LONG, POLL, || b.counter("states") >= 2),
@@ -186,7 +186,7 @@ fn big_pings_and_4000_byte_udp_pass_fragmented_before_and_after_a_failover() {
         followers >= 3 * 2 * 2 + 20 * 2 * 2,
         "B forwarded {followers} later fragments"
     );
-    assert_eq!(b.counter("drop_frag_table_full"), 0);
+    assert_eq!(b.counter("frag_flows_evicted"), 0);
     // Nothing ran across the takeover itself: every later fragment found its first.
     assert_eq!(
         b.counter("drop_frag_no_first"),

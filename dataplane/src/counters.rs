@@ -120,8 +120,10 @@ counters! {
         drop_frag_no_first,
         /// A later fragment starting inside the first fragment's payload (RFC 1858 overlap).
         drop_frag_overlap,
-        /// A first fragment that passed the rules found the fragment table full.
-        drop_frag_table_full,
+        /// A first fragment that would re-point a live datagram's followers (same datagram, other
+        /// addresses out or another interface in), or a later fragment from another interface
+        /// than its first: spoofed, dropped (see `fragment`).
+        drop_frag_conflict,
         /// DF set and longer than the egress MTU: an ICMP fragmentation needed with that MTU is
         /// sent when allowed (RFC 1191).
         drop_frag_needed,
@@ -210,6 +212,9 @@ counters! {
         frag_followers,
         /// Fragment table entries forgotten unfinished after the fragment timeout.
         frag_flows_expired,
+        /// Fragment table entries evicted unfinished (the oldest of a full shard) to make room
+        /// for a new datagram: its later fragments, if any still come, are dropped.
+        frag_flows_evicted,
         /// Fragments the box made of datagrams without DF longer than the egress MTU.
         frags_made,
     }

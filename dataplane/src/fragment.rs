@@ -18,11 +18,20 @@
 //! (RFC 1624) as for an unfragmented packet, and the later fragments, which carry payload only,
 //! need no transport change (pf does the same for its non-reassembled fragments).
 //!
-//! Bounds: a fixed number of slots, allocated once (no allocation per packet); a first fragment
-//! that finds its shard full is dropped and counted, never evicting a live entry. An entry
-//! lives [`FragConfig::timeout_ms`] after its first fragment and is forgotten lazily (a lookup
-//! ignores it, an insert reuses its slot). An entry also goes as soon as every byte of its
-//! datagram has passed, so steady fragmented traffic holds one slot per datagram in flight.
+//! Bounds: a fixed number of slots, allocated once (no allocation per packet). A first fragment
+//! that finds its shard full takes the slot of the oldest entry there (pf does the same): the
+//! fragments of a genuine datagram follow their first within milliseconds, so what is evicted
+//! is, in practice, a datagram whose followers never came, and a flood of unfinished datagrams
+//! cannot shut genuine ones out for the timeout's length. An entry lives
+//! [`FragConfig::timeout_ms`] after its first fragment and is forgotten lazily (a lookup ignores
+//! it, an insert reuses its slot). An entry also goes as soon as every byte of its datagram has
+//! passed, so steady fragmented traffic holds one slot per datagram in flight.
+//!
+//! Poisoning: a live entry is never re-pointed. A second first fragment of the same datagram
+//! (same source, destination, protocol and IP id) that left with other addresses or came in on
+//! another interface is refused ([`Conflict`]): otherwise a spoofed first fragment carrying
+//! another host's ports would send the genuine datagram's followers to that host. Followers
+//! must come in on their first fragment's interface, whose rules that one met.
 //!
 //! Workers: the table is shared by all workers (sharded mutexes). NICs (and veth) hash every
 //! fragment of a datagram to a receive queue by (source, destination) alone, the ports being
@@ -34,6 +43,7 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
 use crate::state::Millis;
+use crate::IfIndex;
 
 /// Sizes of the fragment table.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +79,8 @@ pub struct FragKey {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     key: FragKey,
+    /// The interface its first fragment came in on: followers must come the same way.
+    in_if: IfIndex,
     /// The addresses the first fragment left with (translated when its state is NATed).
     out_src: Ipv4Addr,
     out_dst: Ipv4Addr,
@@ -93,11 +105,27 @@ pub enum Follow {
     Expired,
     /// It starts inside the first fragment's payload (overlap): dropped.
     Overlap,
+    /// It came in on another interface than its first fragment (spoofed: that interface's
+    /// rules never saw the datagram): dropped.
+    WrongInterface,
 }
 
-/// A first fragment found no free slot.
+/// Where a first fragment's datagram was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableFull;
+pub enum Inserted {
+    /// In a free slot, or over a repeat of itself (same addresses, same interface).
+    Fresh,
+    /// In the slot of an entry that had expired.
+    ReusedExpired,
+    /// The shard was full: the oldest live entry there was evicted (its later fragments will be
+    /// dropped as `NoFirst`).
+    EvictedOldest,
+}
+
+/// A live entry for the same datagram left with other addresses or came in on another
+/// interface: the new first fragment is refused and the entry kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict;
 
 /// Shards: enough that workers seldom meet on one lock, few enough that each holds a useful
 /// number of slots.
@@ -164,19 +192,21 @@ impl FragTable {
         (h as usize) & (SHARDS - 1)
     }
 
-    /// Records that the first fragment of `key`, with `first_end` payload bytes, passed and
-    /// left as `out_src -> out_dst`. A repeated first fragment replaces its entry. Returns
-    /// whether an expired entry's slot was reused (for the expiry counter).
+    /// Records that the first fragment of `key`, with `first_end` payload bytes, came in on
+    /// `in_if`, passed, and left as `out_src -> out_dst`. A repeat of a live entry's first
+    /// fragment keeps the entry (and what its followers have passed); one that would re-point it
+    /// is a [`Conflict`].
     pub fn insert(
         &self,
         key: FragKey,
-        out_src: Ipv4Addr,
-        out_dst: Ipv4Addr,
+        in_if: IfIndex,
+        (out_src, out_dst): (Ipv4Addr, Ipv4Addr),
         first_end: u16,
         now: Millis,
-    ) -> Result<bool, TableFull> {
+    ) -> Result<Inserted, Conflict> {
         let entry = Entry {
             key,
+            in_if,
             out_src,
             out_dst,
             first_end,
@@ -186,28 +216,48 @@ impl FragTable {
         };
         let mut shard = self.shard(self.shard_of(&key));
         if let Some(slot) = shard.iter_mut().find(|s| s.is_some_and(|e| e.key == key)) {
-            let expired = slot.is_some_and(|e| e.expires <= now);
-            *slot = Some(entry);
-            return Ok(expired);
+            let Some(old) = *slot else {
+                return Ok(Inserted::Fresh);
+            };
+            if old.expires <= now {
+                *slot = Some(entry);
+                return Ok(Inserted::ReusedExpired);
+            }
+            if (old.in_if, old.out_src, old.out_dst) != (in_if, out_src, out_dst) {
+                return Err(Conflict);
+            }
+            return Ok(Inserted::Fresh);
         }
-        // A free slot first, else one whose entry expired.
-        let free = shard.iter().position(Option::is_none).map(|i| (i, false));
-        let slot = free.or_else(|| {
-            shard
+        // A free slot first, else one whose entry expired, else the oldest entry's.
+        let (i, how) = if let Some(i) = shard.iter().position(Option::is_none) {
+            (i, Inserted::Fresh)
+        } else if let Some(i) = shard
+            .iter()
+            .position(|s| s.is_some_and(|e| e.expires <= now))
+        {
+            (i, Inserted::ReusedExpired)
+        } else {
+            let oldest = shard
                 .iter()
-                .position(|s| s.is_some_and(|e| e.expires <= now))
-                .map(|i| (i, true))
-        });
-        let Some((i, expired)) = slot else {
-            return Err(TableFull);
+                .enumerate()
+                .min_by_key(|(_, s)| s.map_or(0, |e| e.expires))
+                .map_or(0, |(i, _)| i);
+            (oldest, Inserted::EvictedOldest)
         };
         shard[i] = Some(entry);
-        Ok(expired)
+        Ok(how)
     }
 
     /// A later fragment of `key`: `offset` and `len` are its payload's place and size in the
     /// datagram (bytes), `last` whether MF is clear. The entry goes once every byte has passed.
-    pub fn follow(&self, key: FragKey, offset: u16, len: u16, last: bool, now: Millis) -> Follow {
+    pub fn follow(
+        &self,
+        key: FragKey,
+        in_if: IfIndex,
+        (offset, len): (u16, u16),
+        last: bool,
+        now: Millis,
+    ) -> Follow {
         let mut shard = self.shard(self.shard_of(&key));
         let Some(slot) = shard.iter_mut().find(|s| s.is_some_and(|e| e.key == key)) else {
             return Follow::NoFirst;
@@ -218,6 +268,9 @@ impl FragTable {
         if e.expires <= now {
             *slot = None;
             return Follow::Expired;
+        }
+        if e.in_if != in_if {
+            return Follow::WrongInterface;
         }
         if offset < e.first_end {
             return Follow::Overlap;
@@ -252,6 +305,8 @@ mod test {
     const A: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 100);
     const B: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 1);
     const NAT: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 100);
+    const LAN: IfIndex = 1;
+    const WAN: IfIndex = 0;
 
     fn key(id: u16) -> FragKey {
         FragKey {
@@ -269,74 +324,131 @@ mod test {
     #[test]
     fn followers_pass_with_the_first_fragments_addresses_until_complete() {
         let t = FragTable::default();
-        assert_eq!(t.insert(key(1), NAT, B, 1480, 0), Ok(false));
-        assert_eq!(t.follow(key(2), 1480, 1480, false, 1), Follow::NoFirst);
-        assert_eq!(t.follow(key(1), 1480, 1480, false, 1), pass());
+        assert_eq!(
+            t.insert(key(1), LAN, (NAT, B), 1480, 0),
+            Ok(Inserted::Fresh)
+        );
+        assert_eq!(
+            t.follow(key(2), LAN, (1480, 1480), false, 1),
+            Follow::NoFirst
+        );
+        assert_eq!(t.follow(key(1), LAN, (1480, 1480), false, 1), pass());
         assert_eq!(t.len(1), 1);
-        assert_eq!(t.follow(key(1), 2960, 1048, true, 1), pass());
+        assert_eq!(t.follow(key(1), LAN, (2960, 1048), true, 1), pass());
         assert!(t.is_empty(1), "every byte passed: the entry goes");
-        assert_eq!(t.follow(key(1), 2960, 1048, true, 1), Follow::NoFirst);
+        assert_eq!(
+            t.follow(key(1), LAN, (2960, 1048), true, 1),
+            Follow::NoFirst
+        );
     }
 
     #[test]
     fn the_last_fragment_before_a_middle_one_keeps_the_entry() {
         let t = FragTable::default();
-        t.insert(key(1), NAT, B, 1480, 0).unwrap();
-        assert_eq!(t.follow(key(1), 2960, 1048, true, 1), pass());
+        t.insert(key(1), LAN, (NAT, B), 1480, 0).unwrap();
+        assert_eq!(t.follow(key(1), LAN, (2960, 1048), true, 1), pass());
         assert_eq!(t.len(1), 1, "a hole remains");
-        assert_eq!(t.follow(key(1), 1480, 1480, false, 1), pass());
+        assert_eq!(t.follow(key(1), LAN, (1480, 1480), false, 1), pass());
         assert!(t.is_empty(1));
     }
 
     #[test]
     fn a_fragment_inside_the_first_ones_payload_is_an_overlap() {
         let t = FragTable::default();
-        t.insert(key(1), NAT, B, 1480, 0).unwrap();
-        assert_eq!(t.follow(key(1), 8, 1480, false, 1), Follow::Overlap);
-        assert_eq!(t.follow(key(1), 1472, 16, false, 1), Follow::Overlap);
-        assert_eq!(t.follow(key(1), 1480, 8, false, 1), pass());
+        t.insert(key(1), LAN, (NAT, B), 1480, 0).unwrap();
+        assert_eq!(t.follow(key(1), LAN, (8, 1480), false, 1), Follow::Overlap);
+        assert_eq!(t.follow(key(1), LAN, (1472, 16), false, 1), Follow::Overlap);
+        assert_eq!(t.follow(key(1), LAN, (1480, 8), false, 1), pass());
     }
 
     #[test]
-    fn entries_expire_and_their_slots_are_reused() {
+    fn entries_expire_and_their_slots_are_reused_and_a_full_shard_evicts_its_oldest() {
         let t = FragTable::new(FragConfig {
             capacity: 1,
             timeout_ms: 100,
         });
-        // One slot per shard: fill the shard of key(1) with another key that lands there.
-        let other = (2..10_000)
+        // One slot per shard: keys that land in key(1)'s shard.
+        let mut same = (2..10_000)
             .map(key)
-            .find(|k| t.shard_of(k) == t.shard_of(&key(1)))
-            .unwrap();
-        t.insert(key(1), NAT, B, 8, 0).unwrap();
-        assert_eq!(t.insert(other, NAT, B, 8, 50), Err(TableFull));
-        assert_eq!(t.follow(key(1), 8, 8, false, 99), pass());
+            .filter(|k| t.shard_of(k) == t.shard_of(&key(1)));
+        let (other, third) = (same.next().unwrap(), same.next().unwrap());
+        assert_eq!(t.insert(key(1), LAN, (NAT, B), 8, 0), Ok(Inserted::Fresh));
         assert_eq!(
-            t.insert(other, NAT, B, 8, 100),
-            Ok(true),
+            t.insert(other, LAN, (NAT, B), 8, 50),
+            Ok(Inserted::EvictedOldest),
+            "a full shard makes room: the oldest entry goes"
+        );
+        assert_eq!(t.follow(key(1), LAN, (8, 8), false, 60), Follow::NoFirst);
+        assert_eq!(
+            t.follow(other, LAN, (8, 8), false, 99),
+            Follow::Pass { src: NAT, dst: B }
+        );
+        assert_eq!(
+            t.insert(third, LAN, (NAT, B), 8, 150),
+            Ok(Inserted::ReusedExpired),
             "expired slot reused"
         );
-        assert_eq!(t.follow(key(1), 16, 8, true, 101), Follow::NoFirst);
-        assert_eq!(t.follow(other, 8, 8, false, 200), Follow::Expired);
-        assert_eq!(t.follow(other, 8, 8, false, 200), Follow::NoFirst);
+        assert_eq!(t.follow(other, LAN, (16, 8), true, 151), Follow::NoFirst);
+        assert_eq!(t.follow(third, LAN, (8, 8), false, 250), Follow::Expired);
+        assert_eq!(t.follow(third, LAN, (8, 8), false, 250), Follow::NoFirst);
     }
 
     #[test]
-    fn capacity_is_fixed_and_a_full_shard_refuses() {
+    fn capacity_is_fixed_and_a_flood_of_unfinished_datagrams_does_not_shut_out_a_new_one() {
         let t = FragTable::new(FragConfig {
             capacity: 128,
             timeout_ms: 10_000,
         });
         assert_eq!(t.capacity(), 128);
-        let (mut ok, mut full) = (0, 0);
+        let mut evicted = 0;
         for id in 0..1000 {
-            match t.insert(key(id), NAT, B, 8, 0) {
-                Ok(_) => ok += 1,
-                Err(TableFull) => full += 1,
+            if t.insert(key(id), LAN, (NAT, B), 8, u64::from(id)) == Ok(Inserted::EvictedOldest) {
+                evicted += 1;
             }
         }
-        assert_eq!(ok, 128);
-        assert_eq!(full, 1000 - 128);
-        assert_eq!(t.len(0), 128);
+        assert_eq!(evicted, 1000 - 128);
+        assert_eq!(t.len(1000), 128, "never more than the capacity");
+        // A genuine datagram after the flood gets its slot and its follower passes.
+        t.insert(key(5000), LAN, (NAT, B), 8, 1000).unwrap();
+        assert_eq!(t.follow(key(5000), LAN, (8, 8), true, 1001), pass());
+    }
+
+    #[test]
+    fn a_live_entry_is_never_re_pointed() {
+        let t = FragTable::default();
+        let other_host = Ipv4Addr::new(192, 168, 0, 101);
+        t.insert(key(1), WAN, (B, A), 1480, 0).unwrap();
+        // A spoofed first fragment of the same datagram that matched another host's state.
+        assert_eq!(
+            t.insert(key(1), WAN, (B, other_host), 1480, 1),
+            Err(Conflict)
+        );
+        // The same from another interface.
+        assert_eq!(t.insert(key(1), LAN, (B, A), 1480, 1), Err(Conflict));
+        // A repeat of the genuine one keeps the entry and what passed.
+        assert_eq!(
+            t.follow(key(1), WAN, (1480, 1480), false, 2),
+            Follow::Pass { src: B, dst: A }
+        );
+        assert_eq!(t.insert(key(1), WAN, (B, A), 1480, 3), Ok(Inserted::Fresh));
+        assert_eq!(
+            t.follow(key(1), WAN, (2960, 40), true, 4),
+            Follow::Pass { src: B, dst: A }
+        );
+        assert!(
+            t.is_empty(4),
+            "complete: the repeat did not reset the bytes seen"
+        );
+    }
+
+    #[test]
+    fn a_follower_from_another_interface_is_refused() {
+        let t = FragTable::default();
+        t.insert(key(1), LAN, (NAT, B), 1480, 0).unwrap();
+        assert_eq!(
+            t.follow(key(1), WAN, (1480, 8), false, 1),
+            Follow::WrongInterface
+        );
+        assert_eq!(t.follow(key(1), LAN, (1480, 8), true, 1), pass());
     }
 }

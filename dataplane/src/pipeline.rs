@@ -680,7 +680,9 @@ impl WorkerSide {
                 c.nat_translated.inc();
             }
             if let Some(id) = l4.first_frag {
-                if let Err(v) = self.first_fragment_passes(dp, &key, id, buf, hl, total) {
+                if let Err(v) =
+                    self.first_fragment_passes(dp, in_if, &key, id, &buf[ETH..ETH + total], hl)
+                {
                     return v;
                 }
             }
@@ -780,7 +782,9 @@ impl WorkerSide {
             }
         }
         if let Some(id) = l4.first_frag {
-            if let Err(v) = self.first_fragment_passes(dp, &key, id, buf, hl, total) {
+            if let Err(v) =
+                self.first_fragment_passes(dp, in_if, &key, id, &buf[ETH..ETH + total], hl)
+            {
                 return v;
             }
         }

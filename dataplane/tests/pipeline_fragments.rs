@@ -339,15 +339,15 @@ fn followers_of_a_blocked_first_fragment_never_pass() {
     lab.nothing_sent();
 }
 
-/// The table holds a fixed number of datagrams: a first fragment that finds its slot taken is
-/// dropped and counted (its followers too), none evicts a live entry; once entries expire,
-/// their slots serve new datagrams.
+/// The table holds a fixed number of datagrams. A flood of first fragments whose followers
+/// never come fills it, then each new one evicts the oldest entry of its shard: the table never
+/// grows past its capacity, and a genuine datagram sent after the flood still passes whole.
 #[test]
-fn a_full_fragment_table_refuses_new_datagrams_until_entries_expire() {
+fn a_flood_of_unfinished_datagrams_stays_bounded_and_does_not_shut_out_a_genuine_one() {
     let mut lab = Lab::with(Setup {
         frags: FragConfig {
             capacity: 64,
-            timeout_ms: 1_000,
+            timeout_ms: 10_000,
         },
         ..Setup::default()
     });
@@ -357,84 +357,99 @@ fn a_full_fragment_table_refuses_new_datagrams_until_entries_expire() {
     let first = fragments(&client_udp(&data), 1500, 0);
     lab.send(LAN, &first[0], T0);
     lab.sent(WAN);
-    let (mut admitted, mut refused) = (1usize, Vec::new());
     // 64 shards of one slot, keyed at random: 3000 datagrams fill every shard (the chance
     // that one stays empty is 64 * (63/64)^3000, about 1e-19).
     const TRIES: u16 = 3000;
     let small = big_payload(100);
+    let mut evicted = 0u64;
     for id in 1..TRIES {
         let f = &fragments(&client_udp(&small), 60, id)[0];
-        let full_before = lab.counters().drop_frag_table_full.get();
+        let before = lab.counters().frag_flows_evicted.get();
         let s = lab.snapshot();
-        lab.send(LAN, f, T0);
-        if lab.counters().drop_frag_table_full.get() == full_before {
-            s.assert_delta(
-                &lab,
-                &[
-                    ("rx_frames", 1),
-                    ("forwarded", 1),
-                    ("tx_frames", 1),
-                    ("state_hits", 1),
-                    ("nat_translated", 1),
-                    ("frag_flows_created", 1),
-                ],
-            );
-            assert_eq!(lab.sent(WAN).len(), 1);
-            admitted += 1;
-        } else {
-            s.assert_delta(
-                &lab,
-                &[
-                    ("rx_frames", 1),
-                    ("state_hits", 1),
-                    ("nat_translated", 1),
-                    ("drop_frag_table_full", 1),
-                ],
-            );
-            lab.nothing_sent();
-            refused.push(id);
-        }
-    }
-    assert_eq!(admitted, 64, "every slot used, none twice");
-    assert_eq!(lab.dp.frags.len(T0), 64);
-    assert_eq!(refused.len(), usize::from(TRIES) - 64);
-
-    // A refused datagram's follower finds nothing; an admitted one's passes.
-    let id = refused[0];
-    let s = lab.snapshot();
-    lab.send(LAN, &fragments(&client_udp(&small), 60, id)[1], T0 + 1);
-    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_frag_no_first", 1)]);
-    let s = lab.snapshot();
-    lab.send(LAN, &first[1], T0 + 1);
-    s.assert_delta(
-        &lab,
-        &[
-            ("rx_frames", 1),
-            ("forwarded", 1),
-            ("tx_frames", 1),
-            ("nat_translated", 1),
-            ("frag_followers", 1),
-        ],
-    );
-    lab.sent(WAN);
-
-    // One second later every entry has expired: the refused datagram gets a slot.
-    let later = T0 + 1_000;
-    let s = lab.snapshot();
-    lab.send(LAN, &fragments(&client_udp(&data), 1500, id)[0], later);
-    s.assert_delta(
-        &lab,
-        &[
+        let now = T0 + u64::from(id);
+        lab.send(LAN, f, now);
+        let mut expect = vec![
             ("rx_frames", 1),
             ("forwarded", 1),
             ("tx_frames", 1),
             ("state_hits", 1),
             ("nat_translated", 1),
             ("frag_flows_created", 1),
-            ("frag_flows_expired", 1),
+        ];
+        if lab.counters().frag_flows_evicted.get() != before {
+            expect.push(("frag_flows_evicted", 1));
+            evicted += 1;
+        }
+        s.assert_delta(&lab, &expect);
+        assert_eq!(
+            lab.sent(WAN).len(),
+            1,
+            "every first fragment that passes the rules leaves"
+        );
+        assert!(lab.dp.frags.len(now) <= 64, "never more entries than slots");
+    }
+    let end = T0 + u64::from(TRIES);
+    assert_eq!(lab.dp.frags.len(end), 64, "every slot in use");
+    assert_eq!(
+        evicted,
+        u64::from(TRIES) - 64,
+        "every datagram but the first of each slot evicted one"
+    );
+    // The first datagram was the oldest of its shard: its follower finds nothing.
+    let s = lab.snapshot();
+    lab.send(LAN, &first[1], end);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_frag_no_first", 1)]);
+    lab.nothing_sent();
+
+    // A genuine datagram after the flood: its first fragment evicts the oldest entry of its
+    // shard, and all its followers pass.
+    let genuine = fragments(&client_udp(&data), 1500, 9999);
+    let s = lab.snapshot();
+    send_all(&mut lab, LAN, &genuine, end + 1);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 3),
+            ("forwarded", 3),
+            ("tx_frames", 3),
+            ("state_hits", 1),
+            ("nat_translated", 3),
+            ("frag_flows_created", 1),
+            ("frag_flows_evicted", 1),
+            ("frag_followers", 2),
         ],
     );
-    assert_eq!(lab.dp.frags.len(later), 1);
+    assert_eq!(lab.sent(WAN).len(), 3);
+}
+
+/// A follower must come in on its first fragment's interface: one spoofed from the WAN with the
+/// client's datagram identity is dropped, and the genuine followers still pass.
+#[test]
+fn a_follower_from_another_interface_is_dropped() {
+    let mut lab = Lab::new();
+    let frags = fragments(&client_udp(&big_payload(4000)), 1500, 41);
+    lab.send(LAN, &frags[0], T0);
+    assert_eq!(lab.sent(WAN).len(), 1);
+    let mut spoofed = frags[1].clone();
+    spoofed[..6].copy_from_slice(&WAN_VMAC);
+    spoofed[6..12].copy_from_slice(&SERVER_MAC);
+    let s = lab.snapshot();
+    lab.send(WAN, &spoofed, T0);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_frag_conflict", 1)]);
+    lab.nothing_sent();
+    let s = lab.snapshot();
+    send_all(&mut lab, LAN, &frags[1..], T0);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 2),
+            ("forwarded", 2),
+            ("tx_frames", 2),
+            ("nat_translated", 2),
+            ("frag_followers", 2),
+        ],
+    );
+    assert_eq!(lab.dp.frags.len(T0), 0, "complete");
 }
 
 /// An entry lives for the fragment timeout: a follower after it is dropped and the expiry

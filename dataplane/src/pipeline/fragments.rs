@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::{is_martian, WorkerSide, ETH};
-use crate::fragment::{Follow, FragKey, TableFull};
+use crate::fragment::{Conflict, Follow, FragKey, Inserted};
 use crate::generation::Generation;
 use crate::io::Verdict;
 use crate::pipeline::Dataplane;
@@ -29,7 +29,7 @@ impl WorkerSide {
         buf: &mut [u8],
         len: usize,
     ) -> Verdict {
-        let (key, offset, payload_len, last) = {
+        let (key, offset, payload_len, last, hl) = {
             let ip = Ipv4Packet::new_unchecked(&buf[ETH..len]);
             let key = FragKey {
                 src: ip.src_addr(),
@@ -37,7 +37,14 @@ impl WorkerSide {
                 proto: u8::from(ip.next_header()),
                 id: ip.ident(),
             };
-            (key, ip.frag_offset(), ip.payload().len(), !ip.more_frags())
+            let hl = ip.header_len();
+            (
+                key,
+                ip.frag_offset(),
+                ip.payload().len(),
+                !ip.more_frags(),
+                hl,
+            )
         };
         let c = &*self.counters;
         if is_martian(key.src, key.dst) {
@@ -60,11 +67,12 @@ impl WorkerSide {
             c.drop_ipv4_malformed.inc();
             return Verdict::Drop;
         };
-        if end > usize::from(u16::MAX) - ipv4::HEADER_LEN {
+        if end + hl > usize::from(u16::MAX) {
             c.drop_ipv4_malformed.inc();
             return Verdict::Drop;
         }
-        let (src, dst) = match dp.frags.follow(key, offset, payload_len, last, self.now) {
+        let place = (offset, payload_len);
+        let (src, dst) = match dp.frags.follow(key, in_if, place, last, self.now) {
             Follow::Pass { src, dst } => (src, dst),
             Follow::NoFirst => {
                 c.drop_frag_no_first.inc();
@@ -77,6 +85,10 @@ impl WorkerSide {
             }
             Follow::Overlap => {
                 c.drop_frag_overlap.inc();
+                return Verdict::Drop;
+            }
+            Follow::WrongInterface => {
+                c.drop_frag_conflict.inc();
                 return Verdict::Drop;
             }
         };
@@ -92,19 +104,20 @@ impl WorkerSide {
     }
 
     /// A first fragment about to be forwarded (rules and state passed, translated): records its
-    /// datagram so that the later fragments follow. `key` is the packet as received; `buf`
-    /// holds it as it leaves. `Err` is the frame's fate when the table is full.
+    /// datagram so that the later fragments follow. `key` is the packet as received on `in_if`;
+    /// `datagram` holds it as it leaves (IP header of `hl` bytes and payload). `Err` is the
+    /// frame's fate when it would re-point a live datagram.
     pub(super) fn first_fragment_passes(
         &mut self,
         dp: &Dataplane,
+        in_if: IfIndex,
         key: &FlowKey,
         id: u16,
-        buf: &[u8],
+        datagram: &[u8],
         hl: usize,
-        total: usize,
     ) -> Result<(), Verdict> {
         let (out_src, out_dst) = {
-            let ip = Ipv4Packet::new_unchecked(&buf[ETH..ETH + total]);
+            let ip = Ipv4Packet::new_unchecked(datagram);
             (ip.src_addr(), ip.dst_addr())
         };
         let fk = FragKey {
@@ -113,18 +126,23 @@ impl WorkerSide {
             proto: key.proto,
             id,
         };
-        let first_end = u16::try_from(total - hl).unwrap_or(u16::MAX);
+        let first_end = u16::try_from(datagram.len() - hl).unwrap_or(u16::MAX);
         let c = &*self.counters;
-        match dp.frags.insert(fk, out_src, out_dst, first_end, self.now) {
-            Ok(reused_expired) => {
-                if reused_expired {
-                    c.frag_flows_expired.inc();
+        match dp
+            .frags
+            .insert(fk, in_if, (out_src, out_dst), first_end, self.now)
+        {
+            Ok(how) => {
+                match how {
+                    Inserted::Fresh => {}
+                    Inserted::ReusedExpired => c.frag_flows_expired.inc(),
+                    Inserted::EvictedOldest => c.frag_flows_evicted.inc(),
                 }
                 c.frag_flows_created.inc();
                 Ok(())
             }
-            Err(TableFull) => {
-                c.drop_frag_table_full.inc();
+            Err(Conflict) => {
+                c.drop_frag_conflict.inc();
                 Err(Verdict::Drop)
             }
         }
