@@ -548,8 +548,12 @@ impl SyncReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigCheckArgs {
-    /// Absolute path of the file.
+    /// Absolute path of the file (how errors name it).
     pub path: String,
+    /// The file's content, read by the caller with its own rights (tandemctl sends it). Without
+    /// it tandemd reads `path` itself, for root callers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// `config.check`'s verdict.
@@ -568,6 +572,11 @@ pub struct ConfigApplyArgs {
     /// Absolute path of the file; the daemon's own config file when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The file's content, read by the caller with its own rights (tandemctl sends it). Without
+    /// it tandemd reads `path` itself, for root callers only. A root caller's `path` becomes
+    /// tandemd's config file (SIGHUP reads it); another caller's does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// `config.apply`'s result.
@@ -577,6 +586,9 @@ pub struct ConfigApplyReply {
     pub generation: u64,
     /// False when the file held the configuration already in force (the generation stays).
     pub changed: bool,
+    /// tandemd's config file after the apply (what a restart or SIGHUP reads).
+    #[serde(default)]
+    pub config_file: String,
 }
 
 /// `config.show`: the configuration in force, with its secrets (passwords, keys) masked. On a

@@ -81,12 +81,6 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
-    /// The metrics endpoint could not be bound.
-    #[error("system.metrics.listen {addr}: {source}")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
 }
 
 /// A running box.
@@ -324,11 +318,31 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Loads `path` (or the running config's file), compiles it and swaps it in atomically.
-    /// Returns the new generation number. On any error nothing changes.
+    /// Loads `path` (or the running config's file), compiles it and swaps it in atomically;
+    /// `path` becomes the config file (SIGHUP reads it). Returns the new generation number. On
+    /// any error nothing changes.
     pub fn reload(&mut self, path: Option<&Path>) -> Result<u64, String> {
         let path = path.map_or_else(|| self.config_path.clone(), Path::to_path_buf);
         let (file_config, file_text) = load(&path).map_err(|e| e.to_string())?;
+        self.apply_file(path, file_config, file_text, true)
+    }
+
+    /// Applies a config file's `text` read by someone else (a caller of `config apply FILE`,
+    /// who read it with its own rights), named as `path`. With `adopt`, `path` becomes the
+    /// config file as with [`reload`](Self::reload); without, the config file stays what it
+    /// was (a restart or SIGHUP reads it again). Returns the new generation number.
+    pub fn apply_text(&mut self, path: &Path, text: String, adopt: bool) -> Result<u64, String> {
+        let config = parse_warned(path, &text).map_err(|e| e.to_string())?;
+        self.apply_file(path.to_path_buf(), config, text, adopt)
+    }
+
+    fn apply_file(
+        &mut self,
+        path: PathBuf,
+        file_config: Config,
+        file_text: String,
+        adopt: bool,
+    ) -> Result<u64, String> {
         // On a config sync secondary the pushed sections stay in force over the file's.
         let (config, text) = match &self.pushed {
             Some(p) => crate::config_sync::daemon::effective(&file_text, p).map_err(|e| {
@@ -369,8 +383,17 @@ impl Daemon {
         }
         let number = self.commit(prepared, text);
         self.file_text = file_text;
-        self.config_path = path;
-        tracing::info!(generation = number, file = %self.config_path.display(), "config applied");
+        if adopt {
+            self.config_path = path;
+            tracing::info!(generation = number, file = %self.config_path.display(), "config applied");
+        } else {
+            tracing::info!(
+                generation = number,
+                file = %path.display(),
+                config_file = %self.config_path.display(),
+                "config applied from a file sent by a caller; the config file is unchanged"
+            );
+        }
         self.offer_config(false);
         Ok(number)
     }
@@ -513,14 +536,22 @@ fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
 }
 
 fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
-    let config = config::load(path)?;
-    // Weak but valid settings (a short CARP password) are logged at every start and reload.
-    for w in config::warnings(&path.display().to_string(), &config) {
+    let text = config::read_file(path).map_err(|reason| config::ConfigError::Read {
+        file: path.display().to_string(),
+        reason,
+    })?;
+    Ok((parse_warned(path, &text)?, text))
+}
+
+/// Validates `text` (named as `path`); weak but valid settings (a short CARP password) are
+/// logged at every start and reload.
+fn parse_warned(path: &Path, text: &str) -> Result<Config, config::ConfigErrors> {
+    let name = path.display().to_string();
+    let config = config::parse(&name, text)?;
+    for w in config::warnings(&name, &config) {
         tracing::warn!("{w}");
     }
-    // The text as validated, for `config show`; the file was just read successfully.
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    Ok((config, text))
+    Ok(config)
 }
 
 /// State expiry and neighbour ageing, off the workers' cores' critical path: a slice of the
@@ -566,13 +597,14 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     tracing::info!(socket = %opts.socket.display(), "control socket ready");
     let metrics = match daemon.config.system.metrics_listen {
         Some(addr) => {
+            // A firewall that cannot serve its metrics still forwards: the failure is logged
+            // (and the endpoint missing from Prometheus is its own alert), not fatal.
             match crate::metrics::server::MetricsServer::start(addr, Some(daemon.dp.states.clone()))
             {
                 Ok(m) => Some(m),
-                Err(source) => {
-                    drop(server);
-                    daemon.stop();
-                    return Err(DaemonError::Metrics { addr, source });
+                Err(e) => {
+                    tracing::error!(listen = %addr, "metrics endpoint not started: {e}");
+                    None
                 }
             }
         }

@@ -61,8 +61,8 @@ impl Handler for Daemon {
             }
             Command::ConfigCheck => {
                 let args: api::ConfigCheckArgs = api::parse_args(req)?;
-                caller_may_read(req, &args.path)?;
-                let reply = match config::load(std::path::Path::new(&args.path)) {
+                let text = crate::peer::config_text(req.peer.as_ref(), &args.path, args.text)?;
+                let reply = match config::parse(&args.path, &text) {
                     Ok(_) => api::ConfigCheckReply {
                         path: args.path,
                         valid: true,
@@ -78,17 +78,26 @@ impl Handler for Daemon {
             }
             Command::ConfigApply => {
                 let args: api::ConfigApplyArgs = api::parse_args(req)?;
-                if let Some(p) = &args.path {
-                    caller_may_read(req, p)?;
-                }
-                let generation = self
-                    .reload(args.path.as_deref().map(std::path::Path::new))
-                    .inspect_err(|e| {
-                        tracing::warn!("config apply refused, the running one stays: {e}");
-                    })?;
+                let applied = match args.path {
+                    None if args.text.is_some() => {
+                        return Err("config.apply: text without its path".to_string())
+                    }
+                    None => self.reload(None),
+                    Some(path) => {
+                        let text = crate::peer::config_text(req.peer.as_ref(), &path, args.text)?;
+                        // Only root's file becomes the config file: SIGHUP and `config apply`
+                        // re-read it with tandemd's rights, and answer with what they read.
+                        let adopt = req.peer.as_ref().is_none_or(|p| p.uid == 0);
+                        self.apply_text(std::path::Path::new(&path), text, adopt)
+                    }
+                };
+                let generation = applied.inspect_err(|e| {
+                    tracing::warn!("config apply refused, the running one stays: {e}");
+                })?;
                 api::to_data(&api::ConfigApplyReply {
                     generation,
                     changed: true,
+                    config_file: self.config_path.display().to_string(),
                 })
             }
             Command::ConfigShow => api::to_data(&self.config_show()),
@@ -232,14 +241,6 @@ impl Daemon {
 
 fn touches(k: &FlowKey, a: Ipv4Addr) -> bool {
     k.src == a || k.dst == a
-}
-
-/// `config check|apply FILE` reads the file with tandemd's rights: only if the caller could.
-fn caller_may_read(req: &Request, path: &str) -> Result<(), String> {
-    match &req.peer {
-        Some(p) => p.may_read(std::path::Path::new(path)),
-        None => Ok(()),
-    }
 }
 
 pub(crate) fn proto_name(p: u8) -> &'static str {

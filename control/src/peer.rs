@@ -1,9 +1,12 @@
-//! Who is on the other end of the control socket (`SO_PEERCRED`), who may talk to it, and what
-//! files that caller could read itself: `config check|apply FILE` reads a file as root, so it
-//! must not become a way to read (or test-parse) a file its caller cannot.
+//! Who is on the other end of the control socket (`SO_PEERCRED`), who may talk to it, and where
+//! the text of `config check|apply FILE` comes from. tandemd runs as root; a caller in the
+//! socket's group must not make it read (or test-parse, whose errors quote the text) a file the
+//! caller could not. Checking the caller's rights on the path and then opening it would race a
+//! symlink swapped in between, miss ACLs and security modules, and see the daemon's own mount
+//! namespace (PrivateTmp); so the caller reads the file itself (tandemctl does, with its own
+//! rights) and sends the text, and tandemd opens a path only for root.
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// The credentials of a connected process.
@@ -58,49 +61,27 @@ impl Peer {
     pub fn allowed(&self, own_uid: u32, group: Option<u32>) -> bool {
         self.uid == 0 || self.uid == own_uid || group.is_some_and(|g| self.in_group(g))
     }
+}
 
-    /// Whether this peer could read `path` itself: every directory on the way searchable and
-    /// the file readable by its owner, group or others bits. Root reads everything.
-    pub fn may_read(&self, path: &Path) -> Result<(), String> {
-        if self.uid == 0 {
-            return Ok(());
-        }
-        let denied = || {
-            format!(
-                "{}: not readable by uid {} (the file is read with the caller's rights)",
-                path.display(),
-                self.uid
-            )
-        };
-        if !path.is_absolute() {
-            return Err(format!("{}: give an absolute path", path.display()));
-        }
-        let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
-        dirs.reverse();
-        for d in dirs {
-            let m = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
-            if !self.permits(&m, 0o1) {
-                return Err(denied());
+/// The text of `config check|apply FILE` from `peer`: the text it sent, or, for root (or a
+/// caller without credentials: an in-process one), `path` read by tandemd.
+pub fn config_text(
+    peer: Option<&Peer>,
+    path: &str,
+    sent: Option<String>,
+) -> Result<String, String> {
+    match sent {
+        Some(text) => Ok(text),
+        None if peer.is_none_or(|p| p.uid == 0) => {
+            let p = Path::new(path);
+            if !p.is_absolute() {
+                return Err(format!("{path}: give an absolute path"));
             }
+            crate::config::read_file(p).map_err(|e| format!("{path}: {e}"))
         }
-        let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if self.permits(&m, 0o4) {
-            Ok(())
-        } else {
-            Err(denied())
-        }
-    }
-
-    /// `bit` (4 read, 1 search) in the owner, group or other class that applies to this peer.
-    fn permits(&self, m: &std::fs::Metadata, bit: u32) -> bool {
-        let mode = m.mode();
-        if m.uid() == self.uid {
-            mode & (bit << 6) != 0
-        } else if self.in_group(m.gid()) {
-            mode & (bit << 3) != 0
-        } else {
-            mode & bit != 0
-        }
+        None => Err(format!(
+            "{path}: tandemd opens files only for root; send the file's content (tandemctl reads it with your rights)"
+        )),
     }
 }
 
@@ -135,7 +116,6 @@ pub fn group_id(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod test {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn peer(uid: u32, gid: u32) -> Peer {
         Peer {
@@ -147,24 +127,34 @@ mod test {
     }
 
     #[test]
-    fn reads_follow_the_mode_bits_and_the_path() {
+    fn only_root_makes_tandemd_open_a_file() {
         let dir = std::env::temp_dir().join(format!("tandem-peer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");
-        std::fs::write(&f, "x").unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let owner = std::fs::metadata(&f).unwrap();
+        std::fs::write(&f, "x = 1\n").unwrap();
+        let path = f.display().to_string();
         let nobody = peer(65534, 65534);
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(nobody.may_read(&f).is_err());
-        assert!(peer(0, 0).may_read(&f).is_ok());
-        assert!(peer(owner.uid(), 12345).may_read(&f).is_ok() || owner.uid() == 0);
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(nobody.may_read(&f).is_ok());
-        // A directory it cannot search hides the file.
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(nobody.may_read(&f).is_err());
-        assert!(nobody.may_read(Path::new("relative.toml")).is_err());
+        let root = peer(0, 0);
+        // Sent text is taken as it is, from anyone.
+        assert_eq!(
+            config_text(Some(&nobody), &path, Some("y".into())),
+            Ok("y".into())
+        );
+        // Without it, only root (or an in-process caller) has the file read.
+        assert_eq!(config_text(Some(&root), &path, None), Ok("x = 1\n".into()));
+        assert_eq!(config_text(None, &path, None), Ok("x = 1\n".into()));
+        let e = config_text(Some(&nobody), &path, None).unwrap_err();
+        assert!(e.contains("only for root"), "{e}");
+        // Not a regular file: refused without reading (a device or FIFO would never end).
+        let e = config_text(Some(&root), "/dev/zero", None).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let e = config_text(Some(&root), &fifo.display().to_string(), None).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(config_text(Some(&root), "relative.toml", None).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

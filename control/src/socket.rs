@@ -20,8 +20,13 @@ use serde_json::Value;
 /// Where `tandemd` listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/tandem/tandemd.sock";
 
-/// A request line longer than this is refused (and the connection closed).
-pub const MAX_REQUEST: usize = 64 * 1024;
+/// A request line longer than this is refused (and the connection closed): room for a config
+/// file of [`crate::config::MAX_FILE_BYTES`] sent by `config check|apply FILE`, JSON-escaped.
+pub const MAX_REQUEST: usize = 2 * crate::config::MAX_FILE_BYTES as usize + 64 * 1024;
+
+/// Connections served at once; more are closed at accept (each may buffer up to
+/// [`MAX_REQUEST`]). tandemctl opens one per command.
+pub const MAX_CONNECTIONS: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +104,8 @@ pub struct ControlServer {
     own_uid: u32,
     /// Connections refused: the peer is neither root, us, nor in the socket's group.
     pub refused_peers: u64,
+    /// Connections closed at accept because [`MAX_CONNECTIONS`] were open.
+    pub busy_refusals: u64,
 }
 
 impl std::fmt::Debug for ControlServer {
@@ -167,6 +174,7 @@ impl ControlServer {
             // SAFETY: geteuid has no preconditions and cannot fail.
             own_uid: unsafe { libc::geteuid() },
             refused_peers: 0,
+            busy_refusals: 0,
         })
     }
 
@@ -211,6 +219,16 @@ impl ControlServer {
                             peer = ?peer,
                             "control socket: connection refused: not root, not tandemd's user, not in the socket's group"
                         );
+                        continue;
+                    }
+                    if self.conns.len() >= MAX_CONNECTIONS {
+                        self.busy_refusals += 1;
+                        if self.busy_refusals.is_power_of_two() {
+                            tracing::warn!(
+                                refused = self.busy_refusals,
+                                "control socket: connection closed: {MAX_CONNECTIONS} already open"
+                            );
+                        }
                         continue;
                     }
                     let token = Token(self.next_token);

@@ -505,16 +505,37 @@ fn status_and_sync_print_their_fields() {
 }
 
 #[test]
-fn config_check_asks_the_daemon_with_an_absolute_path() {
+fn config_check_sends_the_files_text_and_its_absolute_path() {
     let d = Daemon::start("check", Fake::default());
-    let o = d.ctl(&["config", "check", "fw.toml"]);
+    // A relative path, resolved against tandemctl's working directory.
+    let dir = std::env::temp_dir().join(format!("tandem-ctl-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("fw.toml"), "[system]\nhostname = \"\"\n").unwrap();
+    let o = Proc::new(env!("CARGO_BIN_EXE_tandemctl"))
+        .current_dir(&dir)
+        .arg("--socket")
+        .arg(&d.path)
+        .args(["config", "check", "fw.toml"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), "fw.toml: system.hostname: must not be empty\n");
     let req = &d.requests()[0];
     assert_eq!(req.cmd, "config.check");
     let sent = req.args["path"].as_str().unwrap();
-    let expected = std::env::current_dir().unwrap().join("fw.toml");
-    assert_eq!(Path::new(sent), expected);
+    assert_eq!(Path::new(sent), dir.join("fw.toml"));
+    // The text travels: tandemd never opens a caller's file (see tandem_control::peer).
+    assert_eq!(req.args["text"], "[system]\nhostname = \"\"\n");
+    // A file tandemctl cannot read is its own error; nothing is sent.
+    let o = d.ctl(&["config", "check", "/nonexistent/fw.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/fw.toml: No such file"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(d.requests().len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

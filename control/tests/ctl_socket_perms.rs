@@ -1,6 +1,7 @@
 //! The control socket's permissions: mode 0600 whatever the umask (0660 and its group with a
 //! socket group), peers checked with SO_PEERCRED, and the caller's credentials handed to the
-//! handler so that `config check|apply FILE` reads only what the caller could.
+//! handler: `config check|apply FILE` takes the text tandemctl read with the caller's rights,
+//! and tandemd opens a file itself only for root.
 //!
 //! Runs clients as `nobody` (uid/gid 65534): needs root, like the lab tests.
 
@@ -17,16 +18,39 @@ use tandem_control::socket::{ControlServer, Handler, Request};
 
 const NOBODY: u32 = 65534;
 
-/// Answers `config.check` like tandemd: refuses a file its caller could not read.
+/// Answers `config.check` as tandemd does (the same function chooses the text).
 struct Checker;
 
 impl Handler for Checker {
     fn handle(&mut self, req: &Request) -> Result<Value, String> {
         let peer = req.peer.as_ref().ok_or("no peer credentials")?;
         let path = req.args["path"].as_str().unwrap_or("");
-        peer.may_read(Path::new(path))?;
-        Ok(json!({"path": path, "valid": true, "errors": []}))
+        let sent = req.args["text"].as_str().map(str::to_string);
+        let text = tandem_control::peer::config_text(Some(peer), path, sent)?;
+        let errors: Vec<String> = match tandem_control::config::parse(path, &text) {
+            Ok(_) => vec![],
+            Err(e) => e.messages(),
+        };
+        Ok(json!({"path": path, "valid": errors.is_empty(), "errors": errors}))
     }
+}
+
+/// One raw request line over the socket as `uid`, without tandemctl: its reply line.
+fn raw_as(uid: u32, socket: &Path, line: &str) -> String {
+    let script = "import socket,sys\n\
+s=socket.socket(socket.AF_UNIX)\n\
+s.connect(sys.argv[1])\n\
+s.sendall(sys.argv[2].encode()+b'\\n')\n\
+print(s.makefile().readline())";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(socket)
+        .arg(line)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .unwrap();
+    text(&out)
 }
 
 fn serve(mut server: ControlServer) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
@@ -96,20 +120,37 @@ fn socket_modes_peers_and_caller_readable_files() {
     std::fs::write(&secret, "x = 1\n").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let s = secret.display().to_string();
+    // tandemctl reads the file with its caller's rights: nobody cannot.
     let out = ctl_as(NOBODY, NOBODY, &path, &["config", "check", &s]);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("not readable by uid 65534"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("Permission denied"), "{}", text(&out));
+    // Nor can nobody make tandemd open it: a request without the text is refused, and no
+    // parse error quotes the secret's content.
+    let req = format!(r#"{{"cmd":"config.check","args":{{"path":"{s}"}}}}"#);
+    let reply = raw_as(NOBODY, &path, &req);
+    assert!(reply.contains("opens files only for root"), "{reply}");
+    assert!(!reply.contains("x = 1"), "{reply}");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = ctl_as(NOBODY, NOBODY, &path, &["config", "check", &s]);
-    assert!(out.status.success(), "{}", text(&out));
-    // Root reads everything.
+    // Readable: its text reaches tandemd, which finds it is no tandem config.
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("unknown field"), "{}", text(&out));
+    // Root reads everything, and may have tandemd open a path; a device is refused unread.
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = ctl_as(0, 0, &path, &["config", "check", &s]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("unknown field"), "{}", text(&out));
+    let reply = raw_as(
+        0,
+        &path,
+        r#"{"cmd":"config.check","args":{"path":"/dev/zero"}}"#,
+    );
+    assert!(reply.contains("not a regular file"), "{reply}");
+    let reply = raw_as(
+        0,
+        &path,
+        &format!(r#"{{"cmd":"config.check","args":{{"path":"{s}"}}}}"#),
+    );
+    assert!(reply.contains("unknown field"), "{reply}");
     stop.store(true, Ordering::Relaxed);
     assert_eq!(t.join().unwrap(), 0);
     let _ = std::fs::remove_dir_all(&d);

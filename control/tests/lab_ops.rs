@@ -88,8 +88,8 @@ fn value_of(series: &[(String, Value, f64)], instance: &str) -> Option<f64> {
 fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
     require_root();
     let lab = Lab::up("ops").unwrap();
-    let a_file = with_metrics(&lab, "fw-a.toml", "10.255.0.1:9100");
-    let b_file = with_metrics(&lab, "fw-b.toml", "10.255.0.2:9100");
+    let a_file = with_metrics(&lab, "fw-a.toml", "10.255.0.1:9120");
+    let b_file = with_metrics(&lab, "fw-b.toml", "10.255.0.2:9120");
     let b = Fw::start(&lab, Node::Fwb, &b_file);
 
     // A under a stand-in for systemd: its NOTIFY_SOCKET and a 1 s watchdog.
@@ -205,7 +205,7 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
             "-sS",
             "--max-time",
             "5",
-            "http://10.255.0.1:9100/metrics",
+            "http://10.255.0.1:9120/metrics",
         ],
     );
     assert!(ok && text.contains("tandem_states "), "{text}");
@@ -245,7 +245,7 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
             "%{http_code}",
             "-X",
             "POST",
-            "http://10.255.0.1:9100/metrics",
+            "http://10.255.0.1:9120/metrics",
         ],
     );
     assert_eq!(bad.trim(), "405");
@@ -256,7 +256,7 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
     let prom_conf = prom_dir.join("prometheus.yml");
     std::fs::write(
         &prom_conf,
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: tandem\n    static_configs:\n      - targets: ['10.255.0.1:9100', '10.255.0.2:9100']\n",
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: tandem\n    static_configs:\n      - targets: ['10.255.0.1:9120', '10.255.0.2:9120']\n",
     )
     .unwrap();
     let conf_arg = format!("--config.file={}", prom_conf.display());
@@ -268,7 +268,7 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
             &["prometheus", &conf_arg, &data_arg, &listen_arg],
         )
         .expect("prometheus starts (scripts/setup installs it)");
-    let (ia, ib) = ("10.255.0.1:9100", "10.255.0.2:9100");
+    let (ia, ib) = ("10.255.0.1:9120", "10.255.0.2:9120");
     let got = wait_until(Duration::from_secs(60), Duration::from_millis(500), || {
         let up = query(&lab, "up");
         value_of(&up, ia) == Some(1.0) && value_of(&up, ib) == Some(1.0)

@@ -1,5 +1,6 @@
 //! packaging/tandemd.service: `systemd-analyze verify` accepts it, and it keeps what tandemd
-//! relies on (Type=notify, the watchdog, reload by SIGHUP, the capabilities AF_XDP needs).
+//! relies on (Type=notify, the watchdog, reload through `tandemctl config apply`, whose exit
+//! status says whether the config was refused, the capabilities AF_XDP needs).
 
 use std::path::Path;
 use std::process::Command;
@@ -11,7 +12,7 @@ fn the_unit_verifies_and_keeps_what_tandemd_needs() {
     for line in [
         "Type=notify",
         "WatchdogSec=10s",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/usr/bin/tandemctl --socket /run/tandem/tandemd.sock config apply",
         "UMask=0077",
         "LimitMEMLOCK=infinity",
         "NoNewPrivileges=yes",
@@ -29,6 +30,7 @@ fn the_unit_verifies_and_keeps_what_tandemd_needs() {
         "CAP_BPF",
         "CAP_SYS_ADMIN",
         "CAP_IPC_LOCK",
+        "CAP_CHOWN",
     ] {
         assert!(caps.split(' ').any(|c| c == cap), "{cap} not in {caps}");
     }
@@ -39,7 +41,8 @@ fn the_unit_verifies_and_keeps_what_tandemd_needs() {
     let local = dir.join("tandemd.service");
     std::fs::write(
         &local,
-        unit.replace("/usr/sbin/tandemd", env!("CARGO_BIN_EXE_tandemd")),
+        unit.replace("/usr/sbin/tandemd", env!("CARGO_BIN_EXE_tandemd"))
+            .replace("/usr/bin/tandemctl", env!("CARGO_BIN_EXE_tandemctl")),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")

@@ -393,6 +393,12 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
 // ---------------------------------------------------------------------------------------------
 // config
 
+/// A config file's text, read with our own rights and sent to tandemd (which opens files only
+/// for root: see `tandem_control::peer`).
+fn read_config(path: &Path) -> Result<String, String> {
+    tandem_control::config::read_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// `path` made absolute against our working directory: the daemon runs elsewhere.
 fn absolute(path: &Path) -> Result<String, String> {
     let abs = if path.is_absolute() {
@@ -410,6 +416,7 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
         ConfigAction::Check { file } => {
             let args = ConfigCheckArgs {
                 path: absolute(file)?,
+                text: Some(read_config(file)?),
             };
             let (reply, note) = match ctl.call_raw(Command::ConfigCheck, &args) {
                 Ok(data) => (api::from_data(Command::ConfigCheck, data)?, None),
@@ -444,8 +451,21 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
         ConfigAction::Apply { file } => {
             let args = ConfigApplyArgs {
                 path: file.as_deref().map(absolute).transpose()?,
+                text: file.as_deref().map(read_config).transpose()?,
             };
             let r: ConfigApplyReply = ctl.call(Command::ConfigApply, &args)?;
+            if let Some(f) = file {
+                if !r.config_file.is_empty()
+                    && Path::new(&r.config_file)
+                        != Path::new(&args.path.clone().unwrap_or_default())
+                {
+                    eprintln!(
+                        "tandemctl: note: {} is in force, but tandemd's config file is still {} (only root's apply changes it): a restart or reload reads that one",
+                        f.display(),
+                        r.config_file
+                    );
+                }
+            }
             let what = file.as_ref().map_or_else(
                 || "the config file".to_string(),
                 |f| f.display().to_string(),

@@ -107,12 +107,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether stderr is the journal's stream: systemd sets `JOURNAL_STREAM=DEV:INODE` to it, but a
+/// shell started from a unit inherits the variable, so stderr itself must be that file
+/// (systemd.exec(5)).
+fn stderr_is_the_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = var.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    // /proc/self/fd/2 resolves to the open file itself, sockets included.
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
 fn init_logs(format: Option<LogFormat>) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let format = format.unwrap_or(if std::env::var_os("JOURNAL_STREAM").is_some() {
+    let format = format.unwrap_or(if stderr_is_the_journal() {
         LogFormat::Journald
     } else {
         LogFormat::Text

@@ -36,7 +36,7 @@
 //! allow_ip_options = false  # optional, forward IPv4 with options (default false: dropped, as pf)
 //!
 //! [system.metrics]       # optional: the Prometheus endpoint (off without this table)
-//! listen = "10.255.0.1:9100"   # ADDR:PORT serving /metrics; a sync or management address
+//! listen = "10.255.0.1:9120"   # ADDR:PORT serving /metrics; a sync or management address
 //!
 //! [[interfaces]]         # one per interface; names are what the rest of the file refers to
 //! name = "wan"
@@ -206,14 +206,50 @@ pub use types::{
     Protocol, Role, SyncSection, VipType,
 };
 
+/// The largest config file tandem reads or takes over the control socket (a 10,000-rule file
+/// is about 2 MB).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Reads and validates the config file at `path`. Errors name the file as `path` was given.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        file: file.clone(),
-        reason: e.to_string(),
+    let text = read_file(path).map_err(|reason| ConfigError::Read {
+        file: path.display().to_string(),
+        reason,
     })?;
-    parse(&file, &text)
+    parse(&path.display().to_string(), &text)
+}
+
+/// The text of a config file: a regular file of at most [`MAX_FILE_BYTES`], as UTF-8. Opened
+/// non-blocking, so that a FIFO named as a config file cannot hang the caller in `open`, and
+/// checked on the descriptor itself (a device such as /dev/zero never is read).
+pub fn read_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} bytes, more than the {MAX_FILE_BYTES} a config file may have",
+            meta.len()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "more than the {MAX_FILE_BYTES} bytes a config file may have"
+        ));
+    }
+    Ok(text)
 }
 
 /// What a valid config does that tandem advises against (a short CARP password), one per field,

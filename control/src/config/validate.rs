@@ -422,7 +422,7 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
             Err(_) => {
                 r.err(
                     "system.metrics.listen",
-                    format!("{l:?} is not an address and port (ADDR:PORT, e.g. 10.255.0.1:9100)"),
+                    format!("{l:?} is not an address and port (ADDR:PORT, e.g. 10.255.0.1:9120)"),
                 );
                 None
             }

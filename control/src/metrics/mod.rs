@@ -114,6 +114,11 @@ impl Snapshot {
         }
     }
 
+    /// Adds `other`'s families (made apart, e.g. the state census) after this one's.
+    pub fn extend(&mut self, other: &Snapshot) {
+        self.families.extend(other.families.iter().cloned());
+    }
+
     pub fn families(&self) -> &[Family] {
         &self.families
     }

@@ -3,9 +3,13 @@
 //! Nothing here can stall the box. The endpoint never reads a source itself: it asks the control
 //! loop for a fresh [`Snapshot`](super::Snapshot) (a flag the loop looks at every round, 20 ms)
 //! and waits for it at most [`FRESH_WAIT`], serving the previous one if the loop is busy. At most
-//! [`MAX_CONNECTIONS`] scrapes run at once (each on a short-lived thread, with read and write
-//! timeouts); more are closed at once and counted. A request is read up to [`MAX_REQUEST`] bytes;
-//! anything but `GET /metrics` gets a 4xx answer.
+//! [`MAX_CONNECTIONS`] scrapes run at once, [`MAX_PER_SOURCE`] from one address (so that one
+//! client holding connections open cannot shut Prometheus out), each on a short-lived thread
+//! with one deadline, [`IO_TIMEOUT`], for the whole exchange (a reader draining a byte at a time
+//! is cut off); more get a 503 at once and are counted. A request is read up to
+//! [`MAX_REQUEST`] bytes; anything but `GET /metrics` gets a 4xx answer. The state census (a
+//! walk of the whole table) is made at most once per [`CENSUS_MAX_AGE`], whatever the number of
+//! scrapes.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,10 +19,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Scrapes served at once; more are refused.
-pub const MAX_CONNECTIONS: usize = 4;
+pub const MAX_CONNECTIONS: usize = 8;
+/// Scrapes served at once from one address (Prometheus runs one at a time per target).
+pub const MAX_PER_SOURCE: usize = 3;
+/// How old a state census may be when served (it walks the whole table).
+pub const CENSUS_MAX_AGE: Duration = Duration::from_secs(5);
 /// The longest request head read.
 pub const MAX_REQUEST: usize = 8192;
-/// How long a scraper may take to send its request, or to read the answer.
+/// How long a scraper may take, from accept to its last byte read.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a scrape waits for the control loop's fresh snapshot.
 pub const FRESH_WAIT: Duration = Duration::from_millis(1000);
@@ -46,6 +54,11 @@ struct Shared {
     counters: ServerCounters,
     /// The state table, walked by the scrape thread itself ([`super::collect::state_census`]).
     states: Option<Arc<tandem_dataplane::state::StateTable>>,
+    /// The last census and when it was made; the lock also makes concurrent scrapes wait for
+    /// one walk instead of each making its own.
+    census: Mutex<Option<(Instant, Arc<super::Snapshot>)>>,
+    /// Scrapes running per source address.
+    per_source: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 /// The running endpoint.
@@ -143,23 +156,20 @@ impl Drop for MetricsServer {
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
-            Ok((stream, _)) => {
-                if shared.active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                    shared.active.fetch_sub(1, Ordering::AcqRel);
+            Ok((stream, from)) => {
+                let Some(slot) = Slot::take(shared, from.ip()) else {
                     shared.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
-                    drop(stream);
+                    busy(stream);
                     continue;
-                }
+                };
                 let sh = shared.clone();
-                let spawned = std::thread::Builder::new()
+                // A failed spawn drops the closure, and with it the slot.
+                let _ = std::thread::Builder::new()
                     .name("tandem-scrape".into())
                     .spawn(move || {
+                        let _slot = slot;
                         serve(stream, &sh);
-                        sh.active.fetch_sub(1, Ordering::AcqRel);
                     });
-                if spawned.is_err() {
-                    shared.active.fetch_sub(1, Ordering::AcqRel);
-                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -170,6 +180,54 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             }
         }
     }
+}
+
+/// A running scrape's place in the limits; given back when dropped, even if the scrape panics.
+struct Slot {
+    shared: Arc<Shared>,
+    from: std::net::IpAddr,
+}
+
+impl Slot {
+    /// A place for a scrape from `from`, if the limits leave one.
+    fn take(shared: &Arc<Shared>, from: std::net::IpAddr) -> Option<Slot> {
+        let mut per = shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let n = per.get(&from).copied().unwrap_or(0);
+        if n >= MAX_PER_SOURCE || shared.active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            return None;
+        }
+        per.insert(from, n + 1);
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        Some(Slot {
+            shared: shared.clone(),
+            from,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per = self
+            .shared
+            .per_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per.get_mut(&self.from) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.from);
+            }
+        }
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A refused connection gets a 503 if its socket takes it at once (never waits on it).
+fn busy(stream: TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write_all(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbusy\n",
+    );
 }
 
 /// What a request asks for.
@@ -214,14 +272,15 @@ fn route(head: &[u8]) -> Route {
     }
 }
 
-fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    let deadline = Instant::now() + IO_TIMEOUT;
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-        if buf.len() >= MAX_REQUEST || Instant::now() >= deadline {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        if buf.len() >= MAX_REQUEST || left.is_zero() {
             return None;
         }
+        let _ = stream.set_read_timeout(Some(left));
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -230,12 +289,28 @@ fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// Writes `bytes` by `deadline`, or gives up: a reader that drains slowly is cut off.
+fn write_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> bool {
+    while !bytes.is_empty() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.write(&bytes[..bytes.len().min(64 * 1024)]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => bytes = &bytes[n..],
+        }
+    }
+    true
+}
+
 fn serve(mut stream: TcpStream, shared: &Shared) {
+    let deadline = Instant::now() + IO_TIMEOUT;
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let route = read_head(&mut stream).map_or(Route::Bad, |h| route(&h));
+    let route = read_head(&mut stream, deadline).map_or(Route::Bad, |h| route(&h));
     let (status, ctype, body): (&str, &str, String) = match route {
         Route::Metrics { openmetrics } => match snapshot(shared) {
             Some(s) if openmetrics => ("200 OK", OPENMETRICS, s.openmetrics()),
@@ -257,9 +332,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(header.as_bytes());
-    let _ = stream.write_all(body.as_bytes());
-    let _ = stream.flush();
+    if write_by(&mut stream, header.as_bytes(), deadline) {
+        write_by(&mut stream, body.as_bytes(), deadline);
+    }
 }
 
 /// A snapshot made after this request arrived, or the previous one if the control loop does not
@@ -283,11 +358,27 @@ fn snapshot(shared: &Shared) -> Option<Arc<super::Snapshot>> {
     match &shared.states {
         Some(table) => {
             let mut s = (*snap).clone();
-            super::collect::state_census(table, &mut s);
+            s.extend(&census(shared, table));
             Some(Arc::new(s))
         }
         None => Some(snap),
     }
+}
+
+/// The state census, walked at most once per [`CENSUS_MAX_AGE`] (scrapes meanwhile, and those
+/// waiting for the walk, share it).
+fn census(shared: &Shared, table: &tandem_dataplane::state::StateTable) -> Arc<super::Snapshot> {
+    let mut cached = shared.census.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((t, c)) = cached.as_ref() {
+        if t.elapsed() < CENSUS_MAX_AGE {
+            return c.clone();
+        }
+    }
+    let mut c = super::Snapshot::default();
+    super::collect::state_census(table, &mut c);
+    let c = Arc::new(c);
+    *cached = Some((Instant::now(), c.clone()));
+    c
 }
 
 #[cfg(test)]
@@ -358,16 +449,39 @@ mod test {
         let _slow: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
         std::thread::sleep(Duration::from_millis(100));
         assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 4"));
+        // One address holds at most MAX_PER_SOURCE: the next is told at once, not left hanging.
+        let third = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut refused = String::new();
+        // Read without writing: the answer comes before any request is read.
+        TcpStream::connect(addr)
+            .unwrap()
+            .read_to_string(&mut refused)
+            .unwrap();
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert_eq!(
+            server.shared.counters.refused_busy.load(Ordering::Relaxed),
+            1
+        );
+        // Closed, they give their places back.
+        drop((_slow, third));
+        let t = Instant::now();
+        while server.shared.active.load(Ordering::Acquire) > 0 {
+            assert!(t.elapsed() < IO_TIMEOUT, "slots never given back");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 5"));
         stop.store(true, Ordering::Relaxed);
         lp.join().unwrap();
         // Without the loop, a scrape gets the previous snapshot after FRESH_WAIT.
         let t = Instant::now();
-        assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 4"));
+        assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 5"));
         assert!(t.elapsed() >= FRESH_WAIT);
         assert!(server.shared.counters.stale.load(Ordering::Relaxed) >= 1);
+        // The 404, the garbage, and the three connections closed without a request.
         assert_eq!(
             server.shared.counters.bad_requests.load(Ordering::Relaxed),
-            2
+            5
         );
     }
 }
