@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::wire::ipv4::proto;
 use crate::IfIndex;
 
 /// Bytes kept of each frame unless told otherwise.
@@ -120,7 +121,7 @@ impl CaptureFilter {
         };
         let proto = ip[9];
         let frag_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-        if !(proto == PROTO_TCP || proto == PROTO_UDP) || frag_offset != 0 {
+        if !(proto == proto::TCP || proto == proto::UDP) || frag_offset != 0 {
             return false;
         }
         match ip.get(ihl..ihl + 4) {
@@ -136,8 +137,6 @@ impl CaptureFilter {
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
 const ETHERTYPE_VLAN: u16 = 0x8100;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
 
 /// The ethertype and the bytes after the Ethernet header (one 802.1Q tag skipped).
 fn l3_of(bytes: &[u8]) -> Option<(u16, &[u8])> {
@@ -405,14 +404,14 @@ mod test {
             host: Some(Ipv4Addr::from(SERVER)),
             port: Some(80),
         };
-        let out = ip_frame(PROTO_TCP, CLIENT, SERVER, 40000, 80);
-        let back = ip_frame(PROTO_TCP, SERVER, CLIENT, 80, 40000);
+        let out = ip_frame(proto::TCP, CLIENT, SERVER, 40000, 80);
+        let back = ip_frame(proto::TCP, SERVER, CLIENT, 80, 40000);
         assert!(f.matches(1, &out));
         assert!(f.matches(1, &back));
         assert!(!f.matches(0, &out), "other interface");
-        assert!(!f.matches(1, &ip_frame(PROTO_TCP, CLIENT, SERVER, 40000, 443)));
-        assert!(!f.matches(1, &ip_frame(PROTO_TCP, CLIENT, CLIENT, 40000, 80)));
-        assert!(f.matches(1, &ip_frame(PROTO_UDP, CLIENT, SERVER, 53, 80)));
+        assert!(!f.matches(1, &ip_frame(proto::TCP, CLIENT, SERVER, 40000, 443)));
+        assert!(!f.matches(1, &ip_frame(proto::TCP, CLIENT, CLIENT, 40000, 80)));
+        assert!(f.matches(1, &ip_frame(proto::UDP, CLIENT, SERVER, 53, 80)));
         // ICMP has no ports: a port filter does not take it.
         assert!(!f.matches(1, &ip_frame(1, CLIENT, SERVER, 80, 80)));
         // A later fragment carries no port either.
@@ -444,7 +443,7 @@ mod test {
             port: Some(80),
             ..CaptureFilter::default()
         };
-        let full = ip_frame(PROTO_TCP, CLIENT, SERVER, 40000, 80);
+        let full = ip_frame(proto::TCP, CLIENT, SERVER, 40000, 80);
         for n in 0..full.len() {
             // Truncated before the ports: no match, no panic.
             let m = f.matches(0, &full[..n]);
@@ -465,7 +464,7 @@ mod test {
     #[test]
     fn nothing_is_captured_while_off_and_a_capture_stops_after_its_count() {
         let tap = CaptureTap::new(16, DEFAULT_SNAPLEN);
-        let frame = ip_frame(PROTO_UDP, CLIENT, SERVER, 1000, 53);
+        let frame = ip_frame(proto::UDP, CLIENT, SERVER, 1000, 53);
         tap.offer(0, Direction::Rx, &frame);
         assert!(tap.drain(10).is_empty());
         tap.start(CaptureFilter::default(), 2).unwrap();

@@ -56,22 +56,25 @@ use crate::state::{
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame};
 use crate::wire::icmp::{self, IcmpErrorKind, IcmpPacket, IcmpType};
-use crate::wire::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
+use crate::wire::ipv4::{self, proto, IpProtocol, Ipv4Packet, Ipv4Repr, CARP_GROUP};
 use crate::wire::tcp::{QuotedTcp, TcpFlags, TcpPacket, TcpRepr};
 use crate::wire::{checksum, udp, MacAddr};
 use crate::IfIndex;
 
+mod first_packet;
+mod forward;
 mod fragments;
+mod icmp_errors;
+mod l2;
+mod local;
+mod nat;
+
+use nat::{apply_translation, translation, Side};
 
 const ETH: usize = ethernet::HEADER_LEN;
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_CARP: u8 = 112;
 /// The DHCP server's UDP port (RFC 2131 §4.1).
 const DHCP_SERVER_PORT: u16 = 67;
-/// CARP's multicast group and its Ethernet address.
-const CARP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// CARP's multicast group's Ethernet address.
 const CARP_GROUP_MAC: MacAddr = MacAddr::ipv4_multicast(CARP_GROUP);
 /// The smallest buffer `process` accepts: room for the longest reply it builds in place (an
 /// ICMP error quoting a 60-byte IPv4 header and 8 bytes: 14 + 20 + 8 + 68 = 110).
@@ -450,115 +453,6 @@ impl Pipeline {
 }
 
 impl WorkerSide {
-    fn process(
-        &mut self,
-        gen: &Generation,
-        dp: &Dataplane,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-    ) -> Verdict {
-        let c = &self.counters;
-        let Some(iface) = gen.interface(in_if) else {
-            c.drop_l2_not_for_us.inc();
-            return Verdict::Drop;
-        };
-        let Ok(eth) = EthernetFrame::new_checked(&buf[..len]) else {
-            c.drop_eth_malformed.inc();
-            return Verdict::Drop;
-        };
-        let dst = eth.dst_addr();
-        if dst != iface.mac
-            && !dst.is_broadcast()
-            && dst != CARP_GROUP_MAC
-            && !holds_vmac(gen, dp, in_if, dst)
-        {
-            c.drop_l2_not_for_us.inc();
-            return Verdict::Drop;
-        }
-        match eth.ethertype() {
-            // A frame to a held virtual MAC comes through a VIP this box holds: after a takeover,
-            // the states it meets may lag (see StateTable::track_tcp_on_takeover).
-            EtherType::Ipv4 => {
-                let via_vip = dst.0[..5] == [0x00, 0x00, 0x5e, 0x00, 0x01];
-                self.ipv4(gen, dp, in_if, buf, len, via_vip)
-            }
-            EtherType::Arp => self.arp(gen, dp, in_if, buf, len),
-            EtherType::Vlan => {
-                c.drop_vlan.inc();
-                Verdict::Drop
-            }
-            _ => {
-                c.drop_ethertype.inc();
-                Verdict::Drop
-            }
-        }
-    }
-
-    fn arp(
-        &mut self,
-        gen: &Generation,
-        dp: &Dataplane,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-    ) -> Verdict {
-        let c = &self.counters;
-        let repr = match ArpPacket::new_checked(&buf[ETH..len]).and_then(|p| ArpRepr::parse(&p)) {
-            Ok(r) => r,
-            Err(_) => {
-                c.drop_arp_malformed.inc();
-                return Verdict::Drop;
-            }
-        };
-        let iface = &gen.interfaces[usize::from(in_if)];
-        // A gratuitous ARP (sender IP == target IP) announces, it does not ask (RFC 5227): never
-        // answer one. A CARP peer taking a VIP over announces it; a master about to step down
-        // that answered would pull the switch's entry for the virtual MAC back to itself.
-        let announcement = repr.source_ip == repr.target_ip;
-        let ours = if announcement {
-            None
-        } else {
-            our_mac_for(gen, dp, in_if, repr.target_ip)
-        };
-        // Learn from what is addressed to us, and refresh what we already know (RFC 826's merge
-        // flag): a gratuitous ARP moves a known neighbour, a stranger's chatter adds nothing.
-        // Our own addresses are never neighbours (a peer's announcement of a shared VIP).
-        let on_link = iface
-            .addr
-            .is_some_and(|(a, l)| same_net(a, repr.source_ip, l));
-        if on_link
-            && !repr.source_mac.is_multicast()
-            && !is_configured_addr(gen, repr.source_ip)
-            && (ours.is_some() || dp.neigh.lookup(in_if, repr.source_ip).is_some())
-        {
-            dp.neigh
-                .learn(in_if, repr.source_ip, repr.source_mac, self.now);
-        }
-        match (repr.operation, ours) {
-            (ArpOperation::Request, Some(mac)) => {
-                let reply = ArpRepr {
-                    operation: ArpOperation::Reply,
-                    source_mac: mac,
-                    source_ip: repr.target_ip,
-                    target_mac: repr.source_mac,
-                    target_ip: repr.source_ip,
-                };
-                let n = arp::emit_arp_frame(buf, repr.source_mac, mac, &reply);
-                c.arp_replies.inc();
-                c.replied.inc();
-                Verdict::Tx {
-                    out_if: in_if,
-                    len: n,
-                }
-            }
-            _ => {
-                c.arp_ignored.inc();
-                Verdict::Drop
-            }
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn ipv4(
         &mut self,
@@ -703,581 +597,6 @@ impl WorkerSide {
         }
         self.new_flow(gen, dp, in_if, buf, len, key, l4, hl, total)
     }
-
-    /// A packet with no state, not to us: the rules decide, then a state is created.
-    #[allow(clippy::too_many_arguments)]
-    fn new_flow(
-        &mut self,
-        gen: &Generation,
-        dp: &Dataplane,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-        key: FlowKey,
-        l4: L4,
-        hl: usize,
-        total: usize,
-    ) -> Verdict {
-        let meta = meta_of(in_if, &key);
-        let (number, keep_state, limits) = match self.filter(gen, in_if, buf, len, &meta, l4, hl) {
-            Ok(pass) => pass,
-            Err(verdict) => return verdict,
-        };
-        let c = &*self.counters;
-        if let Some(seg) = &l4.seg {
-            if keep_state && !seg.is_initial_syn() {
-                c.drop_tcp_no_state.inc();
-                return Verdict::Drop;
-            }
-        }
-        let hop = match self.next_hop_or_answer(gen, in_if, buf, len, key.dst) {
-            Ok(hop) => hop,
-            Err(verdict) => return verdict,
-        };
-        let c = &*self.counters;
-        if keep_state {
-            let new = NewState::first_packet(
-                key,
-                number,
-                l4.seg.as_ref(),
-                u32::try_from(total).unwrap_or(u32::MAX),
-            );
-            let nat = gen
-                .ruleset
-                .outbound_nat(hop.out_if, &meta)
-                .map(|t| (t.addr, t.ports));
-            let inserted = dp.states.insert_limited(new, nat, &limits, self.now);
-            match inserted {
-                Ok(state) => {
-                    c.states_created.inc();
-                    if let Some(x) = translation(&state, Direction::Original) {
-                        apply_translation(&mut buf[ETH..ETH + total], hl, key.proto, x);
-                        c.nat_translated.inc();
-                    }
-                }
-                Err(InsertError::StateLimit) => {
-                    c.drop_state_limit.inc();
-                    return Verdict::Drop;
-                }
-                Err(InsertError::PortExhausted) => {
-                    c.drop_nat_exhausted.inc();
-                    return Verdict::Drop;
-                }
-                Err(InsertError::SrcStates) => {
-                    c.drop_src_states.inc();
-                    return Verdict::Drop;
-                }
-                Err(InsertError::SrcRate) => {
-                    c.drop_src_rate.inc();
-                    return Verdict::Drop;
-                }
-                Err(InsertError::SrcNodes) => {
-                    c.drop_src_nodes.inc();
-                    return Verdict::Drop;
-                }
-                Err(_) => {
-                    c.drop_state_race.inc();
-                    return Verdict::Drop;
-                }
-            }
-        }
-        if let Some(id) = l4.first_frag {
-            if let Err(v) =
-                self.first_fragment_passes(dp, in_if, &key, id, &buf[ETH..ETH + total], hl)
-            {
-                return v;
-            }
-        }
-        self.forward(gen, dp, hop.out_if, hop.addr, buf, len)
-    }
-
-    /// The rules of the inbound interface for a packet without state: `Ok((rule number,
-    /// keep state, per-source limits))` when a pass rule matches; otherwise the frame's fate (dropped and counted,
-    /// or answered by a reject).
-    #[allow(clippy::too_many_arguments)]
-    fn filter(
-        &mut self,
-        gen: &Generation,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-        meta: &PacketMeta,
-        l4: L4,
-        hl: usize,
-    ) -> Result<(u32, bool, SrcLimits), Verdict> {
-        match gen.ruleset.evaluate(meta) {
-            RuleVerdict::DefaultDeny => {
-                self.counters.drop_blocked_default.inc();
-                Err(Verdict::Drop)
-            }
-            RuleVerdict::Rule {
-                action: Action::Block,
-                ..
-            } => {
-                self.counters.drop_blocked_rule.inc();
-                Err(Verdict::Drop)
-            }
-            RuleVerdict::Rule {
-                action: Action::Reject,
-                ..
-            } => Err(self.reject(gen, in_if, buf, len, l4, hl)),
-            RuleVerdict::Rule {
-                action: Action::Pass,
-                index,
-                number,
-                keep_state,
-                ..
-            } => {
-                let limits = gen
-                    .ruleset
-                    .rules(in_if)
-                    .get(index as usize)
-                    .map_or(SrcLimits::NONE, |r| r.src_limits);
-                Ok((number, keep_state, limits))
-            }
-        }
-    }
-
-    /// A packet to one of our addresses with no state: the rules of its interface apply, then
-    /// the box answers what it serves (ICMP echo) and hands CARP to the control plane.
-    #[allow(clippy::too_many_arguments)]
-    fn local(
-        &mut self,
-        gen: &Generation,
-        dp: &Dataplane,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-        key: FlowKey,
-        l4: L4,
-        hl: usize,
-        total: usize,
-    ) -> Verdict {
-        let c = &*self.counters;
-        if key.proto == PROTO_CARP && key.dst == CARP_GROUP {
-            // CARP is authenticated by its HMAC in the control plane, not by rules (pfSense
-            // passes it automatically too). The cheapest check first, here: an advert that did
-            // not come from the link itself (TTL 255) never takes a place on the slow path.
-            if ttl_of(buf) != 255 {
-                c.drop_carp_ttl.inc();
-                return Verdict::Drop;
-            }
-            // Then length, VHID and budget (carp_filter), so that junk cannot push the peer's
-            // adverts out of the shared queue.
-            let payload = buf.get(ETH + hl..ETH + total).unwrap_or_default();
-            let peer = match self
-                .carp
-                .admit(gen, &dp.carp_peers, in_if, key.src, payload, self.now)
-            {
-                CarpVerdict::Peer => true,
-                CarpVerdict::Other => false,
-                CarpVerdict::Malformed => {
-                    c.drop_carp_malformed.inc();
-                    return Verdict::Drop;
-                }
-                CarpVerdict::UnknownVhid => {
-                    c.drop_carp_vhid.inc();
-                    return Verdict::Drop;
-                }
-                CarpVerdict::OverBudget => {
-                    c.drop_carp_budget.inc();
-                    return Verdict::Drop;
-                }
-            };
-            // The other half of the queue is the peer's.
-            if let Some(tx) = self.to_control.as_ref() {
-                if !peer && tx.capacity().is_some_and(|cap| tx.len() >= cap / 2) {
-                    c.drop_carp_budget.inc();
-                    return Verdict::Drop;
-                }
-            }
-            let sent = self.to_control.as_ref().is_some_and(|tx| {
-                tx.try_send(ControlFrame {
-                    in_if,
-                    bytes: buf[..len].to_vec(),
-                })
-                .is_ok()
-            });
-            if sent {
-                c.to_control.inc();
-            } else {
-                c.drop_local_unhandled.inc();
-            }
-            return Verdict::Drop;
-        }
-        if key.proto == PROTO_UDP
-            && key.dport == DHCP_SERVER_PORT
-            && gen.interface(in_if).is_some_and(|i| i.dhcp)
-        {
-            // Served by the DHCP thread, which checks the message and whether this box is the
-            // VIP's master; here only a bounded copy, so a flood costs the fast path nothing more.
-            let sent = self.to_dhcp.as_ref().is_some_and(|tx| {
-                tx.try_send(ControlFrame {
-                    in_if,
-                    bytes: buf[..len].to_vec(),
-                })
-                .is_ok()
-            });
-            if sent {
-                c.to_dhcp.inc();
-            } else {
-                c.drop_dhcp_queue_full.inc();
-            }
-            return Verdict::Drop;
-        }
-        if let Err(verdict) = self.filter(gen, in_if, buf, len, &meta_of(in_if, &key), l4, hl) {
-            return verdict;
-        }
-        let c = &*self.counters;
-        // The box reassembles nothing for itself (CARP's control plane refuses fragments too).
-        if l4.first_frag.is_some() {
-            c.drop_fragment.inc();
-            return Verdict::Drop;
-        }
-        // No echo reply to a broadcast or multicast (FreeBSD's icmp.bmcastecho=0): the reply
-        // would be sourced from that address, and the box would be a smurf amplifier.
-        if l4.echo_request
-            && !key.dst.is_broadcast()
-            && !key.dst.is_multicast()
-            && !is_subnet_broadcast(gen, key.dst)
-        {
-            let ip = &mut buf[ETH..ETH + total];
-            let mut icmp = IcmpPacket::new_unchecked(&mut ip[hl..]);
-            icmp.echo_request_to_reply();
-            let mut ipp = Ipv4Packet::new_unchecked(&mut *ip);
-            ipp.set_src_addr(key.dst);
-            ipp.set_dst_addr(key.src);
-            ipp.set_ttl(OWN_TTL);
-            ipp.fill_checksum();
-            // From the MAC that owns the address asked (the virtual MAC for a held CARP VIP),
-            // whatever the request was sent to (a broadcast frame must not become the source).
-            let peer = EthernetFrame::new_unchecked(&buf[..]).src_addr();
-            let own = our_mac_for(gen, dp, in_if, key.dst)
-                .unwrap_or(gen.interfaces[usize::from(in_if)].mac);
-            let mut eth = EthernetFrame::new_unchecked(&mut buf[..len]);
-            eth.set_dst_addr(peer);
-            eth.set_src_addr(own);
-            c.icmp_echo_replies.inc();
-            c.replied.inc();
-            return Verdict::Tx { out_if: in_if, len };
-        }
-        c.drop_local_unhandled.inc();
-        Verdict::Drop
-    }
-
-    /// An ICMP error (unreachable, time exceeded...) about a packet of one of our states: it
-    /// follows that state, translated through the quoted packet when the state is NATed.
-    #[allow(clippy::too_many_arguments)]
-    fn icmp_error(
-        &mut self,
-        gen: &Generation,
-        dp: &Dataplane,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-        hl: usize,
-        total: usize,
-    ) -> Verdict {
-        let c = &*self.counters;
-        let ip = &mut buf[ETH..ETH + total];
-        let icmp_off = hl;
-        let quoted_off = icmp_off + icmp::HEADER_LEN;
-        let Some(inner) = quoted_key(&ip[quoted_off..]) else {
-            c.drop_l4_malformed.inc();
-            return Verdict::Drop;
-        };
-        // The quoted packet went the other way: its reversed key is this error's own direction.
-        let Some((state, dir)) = dp.states.lookup(&inner.key.reversed()) else {
-            c.drop_icmp_error_no_state.inc();
-            return Verdict::Drop;
-        };
-        let outer_dst = Ipv4Packet::new_unchecked(&*ip).dst_addr();
-        // An error goes back to the sender of the packet it quotes: anything else is forged
-        // (it would carry an error about one flow to another host).
-        if outer_dst != inner.key.src {
-            c.drop_icmp_error_no_state.inc();
-            return Verdict::Drop;
-        }
-        // A TCP quote must carry a sequence number inside the window of the side that sent it
-        // (pf, RFC 5927): addresses and ports alone are public, and a forged error would reset
-        // the connection or shrink its MSS. Only ICMP errors pay for this check.
-        if let Some(seq) = inner.tcp_seq {
-            if !state.icmp_quote_fits(dir.opposite(), seq) {
-                c.drop_icmp_error_bad_seq.inc();
-                return Verdict::Drop;
-            }
-        }
-        let mut new_outer_dst = outer_dst;
-        if let Some(x) = translation(&state, dir) {
-            // The outer packet is translated like any packet of the flow; the quoted packet,
-            // which went the opposite way, on its opposite side.
-            let q = &mut ip[quoted_off..];
-            apply_translation(q, inner.hl, inner.key.proto, x.opposite());
-            let mut outer = Ipv4Packet::new_unchecked(&mut *ip);
-            match x.side {
-                Side::Src => outer.set_src_addr(x.addr),
-                Side::Dst => {
-                    outer.set_dst_addr(x.addr);
-                    new_outer_dst = x.addr;
-                }
-            }
-            outer.fill_checksum();
-            let mut ic = IcmpPacket::new_unchecked(&mut ip[icmp_off..]);
-            ic.fill_checksum();
-            c.nat_translated.inc();
-        }
-        c.state_hits.inc();
-        self.route_and_send(gen, dp, in_if, buf, len, new_outer_dst)
-    }
-
-    /// The next hop to `dst`, checked before anything is rewritten: without a route the sender
-    /// gets a net unreachable, with TTL 1 a time exceeded (both from the packet as it arrived).
-    /// Either way the frame's fate is the `Err`, its drop counted.
-    fn next_hop_or_answer(
-        &mut self,
-        gen: &Generation,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-        dst: Ipv4Addr,
-    ) -> Result<NextHop, Verdict> {
-        let Some(hop) = gen.routes.next_hop(dst) else {
-            self.counters.drop_no_route.inc();
-            let kind = IcmpErrorKind::DstUnreachable(icmp::CODE_NET_UNREACHABLE);
-            return Err(self
-                .icmp_error_reply(gen, in_if, buf, len, kind)
-                .unwrap_or(Verdict::Drop));
-        };
-        if ttl_of(buf) <= 1 {
-            self.counters.drop_ttl_expired.inc();
-            return Err(self.time_exceeded(gen, in_if, buf, len));
-        }
-        // The frame's length bounds the datagram's: one compare in the common case.
-        let mtu = gen.interface(hop.out_if).map_or(u16::MAX, |i| i.mtu);
-        if len - ETH > usize::from(mtu) {
-            if let Some(v) = self.too_big(gen, in_if, buf, len, mtu) {
-                return Err(v);
-            }
-        }
-        Ok(hop)
-    }
-
-    /// Routes a packet of an existing state and sends it.
-    fn route_and_send(
-        &mut self,
-        gen: &Generation,
-        dp: &Dataplane,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-        dst: Ipv4Addr,
-    ) -> Verdict {
-        match self.next_hop_or_answer(gen, in_if, buf, len, dst) {
-            Ok(hop) => self.forward(gen, dp, hop.out_if, hop.addr, buf, len),
-            Err(verdict) => verdict,
-        }
-    }
-
-    /// Decrements the TTL, writes the Ethernet header for the next hop and sends, or queues the
-    /// frame until the next hop answers ARP.
-    fn forward(
-        &mut self,
-        gen: &Generation,
-        dp: &Dataplane,
-        out_if: IfIndex,
-        next_hop: Ipv4Addr,
-        buf: &mut [u8],
-        len: usize,
-    ) -> Verdict {
-        let c = &*self.counters;
-        let Some(out) = gen.interface(out_if) else {
-            c.drop_no_route.inc();
-            return Verdict::Drop;
-        };
-        Ipv4Packet::new_unchecked(&mut buf[ETH..len]).decrement_ttl_incremental();
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..len]);
-        eth.set_src_addr(out.mac);
-        // Only a datagram without DF gets here too big (`next_hop_or_answer`): fragmented. The
-        // test comes after the neighbour lookup, whose one call site keeps it inlined.
-        let too_big = len - ETH > usize::from(out.mtu);
-        if let Some(mac) = self.memo.lookup(&dp.neigh, out_if, next_hop) {
-            eth.set_dst_addr(mac);
-            if too_big {
-                return self.fragment_out(out_if, buf, len, out.mtu);
-            }
-            c.forwarded.inc();
-            return Verdict::Tx { out_if, len };
-        }
-        if too_big {
-            // Queued for ARP it would be released whole, too big: the next datagrams, once the
-            // neighbour is known (other traffic resolves it), are fragmented.
-            c.drop_too_big.inc();
-            return Verdict::Drop;
-        }
-        match self
-            .pending
-            .enqueue(out_if, next_hop, &buf[..len], self.now)
-        {
-            EnqueueOutcome::Queued { send_request } => {
-                c.neigh_queued.inc();
-                if send_request {
-                    send_arp_request(gen, &mut self.emit, c, out_if, next_hop);
-                }
-            }
-            EnqueueOutcome::QueueFull | EnqueueOutcome::TooManyNextHops => {
-                c.drop_neigh_queue_full.inc()
-            }
-            EnqueueOutcome::Failed => c.drop_neigh_unreachable.inc(),
-            EnqueueOutcome::PoolExhausted | EnqueueOutcome::TooLarge => {
-                c.drop_neigh_pool_exhausted.inc()
-            }
-        }
-        Verdict::Drop
-    }
-
-    /// A reject rule: TCP gets a RST, anything else an ICMP port unreachable.
-    fn reject(
-        &mut self,
-        gen: &Generation,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-        l4: L4,
-        hl: usize,
-    ) -> Verdict {
-        let Some(seg) = l4.seg else {
-            let kind = IcmpErrorKind::DstUnreachable(icmp::CODE_PORT_UNREACHABLE);
-            return match self.icmp_error_reply(gen, in_if, buf, len, kind) {
-                Some(v) => {
-                    self.counters.replied.inc();
-                    v
-                }
-                None => {
-                    self.counters.drop_blocked_rule.inc();
-                    Verdict::Drop
-                }
-            };
-        };
-        let c = &*self.counters;
-        if seg.flags & TcpFlags::RST.0 != 0 {
-            c.drop_blocked_rule.inc();
-            return Verdict::Drop;
-        }
-        let Some(iface) = gen.interface(in_if) else {
-            c.drop_blocked_rule.inc();
-            return Verdict::Drop;
-        };
-        let (src, dst, rst) = {
-            let ip = Ipv4Packet::new_unchecked(&buf[ETH..len]);
-            let tcp = TcpPacket::new_unchecked(ip.payload());
-            let _ = hl;
-            (ip.src_addr(), ip.dst_addr(), TcpRepr::reset_for(&tcp))
-        };
-        let ipr = Ipv4Repr {
-            src: dst,
-            dst: src,
-            protocol: IpProtocol::Tcp,
-            payload_len: rst.buffer_len(),
-            ttl: OWN_TTL,
-            dscp: 0,
-        };
-        let ip_end = ETH + ipr.buffer_len();
-        ipr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH..ip_end]));
-        rst.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[ETH + ipv4::HEADER_LEN..ip_end]),
-            dst,
-            src,
-        );
-        let n = pad_frame(buf, ip_end);
-        let peer = EthernetFrame::new_unchecked(&buf[..]).src_addr();
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..n]);
-        eth.set_dst_addr(peer);
-        eth.set_src_addr(iface.mac);
-        c.replied.inc();
-        c.tcp_rsts_sent.inc();
-        Verdict::Tx {
-            out_if: in_if,
-            len: n,
-        }
-    }
-
-    fn time_exceeded(
-        &mut self,
-        gen: &Generation,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-    ) -> Verdict {
-        let r = self.icmp_error_reply(
-            gen,
-            in_if,
-            buf,
-            len,
-            IcmpErrorKind::TimeExceeded(icmp::CODE_TTL_EXCEEDED_IN_TRANSIT),
-        );
-        r.unwrap_or(Verdict::Drop)
-    }
-
-    /// Answers the frame in `buf` with an ICMP error from the receiving interface's address,
-    /// in place. None when RFC 1812 forbids an error here or the rate limit says no; the caller
-    /// has already counted the drop that caused it.
-    fn icmp_error_reply(
-        &mut self,
-        gen: &Generation,
-        in_if: IfIndex,
-        buf: &mut [u8],
-        len: usize,
-        kind: IcmpErrorKind,
-    ) -> Option<Verdict> {
-        let iface = gen.interface(in_if)?;
-        let (our_ip, _) = iface.addr?;
-        let (peer_mac, link_broadcast) = {
-            let eth = EthernetFrame::new_unchecked(&buf[..len]);
-            (eth.src_addr(), eth.dst_addr().is_multicast())
-        };
-        let (invoking_src, allowed, total) = {
-            let ip = Ipv4Packet::new_unchecked(&buf[ETH..len]);
-            (
-                ip.src_addr(),
-                icmp::may_send_error(&ip),
-                usize::from(ip.total_len()),
-            )
-        };
-        if !allowed || link_broadcast {
-            return None;
-        }
-        if !self.icmp.take(self.now) {
-            self.counters.icmp_errors_ratelimited.inc();
-            return None;
-        }
-        // The quoted bytes move behind the new headers: copy them out first (they overlap).
-        let mut quote = [0u8; 128];
-        let qn = total.min(len - ETH).min(quote.len());
-        quote[..qn].copy_from_slice(&buf[ETH..ETH + qn]);
-        let icmp_off = ETH + ipv4::HEADER_LEN;
-        let icmp_len = icmp::emit_icmp_error(&mut buf[icmp_off..], kind, &quote[..qn]);
-        let ipr = Ipv4Repr {
-            src: our_ip,
-            dst: invoking_src,
-            protocol: IpProtocol::Icmp,
-            payload_len: icmp_len,
-            ttl: OWN_TTL,
-            dscp: 0,
-        };
-        ipr.emit(&mut Ipv4Packet::new_unchecked(
-            &mut buf[ETH..icmp_off + icmp_len],
-        ));
-        let n = pad_frame(buf, icmp_off + icmp_len);
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..n]);
-        eth.set_dst_addr(peer_mac);
-        eth.set_src_addr(iface.mac);
-        eth.set_ethertype(EtherType::Ipv4);
-        self.counters.icmp_errors_sent.inc();
-        Some(Verdict::Tx {
-            out_if: in_if,
-            len: n,
-        })
-    }
 }
 
 fn send_arp_request(
@@ -1302,116 +621,6 @@ fn send_arp_request(
     }
 }
 
-/// Which address of a packet a translation rewrites.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Src,
-    Dst,
-}
-
-/// A rewrite of one address and its port (or ICMP query id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Translation {
-    side: Side,
-    addr: Ipv4Addr,
-    port: u16,
-}
-
-impl Translation {
-    fn opposite(self) -> Translation {
-        Translation {
-            side: if self.side == Side::Src {
-                Side::Dst
-            } else {
-                Side::Src
-            },
-            ..self
-        }
-    }
-}
-
-/// The rewrite a packet of `state` going `dir` needs, if the state is translated: outbound, the
-/// source becomes the wire side's; inbound, the destination becomes the stack side's.
-#[inline]
-fn translation(state: &State, dir: Direction) -> Option<Translation> {
-    if state.stack == state.wire() {
-        return None;
-    }
-    Some(match dir {
-        Direction::Original => Translation {
-            side: Side::Src,
-            addr: state.wire().src,
-            port: state.wire().sport,
-        },
-        Direction::Reply => Translation {
-            side: Side::Dst,
-            addr: state.stack.src,
-            port: state.stack.sport,
-        },
-    })
-}
-
-/// Rewrites an address and its port in an IPv4 datagram, patching the IP and layer-4 checksums
-/// incrementally (RFC 1624). For ICMP queries the "port" is the query id, and it is the same
-/// field whichever side is translated. Also used inside an ICMP error's quoted packet, which
-/// may stop 8 bytes into its payload: only the fields present are patched.
-fn apply_translation(ip: &mut [u8], hl: usize, proto: u8, x: Translation) {
-    let (addr_off, port_off) = match x.side {
-        Side::Src => (12, 0),
-        Side::Dst => (16, 2),
-    };
-    if ip.len() < hl {
-        return;
-    }
-    let old_addr = Ipv4Addr::from(read_u32(ip, addr_off));
-    if old_addr != x.addr {
-        ip[addr_off..addr_off + 4].copy_from_slice(&x.addr.octets());
-        let c = checksum::update_addr(read_u16(ip, 10), old_addr, x.addr);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-    }
-    rewrite_l4(&mut ip[hl..], proto, port_off, old_addr, x.addr, x.port);
-}
-
-/// Rewrites the port (or ICMP query id) at `port_off` of a layer-4 header and patches its
-/// checksum for the address change too (TCP and UDP sum a pseudo-header; ICMP does not).
-fn rewrite_l4(
-    l4: &mut [u8],
-    proto: u8,
-    port_off: usize,
-    old_addr: Ipv4Addr,
-    new_addr: Ipv4Addr,
-    port: u16,
-) {
-    match proto {
-        PROTO_TCP if l4.len() >= 4 => {
-            let old_port = read_u16(l4, port_off);
-            l4[port_off..port_off + 2].copy_from_slice(&port.to_be_bytes());
-            // A quoted TCP header may stop before its checksum (offset 16).
-            if l4.len() >= 18 {
-                let c = checksum::update_addr(read_u16(l4, 16), old_addr, new_addr);
-                let c = checksum::update_u16(c, old_port, port);
-                l4[16..18].copy_from_slice(&c.to_be_bytes());
-            }
-        }
-        PROTO_UDP if l4.len() >= 8 => {
-            let old_port = read_u16(l4, port_off);
-            l4[port_off..port_off + 2].copy_from_slice(&port.to_be_bytes());
-            let c = udp::update_checksum_addr(read_u16(l4, 6), old_addr, new_addr);
-            let c = udp::update_checksum_u16(c, old_port, port);
-            l4[6..8].copy_from_slice(&c.to_be_bytes());
-        }
-        PROTO_ICMP if l4.len() >= 8 => {
-            // The query id (not covered by a pseudo-header: only the id changes the sum).
-            let old_id = read_u16(l4, 4);
-            l4[4..6].copy_from_slice(&port.to_be_bytes());
-            // An all-zero message (id 0, seq 0, no data) needs 0xffff, not 0x0000.
-            let c = icmp::update_checksum_u16(read_u16(l4, 2), old_id, port);
-            l4[2..4].copy_from_slice(&c.to_be_bytes());
-        }
-        _ => {}
-    }
-}
-
 /// The key of the packet quoted in an ICMP error.
 struct Quoted {
     key: FlowKey,
@@ -1429,13 +638,13 @@ fn quoted_key(q: &[u8]) -> Option<Quoted> {
     let (sport, dport) = match proto {
         // RFC 792 quotes 8 bytes of the segment; with fewer the sequence number cannot be
         // checked, and pf drops such an error as short.
-        PROTO_TCP => {
+        proto::TCP => {
             let t = QuotedTcp::parse(l4).ok()?;
             tcp_seq = Some(t.seq_number.0);
             (t.src_port, t.dst_port)
         }
-        PROTO_UDP if l4.len() >= 4 => (read_u16(l4, 0), read_u16(l4, 2)),
-        PROTO_ICMP if l4.len() >= 8 => {
+        proto::UDP if l4.len() >= 4 => (read_u16(l4, 0), read_u16(l4, 2)),
+        proto::ICMP if l4.len() >= 8 => {
             let t = IcmpType::from(l4[0]);
             if !matches!(t, IcmpType::EchoRequest | IcmpType::EchoReply) {
                 return None;
@@ -1443,7 +652,7 @@ fn quoted_key(q: &[u8]) -> Option<Quoted> {
             let id = read_u16(l4, 4);
             (id, id)
         }
-        PROTO_UDP | PROTO_ICMP => return None,
+        proto::UDP | proto::ICMP => return None,
         _ => (0, 0),
     };
     Some(Quoted {
@@ -1477,7 +686,7 @@ fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
         first_frag,
     };
     match proto {
-        PROTO_TCP => {
+        proto::TCP => {
             let tcp = TcpPacket::new_checked(l4).ok()?;
             let flags = tcp.flags();
             r.sport = tcp.src_port();
@@ -1496,7 +705,7 @@ fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
                 payload_len: u16::try_from(tcp.payload().len()).unwrap_or(u16::MAX),
             });
         }
-        PROTO_UDP => {
+        proto::UDP => {
             let udp = if first_frag.is_some() {
                 udp::UdpPacket::new_checked_first_fragment(l4).ok()?
             } else {
@@ -1505,7 +714,7 @@ fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
             r.sport = udp.src_port();
             r.dport = udp.dst_port();
         }
-        PROTO_ICMP => {
+        proto::ICMP => {
             let icmp = IcmpPacket::new_checked(l4).ok()?;
             let t = icmp.msg_type();
             match t {
@@ -1527,7 +736,7 @@ fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
 /// Public for the control plane's re-evaluation of states against a new ruleset.
 #[inline]
 pub fn meta_of(in_if: IfIndex, key: &FlowKey) -> PacketMeta {
-    let ports = matches!(key.proto, PROTO_TCP | PROTO_UDP);
+    let ports = matches!(key.proto, proto::TCP | proto::UDP);
     PacketMeta {
         in_if,
         proto: key.proto,
@@ -1593,15 +802,14 @@ fn our_mac_for(gen: &Generation, dp: &Dataplane, in_if: IfIndex, ip: Ipv4Addr) -
 /// Whether `mac` is the virtual MAC of a VIP on `in_if` that this box holds.
 #[inline]
 fn holds_vmac(gen: &Generation, dp: &Dataplane, in_if: IfIndex, mac: MacAddr) -> bool {
-    let m = mac.0;
-    if m[..5] != [0x00, 0x00, 0x5e, 0x00, 0x01] {
+    let Some(vhid) = mac.carp_vhid() else {
         return false;
-    }
-    dp.held.is_held(m[5])
+    };
+    dp.held.is_held(vhid)
         && gen
             .vips
             .iter()
-            .any(|v| v.if_index == in_if && v.vhid == Some(m[5]))
+            .any(|v| v.if_index == in_if && v.vhid == Some(vhid))
 }
 
 fn same_net(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {

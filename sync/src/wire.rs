@@ -69,7 +69,7 @@ use tandem_dataplane::state::{FlowKey, PeerState, SyncId, TcpPeer, TimeoutClass}
 /// versions do not talk (`bad_version`).
 pub const VERSION: u8 = 0x82;
 /// IP protocol number (pfsync's).
-pub const IPPROTO_SYNC: u8 = 240;
+pub const IPPROTO_SYNC: u8 = tandem_dataplane::wire::ipv4::proto::PFSYNC;
 /// Required IP TTL (pfsync's `PFSYNC_DFLTTL`): a datagram from off the link has a lower one.
 pub const TTL: u8 = 255;
 /// Header length.

@@ -51,7 +51,7 @@ pub const KEY_LEN: usize = 20;
 /// IP TTL of every advert, checked on receive (`CARP_DFLTTL`).
 pub const TTL: u8 = 255;
 /// The IPv4 multicast group of adverts (`INADDR_CARP_GROUP`).
-pub const MULTICAST_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+pub const MULTICAST_GROUP: Ipv4Addr = tandem_dataplane::wire::ipv4::CARP_GROUP;
 /// DSCP of adverts: CS7, FreeBSD's `net.inet.carp.dscp` default 56 (TOS byte 0xe0).
 pub const DSCP: u8 = 56;
 /// Length of the whole advert frame [`build_advert`] writes: Ethernet + IPv4 + CARP.

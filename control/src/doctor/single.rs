@@ -5,12 +5,9 @@ use std::net::Ipv4Addr;
 use tandem_dataplane::filter::{Action, PacketMeta, Ruleset, Verdict};
 
 use super::{compiled, Findings, Severity};
-use crate::carp::wire::MULTICAST_GROUP as CARP_GROUP;
 use crate::config::{AddrSpec, Config, NatMode, Prefix, Role, SyncSection, TranslationAddr};
-
-const CARP_PROTO: u8 = 112;
-const PFSYNC_PROTO: u8 = 240;
-const TCP: u8 = 6;
+use tandem_dataplane::wire::ipv4::proto::{CARP as CARP_PROTO, PFSYNC as PFSYNC_PROTO, TCP};
+use tandem_dataplane::wire::ipv4::CARP_GROUP;
 
 /// Every single-box check of `c`; `who` prefixes field paths (`""` or `"peer:"`). The peer's
 /// config, when known, says who sends adverts and sync traffic (else an address of the network

@@ -26,13 +26,7 @@ pub use nat::{NatKind, NatRule, NatTarget, PortPolicy};
 use compiled::CompiledIf;
 
 /// IP protocol numbers the filter knows by name.
-pub mod proto {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const CARP: u8 = 112;
-    pub const PFSYNC: u8 = 240;
-}
+pub use crate::wire::ipv4::proto;
 
 /// An inclusive port range `lo..=hi`; a single port is `lo == hi`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

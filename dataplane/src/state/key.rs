@@ -3,12 +3,8 @@
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
-/// IP protocol number of ICMP: its query flows use the ICMP id as both ports.
-pub const PROTO_ICMP: u8 = 1;
-/// IP protocol number of TCP.
-pub const PROTO_TCP: u8 = 6;
-/// IP protocol number of UDP.
-pub const PROTO_UDP: u8 = 17;
+/// IP protocol numbers (ICMP query flows use the ICMP id as both ports).
+pub use crate::wire::ipv4::proto::{ICMP as PROTO_ICMP, TCP as PROTO_TCP, UDP as PROTO_UDP};
 
 /// One direction of a flow, as a packet's own 5-tuple.
 ///

@@ -38,6 +38,20 @@ enum_with_unknown! {
     }
 }
 
+/// IP protocol numbers as bytes, for flow keys, rule matching and sockets; named once, by
+/// [`IpProtocol`].
+pub mod proto {
+    use super::IpProtocol;
+    pub const ICMP: u8 = IpProtocol::Icmp.value();
+    pub const TCP: u8 = IpProtocol::Tcp.value();
+    pub const UDP: u8 = IpProtocol::Udp.value();
+    pub const CARP: u8 = IpProtocol::Carp.value();
+    pub const PFSYNC: u8 = IpProtocol::Pfsync.value();
+}
+
+/// CARP's (and VRRP's) multicast group, 224.0.0.18; adverts go to it with TTL 255.
+pub const CARP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
 /// Length of a header without options.
 pub const HEADER_LEN: usize = 20;
 

@@ -50,13 +50,21 @@ macro_rules! enum_with_unknown {
             }
         }
 
-        impl ::core::convert::From<$name> for $ty {
+        impl $name {
+            /// The value on the wire (usable in constants).
             #[inline]
-            fn from(value: $name) -> Self {
-                match value {
+            pub const fn value(self) -> $ty {
+                match self {
                     $( $name::$variant => $value, )+
                     $name::Unknown(other) => other,
                 }
+            }
+        }
+
+        impl ::core::convert::From<$name> for $ty {
+            #[inline]
+            fn from(value: $name) -> Self {
+                value.value()
             }
         }
     };
@@ -95,9 +103,19 @@ impl MacAddr {
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
+    /// The first five bytes of every CARP/VRRP virtual MAC (RFC 5798 §7.3, IANA's VRRP block).
+    pub const CARP_VIRTUAL_PREFIX: [u8; 5] = [0x00, 0x00, 0x5e, 0x00, 0x01];
+
     /// The CARP/VRRP virtual MAC of a VHID: 00:00:5e:00:01:VHID.
     pub const fn carp_virtual(vhid: u8) -> MacAddr {
-        MacAddr([0x00, 0x00, 0x5e, 0x00, 0x01, vhid])
+        let p = Self::CARP_VIRTUAL_PREFIX;
+        MacAddr([p[0], p[1], p[2], p[3], p[4], vhid])
+    }
+
+    /// The VHID whose virtual MAC this is, if it is one.
+    #[inline]
+    pub fn carp_vhid(&self) -> Option<u8> {
+        (self.0[..5] == Self::CARP_VIRTUAL_PREFIX).then_some(self.0[5])
     }
 
     /// The Ethernet group address an IPv4 multicast group maps to (RFC 1112 §6.4).

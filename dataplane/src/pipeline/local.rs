@@ -1,0 +1,133 @@
+//! Packets for the box itself: echo requests answered, CARP adverts and DHCP requests handed
+//! to their threads, the rest answered or dropped.
+
+use super::*;
+
+impl WorkerSide {
+    /// A packet to one of our addresses with no state: the rules of its interface apply, then
+    /// the box answers what it serves (ICMP echo) and hands CARP to the control plane.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn local(
+        &mut self,
+        gen: &Generation,
+        dp: &Dataplane,
+        in_if: IfIndex,
+        buf: &mut [u8],
+        len: usize,
+        key: FlowKey,
+        l4: L4,
+        hl: usize,
+        total: usize,
+    ) -> Verdict {
+        let c = &*self.counters;
+        if key.proto == proto::CARP && key.dst == CARP_GROUP {
+            // CARP is authenticated by its HMAC in the control plane, not by rules (pfSense
+            // passes it automatically too). The cheapest check first, here: an advert that did
+            // not come from the link itself (TTL 255) never takes a place on the slow path.
+            if ttl_of(buf) != 255 {
+                c.drop_carp_ttl.inc();
+                return Verdict::Drop;
+            }
+            // Then length, VHID and budget (carp_filter), so that junk cannot push the peer's
+            // adverts out of the shared queue.
+            let payload = buf.get(ETH + hl..ETH + total).unwrap_or_default();
+            let peer = match self
+                .carp
+                .admit(gen, &dp.carp_peers, in_if, key.src, payload, self.now)
+            {
+                CarpVerdict::Peer => true,
+                CarpVerdict::Other => false,
+                CarpVerdict::Malformed => {
+                    c.drop_carp_malformed.inc();
+                    return Verdict::Drop;
+                }
+                CarpVerdict::UnknownVhid => {
+                    c.drop_carp_vhid.inc();
+                    return Verdict::Drop;
+                }
+                CarpVerdict::OverBudget => {
+                    c.drop_carp_budget.inc();
+                    return Verdict::Drop;
+                }
+            };
+            // The other half of the queue is the peer's.
+            if let Some(tx) = self.to_control.as_ref() {
+                if !peer && tx.capacity().is_some_and(|cap| tx.len() >= cap / 2) {
+                    c.drop_carp_budget.inc();
+                    return Verdict::Drop;
+                }
+            }
+            let sent = self.to_control.as_ref().is_some_and(|tx| {
+                tx.try_send(ControlFrame {
+                    in_if,
+                    bytes: buf[..len].to_vec(),
+                })
+                .is_ok()
+            });
+            if sent {
+                c.to_control.inc();
+            } else {
+                c.drop_local_unhandled.inc();
+            }
+            return Verdict::Drop;
+        }
+        if key.proto == proto::UDP
+            && key.dport == DHCP_SERVER_PORT
+            && gen.interface(in_if).is_some_and(|i| i.dhcp)
+        {
+            // Served by the DHCP thread, which checks the message and whether this box is the
+            // VIP's master; here only a bounded copy, so a flood costs the fast path nothing more.
+            let sent = self.to_dhcp.as_ref().is_some_and(|tx| {
+                tx.try_send(ControlFrame {
+                    in_if,
+                    bytes: buf[..len].to_vec(),
+                })
+                .is_ok()
+            });
+            if sent {
+                c.to_dhcp.inc();
+            } else {
+                c.drop_dhcp_queue_full.inc();
+            }
+            return Verdict::Drop;
+        }
+        if let Err(verdict) = self.filter(gen, in_if, buf, len, &meta_of(in_if, &key), l4, hl) {
+            return verdict;
+        }
+        let c = &*self.counters;
+        // The box reassembles nothing for itself (CARP's control plane refuses fragments too).
+        if l4.first_frag.is_some() {
+            c.drop_fragment.inc();
+            return Verdict::Drop;
+        }
+        // No echo reply to a broadcast or multicast (FreeBSD's icmp.bmcastecho=0): the reply
+        // would be sourced from that address, and the box would be a smurf amplifier.
+        if l4.echo_request
+            && !key.dst.is_broadcast()
+            && !key.dst.is_multicast()
+            && !is_subnet_broadcast(gen, key.dst)
+        {
+            let ip = &mut buf[ETH..ETH + total];
+            let mut icmp = IcmpPacket::new_unchecked(&mut ip[hl..]);
+            icmp.echo_request_to_reply();
+            let mut ipp = Ipv4Packet::new_unchecked(&mut *ip);
+            ipp.set_src_addr(key.dst);
+            ipp.set_dst_addr(key.src);
+            ipp.set_ttl(OWN_TTL);
+            ipp.fill_checksum();
+            // From the MAC that owns the address asked (the virtual MAC for a held CARP VIP),
+            // whatever the request was sent to (a broadcast frame must not become the source).
+            let peer = EthernetFrame::new_unchecked(&buf[..]).src_addr();
+            let own = our_mac_for(gen, dp, in_if, key.dst)
+                .unwrap_or(gen.interfaces[usize::from(in_if)].mac);
+            let mut eth = EthernetFrame::new_unchecked(&mut buf[..len]);
+            eth.set_dst_addr(peer);
+            eth.set_src_addr(own);
+            c.icmp_echo_replies.inc();
+            c.replied.inc();
+            return Verdict::Tx { out_if: in_if, len };
+        }
+        c.drop_local_unhandled.inc();
+        Verdict::Drop
+    }
+}
