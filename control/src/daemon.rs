@@ -1,6 +1,6 @@
 //! `tandemd`: one daemon per box. It loads and compiles the config, starts the workers (one
 //! pinned thread each, on AF_XDP), a housekeeping thread (state expiry, neighbour ageing), CARP
-//! on a thread of its own ([`crate::carp_thread`]: nothing on the control thread can delay its
+//! on a thread of its own ([`crate::carp::thread`]: nothing on the control thread can delay its
 //! timers) and serves the control socket from the main thread, which is also where reloads
 //! happen.
 //!
@@ -25,7 +25,7 @@ use tandem_dataplane::state::{Clock, StateTable, TableConfig};
 use tandem_dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
 use tandem_sync::journal::{JournalConfig, SyncJournal};
 
-use crate::carp_thread::CarpHandle;
+use crate::carp::thread::CarpHandle;
 use crate::compile::{compile, device_mac, Compiled};
 use crate::config::{self, Config};
 use crate::config_sync::service::{ConfigSync, SyncRules};
@@ -73,11 +73,15 @@ pub enum DaemonError {
     /// State sync could not start (the sync interface's socket, the key).
     #[error("{0}")]
     Sync(String),
-    /// The CARP thread could not be started.
+    /// The DHCP thread could not be started.
     #[error("dhcp: cannot start the DHCP thread: {0}")]
     Dhcp(std::io::Error),
+    /// The CARP thread could not be started.
     #[error("carp: cannot start the CARP thread: {0}")]
     Carp(std::io::Error),
+    /// The housekeeping thread (state expiry, neighbour ageing) could not be started.
+    #[error("cannot start the housekeeping thread: {0}")]
+    Housekeeping(std::io::Error),
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
@@ -227,7 +231,8 @@ impl Daemon {
             interfaces = ?devices,
             "dataplane running"
         );
-        let housekeeping = Some(start_housekeeping(dp.clone(), clock));
+        let housekeeping =
+            Some(start_housekeeping(dp.clone(), clock).map_err(DaemonError::Housekeeping)?);
         // State sync before CARP starts: its bulk update holds CARP demoted, so that a box that
         // (re)starts takes no VIP before it holds the peer's states.
         // DHCP leases ride the state sync link (the DHCP server's failover peer).
@@ -556,7 +561,10 @@ fn parse_warned(path: &Path, text: &str) -> Result<Config, config::ConfigErrors>
 
 /// State expiry and neighbour ageing, off the workers' cores' critical path: a slice of the
 /// table every 100 ms, so that a million states never stall anything.
-fn start_housekeeping(dp: Arc<Dataplane>, clock: Clock) -> (Arc<AtomicBool>, JoinHandle<()>) {
+fn start_housekeeping(
+    dp: Arc<Dataplane>,
+    clock: Clock,
+) -> std::io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let t = std::thread::Builder::new()
@@ -568,9 +576,8 @@ fn start_housekeeping(dp: Arc<Dataplane>, clock: Clock) -> (Arc<AtomicBool>, Joi
                 dp.neigh.expire(now);
                 std::thread::sleep(Duration::from_millis(100));
             }
-        })
-        .unwrap_or_else(|e| panic!("cannot start the housekeeping thread: {e}"));
-    (stop, t)
+        })?;
+    Ok((stop, t))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the config file.

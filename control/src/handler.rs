@@ -19,20 +19,20 @@ impl Handler for Daemon {
     fn handle(&mut self, req: &Request) -> Result<Value, String> {
         match Command::of(req)? {
             Command::Status => api::to_data(&self.status()),
-            Command::Carp => api::to_data(&self.carp.reply(Instant::now())),
+            Command::Carp => api::to_data(&carp_reply(&self.carp.status(Instant::now()))),
             Command::CarpEnable | Command::CarpDisable => {
                 self.carp.set_enabled(
                     matches!(Command::of(req)?, Command::CarpEnable),
                     Instant::now(),
                 );
-                api::to_data(&self.carp.reply(Instant::now()))
+                api::to_data(&carp_reply(&self.carp.status(Instant::now())))
             }
             Command::MaintenanceOn | Command::MaintenanceOff => {
                 self.carp.set_maintenance(
                     matches!(Command::of(req)?, Command::MaintenanceOn),
                     Instant::now(),
                 )?;
-                api::to_data(&self.carp.reply(Instant::now()))
+                api::to_data(&carp_reply(&self.carp.status(Instant::now())))
             }
             Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
             Command::StatesKill => api::to_data(&crate::state_kill::kill(
@@ -241,6 +241,42 @@ impl Daemon {
 
 fn touches(k: &FlowKey, a: Ipv4Addr) -> bool {
     k.src == a || k.dst == a
+}
+
+/// CARP's status in the API's shape (`tandemctl carp`, the doctor).
+pub fn carp_reply(s: &crate::carp::Status) -> api::CarpReply {
+    api::CarpReply {
+        vips: s
+            .vips
+            .iter()
+            .map(|v| api::CarpVip {
+                interface: v.interface.clone(),
+                vhid: v.vhid,
+                vip: v.vip,
+                status: carp_status(v.state),
+                advbase: v.advbase,
+                advskew: v.advskew,
+                demotion: v.demotion,
+                last_transition_reason: v.last_reason.clone(),
+                previous_status: v.previous.map(carp_status),
+                since_s: v.since.map(|d| d.as_secs()),
+            })
+            .collect(),
+        enabled: s.enabled,
+        maintenance: s.maintenance,
+        demotion: s.demotion,
+    }
+}
+
+/// The API's name of a CARP state.
+pub fn carp_status(s: crate::carp::machine::State) -> api::CarpStatus {
+    use crate::carp::machine::State;
+    match s {
+        State::Init => api::CarpStatus::Init,
+        State::Backup => api::CarpStatus::Backup,
+        State::Master => api::CarpStatus::Master,
+        State::Disabled => api::CarpStatus::Disabled,
+    }
 }
 
 pub(crate) fn proto_name(p: u8) -> &'static str {

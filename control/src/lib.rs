@@ -3,8 +3,6 @@
 
 pub mod api;
 pub mod carp;
-pub mod carp_runtime;
-pub mod carp_thread;
 pub mod compile;
 pub mod config;
 pub mod config_sync;

@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tandem_control::api::CarpStatus;
 use tandem_control::carp::machine::Action;
+use tandem_control::carp::machine::State as CarpStatus;
 use tandem_control::carp::wire::{Reject, FRAME_LEN};
 use tandem_control::carp::{CarpGroupSet, GroupOutput};
 use tandem_control::config::{load, Config};
@@ -104,7 +104,7 @@ impl Pair {
         self.sets[i]
             .statuses(self.now)
             .into_iter()
-            .map(|v| (v.interface, v.vhid, v.status))
+            .map(|v| (v.interface, v.vhid, v.state))
             .collect()
     }
 
@@ -158,9 +158,9 @@ fn groups_from_the_lab_config() {
     assert!(set.auth("wan", 1).is_some());
     let st = set.statuses(Instant::now());
     assert_eq!(st.len(), 2);
-    assert!(st.iter().all(|v| v.status == CarpStatus::Init
-        && v.last_transition_reason.is_empty()
-        && v.previous_status.is_none()));
+    assert!(st.iter().all(|v| v.state == CarpStatus::Init
+        && v.last_reason.is_empty()
+        && v.previous.is_none()));
     assert_eq!(set.next_deadline(), None);
     // Every reject reason has a counter from the start.
     assert_eq!(set.rejects().count(), Reject::ALL.len());
@@ -173,19 +173,24 @@ fn the_lab_pair_elects_a_and_reports_it() {
     p.start();
     let st = p.sets[A].statuses(p.now);
     assert_eq!(st[0].vip, Ipv4Addr::new(172, 25, 46, 100));
-    assert_eq!(st[0].last_transition_reason, "master down");
-    assert_eq!(st[0].previous_status, Some(CarpStatus::Backup));
-    assert_eq!(st[0].since_s, Some(7), "master at 3.0 s, now 10 s");
+    assert_eq!(st[0].last_reason, "master down");
+    assert_eq!(st[0].previous, Some(CarpStatus::Backup));
+    assert_eq!(
+        st[0].since.map(|d| d.as_secs()),
+        Some(7),
+        "master at 3.0 s, now 10 s"
+    );
     assert!(p
         .log
         .contains(&"box0 wan@1 BACKUP -> MASTER (master down)".to_owned()));
-    let reply = p.sets[B].reply(p.now);
+    let reply = p.sets[B].status(p.now);
     assert_eq!(
         (reply.enabled, reply.maintenance, reply.demotion),
         (true, false, 0)
     );
     assert_eq!(reply.vips[0].advskew, 1);
-    let json = serde_json::to_value(&reply).unwrap();
+    // The control API's shape, as the handler maps it.
+    let json = serde_json::to_value(tandem_control::handler::carp_reply(&reply)).unwrap();
     assert_eq!(json["vips"][0]["status"], "BACKUP");
     assert_eq!(json["vips"][1]["interface"], "lan");
 
@@ -195,7 +200,7 @@ fn the_lab_pair_elects_a_and_reports_it() {
     p.wire.clear();
     p.run_until(Duration::from_secs(14));
     assert!(p.all(B, CarpStatus::Master), "{:?}", p.log);
-    let since = p.sets[B].statuses(p.now)[0].since_s.unwrap();
+    let since = p.sets[B].statuses(p.now)[0].since.unwrap().as_secs();
     assert!(p.now - died >= Duration::from_secs(3) && since <= 1);
 }
 
@@ -262,7 +267,7 @@ fn maintenance_disable_and_demotion_over_real_frames() {
     p.run_until(Duration::from_secs(12));
     assert!(p.all(B, CarpStatus::Master), "{:?}", p.log);
     assert!(p.all(A, CarpStatus::Backup));
-    assert!(p.sets[A].reply(p.now).maintenance);
+    assert!(p.sets[A].status(p.now).maintenance);
     assert_eq!(p.sets[A].statuses(p.now)[0].advskew, 240);
 
     let now = p.now;
@@ -278,7 +283,7 @@ fn maintenance_disable_and_demotion_over_real_frames() {
     p.run_until(Duration::from_secs(15) + 2 * DELAY);
     assert!(p.all(B, CarpStatus::Master), "{:?}", p.log);
     assert!(p.all(A, CarpStatus::Disabled));
-    assert!(!p.sets[A].reply(p.now).enabled);
+    assert!(!p.sets[A].status(p.now).enabled);
     let now = p.now;
     let outs = p.sets[A].set_enabled(true, now);
     p.perform(A, outs);
@@ -291,7 +296,7 @@ fn maintenance_disable_and_demotion_over_real_frames() {
     p.perform(A, outs);
     p.run_until(Duration::from_secs(18) + 2 * DELAY);
     assert!(p.all(B, CarpStatus::Master), "{:?}", p.log);
-    assert_eq!(p.sets[A].reply(p.now).demotion, 240);
+    assert_eq!(p.sets[A].status(p.now).demotion, 240);
     assert!(p.sets.iter().all(|s| s.rejects().all(|r| r.1 == 0)));
 }
 

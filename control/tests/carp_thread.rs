@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tandem_control::api::CarpStatus;
-use tandem_control::carp_thread::CarpHandle;
+use tandem_control::carp::machine::State;
+use tandem_control::carp::thread::CarpHandle;
 use tandem_control::compile::compile;
 use tandem_control::config::load;
 use tandem_dataplane::pipeline::Dataplane;
@@ -41,9 +41,9 @@ fn carp_runs_its_timers_while_the_control_thread_is_busy() {
         "master before master down: {took:?}"
     );
     // Now the control thread asks.
-    let reply = carp.reply(Instant::now());
+    let reply = carp.status(Instant::now());
     assert!(
-        reply.vips.iter().all(|v| v.status == CarpStatus::Master),
+        reply.vips.iter().all(|v| v.state == State::Master),
         "{reply:?}"
     );
     let stats = carp.stats();
@@ -56,7 +56,7 @@ fn carp_runs_its_timers_while_the_control_thread_is_busy() {
         .any(|(n, v)| n == "carp_adverts_sent" && *v >= 2));
     // Maintenance: the masters advertise skew 240 at once and stay master (no peer).
     carp.set_maintenance(true, Instant::now()).unwrap();
-    assert!(carp.reply(Instant::now()).maintenance);
+    assert!(carp.status(Instant::now()).maintenance);
     carp.stop();
     assert!(!carp.is_running());
     assert!(

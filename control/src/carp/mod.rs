@@ -5,7 +5,7 @@
 //! # What the daemon does with it
 //!
 //! [`CarpGroupSet`] is pure like the machines: it never reads the clock, never sends, never
-//! logs. The CARP thread owns it ([`crate::carp_thread`]) and:
+//! logs. The CARP thread owns it ([`thread`]) and:
 //!
 //! 1. Builds it with [`CarpGroupSet::from_config`]; on reload, [`CarpGroupSet::reconfigure`]
 //!    restarts only the groups whose settings changed and carries the demotion, maintenance
@@ -40,6 +40,8 @@
 
 pub mod demotion;
 pub mod machine;
+pub mod runtime;
+pub mod thread;
 pub mod wire;
 
 use std::net::Ipv4Addr;
@@ -48,7 +50,6 @@ use std::time::{Duration, Instant};
 use tandem_dataplane::wire::arp::emit_gratuitous_arp;
 use tandem_dataplane::wire::MacAddr;
 
-use crate::api::{CarpReply, CarpStatus, CarpVip};
 use crate::config::Config;
 use machine::{Event, Machine, MachineConfig, Output, SendAdvert, State};
 use wire::{AdvertParams, CarpAuth, Reject, ReplayGuard};
@@ -430,34 +431,32 @@ impl CarpGroupSet {
             .map(move |&r| (r.name(), self.rejects[r as usize]))
     }
 
-    /// One line per VIP, for `tandemctl carp`.
-    pub fn statuses(&self, now: Instant) -> Vec<CarpVip> {
+    /// One entry per VIP, for `tandemctl carp`.
+    pub fn statuses(&self, now: Instant) -> Vec<VipStatus> {
         let mut v = Vec::new();
         for g in &self.groups {
             let m = &g.machine;
             for &vip in g.vips() {
-                v.push(CarpVip {
+                v.push(VipStatus {
                     interface: g.interface.clone(),
                     vhid: g.vhid(),
                     vip,
-                    status: status(m.state()),
+                    state: m.state(),
                     advbase: m.config().advbase,
                     advskew: m.effective_skew(),
                     demotion: m.demotion(),
-                    last_transition_reason: m.last_reason().to_owned(),
-                    previous_status: m.previous_state().map(status),
-                    since_s: m
-                        .changed_at()
-                        .map(|t| now.saturating_duration_since(t).as_secs()),
+                    last_reason: m.last_reason().to_owned(),
+                    previous: m.previous_state(),
+                    since: m.changed_at().map(|t| now.saturating_duration_since(t)),
                 });
             }
         }
         v
     }
 
-    /// The reply of `tandemctl carp`.
-    pub fn reply(&self, now: Instant) -> CarpReply {
-        CarpReply {
+    /// The box's CARP status now.
+    pub fn status(&self, now: Instant) -> Status {
+        Status {
             vips: self.statuses(now),
             enabled: self.enabled,
             maintenance: self.maintenance,
@@ -487,12 +486,35 @@ impl CarpGroupSet {
     }
 }
 
-/// The API's name of a state.
-pub fn status(s: State) -> CarpStatus {
-    match s {
-        State::Init => CarpStatus::Init,
-        State::Backup => CarpStatus::Backup,
-        State::Master => CarpStatus::Master,
-        State::Disabled => CarpStatus::Disabled,
-    }
+/// One VIP's CARP status (the control API maps it to its own shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipStatus {
+    /// The config's interface name.
+    pub interface: String,
+    pub vhid: u8,
+    pub vip: Ipv4Addr,
+    pub state: State,
+    pub advbase: u8,
+    /// The skew it advertises (its own, or the maximum in maintenance).
+    pub advskew: u8,
+    /// The demotion it advertises.
+    pub demotion: u32,
+    /// Why the last transition happened, empty before the first.
+    pub last_reason: String,
+    /// The state before the last transition.
+    pub previous: Option<State>,
+    /// Time since the last transition.
+    pub since: Option<Duration>,
+}
+
+/// The box's CARP status: every VIP, and the box-wide switches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub vips: Vec<VipStatus>,
+    /// Whether CARP runs (every VHID `Disabled` when not).
+    pub enabled: bool,
+    /// Persistent maintenance mode.
+    pub maintenance: bool,
+    /// The box's demotion counter.
+    pub demotion: u32,
 }

@@ -41,7 +41,7 @@ impl Daemon {
             unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            carp: self.carp.reply(Instant::now()),
+            carp: crate::handler::carp_reply(&self.carp.status(Instant::now())),
             sync: self
                 .sync
                 .as_ref()

@@ -343,7 +343,7 @@ impl Daemon {
                 }
             }
         }
-        let reply = self.carp.reply(Instant::now());
+        let reply = self.carp.status(Instant::now());
         s.add(
             "carp_enabled",
             "1 while CARP runs (tandemctl carp enable|disable).",
@@ -371,7 +371,7 @@ impl Daemon {
             let vhid = v.vhid.to_string();
             f.add(
                 &[&v.interface, &vhid],
-                u64::from(v.status == crate::api::CarpStatus::Master),
+                u64::from(v.state == crate::carp::machine::State::Master),
             );
         }
         let f = s.family(
@@ -390,7 +390,7 @@ impl Daemon {
             };
             let vh = vhid.to_string();
             for st in ["MASTER", "BACKUP", "INIT", "DISABLED"] {
-                f.add(&[iface, &vh, st], u64::from(v.status.as_str() == st));
+                f.add(&[iface, &vh, st], u64::from(v.state.name() == st));
             }
         }
         let f = s.family(

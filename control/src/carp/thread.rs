@@ -26,8 +26,7 @@ use crossbeam_channel::{bounded, never, select, Receiver, Sender};
 use tandem_dataplane::pipeline::{ControlFrame, Dataplane};
 use tandem_dataplane::worker::SlowFrame;
 
-use crate::api::CarpReply;
-use crate::carp_runtime::CarpRuntime;
+use super::runtime::CarpRuntime;
 use crate::config::Config;
 
 /// Received frames handled before the timers run again.
@@ -39,7 +38,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A request from the control thread.
 enum Request {
-    Reply(Sender<CarpReply>),
+    Status(Sender<super::Status>),
     Stats(Sender<Vec<(String, u64)>>),
     SetEnabled(bool, Sender<()>),
     SetMaintenance(bool, Sender<Result<(), String>>),
@@ -98,14 +97,10 @@ impl CarpHandle {
         rx.recv_timeout(REPLY_TIMEOUT).ok()
     }
 
-    /// The reply of `tandemctl carp`. `_now` is the CARP thread's to read.
-    pub fn reply(&self, _now: Instant) -> CarpReply {
-        self.ask(Request::Reply).unwrap_or(CarpReply {
-            vips: Vec::new(),
-            enabled: false,
-            maintenance: false,
-            demotion: 0,
-        })
+    /// The box's CARP status (empty if the CARP thread does not answer). `_now` is the CARP
+    /// thread's to read.
+    pub fn status(&self, _now: Instant) -> super::Status {
+        self.ask(Request::Status).unwrap_or_default()
     }
 
     /// Counters for `tandemctl stats`, prefixed `carp_`.
@@ -217,8 +212,8 @@ fn run(
 fn serve(rt: &mut CarpRuntime, r: Request) {
     let now = Instant::now();
     match r {
-        Request::Reply(tx) => {
-            let _ = tx.send(rt.reply(now));
+        Request::Status(tx) => {
+            let _ = tx.send(rt.status(now));
         }
         Request::Stats(tx) => {
             let _ = tx.send(rt.stats());

@@ -1,6 +1,6 @@
 //! CARP in the daemon: the glue between the pure [`CarpGroupSet`] and the running box.
 //!
-//! It runs on the CARP thread ([`crate::carp_thread`]), which nothing else can delay.
+//! It runs on the CARP thread ([`super::thread`]), which nothing else can delay.
 //!
 //! - Adverts received by the workers reach the CARP thread on the slow-path channel and go
 //!   to [`CarpRuntime::on_frame`]; rejects are counted by reason. The source of an accepted
@@ -29,7 +29,6 @@ use tandem_dataplane::pipeline::{ControlFrame, Dataplane};
 use tandem_dataplane::worker::SlowFrame;
 use tandem_dataplane::IfIndex;
 
-use crate::api::CarpReply;
 use crate::carp::demotion::Demotion;
 use crate::carp::machine::Action;
 use crate::carp::{CarpGroupSet, GroupOutput, GARP_INTERVAL, GARP_REPEATS};
@@ -282,8 +281,9 @@ impl CarpRuntime {
         }
     }
 
-    pub fn reply(&self, now: Instant) -> CarpReply {
-        self.set.reply(now)
+    /// The box's CARP status now.
+    pub fn status(&self, now: Instant) -> super::Status {
+        self.set.status(now)
     }
 
     /// Counters for `tandemctl stats`, prefixed `carp_`.
