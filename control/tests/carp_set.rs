@@ -158,9 +158,9 @@ fn groups_from_the_lab_config() {
     assert!(set.auth("wan", 1).is_some());
     let st = set.statuses(Instant::now());
     assert_eq!(st.len(), 2);
-    assert!(st.iter().all(|v| v.state == CarpStatus::Init
-        && v.last_reason.is_empty()
-        && v.previous.is_none()));
+    assert!(st
+        .iter()
+        .all(|v| v.state == CarpStatus::Init && v.last_reason.is_empty() && v.previous.is_none()));
     assert_eq!(set.next_deadline(), None);
     // Every reject reason has a counter from the start.
     assert_eq!(set.rejects().count(), Reject::ALL.len());

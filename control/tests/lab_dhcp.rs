@@ -13,19 +13,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{config, Fw, LONG, POLL};
+use common::{config, statuses, Fw, LONG, POLL};
 use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
 
 const VIP: &str = "192.168.0.10";
-
-fn statuses(fw: &Fw) -> BTreeSet<String> {
-    fw.json(&["carp"])["vips"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["status"].as_str().map(str::to_string))
-        .collect()
-}
 
 /// A second MAC in the client's namespace: a macvlan on eth0, no address.
 fn macvlan(lab: &Lab, name: &str, mac: &str) {

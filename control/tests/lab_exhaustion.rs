@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{config, serve_blob, sha256_of, workspace, Fw, Served, LONG, POLL};
+use common::{config, is, serve_blob, sha256_of, statuses, workspace, Fw, Served, LONG, POLL};
 use tandem_testlab::topology::{carp_mac, mac_string, LAN_VHID};
 use tandem_testlab::{require_root, wait_until, Lab, Node};
 
@@ -29,19 +28,6 @@ const FLOOD_RATE: u32 = 12_000;
 /// scaled by the adaptive factor (30 s x 1/3 = 10 s from when they were created): 5.6 s after
 /// this 5 s flood.
 const RECOVERY: Duration = Duration::from_secs(3);
-
-fn statuses(fw: &Fw) -> BTreeSet<String> {
-    fw.json(&["carp"])["vips"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["status"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn is(fw: &Fw, status: &str) -> bool {
-    statuses(fw) == BTreeSet::from([status.to_string()])
-}
 
 /// A copy of the lab config `name` with `system.state_limit = LIMIT`, in the lab's log dir.
 fn limited_config(lab: &Lab, name: &str) -> String {

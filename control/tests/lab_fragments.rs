@@ -14,9 +14,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
-use common::{config, Fw, LONG, POLL};
+use common::{config, is, statuses, Fw, LONG, POLL};
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node};
 
@@ -63,20 +61,6 @@ sys.exit(0 if ok == count else 1)
 
 const UDP_PORT: &str = "9000";
 const CLIENT_PORT: &str = "40000";
-
-fn statuses(fw: &Fw) -> BTreeSet<String> {
-    let carp = fw.json(&["carp"]);
-    carp["vips"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["status"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn is(fw: &Fw, status: &str) -> bool {
-    statuses(fw) == BTreeSet::from([status.to_string()])
-}
 
 /// `ping -s 3000` from the client to the server: every reply back (retried for up to 30 s
 /// while the path settles: ARP, a takeover).

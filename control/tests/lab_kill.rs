@@ -6,26 +6,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{config, Fw, LONG, POLL};
+use common::{config, is, statuses, Fw, LONG, POLL};
 use tandem_testlab::topology::CLIENT_IP;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node};
-
-fn statuses(fw: &Fw) -> BTreeSet<String> {
-    fw.json(&["carp"])["vips"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["status"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn is(fw: &Fw, status: &str) -> bool {
-    statuses(fw) == BTreeSet::from([status.to_string()])
-}
 
 /// How many states `tandemctl states FILTERS` counts.
 fn count(fw: &Fw, filters: &[&str]) -> u64 {

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{config, serve_blob, sha256_of, Fw, Served, LONG, POLL};
+use common::{config, is, serve_blob, sha256_of, statuses, Fw, Served, LONG, POLL};
 use serde_json::Value;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
@@ -19,20 +19,6 @@ use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
 /// Master down at advbase 1 (3 s + skew/256), plus one advert interval: the longest a ping may
 /// go unanswered when the primary dies.
 const DETECTION: Duration = Duration::from_millis(3_004 + 1_004);
-
-fn statuses(fw: &Fw) -> BTreeSet<String> {
-    let carp = fw.json(&["carp"]);
-    carp["vips"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["status"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn is(fw: &Fw, status: &str) -> bool {
-    statuses(fw) == BTreeSet::from([status.to_string()])
-}
 
 /// The states of a box as comparable tuples: (id, proto, stack, wire).
 fn state_set(fw: &Fw) -> BTreeSet<(String, String, String, String)> {

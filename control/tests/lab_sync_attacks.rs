@@ -7,23 +7,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{config, find_counter, Fw, LONG, POLL};
+use common::{config, find_counter, is, statuses, Fw, LONG, POLL};
 use serde_json::Value;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node};
-
-fn statuses(fw: &Fw) -> BTreeSet<String> {
-    fw.json(&["carp"])["vips"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["status"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn is(fw: &Fw, status: &str) -> bool {
-    statuses(fw) == BTreeSet::from([status.to_string()])
-}
 
 /// A counter that an older build may not have: 0 then (the test must fail on behaviour, not
 /// on a missing name).

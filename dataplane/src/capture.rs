@@ -338,7 +338,7 @@ fn realtime_ns() -> u64 {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use std::sync::Arc;
 

@@ -221,7 +221,7 @@ counters! {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
 
     #[test]

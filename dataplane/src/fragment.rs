@@ -299,7 +299,7 @@ impl Default for FragTable {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
 
     const A: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 100);

@@ -858,7 +858,7 @@ fn read_u32(b: &[u8], off: usize) -> u32 {
 const _: () = assert!(FRAME_SIZE >= 128 + ETH + ipv4::HEADER_LEN + icmp::HEADER_LEN);
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use crate::filter::Ruleset;
     use crate::route::RouteTable;

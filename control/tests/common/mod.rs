@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -10,6 +11,21 @@ use serde_json::Value;
 use tandem_testlab::{wait_until, Lab, Node, Proc};
 
 pub const LONG: Duration = Duration::from_secs(30);
+
+/// The distinct CARP states of a box's VIPs (`MASTER`, `BACKUP`, ...), from `tandemctl carp`.
+pub fn statuses(fw: &Fw) -> BTreeSet<String> {
+    fw.json(&["carp"])["vips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["status"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Whether every VIP of the box is in `status`.
+pub fn is(fw: &Fw, status: &str) -> bool {
+    statuses(fw) == BTreeSet::from([status.to_string()])
+}
 pub const POLL: Duration = Duration::from_millis(50);
 
 pub fn workspace() -> PathBuf {

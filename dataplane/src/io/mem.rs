@@ -94,7 +94,7 @@ impl Port for MemPort {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
 
     #[test]

@@ -303,7 +303,7 @@ pub fn emit_gratuitous_arp(buf: &mut [u8], mac: MacAddr, ip: Ipv4Addr) -> usize 
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use proptest::prelude::*;
 

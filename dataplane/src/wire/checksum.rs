@@ -121,7 +121,7 @@ pub fn update_addr(csum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use proptest::prelude::*;
 

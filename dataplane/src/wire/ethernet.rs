@@ -175,7 +175,7 @@ impl EthernetRepr {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use proptest::prelude::*;
 

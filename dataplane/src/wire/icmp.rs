@@ -455,7 +455,7 @@ pub fn may_send_error<T: AsRef<[u8]>>(invoking: &Ipv4Packet<T>) -> bool {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use crate::wire::ipv4::Ipv4Repr;
     use proptest::prelude::*;

@@ -467,7 +467,7 @@ impl Ipv4Repr {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use proptest::prelude::*;
 

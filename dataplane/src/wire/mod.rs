@@ -173,7 +173,7 @@ impl std::str::FromStr for MacAddr {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     //! Whole frames through the chain of views, as the pipeline walks them, checked against
     //! frames etherparse builds.
 

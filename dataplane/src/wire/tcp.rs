@@ -609,7 +609,7 @@ impl TcpRepr {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
 
     #[test]

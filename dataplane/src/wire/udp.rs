@@ -263,7 +263,7 @@ impl UdpRepr {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use proptest::prelude::*;
 
