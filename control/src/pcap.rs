@@ -1,21 +1,24 @@
-//! A writer of classic libpcap files, what `tandemctl capture --write` produces and tcpdump,
-//! tshark and Wireshark read.
+//! The pcap files `tandemctl capture --write` produces (tcpdump, tshark and Wireshark read
+//! them): classic libpcap format, Ethernet link type, nanosecond timestamps by default, written
+//! by the `pcap-file` crate. This wrapper fixes tandem's choices (little-endian, snaplen 65535,
+//! frames longer than that cut) and counts the frames.
 //!
-//! Format (all fields little-endian here; readers tell the byte order from the magic):
-//! a 24-byte file header `magic u32, version_major u16 = 2, version_minor u16 = 4,
-//! thiszone i32 = 0, sigfigs u32 = 0, snaplen u32, linktype u32 = 1 (Ethernet)`, then per frame
-//! a 16-byte record header `ts_sec u32, ts_frac u32, incl_len u32, orig_len u32` and `incl_len`
-//! bytes. The magic says what `ts_frac` counts: 0xa1b2c3d4 microseconds, 0xa1b23c4d
-//! nanoseconds.
+//! The format: a 24-byte file header (magic, version 2.4, snaplen, link type), then per frame a
+//! 16-byte record header (seconds, fraction, included and original length) and the bytes. The
+//! magic says what the fraction counts: 0xa1b2c3d4 microseconds, 0xa1b23c4d nanoseconds.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use pcap_file::pcap::{PcapHeader, PcapPacket};
+use pcap_file::{DataLink, Endianness, TsResolution};
 
 /// Magic of a file whose timestamps count microseconds.
 pub const MAGIC_MICROS: u32 = 0xa1b2_c3d4;
 /// Magic of a file whose timestamps count nanoseconds.
 pub const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
-/// LINKTYPE_ETHERNET.
-pub const LINKTYPE_ETHERNET: u32 = 1;
 /// The largest frame the file says it holds; longer frames are cut to it.
 pub const SNAPLEN: u32 = 65535;
 
@@ -30,9 +33,32 @@ pub enum Resolution {
 /// Writes a pcap file header, then one record per [`PcapWriter::write_frame`].
 #[derive(Debug)]
 pub struct PcapWriter<W: Write> {
-    out: W,
-    resolution: Resolution,
+    inner: pcap_file::pcap::PcapWriter<Shared<W>>,
+    /// The same writer, for `flush` and `into_inner` (pcap-file's writer gives no access to
+    /// its own until it is consumed).
+    out: Rc<RefCell<W>>,
     frames: u64,
+}
+
+/// A writer shared with the pcap-file writer (one thread; borrowed only while writing).
+#[derive(Debug)]
+struct Shared<W>(Rc<RefCell<W>>);
+
+impl<W: Write> Write for Shared<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+fn io_err(e: pcap_file::PcapError) -> io::Error {
+    match e {
+        pcap_file::PcapError::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
 }
 
 impl<W: Write> PcapWriter<W> {
@@ -42,22 +68,26 @@ impl<W: Write> PcapWriter<W> {
     }
 
     /// A writer with timestamps of the given resolution; writes the file header.
-    pub fn with_resolution(mut out: W, resolution: Resolution) -> io::Result<PcapWriter<W>> {
-        let magic = match resolution {
-            Resolution::Micros => MAGIC_MICROS,
-            Resolution::Nanos => MAGIC_NANOS,
+    pub fn with_resolution(out: W, resolution: Resolution) -> io::Result<PcapWriter<W>> {
+        let header = PcapHeader {
+            version_major: 2,
+            version_minor: 4,
+            ts_correction: 0,
+            ts_accuracy: 0,
+            snaplen: SNAPLEN,
+            datalink: DataLink::ETHERNET,
+            ts_resolution: match resolution {
+                Resolution::Micros => TsResolution::MicroSecond,
+                Resolution::Nanos => TsResolution::NanoSecond,
+            },
+            endianness: Endianness::Little,
         };
-        let mut h = [0u8; 24];
-        h[0..4].copy_from_slice(&magic.to_le_bytes());
-        h[4..6].copy_from_slice(&2u16.to_le_bytes());
-        h[6..8].copy_from_slice(&4u16.to_le_bytes());
-        // thiszone and sigfigs stay 0.
-        h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
-        h[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
-        out.write_all(&h)?;
+        let out = Rc::new(RefCell::new(out));
+        let inner = pcap_file::pcap::PcapWriter::with_header(Shared(out.clone()), header)
+            .map_err(io_err)?;
         Ok(PcapWriter {
+            inner,
             out,
-            resolution,
             frames: 0,
         })
     }
@@ -66,22 +96,12 @@ impl<W: Write> PcapWriter<W> {
     /// the wire was `orig_len` (at least `bytes.len()`). Bytes past [`SNAPLEN`] are cut.
     pub fn write_frame(&mut self, ts_ns: u64, bytes: &[u8], orig_len: u32) -> io::Result<()> {
         let incl = &bytes[..bytes.len().min(SNAPLEN as usize)];
-        let incl_len = u32::try_from(incl.len()).unwrap_or(SNAPLEN);
         let orig_len = orig_len.max(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
-        let secs = u32::try_from(ts_ns / 1_000_000_000).unwrap_or(u32::MAX);
-        let nanos = ts_ns % 1_000_000_000;
-        let frac = match self.resolution {
-            Resolution::Micros => nanos / 1000,
-            Resolution::Nanos => nanos,
-        };
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&secs.to_le_bytes());
-        // frac < 10^9 fits in a u32.
-        h[4..8].copy_from_slice(&u32::try_from(frac).unwrap_or(0).to_le_bytes());
-        h[8..12].copy_from_slice(&incl_len.to_le_bytes());
-        h[12..16].copy_from_slice(&orig_len.to_le_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(incl)?;
+        // The format's seconds are 32 bits: a clock past 2106 is written as its last second.
+        let ts = Duration::from_nanos(ts_ns.min(u64::from(u32::MAX) * 1_000_000_000 + 999_999_999));
+        self.inner
+            .write_packet(&PcapPacket::new(ts, orig_len, incl))
+            .map_err(io_err)?;
         self.frames += 1;
         Ok(())
     }
@@ -92,18 +112,22 @@ impl<W: Write> PcapWriter<W> {
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.out.borrow_mut().flush()
     }
 
     /// The underlying writer, flushed.
-    pub fn into_inner(mut self) -> io::Result<W> {
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn into_inner(self) -> io::Result<W> {
+        drop(self.inner.into_writer());
+        let out = Rc::try_unwrap(self.out)
+            .map_err(|_| io::Error::other("the pcap writer is still shared"))?;
+        let mut out = out.into_inner();
+        out.flush()?;
+        Ok(out)
     }
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
 
     #[test]
