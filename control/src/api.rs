@@ -819,7 +819,7 @@ pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use serde_json::json;
 

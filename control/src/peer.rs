@@ -114,7 +114,7 @@ pub fn group_id(name: &str) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
 
     fn peer(uid: u32, gid: u32) -> Peer {

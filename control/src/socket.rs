@@ -386,7 +386,7 @@ pub fn request(path: &Path, req: &Request, timeout: Duration) -> Result<Value, C
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
     use serde_json::json;
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -412,7 +412,7 @@ impl Daemon {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use std::net::Ipv4Addr;
 
     use tandem_dataplane::filter::proto;

@@ -264,7 +264,7 @@ impl Collector for Snapshot {
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
 
     #[test]

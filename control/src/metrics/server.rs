@@ -382,7 +382,7 @@ fn census(shared: &Shared, table: &tandem_dataplane::state::StateTable) -> Arc<s
 }
 
 #[cfg(test)]
-mod test {
+mod tests {
     use super::*;
 
     #[test]
