@@ -1,0 +1,153 @@
+//! Removing and walking states: removal by state or id, flush, walks and snapshots for the CLI
+//! and the bulk update, the housekeeping's expiry sweep, and the consistency check tests use.
+
+use super::*;
+
+impl StateTable {
+    /// Remove `state` from the table (both keys and its id) and journal the deletion. False
+    /// if it was not in the table (already removed by someone else). Must not be called inside
+    /// a [`StateTable::with_state`] closure.
+    pub fn remove(&self, state: &Arc<State>) -> bool {
+        {
+            let mut shard = self.id_shard(&state.id);
+            match shard.get(&state.id) {
+                Some(s) if Arc::ptr_eq(&s.0, state) => {
+                    shard.remove(&state.id);
+                }
+                _ => return false,
+            }
+        }
+        state.mark_removed();
+        self.keys
+            .remove_if(&state.stack, |k, _| Arc::ptr_eq(&k.state, state));
+        self.keys
+            .remove_if(&state.reply, |k, _| Arc::ptr_eq(&k.state, state));
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        if state.is_src_tracked() {
+            self.src_nodes.release(state.rule, state.stack.src);
+        }
+        self.journal.record(JournalKind::Delete, state);
+        true
+    }
+
+    /// Remove the state with pfsync identity `id` (a peer's delete).
+    pub fn remove_by_id(&self, id: &SyncId) -> bool {
+        match self.get_by_id(id) {
+            Some(s) => self.remove(&s),
+            None => false,
+        }
+    }
+
+    /// Remove every state (pfctl -F state). Returns how many.
+    pub fn flush(&self) -> usize {
+        self.snapshot().iter().filter(|s| self.remove(s)).count()
+    }
+
+    /// Call `f` on every state, one id shard at a time (the CLI, the bulk update). A shard's
+    /// lock is held while `f` runs on its states: `f` must be quick and must not remove.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<State>)) {
+        for shard in self.ids.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.iter().for_each(|b| f(&b.0));
+        }
+    }
+
+    /// Every state, for the CLI (allocates: not for the workers).
+    pub fn snapshot(&self) -> Vec<Arc<State>> {
+        let mut v = Vec::with_capacity(self.len());
+        self.for_each(|s| v.push(Arc::clone(s)));
+        v
+    }
+
+    /// Walk the next part of the table and remove the states expired at `now`. Visits whole id
+    /// shards until at least `budget` states were looked at, resuming next call where this one
+    /// stopped; a full pass takes about `len() / budget` calls. Returns how many were removed.
+    ///
+    /// For the housekeeping thread, never a worker. The walk uses the id index, not the key
+    /// map: a shard's lock is held while its states' expiry words are read (atomics, no state
+    /// mutex), and no worker reads the id index, so lookups never wait for expiry. Expired
+    /// states are removed afterwards, one key slot at a time. dashmap's `retain` was not used:
+    /// it write-locks a whole key shard (stalling every lookup in it) for the length of the
+    /// walk, and cannot remove a state's other key, which may live in the same shard.
+    pub fn expire(&self, now: Millis, budget: usize) -> usize {
+        let timeouts = self.timeouts();
+        let adaptive = timeouts
+            .adaptive
+            .unwrap_or_else(|| Adaptive::for_limit(self.limit()));
+        let states = self.len() as u64;
+        let pressure = states * 100 >= u64::from(self.limit()) * PRESSURE_PERCENT;
+        let mut victims = Vec::new();
+        let mut visited = 0;
+        let mut cursor = self.cursor.load(Ordering::Relaxed) % ID_SHARDS;
+        for _ in 0..ID_SHARDS {
+            {
+                let shard = self.ids[cursor]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                visited += shard.len();
+                victims.extend(
+                    shard
+                        .iter()
+                        .filter(|b| b.0.evictable(&timeouts, &adaptive, states, now, pressure))
+                        .map(|b| Arc::clone(&b.0)),
+                );
+            }
+            cursor = (cursor + 1) % ID_SHARDS;
+            if visited >= budget {
+                break;
+            }
+        }
+        self.cursor.store(cursor, Ordering::Relaxed);
+        let removed = victims.iter().filter(|s| self.remove(s)).count();
+        self.src_nodes.expire(now);
+        removed
+    }
+
+    /// How many states the housekeeping's next [`StateTable::expire`] call should look at:
+    /// `len / EXPIRE_SLICES`, at least [`MIN_EXPIRE_BUDGET`] (see [`EXPIRE_SLICES`]).
+    pub fn expire_budget(&self) -> usize {
+        (self.len() / EXPIRE_SLICES).max(MIN_EXPIRE_BUDGET)
+    }
+
+    /// An estimate of the table's memory from the maps' capacities and `size_of` (bytes).
+    /// Counts hashbrown slots (entry + one control byte), the states (`Arc` header included,
+    /// rounded up to glibc's 16-byte chunks with their 8-byte header), not allocator slack.
+    pub fn memory_estimate(&self) -> usize {
+        let key_slot = std::mem::size_of::<(Slot, ())>() + 1;
+        let id_slot = std::mem::size_of::<ById>() + 1;
+        // hashbrown holds capacity * 8 / 7 buckets.
+        let key_buckets = self.keys.capacity() * 8 / 7;
+        let id_buckets: usize = self
+            .ids
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).capacity() * 8 / 7)
+            .sum();
+        let arc_state = (std::mem::size_of::<State>() + 16 + 8).div_ceil(16) * 16;
+        key_buckets * key_slot + id_buckets * id_slot + self.len() * arc_state
+    }
+
+    /// Test support: every key slot points to a live state indexed by id, every indexed state
+    /// has both keys, and the count matches.
+    #[cfg(test)]
+    pub(crate) fn check_consistency(&self) -> Result<(), String> {
+        let ids: Vec<Arc<State>> = self.snapshot();
+        if ids.len() != self.len() {
+            return Err(format!("count {} but {} ids", self.len(), ids.len()));
+        }
+        if self.keys.len() != 2 * ids.len() {
+            return Err(format!("{} keys for {} states", self.keys.len(), ids.len()));
+        }
+        for s in &ids {
+            for dir in [Direction::Original, Direction::Reply] {
+                match self.keys.get(s.key(dir)) {
+                    Some(r) if Arc::ptr_eq(&r.key().state, s) && r.key().dir == dir => {}
+                    _ => return Err(format!("state {:?} missing its {dir:?} key", { s.id.id })),
+                }
+            }
+            if s.is_removed() {
+                return Err(format!("state {:?} indexed but removed", { s.id.id }));
+            }
+        }
+        Ok(())
+    }
+}

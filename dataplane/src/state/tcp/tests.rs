@@ -1,0 +1,416 @@
+use super::flags::*;
+use super::*;
+use Direction::{Original as O, Reply as R};
+
+fn seg(flags: u8, seq: u32, ack: u32, win: u16, len: u16) -> TcpSegment {
+    TcpSegment {
+        flags,
+        seq,
+        ack,
+        win,
+        wscale: None,
+        payload_len: len,
+    }
+}
+
+const C: u32 = 1_000; // client ISN
+const S: u32 = 50_000; // server ISN
+
+/// Client SYN, server SYN|ACK, client ACK: both established.
+fn handshake() -> (TcpPeer, TcpPeer) {
+    let syn = seg(SYN, C, 0, 65_535, 0);
+    let (mut a, mut b) = first_packet(&syn);
+    assert_eq!((a.state, b.state), (PeerState::SYN_SENT, PeerState::CLOSED));
+    assert_eq!(
+        track(&mut a, &mut b, &seg(SYN | ACK, S, C + 1, 65_535, 0), R),
+        Ok(Some(TimeoutClass::TcpOpening))
+    );
+    assert_eq!(a.state, PeerState::ESTABLISHED);
+    assert_eq!(b.state, PeerState::SYN_SENT);
+    assert_eq!(
+        track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 65_535, 0), O),
+        Ok(Some(TimeoutClass::TcpEstablished))
+    );
+    assert_eq!(b.state, PeerState::ESTABLISHED);
+    (a, b)
+}
+
+/// A backup's copy lags: the server has sent 1 MB more than the copy saw and the client has
+/// acked it. pf's check refuses the client's ack (more than MAXACKWINDOW ahead); catch_up
+/// moves the copy forward, and the ack then tracks strictly. RSTs, SYNs and segments beyond
+/// CATCH_UP_MAX are not caught up.
+#[test]
+fn a_lagging_copy_catches_up_with_segments_ahead_but_not_with_resets() {
+    let (mut a, mut b) = handshake();
+    let ahead = S + 1 + 1_000_000;
+    let ack = seg(ACK, C + 1, ahead, 65_535, 0);
+    assert_eq!(
+        track(&mut a, &mut b, &ack, O),
+        Err(TrackError::BadWindow),
+        "pf refuses it"
+    );
+    let (a0, b0) = (a, b);
+    assert!(!catch_up(
+        &mut a,
+        &mut b,
+        &seg(RST | ACK, C + 1, ahead, 0, 0),
+        O
+    ));
+    assert!(!catch_up(
+        &mut a,
+        &mut b,
+        &seg(ACK, C + 1, S + 1 + CATCH_UP_MAX + 10, 65_535, 0),
+        O
+    ));
+    assert_eq!((a, b), (a0, b0), "nothing moved");
+    assert!(catch_up(&mut a, &mut b, &ack, O));
+    assert!(
+        track(&mut a, &mut b, &ack, O).is_ok(),
+        "after catching up the ack tracks"
+    );
+    assert!(seq_geq(b.seqlo, ahead), "the server's side moved forward");
+    // The server's next data (the reply direction) is in the window again.
+    assert!(track(&mut a, &mut b, &seg(ACK, ahead, C + 1, 65_535, 1448), R).is_ok());
+}
+
+#[test]
+fn handshake_data_and_close_pass() {
+    let (mut a, mut b) = handshake();
+    // Client sends 1000 bytes twice, server acks and answers with 500.
+    assert!(track(
+        &mut a,
+        &mut b,
+        &seg(ACK | PSH, C + 1, S + 1, 65_535, 1000),
+        O
+    )
+    .is_ok());
+    assert!(track(
+        &mut a,
+        &mut b,
+        &seg(ACK | PSH, C + 1001, S + 1, 65_535, 1000),
+        O
+    )
+    .is_ok());
+    assert_eq!(
+        track(
+            &mut a,
+            &mut b,
+            &seg(ACK | PSH, S + 1, C + 2001, 65_535, 500),
+            R
+        ),
+        Ok(Some(TimeoutClass::TcpEstablished))
+    );
+    assert_eq!(a.seqlo, C + 2001);
+    assert_eq!(b.seqlo, S + 501);
+    // Client closes.
+    assert_eq!(
+        track(
+            &mut a,
+            &mut b,
+            &seg(FIN | ACK, C + 2001, S + 501, 65_535, 0),
+            O
+        ),
+        Ok(Some(TimeoutClass::TcpClosing))
+    );
+    assert_eq!(a.state, PeerState::CLOSING);
+    // Server acks the FIN and sends its own.
+    assert_eq!(
+        track(
+            &mut a,
+            &mut b,
+            &seg(FIN | ACK, S + 501, C + 2002, 65_535, 0),
+            R
+        ),
+        Ok(Some(TimeoutClass::TcpFinWait))
+    );
+    assert_eq!(a.state, PeerState::FIN_WAIT_2);
+    assert_eq!(b.state, PeerState::CLOSING);
+    // Client acks the server's FIN: both closed.
+    assert_eq!(
+        track(&mut a, &mut b, &seg(ACK, C + 2002, S + 502, 65_535, 0), O),
+        Ok(Some(TimeoutClass::TcpClosed))
+    );
+    assert_eq!(
+        (a.state, b.state),
+        (PeerState::FIN_WAIT_2, PeerState::FIN_WAIT_2)
+    );
+    // A new SYN on the closed ports: port reuse.
+    assert_eq!(
+        track(&mut a, &mut b, &seg(SYN, C + 90_000, 0, 65_535, 0), O),
+        Err(TrackError::PortReuse)
+    );
+}
+
+#[test]
+fn out_of_window_data_is_rejected() {
+    let (mut a, mut b) = handshake();
+    let before = (a, b);
+    // 200 KB ahead of what the server's 64 KB window allows.
+    assert_eq!(
+        track(
+            &mut a,
+            &mut b,
+            &seg(ACK, C + 1 + 200_000, S + 1, 65_535, 100),
+            O
+        ),
+        Err(TrackError::BadWindow)
+    );
+    // Far behind (more than a window back).
+    assert_eq!(
+        track(
+            &mut a,
+            &mut b,
+            &seg(ACK, C.wrapping_sub(100_000), S + 1, 65_535, 100),
+            O
+        ),
+        Err(TrackError::BadWindow)
+    );
+    // Acking data the server never sent.
+    assert_eq!(
+        track(
+            &mut a,
+            &mut b,
+            &seg(ACK, C + 1, S + 1 + 200_000, 65_535, 0),
+            O
+        ),
+        Err(TrackError::BadWindow)
+    );
+    assert_eq!((a, b), before, "a rejected segment changes nothing");
+}
+
+#[test]
+fn rst_must_hit_the_sequence() {
+    let (mut a, mut b) = handshake();
+    assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 65_535, 1000), O).is_ok());
+    // A blind RST inside the window but not at the sequence: rejected.
+    assert_eq!(
+        track(&mut a, &mut b, &seg(RST, S + 1 + 3000, 0, 0, 0), R),
+        Err(TrackError::BadWindow)
+    );
+    // Far outside the window: rejected.
+    assert_eq!(
+        track(&mut a, &mut b, &seg(RST, S + 10_000_000, 0, 0, 0), R),
+        Err(TrackError::BadWindow)
+    );
+    assert_eq!(b.state, PeerState::ESTABLISHED);
+    // The exact one: both sides to TIME_WAIT.
+    assert_eq!(
+        track(&mut a, &mut b, &seg(RST | ACK, S + 1, C + 1001, 0, 0), R),
+        Ok(Some(TimeoutClass::TcpClosed))
+    );
+    assert_eq!(
+        (a.state, b.state),
+        (PeerState::TIME_WAIT, PeerState::TIME_WAIT)
+    );
+}
+
+#[test]
+fn retransmissions_pass() {
+    let (mut a, mut b) = handshake();
+    let data = seg(ACK | PSH, C + 1, S + 1, 65_535, 1400);
+    assert!(track(&mut a, &mut b, &data, O).is_ok());
+    assert!(track(
+        &mut a,
+        &mut b,
+        &seg(ACK | PSH, C + 1401, S + 1, 65_535, 1400),
+        O
+    )
+    .is_ok());
+    // The first segment again, then the SYN|ACK again (lost ACK).
+    assert_eq!(
+        track(&mut a, &mut b, &data, O),
+        Ok(Some(TimeoutClass::TcpEstablished))
+    );
+    assert!(track(&mut a, &mut b, &seg(SYN | ACK, S, C + 1, 65_535, 0), R).is_ok());
+    assert_eq!(a.seqlo, C + 2801, "a retransmission never moves seqlo back");
+    // A duplicate of the client's SYN.
+    assert!(track(&mut a, &mut b, &seg(SYN, C, 0, 65_535, 0), O).is_ok());
+}
+
+/// The ICMP quote check reads the sender's peer, and the receiver's window scaled when both
+/// sides scale; it works across the sequence space's wrap.
+#[test]
+fn icmp_quote_fits_the_senders_window() {
+    let (a, b) = handshake();
+    // Client: seqlo C (pf keeps the ISN until data moves it), seqhi the server's ack plus
+    // its window; the server's max_win 65535.
+    assert_eq!((a.seqlo, a.seqhi, b.max_win), (C, C + 1 + 65_535, 65_535));
+    assert!(icmp_quote_fits(&a, &b, O, C + 1));
+    assert!(icmp_quote_fits(&a, &b, O, C + 1 + 65_535));
+    assert!(!icmp_quote_fits(&a, &b, O, C + 1 + 65_536));
+    assert!(icmp_quote_fits(&a, &b, O, C.wrapping_sub(65_535)));
+    assert!(!icmp_quote_fits(&a, &b, O, C.wrapping_sub(65_536)));
+    // Quoted as the server's, the server's peer decides.
+    assert!(icmp_quote_fits(&a, &b, R, S + 1));
+    assert!(icmp_quote_fits(&a, &b, R, S + 1 + 65_535));
+    assert!(!icmp_quote_fits(&a, &b, R, S + 1 + 65_536));
+    assert!(!icmp_quote_fits(&a, &b, R, (S + 1) ^ 0x8000_0000));
+
+    // Scaled: the receiver's max_win counts shifted (4 << 14 = 65536 below seqlo).
+    let near_wrap = TcpPeer {
+        seqlo: 10,
+        seqhi: 10 + 200_000,
+        max_win: 502,
+        wscale: WSCALE_FLAG | 7,
+        state: PeerState::ESTABLISHED,
+    };
+    let other = TcpPeer {
+        seqlo: S,
+        seqhi: S + 64_256,
+        max_win: 4,
+        wscale: WSCALE_FLAG | 14,
+        state: PeerState::ESTABLISHED,
+    };
+    assert!(icmp_quote_fits(
+        &near_wrap,
+        &other,
+        O,
+        10u32.wrapping_sub(65_536)
+    ));
+    assert!(!icmp_quote_fits(
+        &near_wrap,
+        &other,
+        O,
+        10u32.wrapping_sub(65_537)
+    ));
+    assert!(icmp_quote_fits(&near_wrap, &other, O, 200_010));
+    assert!(!icmp_quote_fits(&near_wrap, &other, O, 200_011));
+    // Without scaling on both sides, the window is not shifted.
+    let unscaled = TcpPeer { wscale: 0, ..other };
+    assert!(!icmp_quote_fits(
+        &near_wrap,
+        &unscaled,
+        O,
+        10u32.wrapping_sub(5)
+    ));
+    assert!(icmp_quote_fits(
+        &near_wrap,
+        &unscaled,
+        O,
+        10u32.wrapping_sub(4)
+    ));
+}
+
+#[test]
+fn window_scaling_both_sides() {
+    // Client offers shift 7 with a 64240 window field (SYN windows are never scaled).
+    let syn = TcpSegment {
+        wscale: Some(7),
+        ..seg(SYN, C, 0, 64_240, 0)
+    };
+    let (mut a, mut b) = first_packet(&syn);
+    assert_eq!(a.wscale, WSCALE_FLAG | 7);
+    // pf stores the SYN's window scaled down, rounding up: ceil(64240 / 128) = 502.
+    assert_eq!(a.max_win, 502);
+    let synack = TcpSegment {
+        wscale: Some(20), // clamped to 14
+        ..seg(SYN | ACK, S, C + 1, 65_535, 0)
+    };
+    assert!(track(&mut a, &mut b, &synack, R).is_ok());
+    assert_eq!(b.wscale, WSCALE_FLAG | 14);
+    assert_eq!(b.max_win, 4); // ceil(65535 / 16384)
+    assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 502, 0), O).is_ok());
+    // The client's window is now 502 << 7 = 64256 bytes: the server may send that far.
+    assert_eq!(b.seqhi, S + 1 + 502 * 128);
+    // Server announces 10 << 14 = 163840: the client may send 150 KB in one go.
+    assert!(track(&mut a, &mut b, &seg(ACK, S + 1, C + 1, 10, 0), R).is_ok());
+    assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 502, 1400), O).is_ok());
+    assert!(track(&mut a, &mut b, &seg(ACK, C + 150_001, S + 1, 502, 1400), O).is_ok());
+    // But not past 10 << 14.
+    assert_eq!(
+        track(&mut a, &mut b, &seg(ACK, C + 170_000, S + 1, 502, 1400), O),
+        Err(TrackError::BadWindow)
+    );
+}
+
+#[test]
+fn scaling_needs_both_sides() {
+    let syn = TcpSegment {
+        wscale: Some(7),
+        ..seg(SYN, C, 0, 64_240, 0)
+    };
+    let (mut a, mut b) = first_packet(&syn);
+    // The server does not scale and offers 2000 bytes: the client's window is restored
+    // unscaled, its wscale cleared.
+    assert!(track(&mut a, &mut b, &seg(SYN | ACK, S, C + 1, 2000, 0), R).is_ok());
+    assert_eq!(a.wscale, 0);
+    assert_eq!(a.max_win, 64_256);
+    assert_eq!(b.wscale, 0);
+    assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 64_240, 0), O).is_ok());
+    assert!(track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 64_240, 1400), O).is_ok());
+    // 2000 means 2000 bytes, not 2000 << 7: the next 1400 do not fit.
+    assert_eq!(a.seqhi, C + 1 + 2000);
+    assert_eq!(
+        track(&mut a, &mut b, &seg(ACK, C + 1401, S + 1, 64_240, 1400), O),
+        Err(TrackError::BadWindow)
+    );
+}
+
+#[test]
+fn stateless_levels() {
+    let (mut a, mut b, class) = first_stateless(PROTO_UDP);
+    assert_eq!(class, TimeoutClass::UdpFirst);
+    assert_eq!(
+        track_stateless(PROTO_UDP, &mut a, &mut b, O),
+        TimeoutClass::UdpSingle
+    );
+    assert_eq!(
+        track_stateless(PROTO_UDP, &mut a, &mut b, R),
+        TimeoutClass::UdpSingle
+    );
+    assert_eq!(
+        track_stateless(PROTO_UDP, &mut a, &mut b, O),
+        TimeoutClass::UdpMultiple
+    );
+    assert_eq!(
+        (a.state, b.state),
+        (PeerState::MULTIPLE, PeerState::MULTIPLE)
+    );
+    let (mut a, mut b, _) = first_stateless(PROTO_ICMP);
+    assert_eq!(
+        track_stateless(PROTO_ICMP, &mut a, &mut b, R),
+        TimeoutClass::IcmpError
+    );
+}
+
+#[test]
+fn merge_never_moves_backwards() {
+    let (a, b) = handshake();
+    let mut ahead = a;
+    ahead.seqlo = a.seqlo.wrapping_add(5000);
+    // Newer remote: applied.
+    let mut local = a;
+    assert!(merge_side(&mut local, &ahead, true, true));
+    assert_eq!(local, ahead);
+    // Older remote (window behind): refused, nothing changes.
+    assert!(!merge_side(&mut local, &a, true, true));
+    assert_eq!(local, ahead);
+    // A lower level is stale even with a higher seqlo.
+    let mut older = ahead;
+    older.state = PeerState::SYN_SENT;
+    older.seqlo = ahead.seqlo.wrapping_add(1);
+    assert!(!merge_side(&mut local, &older, true, true));
+    // dst side: a lower seqlo is stale once the side has sent, whatever the level.
+    let mut dst_local = b;
+    let mut closing = b;
+    closing.state = PeerState::CLOSING;
+    closing.seqlo = b.seqlo.wrapping_sub(100);
+    assert!(!merge_side(&mut dst_local, &closing, true, false));
+    assert_eq!(dst_local, b);
+    // Non-TCP: levels only.
+    let mut udp = TcpPeer {
+        state: PeerState::MULTIPLE,
+        ..TcpPeer::default()
+    };
+    let single = TcpPeer {
+        state: PeerState::SINGLE,
+        ..TcpPeer::default()
+    };
+    assert!(!merge_side(&mut udp, &single, false, true));
+    assert_eq!(udp.state, PeerState::MULTIPLE);
+}
+
+#[test]
+fn peer_is_small() {
+    assert_eq!(std::mem::size_of::<TcpPeer>(), 12);
+}
