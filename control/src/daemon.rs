@@ -70,7 +70,10 @@ pub enum DaemonError {
         path: String,
         source: std::io::Error,
     },
-    /// State sync could not start (the sync interface's socket, the key).
+    /// State sync could not start (the sync interface's socket, the key, the thread).
+    #[error("{0}")]
+    StateSync(crate::sync_service::SyncStartError),
+    /// A sync setting names what does not exist, or config sync could not start.
     #[error("{0}")]
     Sync(String),
     /// The DHCP thread could not be started.
@@ -85,6 +88,45 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
+}
+
+/// Why a config was not swapped in (`config apply`, SIGHUP); the running one stays, unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file cannot be read or does not validate (each error names its field).
+    #[error("{0}")]
+    Invalid(config::ConfigErrors),
+    /// On a config sync secondary: the file merged with the sections the primary pushed does
+    /// not validate.
+    #[error("{path}: with the sections pushed by {from} (version {version}) merged in:\n{}", .errors.join("\n"))]
+    Merge {
+        path: String,
+        from: String,
+        version: u64,
+        errors: Vec<String>,
+    },
+    /// `ha.config_sync`'s channel settings changed (its sections may change at any time).
+    #[error(
+        "{path}: ha.config_sync changed (other than its sections); restart tandemd to apply this"
+    )]
+    ConfigSyncChanged { path: String },
+    /// It validates but cannot run on this box as the next generation.
+    #[error("{path}: {source}")]
+    Prepare { path: String, source: PrepareError },
+}
+
+/// Why a valid config cannot be the next generation of the running box.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// It does not compile for this box (a device without a MAC, ...).
+    #[error("{0}")]
+    Compile(crate::compile::CompileError),
+    /// A setting the running threads were built with changed.
+    #[error("{0} changed; restart tandemd to apply this")]
+    RestartNeeded(&'static str),
+    /// The dataplane interfaces changed.
+    #[error("the dataplane interfaces changed ({old} -> {new}); restart tandemd to apply this")]
+    InterfacesChanged { old: String, new: String },
 }
 
 /// A running box.
@@ -266,7 +308,7 @@ impl Daemon {
                     from_peer: Some(lease_in_rx),
                 };
                 let service = SyncService::start(setup, dp.states.clone(), journal, clock)
-                    .map_err(DaemonError::Sync)?;
+                    .map_err(DaemonError::StateSync)?;
                 Some(service)
             }
             _ => None,
@@ -326,9 +368,9 @@ impl Daemon {
     /// Loads `path` (or the running config's file), compiles it and swaps it in atomically;
     /// `path` becomes the config file (SIGHUP reads it). Returns the new generation number. On
     /// any error nothing changes.
-    pub fn reload(&mut self, path: Option<&Path>) -> Result<u64, String> {
+    pub fn reload(&mut self, path: Option<&Path>) -> Result<u64, ReloadError> {
         let path = path.map_or_else(|| self.config_path.clone(), Path::to_path_buf);
-        let (file_config, file_text) = load(&path).map_err(|e| e.to_string())?;
+        let (file_config, file_text) = load(&path).map_err(ReloadError::Invalid)?;
         self.apply_file(path, file_config, file_text, true)
     }
 
@@ -336,8 +378,13 @@ impl Daemon {
     /// who read it with its own rights), named as `path`. With `adopt`, `path` becomes the
     /// config file as with [`reload`](Self::reload); without, the config file stays what it
     /// was (a restart or SIGHUP reads it again). Returns the new generation number.
-    pub fn apply_text(&mut self, path: &Path, text: String, adopt: bool) -> Result<u64, String> {
-        let config = parse_warned(path, &text).map_err(|e| e.to_string())?;
+    pub fn apply_text(
+        &mut self,
+        path: &Path,
+        text: String,
+        adopt: bool,
+    ) -> Result<u64, ReloadError> {
+        let config = parse_warned(path, &text).map_err(ReloadError::Invalid)?;
         self.apply_file(path.to_path_buf(), config, text, adopt)
     }
 
@@ -347,17 +394,16 @@ impl Daemon {
         file_config: Config,
         file_text: String,
         adopt: bool,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, ReloadError> {
         // On a config sync secondary the pushed sections stay in force over the file's.
         let (config, text) = match &self.pushed {
-            Some(p) => crate::config_sync::daemon::effective(&file_text, p).map_err(|e| {
-                format!(
-                    "{}: with the sections pushed by {} (version {}) merged in:\n{}",
-                    path.display(),
-                    p.from,
-                    p.version,
-                    e.join("\n")
-                )
+            Some(p) => crate::config_sync::daemon::effective(&file_text, p).map_err(|errors| {
+                ReloadError::Merge {
+                    path: path.display().to_string(),
+                    from: p.from.clone(),
+                    version: p.version,
+                    errors,
+                }
             })?,
             None => (file_config, file_text.clone()),
         };
@@ -373,14 +419,16 @@ impl Daemon {
                 .as_ref()
                 .map(|c| (c.sync_to, c.port, &c.username, &c.password))
         {
-            return Err(format!(
-                "{}: ha.config_sync changed (other than its sections); restart tandemd to apply this",
-                path.display()
-            ));
+            return Err(ReloadError::ConfigSyncChanged {
+                path: path.display().to_string(),
+            });
         }
         let prepared = self
             .prepare(config)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|source| ReloadError::Prepare {
+                path: path.display().to_string(),
+                source,
+            })?;
         if prepared.config.system.metrics_listen != self.config.system.metrics_listen {
             tracing::warn!(
                 "system.metrics.listen changed: the endpoint keeps its address until tandemd restarts"
@@ -405,9 +453,9 @@ impl Daemon {
 
     /// Compiles `config` as the next generation and checks that it can be swapped in: what the
     /// running threads were built with cannot change under them. Changes nothing.
-    pub(crate) fn prepare(&self, config: Config) -> Result<Prepared, String> {
+    pub(crate) fn prepare(&self, config: Config) -> Result<Prepared, PrepareError> {
         let number = self.generation + 1;
-        let compiled = compile(&config, number, &device_mac).map_err(|e| e.to_string())?;
+        let compiled = compile(&config, number, &device_mac).map_err(PrepareError::Compile)?;
         // What the running threads were built with cannot change under them: say so rather than
         // apply half of the file.
         let restart_needed = [
@@ -425,14 +473,13 @@ impl Daemon {
             ),
         ];
         if let Some((_, field)) = restart_needed.iter().find(|(changed, _)| *changed) {
-            return Err(format!("{field} changed; restart tandemd to apply this"));
+            return Err(PrepareError::RestartNeeded(field));
         }
         if compiled.devices != self.compiled_devices {
-            return Err(format!(
-                "the dataplane interfaces changed ({} -> {}); restart tandemd to apply this",
-                self.compiled_devices.join(","),
-                compiled.devices.join(",")
-            ));
+            return Err(PrepareError::InterfacesChanged {
+                old: self.compiled_devices.join(","),
+                new: compiled.devices.join(","),
+            });
         }
         Ok(Prepared {
             config,

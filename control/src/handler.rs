@@ -28,17 +28,19 @@ impl Handler for Daemon {
                 api::to_data(&carp_reply(&self.carp.status(Instant::now())))
             }
             Command::MaintenanceOn | Command::MaintenanceOff => {
-                self.carp.set_maintenance(
-                    matches!(Command::of(req)?, Command::MaintenanceOn),
-                    Instant::now(),
-                )?;
+                self.carp
+                    .set_maintenance(
+                        matches!(Command::of(req)?, Command::MaintenanceOn),
+                        Instant::now(),
+                    )
+                    .map_err(|e| e.to_string())?;
                 api::to_data(&carp_reply(&self.carp.status(Instant::now())))
             }
             Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
-            Command::StatesKill => api::to_data(&crate::state_kill::kill(
-                &self.dp.states,
-                &api::parse_args(req)?,
-            )?),
+            Command::StatesKill => api::to_data(
+                &crate::state_kill::kill(&self.dp.states, &api::parse_args(req)?)
+                    .map_err(|e| e.to_string())?,
+            ),
             Command::Rules => api::to_data(&self.rules()),
             Command::Stats => api::to_data(&self.stats()),
             Command::DhcpLeases => api::to_data(&api::DhcpLeasesReply {
@@ -91,8 +93,9 @@ impl Handler for Daemon {
                         self.apply_text(std::path::Path::new(&path), text, adopt)
                     }
                 };
-                let generation = applied.inspect_err(|e| {
+                let generation = applied.map_err(|e| {
                     tracing::warn!("config apply refused, the running one stays: {e}");
+                    e.to_string()
                 })?;
                 api::to_data(&api::ConfigApplyReply {
                     generation,

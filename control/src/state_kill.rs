@@ -32,10 +32,26 @@ pub struct KillFilter {
     pub rule: Option<u32>,
 }
 
+/// Why a `states kill` request is refused (nothing is killed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KillError {
+    /// No filter and no `--all`: a slip must not empty the table.
+    #[error(
+        "states kill: give a filter (--addr, --port, --proto, --rule) or --all to kill every state"
+    )]
+    NoFilter,
+    /// `--all` with a filter: ambiguous.
+    #[error("states kill: --all takes no filter")]
+    AllWithFilter,
+    /// A protocol neither named nor a number.
+    #[error("states kill: unknown protocol {0:?} (tcp, udp, icmp or a number)")]
+    UnknownProtocol(String),
+}
+
 impl KillFilter {
     /// The filter of a request, or the refusal: no filter without `all` (a slip must not empty
     /// the table), `all` with a filter (ambiguous), an unknown protocol name.
-    pub fn of(args: &StatesKillArgs) -> Result<KillFilter, String> {
+    pub fn of(args: &StatesKillArgs) -> Result<KillFilter, KillError> {
         let proto = args.proto.as_deref().map(proto_number).transpose()?;
         let f = KillFilter {
             addr: args.addr,
@@ -45,11 +61,8 @@ impl KillFilter {
         };
         let filtered = f != KillFilter::ALL;
         match (filtered, args.all) {
-            (false, false) => Err(
-                "states kill: give a filter (--addr, --port, --proto, --rule) or --all to kill every state"
-                    .into(),
-            ),
-            (true, true) => Err("states kill: --all takes no filter".into()),
+            (false, false) => Err(KillError::NoFilter),
+            (true, true) => Err(KillError::AllWithFilter),
             _ => Ok(f),
         }
     }
@@ -80,14 +93,15 @@ fn touches(k: &FlowKey, a: Ipv4Addr) -> bool {
 }
 
 /// `tcp`, `udp`, `icmp` (any case) or a protocol number.
-fn proto_number(name: &str) -> Result<u8, String> {
+fn proto_number(name: &str) -> Result<u8, KillError> {
+    use tandem_dataplane::wire::ipv4::proto;
     match name.to_ascii_lowercase().as_str() {
-        "icmp" => Ok(1),
-        "tcp" => Ok(6),
-        "udp" => Ok(17),
-        other => other.parse().map_err(|_| {
-            format!("states kill: unknown protocol {name:?} (tcp, udp, icmp or a number)")
-        }),
+        "icmp" => Ok(proto::ICMP),
+        "tcp" => Ok(proto::TCP),
+        "udp" => Ok(proto::UDP),
+        other => other
+            .parse()
+            .map_err(|_| KillError::UnknownProtocol(name.to_string())),
     }
 }
 
@@ -96,7 +110,7 @@ fn proto_number(name: &str) -> Result<u8, String> {
 /// The matches are collected first and removed after the walk: [`StateTable::for_each`] holds
 /// a shard lock that `remove` takes too. A state that expired or was removed by the peer in
 /// between is not counted (`remove` returns false).
-pub fn kill(table: &StateTable, args: &StatesKillArgs) -> Result<StatesKillReply, String> {
+pub fn kill(table: &StateTable, args: &StatesKillArgs) -> Result<StatesKillReply, KillError> {
     let filter = KillFilter::of(args)?;
     let mut victims: Vec<Arc<State>> = Vec::new();
     table.for_each(|s| {
@@ -187,7 +201,8 @@ mod tests {
     fn a_kill_without_a_filter_or_all_is_refused_and_removes_nothing() {
         let (t, j) = table();
         let e = kill(&t, &args()).unwrap_err();
-        assert!(e.contains("--all"), "{e}");
+        assert_eq!(e, KillError::NoFilter);
+        assert!(e.to_string().contains("--all"), "{e}");
         let e = kill(
             &t,
             &StatesKillArgs {
@@ -197,7 +212,8 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.contains("no filter"), "{e}");
+        assert_eq!(e, KillError::AllWithFilter);
+        assert!(e.to_string().contains("no filter"), "{e}");
         let e = kill(
             &t,
             &StatesKillArgs {
@@ -206,7 +222,8 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.contains("unknown protocol"), "{e}");
+        assert_eq!(e, KillError::UnknownProtocol("sctp".into()));
+        assert!(e.to_string().contains("unknown protocol"), "{e}");
         assert_eq!(t.len(), 5);
         assert_eq!(j.0.load(Ordering::Relaxed), 0);
     }

@@ -82,6 +82,23 @@ pub struct LeaseLink {
     pub from_peer: Option<crossbeam_channel::Sender<Lease>>,
 }
 
+/// Why state sync could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncStartError {
+    /// `ha.state_sync.key` is unusable.
+    #[error("ha.state_sync.key: {0}")]
+    Key(tandem_sync::wire::KeyError),
+    /// The raw socket on the sync interface could not be opened.
+    #[error("state sync on {device}: {source}")]
+    Socket {
+        device: String,
+        source: std::io::Error,
+    },
+    /// The sync thread could not be started.
+    #[error("cannot start the sync thread: {0}")]
+    Thread(std::io::Error),
+}
+
 impl SyncService {
     /// Opens the socket and starts the thread. Errors name the device.
     pub fn start(
@@ -89,8 +106,8 @@ impl SyncService {
         table: Arc<StateTable>,
         journal: Arc<SyncJournal>,
         clock: Clock,
-    ) -> Result<SyncService, String> {
-        let key = SyncKey::new(&setup.key).map_err(|e| format!("ha.state_sync.key: {e}"))?;
+    ) -> Result<SyncService, SyncStartError> {
+        let key = SyncKey::new(&setup.key).map_err(SyncStartError::Key)?;
         let mut cfg = SyncConfig::new(setup.host_id, key, setup.peer);
         cfg.mtu = device_mtu(&setup.device).map_or(cfg.mtu, |m| m.saturating_sub(20));
         // A state directory we cannot use costs the persisted floor, not the sync: warn and go
@@ -107,8 +124,12 @@ impl SyncService {
             }
             None => None,
         };
-        let sock = RawIpSocket::open(&setup.device, setup.peer)
-            .map_err(|e| format!("state sync on {}: {e}", setup.device))?;
+        let sock = RawIpSocket::open(&setup.device, setup.peer).map_err(|source| {
+            SyncStartError::Socket {
+                device: setup.device.clone(),
+                source,
+            }
+        })?;
         let blocked = Arc::new(AtomicU64::new(0));
         let transport = RuleFilter {
             inner: sock,
@@ -139,7 +160,7 @@ impl SyncService {
                         &blocked,
                     )
                 })
-                .map_err(|e| format!("cannot start the sync thread: {e}"))?
+                .map_err(SyncStartError::Thread)?
         };
         tracing::info!(
             device = %setup.device,

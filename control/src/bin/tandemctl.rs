@@ -312,7 +312,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
                 all: *all,
             };
             // Refused here too, before anything is sent: the daemon refuses the same.
-            KillFilter::of(&args)?;
+            KillFilter::of(&args).map_err(|e| e.to_string())?;
             let r: StatesKillReply = ctl.call(Command::StatesKill, &args)?;
             ctl.show(&r, |r| format!("{} states killed\n", r.killed))?;
         }

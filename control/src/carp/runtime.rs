@@ -68,6 +68,20 @@ struct GroupPort {
     device: String,
 }
 
+/// Why maintenance mode could not be switched.
+#[derive(Debug, thiserror::Error)]
+pub enum MaintenanceError {
+    /// Its file in the state dir (which keeps it across restarts) could not be written.
+    #[error("maintenance mode: cannot persist in {path}: {source}")]
+    Persist {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The CARP thread did not answer in time.
+    #[error("carp: the CARP thread did not answer")]
+    NoAnswer,
+}
+
 #[derive(Debug)]
 pub struct CarpRuntime {
     set: CarpGroupSet,
@@ -231,7 +245,7 @@ impl CarpRuntime {
         }
     }
 
-    pub fn set_maintenance(&mut self, on: bool, now: Instant) -> Result<(), String> {
+    pub fn set_maintenance(&mut self, on: bool, now: Instant) -> Result<(), MaintenanceError> {
         if let Some(f) = &self.maintenance_file {
             let r = if on {
                 f.parent()
@@ -242,7 +256,10 @@ impl CarpRuntime {
             } else {
                 Ok(())
             };
-            r.map_err(|e| format!("maintenance mode: cannot persist in {}: {e}", f.display()))?;
+            r.map_err(|source| MaintenanceError::Persist {
+                path: f.display().to_string(),
+                source,
+            })?;
         }
         tracing::info!("carp: maintenance mode {}", if on { "on" } else { "off" });
         let outs = self.set.set_maintenance(on, now);

@@ -26,7 +26,7 @@ use crossbeam_channel::{bounded, never, select, Receiver, Sender};
 use tandem_dataplane::pipeline::{ControlFrame, Dataplane};
 use tandem_dataplane::worker::SlowFrame;
 
-use super::runtime::CarpRuntime;
+use super::runtime::{CarpRuntime, MaintenanceError};
 use crate::config::Config;
 
 /// Received frames handled before the timers run again.
@@ -41,7 +41,7 @@ enum Request {
     Status(Sender<super::Status>),
     Stats(Sender<Vec<(String, u64)>>),
     SetEnabled(bool, Sender<()>),
-    SetMaintenance(bool, Sender<Result<(), String>>),
+    SetMaintenance(bool, Sender<Result<(), MaintenanceError>>),
     Reconfigure(Box<Config>, Vec<String>, Sender<()>),
     Stop(Sender<()>),
 }
@@ -117,9 +117,9 @@ impl CarpHandle {
         let _ = self.ask(|tx| Request::SetEnabled(on, tx));
     }
 
-    pub fn set_maintenance(&mut self, on: bool, _now: Instant) -> Result<(), String> {
+    pub fn set_maintenance(&mut self, on: bool, _now: Instant) -> Result<(), MaintenanceError> {
         self.ask(|tx| Request::SetMaintenance(on, tx))
-            .unwrap_or_else(|| Err("carp: the CARP thread did not answer".to_string()))
+            .unwrap_or(Err(MaintenanceError::NoAnswer))
     }
 
     /// State sync's bulk update is running or done; the CARP thread reads it every round.

@@ -144,7 +144,7 @@ impl Daemon {
         if !lockout.is_empty() {
             return Err(lockout);
         }
-        let prepared = self.prepare(config).map_err(|e| vec![e])?;
+        let prepared = self.prepare(config).map_err(|e| vec![e.to_string()])?;
         if let Some(dir) = &self.state_dir {
             store::save(dir, push).map_err(|e| vec![format!("cannot persist the push: {e}")])?;
         }

@@ -38,24 +38,58 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
+/// Why the stored push could not be read or written; each names the file or directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file (or directory) could not be read or written.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// The file is not a stored push (damaged, or from another version).
+    #[error("{path}: {source}")]
+    Format {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
 /// The stored push, `None` if there is none. A file that cannot be read is an error naming it.
-pub fn load(dir: &Path) -> Result<Option<StoredPush>, String> {
+pub fn load(dir: &Path) -> Result<Option<StoredPush>, StoreError> {
     let p = path(dir);
     match fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", p.display())),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Format {
+                    path: p.display().to_string(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", p.display())),
+        Err(source) => Err(StoreError::Io {
+            path: p.display().to_string(),
+            what: "read",
+            source,
+        }),
     }
 }
 
 /// Writes `push` to `dir` atomically and durably.
-pub fn save(dir: &Path, push: &StoredPush) -> Result<(), String> {
-    let fail = |what: &str, e: std::io::Error| format!("{}: {what}: {e}", dir.display());
+pub fn save(dir: &Path, push: &StoredPush) -> Result<(), StoreError> {
+    let fail = |what: &'static str, source: std::io::Error| StoreError::Io {
+        path: dir.display().to_string(),
+        what,
+        source,
+    };
     fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
     let tmp = dir.join(format!("{FILE}.tmp"));
-    let bytes = serde_json::to_vec_pretty(push).map_err(|e| format!("config sync store: {e}"))?;
+    let bytes = serde_json::to_vec_pretty(push).map_err(|source| StoreError::Format {
+        path: tmp.display().to_string(),
+        source,
+    })?;
     // A temp file left by a crash keeps its mode through open(): start anew, so it is 0600.
     match fs::remove_file(&tmp) {
         Ok(()) => {}
@@ -109,7 +143,9 @@ mod tests {
         assert!(!dir.join(format!("{FILE}.tmp")).exists());
         // A corrupt file is an error naming it, not a silent fresh start.
         fs::write(path(&dir), b"{not json").unwrap();
-        assert!(load(&dir).unwrap_err().contains(FILE));
+        let e = load(&dir).unwrap_err();
+        assert!(matches!(e, StoreError::Format { .. }), "{e}");
+        assert!(e.to_string().contains(FILE), "{e}");
         let _ = fs::remove_dir_all(&dir);
     }
 }
