@@ -13,7 +13,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, is, serve_blob, sha256_of, statuses, workspace, Fw, Served, LONG, POLL};
+use common::{
+    config, is, serve_blob, sha256_of, statuses, wait_for_pair, workspace, Fw, Served, LONG, POLL,
+};
 use tandem_testlab::topology::{carp_mac, mac_string, LAN_VHID};
 use tandem_testlab::{require_root, wait_until, Lab, Node};
 
@@ -45,16 +47,7 @@ fn a_syn_flood_neither_breaks_a_download_nor_outgrows_the_tables() {
     let lab = Lab::up("flood").expect("lab up");
     let b = Fw::start(&lab, Node::Fwb, &limited_config(&lab, "fw-b.toml"));
     let a = Fw::start(&lab, Node::Fwa, &limited_config(&lab, "fw-a.toml"));
-    assert!(
-        wait_until(LONG, POLL, || is(&a, "MASTER") && is(&b, "BACKUP")),
-        "A {:?} B {:?}",
-        statuses(&a),
-        statuses(&b)
-    );
-    assert!(
-        wait_until(LONG, POLL, || b.json(&["sync"])["bulk_status"] == "done"),
-        "B's bulk update did not complete"
-    );
+    wait_for_pair(&a, &b);
 
     // The download: 100 MB at 8 MB/s (12 s), the flood in its middle.
     let Served {

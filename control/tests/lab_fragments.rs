@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{config, is, statuses, Fw, LONG, POLL};
+use common::{config, is, statuses, wait_for_pair, Fw, LONG, POLL};
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node};
 
@@ -107,16 +107,7 @@ fn big_pings_and_4000_byte_udp_pass_fragmented_before_and_after_a_failover() {
     let lab = Lab::up("frag").expect("lab up");
     let mut b = Fw::start(&lab, Node::Fwb, &config("fw-b.toml"));
     let mut a = Fw::start(&lab, Node::Fwa, &config("fw-a.toml"));
-    assert!(
-        wait_until(LONG, POLL, || is(&a, "MASTER") && is(&b, "BACKUP")),
-        "A {:?} B {:?}",
-        statuses(&a),
-        statuses(&b)
-    );
-    assert!(
-        wait_until(LONG, POLL, || b.json(&["sync"])["bulk_status"] == "done"),
-        "B's bulk update did not complete"
-    );
+    wait_for_pair(&a, &b);
     let server = SERVER_IP.to_string();
     let _echo = lab
         .spawn(

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, is, statuses, Fw, LONG, POLL};
+use common::{config, wait_for_pair, Fw, LONG, POLL};
 use tandem_testlab::topology::CLIENT_IP;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node};
@@ -26,17 +26,7 @@ fn a_kill_on_the_master_removes_the_states_on_the_backup_too() {
     let lab = Lab::up("kill").expect("lab up");
     let b = Fw::start(&lab, Node::Fwb, &config("fw-b.toml"));
     let a = Fw::start(&lab, Node::Fwa, &config("fw-a.toml"));
-    assert!(
-        wait_until(LONG, POLL, || is(&a, "MASTER") && is(&b, "BACKUP")),
-        "A {:?} B {:?}",
-        statuses(&a),
-        statuses(&b)
-    );
-    assert!(
-        wait_until(LONG, POLL, || b.json(&["sync"])["bulk_status"] == "done"),
-        "B's bulk update did not complete: {}",
-        b.json(&["sync"])
-    );
+    wait_for_pair(&a, &b);
 
     // Ten UDP flows through A, one state each (60 s of UDP timeout: longer than the test).
     for port in 6000..6010 {

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{config, is, serve_blob, sha256_of, statuses, Fw, Served, LONG, POLL};
+use common::{config, is, serve_blob, sha256_of, statuses, wait_for_pair, Fw, Served, LONG, POLL};
 use serde_json::Value;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
@@ -43,17 +43,7 @@ fn state_set(fw: &Fw) -> BTreeSet<(String, String, String, String)> {
 fn cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
     let b = Fw::start(lab, Node::Fwb, &config("fw-b.toml"));
     let a = Fw::start(lab, Node::Fwa, &config("fw-a.toml"));
-    assert!(
-        wait_until(LONG, POLL, || is(&a, "MASTER") && is(&b, "BACKUP")),
-        "A {:?} B {:?}",
-        statuses(&a),
-        statuses(&b)
-    );
-    assert!(
-        wait_until(LONG, POLL, || b.json(&["sync"])["bulk_status"] == "done"),
-        "B's bulk update did not complete: {}",
-        b.json(&["sync"])
-    );
+    wait_for_pair(&a, &b);
     (a, b)
 }
 

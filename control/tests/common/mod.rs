@@ -26,6 +26,22 @@ pub fn statuses(fw: &Fw) -> BTreeSet<String> {
 pub fn is(fw: &Fw, status: &str) -> bool {
     statuses(fw) == BTreeSet::from([status.to_string()])
 }
+
+/// The seed's steady state: A master and B backup of every VIP, and B's bulk update from A
+/// done (so B holds A's states). Panics, with what each box says, if that does not come.
+pub fn wait_for_pair(a: &Fw, b: &Fw) {
+    assert!(
+        wait_until(LONG, POLL, || is(a, "MASTER") && is(b, "BACKUP")),
+        "A {:?} B {:?}",
+        statuses(a),
+        statuses(b)
+    );
+    assert!(
+        wait_until(LONG, POLL, || b.json(&["sync"])["bulk_status"] == "done"),
+        "B's bulk update did not complete: {}",
+        b.json(&["sync"])
+    );
+}
 pub const POLL: Duration = Duration::from_millis(50);
 
 pub fn workspace() -> PathBuf {
