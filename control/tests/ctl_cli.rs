@@ -179,6 +179,26 @@ impl Handler for Fake {
                 ("drop_no_route", 2),
             ])),
             Command::Sync => api::to_data(&SyncReply::not_running()),
+            Command::DhcpLeases => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let lease = |ip: &str, expires: u64, state: &str| api::DhcpLeaseInfo {
+                    mac: "02:00:00:00:de:01".into(),
+                    ip: ip.into(),
+                    hostname: "laptop".into(),
+                    expires,
+                    state: state.into(),
+                };
+                api::to_data(&api::DhcpLeasesReply {
+                    leases: vec![
+                        // Two hours and a little slack (the CLI reads the clock a moment later).
+                        lease("192.168.0.150", now + 7230, "bound"),
+                        lease("192.168.0.151", now - 600, "expired"),
+                    ],
+                })
+            }
             Command::ConfigCheck => {
                 let a: ConfigCheckArgs = api::parse_args(req)?;
                 api::to_data(&ConfigCheckReply {
@@ -502,6 +522,21 @@ fn status_and_sync_print_their_fields() {
     assert_eq!(v["interfaces"][0]["address"], "192.168.0.11/24");
     let out = ok(&d.ctl(&["sync"]));
     assert!(out.contains("Bulk update       not running"), "{out}");
+}
+
+#[test]
+fn dhcp_leases_say_how_long_is_left_and_json_keeps_unix_seconds() {
+    let d = Daemon::start("leases", Fake::default());
+    let out = ok(&d.ctl(&["dhcp", "leases"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("192.168.0.150   02:00:00:00:de:01 bound     expires in 2h 00m"),
+        "{out}"
+    );
+    assert!(lines[0].ends_with(" laptop"), "{out}");
+    assert!(lines[1].contains("expired   expired 10m 0"), "{out}");
+    let v: Value = serde_json::from_str(&ok(&d.ctl(&["dhcp", "leases", "--json"]))).unwrap();
+    assert!(v["leases"][0]["expires"].as_u64().unwrap() > 1_700_000_000);
 }
 
 #[test]

@@ -349,13 +349,22 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             action: DhcpAction::Leases,
         } => {
             let r: DhcpLeasesReply = ctl.call(Command::DhcpLeases, &NoArgs {})?;
+            // JSON keeps `expires` in unix seconds; people read how long is left.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             ctl.show(&r, |r| {
                 r.leases
                     .iter()
                     .map(|l| {
+                        let when = if l.expires > now {
+                            format!("expires in {}", duration(l.expires - now))
+                        } else {
+                            format!("expired {} ago", duration(now - l.expires))
+                        };
                         format!(
-                            "{:<15} {} {:<9} expires {} {}\n",
-                            l.ip, l.mac, l.state, l.expires, l.hostname
+                            "{:<15} {} {:<9} {when} {}\n",
+                            l.ip, l.mac, l.state, l.hostname
                         )
                     })
                     .collect()
