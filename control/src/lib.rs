@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod doctor;
 pub mod handler;
+pub mod human;
 pub mod metrics;
 pub mod pcap;
 pub mod peer;

@@ -1,0 +1,339 @@
+//! What `tandemctl` shows people: the replies of the control API as tables and status pages
+//! (pfSense's Status pages are the model). `--json` prints the replies themselves.
+
+use std::fmt::Write as _;
+
+use crate::api::{
+    CarpReply, ConfigSyncReply, DhcpLeasesReply, RulesReply, StateInfo, StatesReply, StatusReply,
+    SyncReply,
+};
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(ToString::to_string).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = width[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn duration(s: u64) -> String {
+    let (d, h, m, s) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d}d {h:02}h {m:02}m {s:02}s")
+    } else if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub fn format_status(r: &StatusReply) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Hostname    {} (host id {})", r.hostname, r.host_id);
+    let _ = writeln!(s, "Version     tandemd {}", r.version);
+    let _ = writeln!(s, "Uptime      {}", duration(r.uptime_s));
+    let _ = writeln!(
+        s,
+        "Config      {} (generation {})",
+        r.config_file, r.generation
+    );
+    if let Some(cs) = &r.config_sync {
+        let _ = writeln!(s, "Config sync {cs}");
+    }
+    let _ = writeln!(s, "Workers     {}", r.workers);
+    let _ = writeln!(s, "States      {}", r.states);
+    s.push('\n');
+    let rows: Vec<Vec<String>> = r
+        .interfaces
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.to_uppercase(),
+                i.device.clone(),
+                i.mac.clone(),
+                i.address.clone(),
+                i.rx_packets.to_string(),
+                i.rx_bytes.to_string(),
+                i.tx_packets.to_string(),
+                i.tx_bytes.to_string(),
+            ]
+        })
+        .collect();
+    s.push_str(&table(
+        &[
+            "Interface",
+            "Device",
+            "MAC",
+            "Address",
+            "RX packets",
+            "RX bytes",
+            "TX packets",
+            "TX bytes",
+        ],
+        &rows,
+    ));
+    s
+}
+
+pub fn format_carp(r: &CarpReply) -> String {
+    let mut s = String::new();
+    if r.vips.is_empty() {
+        s.push_str("No CARP virtual IPs configured.\n");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .vips
+            .iter()
+            .map(|v| {
+                let last = match (v.previous_status, v.last_transition_reason.as_str()) {
+                    (Some(p), "") => format!("{p} -> {}", v.status),
+                    (Some(p), why) => format!("{p} -> {} ({why})", v.status),
+                    (None, "") => "-".to_string(),
+                    (None, why) => why.to_string(),
+                };
+                let last = match v.since_s {
+                    Some(t) if last != "-" => format!("{last}, {} ago", duration(t)),
+                    _ => last,
+                };
+                vec![
+                    format!("{}@{}", v.interface.to_uppercase(), v.vhid),
+                    v.vip.to_string(),
+                    v.status.to_string(),
+                    v.advbase.to_string(),
+                    v.advskew.to_string(),
+                    v.demotion.to_string(),
+                    last,
+                ]
+            })
+            .collect();
+        s.push_str(&table(
+            &[
+                "Interface@VHID",
+                "Virtual IP",
+                "Status",
+                "Advbase",
+                "Skew",
+                "Demotion",
+                "Last transition",
+            ],
+            &rows,
+        ));
+    }
+    let _ = writeln!(
+        s,
+        "\nCARP {}, maintenance mode {}, demotion {}",
+        if r.enabled { "enabled" } else { "disabled" },
+        if r.maintenance { "on" } else { "off" },
+        r.demotion
+    );
+    s
+}
+
+pub fn state_line(st: &StateInfo) -> String {
+    let mut s = format!("{} {}", st.proto, st.stack);
+    if st.wire.src != st.stack.src {
+        let _ = write!(s, " (nat {})", st.wire.src);
+    }
+    if st.wire.dst != st.stack.dst {
+        let _ = write!(s, " (rdr {})", st.wire.dst);
+    }
+    let _ = write!(
+        s,
+        " {}:{} {}",
+        st.src_state,
+        st.dst_state,
+        duration(st.age_s)
+    );
+    s
+}
+
+pub fn format_states(r: &StatesReply) -> String {
+    let mut s = String::new();
+    for st in &r.states {
+        s.push_str(&state_line(st));
+        s.push('\n');
+    }
+    let shown = r.states.len() as u64;
+    if shown < r.count {
+        let _ = writeln!(s, "{} states ({shown} shown)", r.count);
+    } else {
+        let _ = writeln!(s, "{} states", r.count);
+    }
+    s
+}
+
+pub fn format_rules(r: &RulesReply) -> String {
+    if r.rules.is_empty() {
+        return "No filter rules.\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = r
+        .rules
+        .iter()
+        .map(|x| {
+            vec![
+                x.number.to_string(),
+                x.interface.to_uppercase(),
+                x.action.clone(),
+                x.proto.clone(),
+                x.source.clone(),
+                x.destination.clone(),
+                x.port.clone(),
+                x.hits.to_string(),
+                x.bytes.to_string(),
+                x.description.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "#",
+            "Interface",
+            "Action",
+            "Proto",
+            "Source",
+            "Destination",
+            "Port",
+            "Hits",
+            "Bytes",
+            "Description",
+        ],
+        &rows,
+    )
+}
+
+pub fn format_stats(counters: &[(&str, u64)], all: bool) -> String {
+    let rows: Vec<Vec<String>> = counters
+        .iter()
+        .filter(|(_, v)| all || *v != 0)
+        .map(|(k, v)| vec![(*k).to_string(), v.to_string()])
+        .collect();
+    if rows.is_empty() {
+        return format!(
+            "All {} counters are zero (--all shows them).\n",
+            counters.len()
+        );
+    }
+    let w = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    let mut s = String::new();
+    for r in &rows {
+        let _ = writeln!(s, "{:<w$}  {}", r[0], r[1]);
+    }
+    s
+}
+
+pub fn format_sync(r: &SyncReply) -> String {
+    let mut s = String::new();
+    let rows = [
+        ("Running", if r.running { "yes" } else { "no" }.to_string()),
+        ("Peer", r.peer.clone().unwrap_or_else(|| "-".into())),
+        ("Bulk update", r.bulk_status.clone()),
+        ("States from peer", r.states.to_string()),
+        ("Sent", r.sent.to_string()),
+        ("Received", r.received.to_string()),
+        ("Retransmitted", r.retransmitted.to_string()),
+        ("Auth failed", r.auth_failed.to_string()),
+        ("Dropped", r.dropped.to_string()),
+        ("Lag", format!("{} ms", r.lag_ms)),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(s, "{k:<16}  {v}");
+    }
+    s
+}
+
+pub fn format_config_sync(r: &ConfigSyncReply) -> String {
+    let mut s = String::new();
+    let hash = |h: &Option<String>| {
+        h.as_deref()
+            .map_or("-".to_string(), |h| h.get(..12).unwrap_or(h).to_string())
+    };
+    let _ = writeln!(s, "Role        {}", r.role);
+    if r.role == "off" {
+        return s;
+    }
+    let peer = r
+        .peer
+        .as_deref()
+        .unwrap_or("any (passed by the sync rules)");
+    let name = r
+        .peer_hostname
+        .as_deref()
+        .map_or(String::new(), |n| format!(" ({n})"));
+    let _ = writeln!(s, "Peer        {peer}:{}{name}", r.port);
+    let seen = r
+        .peer_seen_s
+        .map_or("never".to_string(), |t| format!("{} ago", duration(t)));
+    let _ = writeln!(s, "Peer heard  {seen}");
+    let _ = writeln!(s, "In sync     {}", if r.in_sync { "yes" } else { "NO" });
+    let _ = writeln!(s, "Local hash  {}", hash(&r.local_hash));
+    let _ = writeln!(s, "Peer hash   {}", hash(&r.peer_hash));
+    let _ = writeln!(s, "Version     {}", r.version);
+    let _ = writeln!(s, "Sections    {}", r.sections.join(", "));
+    if !r.nothing_to_sync.is_empty() {
+        let _ = writeln!(
+            s,
+            "Nothing to sync (no such feature): {}",
+            r.nothing_to_sync.join(", ")
+        );
+    }
+    match &r.last_push {
+        None => {
+            let _ = writeln!(s, "Last push   none");
+        }
+        Some(p) => {
+            let generation = p
+                .generation
+                .map_or(String::new(), |g| format!(", generation {g} there"));
+            let _ = writeln!(
+                s,
+                "Last push   version {}: {}{generation}",
+                p.version, p.result
+            );
+            if let Some(e) = &p.error {
+                for line in e.lines() {
+                    let _ = writeln!(s, "  {line}");
+                }
+            }
+        }
+    }
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(s, "Last error  {e}");
+    }
+    s
+}
+
+/// `dhcp leases`: one line a lease, with how long is left at `now` (unix seconds).
+pub fn format_leases(r: &DhcpLeasesReply, now: u64) -> String {
+    r.leases
+        .iter()
+        .map(|l| {
+            let when = if l.expires > now {
+                format!("expires in {}", duration(l.expires - now))
+            } else {
+                format!("expired {} ago", duration(now - l.expires))
+            };
+            format!(
+                "{:<15} {} {:<9} {when} {}\n",
+                l.ip, l.mac, l.state, l.hostname
+            )
+        })
+        .collect()
+}
