@@ -1,0 +1,163 @@
+//! A state's tracking on the fast path and from the peer: TCP windows and flags per direction
+//! (pf's sequence checks), packet and byte counts, ICMP quotes checked against the window, and
+//! the merge of a peer's newer copy (each side only forward).
+
+use super::*;
+
+impl State {
+    /// Track a TCP segment of `bytes` bytes going `dir` at `now` (pf's `pf_tcp_track_full`):
+    /// on success the counters and, unless pf's loose rule accepted it, the expiry are updated.
+    /// On [`TrackError::PortReuse`] the state is marked [`TimeoutClass::Purge`]: the caller
+    /// removes it (outside any [`StateTable::with_state`] closure) and may create a new one.
+    pub fn track_tcp(
+        &self,
+        dir: Direction,
+        seg: &TcpSegment,
+        bytes: u32,
+        now: Millis,
+    ) -> Result<(), TrackError> {
+        self.track_tcp_inner(dir, seg, bytes, now, false)
+    }
+
+    /// [`track_tcp`](Self::track_tcp) for a segment that reached this box through a virtual IP
+    /// it has taken over: if the state came from the peer and has not been tracked here yet in
+    /// this direction, a segment ahead of its windows moves them forward (`tcp::catch_up`)
+    /// instead of being refused. Only for such segments: a segment sent to the box's own
+    /// address cannot loosen a state, so a host next to a backup cannot use it to push a
+    /// connection's windows forward (and, through sync, the master's).
+    pub fn track_tcp_on_takeover(
+        &self,
+        dir: Direction,
+        seg: &TcpSegment,
+        bytes: u32,
+        now: Millis,
+    ) -> Result<(), TrackError> {
+        self.track_tcp_inner(dir, seg, bytes, now, true)
+    }
+
+    pub(super) fn track_tcp_inner(
+        &self,
+        dir: Direction,
+        seg: &TcpSegment,
+        bytes: u32,
+        now: Millis,
+        may_catch_up: bool,
+    ) -> Result<(), TrackError> {
+        let mut p = self.lock();
+        let Peers { src, dst, .. } = &mut *p;
+        let from_peer = match dir {
+            Direction::Original => FROM_PEER_ORIGINAL,
+            Direction::Reply => FROM_PEER_REPLY,
+        };
+        let mut tracked = tcp::track(src, dst, seg, dir);
+        let lagging = self.expire.load(Ordering::Relaxed) & from_peer != 0;
+        if may_catch_up
+            && lagging
+            && tracked == Err(TrackError::BadWindow)
+            && tcp::catch_up(src, dst, seg, dir)
+        {
+            tracked = tcp::track(src, dst, seg, dir);
+        } else if lagging && tracked.is_ok() {
+            // Tracked strictly: this direction's windows are this box's own from now on.
+            self.expire.fetch_and(!from_peer, Ordering::AcqRel);
+        }
+        match tracked {
+            Ok(refresh) => {
+                p.packets[dir.index()] += 1;
+                p.bytes[dir.index()] += u64::from(bytes);
+                if let Some(class) = refresh {
+                    self.set_expire(now, class);
+                }
+                Ok(())
+            }
+            Err(TrackError::PortReuse) => {
+                self.set_expire(now, TimeoutClass::Purge);
+                Err(TrackError::PortReuse)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether an ICMP error quoting a TCP segment with sequence number `seq`, sent in
+    /// direction `quoted_dir`, fits this state's windows ([`tcp::icmp_quote_fits`]). Reads
+    /// only: an error never moves a window.
+    pub fn icmp_quote_fits(&self, quoted_dir: Direction, seq: u32) -> bool {
+        let p = self.lock();
+        tcp::icmp_quote_fits(&p.src, &p.dst, quoted_dir, seq)
+    }
+
+    /// Account a UDP, ICMP or other-protocol packet of `bytes` bytes going `dir` at `now`.
+    pub fn track_other(&self, dir: Direction, bytes: u32, now: Millis) {
+        let mut p = self.lock();
+        let Peers { src, dst, .. } = &mut *p;
+        let class = tcp::track_stateless(self.proto(), src, dst, dir);
+        p.packets[dir.index()] += 1;
+        p.bytes[dir.index()] += u64::from(bytes);
+        self.set_expire(now, class);
+    }
+
+    /// A copy of the tracking.
+    pub fn tracking(&self) -> Tracking {
+        let p = self.lock();
+        let (last, timeout) = self.expire();
+        Tracking {
+            src: p.src,
+            dst: p.dst,
+            packets: p.packets,
+            bytes: p.bytes,
+            last,
+            timeout,
+        }
+    }
+
+    /// Change the tracking under the state's lock (state sync's merge of a peer's update).
+    pub fn modify<R>(&self, f: impl FnOnce(&mut Tracking) -> R) -> R {
+        let mut p = self.lock();
+        let (last, timeout) = self.expire();
+        let mut t = Tracking {
+            src: p.src,
+            dst: p.dst,
+            packets: p.packets,
+            bytes: p.bytes,
+            last,
+            timeout,
+        };
+        let r = f(&mut t);
+        *p = Peers {
+            src: t.src,
+            dst: t.dst,
+            packets: t.packets,
+            bytes: t.bytes,
+        };
+        self.set_expire(t.last, t.timeout);
+        r
+    }
+
+    /// Merge a peer's update of this state (pfsync's UPD/UPD_C): each side is applied only if
+    /// it does not move backwards ([`tcp::merge_side`]); if at least one side was applied, the
+    /// timeout becomes `timeout` from `now` (pf re-bases the expiry on reception). Returns the
+    /// number of stale sides (0 to 2): with any, the caller counts it and pushes its own copy
+    /// back to the peer, as pfsync does.
+    pub fn merge_remote(
+        &self,
+        src: &TcpPeer,
+        dst: &TcpPeer,
+        timeout: TimeoutClass,
+        now: Millis,
+    ) -> u8 {
+        let tcp = self.proto() == PROTO_TCP;
+        let mut p = self.lock();
+        let mut stale = 0;
+        if !tcp::merge_side(&mut p.src, src, tcp, true) {
+            stale += 1;
+        }
+        if !tcp::merge_side(&mut p.dst, dst, tcp, false) {
+            stale += 1;
+        }
+        if stale < 2 {
+            self.set_expire(now, timeout);
+            self.expire.fetch_or(FROM_PEER, Ordering::AcqRel);
+        }
+        stale
+    }
+}
