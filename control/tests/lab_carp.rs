@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{config, Fw, LONG, POLL};
+use common::{config, is, vip_statuses, Fw, LONG, POLL};
 use serde_json::Value;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
@@ -17,38 +17,16 @@ use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
 /// and the control loop's slack: the bound the issue sets for a takeover.
 const TAKEOVER: Duration = Duration::from_millis(3_004 + 1_004 + 500);
 
-/// The status of every VIP of a box: [(interface, vhid, status)].
-fn statuses(fw: &Fw) -> Vec<(String, u64, String)> {
-    let carp = fw.json(&["carp"]);
-    carp["vips"]
-        .as_array()
-        .unwrap_or_else(|| panic!("carp --json has no vips: {carp}"))
-        .iter()
-        .map(|v| {
-            (
-                v["interface"].as_str().unwrap_or_default().to_string(),
-                v["vhid"].as_u64().unwrap_or_default(),
-                v["status"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn all(fw: &Fw, status: &str) -> bool {
-    let s = statuses(fw);
-    !s.is_empty() && s.iter().all(|(_, _, st)| st == status)
-}
-
 fn wait_all(fw: &Fw, status: &str, within: Duration) -> bool {
-    wait_until(within, POLL, || all(fw, status))
+    wait_until(within, POLL, || is(fw, status))
 }
 
 /// Both boxes up, A master of both VIPs and B backup.
 fn cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
     let b = Fw::start(lab, Node::Fwb, &config("fw-b.toml"));
     let a = Fw::start(lab, Node::Fwa, &config("fw-a.toml"));
-    assert!(wait_all(&a, "MASTER", LONG), "A: {:?}", statuses(&a));
-    assert!(wait_all(&b, "BACKUP", LONG), "B: {:?}", statuses(&b));
+    assert!(wait_all(&a, "MASTER", LONG), "A: {:?}", vip_statuses(&a));
+    assert!(wait_all(&b, "BACKUP", LONG), "B: {:?}", vip_statuses(&b));
     (a, b)
 }
 
@@ -97,7 +75,7 @@ fn the_seed_cluster_elects_a_and_fails_over_to_b_and_back() {
         lab.ping(Node::Client, &SERVER_IP.to_string(), 3),
         "ping through A"
     );
-    let names: Vec<String> = statuses(&a)
+    let names: Vec<String> = vip_statuses(&a)
         .iter()
         .map(|(i, v, _)| format!("{i}@{v}"))
         .collect();
@@ -108,7 +86,7 @@ fn the_seed_cluster_elects_a_and_fails_over_to_b_and_back() {
     assert!(wait_until(LONG, POLL, || pinger.answered().len() >= 5));
     let killed = Instant::now();
     a.kill9();
-    assert!(wait_all(&b, "MASTER", LONG), "B: {:?}", statuses(&b));
+    assert!(wait_all(&b, "MASTER", LONG), "B: {:?}", vip_statuses(&b));
     let took = killed.elapsed();
     assert!(
         took <= TAKEOVER + Duration::from_secs(1),
@@ -126,12 +104,12 @@ fn the_seed_cluster_elects_a_and_fails_over_to_b_and_back() {
     assert!(
         wait_all(&a, "MASTER", LONG),
         "A after restart: {:?}",
-        statuses(&a)
+        vip_statuses(&a)
     );
     assert!(
         wait_all(&b, "BACKUP", LONG),
         "B after A's return: {:?}",
-        statuses(&b)
+        vip_statuses(&b)
     );
     assert!(
         lab.ping(Node::Client, &SERVER_IP.to_string(), 3),
@@ -158,7 +136,7 @@ fn a_link_down_moves_every_vip_and_maintenance_switches_without_loss() {
     assert!(
         wait_all(&b, "MASTER", LONG),
         "B after A's LAN went down: {:?}",
-        statuses(&b)
+        vip_statuses(&b)
     );
     // On A the LAN VHID is INIT (its link is dead: FreeBSD's carp_linkstate), WAN is BACKUP.
     let a_down = vec![
@@ -166,9 +144,9 @@ fn a_link_down_moves_every_vip_and_maintenance_switches_without_loss() {
         ("lan".to_string(), 2, "INIT".to_string()),
     ];
     assert!(
-        wait_until(LONG, POLL, || statuses(&a) == a_down),
+        wait_until(LONG, POLL, || vip_statuses(&a) == a_down),
         "A with its LAN down: {:?}",
-        statuses(&a)
+        vip_statuses(&a)
     );
     assert_eq!(
         a.json(&["carp"])["demotion"].as_u64(),
@@ -179,7 +157,7 @@ fn a_link_down_moves_every_vip_and_maintenance_switches_without_loss() {
     assert!(
         wait_all(&a, "MASTER", LONG),
         "A after its LAN came back: {:?}",
-        statuses(&a)
+        vip_statuses(&a)
     );
     assert!(wait_all(&b, "BACKUP", LONG));
 
@@ -188,8 +166,8 @@ fn a_link_down_moves_every_vip_and_maintenance_switches_without_loss() {
     assert!(wait_until(LONG, POLL, || pinger.answered().len() >= 5));
     let (ok, text) = a.ctl(&["maintenance", "on"]);
     assert!(ok, "maintenance on: {text}");
-    assert!(wait_all(&b, "MASTER", LONG), "B: {:?}", statuses(&b));
-    assert!(wait_all(&a, "BACKUP", LONG), "A: {:?}", statuses(&a));
+    assert!(wait_all(&b, "MASTER", LONG), "B: {:?}", vip_statuses(&b));
+    assert!(wait_all(&a, "BACKUP", LONG), "A: {:?}", vip_statuses(&a));
     let n = pinger.answered().len();
     assert!(wait_until(LONG, POLL, || pinger.answered().len() >= n + 10));
     assert_eq!(
@@ -207,7 +185,7 @@ fn a_link_down_moves_every_vip_and_maintenance_switches_without_loss() {
     assert!(
         wait_all(&a, "BACKUP", LONG),
         "A in maintenance after restart: {:?}",
-        statuses(&a)
+        vip_statuses(&a)
     );
     // ... and off brings the VIPs back.
     let (ok, _) = a.ctl(&["maintenance", "off"]);
@@ -215,7 +193,7 @@ fn a_link_down_moves_every_vip_and_maintenance_switches_without_loss() {
     assert!(
         wait_all(&a, "MASTER", LONG),
         "A after maintenance off: {:?}",
-        statuses(&a)
+        vip_statuses(&a)
     );
     assert!(wait_all(&b, "BACKUP", LONG));
     assert_eq!(pinger.longest_gap(), 0, "a ping was lost when A came back");
@@ -288,7 +266,7 @@ fn wrong_passwords_and_replayed_adverts_are_rejected_and_counted() {
         before,
         b.counter("carp_rejected_replay")
     );
-    assert!(all(&b, "BACKUP"), "a replay must not change B's state");
+    assert!(is(&b, "BACKUP"), "a replay must not change B's state");
     drop(a);
     drop(b);
     drop(lab);

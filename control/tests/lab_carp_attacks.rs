@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, Fw, LONG, POLL};
+use common::{config, is, vip_statuses, Fw, LONG, POLL};
 use serde_json::Value;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
@@ -26,41 +26,19 @@ fn attacker() -> String {
         .to_string()
 }
 
-/// The status of every VIP of a box: [(interface, vhid, status)].
-fn statuses(fw: &Fw) -> Vec<(String, u64, String)> {
-    let carp = fw.json(&["carp"]);
-    carp["vips"]
-        .as_array()
-        .unwrap_or_else(|| panic!("carp --json has no vips: {carp}"))
-        .iter()
-        .map(|v| {
-            (
-                v["interface"].as_str().unwrap_or_default().to_string(),
-                v["vhid"].as_u64().unwrap_or_default(),
-                v["status"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn all(fw: &Fw, status: &str) -> bool {
-    let s = statuses(fw);
-    !s.is_empty() && s.iter().all(|(_, _, st)| st == status)
-}
-
 /// Both boxes up, A master of both VIPs and B backup.
 fn cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
     let b = Fw::start(lab, Node::Fwb, &config("fw-b.toml"));
     let a = Fw::start(lab, Node::Fwa, &config("fw-a.toml"));
     assert!(
-        wait_until(LONG, POLL, || all(&a, "MASTER")),
+        wait_until(LONG, POLL, || is(&a, "MASTER")),
         "A: {:?}",
-        statuses(&a)
+        vip_statuses(&a)
     );
     assert!(
-        wait_until(LONG, POLL, || all(&b, "BACKUP")),
+        wait_until(LONG, POLL, || is(&b, "BACKUP")),
         "B: {:?}",
-        statuses(&b)
+        vip_statuses(&b)
     );
     (a, b)
 }
@@ -110,7 +88,7 @@ impl Pinger {
 fn hold_during(mut proc: Proc, a: &Fw, b: &Fw, within: Duration) -> Value {
     let start = Instant::now();
     loop {
-        let (sa, sb) = (statuses(a), statuses(b));
+        let (sa, sb) = (vip_statuses(a), vip_statuses(b));
         assert!(
             sa.iter().all(|s| s.2 == "MASTER") && sb.iter().all(|s| s.2 == "BACKUP"),
             "a VHID moved {:?} into the attack: A {sa:?}, B {sb:?}; attacker: {}",
@@ -241,7 +219,7 @@ fn a_carp_flood_moves_no_vhid() {
         >= heard + 2));
     assert_eq!(a.counter("carp_transitions"), ta, "A moved");
     assert_eq!(b.counter("carp_transitions"), tb, "B moved");
-    assert!(all(&a, "MASTER") && all(&b, "BACKUP"));
+    assert!(is(&a, "MASTER") && is(&b, "BACKUP"));
 }
 
 /// The VIPs of VHIDs 1 and 2 (the seed's): (interface, vhid, status, last reason, previous
@@ -316,11 +294,11 @@ fn a_description_change_and_a_new_vhid_cause_no_failover() {
     assert!(ok, "config apply: {out}");
     // The new VHID starts (INIT -> BACKUP) and takes over after master down.
     assert!(
-        wait_until(LONG, POLL, || statuses(&a)
+        wait_until(LONG, POLL, || vip_statuses(&a)
             .iter()
             .any(|s| s.1 == 3 && s.2 == "MASTER")),
         "A: {:?}",
-        statuses(&a)
+        vip_statuses(&a)
     );
     // A few of A's adverts later, nothing else moved.
     let heard = b.counter("carp_adverts_received");
@@ -329,11 +307,11 @@ fn a_description_change_and_a_new_vhid_cause_no_failover() {
         >= heard + 3));
     unmoved("A", &va, &seed_vips(&a));
     unmoved("B", &vb, &seed_vips(&b));
-    assert!(all(&a, "MASTER"), "{:?}", statuses(&a));
+    assert!(is(&a, "MASTER"), "{:?}", vip_statuses(&a));
     assert!(
-        statuses(&b).iter().all(|s| s.2 == "BACKUP"),
+        vip_statuses(&b).iter().all(|s| s.2 == "BACKUP"),
         "{:?}",
-        statuses(&b)
+        vip_statuses(&b)
     );
     let n = pinger.answered().len();
     assert!(wait_until(LONG, POLL, || pinger.answered().len() >= n + 5));

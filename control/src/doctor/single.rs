@@ -195,11 +195,7 @@ fn carp_adverts_pass(
                 .unwrap_or(0);
             f.add(
                 "carp-adverts-blocked",
-                if known.is_some() {
-                    Severity::Error
-                } else {
-                    Severity::Warning
-                },
+                peer_severity(known.is_some()),
                 format!("{who}virtual_ips[{i}].interface"),
                 format!(
                     "the rules of {name} do not pass CARP adverts (protocol carp to {CARP_GROUP}) from {peer}{}: this box will not hear its peer, and both will be MASTER",
@@ -238,11 +234,7 @@ fn sync_link_passes(
         if !passes(rules, in_if, PFSYNC_PROTO, peer, link.ip(), 0) {
             f.add(
                 "state-sync-blocked",
-                if known.is_some() {
-                    Severity::Error
-                } else {
-                    Severity::Warning
-                },
+                peer_severity(known.is_some()),
                 format!("{who}ha.state_sync.interface"),
                 format!(
                     "the rules of {} do not pass pfsync from {peer} to this box: no state reaches it, and every connection resets at failover",
@@ -391,5 +383,15 @@ fn ha_present(c: &Config, who: &str, f: &mut Findings) {
             "CARP VIPs but no config sync: rules and NAT must be kept equal on both boxes by hand",
             "add [ha.config_sync] (sync_to on the primary only)",
         );
+    }
+}
+
+/// A blocked flow from the peer is an error when the peer's address is known (from its config
+/// or ours), a warning when a stand-in address was checked.
+fn peer_severity(known: bool) -> Severity {
+    if known {
+        Severity::Error
+    } else {
+        Severity::Warning
     }
 }

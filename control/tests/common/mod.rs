@@ -22,7 +22,24 @@ pub fn statuses(fw: &Fw) -> BTreeSet<String> {
         .collect()
 }
 
-/// Whether every VIP of the box is in `status`.
+/// The status of every VIP of a box: [(interface, vhid, status)], in `tandemctl carp`'s order.
+pub fn vip_statuses(fw: &Fw) -> Vec<(String, u64, String)> {
+    let carp = fw.json(&["carp"]);
+    carp["vips"]
+        .as_array()
+        .unwrap_or_else(|| panic!("carp --json has no vips: {carp}"))
+        .iter()
+        .map(|v| {
+            (
+                v["interface"].as_str().unwrap_or_default().to_string(),
+                v["vhid"].as_u64().unwrap_or_default(),
+                v["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether every VIP of the box is in `status` (and it has at least one).
 pub fn is(fw: &Fw, status: &str) -> bool {
     statuses(fw) == BTreeSet::from([status.to_string()])
 }
