@@ -410,6 +410,15 @@ mod tests {
         out
     }
 
+    /// Waits until the endpoint serves exactly `n` connections (accepted, or given back).
+    fn wait_active(server: &MetricsServer, n: usize) {
+        let t = Instant::now();
+        while server.shared.active.load(Ordering::Acquire) != n {
+            assert!(t.elapsed() < IO_TIMEOUT, "never {n} connections at once");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn serves_fresh_snapshots_and_refuses_garbage() {
         let server = Arc::new(MetricsServer::start("127.0.0.1:0".parse().unwrap(), None).unwrap());
@@ -447,11 +456,11 @@ mod tests {
         assert!(get(addr, b"\x00\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
         // A scraper that never sends its request does not block the others.
         let _slow: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        std::thread::sleep(Duration::from_millis(100));
+        wait_active(&server, 2);
         assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 4"));
         // One address holds at most MAX_PER_SOURCE: the next is told at once, not left hanging.
         let third = TcpStream::connect(addr).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        wait_active(&server, 3);
         let mut refused = String::new();
         // Read without writing: the answer comes before any request is read.
         TcpStream::connect(addr)
@@ -465,11 +474,7 @@ mod tests {
         );
         // Closed, they give their places back.
         drop((_slow, third));
-        let t = Instant::now();
-        while server.shared.active.load(Ordering::Acquire) > 0 {
-            assert!(t.elapsed() < IO_TIMEOUT, "slots never given back");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_active(&server, 0);
         assert!(get(addr, b"GET /metrics HTTP/1.1\r\n\r\n").contains("tandem_scrapes_total 5"));
         stop.store(true, Ordering::Relaxed);
         lp.join().unwrap();
