@@ -138,7 +138,7 @@ pub struct Daemon {
     /// The config in force.
     pub(crate) config: Config,
     /// Its text: the file's, or on a config sync secondary the file merged with the push.
-    pub(crate) config_text: String,
+    pub(crate) config_text: Arc<String>,
     /// The config file's own text, as last loaded.
     pub(crate) file_text: String,
     /// Config sync, when `[ha.config_sync]` is set.
@@ -147,8 +147,6 @@ pub struct Daemon {
     pub(crate) pushed: Option<StoredPush>,
     /// When this box last published what its peer's doctor reads.
     pub(crate) inspection_published: Option<Instant>,
-    /// The config text the peer's doctor reads, shared, with its generation.
-    pub(crate) inspection_config: Option<(u64, Arc<String>)>,
     /// A `tandemctl doctor` waiting for the peer's answer.
     pub(crate) doctor_pending: Option<crate::doctor::online::Pending>,
     /// The sync interface's rules, for config sync's listener (swapped on every apply).
@@ -342,12 +340,11 @@ impl Daemon {
             workers,
             config_path: opts.config.clone(),
             config,
-            config_text: text,
+            config_text: Arc::new(text),
             file_text,
             config_sync,
             pushed,
             inspection_published: None,
-            inspection_config: None,
             doctor_pending: None,
             sync_rules,
             compiled_devices: devices,
@@ -510,7 +507,7 @@ impl Daemon {
         self.dhcp.reconfigure(&config);
         self.generation = number;
         self.config = config;
-        self.config_text = text;
+        self.config_text = Arc::new(text);
         number
     }
 
@@ -560,8 +557,8 @@ impl Daemon {
 /// A compiled generation checked by [`Daemon::prepare`], ready to swap in.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    config: Config,
-    compiled: Compiled,
+    pub(crate) config: Config,
+    pub(crate) compiled: Compiled,
     number: u64,
 }
 

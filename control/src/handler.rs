@@ -2,8 +2,7 @@
 //! running daemon. Requests never block the control thread for long: the slowest, `states`,
 //! walks the table once and stops at the requested limit.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::Instant;
+use std::net::SocketAddrV4;
 
 use serde_json::Value;
 use tandem_dataplane::capture::CaptureFilter;
@@ -19,22 +18,17 @@ impl Handler for Daemon {
     fn handle(&mut self, req: &Request) -> Result<Value, String> {
         match Command::of(req)? {
             Command::Status => api::to_data(&self.status()),
-            Command::Carp => api::to_data(&carp_reply(&self.carp.status(Instant::now()))),
+            Command::Carp => api::to_data(&self.carp_reply()),
             Command::CarpEnable | Command::CarpDisable => {
-                self.carp.set_enabled(
-                    matches!(Command::of(req)?, Command::CarpEnable),
-                    Instant::now(),
-                );
-                api::to_data(&carp_reply(&self.carp.status(Instant::now())))
+                self.carp
+                    .set_enabled(matches!(Command::of(req)?, Command::CarpEnable));
+                api::to_data(&self.carp_reply())
             }
             Command::MaintenanceOn | Command::MaintenanceOff => {
                 self.carp
-                    .set_maintenance(
-                        matches!(Command::of(req)?, Command::MaintenanceOn),
-                        Instant::now(),
-                    )
+                    .set_maintenance(matches!(Command::of(req)?, Command::MaintenanceOn))
                     .map_err(|e| e.to_string())?;
-                api::to_data(&carp_reply(&self.carp.status(Instant::now())))
+                api::to_data(&self.carp_reply())
             }
             Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
             Command::StatesKill => api::to_data(
@@ -195,23 +189,28 @@ impl Daemon {
         }
     }
 
+    /// `tandemctl carp`'s reply: CARP's status now, in the API's shape.
+    pub(crate) fn carp_reply(&self) -> api::CarpReply {
+        carp_reply(&self.carp.status())
+    }
+
     fn states(&self, args: &api::StatesArgs) -> api::StatesReply {
         let now = self.clock.now_ms();
         let table = &self.dp.states;
         let (timeouts, adaptive, count) = (table.timeouts(), table.adaptive(), table.len() as u64);
         let limit = args.limit.unwrap_or(10_000);
         let proto = args.proto.as_deref().map(str::to_ascii_lowercase);
+        // Addresses and ports as `states kill` matches them; the protocol by its name here.
+        let filter = crate::state_kill::KillFilter {
+            addr: args.addr,
+            port: args.port,
+            ..crate::state_kill::KillFilter::ALL
+        };
         let mut states = Vec::new();
         let mut matched = 0u64;
         table.for_each(|s| {
-            let (stack, wire) = (s.stack, s.wire());
-            let hit = args
-                .addr
-                .is_none_or(|a| touches(&stack, a) || touches(&wire, a))
-                && args.port.is_none_or(|p| {
-                    [stack.sport, stack.dport, wire.sport, wire.dport].contains(&p)
-                })
-                && proto.as_deref().is_none_or(|p| p == proto_name(s.proto()));
+            let hit =
+                filter.matches(s) && proto.as_deref().is_none_or(|p| p == proto_name(s.proto()));
             if !hit {
                 return;
             }
@@ -240,10 +239,6 @@ impl Daemon {
     fn stats(&self) -> api::StatsReply {
         api::StatsReply::from_pairs(self.metrics().flat())
     }
-}
-
-fn touches(k: &FlowKey, a: Ipv4Addr) -> bool {
-    k.src == a || k.dst == a
 }
 
 /// CARP's status in the API's shape (`tandemctl carp`, the doctor).

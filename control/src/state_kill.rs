@@ -12,6 +12,7 @@
 //! pf, which keeps states across `pfctl -f`): after a new ruleset is in force, the states whose
 //! first packet it would no longer pass are killed the same way.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -106,19 +107,9 @@ fn proto_number(name: &str) -> Result<u8, KillError> {
 }
 
 /// Removes the states `args` selects from `table`; how many went.
-///
-/// The matches are collected first and removed after the walk: [`StateTable::for_each`] holds
-/// a shard lock that `remove` takes too. A state that expired or was removed by the peer in
-/// between is not counted (`remove` returns false).
 pub fn kill(table: &StateTable, args: &StatesKillArgs) -> Result<StatesKillReply, KillError> {
     let filter = KillFilter::of(args)?;
-    let mut victims: Vec<Arc<State>> = Vec::new();
-    table.for_each(|s| {
-        if filter.matches(s) {
-            victims.push(Arc::clone(s));
-        }
-    });
-    let killed = victims.iter().filter(|s| table.remove(s)).count() as u64;
+    let killed = remove_where(table, |s| filter.matches(s));
     if killed > 0 {
         tracing::info!(killed, ?filter, "states killed");
     }
@@ -131,26 +122,36 @@ pub fn kill(table: &StateTable, args: &StatesKillArgs) -> Result<StatesKillReply
 /// or rule 0) is kept: nothing says where it came in. Call after `new` is in force, so no
 /// state the old ruleset passes can be created behind the walk.
 pub fn kill_unpassed(table: &StateTable, old: &Ruleset, new: &Ruleset) -> u64 {
-    let in_if = |rule: u32| -> Option<IfIndex> {
-        let i = old
-            .all_rules()
-            .iter()
-            .position(|rules| rules.iter().any(|r| r.number == rule))?;
-        IfIndex::try_from(i).ok()
-    };
-    let mut victims: Vec<Arc<State>> = Vec::new();
-    table.for_each(|s| {
-        if let Some(i) = in_if(s.rule) {
-            if !new.verdict(&meta_of(i, &s.stack)).is_pass() {
-                victims.push(Arc::clone(s));
-            }
-        }
+    // Rule number -> interface, once: not a scan of every rule for every state.
+    let in_if: HashMap<u32, IfIndex> = old
+        .all_rules()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rules)| Some((IfIndex::try_from(i).ok()?, rules)))
+        .flat_map(|(i, rules)| rules.iter().map(move |r| (r.number, i)))
+        .collect();
+    let killed = remove_where(table, |s| {
+        in_if
+            .get(&s.rule)
+            .is_some_and(|&i| !new.verdict(&meta_of(i, &s.stack)).is_pass())
     });
-    let killed = victims.iter().filter(|s| table.remove(s)).count() as u64;
     if killed > 0 {
         tracing::info!(killed, "states the new ruleset no longer passes killed");
     }
     killed
+}
+
+/// Removes the states `pick` selects; how many went. The matches are collected first and
+/// removed after the walk: [`StateTable::for_each`] holds a shard lock that `remove` takes too.
+/// A state that expired or was removed by the peer in between is not counted.
+fn remove_where(table: &StateTable, pick: impl Fn(&State) -> bool) -> u64 {
+    let mut victims: Vec<Arc<State>> = Vec::new();
+    table.for_each(|s| {
+        if pick(s) {
+            victims.push(Arc::clone(s));
+        }
+    });
+    victims.iter().filter(|s| table.remove(s)).count() as u64
 }
 
 #[cfg(test)]

@@ -97,9 +97,9 @@ impl CarpHandle {
         rx.recv_timeout(REPLY_TIMEOUT).ok()
     }
 
-    /// The box's CARP status (empty if the CARP thread does not answer). `_now` is the CARP
-    /// thread's to read.
-    pub fn status(&self, _now: Instant) -> super::Status {
+    /// The box's CARP status (empty if the CARP thread does not answer; the CARP thread reads
+    /// the clock itself).
+    pub fn status(&self) -> super::Status {
         self.ask(Request::Status).unwrap_or_default()
     }
 
@@ -113,11 +113,11 @@ impl CarpHandle {
         v
     }
 
-    pub fn set_enabled(&mut self, on: bool, _now: Instant) {
+    pub fn set_enabled(&mut self, on: bool) {
         let _ = self.ask(|tx| Request::SetEnabled(on, tx));
     }
 
-    pub fn set_maintenance(&mut self, on: bool, _now: Instant) -> Result<(), MaintenanceError> {
+    pub fn set_maintenance(&mut self, on: bool) -> Result<(), MaintenanceError> {
         self.ask(|tx| Request::SetMaintenance(on, tx))
             .unwrap_or(Err(MaintenanceError::NoAnswer))
     }

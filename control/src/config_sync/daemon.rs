@@ -138,13 +138,17 @@ impl Daemon {
             )]);
         }
         let (config, text) = effective(&self.file_text, push)?;
+        let prepared = self.prepare(config).map_err(|e| vec![e.to_string()])?;
         // A push whose sync rules would shut out the primary (or state sync) could never be
         // undone by the next push: refused.
-        let lockout = crate::doctor::single::sync_lockout(&config, req.from);
+        let lockout = crate::doctor::single::sync_lockout(
+            &prepared.config,
+            &prepared.compiled.sync,
+            req.from,
+        );
         if !lockout.is_empty() {
             return Err(lockout);
         }
-        let prepared = self.prepare(config).map_err(|e| vec![e.to_string()])?;
         if let Some(dir) = &self.state_dir {
             store::save(dir, push).map_err(|e| vec![format!("cannot persist the push: {e}")])?;
         }

@@ -2,7 +2,6 @@
 //! peer's, read over the config sync channel by a thread of its own (the control loop never
 //! waits on the network: the request answers "pending" until the peer has answered).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -41,7 +40,7 @@ impl Daemon {
             unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            carp: crate::handler::carp_reply(&self.carp.status(Instant::now())),
+            carp: self.carp_reply(),
             sync: self
                 .sync
                 .as_ref()
@@ -62,17 +61,9 @@ impl Daemon {
             return;
         }
         self.inspection_published = Some(now);
-        // The text is copied once per generation, not every half second.
-        let config = match &self.inspection_config {
-            Some((g, text)) if *g == self.generation => text.clone(),
-            _ => {
-                let text = Arc::new(self.config_text.clone());
-                self.inspection_config = Some((self.generation, text.clone()));
-                text
-            }
-        };
         cs.publish(Inspection {
-            config,
+            // Shared with the generation in force, not copied.
+            config: self.config_text.clone(),
             live: self.live_state(),
         });
     }

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use tandem_dataplane::filter::{Action, PacketMeta, Ruleset, Verdict};
 
 use super::{compiled, Findings, Severity};
+use crate::compile::SyncFilter;
 use crate::config::{AddrSpec, Config, NatMode, Prefix, Role, SyncSection, TranslationAddr};
 use tandem_dataplane::wire::ipv4::proto::{CARP as CARP_PROTO, PFSYNC as PFSYNC_PROTO, TCP};
 use tandem_dataplane::wire::ipv4::CARP_GROUP;
@@ -291,14 +292,14 @@ fn sync_link_passes(
 
 /// Why the sync link's rules of `c` (a config about to run on a config sync secondary) would
 /// cut it off from `primary`: config sync from it, or state sync from the state sync peer. A
-/// push that does this is refused: no later push could undo it.
-pub fn sync_lockout(c: &Config, primary: Ipv4Addr) -> Vec<String> {
-    let (Some(compiled), Some(link), Some(cs)) = (compiled(c), c.sync_link(), &c.ha.config_sync)
-    else {
+/// push that does this is refused: no later push could undo it. `sync` is `c`'s compiled sync
+/// filter (the caller has compiled `c` already).
+pub fn sync_lockout(c: &Config, sync: &SyncFilter, primary: Ipv4Addr) -> Vec<String> {
+    let (Some(link), Some(cs)) = (c.sync_link(), &c.ha.config_sync) else {
         return Vec::new();
     };
-    let rules = &compiled.sync.ruleset;
-    let in_if = compiled.sync.index(&link.name);
+    let rules = &sync.ruleset;
+    let in_if = sync.index(&link.name);
     let mut out = Vec::new();
     if !passes(rules, in_if, TCP, primary, link.ip(), cs.port) {
         out.push(format!(

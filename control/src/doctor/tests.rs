@@ -172,13 +172,13 @@ fn a_push_that_would_lock_the_secondary_out_is_named() {
         "destination = { address = \"self\", port = 9443 }",
     );
     let a_ip = "10.255.0.1".parse().unwrap();
-    let why = single::sync_lockout(&parse(&locked), a_ip);
+    let why = lockout(&parse(&locked), a_ip);
     assert_eq!(why.len(), 1, "{why:?}");
     assert!(why[0].contains("config sync"), "{why:?}");
     let no_pfsync = with(&b(), "protocol = \"pfsync\"", "protocol = \"udp\"");
-    let why = single::sync_lockout(&parse(&no_pfsync), a_ip);
+    let why = lockout(&parse(&no_pfsync), a_ip);
     assert!(why.len() == 1 && why[0].contains("pfsync"), "{why:?}");
-    assert!(single::sync_lockout(&parse(&b()), a_ip).is_empty());
+    assert!(lockout(&parse(&b()), a_ip).is_empty());
 }
 
 #[test]
@@ -539,4 +539,10 @@ fn dhcp_handing_out_a_box_address_as_gateway_or_dns() {
         ("dhcp[0].gateway", Severity::Error)
     );
     assert_eq!(finding(&r, "dhcp-dns-not-vip").field, "dhcp[0].dns[0]");
+}
+
+/// `single::sync_lockout` on `c` compiled as the daemon compiles it.
+fn lockout(c: &Config, primary: std::net::Ipv4Addr) -> Vec<String> {
+    let compiled = super::compiled(c).expect("compiles");
+    single::sync_lockout(c, &compiled.sync, primary)
 }

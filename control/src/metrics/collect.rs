@@ -1,7 +1,5 @@
 //! The sources of the registry, read by the control thread into one [`Snapshot`].
 
-use std::time::Instant;
-
 use tandem_dataplane::counters::Counters as DpCounters;
 use tandem_dataplane::state::{PeerState, StateTable};
 
@@ -343,7 +341,7 @@ impl Daemon {
                 }
             }
         }
-        let reply = self.carp.status(Instant::now());
+        let reply = self.carp.status();
         s.add(
             "carp_enabled",
             "1 while CARP runs (tandemctl carp enable|disable).",
