@@ -8,10 +8,10 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{config, is, vip_statuses, Fw, LONG, POLL};
+use common::{cluster, config, is, vip_statuses, Fw, Pinger, LONG, POLL};
 use serde_json::Value;
 use tandem_testlab::topology::SERVER_IP;
-use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
+use tandem_testlab::{require_root, wait_until, Lab, Node};
 
 /// Master down at the seed's advbase 1, skew 1 (3 x 1 + 1/256 s), plus one advert interval
 /// and the control loop's slack: the bound the issue sets for a takeover.
@@ -19,51 +19,6 @@ const TAKEOVER: Duration = Duration::from_millis(3_004 + 1_004 + 500);
 
 fn wait_all(fw: &Fw, status: &str, within: Duration) -> bool {
     wait_until(within, POLL, || is(fw, status))
-}
-
-/// Both boxes up, A master of both VIPs and B backup.
-fn cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
-    let b = Fw::start(lab, Node::Fwb, &config("fw-b.toml"));
-    let a = Fw::start(lab, Node::Fwa, &config("fw-a.toml"));
-    assert!(wait_all(&a, "MASTER", LONG), "A: {:?}", vip_statuses(&a));
-    assert!(wait_all(&b, "BACKUP", LONG), "B: {:?}", vip_statuses(&b));
-    (a, b)
-}
-
-/// A ping from the client to the server every `interval`, counting replies until dropped.
-struct Pinger {
-    proc: Proc,
-}
-
-impl Pinger {
-    fn start(lab: &Lab, interval: &str) -> Pinger {
-        let proc = lab
-            .spawn(
-                Node::Client,
-                &["ping", "-i", interval, "-W", "1", &SERVER_IP.to_string()],
-            )
-            .unwrap();
-        Pinger { proc }
-    }
-
-    /// The sequence numbers answered so far.
-    fn answered(&self) -> Vec<u64> {
-        self.proc
-            .log()
-            .lines()
-            .filter_map(|l| l.split("icmp_seq=").nth(1))
-            .filter_map(|s| s.split_whitespace().next()?.parse().ok())
-            .collect()
-    }
-
-    /// The longest run of unanswered sequence numbers between two answered ones.
-    fn longest_gap(&self) -> u64 {
-        let a = self.answered();
-        a.windows(2)
-            .map(|w| w[1].saturating_sub(w[0] + 1))
-            .max()
-            .unwrap_or(0)
-    }
 }
 
 #[test]

@@ -9,9 +9,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, is, vip_statuses, Fw, LONG, POLL};
+use common::{cluster, config, is, vip_statuses, Fw, Pinger, LONG, POLL};
 use serde_json::Value;
-use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
 
 /// A's address on the LAN, the source of its adverts.
@@ -26,61 +25,14 @@ fn attacker() -> String {
         .to_string()
 }
 
-/// Both boxes up, A master of both VIPs and B backup.
-fn cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
-    let b = Fw::start(lab, Node::Fwb, &config("fw-b.toml"));
-    let a = Fw::start(lab, Node::Fwa, &config("fw-a.toml"));
+/// A ping from the client to the server every 50 ms, once it gets through.
+fn pinger(lab: &Lab) -> Pinger {
+    let p = Pinger::start(lab, "0.05");
     assert!(
-        wait_until(LONG, POLL, || is(&a, "MASTER")),
-        "A: {:?}",
-        vip_statuses(&a)
+        wait_until(LONG, POLL, || p.answered().len() >= 5),
+        "no ping through A"
     );
-    assert!(
-        wait_until(LONG, POLL, || is(&b, "BACKUP")),
-        "B: {:?}",
-        vip_statuses(&b)
-    );
-    (a, b)
-}
-
-/// A ping from the client to the server every 50 ms.
-struct Pinger {
-    proc: Proc,
-}
-
-impl Pinger {
-    fn start(lab: &Lab) -> Pinger {
-        let proc = lab
-            .spawn(
-                Node::Client,
-                &["ping", "-i", "0.05", "-W", "1", &SERVER_IP.to_string()],
-            )
-            .unwrap();
-        let p = Pinger { proc };
-        assert!(
-            wait_until(LONG, POLL, || p.answered().len() >= 5),
-            "no ping through A"
-        );
-        p
-    }
-
-    fn answered(&self) -> Vec<u64> {
-        self.proc
-            .log()
-            .lines()
-            .filter_map(|l| l.split("icmp_seq=").nth(1))
-            .filter_map(|s| s.split_whitespace().next()?.parse().ok())
-            .collect()
-    }
-
-    /// The longest run of unanswered sequence numbers between two answered ones.
-    fn longest_gap(&self) -> u64 {
-        self.answered()
-            .windows(2)
-            .map(|w| w[1].saturating_sub(w[0] + 1))
-            .max()
-            .unwrap_or(0)
-    }
+    p
 }
 
 /// Watches `proc` (an attack) until it exits, checking at every poll that no box moved: A
@@ -138,7 +90,7 @@ fn a_replayed_advert_does_not_move_the_master() {
     );
     // Past the old guard's window (3 s), with the captured counter now well behind A's.
     std::thread::sleep(Duration::from_secs(4));
-    let pinger = Pinger::start(&lab);
+    let pinger = pinger(&lab);
     let (ta, tb) = (a.counter("carp_transitions"), b.counter("carp_transitions"));
     let loops = a.counter("carp_rejected_loop");
     let replay = lab
@@ -280,7 +232,7 @@ fn a_description_change_and_a_new_vhid_cause_no_failover() {
     require_root();
     let lab = Lab::up("carpc").expect("lab up");
     let (a, b) = cluster(&lab);
-    let pinger = Pinger::start(&lab);
+    let pinger = pinger(&lab);
     let text = std::fs::read_to_string(config("fw-a.toml")).unwrap();
     let edited = text.replace("description = \"CARP LAN\"", "description = \"CARP LAN, edited\"")
         + "\n[[virtual_ips]]\ntype = \"carp\"\ninterface = \"lan\"\naddress = \"192.168.0.20/24\"\n\

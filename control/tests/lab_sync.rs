@@ -11,7 +11,10 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{config, is, serve_blob, sha256_of, statuses, wait_for_pair, Fw, Served, LONG, POLL};
+use common::{
+    cluster, config, is, longest_ping_gap, serve_blob, sha256_of, statuses, wait_for_pair, Fw,
+    Served, LONG, POLL,
+};
 use serde_json::Value;
 use tandem_testlab::topology::SERVER_IP;
 use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
@@ -40,24 +43,10 @@ fn state_set(fw: &Fw) -> BTreeSet<(String, String, String, String)> {
 }
 
 /// Both boxes with the seed's configs; A master, B backup, sync up.
-fn cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
-    let b = Fw::start(lab, Node::Fwb, &config("fw-b.toml"));
-    let a = Fw::start(lab, Node::Fwa, &config("fw-a.toml"));
+fn synced_cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
+    let (a, b) = cluster(lab);
     wait_for_pair(&a, &b);
     (a, b)
-}
-
-/// The longest run of unanswered pings (10 ms apart) in a ping log.
-fn longest_ping_gap(log: &str) -> u64 {
-    let seqs: Vec<u64> = log
-        .lines()
-        .filter_map(|l| l.split("icmp_seq=").nth(1))
-        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
-        .collect();
-    seqs.windows(2)
-        .map(|w| w[1].saturating_sub(w[0] + 1))
-        .max()
-        .unwrap_or(0)
 }
 
 struct Download {
@@ -122,7 +111,7 @@ impl Download {
 fn failover_test(tag: &str, fail: impl FnOnce(&Lab, &mut Fw)) {
     require_root();
     let lab = Lab::up(tag).expect("lab up");
-    let (mut a, b) = cluster(&lab);
+    let (mut a, b) = synced_cluster(&lab);
     let ping = lab
         .spawn(
             Node::Client,
@@ -219,7 +208,7 @@ fn drop_sync_datagrams(lab: &Lab, node: Node, percent: u32) {
 fn the_state_tables_converge_with_5_percent_of_sync_datagrams_lost() {
     require_root();
     let lab = Lab::up("synlos").expect("lab up");
-    let (a, b) = cluster(&lab);
+    let (a, b) = synced_cluster(&lab);
     drop_sync_datagrams(&lab, Node::Fwb, 5);
     drop_sync_datagrams(&lab, Node::Fwa, 5);
     // 300 short connections and some UDP: each an insert, updates and (for TCP) a close.
@@ -279,7 +268,7 @@ fn the_state_tables_converge_with_5_percent_of_sync_datagrams_lost() {
 fn forged_and_replayed_sync_datagrams_create_no_state() {
     require_root();
     let lab = Lab::up("synfor").expect("lab up");
-    let (a, b) = cluster(&lab);
+    let (a, b) = synced_cluster(&lab);
     // Record A's sync datagrams on the sync bridge while it creates a state.
     let pcap = lab.log_dir().join("sync.pcap").display().to_string();
     let dump = lab

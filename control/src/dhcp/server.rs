@@ -287,36 +287,35 @@ impl Server {
             // At most one write a second: a burst of ACKs costs one fsync.
             if self.dirty && last_write.elapsed() >= Duration::from_secs(1) {
                 last_write = Instant::now();
-                self.dirty = false;
-                self.publish();
-                if let Some(path) = &self.path {
-                    if let Err(e) = store::save(
-                        path,
-                        &self.published.lock().unwrap_or_else(|e| e.into_inner()),
-                    ) {
-                        tracing::warn!("dhcp: cannot write the leases to {}: {e}", path.display());
-                    }
-                }
+                self.flush();
             }
         }
         if self.dirty {
-            self.publish();
-            if let Some(path) = &self.path {
-                let _ = store::save(
-                    path,
-                    &self.published.lock().unwrap_or_else(|e| e.into_inner()),
-                );
+            self.flush();
+        }
+    }
+
+    /// Publishes the leases (for `tandemctl dhcp leases`) and writes them to the lease file.
+    /// The write works on its own copy: the control thread never waits on the disk.
+    fn flush(&mut self) {
+        self.dirty = false;
+        let all = self.publish();
+        if let Some(path) = &self.path {
+            if let Err(e) = store::save(path, &all) {
+                tracing::warn!("dhcp: cannot write the leases to {}: {e}", path.display());
             }
         }
     }
 
-    fn publish(&self) {
+    /// Publishes the leases of every pool; returns them.
+    fn publish(&self) -> Vec<Lease> {
         let all: Vec<Lease> = self
             .servers
             .values()
             .flat_map(|s| s.pool.leases().cloned())
             .collect();
-        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = all;
+        all.clone_into(&mut self.published.lock().unwrap_or_else(|e| e.into_inner()));
+        all
     }
 
     /// A lease changed here: replicated, and written soon.

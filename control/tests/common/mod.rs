@@ -252,3 +252,62 @@ pub fn serve_blob(lab: &Lab, megabytes: u32) -> Served {
     );
     Served { file, url, server }
 }
+
+/// Both boxes with the seed's configs, B started first; A master of both VIPs, B backup.
+pub fn cluster(lab: &Lab) -> (Fw<'_>, Fw<'_>) {
+    let b = Fw::start(lab, Node::Fwb, &config("fw-b.toml"));
+    let a = Fw::start(lab, Node::Fwa, &config("fw-a.toml"));
+    assert!(
+        wait_until(LONG, POLL, || is(&a, "MASTER")),
+        "A: {:?}",
+        vip_statuses(&a)
+    );
+    assert!(
+        wait_until(LONG, POLL, || is(&b, "BACKUP")),
+        "B: {:?}",
+        vip_statuses(&b)
+    );
+    (a, b)
+}
+
+/// The sequence numbers a ping log shows answered, in order.
+pub fn ping_answers(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The longest run of unanswered sequence numbers between two answered ones in a ping log.
+pub fn longest_ping_gap(log: &str) -> u64 {
+    ping_answers(log)
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0] + 1))
+        .max()
+        .unwrap_or(0)
+}
+
+/// A ping from the client to the server every `interval` (ping's `-i`), read while it runs.
+pub struct Pinger {
+    proc: Proc,
+}
+
+impl Pinger {
+    pub fn start(lab: &Lab, interval: &str) -> Pinger {
+        let server = tandem_testlab::topology::SERVER_IP.to_string();
+        let proc = lab
+            .spawn(Node::Client, &["ping", "-i", interval, "-W", "1", &server])
+            .unwrap();
+        Pinger { proc }
+    }
+
+    /// The sequence numbers answered so far.
+    pub fn answered(&self) -> Vec<u64> {
+        ping_answers(&self.proc.log())
+    }
+
+    /// The longest run of unanswered sequence numbers between two answered ones.
+    pub fn longest_gap(&self) -> u64 {
+        longest_ping_gap(&self.proc.log())
+    }
+}
