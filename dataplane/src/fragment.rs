@@ -215,12 +215,9 @@ impl FragTable {
             expires: now.saturating_add(self.timeout_ms),
         };
         let mut shard = self.shard(self.shard_of(&key));
-        if let Some(slot) = shard.iter_mut().find(|s| s.is_some_and(|e| e.key == key)) {
-            let Some(old) = *slot else {
-                return Ok(Inserted::Fresh);
-            };
+        if let Some(old) = shard.iter_mut().flatten().find(|e| e.key == key) {
             if old.expires <= now {
-                *slot = Some(entry);
+                *old = entry;
                 return Ok(Inserted::ReusedExpired);
             }
             if (old.in_if, old.out_src, old.out_dst) != (in_if, out_src, out_dst) {

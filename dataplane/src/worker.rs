@@ -93,6 +93,15 @@ pub struct WorkerSpec {
     pub dhcp: Option<Sender<ControlFrame>>,
 }
 
+/// The kernel's AF_XDP socket statistics a worker publishes (XDP_STATISTICS), by name.
+pub const KERNEL_STATS: [&str; 5] = [
+    "xdp_rx_dropped",
+    "xdp_rx_ring_full",
+    "xdp_fill_ring_empty",
+    "xdp_rx_invalid_descs",
+    "xdp_tx_invalid_descs",
+];
+
 /// The port counters of a worker, published every few milliseconds for the CLI.
 #[derive(Debug, Default)]
 pub struct PortStats {
@@ -105,7 +114,7 @@ pub struct PortStats {
     /// Slow-path frames the worker could not send.
     pub slow_dropped: AtomicU64,
     /// The kernel's counters of the worker's sockets (`XDP_STATISTICS`), read once a second.
-    pub kernel: [AtomicU64; 5],
+    pub kernel: [AtomicU64; KERNEL_STATS.len()],
 }
 
 impl PortStats {
@@ -118,6 +127,7 @@ impl PortStats {
         self.rx_too_long.store(c.rx_too_long, Ordering::Relaxed);
     }
 
+    /// In [`KERNEL_STATS`]' order.
     fn publish_kernel(&self, k: &KernelStats) {
         let v = [
             k.rx_dropped,
@@ -133,7 +143,7 @@ impl PortStats {
 
     /// Name/value pairs, for `tandemctl stats`.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        vec![
+        [
             ("port_rx", self.rx.load(Ordering::Relaxed)),
             ("port_tx", self.tx.load(Ordering::Relaxed)),
             (
@@ -153,21 +163,15 @@ impl PortStats {
                 "slow_path_dropped",
                 self.slow_dropped.load(Ordering::Relaxed),
             ),
-            ("xdp_rx_dropped", self.kernel[0].load(Ordering::Relaxed)),
-            ("xdp_rx_ring_full", self.kernel[1].load(Ordering::Relaxed)),
-            (
-                "xdp_fill_ring_empty",
-                self.kernel[2].load(Ordering::Relaxed),
-            ),
-            (
-                "xdp_rx_invalid_descs",
-                self.kernel[3].load(Ordering::Relaxed),
-            ),
-            (
-                "xdp_tx_invalid_descs",
-                self.kernel[4].load(Ordering::Relaxed),
-            ),
         ]
+        .into_iter()
+        .chain(
+            KERNEL_STATS
+                .iter()
+                .zip(&self.kernel)
+                .map(|(name, v)| (*name, v.load(Ordering::Relaxed))),
+        )
+        .collect()
     }
 }
 

@@ -142,18 +142,6 @@ fn fix_ipv4_checksum(f: &mut [u8]) {
     f[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
-fn ones_complement(b: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in b.chunks(2) {
-        let w = u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
-        s += w;
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// Every IPv4 frame the box sent has a valid header checksum (the IP header of anything that
 /// passed was verified on the way in and patched incrementally since).
 fn check_sent(lab: &mut Lab) -> usize {

@@ -85,7 +85,13 @@ fn max_src_states_refuses_the_source_over_its_limit_only() {
 
     // One of A's states goes (a kill; expiry and a peer's delete take the same way): A may
     // open one more, not two.
-    let key = tandem_dataplane::state::FlowKey::new(6, A, 10_000, SERVER, 80);
+    let key = tandem_dataplane::state::FlowKey::new(
+        tandem_dataplane::filter::proto::TCP,
+        A,
+        10_000,
+        SERVER,
+        80,
+    );
     let (state, _) = lab.dp.states.lookup(&key).unwrap();
     assert!(lab.dp.states.remove(&state));
     assert_eq!(lab.dp.states.src_nodes().states_of(1, A), 2);
@@ -204,23 +210,7 @@ fn syn_flood_at_the_limit_goes_within_a_second_and_new_flows_get_in() {
     });
     // An established flow.
     let c = (CLIENT, 40_000);
-    lab.send(
-        LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, SRV, 64, "S", 100, 0, &[]),
-        T0,
-    );
-    let nat_port = parse(&lab.one_sent(WAN)).tcp().source_port;
-    let vip = (WAN_VIP, nat_port);
-    lab.send(
-        WAN,
-        &tcp_frame(SERVER_MAC, WAN_VMAC, SRV, vip, 64, "SA", 900, 101, &[]),
-        T0 + 1,
-    );
-    lab.send(
-        LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, SRV, 64, "A", 101, 901, &[]),
-        T0 + 2,
-    );
+    handshake(&mut lab, c, SRV, T0);
     lab.sent(LAN);
     lab.sent(WAN);
     // The flood: 63 SYNs from random-looking sources fill the table, 10 more are refused.

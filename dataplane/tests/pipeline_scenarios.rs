@@ -915,23 +915,7 @@ fn syn_flood_stops_at_the_state_limit_and_the_established_flow_lives_on() {
     });
     let c = (CLIENT, 40000);
     let srv = (SERVER, 80);
-    lab.send(
-        LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 100, 0, &[]),
-        T0,
-    );
-    let nat_port = parse(&lab.one_sent(WAN)).tcp().source_port;
-    let vip = (WAN_VIP, nat_port);
-    lab.send(
-        WAN,
-        &tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 900, 101, &[]),
-        T0 + 1,
-    );
-    lab.send(
-        LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 101, 901, &[]),
-        T0 + 2,
-    );
+    let vip = handshake(&mut lab, c, srv, T0);
     assert_eq!(lab.sent(LAN).len(), 1);
     assert_eq!(lab.sent(WAN).len(), 1);
 
@@ -1176,15 +1160,7 @@ fn new_generation_applies_to_new_flows_and_spares_existing_states() {
 fn icmp_checksum_verifies(f: &[u8]) -> bool {
     let ihl = usize::from(f[14] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
-    let msg = &f[14 + ihl..14 + total];
-    let mut s: u32 = msg
-        .chunks(2)
-        .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s == 0xffff
+    ones_complement(&f[14 + ihl..14 + total]) == 0
 }
 
 /// Fuzz finding (wire_icmp): an echo with id 0, seq 0 and no data is all zeros once it is a

@@ -15,16 +15,12 @@ use tandem_dataplane::io::mem::MemPort;
 use tandem_dataplane::io::Frame;
 use tandem_dataplane::neigh::PendingConfig;
 use tandem_dataplane::pipeline::{Dataplane, Pipeline, PipelineConfig};
-use tandem_dataplane::state::StateTable;
 use tandem_dataplane::wire::ethernet::{self, EtherType, EthernetFrame};
 use tandem_dataplane::wire::icmp::IcmpPacket;
 use tandem_dataplane::wire::ipv4::{IpProtocol, Ipv4Packet};
 use tandem_dataplane::wire::tcp::TcpPacket;
 use tandem_dataplane::wire::udp::UdpPacket;
-use tandem_perf::fixture::{
-    box_a_generation, establish, table_config, CLIENT, CLIENT_MAC, LAN, LAN_VHID, NOW, SERVER,
-    SERVER_MAC, WAN, WAN_VHID,
-};
+use tandem_perf::fixture::{box_a_with, establish, table_config, NOW};
 
 /// Fills the checksums of whatever layers parse (the IPv4 header last: it does not cover L4).
 fn fix_checksums(f: &mut [u8]) {
@@ -91,11 +87,6 @@ fn check_sent(port: &mut MemPort) -> usize {
 /// of 2 KiB, zeroed) cost more per input than the frames, and small ones reach the full-queue
 /// drops sooner.
 fn small_box_a() -> (Arc<Dataplane>, Pipeline) {
-    let dp = Dataplane::new(box_a_generation(), StateTable::new(table_config(64)));
-    dp.held.set(WAN_VHID, true);
-    dp.held.set(LAN_VHID, true);
-    dp.neigh.learn(WAN, SERVER, SERVER_MAC, NOW);
-    dp.neigh.learn(LAN, CLIENT, CLIENT_MAC, NOW);
     let config = PipelineConfig {
         emit_capacity: 8,
         pending: PendingConfig {
@@ -106,8 +97,7 @@ fn small_box_a() -> (Arc<Dataplane>, Pipeline) {
         },
         ..PipelineConfig::default()
     };
-    let pipe = Pipeline::new(Arc::clone(&dp), &config);
-    (dp, pipe)
+    box_a_with(table_config(64), &config)
 }
 
 fuzz_target!(|data: &[u8]| {

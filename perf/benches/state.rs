@@ -17,9 +17,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use tandem_dataplane::filter::proto;
+use tandem_dataplane::state::tcp::flags::SYN;
 use tandem_dataplane::state::{FlowKey, NewState, StateTable, TableConfig, TcpSegment};
-
-const SYN: u8 = 0x02;
 
 /// `n` TCP states after their SYN (class tcp.first), created at time 0, no NAT; room for 25%
 /// more, so the table is below the pressure mark (90%) and the walk only checks deadlines.

@@ -140,12 +140,17 @@ pub fn box_a_generation() -> Generation {
 /// Box A as master of both VHIDs, with the client's and the server's MACs learned, and one
 /// worker's pipeline on it.
 pub fn box_a(table: TableConfig) -> (Arc<Dataplane>, Pipeline) {
+    box_a_with(table, &PipelineConfig::default())
+}
+
+/// [`box_a`] with the pipeline's queues sized by `config`.
+pub fn box_a_with(table: TableConfig, config: &PipelineConfig) -> (Arc<Dataplane>, Pipeline) {
     let dp = Dataplane::new(box_a_generation(), StateTable::new(table));
     dp.held.set(WAN_VHID, true);
     dp.held.set(LAN_VHID, true);
     dp.neigh.learn(WAN, SERVER, SERVER_MAC, NOW);
     dp.neigh.learn(LAN, CLIENT, CLIENT_MAC, NOW);
-    let pipe = Pipeline::new(Arc::clone(&dp), &PipelineConfig::default());
+    let pipe = Pipeline::new(Arc::clone(&dp), config);
     (dp, pipe)
 }
 

@@ -574,10 +574,6 @@ impl FrameBuilder {
         self.push(&Record::Ack { seq })
     }
     /// Append a NACK of `from..=to`.
-    pub fn push_lease(&mut self, r: &LeaseRecord) -> bool {
-        self.push(&Record::Lease(*r))
-    }
-
     pub fn push_nack(&mut self, from: u64, to: u64) -> bool {
         self.push(&Record::Nack { from, to })
     }

@@ -221,6 +221,18 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict of `rule`, at `index` in its interface's list.
+    #[inline]
+    fn of_rule(index: u32, rule: &Rule) -> Verdict {
+        Verdict::Rule {
+            index,
+            number: rule.number,
+            action: rule.action,
+            keep_state: rule.keep_state,
+            log: rule.log,
+        }
+    }
+
     /// The action to take: the matched rule's, or `Block` for default deny.
     pub const fn action(&self) -> Action {
         match *self {
@@ -315,13 +327,7 @@ impl Ruleset {
                 .bytes
                 .fetch_add(u64::from(bytes), Ordering::Relaxed);
         }
-        Verdict::Rule {
-            index,
-            number: rule.number,
-            action: rule.action,
-            keep_state: rule.keep_state,
-            log: rule.log,
-        }
+        Verdict::of_rule(index, rule)
     }
 
     /// The verdict [`Ruleset::evaluate`] would give, without counting a hit: for the control
@@ -329,13 +335,7 @@ impl Ruleset {
     /// this state's first packet?).
     pub fn verdict(&self, meta: &PacketMeta) -> Verdict {
         match self.first_match(meta) {
-            Some((index, rule)) => Verdict::Rule {
-                index,
-                number: rule.number,
-                action: rule.action,
-                keep_state: rule.keep_state,
-                log: rule.log,
-            },
+            Some((index, rule)) => Verdict::of_rule(index, rule),
             None => Verdict::DefaultDeny,
         }
     }

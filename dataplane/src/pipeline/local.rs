@@ -57,14 +57,7 @@ impl WorkerSide {
                     return Verdict::Drop;
                 }
             }
-            let sent = self.to_control.as_ref().is_some_and(|tx| {
-                tx.try_send(ControlFrame {
-                    in_if,
-                    bytes: buf[..len].to_vec(),
-                })
-                .is_ok()
-            });
-            if sent {
+            if hand_off(self.to_control.as_ref(), in_if, &buf[..len]) {
                 c.to_control.inc();
             } else {
                 c.drop_local_unhandled.inc();
@@ -77,14 +70,7 @@ impl WorkerSide {
         {
             // Served by the DHCP thread, which checks the message and whether this box is the
             // VIP's master; here only a bounded copy, so a flood costs the fast path nothing more.
-            let sent = self.to_dhcp.as_ref().is_some_and(|tx| {
-                tx.try_send(ControlFrame {
-                    in_if,
-                    bytes: buf[..len].to_vec(),
-                })
-                .is_ok()
-            });
-            if sent {
+            if hand_off(self.to_dhcp.as_ref(), in_if, &buf[..len]) {
                 c.to_dhcp.inc();
             } else {
                 c.drop_dhcp_queue_full.inc();
@@ -130,4 +116,16 @@ impl WorkerSide {
         c.drop_local_unhandled.inc();
         Verdict::Drop
     }
+}
+
+/// A copy of `frame` to a slow-path thread's bounded queue; false when there is none or it is
+/// full (the frame is then the caller's to count and drop).
+fn hand_off(tx: Option<&Sender<ControlFrame>>, in_if: IfIndex, frame: &[u8]) -> bool {
+    tx.is_some_and(|tx| {
+        tx.try_send(ControlFrame {
+            in_if,
+            bytes: frame.to_vec(),
+        })
+        .is_ok()
+    })
 }

@@ -398,6 +398,52 @@ pub fn icmp_error_frame(
 }
 
 /// Pads to Ethernet's 60-byte minimum, as a NIC delivers a short frame.
+/// A client's TCP handshake with the server through NAT (SYN at `t`, ISN 100; SYN-ACK at `t + 1`,
+/// ISN 900; ACK at `t + 2`): the NAT address and port it left with. The SYN is taken off the WAN
+/// port; the SYN-ACK stays on the LAN port for the caller.
+pub fn handshake(
+    lab: &mut Lab,
+    client: (Ipv4Addr, u16),
+    server: (Ipv4Addr, u16),
+    t: u64,
+) -> (Ipv4Addr, u16) {
+    lab.send(
+        LAN,
+        &tcp_frame(CLIENT_MAC, LAN_VMAC, client, server, 64, "S", 100, 0, &[]),
+        t,
+    );
+    let syn = lab.one_sent(WAN);
+    let ip = etherparse::SlicedPacket::from_ethernet(&syn).unwrap();
+    let Some(etherparse::TransportSlice::Tcp(tcp)) = ip.transport else {
+        panic!("the SYN left as something else");
+    };
+    let vip = (WAN_VIP, tcp.source_port());
+    lab.send(
+        WAN,
+        &tcp_frame(SERVER_MAC, WAN_VMAC, server, vip, 64, "SA", 900, 101, &[]),
+        t + 1,
+    );
+    lab.send(
+        LAN,
+        &tcp_frame(CLIENT_MAC, LAN_VMAC, client, server, 64, "A", 101, 901, &[]),
+        t + 2,
+    );
+    vip
+}
+
+/// The Internet checksum (RFC 1071) of `b`, written by the tests themselves rather than taken
+/// from the crate they test: 0 over a header or message that carries a valid checksum.
+pub fn ones_complement(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
 pub fn pad(mut f: Vec<u8>) -> Vec<u8> {
     if f.len() < 60 {
         f.resize(60, 0);

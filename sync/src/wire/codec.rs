@@ -25,6 +25,10 @@ impl Put<'_> {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
     }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(v);
+        self
+    }
     fn id(&mut self, id: SyncId) -> &mut Self {
         self.u64(id.id).u32(id.creator)
     }
@@ -92,19 +96,15 @@ pub(super) fn encode(rec: &Record, out: &mut Vec<u8>) {
             p.u64(*from).u64(*to);
         }
         Record::Lease(l) => {
-            for b in l.mac {
-                p.u8(b);
-            }
-            p.u16(0)
+            p.bytes(&l.mac)
+                .u16(0)
                 .u32(l.ip.into())
                 .u64(l.expires)
                 .u64(l.updated_ms)
                 .u8(l.state)
                 .u8(l.hostname_len.min(LEASE_HOSTNAME as u8))
-                .u16(0);
-            for b in l.hostname {
-                p.u8(b);
-            }
+                .u16(0)
+                .bytes(&l.hostname);
         }
     }
 }
