@@ -206,12 +206,7 @@ impl Daemon {
         // With state sync, every insert, update and delete of the workers goes to the journal
         // the sync thread drains.
         let state_sync = config.ha.state_sync.as_ref().filter(|s| s.enabled);
-        let journal = state_sync.map(|_| {
-            Arc::new(SyncJournal::new(JournalConfig {
-                queues: nworkers,
-                ..JournalConfig::default()
-            }))
-        });
+        let journal = state_sync.map(|_| Arc::new(SyncJournal::new(JournalConfig::default())));
         let states = match &journal {
             Some(j) => StateTable::with_journal(table_config, j.clone()),
             None => StateTable::new(table_config),
@@ -614,9 +609,11 @@ fn start_housekeeping(
     let t = std::thread::Builder::new()
         .name("tandem-housekeeping".into())
         .spawn(move || {
+            // Expiry deletes are this thread's own changes: its own journal queue.
+            let by = dp.states.producer();
             while !s.load(Ordering::Relaxed) {
                 let now = clock.now_ms();
-                dp.states.expire(now, dp.states.expire_budget());
+                dp.states.expire(now, dp.states.expire_budget(), &by);
                 dp.neigh.expire(now);
                 std::thread::sleep(Duration::from_millis(100));
             }

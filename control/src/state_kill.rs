@@ -17,6 +17,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use tandem_dataplane::filter::Ruleset;
+use tandem_dataplane::journal::Origin;
 use tandem_dataplane::pipeline::meta_of;
 use tandem_dataplane::state::{FlowKey, State, StateTable};
 use tandem_dataplane::IfIndex;
@@ -143,28 +144,41 @@ pub fn kill_unpassed(table: &StateTable, old: &Ruleset, new: &Ruleset) -> u64 {
 
 /// Removes the states `pick` selects; how many went. The matches are collected first and
 /// removed after the walk: [`StateTable::for_each`] holds a shard lock that `remove` takes too.
-/// A state that expired or was removed by the peer in between is not counted.
+/// A state that expired or was removed by the peer in between is not counted. The removals are
+/// this call's own changes: they go to the peer through a journal queue of its own.
 fn remove_where(table: &StateTable, pick: impl Fn(&State) -> bool) -> u64 {
+    let by = table.producer();
     let mut victims: Vec<Arc<State>> = Vec::new();
     table.for_each(|s| {
         if pick(s) {
             victims.push(Arc::clone(s));
         }
     });
-    victims.iter().filter(|s| table.remove(s)).count() as u64
+    victims
+        .iter()
+        .filter(|s| table.remove(s, Origin::Local(&by)))
+        .count() as u64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use tandem_dataplane::journal::{JournalKind, StateJournal};
+    use tandem_dataplane::journal::{JournalKind, JournalQueue, StateJournal};
     use tandem_dataplane::state::{NewState, TableConfig};
 
     #[derive(Debug, Default)]
-    struct Deletes(AtomicU64);
+    struct Deletes(Arc<AtomicU64>);
 
     impl StateJournal for Deletes {
+        fn queue(&self) -> Box<dyn JournalQueue> {
+            Box::new(DeleteCount(self.0.clone()))
+        }
+    }
+
+    struct DeleteCount(Arc<AtomicU64>);
+
+    impl JournalQueue for DeleteCount {
         fn record(&self, kind: JournalKind, _: &Arc<State>) {
             if kind == JournalKind::Delete {
                 self.0.fetch_add(1, Ordering::Relaxed);
@@ -181,9 +195,10 @@ mod tests {
     fn table() -> (StateTable, Arc<Deletes>) {
         let j = Arc::new(Deletes::default());
         let t = StateTable::with_journal(TableConfig::default(), j.clone());
+        let by = t.producer();
         let add = |proto, src, sport, dport, rule| {
             let key = FlowKey::new(proto, src, sport, SERVER, dport);
-            t.insert(NewState::first_packet(key, rule, None, 60), 0)
+            t.insert(NewState::first_packet(key, rule, None, 60), 0, &by)
                 .expect("room");
         };
         add(6, CLIENT, 40000, 80, 2);

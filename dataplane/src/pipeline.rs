@@ -45,6 +45,7 @@ use crate::filter::{Action, PacketMeta, Verdict as RuleVerdict};
 use crate::fragment::{FragConfig, FragTable};
 use crate::generation::{Generation, HeldVhids};
 use crate::io::{Frame, Port, Verdict, FRAME_SIZE};
+use crate::journal::{Origin, Producer};
 use crate::neigh::{
     EnqueueOutcome, NeighCache, NeighMemo, PendingConfig, PendingEvent, PendingQueues,
 };
@@ -272,6 +273,8 @@ struct WorkerSide {
     to_control: Option<Sender<ControlFrame>>,
     to_dhcp: Option<Sender<ControlFrame>>,
     carp: CarpBudget,
+    /// This worker's queue into the state journal: the states it creates, tracks and removes.
+    journal: Producer,
     now: Millis,
 }
 
@@ -295,6 +298,7 @@ impl Pipeline {
         let counters = Arc::new(Counters::default());
         dp.register(counters.clone());
         let gen = dp.generation.load_full();
+        let journal = dp.states.producer();
         Pipeline {
             dp,
             gen,
@@ -307,6 +311,7 @@ impl Pipeline {
                 to_control: None,
                 to_dhcp: None,
                 carp: CarpBudget::default(),
+                journal,
                 now: 0,
             },
         }
@@ -539,7 +544,7 @@ impl WorkerSide {
                 }
             };
             if tracked.is_ok() {
-                dp.states.record_update(state);
+                dp.states.updated(state, &self.journal);
             }
             (tracked, translation(state, dir))
         });
@@ -549,7 +554,7 @@ impl WorkerSide {
                 Err(TrackError::PortReuse) => {
                     // Both sides closed and a new SYN: the old state goes, the SYN starts anew.
                     if let Some((s, _)) = dp.states.lookup(&key) {
-                        dp.states.remove(&s);
+                        dp.states.remove(&s, Origin::Local(&self.journal));
                     }
                     return self.new_flow(gen, dp, in_if, buf, len, key, l4, hl, total);
                 }

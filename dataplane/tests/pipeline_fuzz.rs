@@ -206,6 +206,7 @@ proptest! {
     #[test]
     fn mutated_frames_never_panic(muts in prop::collection::vec(mutation(), 1..40)) {
         let (mut lab, templates) = lab_and_templates();
+        let by = lab.dp.states.producer();
         let rx0 = lab.counters().rx_frames.get();
         for (i, m) in muts.iter().enumerate() {
             let (native_if, t) = &templates[m.template.index(templates.len())];
@@ -227,7 +228,7 @@ proptest! {
         }
         // Time passes: ARP retries and failures, then expiry.
         lab.poll(10_000);
-        lab.dp.states.expire(1_000_000_000, usize::MAX);
+        lab.dp.states.expire(1_000_000_000, usize::MAX, &by);
         lab.poll(1_000_000_000);
         check_sent(&mut lab);
         let c = lab.counters();

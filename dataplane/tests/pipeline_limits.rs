@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use common::*;
 use tandem_dataplane::filter::{Action, AddrMatch, Rule};
+use tandem_dataplane::journal::Origin;
 use tandem_dataplane::state::{ConnRate, SrcLimits, TableConfig, EMBRYONIC_GRACE};
 use tandem_dataplane::wire::MacAddr;
 
@@ -72,6 +73,7 @@ fn max_src_states_refuses_the_source_over_its_limit_only() {
         max_states: 3,
         rate: None,
     });
+    let by = lab.dp.states.producer();
     for port in 0..3 {
         syn_created(&mut lab, A, 10_000 + port, T0);
     }
@@ -93,7 +95,7 @@ fn max_src_states_refuses_the_source_over_its_limit_only() {
         80,
     );
     let (state, _) = lab.dp.states.lookup(&key).unwrap();
-    assert!(lab.dp.states.remove(&state));
+    assert!(lab.dp.states.remove(&state, Origin::Local(&by)));
     assert_eq!(lab.dp.states.src_nodes().states_of(1, A), 2);
     syn_created(&mut lab, A, 10_005, T0 + 1);
     syn_refused(&mut lab, A, 10_006, T0 + 1, "drop_src_states");
@@ -188,13 +190,14 @@ fn the_source_node_table_is_bounded_and_frees_idle_sources() {
         max_states: 10,
         rate: None,
     });
+    let by = lab.dp.states.producer();
     lab.dp.states.src_nodes().set_max_nodes(2);
     syn_created(&mut lab, A, 10_000, T0);
     syn_created(&mut lab, B, 10_000, T0);
     syn_refused(&mut lab, C, 10_000, T0, "drop_src_nodes");
     assert_eq!(lab.dp.states.src_nodes().len(), 2);
     // A's and B's states expire (tcp.first 120 s); their nodes go with them, C gets a place.
-    lab.dp.states.expire(T0 + 121_000, usize::MAX);
+    lab.dp.states.expire(T0 + 121_000, usize::MAX, &by);
     assert!(lab.dp.states.src_nodes().is_empty());
     syn_created(&mut lab, C, 10_000, T0 + 121_000);
 }
@@ -208,6 +211,7 @@ fn syn_flood_at_the_limit_goes_within_a_second_and_new_flows_get_in() {
         },
         ..Setup::default()
     });
+    let by = lab.dp.states.producer();
     // An established flow.
     let c = (CLIENT, 40_000);
     handshake(&mut lab, c, SRV, T0);
@@ -236,11 +240,13 @@ fn syn_flood_at_the_limit_goes_within_a_second_and_new_flows_get_in() {
     assert_eq!(
         lab.dp
             .states
-            .expire(T0 + 10 + EMBRYONIC_GRACE - 1, usize::MAX),
+            .expire(T0 + 10 + EMBRYONIC_GRACE - 1, usize::MAX, &by),
         0
     );
     assert_eq!(
-        lab.dp.states.expire(T0 + 10 + EMBRYONIC_GRACE, usize::MAX),
+        lab.dp
+            .states
+            .expire(T0 + 10 + EMBRYONIC_GRACE, usize::MAX, &by),
         63
     );
     assert_eq!(lab.dp.states.len(), 1);

@@ -875,14 +875,15 @@ fn nat_port_range_of_four_serves_four_flows_then_drops() {
 #[test]
 fn expired_udp_state_no_longer_lets_the_reply_in() {
     let mut lab = Lab::new();
+    let by = lab.dp.states.producer();
     lab.send(
         LAN,
         &udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5353), (SERVER, 53), 64, b"q"),
         T0,
     );
     let nat_port = parse(&lab.one_sent(WAN)).udp().source_port;
-    assert_eq!(lab.dp.states.expire(T0 + 59_000, usize::MAX), 0);
-    assert_eq!(lab.dp.states.expire(T0 + 61_000, usize::MAX), 1);
+    assert_eq!(lab.dp.states.expire(T0 + 59_000, usize::MAX, &by), 0);
+    assert_eq!(lab.dp.states.expire(T0 + 61_000, usize::MAX, &by), 1);
     assert_eq!(lab.dp.states.len(), 0);
 
     let s = lab.snapshot();

@@ -125,7 +125,8 @@ fuzz_target!(|data: &[u8]| {
     }
     // Time passes: ARP retries and failures, then expiry of everything.
     pipe.poll_ports(&mut ports, &mut batch, now + 10_000);
-    dp.states.expire(now + 1_000_000_000, usize::MAX);
+    dp.states
+        .expire(now + 1_000_000_000, usize::MAX, &dp.states.producer());
     pipe.poll_ports(&mut ports, &mut batch, now + 1_000_000_000);
     check_sent(&mut ports[0]);
     check_sent(&mut ports[1]);

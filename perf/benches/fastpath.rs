@@ -183,7 +183,8 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
     let ip = Ipv4Packet::new_unchecked(&work[0].bytes()[ethernet::HEADER_LEN..]);
     assert_eq!((ip.src_addr(), ip.dst_addr()), (WAN_VIP, SERVER));
     assert_eq!(dp.states.len(), 1);
-    dp.states.flush();
+    let by = dp.states.producer();
+    dp.states.flush(&by);
 
     let mut next = 0usize;
     let mut in_table = 0usize;
@@ -196,7 +197,7 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
             let mut left = iters as usize;
             while left > 0 {
                 if in_table == CHUNK {
-                    dp.states.flush();
+                    dp.states.flush(&by);
                     in_table = 0;
                 }
                 if next == SYNS {

@@ -28,6 +28,7 @@ fn table(n: u32) -> StateTable {
         capacity: n as usize,
         ..TableConfig::default()
     });
+    let by = t.producer();
     for i in 0..n {
         let src = Ipv4Addr::from(0x0a00_0000 + (i >> 14));
         let key = FlowKey::new(
@@ -43,7 +44,7 @@ fn table(n: u32) -> StateTable {
             win: 64240,
             ..TcpSegment::default()
         };
-        t.insert(NewState::first_packet(key, 1, Some(&syn), 60), 0)
+        t.insert(NewState::first_packet(key, 1, Some(&syn), 60), 0, &by)
             .expect("distinct keys");
     }
     t
@@ -60,13 +61,14 @@ fn expire(c: &mut Criterion) {
     let n = states_from_env();
     let t = table(n);
     let budget = t.expire_budget();
+    let by = t.producer();
     let mut g = c.benchmark_group("state");
     g.measurement_time(Duration::from_secs(8));
     // Whole id shards are visited until the budget is reached: slightly more than `budget`.
     g.throughput(Throughput::Elements(budget as u64));
     g.bench_function(format!("expire_walk/{n}"), |b| {
         // 1 s after creation: nothing is due (tcp.first is 120 s).
-        b.iter(|| assert_eq!(black_box(t.expire(black_box(1000), budget)), 0));
+        b.iter(|| assert_eq!(black_box(t.expire(black_box(1000), budget, &by)), 0));
     });
     drop(t);
 
@@ -77,7 +79,8 @@ fn expire(c: &mut Criterion) {
         b.iter_batched(
             || table(REMOVE),
             |t| {
-                assert_eq!(t.expire(3_600_000, usize::MAX), REMOVE as usize);
+                let by = t.producer();
+                assert_eq!(t.expire(3_600_000, usize::MAX, &by), REMOVE as usize);
                 t
             },
             BatchSize::PerIteration,

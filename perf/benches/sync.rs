@@ -36,6 +36,7 @@ fn states(n: usize) -> (StateTable, Vec<Arc<State>>) {
         limit: 1_000_000,
         ..TableConfig::default()
     });
+    let by = table.producer();
     let v = (0..n as u32)
         .map(|i| {
             let key = FlowKey::new(
@@ -52,7 +53,7 @@ fn states(n: usize) -> (StateTable, Vec<Arc<State>>) {
                 ..TcpSegment::default()
             };
             table
-                .insert(NewState::first_packet(key, 1, Some(&syn), 60), 0)
+                .insert(NewState::first_packet(key, 1, Some(&syn), 60), 0, &by)
                 .expect("insert")
         })
         .collect();
@@ -76,7 +77,8 @@ fn journal_record(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(8));
 
     let journal = SyncJournal::new(JournalConfig::default());
-    let dj: &dyn StateJournal = &journal;
+    // One producer's queue, as a worker owns it.
+    let dj = journal.queue();
     let (_table, s) = states(BATCH);
 
     // Coalesced update, counting (below maxupd).
@@ -93,7 +95,7 @@ fn journal_record(c: &mut Criterion) {
                 let n = left.min(64);
                 let t0 = Instant::now();
                 for _ in 0..n {
-                    black_box(dj).record(JournalKind::Update, black_box(&one));
+                    black_box(&dj).record(JournalKind::Update, black_box(&one));
                 }
                 total += t0.elapsed();
                 left -= n;
@@ -113,7 +115,7 @@ fn journal_record(c: &mut Criterion) {
     }
     let _ = journal.due();
     g.bench_function("journal_record/coalesced_update_at_maxupd", |b| {
-        b.iter(|| black_box(dj).record(JournalKind::Update, black_box(&one)));
+        b.iter(|| black_box(&dj).record(JournalKind::Update, black_box(&one)));
     });
     assert_eq!(journal.len(), 1, "a coalesced update was queued");
     assert_eq!(drain_all(&journal), 1);
@@ -127,7 +129,7 @@ fn journal_record(c: &mut Criterion) {
             for _ in 0..iters {
                 let t0 = Instant::now();
                 for st in &s {
-                    black_box(dj).record(JournalKind::Insert, black_box(st));
+                    black_box(&dj).record(JournalKind::Insert, black_box(st));
                 }
                 total += t0.elapsed();
                 inserted += BATCH as u64;

@@ -331,6 +331,7 @@ pub fn nat_states(n: u32, capacity: usize) -> StateTable {
         capacity,
         ..table_config(n + n / 10)
     });
+    let by = t.producer();
     for i in 0..n {
         let src = Ipv4Addr::from(0x0a00_0000 + (i >> 8));
         let dst = Ipv4Addr::from(0xac19_0000 + (i & 0xff));
@@ -346,6 +347,7 @@ pub fn nat_states(n: u32, capacity: usize) -> StateTable {
             WAN_VIP,
             PortPolicy::DEFAULT,
             0,
+            &by,
         )
         .expect("a fresh flow and a free port");
     }

@@ -3,13 +3,14 @@
 //!
 //! # Queues
 //!
-//! One bounded lock-free queue ([`ArrayQueue`]) per worker, plus one shared queue. A thread
-//! finds its queue through a thread-local slot assigned on its first `record` (or explicitly
-//! with [`SyncJournal::bind`]): the n-th thread to record gets queue n; threads beyond the
-//! number of queues (the housekeeping thread's expiry deletes, tests) use the shared queue,
-//! which is the same `ArrayQueue`, multi-producer. The thread-local slot remembers one journal
-//! (by a process-unique id): a thread that records into a second journal gets a slot there,
-//! and a new one if it comes back to the first. A worker records into one journal for its life.
+//! One bounded lock-free queue ([`ArrayQueue`]) per producer: the table hands a
+//! [`Producer`](tandem_dataplane::journal::Producer) to each thread that changes it (every
+//! worker's pipeline, the housekeeping thread, the control thread), and each producer asks the
+//! journal for a queue of its own ([`StateJournal::queue`]). A producer cannot be cloned or
+//! shared between threads, so every queue has exactly one producer, by construction. Changes
+//! that came from the peer are never journaled (the table's
+//! [`Origin::Peer`](tandem_dataplane::journal::Origin)), so nothing recorded here is an echo.
+//! The journal keeps a producer's queue until the producer is gone and the queue is drained.
 //!
 //! An entry is `(JournalKind, Arc<State>)`: cloning the `Arc` is an atomic increment, pushing
 //! is a few atomics on the queue; nothing allocates and nothing blocks.
@@ -54,12 +55,11 @@
 //! a removed state is not sent (its delete is, or was). Sync ids are never reused, so a delete
 //! cannot be confused with a later state's insert.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_queue::ArrayQueue;
-use tandem_dataplane::journal::{JournalKind, StateJournal};
+use tandem_dataplane::journal::{JournalKind, JournalQueue, StateJournal};
 use tandem_dataplane::state::key::PROTO_TCP;
 use tandem_dataplane::state::State;
 
@@ -69,12 +69,10 @@ pub type Entry = (JournalKind, Arc<State>);
 /// Journal sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JournalConfig {
-    /// Per-worker queues (one per worker thread).
-    pub queues: usize,
-    /// Entries per queue (the shared queue too), 16 bytes each. The queue must absorb what a
-    /// worker inserts while the sync thread is busy sending: measured (perf/RESULTS.md, "State
-    /// sync"), a worker inserting flat out filled 4096 entries in 2-3 ms and every overflow cost
-    /// a full-table resync; 131072 (2 MiB per queue) kept up and tripled the replication rate.
+    /// Entries per producer's queue, 16 bytes each. The queue must absorb what a worker inserts
+    /// while the sync thread is busy sending: measured (perf/RESULTS.md, "State sync"), a worker
+    /// inserting flat out filled 4096 entries in 2-3 ms and every overflow cost a full-table
+    /// resync; 131072 (2 MiB per queue) kept up and tripled the replication rate.
     pub capacity: usize,
     /// pfsync's maxupd: a TCP state updated this many times since its last send makes the
     /// journal [`due`](SyncJournal::due) (1-128; 0: never).
@@ -84,95 +82,79 @@ pub struct JournalConfig {
 impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig {
-            queues: 4,
             capacity: 131_072,
             maxupd: 128,
         }
     }
 }
 
-static NEXT_JOURNAL: AtomicUsize = AtomicUsize::new(1);
-
-thread_local! {
-    /// (journal id, queue index) of this thread's last journal; index `usize::MAX`: shared.
-    static SLOT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
-}
-
 /// The workers' journal. See the [module documentation](self).
 #[derive(Debug)]
 pub struct SyncJournal {
-    id: usize,
-    queues: Box<[ArrayQueue<Entry>]>,
-    shared: ArrayQueue<Entry>,
-    next_slot: AtomicUsize,
+    /// Every producer's queue, in the order they were handed out. Locked by the sync thread
+    /// for a drain and by a new producer to add its queue; never by `record`.
+    queues: Mutex<Vec<Arc<ArrayQueue<Entry>>>>,
+    capacity: usize,
     cursor: AtomicUsize,
+    flags: Arc<Flags>,
+}
+
+/// What producers raise for the sync thread.
+#[derive(Debug)]
+struct Flags {
     maxupd: u8,
     overflow: AtomicU64,
     resync: AtomicBool,
     due: AtomicBool,
 }
 
+/// One producer's end: its queue and the journal's flags.
+struct ProducerQueue {
+    queue: Arc<ArrayQueue<Entry>>,
+    flags: Arc<Flags>,
+}
+
 impl SyncJournal {
-    /// A journal with `config.queues` worker queues and a shared one.
+    /// A journal whose producers get queues of `config.capacity` entries.
     pub fn new(config: JournalConfig) -> Self {
-        let cap = config.capacity.max(1);
         SyncJournal {
-            id: NEXT_JOURNAL.fetch_add(1, Ordering::Relaxed),
-            queues: (0..config.queues).map(|_| ArrayQueue::new(cap)).collect(),
-            shared: ArrayQueue::new(cap),
-            next_slot: AtomicUsize::new(0),
+            queues: Mutex::new(Vec::new()),
+            capacity: config.capacity.max(1),
             cursor: AtomicUsize::new(0),
-            maxupd: config.maxupd.min(128),
-            overflow: AtomicU64::new(0),
-            resync: AtomicBool::new(false),
-            due: AtomicBool::new(false),
+            flags: Arc::new(Flags {
+                maxupd: config.maxupd.min(128),
+                overflow: AtomicU64::new(0),
+                resync: AtomicBool::new(false),
+                due: AtomicBool::new(false),
+            }),
         }
     }
 
-    /// Bind the calling thread to queue `index` (a worker at start), instead of the order of
-    /// first use. An index out of range binds it to the shared queue.
-    pub fn bind(&self, index: usize) {
-        let i = if index < self.queues.len() {
-            index
-        } else {
-            usize::MAX
-        };
-        SLOT.with(|s| s.set((self.id, i)));
-    }
-
-    #[inline]
-    fn queue(&self) -> &ArrayQueue<Entry> {
-        let (journal, mut i) = SLOT.with(Cell::get);
-        if journal != self.id {
-            i = self.next_slot.fetch_add(1, Ordering::Relaxed);
-            if i >= self.queues.len() {
-                i = usize::MAX;
-            }
-            SLOT.with(|s| s.set((self.id, i)));
-        }
-        self.queues.get(i).unwrap_or(&self.shared)
+    fn queues(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ArrayQueue<Entry>>>> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Entries dropped because a queue was full (counter `overflow`).
     pub fn overflow(&self) -> u64 {
-        self.overflow.load(Ordering::Relaxed)
+        self.flags.overflow.load(Ordering::Relaxed)
     }
 
     /// True once since the last call if an entry was dropped: the sync thread must repair with
     /// a full walk (see the [module documentation](self#overflow-and-repair)).
     pub fn take_resync(&self) -> bool {
-        self.resync.swap(false, Ordering::AcqRel)
+        self.flags.resync.swap(false, Ordering::AcqRel)
     }
 
     /// True once since the last call if a TCP state reached `maxupd` coalesced updates: the
     /// sync thread drains and sends now.
     pub fn due(&self) -> bool {
-        self.due.load(Ordering::Relaxed) && self.due.swap(false, Ordering::AcqRel)
+        let due = &self.flags.due;
+        due.load(Ordering::Relaxed) && due.swap(false, Ordering::AcqRel)
     }
 
-    /// Entries waiting (approximate while workers push).
+    /// Entries waiting (approximate while producers push).
     pub fn len(&self) -> usize {
-        self.queues.iter().map(ArrayQueue::len).sum::<usize>() + self.shared.len()
+        self.queues().iter().map(|q| q.len()).sum()
     }
 
     /// True when nothing waits.
@@ -180,21 +162,23 @@ impl SyncJournal {
         self.len() == 0
     }
 
-    /// Take up to `max` entries, queue by queue (a rotating first queue, then the shared one),
-    /// and hand them to `f` in each queue's order. An insert's or update's mark is cleared
-    /// before `f` sees it, so `f` must read the tracking (it does, to build the record) after
-    /// this call took the entry: see the [module documentation](self#coalescing-pfsyncs-pfsync_update_state).
-    /// Returns how many were taken. For the sync thread.
+    /// Queues held: one per live producer, and those of gone producers until drained.
+    pub fn producers(&self) -> usize {
+        self.queues().len()
+    }
+
+    /// Take up to `max` entries, queue by queue (a rotating first queue), and hand them to `f`
+    /// in each queue's order. An insert's or update's mark is cleared before `f` sees it, so `f`
+    /// must read the tracking (it does, to build the record) after this call took the entry:
+    /// see the [module documentation](self#coalescing-pfsyncs-pfsync_update_state).
+    /// Returns how many were taken. For the sync thread; `f` must not ask for a producer.
     pub fn drain(&self, max: usize, mut f: impl FnMut(JournalKind, Arc<State>)) -> usize {
-        let n = self.queues.len();
+        let mut queues = self.queues();
+        let n = queues.len();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let mut taken = 0;
-        for k in 0..=n {
-            let q = if k == n {
-                &self.shared
-            } else {
-                &self.queues[(start + k) % n]
-            };
+        for k in 0..n {
+            let q = &queues[(start + k) % n];
             while taken < max {
                 let Some((kind, state)) = q.pop() else { break };
                 if kind != JournalKind::Delete {
@@ -204,27 +188,43 @@ impl SyncJournal {
                 f(kind, state);
             }
         }
+        // A gone producer's queue goes once it is empty (nobody can push to it again).
+        queues.retain(|q| Arc::strong_count(q) > 1 || !q.is_empty());
         taken
-    }
-
-    #[cold]
-    fn overflowed(&self) {
-        self.overflow.fetch_add(1, Ordering::Relaxed);
-        self.resync.store(true, Ordering::Release);
     }
 }
 
 impl StateJournal for SyncJournal {
+    fn queue(&self) -> Box<dyn JournalQueue> {
+        let queue = Arc::new(ArrayQueue::new(self.capacity));
+        self.queues().push(Arc::clone(&queue));
+        Box::new(ProducerQueue {
+            queue,
+            flags: Arc::clone(&self.flags),
+        })
+    }
+}
+
+impl ProducerQueue {
+    #[cold]
+    fn overflowed(&self) {
+        self.flags.overflow.fetch_add(1, Ordering::Relaxed);
+        self.flags.resync.store(true, Ordering::Release);
+    }
+}
+
+impl JournalQueue for ProducerQueue {
     #[inline]
     fn record(&self, kind: JournalKind, state: &Arc<State>) {
         match kind {
             JournalKind::Update => {
                 if !state.mark_queued() {
-                    if self.maxupd != 0
+                    let maxupd = self.flags.maxupd;
+                    if maxupd != 0
                         && state.proto() == PROTO_TCP
-                        && state.count_sync_update(self.maxupd) == self.maxupd - 1
+                        && state.count_sync_update(maxupd) == maxupd - 1
                     {
-                        self.due.store(true, Ordering::Release);
+                        self.flags.due.store(true, Ordering::Release);
                     }
                     return;
                 }
@@ -234,7 +234,7 @@ impl StateJournal for SyncJournal {
             }
             JournalKind::Delete => {}
         }
-        if self.queue().push((kind, Arc::clone(state))).is_err() {
+        if self.queue.push((kind, Arc::clone(state))).is_err() {
             self.overflowed();
         }
     }

@@ -37,17 +37,14 @@
 //! [`State::merge_remote`] (each side only forward, judged separately: the dst side is never
 //! copied when it is the stale one, unlike opnsense/src#327); a stale side counts `stale` and
 //! queues our newer copy back as UPD_C (pfsync's push-back). UPD_C of an unknown id: UPD_REQ
-//! (once per datagram). UPD_REQ(id): answered with INS. DEL_C: [`StateTable::remove_by_id`].
+//! (once per datagram). UPD_REQ(id): answered with INS. DEL_C: [`StateTable::remove`] by id, from the peer (not journaled).
 //! CLR: every state of that creator removed.
 //!
-//! # Echo
+//! # No echo
 //!
-//! The table journals every removal, the peer's deletes included (it has no NOSYNC flag). The
-//! replicator remembers the ids it removed on the peer's word (DEL_C, CLR, the purge at a bulk
-//! END) in a set, and the drain drops the journal's Delete of such an id (counter
-//! `echo_suppressed`) and forgets it. Every successful removal journals exactly one Delete, so
-//! the set empties itself; if a journal overflow lost one, the id stays: the set is cleared
-//! when it exceeds 65536 ids (the worst case is then a harmless, ignored DEL_C).
+//! What the peer tells us is applied as [`Origin::Peer`]: the table journals none of it, so a
+//! state the peer deleted is never deleted back at it (pfsync's NOSYNC). Updates a worker makes
+//! to a state the peer created are the worker's own and are journaled as usual.
 //!
 //! # Bulk update
 //!
@@ -94,7 +91,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use tandem_dataplane::journal::JournalKind;
+use tandem_dataplane::journal::{JournalKind, Origin};
 use tandem_dataplane::state::{Millis, NewState, State, StateTable, SyncId, TcpPeer, TimeoutClass};
 
 use crate::journal::SyncJournal;
@@ -309,8 +306,6 @@ counters! {
     journal_overflow,
     /// Full walks started because the journal overflowed.
     resyncs,
-    /// Journal deletes of states the peer deleted, not sent back.
-    echo_suppressed,
     /// Bulk requests sent (ours, retries and quiet ones).
     bulk_requests,
     /// Bulk requests received.
@@ -459,7 +454,6 @@ fn bus_record(status: BusStatus, endtime_ms: u32) -> Record {
     })
 }
 
-const ECHO_LIMIT: usize = 65_536;
 /// NACK ranges per round (a 64-wide window has at most 32 holes).
 const MAX_NACKS: usize = 32;
 /// A bulk request is not repeated within this long because a peer appeared.
@@ -485,7 +479,6 @@ pub struct Replicator {
     last_ack_rx: Option<Millis>,
     peers: HashMap<u32, PeerRx>,
     last_peer: Option<(u32, u32)>,
-    peer_deleted: HashSet<SyncId>,
     bulk: Bulk,
     last_request: Option<Millis>,
     walk: Option<Walk>,
@@ -577,7 +570,6 @@ impl Replicator {
             last_ack_rx: None,
             peers: HashMap::new(),
             last_peer: None,
-            peer_deleted: HashSet::new(),
             lease_out: Vec::new(),
             leases: HashMap::new(),
             bulk,

@@ -51,6 +51,7 @@ fn open_in(ns: &str, ifname: &str, peer: Option<Ipv4Addr>) -> RawIpSocket {
 
 struct End {
     table: Arc<StateTable>,
+    worker: Producer,
     rep: Replicator,
     sock: RawIpSocket,
 }
@@ -69,7 +70,12 @@ fn end(host: u32, sock: RawIpSocket, peer: Option<Ipv4Addr>) -> End {
         table.clone(),
         journal.clone(),
     );
-    End { table, rep, sock }
+    End {
+        worker: table.producer(),
+        table,
+        rep,
+        sock,
+    }
 }
 
 fn drive(a: &mut End, b: &mut End, clock: &Clock, until: impl Fn(&End, &End) -> bool) -> bool {
@@ -94,8 +100,8 @@ fn replicate_over(a: &mut End, b: &mut End, clock: &Clock) {
         b.rep.counters()
     );
     for i in 0..100 {
-        let s = insert_tcp(&a.table, i, true, clock.now_ms());
-        establish(&a.table, &s, clock.now_ms());
+        let s = insert_tcp(&a.table, &a.worker, i, true, clock.now_ms());
+        establish(&a.table, &a.worker, &s, clock.now_ms());
     }
     assert!(
         drive(a, b, clock, |a, b| b.table.len() == a.table.len()),

@@ -26,12 +26,12 @@ fn ins_datagram_of(tap: &[Vec<u8>], id: SyncId) -> Vec<u8> {
 fn bad_datagrams_create_nothing_and_are_counted() {
     let (mut a, mut b) = pair();
     run(&mut a, &mut b, 0, 200);
-    let x = insert_tcp(&a.table, 1, true, 200);
+    let x = insert_tcp(&a.table, &a.worker, 1, true, 200);
     run(&mut a, &mut b, 200, 250);
     assert!(b.table.get_by_id(&x.id).is_some());
     let tap = a.t.take_tap();
     let genuine = ins_datagram_of(&tap, x.id);
-    assert!(a.table.remove(&x));
+    assert!(a.table.remove(&x, Origin::Local(&a.worker)));
     run(&mut a, &mut b, 250, 300);
     assert!(b.table.is_empty());
     let before = b.rep.counters().clone();
@@ -52,7 +52,7 @@ fn bad_datagrams_create_nothing_and_are_counted() {
     let mut body = genuine.clone();
     body[40] ^= 0x80;
     deliver(&mut b, &body, A_ADDR, 255);
-    let y = insert_tcp(&a.table, 2, false, 300);
+    let y = insert_tcp(&a.table, &a.worker, 2, false, 300);
     let rec = ins_record(&y, 300);
     let mut forger = FrameBuilder::new(SyncKey::new(b"not the key").unwrap(), 1, 0xa001, 1480);
     forger.push_ins(&rec);

@@ -24,7 +24,7 @@ fn a_datagram_of_an_old_boot_does_not_retire_the_current_one() {
     let (mut a, mut b) = pair();
     run(&mut a, &mut b, 0, 200);
     for i in 0..20 {
-        insert_tcp(&b.table, i, false, 200);
+        insert_tcp(&b.table, &b.worker, i, false, 200);
     }
     run(&mut a, &mut b, 200, 300);
     assert_eq!(a.table.len(), 20);
@@ -42,7 +42,7 @@ fn a_datagram_of_an_old_boot_does_not_retire_the_current_one() {
     run(&mut a, &mut b, 600, 900);
     assert!(!a.rep.bulk_pending());
     let live: Vec<_> = (100..110)
-        .map(|i| insert_tcp(&b.table, i, false, 900))
+        .map(|i| insert_tcp(&b.table, &b.worker, i, false, 900))
         .collect();
     run(&mut a, &mut b, 900, 1000);
     assert_same(&b.table, &a.table);
@@ -56,9 +56,9 @@ fn a_datagram_of_an_old_boot_does_not_retire_the_current_one() {
     run(&mut a, &mut b, 1000, 1010);
     // B goes on: new states, a delete.
     for i in 200..210 {
-        insert_tcp(&b.table, i, false, 1010);
+        insert_tcp(&b.table, &b.worker, i, false, 1010);
     }
-    assert!(b.table.remove(&live[0]));
+    assert!(b.table.remove(&live[0], Origin::Local(&b.worker)));
     run(&mut a, &mut b, 1010, 1200);
     assert_eq!(
         a.counter("peer_restarts"),
@@ -85,7 +85,7 @@ fn the_persisted_peer_boot_refuses_an_old_boot_heard_first() {
     let (mut a, mut b) = pair();
     run(&mut a, &mut b, 0, 200);
     for i in 0..5 {
-        insert_tcp(&b.table, i, false, 200);
+        insert_tcp(&b.table, &b.worker, i, false, 200);
     }
     run(&mut a, &mut b, 200, 300);
     let old = b.t.take_tap();
@@ -130,7 +130,7 @@ fn replayed_nacks_and_acks_buy_nothing() {
     let mut i = 0;
     let recorded = loop {
         for _ in 0..13 {
-            insert_tcp(&a.table, i, false, now);
+            insert_tcp(&a.table, &a.worker, i, false, now);
             i += 1;
         }
         a.poll(now);
@@ -147,7 +147,7 @@ fn replayed_nacks_and_acks_buy_nothing() {
     // A alone: B is silent, flow control lifts after peer_dead_ms, the ring wraps.
     for t in now + 2..now + 1600 {
         for _ in 0..3 {
-            insert_tcp(&a.table, i, false, t);
+            insert_tcp(&a.table, &a.worker, i, false, t);
             i += 1;
         }
         a.poll(t);
@@ -175,7 +175,7 @@ fn replayed_nacks_and_acks_buy_nothing() {
     // The replayed ACKs did not make the dead peer look alive: A goes on sending.
     let sent = a.counter("tx_sequenced");
     for _ in 0..100 {
-        insert_tcp(&a.table, i, false, now + 20);
+        insert_tcp(&a.table, &a.worker, i, false, now + 20);
         i += 1;
     }
     a.poll(now + 20);

@@ -33,10 +33,10 @@ fn inserts_updates_deletes_appear_on_the_peer_and_are_not_echoed() {
 
     let mut states = Vec::new();
     for i in 0..40 {
-        states.push(insert_tcp(&a.table, i, i % 2 == 0, 200));
+        states.push(insert_tcp(&a.table, &a.worker, i, i % 2 == 0, 200));
     }
     for i in 0..10 {
-        states.push(insert_udp(&a.table, i, 200));
+        states.push(insert_udp(&a.table, &a.worker, i, 200));
     }
     run(&mut a, &mut b, 200, 250);
     assert_eq!(b.table.len(), 50);
@@ -44,15 +44,15 @@ fn inserts_updates_deletes_appear_on_the_peer_and_are_not_echoed() {
 
     // Updates: handshakes, data, UDP replies.
     for s in &states[..40] {
-        establish(&a.table, s, 260);
+        establish(&a.table, &a.worker, s, 260);
     }
     run(&mut a, &mut b, 260, 300);
     for s in &states[..20] {
-        client_data(&a.table, s, 1000, 300);
+        client_data(&a.table, &a.worker, s, 1000, 300);
     }
     for s in &states[40..] {
         s.track_other(Direction::Reply, 90, 300);
-        a.table.record_update(s);
+        a.table.updated(s, &a.worker);
     }
     run(&mut a, &mut b, 300, 350);
     assert_same(&a.table, &b.table);
@@ -68,14 +68,13 @@ fn inserts_updates_deletes_appear_on_the_peer_and_are_not_echoed() {
 
     // Deletes.
     for s in &states[..10] {
-        assert!(a.table.remove(s));
+        assert!(a.table.remove(s, Origin::Local(&a.worker)));
     }
     run(&mut a, &mut b, 350, 400);
     assert_eq!(b.table.len(), 40);
     assert_same(&a.table, &b.table);
 
     assert_eq!(base(&b), b_before, "B sent state records back");
-    assert_eq!(b.counter("echo_suppressed"), 10);
     assert_eq!(b.counter("applied_deletes"), 10);
     assert_eq!(b.counter("applied_inserts"), 50);
     assert_eq!(b.counter("stale"), 0);
@@ -114,7 +113,7 @@ fn loss_and_reordering_converge_once_traffic_stops() {
     };
     for now in 200..3200u64 {
         if now % 2 == 0 {
-            let s = insert_tcp(&a.table, next, next.is_multiple_of(3), now);
+            let s = insert_tcp(&a.table, &a.worker, next, next.is_multiple_of(3), now);
             next += 1;
             live.push((s, 0u8));
         }
@@ -122,15 +121,15 @@ fn loss_and_reordering_converge_once_traffic_stops() {
             let i = rnd(live.len());
             let (s, stage) = &mut live[i];
             match *stage {
-                0 => establish(&a.table, s, now),
-                _ => client_data(&a.table, s, 500, now),
+                0 => establish(&a.table, &a.worker, s, now),
+                _ => client_data(&a.table, &a.worker, s, 500, now),
             }
             *stage = 1;
         }
         if now % 5 == 0 && live.len() > 10 {
             let i = rnd(live.len());
             let (s, _) = live.swap_remove(i);
-            assert!(a.table.remove(&s));
+            assert!(a.table.remove(&s, Origin::Local(&a.worker)));
         }
         a.poll(now);
         b.poll(now);
@@ -156,9 +155,9 @@ fn loss_and_reordering_converge_once_traffic_stops() {
 fn a_restarted_peer_gets_everything_by_bulk_update() {
     let (mut a, mut b) = settled();
     for i in 0..300 {
-        let s = insert_tcp(&a.table, i, true, 200);
+        let s = insert_tcp(&a.table, &a.worker, i, true, 200);
         if i % 2 == 0 {
-            establish(&a.table, &s, 200);
+            establish(&a.table, &a.worker, &s, 200);
         }
     }
     run(&mut a, &mut b, 200, 300);
@@ -174,7 +173,7 @@ fn a_restarted_peer_gets_everything_by_bulk_update() {
     // Meanwhile A keeps working.
     run(&mut a, &mut b, 300, 302);
     for i in 300..350 {
-        insert_tcp(&a.table, i, false, 302);
+        insert_tcp(&a.table, &a.worker, i, false, 302);
     }
     let mut done_at = None;
     for now in 302..2000 {
@@ -224,9 +223,9 @@ fn bulk_requests_give_up_and_lift_the_demotion() {
 #[test]
 fn a_stale_update_does_not_move_the_window_back_and_is_pushed_back() {
     let (mut a, mut b) = settled();
-    let s = insert_tcp(&a.table, 1, true, 200);
-    establish(&a.table, &s, 200);
-    client_data(&a.table, &s, 1000, 201);
+    let s = insert_tcp(&a.table, &a.worker, 1, true, 200);
+    establish(&a.table, &a.worker, &s, 200);
+    client_data(&a.table, &a.worker, &s, 1000, 201);
     run(&mut a, &mut b, 200, 250);
     assert_same(&a.table, &b.table);
     let on_b = b.table.get_by_id(&s.id).unwrap();
@@ -236,7 +235,7 @@ fn a_stale_update_does_not_move_the_window_back_and_is_pushed_back() {
     on_b.modify(|t| t.src.seqlo = t0.src.seqlo.wrapping_add(5000));
     // A sends an update whose src is stale (older seqlo) and whose dst moved forward.
     s.modify(|t| t.dst.seqlo = t0.dst.seqlo.wrapping_add(700));
-    a.table.record_update(&s);
+    a.table.updated(&s, &a.worker);
     run(&mut a, &mut b, 250, 300);
     let tb = on_b.tracking();
     assert_eq!(
@@ -259,7 +258,7 @@ fn a_stale_update_does_not_move_the_window_back_and_is_pushed_back() {
     let t1 = s.tracking();
     on_b.modify(|t| t.dst.seqlo = t1.dst.seqlo.wrapping_add(3000));
     s.modify(|t| t.src.seqlo = t1.src.seqlo.wrapping_add(100));
-    a.table.record_update(&s);
+    a.table.updated(&s, &a.worker);
     run(&mut a, &mut b, 300, 350);
     let tb = on_b.tracking();
     assert_eq!(
@@ -281,22 +280,21 @@ fn a_stale_update_does_not_move_the_window_back_and_is_pushed_back() {
 fn a_journal_overflow_is_repaired_by_a_full_walk() {
     let (ta, tb) = mem_pair(A_ADDR, B_ADDR);
     let small = JournalConfig {
-        queues: 1,
         capacity: 8,
         maxupd: 128,
     };
     let mut a = node_with(config(1, 0xa001, B_ADDR), small, ta);
     let mut b = node_with(config(2, 0xb001, A_ADDR), JournalConfig::default(), tb);
     run(&mut a, &mut b, 0, 200);
-    let doomed = insert_tcp(&a.table, 9999, false, 200);
+    let doomed = insert_tcp(&a.table, &a.worker, 9999, false, 200);
     run(&mut a, &mut b, 200, 220);
     assert!(b.table.get_by_id(&doomed.id).is_some());
 
     // 100 inserts without a drain: the queues overflow, then a delete is lost too.
     for i in 0..100 {
-        insert_tcp(&a.table, i, i % 2 == 1, 220);
+        insert_tcp(&a.table, &a.worker, i, i % 2 == 1, 220);
     }
-    assert!(a.table.remove(&doomed));
+    assert!(a.table.remove(&doomed, Origin::Local(&a.worker)));
     assert!(a.journal.overflow() > 0);
     run(&mut a, &mut b, 220, 400);
     assert!(a.events.contains(&Event::Resync));
@@ -321,7 +319,7 @@ fn a_large_burst_with_loss_stays_inside_the_replay_window() {
     });
     // 4000 new states in one go: 308 datagrams, more than the 64-wide window.
     for i in 0..4000 {
-        insert_tcp(&a.table, i, i % 2 == 0, 200);
+        insert_tcp(&a.table, &a.worker, i, i % 2 == 0, 200);
     }
     run(&mut a, &mut b, 200, 1200);
     assert_eq!(b.table.len(), 4000);
@@ -340,7 +338,7 @@ fn a_large_burst_with_loss_stays_inside_the_replay_window() {
 fn a_bulk_of_20k_states_is_paced_and_complete() {
     let (mut a, _) = settled();
     for i in 0..20_000 {
-        insert_tcp(&a.table, i, i % 2 == 0, 200);
+        insert_tcp(&a.table, &a.worker, i, i % 2 == 0, 200);
     }
     // B restarts.
     let (ta, tb) = mem_pair(A_ADDR, B_ADDR);
@@ -379,7 +377,7 @@ fn a_bulk_of_20k_states_is_paced_and_complete() {
 fn a_partition_longer_than_the_window_is_repaired_by_a_walk() {
     let (mut a, mut b) = settled();
     let mut states: Vec<_> = (0..200)
-        .map(|i| insert_tcp(&a.table, i, false, 200))
+        .map(|i| insert_tcp(&a.table, &a.worker, i, false, 200))
         .collect();
     run(&mut a, &mut b, 200, 250);
     assert_same(&a.table, &b.table);
@@ -392,11 +390,11 @@ fn a_partition_longer_than_the_window_is_repaired_by_a_walk() {
     for now in 250..5250u64 {
         if now % 10 == 0 {
             for _ in 0..4 {
-                states.push(insert_tcp(&a.table, next, true, now));
+                states.push(insert_tcp(&a.table, &a.worker, next, true, now));
                 next += 1;
             }
             let gone = states.swap_remove((now as usize / 10) % states.len());
-            assert!(a.table.remove(&gone));
+            assert!(a.table.remove(&gone, Origin::Local(&a.worker)));
         }
         a.poll(now);
         b.poll(now);
@@ -424,10 +422,10 @@ fn a_partition_longer_than_the_window_is_repaired_by_a_walk() {
 #[test]
 fn the_backup_carries_the_connection_on_and_hands_it_back() {
     let (mut a, mut b) = settled();
-    let s = insert_tcp(&a.table, 7, true, 200);
-    establish(&a.table, &s, 200);
+    let s = insert_tcp(&a.table, &a.worker, 7, true, 200);
+    establish(&a.table, &a.worker, &s, 200);
     for k in 0..5 {
-        client_data(&a.table, &s, 1400, 201 + k);
+        client_data(&a.table, &a.worker, &s, 1400, 201 + k);
     }
     run(&mut a, &mut b, 200, 250);
 
@@ -448,8 +446,8 @@ fn the_backup_carries_the_connection_on_and_hands_it_back() {
     };
     on_b.track_tcp(Direction::Reply, &server_ack, 52, 300)
         .expect("B accepts the server's next segment: no reset");
-    b.table.record_update(&on_b);
-    client_data(&b.table, &on_b, 1400, 301);
+    b.table.updated(&on_b, &b.worker);
+    client_data(&b.table, &b.worker, &on_b, 1400, 301);
     let moved = on_b.tracking();
     assert_ne!(moved.src.seqlo, s.tracking().src.seqlo);
 
@@ -476,7 +474,7 @@ fn the_backup_carries_the_connection_on_and_hands_it_back() {
 fn a_restarted_box_does_not_reuse_the_ids_of_its_previous_run() {
     let (mut a, mut b) = settled();
     for i in 0..10 {
-        insert_tcp(&a.table, i, false, 200);
+        insert_tcp(&a.table, &a.worker, i, false, 200);
     }
     run(&mut a, &mut b, 200, 250);
     let (ta, tb) = mem_pair(A_ADDR, B_ADDR);
@@ -486,7 +484,7 @@ fn a_restarted_box_does_not_reuse_the_ids_of_its_previous_run() {
     assert_eq!(a.table.len(), 10);
     let new = NewState::first_packet(tcp_key(500), 7, None, 0);
     assert!(
-        a.table.insert(new, 500).is_ok(),
+        a.table.insert(new, 500, &a.worker).is_ok(),
         "id 1 of creator 1 is taken"
     );
 }

@@ -421,6 +421,7 @@ mod tests {
     #[test]
     fn the_census_counts_states_by_protocol_and_tcp_state() {
         let t = StateTable::new(TableConfig::default());
+        let by = t.producer();
         let syn = TcpSegment {
             flags: 0x02,
             seq: 1,
@@ -436,7 +437,7 @@ mod tests {
                 443,
             );
             let seg = (p == proto::TCP).then_some(&syn);
-            t.insert(NewState::first_packet(key, 1, seg, 60), 0)
+            t.insert(NewState::first_packet(key, 1, seg, 60), 0, &by)
                 .unwrap();
         }
         let mut s = Snapshot::default();

@@ -46,7 +46,9 @@ impl WorkerSide {
                 .ruleset
                 .outbound_nat(hop.out_if, &meta)
                 .map(|t| (t.addr, t.ports));
-            let inserted = dp.states.insert_limited(new, nat, &limits, self.now);
+            let inserted = dp
+                .states
+                .insert_limited(new, nat, &limits, self.now, &self.journal);
             match inserted {
                 Ok(state) => {
                     c.states_created.inc();

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use super::key::{FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::table::{InsertError, NewState, State, StateTable};
 use super::timeouts::Millis;
+use crate::journal::{Origin, Producer};
 
 /// How to choose the translated source port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,8 +67,9 @@ impl StateTable {
         nat_addr: Ipv4Addr,
         policy: PortPolicy,
         now: Millis,
+        by: &Producer,
     ) -> Result<Arc<State>, InsertError> {
-        self.insert_nat_inner(new, nat_addr, policy, now, false)
+        self.insert_nat_inner(new, nat_addr, policy, now, by, false)
     }
 
     /// [`StateTable::insert_nat`], the state marked as counted in its source node or not.
@@ -77,6 +79,7 @@ impl StateTable {
         nat_addr: Ipv4Addr,
         policy: PortPolicy,
         now: Millis,
+        by: &Producer,
         src_tracked: bool,
     ) -> Result<Arc<State>, InsertError> {
         let id = self.next_sync_id();
@@ -103,7 +106,7 @@ impl StateTable {
             now,
             candidates,
             InsertError::PortExhausted,
-            true,
+            Origin::Local(by),
             src_tracked,
         )
     }

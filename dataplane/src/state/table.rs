@@ -61,7 +61,7 @@ use super::src_nodes::{SrcLimits, SrcNodes, SrcRefusal, DEFAULT_MAX_NODES};
 use super::tcp::{self, TcpPeer, TcpSegment, TrackError};
 use super::timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
 use super::Direction;
-use crate::journal::{JournalKind, NoJournal, StateJournal};
+use crate::journal::{JournalKind, NoJournal, Origin, Producer, StateJournal};
 
 mod insert;
 mod sweep;
@@ -528,7 +528,8 @@ impl StateTable {
         Self::with_journal(config, Arc::new(NoJournal))
     }
 
-    /// An empty table that reports inserts, deletes (and the pipeline's updates) to `journal`.
+    /// An empty table that journals the local changes made through its producers
+    /// ([`StateTable::producer`]) to `journal`.
     pub fn with_journal(config: TableConfig, journal: Arc<dyn StateJournal>) -> Self {
         let hasher = ahash::RandomState::new();
         let per_shard = config.capacity.div_ceil(ID_SHARDS);
@@ -617,7 +618,7 @@ impl StateTable {
     ///
     /// `f` runs with a key shard's read lock held: it must not call any other `StateTable`
     /// method (a writer queued on the same shard, or a remove, would deadlock) except
-    /// [`StateTable::record_update`]; the state's own methods are fine. To remove a state (port
+    /// [`StateTable::updated`]; the state's own methods are fine. To remove a state (port
     /// reuse), return that decision and use [`StateTable::lookup`] afterwards.
     #[inline]
     pub fn with_state<R>(
@@ -642,10 +643,17 @@ impl StateTable {
         self.id_shard(id).get(id).map(|b| Arc::clone(&b.0))
     }
 
-    /// Report an update of `state` to the journal (safe inside [`StateTable::with_state`]).
+    /// A new producer: the right of one thread (a worker, the housekeeping, the control thread)
+    /// to change this table with its changes journaled (see [`crate::journal`]).
+    pub fn producer(&self) -> Producer {
+        Producer::new(self.journal.queue())
+    }
+
+    /// Journal an update of `state` made by `by` (its tracking moved). Safe inside
+    /// [`StateTable::with_state`].
     #[inline]
-    pub fn record_update(&self, state: &Arc<State>) {
-        self.journal.record(JournalKind::Update, state);
+    pub fn updated(&self, state: &Arc<State>, by: &Producer) {
+        by.record(JournalKind::Update, state);
     }
 
     /// Insert a state whose wire key is the first of `wires` whose reply key is free; the
@@ -660,7 +668,7 @@ impl StateTable {
         last: Millis,
         wires: impl Iterator<Item = FlowKey>,
         exhausted: InsertError,
-        journal: bool,
+        origin: Origin<'_>,
         src_tracked: bool,
     ) -> Result<Arc<State>, InsertError> {
         let limit = self.limit() as usize;
@@ -762,8 +770,8 @@ impl StateTable {
             // missed the stack key, take it out ourselves.
             self.keys
                 .remove_if(&state.stack, |k, _| Arc::ptr_eq(&k.state, &state));
-        } else if journal {
-            self.journal.record(JournalKind::Insert, &state);
+        } else {
+            origin.record(JournalKind::Insert, &state);
         }
         Ok(state)
     }

@@ -1,7 +1,6 @@
 //! State table tests: keys and directions, NAT, limits, expiry, the journal hook.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::key::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
@@ -9,7 +8,7 @@ use super::src_nodes::{ConnRate, SrcLimits};
 use super::table::EMBRYONIC_GRACE;
 use super::tcp::flags::{ACK, SYN};
 use super::*;
-use crate::journal::CountingJournal;
+use crate::journal::{CountingJournal, Origin};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 100);
 const SERVER: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 1);
@@ -74,7 +73,8 @@ fn state_is_small() {
 #[test]
 fn one_lookup_finds_state_and_direction() {
     let t = table(100);
-    let s = t.insert(syn_state(40000), 5 * SEC).unwrap();
+    let by = t.producer();
+    let s = t.insert(syn_state(40000), 5 * SEC, &by).unwrap();
     assert_eq!(t.len(), 1);
     let (creator, id) = ({ s.id.creator }, { s.id.id });
     assert_eq!(creator, 42);
@@ -102,19 +102,20 @@ fn one_lookup_finds_state_and_direction() {
 #[test]
 fn collision_on_either_key_inserts_nothing() {
     let t = table(100);
-    t.insert(syn_state(40000), 0).unwrap();
+    let by = t.producer();
+    t.insert(syn_state(40000), 0, &by).unwrap();
     assert_eq!(
-        t.insert(syn_state(40000), 0).unwrap_err(),
+        t.insert(syn_state(40000), 0, &by).unwrap_err(),
         InsertError::Exists
     );
     // A flow whose reply key is the first flow's stack key: the first flow seen from the other
     // side (its reversed key).
     let mirrored = NewState::first_packet(tcp_key(40000).reversed(), 1, Some(&syn(5)), 0);
-    assert_eq!(t.insert(mirrored, 0).unwrap_err(), InsertError::Exists);
+    assert_eq!(t.insert(mirrored, 0, &by).unwrap_err(), InsertError::Exists);
     // A NATed flow whose wire key would collide on the reply side only.
     let mut other = syn_state(40001);
     other.wire = tcp_key(40000);
-    assert_eq!(t.insert(other, 0).unwrap_err(), InsertError::Exists);
+    assert_eq!(t.insert(other, 0, &by).unwrap_err(), InsertError::Exists);
     assert!(
         t.lookup(&tcp_key(40001)).is_none(),
         "rolled back: no half-inserted state"
@@ -126,11 +127,12 @@ fn collision_on_either_key_inserts_nothing() {
 #[test]
 fn nat_chooses_distinct_ports_and_reply_finds_state() {
     let t = table(10_000);
+    let by = t.producer();
     let mut ports = std::collections::HashSet::new();
     for sport in 0..500 {
         // All to the same server:80, all from the same NAT address.
         let s = t
-            .insert_nat(syn_state(30000 + sport), VIP, PortPolicy::DEFAULT, 0)
+            .insert_nat(syn_state(30000 + sport), VIP, PortPolicy::DEFAULT, 0, &by)
             .unwrap();
         assert_eq!(s.wire().src, VIP);
         assert_eq!((s.wire().dst, s.wire().dport), (SERVER, 80));
@@ -153,41 +155,48 @@ fn nat_chooses_distinct_ports_and_reply_finds_state() {
 #[test]
 fn nat_range_exhausts_and_static_port_keeps_or_fails() {
     let t = table(10_000);
+    let by = t.producer();
     for sport in 0..4 {
         let s = t.insert_nat(
             syn_state(30000 + sport),
             VIP,
             PortPolicy::Range(2000, 2003),
             0,
+            &by,
         );
         assert!((2000..=2003).contains(&s.unwrap().wire().sport));
     }
-    let full = t.insert_nat(syn_state(30010), VIP, PortPolicy::Range(2000, 2003), 0);
+    let full = t.insert_nat(syn_state(30010), VIP, PortPolicy::Range(2000, 2003), 0, &by);
     assert_eq!(full.unwrap_err(), InsertError::PortExhausted);
     assert_eq!(t.len(), 4);
     // The same ports towards another server are free.
     let mut k = syn_state(30011);
     k.stack.dst = Ipv4Addr::new(172, 25, 46, 2);
     assert!(t
-        .insert_nat(k, VIP, PortPolicy::Range(2000, 2003), 0)
+        .insert_nat(k, VIP, PortPolicy::Range(2000, 2003), 0, &by)
         .is_ok());
 
     let s = t
-        .insert_nat(syn_state(45000), VIP, PortPolicy::Static, 0)
+        .insert_nat(syn_state(45000), VIP, PortPolicy::Static, 0, &by)
         .unwrap();
     assert_eq!(s.wire().sport, 45000);
     // Another inside host with the same source port to the same server: static fails.
     let mut clash = syn_state(45000);
     clash.stack.src = Ipv4Addr::new(192, 168, 0, 101);
-    let e = t.insert_nat(clash, VIP, PortPolicy::Static, 0).unwrap_err();
+    let e = t
+        .insert_nat(clash, VIP, PortPolicy::Static, 0, &by)
+        .unwrap_err();
     assert_eq!(e, InsertError::PortExhausted);
     // Range policy finds it a port.
-    assert!(t.insert_nat(clash, VIP, PortPolicy::DEFAULT, 0).is_ok());
+    assert!(t
+        .insert_nat(clash, VIP, PortPolicy::DEFAULT, 0, &by)
+        .is_ok());
 }
 
 #[test]
 fn nat_icmp_id_is_both_ports() {
     let t = table(100);
+    let by = t.producer();
     let key = FlowKey::icmp_query(CLIENT, SERVER, 77);
     let s = t
         .insert_nat(
@@ -195,6 +204,7 @@ fn nat_icmp_id_is_both_ports() {
             VIP,
             PortPolicy::DEFAULT,
             0,
+            &by,
         )
         .unwrap();
     assert_eq!(s.wire().sport, s.wire().dport);
@@ -210,11 +220,13 @@ fn concurrent_nat_inserts_never_share_a_port() {
         .map(|w| {
             let t = Arc::clone(&t);
             std::thread::spawn(move || {
+                let by = t.producer();
                 (0..200u16)
                     .filter_map(|i| {
                         let mut n = syn_state(1000 + w * 1000 + i);
                         n.stack.src = Ipv4Addr::new(192, 168, 1, w as u8);
-                        t.insert_nat(n, VIP, PortPolicy::Range(5000, 5999), 0).ok()
+                        t.insert_nat(n, VIP, PortPolicy::Range(5000, 5999), 0, &by)
+                            .ok()
                     })
                     .map(|s| s.wire().sport)
                     .collect::<Vec<_>>()
@@ -237,23 +249,27 @@ fn concurrent_nat_inserts_never_share_a_port() {
 fn remove_takes_both_keys_and_journals() {
     let j = Arc::new(CountingJournal::default());
     let t = StateTable::with_journal(TableConfig::default(), j.clone());
+    let by = t.producer();
     let s = t
-        .insert_nat(syn_state(40000), VIP, PortPolicy::DEFAULT, 0)
+        .insert_nat(syn_state(40000), VIP, PortPolicy::DEFAULT, 0, &by)
         .unwrap();
-    let s2 = t.insert(syn_state(40001), 0).unwrap();
+    let s2 = t.insert(syn_state(40001), 0, &by).unwrap();
     assert_eq!(j.counts(), (2, 0, 0));
-    t.with_state(&tcp_key(40000), |st, _| t.record_update(st))
+    t.with_state(&tcp_key(40000), |st, _| t.updated(st, &by))
         .unwrap();
     assert_eq!(j.counts(), (2, 1, 0));
-    assert!(t.remove(&s));
-    assert!(!t.remove(&s), "second remove is a no-op");
+    assert!(t.remove(&s, Origin::Local(&by)));
+    assert!(
+        !t.remove(&s, Origin::Local(&by)),
+        "second remove is a no-op"
+    );
     assert!(s.is_removed());
     assert!(t.lookup(&tcp_key(40000)).is_none());
     assert!(t.lookup(&s.wire().reversed()).is_none());
     assert!(t.get_by_id(&s.id).is_none());
     assert_eq!(t.len(), 1);
     assert_eq!(j.counts(), (2, 1, 1));
-    assert!(t.remove_by_id(&s2.id));
+    assert!(t.remove_by_id(&s2.id, Origin::Local(&by)));
     assert!(t.is_empty());
     assert_eq!(j.counts(), (2, 1, 2));
     // States from the peer are not journaled back.
@@ -269,54 +285,64 @@ fn remove_takes_both_keys_and_journals() {
     );
     assert!(t.lookup(&tcp_key(40003)).is_none());
     assert_eq!(j.counts(), (2, 1, 2));
+    // Nor is the peer's delete, of its state or of ours (pfsync's NOSYNC): nothing to echo.
+    let ours = t.insert(syn_state(40004), 0, &by).unwrap();
+    assert_eq!(j.counts(), (3, 1, 2));
+    assert!(t.remove(&synced, Origin::Peer));
+    assert!(t.remove_by_id(&ours.id, Origin::Peer));
+    assert!(t.is_empty());
+    assert_eq!(j.counts(), (3, 1, 2));
 }
 
 #[test]
 fn state_limit() {
     let t = table(3);
+    let by = t.producer();
     for p in 0..3 {
-        t.insert(syn_state(p), 0).unwrap();
+        t.insert(syn_state(p), 0, &by).unwrap();
     }
     assert_eq!(
-        t.insert(syn_state(3), 0).unwrap_err(),
+        t.insert(syn_state(3), 0, &by).unwrap_err(),
         InsertError::StateLimit
     );
     assert_eq!(t.len(), 3);
     let s = t.lookup(&tcp_key(0)).unwrap().0;
-    t.remove(&s);
-    assert!(t.insert(syn_state(3), 0).is_ok());
+    t.remove(&s, Origin::Local(&by));
+    assert!(t.insert(syn_state(3), 0, &by).is_ok());
 }
 
 #[test]
 fn states_expire_after_their_timeout() {
     let t = table(1000);
+    let by = t.producer();
     t.set_timeouts(Timeouts {
         adaptive: Some(Adaptive::DISABLED),
         ..Timeouts::default()
     });
     let udp = FlowKey::new(PROTO_UDP, CLIENT, 5353, SERVER, 53);
-    t.insert(NewState::first_packet(udp, 1, None, 80), 0)
+    t.insert(NewState::first_packet(udp, 1, None, 80), 0, &by)
         .unwrap();
     let icmp = FlowKey::icmp_query(CLIENT, SERVER, 1);
-    t.insert(NewState::first_packet(icmp, 1, None, 84), 0)
+    t.insert(NewState::first_packet(icmp, 1, None, 84), 0, &by)
         .unwrap();
-    t.insert(syn_state(1), 0).unwrap();
-    assert_eq!(t.expire(19 * SEC, usize::MAX), 0);
-    assert_eq!(t.expire(20 * SEC, usize::MAX), 1, "icmp.first 20 s");
-    assert_eq!(t.expire(59 * SEC, usize::MAX), 0);
-    assert_eq!(t.expire(60 * SEC, usize::MAX), 1, "udp.first 60 s");
+    t.insert(syn_state(1), 0, &by).unwrap();
+    assert_eq!(t.expire(19 * SEC, usize::MAX, &by), 0);
+    assert_eq!(t.expire(20 * SEC, usize::MAX, &by), 1, "icmp.first 20 s");
+    assert_eq!(t.expire(59 * SEC, usize::MAX, &by), 0);
+    assert_eq!(t.expire(60 * SEC, usize::MAX, &by), 1, "udp.first 60 s");
     assert!(t.lookup(&udp.reversed()).is_none());
-    assert_eq!(t.expire(119 * SEC, usize::MAX), 0);
-    assert_eq!(t.expire(120 * SEC, usize::MAX), 1, "tcp.first 120 s");
+    assert_eq!(t.expire(119 * SEC, usize::MAX, &by), 0);
+    assert_eq!(t.expire(120 * SEC, usize::MAX, &by), 1, "tcp.first 120 s");
     assert!(t.is_empty());
 }
 
 #[test]
 fn traffic_keeps_an_established_flow_alive() {
     let t = table(1000);
-    let s = t.insert(syn_state(1), 0).unwrap();
+    let by = t.producer();
+    let s = t.insert(syn_state(1), 0, &by).unwrap();
     establish(&s, 0);
-    let idle = t.insert(syn_state(2), 0).unwrap();
+    let idle = t.insert(syn_state(2), 0, &by).unwrap();
     establish(&idle, 0);
     // One packet every hour for three days on the first flow only.
     let mut now = 0;
@@ -333,9 +359,9 @@ fn traffic_keeps_an_established_flow_alive() {
         };
         seq += 100;
         s.track_tcp(Direction::Original, &data, 152, now).unwrap();
-        t.expire(now, 10);
+        t.expire(now, 10, &by);
     }
-    t.expire(now, usize::MAX);
+    t.expire(now, usize::MAX, &by);
     assert!(t.lookup(&tcp_key(1)).is_some(), "active flow kept");
     assert!(
         t.lookup(&tcp_key(2)).is_none(),
@@ -347,16 +373,17 @@ fn traffic_keeps_an_established_flow_alive() {
 #[test]
 fn expiry_walk_is_resumable() {
     let t = table(100_000);
+    let by = t.producer();
     for p in 0..5000 {
         let udp = FlowKey::new(PROTO_UDP, CLIENT, p, SERVER, 53);
-        t.insert(NewState::first_packet(udp, 1, None, 0), 0)
+        t.insert(NewState::first_packet(udp, 1, None, 0), 0, &by)
             .unwrap();
     }
     // Budget 500: each call looks at a few shards, all are removed after enough calls.
     let mut removed = 0;
     let mut calls = 0;
     while removed < 5000 {
-        let r = t.expire(3600 * SEC, 500);
+        let r = t.expire(3600 * SEC, 500, &by);
         assert!(
             r < 1000,
             "a call removed {r}, more than its budget's shards"
@@ -373,12 +400,13 @@ fn expiry_walk_is_resumable() {
 fn flood_does_not_push_out_established_flows() {
     const LIMIT: u32 = 2000;
     let t = table(LIMIT);
-    let est = t.insert(syn_state(1), 0).unwrap();
+    let by = t.producer();
+    let est = t.insert(syn_state(1), 0, &by).unwrap();
     establish(&est, 0);
     let mut p = 2;
     let mut refused = 0;
     while p < 10_000 {
-        match t.insert(syn_state(p), SEC) {
+        match t.insert(syn_state(p), SEC, &by) {
             Ok(_) => {}
             Err(InsertError::StateLimit) => refused += 1,
             Err(e) => panic!("{e}"),
@@ -402,25 +430,26 @@ fn flood_does_not_push_out_established_flows() {
     assert_eq!(alive, Some(Ok(())));
     // Under pressure the flood's embryonic states go once idle for EMBRYONIC_GRACE (1 s),
     // not after tcp.first (40 s at the limit with adaptive scaling); the established one stays.
-    assert_eq!(t.expire(SEC + EMBRYONIC_GRACE - 1, usize::MAX), 0);
+    assert_eq!(t.expire(SEC + EMBRYONIC_GRACE - 1, usize::MAX, &by), 0);
     assert_eq!(
-        t.expire(SEC + EMBRYONIC_GRACE, usize::MAX),
+        t.expire(SEC + EMBRYONIC_GRACE, usize::MAX, &by),
         LIMIT as usize - 1
     );
     assert_eq!(t.len(), 1);
     assert!(Arc::ptr_eq(&t.lookup(&tcp_key(1)).unwrap().0, &est));
     // The table has room again: a new connection gets its state.
-    assert!(t.insert(syn_state(20_000), 3 * SEC).is_ok());
+    assert!(t.insert(syn_state(20_000), 3 * SEC, &by).is_ok());
 }
 
 #[test]
 fn under_pressure_closed_states_go_too() {
     const LIMIT: u32 = 10;
     let t = table(LIMIT);
-    let est = t.insert(syn_state(1), 0).unwrap();
+    let by = t.producer();
+    let est = t.insert(syn_state(1), 0, &by).unwrap();
     establish(&est, 0);
     for p in 2..=LIMIT as u16 {
-        let s = t.insert(syn_state(p), 0).unwrap();
+        let s = t.insert(syn_state(p), 0, &by).unwrap();
         // The server answers the SYN with a RST (a closed port): tcp.closed, 90 s.
         let rst = TcpSegment {
             flags: super::tcp::flags::RST | ACK,
@@ -432,8 +461,11 @@ fn under_pressure_closed_states_go_too() {
         s.track_tcp(Direction::Reply, &rst, 40, 0).unwrap();
         assert_eq!(s.expire().1, TimeoutClass::TcpClosed);
     }
-    assert_eq!(t.expire(EMBRYONIC_GRACE - 1, usize::MAX), 0);
-    assert_eq!(t.expire(EMBRYONIC_GRACE, usize::MAX), LIMIT as usize - 1);
+    assert_eq!(t.expire(EMBRYONIC_GRACE - 1, usize::MAX, &by), 0);
+    assert_eq!(
+        t.expire(EMBRYONIC_GRACE, usize::MAX, &by),
+        LIMIT as usize - 1
+    );
     assert!(Arc::ptr_eq(&t.lookup(&tcp_key(1)).unwrap().0, &est));
 }
 
@@ -441,15 +473,16 @@ fn under_pressure_closed_states_go_too() {
 fn without_pressure_embryonic_states_keep_their_timeout() {
     const LIMIT: u32 = 1000;
     let t = table(LIMIT);
+    let by = t.producer();
     // 89% of the limit: below the pressure mark, only the (adaptive) timeout applies.
     for p in 0..899 {
-        t.insert(syn_state(p), 0).unwrap();
+        t.insert(syn_state(p), 0, &by).unwrap();
     }
-    assert_eq!(t.expire(10 * SEC, usize::MAX), 0);
+    assert_eq!(t.expire(10 * SEC, usize::MAX, &by), 0);
     // One more state: 90%, pressure.
-    t.insert(syn_state(900), 10 * SEC).unwrap();
-    assert_eq!(t.expire(10 * SEC, usize::MAX), 899);
-    assert_eq!(t.expire(11 * SEC - 1, usize::MAX), 0);
+    t.insert(syn_state(900), 10 * SEC, &by).unwrap();
+    assert_eq!(t.expire(10 * SEC, usize::MAX, &by), 899);
+    assert_eq!(t.expire(11 * SEC - 1, usize::MAX, &by), 0);
     assert_eq!(t.len(), 1);
 }
 
@@ -459,12 +492,13 @@ fn adaptive_timeouts_apply_to_established_states_under_pressure() {
     // timeout is a third; tcp.established 86400 s -> 28800 s.
     const LIMIT: u32 = 1000;
     let t = table(LIMIT);
+    let by = t.producer();
     for p in 0..LIMIT as u16 {
-        let s = t.insert(syn_state(p), 0).unwrap();
+        let s = t.insert(syn_state(p), 0, &by).unwrap();
         establish(&s, 0);
     }
-    assert_eq!(t.expire(28_800 * SEC - 1, usize::MAX), 0);
-    assert_eq!(t.expire(28_800 * SEC, usize::MAX), LIMIT as usize);
+    assert_eq!(t.expire(28_800 * SEC - 1, usize::MAX, &by), 0);
+    assert_eq!(t.expire(28_800 * SEC, usize::MAX, &by), LIMIT as usize);
 }
 
 fn limited(max_states: u32, rate: Option<ConnRate>) -> SrcLimits {
@@ -474,33 +508,36 @@ fn limited(max_states: u32, rate: Option<ConnRate>) -> SrcLimits {
 #[test]
 fn per_source_state_limit_is_given_back_on_every_removal() {
     let t = table(100);
+    let by = t.producer();
     let l = limited(2, None);
-    let a = t.insert_limited(syn_state(1), None, &l, 0).unwrap();
+    let a = t.insert_limited(syn_state(1), None, &l, 0, &by).unwrap();
     assert!(a.is_src_tracked());
-    let b = t.insert_limited(syn_state(2), None, &l, 0).unwrap();
+    let b = t.insert_limited(syn_state(2), None, &l, 0, &by).unwrap();
     assert_eq!(
-        t.insert_limited(syn_state(3), None, &l, 0).unwrap_err(),
+        t.insert_limited(syn_state(3), None, &l, 0, &by)
+            .unwrap_err(),
         InsertError::SrcStates
     );
     assert_eq!(t.src_nodes().states_of(7, CLIENT), 2);
     // Removal (a kill, a peer's delete) gives one back.
-    assert!(t.remove(&a));
+    assert!(t.remove(&a, Origin::Local(&by)));
     assert_eq!(t.src_nodes().states_of(7, CLIENT), 1);
     // A failed insert (the flow has a state) gives back what it took.
     assert_eq!(
-        t.insert_limited(syn_state(2), None, &l, 0).unwrap_err(),
+        t.insert_limited(syn_state(2), None, &l, 0, &by)
+            .unwrap_err(),
         InsertError::Exists
     );
     assert_eq!(t.src_nodes().states_of(7, CLIENT), 1);
     // NAT: tracked too.
     let n = t
-        .insert_limited(syn_state(4), Some((VIP, PortPolicy::DEFAULT)), &l, 0)
+        .insert_limited(syn_state(4), Some((VIP, PortPolicy::DEFAULT)), &l, 0, &by)
         .unwrap();
     assert!(n.is_src_tracked());
     assert_eq!(t.src_nodes().states_of(7, CLIENT), 2);
     // Expiry gives back, and the node goes when it is idle.
     drop((b, n));
-    assert_eq!(t.expire(120 * SEC, usize::MAX), 2);
+    assert_eq!(t.expire(120 * SEC, usize::MAX, &by), 2);
     assert_eq!(t.src_nodes().states_of(7, CLIENT), 0);
     assert!(t.src_nodes().is_empty());
     t.check_consistency().unwrap();
@@ -509,6 +546,7 @@ fn per_source_state_limit_is_given_back_on_every_removal() {
 #[test]
 fn per_source_limits_at_a_full_table_charge_nothing() {
     let t = table(1);
+    let by = t.producer();
     let l = limited(
         0,
         Some(ConnRate {
@@ -516,17 +554,19 @@ fn per_source_limits_at_a_full_table_charge_nothing() {
             seconds: 60,
         }),
     );
-    t.insert(syn_state(1), 0).unwrap();
+    t.insert(syn_state(1), 0, &by).unwrap();
     assert_eq!(
-        t.insert_limited(syn_state(2), None, &l, 0).unwrap_err(),
+        t.insert_limited(syn_state(2), None, &l, 0, &by)
+            .unwrap_err(),
         InsertError::StateLimit
     );
     let s = t.lookup(&tcp_key(1)).unwrap().0;
-    t.remove(&s);
+    t.remove(&s, Origin::Local(&by));
     // The refused attempt did not use the source's one connection per minute.
-    assert!(t.insert_limited(syn_state(2), None, &l, 0).is_ok());
+    assert!(t.insert_limited(syn_state(2), None, &l, 0, &by).is_ok());
     assert_eq!(
-        t.insert_limited(syn_state(3), None, &l, 0).unwrap_err(),
+        t.insert_limited(syn_state(3), None, &l, 0, &by)
+            .unwrap_err(),
         InsertError::StateLimit
     );
 }
@@ -534,8 +574,9 @@ fn per_source_limits_at_a_full_table_charge_nothing() {
 #[test]
 fn unlimited_rules_do_not_touch_source_nodes() {
     let t = table(100);
+    let by = t.producer();
     let s = t
-        .insert_limited(syn_state(1), None, &SrcLimits::NONE, 0)
+        .insert_limited(syn_state(1), None, &SrcLimits::NONE, 0, &by)
         .unwrap();
     assert!(!s.is_src_tracked());
     assert!(t.src_nodes().is_empty());
@@ -550,7 +591,8 @@ fn state_size_is_unchanged() {
 #[test]
 fn port_reuse_purges() {
     let t = table(100);
-    let s = t.insert(syn_state(1), 0).unwrap();
+    let by = t.producer();
+    let s = t.insert(syn_state(1), 0, &by).unwrap();
     s.modify(|tr| {
         tr.src.state = PeerState::FIN_WAIT_2;
         tr.dst.state = PeerState::FIN_WAIT_2;
@@ -561,15 +603,16 @@ fn port_reuse_purges() {
         Err(TrackError::PortReuse)
     );
     assert_eq!(st.expire().1, TimeoutClass::Purge);
-    assert_eq!(t.expire(5 * SEC, usize::MAX), 1);
-    assert!(t.insert(syn_state(1), 5 * SEC).is_ok());
+    assert_eq!(t.expire(5 * SEC, usize::MAX, &by), 1);
+    assert!(t.insert(syn_state(1), 5 * SEC, &by).is_ok());
 }
 
 #[test]
 fn non_tcp_levels_and_counters() {
     let t = table(100);
+    let by = t.producer();
     let udp = FlowKey::new(PROTO_UDP, CLIENT, 5000, SERVER, 53);
-    t.insert(NewState::first_packet(udp, 1, None, 80), 0)
+    t.insert(NewState::first_packet(udp, 1, None, 80), 0, &by)
         .unwrap();
     t.with_state(&udp.reversed(), |s, d| s.track_other(d, 120, SEC))
         .unwrap();
@@ -591,6 +634,7 @@ fn one_million_states() {
     const N: u32 = 1_000_000;
     let rss0 = rss_bytes();
     let t = table(N);
+    let by = t.producer();
     let start = std::time::Instant::now();
     for i in 0..N {
         let src = Ipv4Addr::from(0x0a00_0000 + (i >> 8));
@@ -601,6 +645,7 @@ fn one_million_states() {
             VIP,
             PortPolicy::DEFAULT,
             0,
+            &by,
         )
         .unwrap();
     }
@@ -655,7 +700,7 @@ fn one_million_states() {
     println!("lookup of 1000 hot states: with_state {hot_ns:.1} ns ({hits})");
 
     let start = std::time::Instant::now();
-    let removed = t.expire(u64::MAX >> 9, usize::MAX);
+    let removed = t.expire(u64::MAX >> 9, usize::MAX, &by);
     println!(
         "expire all: {:.1} ms",
         start.elapsed().as_secs_f64() * 1000.0
@@ -668,8 +713,12 @@ fn one_million_states() {
         let src = Ipv4Addr::from(0x0a00_0000 + (i >> 8));
         let dst = Ipv4Addr::from(0xac19_0000 + (i & 0xff));
         let key = FlowKey::new(PROTO_TCP, src, 1024 + (i % 50_000) as u16, dst, 443);
-        t.insert(NewState::first_packet(key, 1, Some(&syn(i | 1)), 60), 0)
-            .unwrap();
+        t.insert(
+            NewState::first_packet(key, 1, Some(&syn(i | 1)), 60),
+            0,
+            &by,
+        )
+        .unwrap();
     }
     println!(
         "1M inserts without NAT into a grown table: {:.1} ns/insert",
@@ -688,10 +737,10 @@ fn rss_bytes() -> usize {
 fn counting_journal_sees_expiry() {
     let j = Arc::new(CountingJournal::default());
     let t = StateTable::with_journal(TableConfig::default(), j.clone());
-    t.insert(syn_state(1), 0).unwrap();
-    t.expire(1_000 * SEC, usize::MAX);
+    let by = t.producer();
+    t.insert(syn_state(1), 0, &by).unwrap();
+    t.expire(1_000 * SEC, usize::MAX, &by);
     assert_eq!(j.counts(), (1, 0, 1));
-    assert_eq!(j.deletes.load(Relaxed), 1);
 }
 
 #[test]
@@ -701,13 +750,15 @@ fn concurrent_insert_remove_lookup_stay_consistent() {
         .map(|w| {
             let t = Arc::clone(&t);
             std::thread::spawn(move || {
+                let by = t.producer();
                 for round in 0..300u16 {
                     // Overlapping flows: workers race on the same keys.
                     let sport = (round + w) % 64;
-                    let _ = t.insert_nat(syn_state(sport), VIP, PortPolicy::Range(3000, 3015), 0);
+                    let _ =
+                        t.insert_nat(syn_state(sport), VIP, PortPolicy::Range(3000, 3015), 0, &by);
                     if let Some((s, _)) = t.lookup(&tcp_key((round * 7 + w) % 64)) {
                         if round % 3 == 0 {
-                            t.remove(&s);
+                            t.remove(&s, Origin::Local(&by));
                         }
                     }
                     t.with_state(&tcp_key(sport), |s, d| {
@@ -721,11 +772,12 @@ fn concurrent_insert_remove_lookup_stay_consistent() {
     let sweeper = {
         let t = Arc::clone(&t);
         std::thread::spawn(move || {
+            let by = t.producer();
             for _ in 0..200 {
                 for s in t.snapshot().iter().step_by(5) {
                     s.modify(|tr| tr.timeout = TimeoutClass::Purge);
                 }
-                t.expire(0, 100);
+                t.expire(0, 100, &by);
             }
         })
     };
@@ -734,7 +786,7 @@ fn concurrent_insert_remove_lookup_stay_consistent() {
     }
     sweeper.join().unwrap();
     t.check_consistency().unwrap();
-    t.flush();
+    t.flush(&t.producer());
     assert!(t.is_empty());
     t.check_consistency().unwrap();
 }
@@ -746,6 +798,7 @@ fn concurrent_insert_remove_lookup_stay_consistent() {
 #[ignore]
 fn insert_cost_warm() {
     let t = table(100_000);
+    let by = t.producer();
     let n = 1000u16;
     let news: Vec<NewState> = (0..n).map(syn_state).collect();
     let mut states = Vec::with_capacity(n as usize);
@@ -755,25 +808,25 @@ fn insert_cost_warm() {
         let start = std::time::Instant::now();
         if round % 2 == 0 {
             for nw in &news {
-                states.push(t.insert(*nw, 0).unwrap());
+                states.push(t.insert(*nw, 0, &by).unwrap());
             }
             ins += start.elapsed().as_nanos();
         } else {
             for nw in &news {
-                states.push(t.insert_nat(*nw, VIP, PortPolicy::DEFAULT, 0).unwrap());
+                states.push(t.insert_nat(*nw, VIP, PortPolicy::DEFAULT, 0, &by).unwrap());
             }
             nat += start.elapsed().as_nanos();
         }
         let start = std::time::Instant::now();
         for s in states.drain(..) {
-            t.remove(&s);
+            t.remove(&s, Origin::Local(&by));
         }
         rem += start.elapsed().as_nanos();
     }
     // Lookups on the hot table, then two threads on the same 16 states (the two directions
     // of NATed flows on two workers): with_state against lookup's Arc clone.
     for nw in &news {
-        t.insert(*nw, 0).unwrap();
+        t.insert(*nw, 0, &by).unwrap();
     }
     let keys: Vec<FlowKey> = news.iter().map(|n| n.stack).collect();
     let bench = |t: &StateTable, keys: &[FlowKey], arc: bool, iters: usize| {
@@ -810,7 +863,7 @@ fn insert_cost_warm() {
             ns[1]
         );
     }
-    t.flush();
+    t.flush(&by);
 
     let per = |x: u128, r: u128| x as f64 / (r as f64 * f64::from(n));
     println!(
@@ -824,19 +877,21 @@ fn insert_cost_warm() {
 #[test]
 fn nat_without_ports_keeps_the_key_or_fails() {
     let t = table(100);
+    let by = t.producer();
     let gre = |src| FlowKey::new(47, src, 0, SERVER, 0);
     let a = t.insert_nat(
         NewState::first_packet(gre(CLIENT), 1, None, 0),
         VIP,
         PortPolicy::DEFAULT,
         0,
+        &by,
     );
     let a = a.unwrap();
     assert_eq!(a.wire(), FlowKey::new(47, VIP, 0, SERVER, 0));
     assert_eq!(a.tracking().timeout, TimeoutClass::OtherFirst);
     let other = NewState::first_packet(gre(Ipv4Addr::new(192, 168, 0, 101)), 1, None, 0);
     assert_eq!(
-        t.insert_nat(other, VIP, PortPolicy::DEFAULT, 0)
+        t.insert_nat(other, VIP, PortPolicy::DEFAULT, 0, &by)
             .unwrap_err(),
         InsertError::PortExhausted
     );
@@ -851,9 +906,10 @@ fn preallocated_table_and_thread_safety() {
         capacity: 10_000,
         ..TableConfig::default()
     });
+    let by = t.producer();
     let before = t.memory_estimate();
     for p in 0..5000 {
-        t.insert(syn_state(p), 0).unwrap();
+        t.insert(syn_state(p), 0, &by).unwrap();
     }
     let per_state = (std::mem::size_of::<State>() + 16 + 8).div_ceil(16) * 16;
     assert_eq!(
@@ -861,14 +917,15 @@ fn preallocated_table_and_thread_safety() {
         5000 * per_state,
         "no map growth"
     );
-    assert_eq!(t.flush(), 5000);
+    assert_eq!(t.flush(&by), 5000);
     assert!(t.is_empty());
 }
 
 #[test]
 fn merge_remote_applies_each_side_on_its_own() {
     let t = table(100);
-    let s = t.insert(syn_state(1), 0).unwrap();
+    let by = t.producer();
+    let s = t.insert(syn_state(1), 0, &by).unwrap();
     establish(&s, 0);
     let mine = s.tracking();
     // The peer is ahead on src, behind on dst (the opnsense/src#327 case).
@@ -898,6 +955,7 @@ fn merge_remote_applies_each_side_on_its_own() {
 fn only_states_from_the_peer_catch_up_with_segments_ahead() {
     use crate::state::tcp::flags;
     let t = StateTable::new(TableConfig::default());
+    let by = t.producer();
     let seg = |f: u8, seq: u32, ack: u32| TcpSegment {
         flags: f,
         seq,
@@ -919,7 +977,7 @@ fn only_states_from_the_peer_catch_up_with_segments_ahead() {
     };
     let far_ack = seg(flags::ACK, 1_001, 50_001 + 2_000_000);
 
-    let own = t.insert(syn_state(1000), 0).unwrap();
+    let own = t.insert(syn_state(1000), 0, &by).unwrap();
     handshake(&own);
     assert_eq!(
         own.track_tcp_on_takeover(Direction::Original, &far_ack, 60, 3),

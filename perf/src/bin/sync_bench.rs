@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use tandem_dataplane::journal::Producer;
 use tandem_dataplane::state::tcp::flags::{ACK, SYN};
 use tandem_dataplane::state::{
     Clock, Direction, FlowKey, Millis, NewState, PortPolicy, State, StateTable, SyncId,
@@ -137,7 +138,6 @@ struct End<L> {
 
 fn end<L: Link>(host: u32, peer: Ipv4Addr, link: L, args: &Args) -> End<L> {
     let journal = Arc::new(SyncJournal::new(JournalConfig {
-        queues: 1,
         capacity: args.capacity,
         ..JournalConfig::default()
     }));
@@ -242,9 +242,9 @@ fn new_state(i: u32) -> NewState {
     NewState::first_packet(key, 7, Some(&syn), 60)
 }
 
-fn insert(table: &StateTable, i: u32, now: Millis) -> Arc<State> {
+fn insert(table: &StateTable, by: &Producer, i: u32, now: Millis) -> Arc<State> {
     table
-        .insert_nat(new_state(i), NAT, PortPolicy::DEFAULT, now)
+        .insert_nat(new_state(i), NAT, PortPolicy::DEFAULT, now, by)
         .expect("insert_nat")
 }
 
@@ -307,13 +307,13 @@ fn throughput<L: Link>(
     let (a0, b0) = (c(a), c(b));
     let m = bytes_mark(a, b);
     let table = a.table.clone();
-    let journal = a.journal.clone();
     let fill = move || {
-        journal.bind(0);
+        // The producer thread owns its journal queue, as a worker does.
+        let by = table.producer();
         let clock = Clock::new();
         let t0 = Instant::now();
         let v: Vec<_> = (first..first + n)
-            .map(|i| insert(&table, i, clock.now_ms()))
+            .map(|i| insert(&table, &by, i, clock.now_ms()))
             .collect();
         (v, t0.elapsed())
     };
@@ -378,10 +378,10 @@ fn updates<L: Link>(a: &mut End<L>, b: &mut End<L>, clock: &Clock, states: Vec<A
     let (a0, b0) = (c(a), c(b));
     let m = bytes_mark(a, b);
     let table = a.table.clone();
-    let journal = a.journal.clone();
     let start = Instant::now();
     let producer = std::thread::spawn(move || {
-        journal.bind(0);
+        // The producer thread owns its journal queue, as a worker does.
+        let by = table.producer();
         let clock = Clock::new();
         for s in &states {
             let cl = s.tracking().src.seqlo;
@@ -394,7 +394,7 @@ fn updates<L: Link>(a: &mut End<L>, b: &mut End<L>, clock: &Clock, states: Vec<A
             };
             s.track_tcp(Direction::Reply, &synack, 60, clock.now_ms())
                 .expect("syn-ack");
-            table.record_update(s);
+            table.updated(s, &by);
         }
     });
     let ok = drive(a, b, clock, Duration::from_secs(120), |_, b| {
@@ -430,11 +430,11 @@ fn lag<L: Link>(a: &mut End<L>, b: &mut End<L>, clock: &Clock, rate: u32, secs: 
     let total = (f64::from(rate) * secs) as u32;
     let (tx, rx) = mpsc::channel::<(SyncId, Instant)>();
     let table = a.table.clone();
-    let journal = a.journal.clone();
     let done = Arc::new(AtomicBool::new(false));
     let done2 = done.clone();
     let producer = std::thread::spawn(move || {
-        journal.bind(0);
+        // The producer thread owns its journal queue, as a worker does.
+        let by = table.producer();
         let clock = Clock::new();
         let t0 = Instant::now();
         let mut i = 0u32;
@@ -445,7 +445,7 @@ fn lag<L: Link>(a: &mut End<L>, b: &mut End<L>, clock: &Clock, rate: u32, secs: 
                 continue;
             }
             while i < due {
-                let s = insert(&table, first + i, clock.now_ms());
+                let s = insert(&table, &by, first + i, clock.now_ms());
                 let _ = tx.send((s.id, Instant::now()));
                 i += 1;
             }

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
+use tandem_dataplane::journal::Origin;
 
 use tandem_dataplane::state::{
     FlowKey, NewState, StateTable, SyncId, TableConfig, TcpSegment, TimeoutClass,
@@ -56,10 +57,11 @@ fn drain_all(j: &SyncJournal) -> Vec<(JournalKind, Arc<State>)> {
 fn hundred_updates_between_drains_are_one_entry() {
     let j = Arc::new(SyncJournal::new(JournalConfig::default()));
     let t = table(&j);
-    let s = t.insert(udp(1), 0).unwrap();
+    let by = t.producer();
+    let s = t.insert(udp(1), 0, &by).unwrap();
     // Updates before the first drain ride on the insert.
     for _ in 0..10 {
-        t.record_update(&s);
+        t.updated(&s, &by);
     }
     let got = drain_all(&j);
     assert_eq!(got.len(), 1);
@@ -67,15 +69,15 @@ fn hundred_updates_between_drains_are_one_entry() {
     assert!(!s.is_queued(), "drain clears the mark");
 
     for _ in 0..100 {
-        t.record_update(&s);
+        t.updated(&s, &by);
     }
     let got = drain_all(&j);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, JournalKind::Update);
     assert!(Arc::ptr_eq(&got[0].1, &s));
     // The next update after a drain is queued again; the delete always goes through.
-    t.record_update(&s);
-    assert!(t.remove(&s));
+    t.updated(&s, &by);
+    assert!(t.remove(&s, Origin::Local(&by)));
     let kinds: Vec<_> = drain_all(&j).into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, [JournalKind::Update, JournalKind::Delete]);
     assert_eq!(j.overflow(), 0);
@@ -88,28 +90,29 @@ fn the_mark_leaves_the_expiry_alone() {
         ..JournalConfig::default()
     }));
     let t = table(&j);
-    let s = t.insert(tcp(1), 5_000).unwrap();
+    let by = t.producer();
+    let s = t.insert(tcp(1), 5_000, &by).unwrap();
     assert!(s.is_queued());
     for _ in 0..50 {
-        t.record_update(&s);
+        t.updated(&s, &by);
     }
     assert_eq!(s.expire(), (5_000, TimeoutClass::TcpFirst));
     drain_all(&j);
-    let s = t.insert(udp(1), 5_000).unwrap();
+    let s = t.insert(udp(1), 5_000, &by).unwrap();
     s.track_other(tandem_dataplane::state::Direction::Original, 60, 7_000);
     assert!(s.is_queued(), "a worker's expiry write keeps the mark");
     assert_eq!(s.expire().0, 7_000);
     // Same deadline marked or not; expiry removes a marked state on time.
-    let other = t.insert(udp(2), 5_000).unwrap();
+    let other = t.insert(udp(2), 5_000, &by).unwrap();
     other.track_other(tandem_dataplane::state::Direction::Original, 60, 7_000);
     drain_all(&j);
-    t.record_update(&s);
+    t.updated(&s, &by);
     assert!(s.is_queued() && !other.is_queued());
     let (to, ad) = (t.timeouts(), t.adaptive());
     assert_eq!(s.deadline(&to, &ad, 2), other.deadline(&to, &ad, 2));
     let d = s.deadline(&to, &ad, 2).unwrap();
-    assert_eq!(t.expire(d - 1, usize::MAX), 0);
-    assert_eq!(t.expire(d, usize::MAX), 2);
+    assert_eq!(t.expire(d - 1, usize::MAX, &by), 0);
+    assert_eq!(t.expire(d, usize::MAX, &by), 2);
     assert!(s.is_removed());
     drain_all(&j);
     assert!(!s.is_queued());
@@ -122,27 +125,28 @@ fn maxupd_makes_the_journal_due_for_tcp_only() {
         ..JournalConfig::default()
     }));
     let t = table(&j);
-    let s = t.insert(tcp(1), 0).unwrap();
-    let u = t.insert(udp(1), 0).unwrap();
+    let by = t.producer();
+    let s = t.insert(tcp(1), 0, &by).unwrap();
+    let u = t.insert(udp(1), 0, &by).unwrap();
     drain_all(&j);
     assert!(!j.due());
     // First update queues; 8 more coalesced ones reach maxupd.
     for i in 0..8 {
-        t.record_update(&s);
+        t.updated(&s, &by);
         assert!(!j.due(), "due after {} updates", i + 1);
     }
-    t.record_update(&s);
+    t.updated(&s, &by);
     assert!(j.due());
     assert!(!j.due(), "due is taken once");
     for _ in 0..1000 {
-        t.record_update(&s);
-        t.record_update(&u);
+        t.updated(&s, &by);
+        t.updated(&u, &by);
     }
     assert!(!j.due(), "the count stays at maxupd until the drain");
     assert_eq!(drain_all(&j).len(), 2);
     // The drain reset the count.
     for _ in 0..9 {
-        t.record_update(&s);
+        t.updated(&s, &by);
     }
     assert!(j.due());
 }
@@ -150,13 +154,12 @@ fn maxupd_makes_the_journal_due_for_tcp_only() {
 #[test]
 fn full_queue_counts_overflow_and_flags_resync() {
     let j = Arc::new(SyncJournal::new(JournalConfig {
-        queues: 1,
         capacity: 4,
         maxupd: 0,
     }));
-    j.bind(0);
     let t = table(&j);
-    let states: Vec<_> = (0..10).map(|i| t.insert(udp(i), 0).unwrap()).collect();
+    let by = t.producer();
+    let states: Vec<_> = (0..10).map(|i| t.insert(udp(i), 0, &by).unwrap()).collect();
     assert_eq!(j.overflow(), 6);
     assert!(j.take_resync());
     assert!(!j.take_resync(), "the flag is taken once");
@@ -164,16 +167,15 @@ fn full_queue_counts_overflow_and_flags_resync() {
     // The repair walk clears every mark; then updates are queued again.
     t.for_each(|s| s.clear_queued());
     for s in &states {
-        t.record_update(s);
+        t.updated(s, &by);
     }
     assert_eq!(j.len(), 4);
     assert_eq!(j.overflow(), 12);
 }
 
 #[test]
-fn more_threads_than_queues_use_the_shared_queue() {
+fn each_producer_has_a_queue_of_its_own_until_gone_and_drained() {
     let j = Arc::new(SyncJournal::new(JournalConfig {
-        queues: 1,
         capacity: 64,
         maxupd: 0,
     }));
@@ -182,22 +184,35 @@ fn more_threads_than_queues_use_the_shared_queue() {
         for w in 0..3u32 {
             let t = t.clone();
             sc.spawn(move || {
+                let by = t.producer();
                 for i in 0..10 {
-                    t.insert(udp(w * 100 + i), 0).unwrap();
+                    t.insert(udp(w * 100 + i), 0, &by).unwrap();
                 }
             });
         }
     });
-    assert_eq!(j.shared.len(), 20);
-    assert_eq!(j.queues[0].len(), 10);
-    assert_eq!(drain_all(&j).len(), 30);
+    assert_eq!(j.producers(), 3);
+    assert_eq!(j.len(), 30);
+    // Each thread's inserts come out in its order, one queue after another.
+    let got = drain_all(&j);
+    assert_eq!(got.len(), 30);
+    for run in got.chunks(10) {
+        let srcs: Vec<u32> = run.iter().map(|(_, s)| u32::from(s.stack.src)).collect();
+        assert!(srcs.windows(2).all(|w| w[1] == w[0] + 1), "{srcs:?}");
+    }
+    // The producers are gone and their queues drained: the journal let them go.
+    assert_eq!(j.producers(), 0);
+    let by = t.producer();
+    t.insert(udp(1000), 0, &by).unwrap();
+    assert_eq!(j.producers(), 1);
+    drain_all(&j);
+    assert_eq!(j.producers(), 1, "a live producer keeps its queue");
 }
 
 #[test]
 fn four_producers_one_consumer_inserts_and_deletes_once_in_order() {
     const PER: u32 = 3_000;
     let j = Arc::new(SyncJournal::new(JournalConfig {
-        queues: 4,
         capacity: 4096,
         maxupd: 16,
     }));
@@ -211,14 +226,16 @@ fn four_producers_one_consumer_inserts_and_deletes_once_in_order() {
             .map(|w| {
                 let t = t.clone();
                 sc.spawn(move || {
+                    // Each worker owns its producer: one queue each, by construction.
+                    let by = t.producer();
                     for i in 0..PER {
                         let n = w * PER + i;
-                        let s = t.insert(tcp(n), 0).unwrap();
+                        let s = t.insert(tcp(n), 0, &by).unwrap();
                         for _ in 0..(i % 5) {
-                            t.record_update(&s);
+                            t.updated(&s, &by);
                         }
                         if i % 2 == 0 {
-                            t.remove(&s);
+                            t.remove(&s, Origin::Local(&by));
                         }
                         // Queues are bounded: a real worker would overflow and flag a
                         // resync; this test wants every entry, so it waits for room.
@@ -287,11 +304,12 @@ fn four_producers_one_consumer_inserts_and_deletes_once_in_order() {
 fn record_cost() {
     let j = Arc::new(SyncJournal::new(JournalConfig::default()));
     let t = table(&j);
-    let s = t.insert(tcp(1), 0).unwrap();
+    let by = t.producer();
+    let s = t.insert(tcp(1), 0, &by).unwrap();
     const N: u32 = 200_000;
     let start = Instant::now();
     for _ in 0..N {
-        j.record(JournalKind::Update, &s);
+        t.updated(&s, &by);
     }
     let coalesced = start.elapsed().as_nanos() / u128::from(N);
     let start = Instant::now();
@@ -299,7 +317,7 @@ fn record_cost() {
     for _ in 0..N / 1000 {
         drain_all(&j);
         let t0 = Instant::now();
-        j.record(JournalKind::Update, &s);
+        t.updated(&s, &by);
         queued += t0.elapsed().as_nanos();
     }
     let _ = start;

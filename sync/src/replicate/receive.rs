@@ -320,15 +320,10 @@ impl Replicator {
         }
     }
 
+    /// Remove `s` because the peer says so: not journaled, so never sent back.
     pub(super) fn remove_on_peer_word(&mut self, s: &Arc<State>) {
-        if self.peer_deleted.len() >= ECHO_LIMIT {
-            self.peer_deleted.clear();
-        }
-        self.peer_deleted.insert(s.id);
-        if self.table.remove(s) {
+        if self.table.remove(s, Origin::Peer) {
             self.counters.applied_deletes += 1;
-        } else {
-            self.peer_deleted.remove(&s.id);
         }
     }
 

@@ -123,13 +123,7 @@ impl Replicator {
         for (kind, s) in entries {
             let id = s.id;
             match kind {
-                JournalKind::Delete => {
-                    if self.peer_deleted.remove(&id) {
-                        self.counters.echo_suppressed += 1;
-                    } else {
-                        self.push(t, Record::DelC(id), now);
-                    }
-                }
+                JournalKind::Delete => self.push(t, Record::DelC(id), now),
                 _ if s.is_removed() => {}
                 JournalKind::Insert => self.push(t, Record::Ins(ins_record(&s, now)), now),
                 JournalKind::Update => self.push(t, Record::UpdC(upd_c_record(&s, now)), now),

@@ -4,6 +4,9 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+// Re-exported for the tests that remove states; not every test binary does.
+#[allow(unused_imports)]
+pub use tandem_dataplane::journal::{Origin, Producer};
 use tandem_dataplane::state::tcp::flags::{ACK, PSH, SYN};
 use tandem_dataplane::state::{
     Direction, FlowKey, Millis, NewState, State, StateTable, TableConfig, TcpSegment,
@@ -19,6 +22,8 @@ pub const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 pub struct Node {
     pub table: Arc<StateTable>,
+    /// The box's worker: the local changes a test makes go through it.
+    pub worker: Producer,
     pub journal: Arc<SyncJournal>,
     pub rep: Replicator,
     pub t: MemTransport,
@@ -46,6 +51,7 @@ pub fn node_with(cfg: SyncConfig, jcfg: JournalConfig, t: MemTransport) -> Node 
     ));
     let rep = Replicator::new(cfg, table.clone(), journal.clone());
     Node {
+        worker: table.producer(),
         table,
         journal,
         rep,
@@ -98,7 +104,7 @@ pub fn tcp_key(i: u32) -> FlowKey {
 }
 
 /// A TCP state opened by a SYN, its source NATed to 198.51.100.1 when `nat`.
-pub fn insert_tcp(table: &StateTable, i: u32, nat: bool, now: Millis) -> Arc<State> {
+pub fn insert_tcp(table: &StateTable, by: &Producer, i: u32, nat: bool, now: Millis) -> Arc<State> {
     let stack = tcp_key(i);
     let syn = TcpSegment {
         flags: SYN,
@@ -116,10 +122,10 @@ pub fn insert_tcp(table: &StateTable, i: u32, nat: bool, now: Millis) -> Arc<Sta
             stack.dport,
         );
     }
-    table.insert(new, now).unwrap()
+    table.insert(new, now, by).unwrap()
 }
 
-pub fn insert_udp(table: &StateTable, i: u32, now: Millis) -> Arc<State> {
+pub fn insert_udp(table: &StateTable, by: &Producer, i: u32, now: Millis) -> Arc<State> {
     let stack = FlowKey::new(
         17,
         Ipv4Addr::from(0x0b00_0000 + i),
@@ -128,12 +134,12 @@ pub fn insert_udp(table: &StateTable, i: u32, now: Millis) -> Arc<State> {
         53,
     );
     table
-        .insert(NewState::first_packet(stack, 3, None, 80), now)
+        .insert(NewState::first_packet(stack, 3, None, 80), now, by)
         .unwrap()
 }
 
 /// SYN|ACK then ACK: established (the state was opened by `insert_tcp(i)`).
-pub fn establish(table: &StateTable, s: &Arc<State>, now: Millis) {
+pub fn establish(table: &StateTable, by: &Producer, s: &Arc<State>, now: Millis) {
     let c = s.tracking().src.seqlo; // client's next seq
     let synack = TcpSegment {
         flags: SYN | ACK,
@@ -151,11 +157,11 @@ pub fn establish(table: &StateTable, s: &Arc<State>, now: Millis) {
         ..TcpSegment::default()
     };
     s.track_tcp(Direction::Original, &ack, 52, now).unwrap();
-    table.record_update(s);
+    table.updated(s, by);
 }
 
 /// The client sends `len` bytes (the state is established).
-pub fn client_data(table: &StateTable, s: &Arc<State>, len: u16, now: Millis) {
+pub fn client_data(table: &StateTable, by: &Producer, s: &Arc<State>, len: u16, now: Millis) {
     let t = s.tracking();
     let seg = TcpSegment {
         flags: ACK | PSH,
@@ -167,7 +173,7 @@ pub fn client_data(table: &StateTable, s: &Arc<State>, len: u16, now: Millis) {
     };
     s.track_tcp(Direction::Original, &seg, u32::from(len) + 52, now)
         .unwrap();
-    table.record_update(s);
+    table.updated(s, by);
 }
 
 /// Every state of `from` is on `to` with the same keys, peers and timeout class, and `to` has

@@ -4,8 +4,13 @@
 use super::*;
 
 impl StateTable {
-    /// Insert a local state (new id, journaled). `new.wire` is used as is.
-    pub fn insert(&self, new: NewState, now: Millis) -> Result<Arc<State>, InsertError> {
+    /// Insert a local state (new id, journaled into `by`'s queue). `new.wire` is used as is.
+    pub fn insert(
+        &self,
+        new: NewState,
+        now: Millis,
+        by: &Producer,
+    ) -> Result<Arc<State>, InsertError> {
         let id = self.next_sync_id();
         self.insert_probing(
             id,
@@ -14,7 +19,7 @@ impl StateTable {
             now,
             std::iter::once(new.wire),
             InsertError::Exists,
-            true,
+            Origin::Local(by),
             false,
         )
     }
@@ -31,11 +36,12 @@ impl StateTable {
         nat: Option<(std::net::Ipv4Addr, super::super::PortPolicy)>,
         limits: &SrcLimits,
         now: Millis,
+        by: &Producer,
     ) -> Result<Arc<State>, InsertError> {
         if !limits.is_limited() {
             return match nat {
-                Some((addr, policy)) => self.insert_nat(new, addr, policy, now),
-                None => self.insert(new, now),
+                Some((addr, policy)) => self.insert_nat(new, addr, policy, now, by),
+                None => self.insert(new, now, by),
             };
         }
         // A full table refuses before the source's rate is charged for a state it cannot have
@@ -51,7 +57,7 @@ impl StateTable {
                 SrcRefusal::Nodes => InsertError::SrcNodes,
             })?;
         match nat {
-            Some((addr, policy)) => self.insert_nat_inner(new, addr, policy, now, true),
+            Some((addr, policy)) => self.insert_nat_inner(new, addr, policy, now, by, true),
             None => {
                 let id = self.next_sync_id();
                 self.insert_probing(
@@ -61,7 +67,7 @@ impl StateTable {
                     now,
                     std::iter::once(new.wire),
                     InsertError::Exists,
-                    true,
+                    Origin::Local(by),
                     true,
                 )
             }
@@ -90,7 +96,7 @@ impl StateTable {
             last,
             std::iter::once(new.wire),
             InsertError::Exists,
-            false,
+            Origin::Peer,
             false,
         )?;
         state.mark_from_peer();

@@ -4,10 +4,10 @@
 use super::*;
 
 impl StateTable {
-    /// Remove `state` from the table (both keys and its id) and journal the deletion. False
-    /// if it was not in the table (already removed by someone else). Must not be called inside
-    /// a [`StateTable::with_state`] closure.
-    pub fn remove(&self, state: &Arc<State>) -> bool {
+    /// Remove `state` from the table (both keys and its id) and journal the deletion if it is
+    /// `origin`'s own. False if it was not in the table (already removed by someone else). Must
+    /// not be called inside a [`StateTable::with_state`] closure.
+    pub fn remove(&self, state: &Arc<State>, origin: Origin<'_>) -> bool {
         {
             let mut shard = self.id_shard(&state.id);
             match shard.get(&state.id) {
@@ -26,21 +26,25 @@ impl StateTable {
         if state.is_src_tracked() {
             self.src_nodes.release(state.rule, state.stack.src);
         }
-        self.journal.record(JournalKind::Delete, state);
+        origin.record(JournalKind::Delete, state);
         true
     }
 
-    /// Remove the state with pfsync identity `id` (a peer's delete).
-    pub fn remove_by_id(&self, id: &SyncId) -> bool {
+    /// Remove the state with pfsync identity `id`.
+    pub fn remove_by_id(&self, id: &SyncId, origin: Origin<'_>) -> bool {
         match self.get_by_id(id) {
-            Some(s) => self.remove(&s),
+            Some(s) => self.remove(&s, origin),
             None => false,
         }
     }
 
-    /// Remove every state (pfctl -F state). Returns how many.
-    pub fn flush(&self) -> usize {
-        self.snapshot().iter().filter(|s| self.remove(s)).count()
+    /// Remove every state (pfctl -F state), journaled into `by`'s queue. Returns how many.
+    pub fn flush(&self, by: &Producer) -> usize {
+        let origin = Origin::Local(by);
+        self.snapshot()
+            .iter()
+            .filter(|s| self.remove(s, origin))
+            .count()
     }
 
     /// Call `f` on every state, one id shard at a time (the CLI, the bulk update). A shard's
@@ -69,7 +73,7 @@ impl StateTable {
     /// states are removed afterwards, one key slot at a time. dashmap's `retain` was not used:
     /// it write-locks a whole key shard (stalling every lookup in it) for the length of the
     /// walk, and cannot remove a state's other key, which may live in the same shard.
-    pub fn expire(&self, now: Millis, budget: usize) -> usize {
+    pub fn expire(&self, now: Millis, budget: usize, by: &Producer) -> usize {
         let timeouts = self.timeouts();
         let adaptive = timeouts
             .adaptive
@@ -98,7 +102,8 @@ impl StateTable {
             }
         }
         self.cursor.store(cursor, Ordering::Relaxed);
-        let removed = victims.iter().filter(|s| self.remove(s)).count();
+        let origin = Origin::Local(by);
+        let removed = victims.iter().filter(|s| self.remove(s, origin)).count();
         self.src_nodes.expire(now);
         removed
     }
