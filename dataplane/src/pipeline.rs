@@ -44,7 +44,7 @@ use crate::counters::Counters;
 use crate::filter::{Action, PacketMeta, Verdict as RuleVerdict};
 use crate::fragment::{FragConfig, FragTable};
 use crate::generation::{Generation, HeldVhids};
-use crate::io::{Frame, Port, Verdict, FRAME_SIZE};
+use crate::io::{Frame, Ports, Verdict, FRAME_SIZE};
 use crate::journal::{Origin, Producer};
 use crate::neigh::{
     EnqueueOutcome, NeighCache, NeighMemo, PendingConfig, PendingEvent, PendingQueues,
@@ -419,41 +419,16 @@ impl Pipeline {
         v
     }
 
-    /// One round over in-memory (or any) ports: receive a batch from each, process, send.
-    /// `batch` holds the frame slots to receive into. Returns the frames received.
-    pub fn poll_ports<P: Port>(
-        &mut self,
-        ports: &mut [P],
-        batch: &mut [Frame],
-        now: Millis,
-    ) -> usize {
+    /// One round of the driver loop, the same for the box's AF_XDP ports and the in-memory
+    /// ports of tests and benchmarks: a batch received and processed (up to `budget` frames),
+    /// the forwarded frames sent in batches by the ports, then the frames the batch generated
+    /// (ARP requests, released frames, ICMP errors). Returns the frames received.
+    pub fn round<P: Ports + ?Sized>(&mut self, ports: &mut P, budget: usize, now: Millis) -> usize {
         self.begin_batch(now);
-        let mut total = 0;
-        for i in 0..ports.len() {
-            let Ok(in_if) = IfIndex::try_from(i) else {
-                break;
-            };
-            let n = ports[i].recv(batch);
-            for f in batch[..n].iter_mut() {
-                if let Verdict::Tx { out_if, len } = self.process(in_if, &mut f.buf[..], f.len) {
-                    f.len = len;
-                    let sent = ports
-                        .get_mut(usize::from(out_if))
-                        .is_some_and(|p| p.send(std::slice::from_mut(f)) == 1);
-                    if !sent {
-                        self.w.counters.drop_emit_full.inc();
-                    }
-                }
-            }
-            total += n;
-        }
+        let n = ports.poll(budget, &mut |in_if, buf, len| self.process(in_if, buf, len));
         self.end_batch();
-        self.drain_emitted(|out_if, f| {
-            ports
-                .get_mut(usize::from(out_if))
-                .is_some_and(|p| p.send(std::slice::from_mut(f)) == 1)
-        });
-        total
+        self.drain_emitted(|out_if, f| ports.send_copy(out_if, f.bytes()));
+        n
     }
 }
 

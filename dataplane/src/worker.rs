@@ -23,6 +23,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::io::afxdp::{KernelStats, OpenError, PortCounters, WorkerConfig, WorkerPorts};
+use crate::io::Ports;
 use crate::pipeline::{ControlFrame, Dataplane, Pipeline, PipelineConfig};
 use crate::state::Clock;
 use crate::IfIndex;
@@ -301,12 +302,7 @@ fn run(
     let mut last_kernel = 0;
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ms();
-        pipeline.begin_batch(now);
-        let n = ports.poll(spec.budget, &mut |in_if, buf, len| {
-            pipeline.process(in_if, buf, len)
-        });
-        pipeline.end_batch();
-        pipeline.drain_emitted(|out_if, f| ports.send_copy(out_if, f.bytes()));
+        let n = pipeline.round(&mut ports, spec.budget, now);
         let mut slow = 0;
         while let Ok(f) = slow_rx.try_recv() {
             slow += 1;

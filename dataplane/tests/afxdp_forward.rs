@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tandem_dataplane::io::afxdp::{
     attached_xdp, BindMode, OpenError, PortSpec, Queues, WorkerConfig, WorkerPorts,
 };
-use tandem_dataplane::io::{Verdict, FRAME_SIZE};
+use tandem_dataplane::io::{Ports, Verdict, FRAME_SIZE};
 
 /// Local experimental ethertype: nothing in the kernel answers it.
 const ETHERTYPE: u16 = 0x88b5;

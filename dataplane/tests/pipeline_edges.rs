@@ -881,7 +881,6 @@ fn a_neighbour_asking_for_us_is_learnt() {
 #[test]
 fn two_workers_share_states_and_neighbours() {
     use tandem_dataplane::io::mem::MemPort;
-    use tandem_dataplane::io::Frame;
     use tandem_dataplane::pipeline::{Pipeline, PipelineConfig};
 
     let mut lab = Lab::with(Setup {
@@ -893,7 +892,6 @@ fn two_workers_share_states_and_neighbours() {
         .learn(LAN, CLIENT, tandem_dataplane::wire::MacAddr(CLIENT_MAC), 0);
     let mut b = Pipeline::new(lab.dp.clone(), &PipelineConfig::default());
     let mut b_ports = vec![MemPort::new(), MemPort::new()];
-    let mut batch: Vec<Frame> = (0..8).map(|_| Frame::new()).collect();
 
     // Worker A: the client's datagram waits for the server's MAC.
     lab.send(
@@ -907,7 +905,7 @@ fn two_workers_share_states_and_neighbours() {
     b_ports[usize::from(WAN)].inject(&arp_frame(
         SERVER_MAC, WAN_MAC, 2, SERVER_MAC, SERVER, WAN_MAC, WAN_IP,
     ));
-    assert_eq!(b.poll_ports(&mut b_ports, &mut batch, T0 + 1), 1);
+    assert_eq!(b.round(&mut b_ports, 8, T0 + 1), 1);
     assert_eq!(lab.poll(T0 + 2), 0);
     let out = lab.one_sent(WAN);
     let p = parse(&out);
@@ -923,7 +921,7 @@ fn two_workers_share_states_and_neighbours() {
         64,
         b"a",
     ));
-    assert_eq!(b.poll_ports(&mut b_ports, &mut batch, T0 + 3), 1);
+    assert_eq!(b.round(&mut b_ports, 8, T0 + 3), 1);
     let sent = b_ports[usize::from(LAN)].take_sent();
     assert_eq!(sent.len(), 1);
     let r = parse(sent[0].bytes());

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use tandem_dataplane::io::mem::MemPort;
-use tandem_dataplane::io::Frame;
 use tandem_dataplane::neigh::PendingConfig;
 use tandem_dataplane::pipeline::{Dataplane, Pipeline, PipelineConfig};
 use tandem_dataplane::wire::ethernet::{self, EtherType, EthernetFrame};
@@ -105,7 +104,8 @@ fuzz_target!(|data: &[u8]| {
     establish(&mut pipe);
     let rx0 = pipe.counters().rx_frames.get();
     let mut ports = vec![MemPort::new(), MemPort::new()];
-    let mut batch: Vec<Frame> = (0..4).map(|_| Frame::new()).collect();
+    // Frames a round takes at most: small, so that rounds interleave with time and control.
+    const BATCH: usize = 4;
     let mut now = NOW;
     let mut rest = data;
     let mut frames = 0u64;
@@ -119,15 +119,15 @@ fuzz_target!(|data: &[u8]| {
         }
         ports[usize::from(ctl & 1)].inject(&f);
         now += u64::from(ctl >> 2);
-        frames += pipe.poll_ports(&mut ports, &mut batch, now) as u64;
+        frames += pipe.round(&mut ports, BATCH, now) as u64;
         check_sent(&mut ports[0]);
         check_sent(&mut ports[1]);
     }
     // Time passes: ARP retries and failures, then expiry of everything.
-    pipe.poll_ports(&mut ports, &mut batch, now + 10_000);
+    pipe.round(&mut ports, BATCH, now + 10_000);
     dp.states
         .expire(now + 1_000_000_000, usize::MAX, &dp.states.producer());
-    pipe.poll_ports(&mut ports, &mut batch, now + 1_000_000_000);
+    pipe.round(&mut ports, BATCH, now + 1_000_000_000);
     check_sent(&mut ports[0]);
     check_sent(&mut ports[1]);
     let c = pipe.counters();

@@ -1,18 +1,21 @@
-//! An in-memory [`Port`] for tests and benchmarks: frames injected on one side come out of
-//! `recv`, frames sent are collected. Frames move by swapping boxed buffers: no copy, and no
+//! In-memory [`Ports`] for tests and benchmarks: frames injected on a port are received by the
+//! next round, frames sent are collected. Frames move by swapping boxed buffers: no copy, and no
 //! allocation once the spare pool holds as many buffers as are in flight.
 
 use std::collections::VecDeque;
 
-use super::{Frame, Port};
+use super::{Frame, Ports, Verdict};
+use crate::IfIndex;
 
 #[derive(Debug, Default)]
 pub struct MemPort {
     inbox: VecDeque<Frame>,
     outbox: VecDeque<Frame>,
     spare: Vec<Frame>,
-    /// Upper bound of the outbox; frames beyond it are refused by `send` (a full TX ring).
+    /// Upper bound of the outbox; frames beyond it are refused (a full TX ring).
     pub tx_capacity: Option<usize>,
+    /// Frames refused because the outbox was full.
+    pub tx_refused: u64,
 }
 
 impl MemPort {
@@ -65,31 +68,96 @@ impl MemPort {
     }
 }
 
-impl Port for MemPort {
-    fn recv(&mut self, frames: &mut [Frame]) -> usize {
-        let mut n = 0;
-        while n < frames.len() {
-            let Some(mut f) = self.inbox.pop_front() else {
+impl MemPort {
+    /// Takes a sent frame unless the outbox is at `tx_capacity` (a full TX ring): then the frame
+    /// comes back, and the refusal is counted.
+    fn push_sent(&mut self, frame: Frame) -> Result<(), Frame> {
+        if self.tx_capacity.is_some_and(|c| self.outbox.len() >= c) {
+            self.tx_refused += 1;
+            return Err(frame);
+        }
+        self.outbox.push_back(frame);
+        Ok(())
+    }
+}
+
+/// A worker's in-memory ports, indexed by [`IfIndex`]. Frames are handled in place in their own
+/// buffers and move to the output port's outbox: no copy, and once the spare pools hold as many
+/// buffers as are in flight, no allocation.
+impl Ports for [MemPort] {
+    fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
+    where
+        F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
+    {
+        let mut received = 0;
+        for i in 0..self.len() {
+            let Ok(in_if) = IfIndex::try_from(i) else {
                 break;
             };
-            std::mem::swap(&mut frames[n], &mut f);
-            self.spare.push(f);
-            n += 1;
+            while received < budget {
+                let Some(mut f) = self[i].inbox.pop_front() else {
+                    break;
+                };
+                received += 1;
+                let Verdict::Tx { out_if, len } = handler(in_if, &mut f.buf[..], f.len) else {
+                    self[i].spare.push(f);
+                    continue;
+                };
+                f.len = len;
+                let refused = match self.get_mut(usize::from(out_if)) {
+                    Some(out) => out.push_sent(f).err(),
+                    None => Some(f),
+                };
+                if let Some(f) = refused {
+                    self[i].spare.push(f);
+                }
+            }
         }
-        n
+        received
     }
 
-    fn send(&mut self, frames: &mut [Frame]) -> usize {
-        let room = self
-            .tx_capacity
-            .map_or(usize::MAX, |c| c.saturating_sub(self.outbox.len()));
-        let n = frames.len().min(room);
-        for slot in frames[..n].iter_mut() {
-            let mut replacement = self.spare.pop().unwrap_or_default();
-            std::mem::swap(slot, &mut replacement);
-            self.outbox.push_back(replacement);
+    fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {
+        let Some(out) = self.get_mut(usize::from(out_if)) else {
+            return false;
+        };
+        let mut f = out.spare.pop().unwrap_or_default();
+        let n = bytes.len().min(f.buf.len());
+        f.buf[..n].copy_from_slice(&bytes[..n]);
+        f.len = n;
+        match out.push_sent(f) {
+            Ok(()) => true,
+            Err(f) => {
+                out.spare.push(f);
+                false
+            }
         }
-        n
+    }
+}
+
+/// Arrays and vectors of ports are polled as the slice they hold.
+impl<const N: usize> Ports for [MemPort; N] {
+    fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
+    where
+        F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
+    {
+        self[..].poll(budget, handler)
+    }
+
+    fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {
+        self[..].send_copy(out_if, bytes)
+    }
+}
+
+impl Ports for Vec<MemPort> {
+    fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
+    where
+        F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
+    {
+        self[..].poll(budget, handler)
+    }
+
+    fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {
+        self[..].send_copy(out_if, bytes)
     }
 }
 
@@ -97,33 +165,60 @@ impl Port for MemPort {
 mod tests {
     use super::*;
 
-    #[test]
-    fn frames_come_out_in_order_and_sent_frames_are_collected() {
-        let mut p = MemPort::new();
-        p.inject(&[1, 2, 3]);
-        p.inject(&[4, 5]);
-        let mut batch = vec![Frame::new(), Frame::new(), Frame::new()];
-        assert_eq!(p.recv(&mut batch), 2);
-        assert_eq!(batch[0].bytes(), &[1, 2, 3]);
-        assert_eq!(batch[1].bytes(), &[4, 5]);
-        assert_eq!(p.send(&mut batch[..2]), 2);
-        let sent = p.take_sent();
-        assert_eq!(sent.len(), 2);
-        assert_eq!(sent[1].bytes(), &[4, 5]);
+    /// Forwards everything received on 0 to 1 and drops what 1 receives.
+    fn cross(in_if: IfIndex, _buf: &mut [u8], len: usize) -> Verdict {
+        match in_if {
+            0 => Verdict::Tx { out_if: 1, len },
+            _ => Verdict::Drop,
+        }
     }
 
     #[test]
-    fn a_full_tx_ring_refuses_the_rest() {
-        let mut p = MemPort {
-            tx_capacity: Some(1),
-            ..MemPort::default()
-        };
-        let mut batch = vec![Frame::from_bytes(&[1]), Frame::from_bytes(&[2])];
-        assert_eq!(p.send(&mut batch), 1);
-        assert_eq!(
-            batch[1].bytes(),
-            &[2],
-            "the refused frame stays in its slot"
+    fn frames_are_handled_in_order_and_sent_frames_are_collected() {
+        let mut p = [MemPort::new(), MemPort::new()];
+        p[0].inject(&[1, 2, 3]);
+        p[0].inject(&[4, 5]);
+        p[1].inject(&[6]);
+        assert_eq!(p.poll(64, &mut cross), 3);
+        let sent = p[1].take_sent();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].bytes(), &[1, 2, 3]);
+        assert_eq!(sent[1].bytes(), &[4, 5]);
+        assert!(
+            p[0].take_sent().is_empty(),
+            "the dropped frame went nowhere"
         );
+        assert_eq!(p.iter().map(MemPort::pending_rx).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn a_round_takes_at_most_its_budget() {
+        let mut p = [MemPort::new(), MemPort::new()];
+        for b in 0..5u8 {
+            p[0].inject(&[b]);
+        }
+        assert_eq!(p.poll(3, &mut cross), 3);
+        assert_eq!(p[0].pending_rx(), 2);
+        assert_eq!(p.poll(3, &mut cross), 2);
+    }
+
+    #[test]
+    fn a_full_tx_ring_refuses_the_rest_and_counts_them() {
+        let mut p = [
+            MemPort::new(),
+            MemPort {
+                tx_capacity: Some(1),
+                ..MemPort::default()
+            },
+        ];
+        p[0].inject(&[1]);
+        p[0].inject(&[2]);
+        assert_eq!(p.poll(64, &mut cross), 2);
+        assert_eq!(p[1].sent_len(), 1);
+        assert_eq!(p[1].tx_refused, 1);
+        assert!(!p.send_copy(1, &[3]), "still full");
+        assert_eq!(p[1].tx_refused, 2);
+        assert!(p.send_copy(0, &[3]));
+        assert_eq!(p[0].take_sent()[0].bytes(), &[3]);
     }
 }

@@ -66,13 +66,20 @@ impl std::fmt::Debug for Frame {
     }
 }
 
-/// Batches of frames in and out of one interface.
-pub trait Port {
-    /// Receives up to `frames.len()` frames by swapping them into the given slots (the slots'
-    /// old buffers go to the port's pool). Returns how many slots were filled, from the front.
-    fn recv(&mut self, frames: &mut [Frame]) -> usize;
+/// The ports one worker owns, as the one driver loop ([`crate::pipeline::Pipeline::round`])
+/// sees them: the AF_XDP sockets of a box (`afxdp::WorkerPorts`) and the in-memory ports of
+/// tests and benchmarks (`[mem::MemPort]`) alike, so that what the tests and benchmarks measure
+/// is the loop the box runs.
+pub trait Ports {
+    /// One batched round: receives up to `budget` frames, runs `handler(in_if, buf, len)` on
+    /// each (`buf` the whole [`FRAME_SIZE`] buffer, the frame in its first `len` bytes), and
+    /// puts the frames it forwards on their interfaces' TX side, batched. Returns how many
+    /// frames were received. Frames a full TX side refuses are dropped and counted by the port.
+    fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
+    where
+        F: FnMut(IfIndex, &mut [u8], usize) -> Verdict;
 
-    /// Sends the given frames by swapping them out (each slot gets a spare buffer back).
-    /// Returns how many were taken; the rest stay in their slots.
-    fn send(&mut self, frames: &mut [Frame]) -> usize;
+    /// Sends a copy of `bytes` on `out_if` (frames the pipeline or the control plane made:
+    /// ARP, CARP adverts, ICMP). False if the port refused it (counted by the port).
+    fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool;
 }

@@ -23,7 +23,6 @@ use tandem_dataplane::filter::{
 use tandem_dataplane::fragment::FragConfig;
 use tandem_dataplane::generation::{Generation, Interface, Vip};
 use tandem_dataplane::io::mem::MemPort;
-use tandem_dataplane::io::Frame;
 use tandem_dataplane::pipeline::{Dataplane, Pipeline, PipelineConfig};
 use tandem_dataplane::route::{Route, RouteTable};
 use tandem_dataplane::state::{StateTable, TableConfig};
@@ -188,8 +187,10 @@ pub struct Lab {
     pub dp: Arc<Dataplane>,
     pub pipe: Pipeline,
     pub ports: Vec<MemPort>,
-    batch: Vec<Frame>,
 }
+
+/// Frames a round of [`Lab::poll`] receives at most.
+pub const BUDGET: usize = 64;
 
 impl Lab {
     pub fn new() -> Lab {
@@ -212,7 +213,6 @@ impl Lab {
             dp,
             pipe,
             ports: vec![MemPort::new(), MemPort::new()],
-            batch: (0..32).map(|_| Frame::new()).collect(),
         }
     }
 
@@ -228,9 +228,9 @@ impl Lab {
         self.ports[usize::from(ifx)].inject(frame);
     }
 
-    /// One round of `poll_ports` at `now` (ms).
+    /// One round of the driver loop at `now` (ms).
     pub fn poll(&mut self, now: u64) -> usize {
-        let n = self.pipe.poll_ports(&mut self.ports, &mut self.batch, now);
+        let n = self.pipe.round(&mut self.ports, BUDGET, now);
         self.assert_outcomes_balance();
         n
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tandem_dataplane::io::afxdp::{BindMode, PortSpec, Queues, WorkerConfig, WorkerPorts};
-use tandem_dataplane::io::Verdict;
+use tandem_dataplane::io::{Ports, Verdict};
 use tandem_perf::lab_traffic::{now_ns, parse_mac, tight_timer_slack, ProbeTemplate, FRAME_LEN};
 
 #[derive(Debug, Parser)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use tandem_dataplane::io::afxdp::{BindMode, PortSpec, Queues, WorkerConfig, WorkerPorts};
-use tandem_dataplane::io::Verdict;
+use tandem_dataplane::io::{Ports, Verdict};
 use tandem_perf::lab_traffic::{answer_arp, now_ns, parse_mac, parse_probe, tight_timer_slack};
 
 #[derive(Debug, Parser)]
