@@ -278,6 +278,22 @@ struct WorkerSide {
     now: Millis,
 }
 
+/// One IPv4 packet as the checks of [`WorkerSide::ipv4`] found it, carried through the stages
+/// (rules, local delivery, ICMP errors, the first packet) instead of loose parameters.
+#[derive(Debug, Clone, Copy)]
+struct Packet {
+    /// The interface it came in on.
+    in_if: IfIndex,
+    /// The received frame's length (the buffer may be longer: replies grow in place).
+    len: usize,
+    key: FlowKey,
+    l4: L4,
+    /// IPv4 header length (options included).
+    hl: usize,
+    /// IPv4 total length: the packet ends at `ETH + total`.
+    total: usize,
+}
+
 /// The layer-4 facts of a packet, read once.
 #[derive(Debug, Clone, Copy)]
 struct L4 {
@@ -433,7 +449,6 @@ impl Pipeline {
 }
 
 impl WorkerSide {
-    #[allow(clippy::too_many_arguments)]
     fn ipv4(
         &mut self,
         gen: &Generation,
@@ -505,6 +520,14 @@ impl WorkerSide {
             sport: l4.sport,
             dport: l4.dport,
         };
+        let p = Packet {
+            in_if,
+            len,
+            key,
+            l4,
+            hl,
+            total,
+        };
         let bytes = u32::try_from(total).unwrap_or(u32::MAX);
 
         // An existing state: the fast path. Tracking and the translation to apply are decided
@@ -531,7 +554,7 @@ impl WorkerSide {
                     if let Some((s, _)) = dp.states.lookup(&key) {
                         dp.states.remove(&s, Origin::Local(&self.journal));
                     }
-                    return self.new_flow(gen, dp, in_if, buf, len, key, l4, hl, total);
+                    return self.new_flow(gen, dp, buf, &p);
                 }
                 Err(TrackError::BadWindow) => {
                     c.drop_tcp_bad_window.inc();
@@ -570,12 +593,12 @@ impl WorkerSide {
                 c.drop_fragment.inc();
                 return Verdict::Drop;
             }
-            return self.icmp_error(gen, dp, in_if, buf, len, hl, total);
+            return self.icmp_error(gen, dp, buf, &p);
         }
         if is_local(gen, dp, dst) {
-            return self.local(gen, dp, in_if, buf, len, key, l4, hl, total);
+            return self.local(gen, dp, buf, &p);
         }
-        self.new_flow(gen, dp, in_if, buf, len, key, l4, hl, total)
+        self.new_flow(gen, dp, buf, &p)
     }
 }
 

@@ -5,21 +5,23 @@ use super::*;
 
 impl WorkerSide {
     /// A packet with no state, not to us: the rules decide, then a state is created.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new_flow(
         &mut self,
         gen: &Generation,
         dp: &Dataplane,
-        in_if: IfIndex,
         buf: &mut [u8],
-        len: usize,
-        key: FlowKey,
-        l4: L4,
-        hl: usize,
-        total: usize,
+        p: &Packet,
     ) -> Verdict {
+        let Packet {
+            in_if,
+            len,
+            key,
+            l4,
+            hl,
+            total,
+        } = *p;
         let meta = meta_of(in_if, &key);
-        let (number, keep_state, limits) = match self.filter(gen, in_if, buf, len, &meta, l4, hl) {
+        let (number, keep_state, limits) = match self.filter(gen, buf, p, &meta) {
             Ok(pass) => pass,
             Err(verdict) => return verdict,
         };
@@ -96,17 +98,16 @@ impl WorkerSide {
     /// The rules of the inbound interface for a packet without state: `Ok((rule number,
     /// keep state, per-source limits))` when a pass rule matches; otherwise the frame's fate (dropped and counted,
     /// or answered by a reject).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn filter(
         &mut self,
         gen: &Generation,
-        in_if: IfIndex,
         buf: &mut [u8],
-        len: usize,
+        p: &Packet,
         meta: &PacketMeta,
-        l4: L4,
-        hl: usize,
     ) -> Result<(u32, bool, SrcLimits), Verdict> {
+        let Packet {
+            in_if, len, l4, hl, ..
+        } = *p;
         match gen.ruleset.evaluate(meta) {
             RuleVerdict::DefaultDeny => {
                 self.counters.drop_blocked_default.inc();

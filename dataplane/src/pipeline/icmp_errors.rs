@@ -6,17 +6,20 @@ use super::*;
 impl WorkerSide {
     /// An ICMP error (unreachable, time exceeded...) about a packet of one of our states: it
     /// follows that state, translated through the quoted packet when the state is NATed.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn icmp_error(
         &mut self,
         gen: &Generation,
         dp: &Dataplane,
-        in_if: IfIndex,
         buf: &mut [u8],
-        len: usize,
-        hl: usize,
-        total: usize,
+        p: &Packet,
     ) -> Verdict {
+        let Packet {
+            in_if,
+            len,
+            hl,
+            total,
+            ..
+        } = *p;
         let c = &*self.counters;
         let ip = &mut buf[ETH..ETH + total];
         let icmp_off = hl;

@@ -6,19 +6,21 @@ use super::*;
 impl WorkerSide {
     /// A packet to one of our addresses with no state: the rules of its interface apply, then
     /// the box answers what it serves (ICMP echo) and hands CARP to the control plane.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn local(
         &mut self,
         gen: &Generation,
         dp: &Dataplane,
-        in_if: IfIndex,
         buf: &mut [u8],
-        len: usize,
-        key: FlowKey,
-        l4: L4,
-        hl: usize,
-        total: usize,
+        p: &Packet,
     ) -> Verdict {
+        let Packet {
+            in_if,
+            len,
+            key,
+            l4,
+            hl,
+            total,
+        } = *p;
         let c = &*self.counters;
         if key.proto == proto::CARP && key.dst == CARP_GROUP {
             // CARP is authenticated by its HMAC in the control plane, not by rules (pfSense
@@ -77,7 +79,7 @@ impl WorkerSide {
             }
             return Verdict::Drop;
         }
-        if let Err(verdict) = self.filter(gen, in_if, buf, len, &meta_of(in_if, &key), l4, hl) {
+        if let Err(verdict) = self.filter(gen, buf, p, &meta_of(in_if, &key)) {
             return verdict;
         }
         let c = &*self.counters;
