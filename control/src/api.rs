@@ -234,6 +234,16 @@ pub struct InterfaceInfo {
     pub tx_packets: u64,
     #[serde(default)]
     pub tx_bytes: u64,
+    /// How the kernel runs the XDP program on the device: `native` (in the driver) or
+    /// `generic` (after an skb is built: slower); empty if unknown.
+    #[serde(default)]
+    pub xdp: String,
+    /// The XDP sockets' mode: `copy` or `zero-copy`; empty if unknown.
+    #[serde(default)]
+    pub socket: String,
+    /// RX queues bound, over all workers.
+    #[serde(default)]
+    pub queues: u32,
 }
 
 // ---------------------------------------------------------------------------------------------

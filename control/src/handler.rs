@@ -164,15 +164,36 @@ impl Daemon {
             .interfaces
             .iter()
             .zip(&self.compiled_devices)
-            .map(|(i, dev)| api::InterfaceInfo {
-                name: i.name.clone(),
-                device: dev.clone(),
-                mac: i.mac.to_string(),
-                address: i.addr.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default(),
-                rx_packets: device_stat(dev, "rx_packets"),
-                rx_bytes: device_stat(dev, "rx_bytes"),
-                tx_packets: device_stat(dev, "tx_packets"),
-                tx_bytes: device_stat(dev, "tx_bytes"),
+            .map(|(i, dev)| {
+                let bound = self.workers.iter().map(|w| &w.bound);
+                let xdp = bound
+                    .clone()
+                    .flat_map(|b| &b.xdp)
+                    .find(|(name, _)| name == dev)
+                    .and_then(|(_, mode)| *mode)
+                    .unwrap_or_default();
+                let socket = bound
+                    .clone()
+                    .find(|b| b.queues.iter().any(|(name, _)| name == dev))
+                    .map(|b| b.socket_mode.to_string())
+                    .unwrap_or_default();
+                let queues = bound
+                    .flat_map(|b| &b.queues)
+                    .filter(|(n, _)| n == dev)
+                    .count();
+                api::InterfaceInfo {
+                    name: i.name.clone(),
+                    device: dev.clone(),
+                    mac: i.mac.to_string(),
+                    address: i.addr.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default(),
+                    rx_packets: device_stat(dev, "rx_packets"),
+                    rx_bytes: device_stat(dev, "rx_bytes"),
+                    tx_packets: device_stat(dev, "tx_packets"),
+                    tx_bytes: device_stat(dev, "tx_bytes"),
+                    xdp: xdp.to_string(),
+                    socket,
+                    queues: u32::try_from(queues).unwrap_or(u32::MAX),
+                }
             })
             .collect();
         api::StatusReply {

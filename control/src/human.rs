@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::api::{
-    CarpReply, ConfigSyncReply, DhcpLeasesReply, RulesReply, StateInfo, StatesReply, StatusReply,
-    SyncReply,
+    CarpReply, ConfigSyncReply, DhcpLeasesReply, InterfaceInfo, RulesReply, StateInfo, StatesReply,
+    StatusReply, SyncReply,
 };
 
 /// Left-aligned columns two spaces apart; the last column is not padded.
@@ -75,6 +75,7 @@ pub fn format_status(r: &StatusReply) -> String {
                 i.rx_bytes.to_string(),
                 i.tx_packets.to_string(),
                 i.tx_bytes.to_string(),
+                xdp_column(i),
             ]
         })
         .collect();
@@ -88,10 +89,28 @@ pub fn format_status(r: &StatusReply) -> String {
             "RX bytes",
             "TX packets",
             "TX bytes",
+            "XDP",
         ],
         &rows,
     ));
     s
+}
+
+/// `native, copy, 2 queues`: how the kernel runs the program and the sockets; `-` if unknown.
+fn xdp_column(i: &InterfaceInfo) -> String {
+    let parts: Vec<String> = [i.xdp.clone(), i.socket.clone()]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .chain((i.queues > 0).then(|| match i.queues {
+            1 => "1 queue".to_string(),
+            n => format!("{n} queues"),
+        }))
+        .collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(", ")
+    }
 }
 
 pub fn format_carp(r: &CarpReply) -> String {

@@ -132,6 +132,9 @@ impl Handler for Fake {
                     rx_bytes: 500,
                     tx_packets: 4,
                     tx_bytes: 400,
+                    xdp: "native".into(),
+                    socket: "copy".into(),
+                    queues: 2,
                 }],
                 states: 1,
                 config_sync: Some(
@@ -518,8 +521,10 @@ fn status_and_sync_print_their_fields() {
         out.contains("LAN        lan     02:00:00:00:00:0a"),
         "{out}"
     );
+    assert!(out.contains("native, copy, 2 queues"), "{out}");
     let v: Value = serde_json::from_str(&ok(&d.ctl(&["status", "--json"]))).unwrap();
     assert_eq!(v["interfaces"][0]["address"], "192.168.0.11/24");
+    assert_eq!(v["interfaces"][0]["xdp"], "native");
     let out = ok(&d.ctl(&["sync"]));
     assert!(out.contains("Bulk update       not running"), "{out}");
 }

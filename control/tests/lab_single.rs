@@ -19,6 +19,15 @@ fn one_box_forwards_pings_downloads_and_refuses_what_the_rules_refuse() {
     let lab = Lab::up("single").expect("lab up");
     let mut fw = Fw::start(&lab, Node::Fwa, &config("fw-single.toml"));
 
+    // veth's driver runs XDP: the program runs native, the sockets in copy mode (veth has no
+    // zero-copy), every RX queue bound; status says so.
+    let status = fw.json(&["status"]);
+    for i in status["interfaces"].as_array().expect("interfaces") {
+        assert_eq!(i["xdp"], "native", "{i}");
+        assert_eq!(i["socket"], "copy", "{i}");
+        assert!(i["queues"].as_u64().unwrap_or(0) >= 1, "{i}");
+    }
+
     // The box answers for its own address and the VIP, and forwards to the server.
     assert!(
         lab.ping(Node::Client, &LAN_VIP.to_string(), 3),

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::io::afxdp::{KernelStats, OpenError, PortCounters, WorkerConfig, WorkerPorts};
+use crate::io::afxdp::{BindMode, KernelStats, OpenError, PortCounters, WorkerConfig, WorkerPorts};
 use crate::io::Ports;
 use crate::pipeline::{ControlFrame, Dataplane, Pipeline, PipelineConfig};
 use crate::state::Clock;
@@ -176,10 +176,22 @@ impl PortStats {
     }
 }
 
+/// What a worker's ports are bound to, as the kernel took them: for `tandemctl status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundPorts {
+    /// Copy or zero-copy (never `Auto`).
+    pub socket_mode: BindMode,
+    /// The (interface, RX queue) pairs with a socket.
+    pub queues: Vec<(String, u32)>,
+    /// Per interface, how the kernel runs the XDP program (`native`, `generic`), if known.
+    pub xdp: Vec<(String, Option<&'static str>)>,
+}
+
 /// A running worker.
 #[derive(Debug)]
 pub struct Worker {
     pub index: usize,
+    pub bound: BoundPorts,
     pub stats: Arc<PortStats>,
     /// Frames from the control plane to send.
     pub slow_tx: Sender<SlowFrame>,
@@ -198,7 +210,7 @@ impl Worker {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(PortStats::default());
         let (slow_tx, slow_rx) = crossbeam_channel::bounded::<SlowFrame>(1024);
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), OpenError>>(1);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<BoundPorts, OpenError>>(1);
         let index = spec.index;
         let thread = {
             let (stop, stats) = (stop.clone(), stats.clone());
@@ -212,7 +224,11 @@ impl Worker {
                     }
                     let ports = match WorkerPorts::open(&spec.ports) {
                         Ok(p) => {
-                            let _ = ready_tx.send(Ok(()));
+                            let _ = ready_tx.send(Ok(BoundPorts {
+                                socket_mode: p.mode(),
+                                queues: p.bound(),
+                                xdp: p.xdp_modes(),
+                            }));
                             p
                         }
                         Err(e) => {
@@ -245,8 +261,9 @@ impl Worker {
                 })?
         };
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Worker {
+            Ok(Ok(bound)) => Ok(Worker {
                 index,
+                bound,
                 stats,
                 slow_tx,
                 stop,

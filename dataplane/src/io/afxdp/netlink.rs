@@ -40,6 +40,20 @@ pub struct AttachedXdp {
     pub mode: u8,
 }
 
+impl AttachedXdp {
+    /// The attach mode by the name `ip link` gives it: `native` (the driver runs the program,
+    /// `xdpdrv`), `generic` (after the kernel built an skb, `xdpgeneric`), `offload`, `multi`.
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            1 => "native",
+            2 => "generic",
+            3 => "offload",
+            4 => "multi",
+            _ => "unknown",
+        }
+    }
+}
+
 /// The kernel's index of interface `name` in the calling thread's namespace.
 pub fn kernel_ifindex(name: &str) -> io::Result<u32> {
     let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

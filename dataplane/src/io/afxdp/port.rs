@@ -194,6 +194,20 @@ impl WorkerPorts {
         k
     }
 
+    /// How the kernel runs the XDP program on each port's interface (`native`, `generic`),
+    /// as rtnetlink reports it now; `None` where nothing is attached or it cannot be read.
+    /// The program is attached without a mode flag, so the kernel takes native mode where the
+    /// driver has it (veth does) and generic mode otherwise.
+    pub fn xdp_modes(&self) -> Vec<(String, Option<&'static str>)> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let mode = attached_xdp(&p.name).ok().flatten();
+                (p.name.clone(), mode.map(|m| m.mode_name()))
+            })
+            .collect()
+    }
+
     /// Frames in the free pool right now.
     pub fn free_frames(&self) -> usize {
         self.pool.len()
