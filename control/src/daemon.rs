@@ -580,9 +580,9 @@ fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
 }
 
 fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
-    let text = config::read_file(path).map_err(|reason| config::ConfigError::Read {
+    let text = config::read_file(path).map_err(|e| config::ConfigError::Read {
         file: path.display().to_string(),
-        reason,
+        reason: e.to_string(),
     })?;
     Ok((parse_warned(path, &text)?, text))
 }
