@@ -102,7 +102,7 @@ impl Handler for Daemon {
             Command::Doctor => api::to_data(&self.doctor_step()),
             Command::ConfigSyncNow => {
                 let reply = self.config_sync_reply();
-                self.config_sync_now()?;
+                self.config_sync_now().map_err(|e| e.to_string())?;
                 api::to_data(&reply)
             }
             Command::CaptureStart => {
