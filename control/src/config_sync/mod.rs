@@ -192,3 +192,43 @@ pub(crate) fn set(table: &mut toml::Table, path: &[&str], value: toml::Value) {
     }
     t.insert((*last).to_string(), value);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The errors read as the strings they replaced (the status, the log and the doctor show
+    /// them; the doctor recognises an unknown peer by its text).
+    #[test]
+    fn errors_keep_their_text() {
+        let peer: SocketAddrV4 = "192.168.1.2:8443".parse().unwrap();
+        assert_eq!(
+            ConfigSyncError::UnknownPeer.to_string(),
+            service::UNKNOWN_PEER
+        );
+        let open = ConfigSyncError::Open {
+            peer,
+            source: ChannelError::Timeout,
+        };
+        assert_eq!(
+            open.to_string(),
+            format!("{peer}: cannot open a session: timed out")
+        );
+        let answer = ToPrimary::Accepted {
+            version: 1,
+            generation: 2,
+        };
+        let text = format!("{peer}: answered a status with {answer:?}");
+        let e = ConfigSyncError::unexpected(peer, "a status", answer);
+        assert_eq!(e.to_string(), text);
+        let push = ConfigSyncError::Push {
+            peer,
+            version: 7,
+            source: ExchangeError::Channel(ChannelError::Authentication),
+        };
+        assert_eq!(
+            push.to_string(),
+            format!("{peer}: push version 7: {}", ChannelError::Authentication)
+        );
+    }
+}
