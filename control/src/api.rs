@@ -137,16 +137,9 @@ impl Command {
         Command::ALL.into_iter().find(|c| c.name() == name)
     }
 
-    /// The command of a request, or the refusal message for an unknown one.
-    pub fn of(req: &Request) -> Result<Command, String> {
-        Command::from_name(&req.cmd).ok_or_else(|| {
-            let known: Vec<&str> = Command::ALL.iter().map(|c| c.name()).collect();
-            format!(
-                "unknown command {:?} (commands: {})",
-                req.cmd,
-                known.join(", ")
-            )
-        })
+    /// The command of a request, or the refusal for an unknown one.
+    pub fn of(req: &Request) -> Result<Command, ApiError> {
+        Command::from_name(&req.cmd).ok_or_else(|| ApiError::UnknownCommand(req.cmd.clone()))
     }
 
     /// A request for this command with `args` (use `&NoArgs` for none).
@@ -172,25 +165,64 @@ impl std::fmt::Display for Command {
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
-/// Reads a request's args as `T` (absent args read as `{}`), or the refusal message naming the
-/// command and the faulty field.
-pub fn parse_args<T: DeserializeOwned>(req: &Request) -> Result<T, String> {
+/// Why a request or a reply of the control protocol cannot be read or written. The Display
+/// form is the refusal the operator reads (`tandemctl` prints it as is).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// `cmd` names no [`Command`]; the message lists the ones there are.
+    #[error("unknown command {0:?} (commands: {names})", names = command_names())]
+    UnknownCommand(String),
+    /// The args do not read as the command's args type (the message names the field).
+    #[error("bad arguments to {cmd}: {source}")]
+    BadArguments {
+        cmd: String,
+        source: serde_json::Error,
+    },
+    /// A reply type did not serialise: a bug of ours, never the operator's input.
+    #[error("internal error: cannot encode reply: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The daemon answered data of another shape than the command's reply type.
+    #[error("unreadable reply to {cmd} from tandemd (a different version?): {source}")]
+    UnreadableReply {
+        cmd: Command,
+        source: serde_json::Error,
+    },
+    /// A hex string (a captured frame) with an odd number of digits.
+    #[error("odd-length hex ({0} digits)")]
+    OddHex(usize),
+    /// A hex string with a character that is not a hex digit, at this offset.
+    #[error("not hex at offset {0}")]
+    NotHex(usize),
+}
+
+/// Every command's name, comma-separated, for the refusal of an unknown one.
+fn command_names() -> String {
+    let known: Vec<&str> = Command::ALL.iter().map(|c| c.name()).collect();
+    known.join(", ")
+}
+
+/// Reads a request's args as `T` (absent args read as `{}`), or the refusal naming the command
+/// and the faulty field.
+pub fn parse_args<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let args = match &req.args {
         Value::Null => Value::Object(Map::new()),
         v => v.clone(),
     };
-    serde_json::from_value(args).map_err(|e| format!("bad arguments to {}: {e}", req.cmd))
+    serde_json::from_value(args).map_err(|source| ApiError::BadArguments {
+        cmd: req.cmd.clone(),
+        source,
+    })
 }
 
-/// A reply's data as JSON, for a [`Handler`](crate::socket::Handler).
-pub fn to_data<T: Serialize>(reply: &T) -> Result<Value, String> {
-    serde_json::to_value(reply).map_err(|e| format!("internal error: cannot encode reply: {e}"))
+/// A reply's data as JSON, for a [`Handler`](crate::socket::Handler). Generic in the error so
+/// that a handler returns it as it is, whatever its own error type (one that wraps [`ApiError`]).
+pub fn to_data<T: Serialize, E: From<ApiError>>(reply: &T) -> Result<Value, E> {
+    serde_json::to_value(reply).map_err(|e| ApiError::Encode(e).into())
 }
 
-/// Reads a reply's data as `T`, or a message saying the daemon answered something else.
-pub fn from_data<T: DeserializeOwned>(cmd: Command, data: Value) -> Result<T, String> {
-    serde_json::from_value(data)
-        .map_err(|e| format!("unreadable reply to {cmd} from tandemd (a different version?): {e}"))
+/// Reads a reply's data as `T`, or the error saying the daemon answered something else.
+pub fn from_data<T: DeserializeOwned>(cmd: Command, data: Value) -> Result<T, ApiError> {
+    serde_json::from_value(data).map_err(|source| ApiError::UnreadableReply { cmd, source })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,7 +774,7 @@ pub struct CaptureFrame {
 
 impl CaptureFrame {
     /// The captured bytes, or why `hex` is not hex.
-    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn bytes(&self) -> Result<Vec<u8>, ApiError> {
         hex_decode(&self.hex)
     }
 }
@@ -806,7 +838,7 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 }
 
 /// The bytes of a hex string (either case).
-pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
+pub fn hex_decode(s: &str) -> Result<Vec<u8>, ApiError> {
     fn nibble(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),
@@ -817,13 +849,13 @@ pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
     }
     let b = s.as_bytes();
     if !b.len().is_multiple_of(2) {
-        return Err(format!("odd-length hex ({} digits)", b.len()));
+        return Err(ApiError::OddHex(b.len()));
     }
     b.chunks_exact(2)
         .enumerate()
         .map(|(i, pair)| match (nibble(pair[0]), nibble(pair[1])) {
             (Some(h), Some(l)) => Ok(h << 4 | l),
-            _ => Err(format!("not hex at offset {}", i * 2)),
+            _ => Err(ApiError::NotHex(i * 2)),
         })
         .collect()
 }

@@ -73,9 +73,12 @@ pub enum DaemonError {
     /// State sync could not start (the sync interface's socket, the key, the thread).
     #[error("{0}")]
     StateSync(crate::sync_service::SyncStartError),
-    /// A sync setting names what does not exist, or config sync could not start.
+    /// `ha.state_sync.interface` names no interface of the config.
+    #[error("ha.state_sync.interface: no interface {0}")]
+    NoSyncInterface(String),
+    /// Config sync could not start (no sync link, the listener, its threads).
     #[error("{0}")]
-    Sync(String),
+    ConfigSync(#[source] crate::config_sync::ConfigSyncError),
     /// The DHCP thread could not be started.
     #[error("dhcp: cannot start the DHCP thread: {0}")]
     Dhcp(std::io::Error),
@@ -276,12 +279,9 @@ impl Daemon {
         let mut replication = crate::dhcp::Replication::default();
         let sync = match (state_sync, journal) {
             (Some(ss), Some(journal)) => {
-                let iface = config.interface(&ss.interface).ok_or_else(|| {
-                    DaemonError::Sync(format!(
-                        "ha.state_sync.interface: no interface {}",
-                        ss.interface
-                    ))
-                })?;
+                let iface = config
+                    .interface(&ss.interface)
+                    .ok_or_else(|| DaemonError::NoSyncInterface(ss.interface.clone()))?;
                 let setup = SyncSetup {
                     host_id: config.system.host_id.get(),
                     key: ss.key.as_bytes().to_vec(),
@@ -329,7 +329,7 @@ impl Daemon {
         .map_err(DaemonError::Dhcp)?;
         let config_sync =
             crate::config_sync::daemon::start(&config, pushed.as_ref(), sync_rules.clone())
-                .map_err(DaemonError::Sync)?;
+                .map_err(DaemonError::ConfigSync)?;
         let daemon = Daemon {
             dp,
             workers,
@@ -580,9 +580,9 @@ fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
 }
 
 fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
-    let text = config::read_file(path).map_err(|reason| config::ConfigError::Read {
+    let text = config::read_file(path).map_err(|e| config::ConfigError::Read {
         file: path.display().to_string(),
-        reason,
+        reason: e.to_string(),
     })?;
     Ok((parse_warned(path, &text)?, text))
 }

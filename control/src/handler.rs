@@ -9,13 +9,52 @@ use tandem_dataplane::capture::CaptureFilter;
 use tandem_dataplane::filter::{AddrMatch, Addrs, ProtoMatch, Rule};
 use tandem_dataplane::state::{FlowKey, PeerState, State};
 
-use crate::api::{self, Command};
+use crate::api::{self, ApiError, Command};
+use crate::carp::runtime::MaintenanceError;
 use crate::config;
-use crate::daemon::Daemon;
+use crate::config_sync::ConfigSyncError;
+use crate::daemon::{Daemon, ReloadError};
+use crate::peer::PeerError;
 use crate::socket::{Handler, Request};
+use crate::state_kill::KillError;
+
+/// Why the daemon refused a control request. Its Display is the reply's `error`, which
+/// `tandemctl` prints as is: the lower errors keep their own words.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// An unknown command, bad arguments, a reply that did not encode.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// `maintenance.on|off` could not persist or reach CARP.
+    #[error(transparent)]
+    Maintenance(#[from] MaintenanceError),
+    /// `states.kill` without a filter, with `all` and a filter, or an unknown protocol.
+    #[error(transparent)]
+    Kill(#[from] KillError),
+    /// `config.check|apply FILE`: tandemd has no text to read.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// `config.apply` with a text but no path to name it by.
+    #[error("config.apply: text without its path")]
+    TextWithoutPath,
+    /// `config.apply` refused; the running config stays.
+    #[error(transparent)]
+    Apply(#[from] ReloadError),
+    /// `config.sync.now` where it cannot push.
+    #[error(transparent)]
+    ConfigSync(#[from] ConfigSyncError),
+    /// `capture.start` names an interface the dataplane does not have.
+    #[error("capture: no dataplane interface {name:?} (interfaces: {known})")]
+    NoInterface { name: String, known: String },
+    /// `capture.start` while another capture runs.
+    #[error("capture: another capture is running (it ends after its count, or 10 s after its client stops polling)")]
+    CaptureBusy,
+}
 
 impl Handler for Daemon {
-    fn handle(&mut self, req: &Request) -> Result<Value, String> {
+    type Error = HandlerError;
+
+    fn handle(&mut self, req: &Request) -> Result<Value, HandlerError> {
         match Command::of(req)? {
             Command::Status => api::to_data(&self.status()),
             Command::Carp => api::to_data(&self.carp_reply()),
@@ -26,15 +65,14 @@ impl Handler for Daemon {
             }
             Command::MaintenanceOn | Command::MaintenanceOff => {
                 self.carp
-                    .set_maintenance(matches!(Command::of(req)?, Command::MaintenanceOn))
-                    .map_err(|e| e.to_string())?;
+                    .set_maintenance(matches!(Command::of(req)?, Command::MaintenanceOn))?;
                 api::to_data(&self.carp_reply())
             }
             Command::States => api::to_data(&self.states(&api::parse_args(req)?)),
-            Command::StatesKill => api::to_data(
-                &crate::state_kill::kill(&self.dp.states, &api::parse_args(req)?)
-                    .map_err(|e| e.to_string())?,
-            ),
+            Command::StatesKill => api::to_data(&crate::state_kill::kill(
+                &self.dp.states,
+                &api::parse_args(req)?,
+            )?),
             Command::Rules => api::to_data(&self.rules()),
             Command::Stats => api::to_data(&self.stats()),
             Command::DhcpLeases => api::to_data(&api::DhcpLeasesReply {
@@ -75,9 +113,7 @@ impl Handler for Daemon {
             Command::ConfigApply => {
                 let args: api::ConfigApplyArgs = api::parse_args(req)?;
                 let applied = match args.path {
-                    None if args.text.is_some() => {
-                        return Err("config.apply: text without its path".to_string())
-                    }
+                    None if args.text.is_some() => return Err(HandlerError::TextWithoutPath),
                     None => self.reload(None),
                     Some(path) => {
                         let text = crate::peer::config_text(req.peer.as_ref(), &path, args.text)?;
@@ -87,9 +123,8 @@ impl Handler for Daemon {
                         self.apply_text(std::path::Path::new(&path), text, adopt)
                     }
                 };
-                let generation = applied.map_err(|e| {
+                let generation = applied.inspect_err(|e| {
                     tracing::warn!("config apply refused, the running one stays: {e}");
-                    e.to_string()
                 })?;
                 api::to_data(&api::ConfigApplyReply {
                     generation,
@@ -113,10 +148,10 @@ impl Handler for Daemon {
                     Some(name) => Some(gen.interface_index(name).ok_or_else(|| {
                         let known: Vec<&str> =
                             gen.interfaces.iter().map(|i| i.name.as_str()).collect();
-                        format!(
-                            "capture: no dataplane interface {name:?} (interfaces: {})",
-                            known.join(", ")
-                        )
+                        HandlerError::NoInterface {
+                            name: name.clone(),
+                            known: known.join(", "),
+                        }
                     })?),
                 };
                 let filter = CaptureFilter {
@@ -127,7 +162,7 @@ impl Handler for Daemon {
                 self.dp
                     .capture
                     .start(filter, args.count.max(1))
-                    .map_err(|_| "capture: another capture is running (it ends after its count, or 10 s after its client stops polling)".to_string())?;
+                    .map_err(|_| HandlerError::CaptureBusy)?;
                 Ok(Value::Null)
             }
             Command::CapturePoll => {

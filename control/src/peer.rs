@@ -63,25 +63,44 @@ impl Peer {
     }
 }
 
+/// Why tandemd does not have the text of `config check|apply FILE`. Each names the path as the
+/// caller gave it.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// tandemd would resolve a relative path against its own directory, not the caller's.
+    #[error("{0}: give an absolute path")]
+    RelativePath(String),
+    /// Root's file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: crate::config::ReadError,
+    },
+    /// Someone other than root sent a path without its text (see the module doc).
+    #[error("{0}: tandemd opens files only for root; send the file's content (tandemctl reads it with your rights)")]
+    NotRoot(String),
+}
+
 /// The text of `config check|apply FILE` from `peer`: the text it sent, or, for root (or a
 /// caller without credentials: an in-process one), `path` read by tandemd.
 pub fn config_text(
     peer: Option<&Peer>,
     path: &str,
     sent: Option<String>,
-) -> Result<String, String> {
+) -> Result<String, PeerError> {
     match sent {
         Some(text) => Ok(text),
         None if peer.is_none_or(|p| p.uid == 0) => {
             let p = Path::new(path);
             if !p.is_absolute() {
-                return Err(format!("{path}: give an absolute path"));
+                return Err(PeerError::RelativePath(path.to_string()));
             }
-            crate::config::read_file(p).map_err(|e| format!("{path}: {e}"))
+            crate::config::read_file(p).map_err(|source| PeerError::Read {
+                path: path.to_string(),
+                source,
+            })
         }
-        None => Err(format!(
-            "{path}: tandemd opens files only for root; send the file's content (tandemctl reads it with your rights)"
-        )),
+        None => Err(PeerError::NotRoot(path.to_string())),
     }
 }
 
@@ -128,6 +147,10 @@ mod tests {
 
     #[test]
     fn only_root_makes_tandemd_open_a_file() {
+        // The refusals as the operator reads them.
+        let config_text = |peer: Option<&Peer>, path: &str, sent: Option<String>| {
+            config_text(peer, path, sent).map_err(|e| e.to_string())
+        };
         let dir = std::env::temp_dir().join(format!("tandem-peer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");

@@ -59,7 +59,9 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn from_result(r: Result<Value, String>) -> Reply {
+    /// The reply to a handled request: the data, or the error's Display as the operator's
+    /// message. The one place where a handler's error becomes text.
+    pub fn from_result<E: std::fmt::Display>(r: Result<Value, E>) -> Reply {
         match r {
             Ok(data) => Reply {
                 ok: true,
@@ -69,15 +71,30 @@ impl Reply {
             Err(e) => Reply {
                 ok: false,
                 data: None,
-                error: Some(e),
+                error: Some(e.to_string()),
             },
         }
     }
 }
 
-/// What the daemon does with a request. Errors are messages for the operator.
+/// What the daemon does with a request.
 pub trait Handler {
-    fn handle(&mut self, req: &Request) -> Result<Value, String>;
+    /// Why a request is refused: its Display is the message the operator reads (the reply's
+    /// `error`). Each handler has its own (the daemon's is
+    /// [`HandlerError`](crate::handler::HandlerError)).
+    type Error: std::fmt::Display;
+    fn handle(&mut self, req: &Request) -> Result<Value, Self::Error>;
+}
+
+/// Why the server refused a request line before any handler saw it.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// The line is not a JSON [`Request`].
+    #[error("malformed request: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// The line is longer than [`MAX_REQUEST`]; the connection is closed after this reply.
+    #[error("request longer than {} bytes", MAX_REQUEST)]
+    TooLong,
 }
 
 const LISTENER: Token = Token(0);
@@ -183,7 +200,7 @@ impl ControlServer {
     }
 
     /// Waits up to `timeout` for socket activity and serves what is ready.
-    pub fn poll_once(&mut self, timeout: Duration, handler: &mut dyn Handler) -> io::Result<()> {
+    pub fn poll_once<H: Handler>(&mut self, timeout: Duration, handler: &mut H) -> io::Result<()> {
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
@@ -253,7 +270,7 @@ impl ControlServer {
         }
     }
 
-    fn serve(&mut self, token: Token, handler: &mut dyn Handler) {
+    fn serve<H: Handler>(&mut self, token: Token, handler: &mut H) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -274,7 +291,7 @@ impl Drop for ControlServer {
 
 /// Reads what is there, answers every complete line, writes what it can. Returns false when the
 /// connection is finished.
-fn serve_conn(conn: &mut Conn, handler: &mut dyn Handler) -> bool {
+fn serve_conn<H: Handler>(conn: &mut Conn, handler: &mut H) -> bool {
     let mut buf = [0u8; 4096];
     let mut eof = false;
     loop {
@@ -298,8 +315,7 @@ fn serve_conn(conn: &mut Conn, handler: &mut dyn Handler) -> bool {
         queue_reply(conn, &reply);
     }
     if conn.inbuf.len() > MAX_REQUEST && !conn.closing {
-        let msg = format!("request longer than {MAX_REQUEST} bytes");
-        queue_reply(conn, &Reply::from_result(Err(msg)));
+        queue_reply(conn, &Reply::from_result(Err(SocketError::TooLong)));
         conn.inbuf.clear();
         conn.closing = true;
     }
@@ -317,10 +333,10 @@ fn serve_conn(conn: &mut Conn, handler: &mut dyn Handler) -> bool {
     !(eof || conn.closing)
 }
 
-fn answer(line: &[u8], peer: Option<&crate::peer::Peer>, handler: &mut dyn Handler) -> Reply {
+fn answer<H: Handler>(line: &[u8], peer: Option<&crate::peer::Peer>, handler: &mut H) -> Reply {
     let mut req: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
-        Err(e) => return Reply::from_result(Err(format!("malformed request: {e}"))),
+        Err(e) => return Reply::from_result(Err(SocketError::Malformed(e))),
     };
     req.peer = peer.cloned();
     Reply::from_result(handler.handle(&req))
@@ -394,6 +410,7 @@ mod tests {
 
     struct Echo;
     impl Handler for Echo {
+        type Error = String;
         fn handle(&mut self, req: &Request) -> Result<Value, String> {
             match req.cmd.as_str() {
                 "echo" => Ok(req.args.clone()),

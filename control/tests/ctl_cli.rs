@@ -112,7 +112,8 @@ fn frame(sport: u16) -> Vec<u8> {
 }
 
 impl Handler for Fake {
-    fn handle(&mut self, req: &Request) -> Result<Value, String> {
+    type Error = Box<dyn std::error::Error>;
+    fn handle(&mut self, req: &Request) -> Result<Value, Self::Error> {
         self.seen.lock().unwrap().push(req.clone());
         match Command::of(req)? {
             Command::Status => api::to_data(&StatusReply {
@@ -246,7 +247,7 @@ impl Handler for Fake {
                 let killed = if a.all { 7 } else { 3 };
                 api::to_data(&StatesKillReply { killed })
             }
-            other => Err(format!("{other} is not faked")),
+            other => Err(format!("{other} is not faked").into()),
         }
     }
 }

@@ -22,7 +22,8 @@ const NOBODY: u32 = 65534;
 struct Checker;
 
 impl Handler for Checker {
-    fn handle(&mut self, req: &Request) -> Result<Value, String> {
+    type Error = Box<dyn std::error::Error>;
+    fn handle(&mut self, req: &Request) -> Result<Value, Self::Error> {
         let peer = req.peer.as_ref().ok_or("no peer credentials")?;
         let path = req.args["path"].as_str().unwrap_or("");
         let sent = req.args["text"].as_str().map(str::to_string);

@@ -247,7 +247,7 @@ impl Ctl<'_> {
 
     fn call<A: Serialize, R: DeserializeOwned>(&self, cmd: Command, args: &A) -> Result<R, String> {
         let data = self.call_raw(cmd, args).map_err(|e| e.to_string())?;
-        api::from_data(cmd, data)
+        api::from_data(cmd, data).map_err(|e| e.to_string())
     }
 
     /// Prints `reply` as JSON (typed, so fields come in their declared order) or as text.
@@ -416,7 +416,10 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
                 text: Some(read_config(file)?),
             };
             let (reply, note) = match ctl.call_raw(Command::ConfigCheck, &args) {
-                Ok(data) => (api::from_data(Command::ConfigCheck, data)?, None),
+                Ok(data) => (
+                    api::from_data(Command::ConfigCheck, data).map_err(|e| e.to_string())?,
+                    None,
+                ),
                 Err(ClientError::Connect { path, .. }) => (
                     check_locally(file),
                     Some(format!(

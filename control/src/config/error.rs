@@ -133,3 +133,22 @@ impl<'a> IntoIterator for &'a ConfigErrors {
         self.0.iter()
     }
 }
+
+/// Why a config file's text could not be read ([`read_file`](super::read_file)). Kept apart
+/// from [`ConfigError`], which is `Clone` and `Eq` for the validation tests: `ConfigError::Read`
+/// carries this one's message.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Opening or reading failed (the OS error, as it says it).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A directory, device or FIFO: never read (a device such as /dev/zero would never end).
+    #[error("not a regular file")]
+    NotRegularFile,
+    /// The file's size says it is too large.
+    #[error("{0} bytes, more than the {max} a config file may have", max = super::MAX_FILE_BYTES)]
+    TooLarge(u64),
+    /// The file grew past the limit while it was read.
+    #[error("more than the {} bytes a config file may have", super::MAX_FILE_BYTES)]
+    GrewTooLarge,
+}

@@ -193,7 +193,7 @@ mod validate;
 use std::path::Path;
 
 pub use dhcp::{Dhcp, DhcpStatic, DEFAULT_LEASE_TIME, MAX_HOSTNAME};
-pub use error::{ConfigError, ConfigErrors, ConfigWarning};
+pub use error::{ConfigError, ConfigErrors, ConfigWarning, ReadError};
 pub use model::{
     AdaptiveBounds, Alias, Carp, CarpGroup, Config, ConfigSync, Filter, FilterRule, Ha, Interface,
     Nat, OutboundNat, OutboundNatRule, Routes, SrcConnRate, StateSync, StaticRoute, System,
@@ -212,9 +212,9 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads and validates the config file at `path`. Errors name the file as `path` was given.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = read_file(path).map_err(|reason| ConfigError::Read {
+    let text = read_file(path).map_err(|e| ConfigError::Read {
         file: path.display().to_string(),
-        reason,
+        reason: e.to_string(),
     })?;
     parse(&path.display().to_string(), &text)
 }
@@ -222,32 +222,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// The text of a config file: a regular file of at most [`MAX_FILE_BYTES`], as UTF-8. Opened
 /// non-blocking, so that a FIFO named as a config file cannot hang the caller in `open`, and
 /// checked on the descriptor itself (a device such as /dev/zero never is read).
-pub fn read_file(path: &Path) -> Result<String, String> {
+pub fn read_file(path: &Path) -> Result<String, ReadError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
+        .open(path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err("not a regular file".to_string());
+        return Err(ReadError::NotRegularFile);
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "{} bytes, more than the {MAX_FILE_BYTES} a config file may have",
-            meta.len()
-        ));
+        return Err(ReadError::TooLarge(meta.len()));
     }
     let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
+    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!(
-            "more than the {MAX_FILE_BYTES} bytes a config file may have"
-        ));
+        return Err(ReadError::GrewTooLarge);
     }
     Ok(text)
 }

@@ -12,8 +12,8 @@ use tandem_sync::config_sync::ChannelKey;
 use super::merge::merge;
 use super::payload;
 use super::service::{now_unix, ApplyRequest, ConfigSync, PushRecord, Setup, Status, SyncRules};
-use super::short_hash;
 use super::store::{self, StoredPush};
+use super::{short_hash, ConfigSyncError};
 use crate::api;
 use crate::config::{self, Config, SyncSection};
 use crate::daemon::Daemon;
@@ -27,7 +27,7 @@ pub fn effective(file_text: &str, push: &StoredPush) -> Result<(Config, String),
         .map(|n| SyncSection::parse(n))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| vec![e])?;
-    let merged = merge(file_text, &push.payload, &sections).map_err(|e| vec![e])?;
+    let merged = merge(file_text, &push.payload, &sections).map_err(|e| vec![e.to_string()])?;
     for note in &merged.notes {
         tracing::warn!("config sync: {note}");
     }
@@ -68,14 +68,12 @@ pub fn start(
     config: &Config,
     pushed: Option<&StoredPush>,
     rules: Arc<ArcSwap<SyncRules>>,
-) -> Result<Option<ConfigSync>, String> {
+) -> Result<Option<ConfigSync>, ConfigSyncError> {
     let Some(cs) = &config.ha.config_sync else {
         return Ok(None);
     };
     let key = ChannelKey::derive(&cs.username, &cs.password);
-    let link = config
-        .sync_link()
-        .ok_or("ha.config_sync: no sync interface to talk to the peer on")?;
+    let link = config.sync_link().ok_or(ConfigSyncError::NoSyncLink)?;
     ConfigSync::start(
         Setup {
             listen: SocketAddrV4::new(link.ip(), cs.port),
@@ -260,12 +258,10 @@ impl Daemon {
     }
 
     /// `config.sync.now`: the primary pushes at once, whatever the hashes say.
-    pub(crate) fn config_sync_now(&self) -> Result<(), String> {
+    pub(crate) fn config_sync_now(&self) -> Result<(), ConfigSyncError> {
         match &self.config_sync {
-            None => Err("config sync is not configured ([ha.config_sync])".into()),
-            Some(s) if !s.is_primary() => Err(
-                "this box is the config sync secondary: it accepts pushes and never pushes (run this on the primary)".into(),
-            ),
+            None => Err(ConfigSyncError::NotConfigured),
+            Some(s) if !s.is_primary() => Err(ConfigSyncError::Secondary),
             Some(_) => {
                 self.offer_config(true);
                 Ok(())

@@ -31,14 +31,50 @@ pub struct Merged {
     pub notes: Vec<String>,
 }
 
+/// Why a push was not merged: its refusal, as the secondary logs it and the primary shows it.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The secondary's own file is not TOML (it was valid when it was applied: a bug).
+    #[error("the local config does not parse: {0}")]
+    LocalParse(#[source] toml::de::Error),
+    /// The payload is not TOML.
+    #[error("the pushed config does not parse: {0}")]
+    PushedParse(#[source] toml::de::Error),
+    /// The push names a section twice.
+    #[error("the push names the section {0} twice")]
+    Twice(SyncSection),
+    /// A carried section of the wrong TOML type (not emptied: that would deny everything).
+    #[error("the push's {path} is a {found}, not {expected}")]
+    WrongType {
+        path: String,
+        found: &'static str,
+        expected: &'static str,
+    },
+    /// The payload holds a top-level key that none of its sections lives under.
+    #[error("the push holds {0:?}, which is not a section it carries")]
+    NotCarried(String),
+    /// A top-level key whose carried section is deeper is not a table.
+    #[error("{0} is not a table")]
+    NotATable(String),
+    /// Beside a deeper carried section (`routes.static`), the payload holds another key.
+    #[error("the push holds {key}.{sub}, which is not a section it carries")]
+    NotCarriedBeside { key: String, sub: String },
+    /// The primary's skew leaves the secondary none that loses to it.
+    #[error("virtual IP vhid {vhid} on {interface}: the primary's advskew {skew} leaves the secondary no higher skew (at most {}): it would tie, and mastership could flap", MAX_SKEW)]
+    TopSkew {
+        vhid: i64,
+        interface: String,
+        skew: i64,
+    },
+    /// The merged table does not serialise (a bug).
+    #[error("config sync: {0}")]
+    Encode(#[source] toml::ser::Error),
+}
+
 /// Merges `payload` (carrying `carried`) into the secondary's own file `own`.
-pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged, String> {
-    let mut table: toml::Table = own
-        .parse()
-        .map_err(|e| format!("the local config does not parse: {e}"))?;
-    let pushed: toml::Table = payload
-        .parse()
-        .map_err(|e| format!("the pushed config does not parse: {e}"))?;
+pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged, MergeError> {
+    let mut table: toml::Table = own.parse().map_err(MergeError::LocalParse)?;
+    let pushed: toml::Table = payload.parse().map_err(MergeError::PushedParse)?;
     check_only_carried(&pushed, carried)?;
     let own_skews = carp_skews(get(&table, &["virtual_ips"]));
     let mut notes = Vec::new();
@@ -46,7 +82,7 @@ pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged
     for &section in carried {
         let Some(path) = home(section) else { continue };
         if seen.contains(&section) {
-            return Err(format!("the push names the section {section} twice"));
+            return Err(MergeError::Twice(section));
         }
         seen.push(section);
         let incoming = get(&pushed, path).cloned();
@@ -55,16 +91,15 @@ pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged
         let expected_table = section == SyncSection::Nat;
         if let Some(v) = &incoming {
             if v.is_table() != expected_table || (!expected_table && !v.is_array()) {
-                return Err(format!(
-                    "the push's {} is a {}, not {}",
-                    path.join("."),
-                    v.type_str(),
-                    if expected_table {
+                return Err(MergeError::WrongType {
+                    path: path.join("."),
+                    found: v.type_str(),
+                    expected: if expected_table {
                         "a table"
                     } else {
                         "an array"
-                    }
-                ));
+                    },
+                });
             }
         }
         let value = match section {
@@ -100,12 +135,12 @@ pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged
         };
         set(&mut table, path, value);
     }
-    let text = toml::to_string(&table).map_err(|e| format!("config sync: {e}"))?;
+    let text = toml::to_string(&table).map_err(MergeError::Encode)?;
     Ok(Merged { text, notes })
 }
 
 /// Refuses a payload with anything outside the sections it says it carries.
-fn check_only_carried(pushed: &toml::Table, carried: &[SyncSection]) -> Result<(), String> {
+fn check_only_carried(pushed: &toml::Table, carried: &[SyncSection]) -> Result<(), MergeError> {
     let paths: Vec<&[&str]> = carried.iter().filter_map(|s| home(*s)).collect();
     for (key, value) in pushed {
         let inside: Vec<&[&str]> = paths
@@ -114,20 +149,19 @@ fn check_only_carried(pushed: &toml::Table, carried: &[SyncSection]) -> Result<(
             .copied()
             .collect();
         if inside.is_empty() {
-            return Err(format!(
-                "the push holds {key:?}, which is not a section it carries"
-            ));
+            return Err(MergeError::NotCarried(key.clone()));
         }
         // A top-level section whose home is deeper (`routes.static`): nothing else beside it.
         if inside.iter().all(|p| p.len() > 1) {
             let sub = value
                 .as_table()
-                .ok_or_else(|| format!("{key} is not a table"))?;
+                .ok_or_else(|| MergeError::NotATable(key.clone()))?;
             for k in sub.keys() {
                 if !inside.iter().any(|p| p.get(1) == Some(&k.as_str())) {
-                    return Err(format!(
-                        "the push holds {key}.{k}, which is not a section it carries"
-                    ));
+                    return Err(MergeError::NotCarriedBeside {
+                        key: key.clone(),
+                        sub: k.clone(),
+                    });
                 }
             }
         }
@@ -168,7 +202,7 @@ fn carp_key(v: &toml::Value) -> Option<(String, i64)> {
 fn keep_own_skews(
     vips: &mut [toml::Value],
     own: &HashMap<(String, i64), i64>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, MergeError> {
     let mut notes = Vec::new();
     for v in vips.iter_mut() {
         let Some(key) = carp_key(v) else { continue };
@@ -177,10 +211,11 @@ fn keep_own_skews(
             .and_then(toml::Value::as_integer)
             .unwrap_or(0);
         if primary >= MAX_SKEW {
-            return Err(format!(
-                "virtual IP vhid {} on {}: the primary's advskew {primary} leaves the secondary no higher skew (at most {MAX_SKEW}): it would tie, and mastership could flap",
-                key.1, key.0
-            ));
+            return Err(MergeError::TopSkew {
+                vhid: key.1,
+                interface: key.0,
+                skew: primary,
+            });
         }
         let raised = (primary + SECONDARY_SKEW_STEP).min(MAX_SKEW);
         let skew = match own.get(&key) {

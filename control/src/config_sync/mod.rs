@@ -33,7 +33,99 @@ pub mod protocol;
 pub mod service;
 pub mod store;
 
+use std::net::SocketAddrV4;
+
+use tandem_sync::config_sync::ChannelError;
+
 use crate::config::SyncSection;
+use protocol::ToPrimary;
+
+/// Why config sync could not start, a session with the peer failed, or a request about it was
+/// refused. The Display form is what the log, `tandemctl config sync` (`last_error`) and the
+/// doctor show.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigSyncError {
+    /// `[ha.config_sync]` is set but no interface has the sync role.
+    #[error("ha.config_sync: no sync interface to talk to the peer on")]
+    NoSyncLink,
+    /// The listener could not bind (the address is not this box's, the port is taken).
+    #[error("config sync: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddrV4,
+        source: std::io::Error,
+    },
+    /// The bound listener could not be made non-blocking.
+    #[error("config sync: {0}")]
+    Nonblocking(#[source] std::io::Error),
+    /// The primary has nowhere to push.
+    #[error("config sync: a primary needs sync_to")]
+    NoSyncTo,
+    /// The pusher or the listener thread could not be spawned.
+    #[error("cannot start the config sync thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// `config.sync.now` on a box without config sync.
+    #[error("config sync is not configured ([ha.config_sync])")]
+    NotConfigured,
+    /// `config.sync.now` on the secondary, which never pushes.
+    #[error("this box is the config sync secondary: it accepts pushes and never pushes (run this on the primary)")]
+    Secondary,
+    /// Nobody to inspect: the peer's address is not known yet.
+    #[error("{}", service::UNKNOWN_PEER)]
+    UnknownPeer,
+    /// The session could not be opened (connect, handshake).
+    #[error("{peer}: cannot open a session: {source}")]
+    Open {
+        peer: SocketAddrV4,
+        source: ChannelError,
+    },
+    /// An exchange of the session (the status, an inspection) failed.
+    #[error("{peer}: {source}")]
+    Exchange {
+        peer: SocketAddrV4,
+        source: ExchangeError,
+    },
+    /// The push itself failed before an answer (recorded as the push `failed`).
+    #[error("{peer}: push version {version}: {source}")]
+    Push {
+        peer: SocketAddrV4,
+        version: u64,
+        source: ExchangeError,
+    },
+    /// The peer answered with a message that does not answer what was asked.
+    #[error("{peer}: answered {asked} with {answer:?}")]
+    Unexpected {
+        peer: SocketAddrV4,
+        /// What was asked: `a status`, `a push`, `an inspection`.
+        asked: &'static str,
+        answer: Box<ToPrimary>,
+    },
+}
+
+impl ConfigSyncError {
+    /// The peer at `peer` answered `asked` with `answer`, which does not answer it.
+    fn unexpected(peer: SocketAddrV4, asked: &'static str, answer: ToPrimary) -> Self {
+        let answer = Box::new(answer);
+        ConfigSyncError::Unexpected {
+            peer,
+            asked,
+            answer,
+        }
+    }
+}
+
+/// Why one message exchange of a session failed; [`ConfigSyncError`] adds the peer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Our message did not serialise.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// The channel broke, timed out or refused a message.
+    #[error("{0}")]
+    Channel(#[from] ChannelError),
+    /// The answer is not a message of the protocol.
+    #[error("unreadable answer: {0}")]
+    Unreadable(#[source] serde_json::Error),
+}
 
 /// Where a section lives in the TOML file, as a key path; `None` for the sections of features
 /// tandem does not have ("nothing to sync").
@@ -99,4 +191,44 @@ pub(crate) fn set(table: &mut toml::Table, path: &[&str], value: toml::Value) {
         t = next;
     }
     t.insert((*last).to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The errors read as the strings they replaced (the status, the log and the doctor show
+    /// them; the doctor recognises an unknown peer by its text).
+    #[test]
+    fn errors_keep_their_text() {
+        let peer: SocketAddrV4 = "192.168.1.2:8443".parse().unwrap();
+        assert_eq!(
+            ConfigSyncError::UnknownPeer.to_string(),
+            service::UNKNOWN_PEER
+        );
+        let open = ConfigSyncError::Open {
+            peer,
+            source: ChannelError::Timeout,
+        };
+        assert_eq!(
+            open.to_string(),
+            format!("{peer}: cannot open a session: timed out")
+        );
+        let answer = ToPrimary::Accepted {
+            version: 1,
+            generation: 2,
+        };
+        let text = format!("{peer}: answered a status with {answer:?}");
+        let e = ConfigSyncError::unexpected(peer, "a status", answer);
+        assert_eq!(e.to_string(), text);
+        let push = ConfigSyncError::Push {
+            peer,
+            version: 7,
+            source: ExchangeError::Channel(ChannelError::Authentication),
+        };
+        assert_eq!(
+            push.to_string(),
+            format!("{peer}: push version 7: {}", ChannelError::Authentication)
+        );
+    }
 }

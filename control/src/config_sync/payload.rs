@@ -25,11 +25,21 @@ pub struct Payload {
     pub kept_home: usize,
 }
 
+/// Why a payload could not be built: either is a bug (the config in force was validated), logged
+/// by the primary, which then pushes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// The config text does not parse as TOML.
+    #[error("config sync: the config does not parse: {0}")]
+    Parse(#[source] toml::de::Error),
+    /// The pushed sections do not serialise as TOML.
+    #[error("config sync: {0}")]
+    Encode(#[source] toml::ser::Error),
+}
+
 /// The payload of `config_text` (a valid config file) for `sections`.
-pub fn build(config_text: &str, sections: &BTreeSet<SyncSection>) -> Result<Payload, String> {
-    let file: toml::Table = config_text
-        .parse()
-        .map_err(|e| format!("config sync: the config does not parse: {e}"))?;
+pub fn build(config_text: &str, sections: &BTreeSet<SyncSection>) -> Result<Payload, PayloadError> {
+    let file: toml::Table = config_text.parse().map_err(PayloadError::Parse)?;
     let mut out = toml::Table::new();
     let (mut carried, mut nothing_to_sync, mut kept_home) = (Vec::new(), Vec::new(), 0);
     for &section in sections {
@@ -68,7 +78,7 @@ pub fn build(config_text: &str, sections: &BTreeSet<SyncSection>) -> Result<Payl
         };
         set(&mut out, path, value);
     }
-    let text = toml::to_string(&out).map_err(|e| format!("config sync: {e}"))?;
+    let text = toml::to_string(&out).map_err(PayloadError::Encode)?;
     Ok(Payload {
         hash: content_hash(&text),
         carried,

@@ -24,7 +24,7 @@ use tandem_sync::config_sync::{Channel, ChannelError, ChannelKey};
 
 use super::payload::Payload;
 use super::protocol::{ToPrimary, ToSecondary, MAX_ANSWER, MAX_ERRORS, MAX_PUSH};
-use super::{content_hash, short_hash};
+use super::{content_hash, short_hash, ConfigSyncError, ExchangeError};
 use crate::config::SyncSection;
 use crate::doctor::live::LiveState;
 
@@ -236,12 +236,19 @@ impl ConfigSync {
     /// inspections) and, on the primary, starts the pusher, which does nothing until the first
     /// [`ConfigSync::offer`]. `version` and `hash` are those of the push a secondary runs (0
     /// and `None` before the first).
-    pub fn start(setup: Setup, version: u64, hash: Option<String>) -> Result<ConfigSync, String> {
-        let listener = TcpListener::bind(setup.listen)
-            .map_err(|e| format!("config sync: cannot listen on {}: {e}", setup.listen))?;
+    pub fn start(
+        setup: Setup,
+        version: u64,
+        hash: Option<String>,
+    ) -> Result<ConfigSync, ConfigSyncError> {
+        let listener =
+            TcpListener::bind(setup.listen).map_err(|source| ConfigSyncError::Listen {
+                addr: setup.listen,
+                source,
+            })?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| format!("config sync: {e}"))?;
+            .map_err(ConfigSyncError::Nonblocking)?;
         let port = setup.listen.port();
         let peer = setup.peer.map(|p| SocketAddrV4::new(p, port));
         let status = Arc::new(Mutex::new(Status {
@@ -259,7 +266,7 @@ impl ConfigSync {
         let mut threads = Vec::new();
         let mut orders = None;
         if setup.pushes {
-            let target = peer.ok_or("config sync: a primary needs sync_to")?;
+            let target = peer.ok_or(ConfigSyncError::NoSyncTo)?;
             let (tx, rx) = crossbeam_channel::unbounded();
             let pusher = Pusher {
                 target,
@@ -274,7 +281,7 @@ impl ConfigSync {
                 std::thread::Builder::new()
                     .name("tandem-config-push".into())
                     .spawn(move || pusher.run(&rx, &s))
-                    .map_err(|e| format!("cannot start the config sync thread: {e}"))?,
+                    .map_err(ConfigSyncError::Thread)?,
             );
             orders = Some(tx);
         }
@@ -292,7 +299,7 @@ impl ConfigSync {
             std::thread::Builder::new()
                 .name("tandem-config-listen".into())
                 .spawn(move || shared.run(&listener, &s))
-                .map_err(|e| format!("cannot start the config sync thread: {e}"))?,
+                .map_err(ConfigSyncError::Thread)?,
         );
         Ok(ConfigSync {
             status,
@@ -317,7 +324,7 @@ impl ConfigSync {
 
     /// Reads the peer's config and live state, on a thread of its own: the answer comes on the
     /// returned channel (within [`CONNECT_TIMEOUT`] + [`SESSION`]).
-    pub fn inspect_peer(&self) -> Receiver<Result<Inspection, String>> {
+    pub fn inspect_peer(&self) -> Receiver<Result<Inspection, ConfigSyncError>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         // A secondary with multicast state sync knows its primary once it has been pushed to.
         let heard = self.status.lock().ok().and_then(|s| s.peer_heard);
@@ -326,7 +333,7 @@ impl ConfigSync {
             .peer
             .or_else(|| heard.map(|h| SocketAddrV4::new(h, port)))
         else {
-            let _ = tx.send(Err(UNKNOWN_PEER.into()));
+            let _ = tx.send(Err(ConfigSyncError::UnknownPeer));
             return rx;
         };
         let (key, hostname) = (self.key.clone(), self.hostname.clone());
@@ -452,6 +459,7 @@ impl Pusher {
         Counters::bump(&self.counters.checks);
         let result = self.talk(payload, force);
         let ok = matches!(result, Ok(true));
+        let result = result.map_err(|e| e.to_string());
         if let Ok(mut s) = self.status.lock() {
             s.sessions += 1;
             s.forced_sessions += u64::from(force);
@@ -475,16 +483,21 @@ impl Pusher {
 
     /// `Ok(true)`: in sync now; `Ok(false)`: the push was refused (recorded); `Err`: the session
     /// failed.
-    fn talk(&mut self, payload: &Payload, force: bool) -> Result<bool, String> {
+    fn talk(&mut self, payload: &Payload, force: bool) -> Result<bool, ConfigSyncError> {
         let target = self.target;
-        let fail = |what: &str, e: ChannelError| format!("{target}: {what}: {e}");
         let mut ch = Channel::connect(SocketAddr::V4(target), &self.key, CONNECT_TIMEOUT, SESSION)
-            .map_err(|e| fail("cannot open a session", e))?;
+            .map_err(|source| ConfigSyncError::Open {
+                peer: target,
+                source,
+            })?;
         let ask = ToSecondary::Status {
             hash: payload.hash.clone(),
             hostname: self.hostname.clone(),
         };
-        let answer = exchange(&mut ch, &ask).map_err(|e| format!("{target}: {e}"))?;
+        let answer = exchange(&mut ch, &ask).map_err(|source| ConfigSyncError::Exchange {
+            peer: target,
+            source,
+        })?;
         let ToPrimary::Status {
             version,
             hash,
@@ -492,7 +505,7 @@ impl Pusher {
             generation: _,
         } = answer
         else {
-            return Err(format!("{target}: answered a status with {answer:?}"));
+            return Err(ConfigSyncError::unexpected(target, "a status", answer));
         };
         if let Ok(mut s) = self.status.lock() {
             s.peer_hash = hash.clone();
@@ -521,9 +534,13 @@ impl Pusher {
         };
         let answer = match exchange(&mut ch, &push) {
             Ok(a) => a,
-            Err(e) => {
-                let e = format!("{target}: push version {version}: {e}");
-                self.set_last_push(record("failed", Some(e.clone()), None));
+            Err(source) => {
+                let e = ConfigSyncError::Push {
+                    peer: target,
+                    version,
+                    source,
+                };
+                self.set_last_push(record("failed", Some(e.to_string()), None));
                 return Err(e);
             }
         };
@@ -553,7 +570,7 @@ impl Pusher {
                 self.set_last_push(record("refused", Some(text), None));
                 Ok(false)
             }
-            other => Err(format!("{target}: answered a push with {other:?}")),
+            other => Err(ConfigSyncError::unexpected(target, "a push", other)),
         }
     }
 
@@ -565,26 +582,30 @@ impl Pusher {
 }
 
 /// One inspection of the peer at `peer`.
-fn inspect(peer: SocketAddrV4, key: &ChannelKey, hostname: String) -> Result<Inspection, String> {
+fn inspect(
+    peer: SocketAddrV4,
+    key: &ChannelKey,
+    hostname: String,
+) -> Result<Inspection, ConfigSyncError> {
     let mut ch = Channel::connect(SocketAddr::V4(peer), key, CONNECT_TIMEOUT, SESSION)
-        .map_err(|e| format!("{peer}: cannot open a session: {e}"))?;
+        .map_err(|source| ConfigSyncError::Open { peer, source })?;
     match exchange(&mut ch, &ToSecondary::Inspect { hostname })
-        .map_err(|e| format!("{peer}: {e}"))?
+        .map_err(|source| ConfigSyncError::Exchange { peer, source })?
     {
         ToPrimary::Inspection { config, live } => Ok(Inspection {
             config: Arc::new(config),
             live: *live,
         }),
-        other => Err(format!("{peer}: answered an inspection with {other:?}")),
+        other => Err(ConfigSyncError::unexpected(peer, "an inspection", other)),
     }
 }
 
 /// Sends `msg` and reads the answer.
-fn exchange(ch: &mut Channel, msg: &ToSecondary) -> Result<ToPrimary, String> {
-    let bytes = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
-    ch.send(&bytes).map_err(|e| e.to_string())?;
-    let answer = ch.recv(MAX_ANSWER).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&answer).map_err(|e| format!("unreadable answer: {e}"))
+fn exchange(ch: &mut Channel, msg: &ToSecondary) -> Result<ToPrimary, ExchangeError> {
+    let bytes = serde_json::to_vec(msg).map_err(ExchangeError::Encode)?;
+    ch.send(&bytes)?;
+    let answer = ch.recv(MAX_ANSWER)?;
+    serde_json::from_slice(&answer).map_err(ExchangeError::Unreadable)
 }
 
 // ---------------------------------------------------------------------------------------------

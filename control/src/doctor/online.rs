@@ -11,6 +11,7 @@ use super::live::LiveState;
 use super::{examine, BoxView, Report};
 use crate::config;
 use crate::config_sync::service::Inspection;
+use crate::config_sync::ConfigSyncError;
 use crate::daemon::Daemon;
 
 /// How long an inspection of the peer may take before the doctor reports it unreachable.
@@ -25,10 +26,24 @@ pub struct DoctorReply {
     pub report: Option<Report>,
 }
 
+/// Why the doctor has no view of the peer; the report shows it as the peer's error.
+#[derive(Debug, thiserror::Error)]
+pub enum OnlineError {
+    /// The inspection failed (no session, an unknown peer...).
+    #[error(transparent)]
+    Inspect(#[from] ConfigSyncError),
+    /// The peer did not answer within [`PEER_TIMEOUT`].
+    #[error("no answer in {} s", PEER_TIMEOUT.as_secs())]
+    NoAnswer,
+    /// The peer's config in force is not valid for this box's tandem (another version?).
+    #[error("its config does not parse here: {0}")]
+    PeerConfig(#[source] config::ConfigErrors),
+}
+
 /// A doctor run waiting for the peer.
 #[derive(Debug)]
 pub struct Pending {
-    answer: Receiver<Result<Inspection, String>>,
+    answer: Receiver<Result<Inspection, ConfigSyncError>>,
     since: Instant,
 }
 
@@ -81,7 +96,7 @@ impl Daemon {
             },
         };
         match pending.answer.try_recv() {
-            Ok(answer) => self.doctor_report(Some(answer)),
+            Ok(answer) => self.doctor_report(Some(answer.map_err(OnlineError::from))),
             Err(TryRecvError::Empty) if pending.since.elapsed() < PEER_TIMEOUT => {
                 self.doctor_pending = Some(pending);
                 DoctorReply {
@@ -90,15 +105,12 @@ impl Daemon {
                     report: None,
                 }
             }
-            Err(_) => self.doctor_report(Some(Err(format!(
-                "no answer in {} s",
-                PEER_TIMEOUT.as_secs()
-            )))),
+            Err(_) => self.doctor_report(Some(Err(OnlineError::NoAnswer))),
         }
     }
 
     /// The report over this box and the peer's answer (`None`: no config sync to read it by).
-    fn doctor_report(&self, peer: Option<Result<Inspection, String>>) -> DoctorReply {
+    fn doctor_report(&self, peer: Option<Result<Inspection, OnlineError>>) -> DoctorReply {
         let own_live = self.live_state();
         let own = BoxView {
             config: &self.config,
@@ -109,13 +121,11 @@ impl Daemon {
             Some(Err(e)) => (None, None, Some(e)),
             Some(Ok(i)) => match config::parse("peer's config", &i.config) {
                 Ok(c) => (Some(c), Some(i.live), None),
-                Err(e) => (
-                    None,
-                    None,
-                    Some(format!("its config does not parse here: {e}")),
-                ),
+                Err(e) => (None, None, Some(OnlineError::PeerConfig(e))),
             },
         };
+        // The report quotes the error as text (and recognises an unknown peer by it).
+        let peer_error = peer_error.map(|e| e.to_string());
         let view = peer_config.as_ref().map(|c| BoxView {
             config: c,
             live: peer_live.as_ref(),

@@ -158,7 +158,9 @@ advskew = 7
     // The primary at 254 leaves nothing above it: refused rather than a tie.
     let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 254");
     let p = payload::build(&a, &all()).unwrap();
-    let e = merge(&lab("fw-b.toml"), &p.text, &p.carried).unwrap_err();
+    let e = merge(&lab("fw-b.toml"), &p.text, &p.carried)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no higher skew"), "{e}");
 }
 
@@ -172,14 +174,16 @@ fn a_section_of_the_wrong_type_is_refused_not_emptied() {
         ("virtual_ips = 5\n", SyncSection::VirtualIps),
         ("[aliases]\nx = 1\n", SyncSection::Aliases),
     ] {
-        let e = merge(&b, payload, &[section]).unwrap_err();
+        let e = merge(&b, payload, &[section]).unwrap_err().to_string();
         assert!(e.contains("not a"), "{payload}: {e}");
     }
     // Absent is empty, on purpose: the primary has none.
     let m = merge(&b, "", &[SyncSection::StaticRoutes]).unwrap();
     assert!(config::parse("m", &m.text).is_ok());
     // A section named twice.
-    let e = merge(&b, "", &[SyncSection::Rules, SyncSection::Rules]).unwrap_err();
+    let e = merge(&b, "", &[SyncSection::Rules, SyncSection::Rules])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("twice"), "{e}");
 }
 
@@ -189,10 +193,12 @@ fn a_payload_with_more_than_it_carries_is_refused() {
     let b = lab("fw-b.toml");
     assert!(merge(&b, &p.text, &p.carried).is_ok());
     let sneaky = format!("{}\n[system]\nhost_id = 1\n", p.text);
-    let e = merge(&b, &sneaky, &p.carried).unwrap_err();
+    let e = merge(&b, &sneaky, &p.carried).unwrap_err().to_string();
     assert!(e.contains("\"system\""), "{e}");
     let sneaky = "[routes]\ndefault_gateway = \"1.2.3.4\"\nstatic = []\n";
-    let e = merge(&b, sneaky, &[SyncSection::StaticRoutes]).unwrap_err();
+    let e = merge(&b, sneaky, &[SyncSection::StaticRoutes])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("routes.default_gateway"), "{e}");
     assert!(merge(&b, "not toml [", &p.carried).is_err());
 }
