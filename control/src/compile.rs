@@ -44,8 +44,8 @@ use tandem_dataplane::wire::{ethernet, MacAddr};
 use tandem_dataplane::IfIndex;
 
 use crate::config::{
-    Action, Config, Endpoint, Interface, NatMode, OutboundNatRule, PortRange, Prefix, Protocol,
-    Role, System, VipKind,
+    Action, Config, Endpoint, Interface, NatMode, OutboundNatRule, PortRange, Protocol, Role,
+    System, VipKind,
 };
 
 /// Apply `[system]`'s table settings to the state table (at start and on every apply): the
@@ -374,23 +374,12 @@ fn port_range(p: PortRange) -> filter::PortRange {
     filter::PortRange::new(p.lo, p.hi)
 }
 
-/// The addresses of a config network, as an inclusive range of `u32`.
-fn range(p: Prefix) -> (u32, u32) {
-    (p.network().addr().to_bits(), p.broadcast().to_bits())
-}
-
-/// A dataplane prefix from a config one.
-fn dp_prefix(p: Prefix) -> filter::Prefix {
-    filter::Prefix::new(p.addr(), p.len())
-        .expect("a config Prefix has a length of at most 32, as the dataplane's")
-}
-
 /// An endpoint's addresses, resolved ([`Config::resolve`]: aliases flattened, `<if> net` and
 /// `self` expanded), with its inversion.
 fn addr_match(config: &Config, e: &Endpoint) -> AddrMatch {
     let m = match config.resolve(&e.addr) {
         None => AddrMatch::ANY,
-        Some(prefixes) => AddrMatch::set(AddrSet::from_ranges(prefixes.into_iter().map(range))),
+        Some(prefixes) => AddrMatch::set(AddrSet::new(prefixes)),
     };
     if e.invert {
         m.inverted()
@@ -428,7 +417,7 @@ fn outbound_nat(
             };
             for inside in dataplane.iter().filter(|f| f.role != Role::Wan) {
                 let mut rule = NatRule::translate(number, out_if, wan.ip());
-                rule.src = AddrMatch::set(AddrSet::from_ranges([range(inside.network())]));
+                rule.src = AddrMatch::set(AddrSet::new([inside.network()]));
                 rule.description =
                     format!("automatic: {} net to {} address", inside.name, wan.name);
                 nat.push(rule);
@@ -499,14 +488,14 @@ fn routes(config: &Config, dataplane: &[&Interface]) -> Result<Vec<Route>, Compi
             break;
         };
         routes.push(Route {
-            prefix: dp_prefix(f.network()),
+            prefix: f.network(),
             out_if,
             gateway: None,
         });
     }
     for (i, s) in config.routes.static_routes.iter().enumerate() {
         routes.push(Route {
-            prefix: dp_prefix(s.network),
+            prefix: s.network,
             out_if: via(format!("routes.static[{i}].gateway"), s.gateway)?,
             gateway: Some(s.gateway),
         });

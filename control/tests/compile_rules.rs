@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use tandem_control::compile::{compile, device_mac, CompileError, Compiled};
-use tandem_control::config::{parse, Config, Prefix};
+use tandem_control::config::{parse, Config, IfAddr};
 use tandem_dataplane::filter::{proto, Action, NatTarget, PacketMeta, PortPolicy, Verdict};
 use tandem_dataplane::wire::MacAddr;
 use tandem_dataplane::IfIndex;
@@ -653,7 +653,7 @@ fn error_too_many_interfaces() {
         let mut f = template.clone();
         f.name = format!("x{i}");
         f.device = format!("x{i}");
-        f.address = Prefix::new(Ipv4Addr::from_bits(0x0b00_0001 + (i << 8)), 24).unwrap();
+        f.address = IfAddr::new(Ipv4Addr::from_bits(0x0b00_0001 + (i << 8)), 24).unwrap();
         c.interfaces.push(f);
     }
     assert_eq!(

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tandem_control::config::{
-    load, Action, AddrSpec, Config, NatMode, Prefix, Protocol, Role, SyncSection, TranslationAddr,
-    VipKind,
+    load, Action, AddrSpec, Config, IfAddr, NatMode, Prefix, Protocol, Role, SyncSection,
+    TranslationAddr, VipKind,
 };
 
 fn workspace() -> PathBuf {
@@ -26,6 +26,10 @@ fn ip(s: &str) -> Ipv4Addr {
 }
 
 fn prefix(s: &str) -> Prefix {
+    s.parse().unwrap()
+}
+
+fn if_addr(s: &str) -> IfAddr {
     s.parse().unwrap()
 }
 
@@ -87,9 +91,9 @@ fn check_seed_box(c: &Config, own: [&str; 3], skew: u8) {
         (iface("sync").device.as_str(), iface("sync").role),
         ("sync", Role::Sync)
     );
-    assert_eq!(iface("wan").address, prefix(wan));
-    assert_eq!(iface("lan").address, prefix(lan));
-    assert_eq!(iface("sync").address, prefix(sync));
+    assert_eq!(iface("wan").address, if_addr(wan));
+    assert_eq!(iface("lan").address, if_addr(lan));
+    assert_eq!(iface("sync").address, if_addr(sync));
     assert_eq!(c.routes.default_gateway, Some(ip("172.25.46.1")));
 
     // Step 1: two CARP VIPs, base 1, the box's skew.
@@ -105,10 +109,10 @@ fn check_seed_box(c: &Config, own: [&str; 3], skew: u8) {
         );
         assert_eq!((g.carp.advbase, g.carp.advskew), (1, skew));
     }
-    let vips: Vec<Prefix> = c.virtual_ips.iter().map(|v| v.address).collect();
+    let vips: Vec<IfAddr> = c.virtual_ips.iter().map(|v| v.address).collect();
     assert_eq!(
         vips,
-        [prefix("172.25.46.100/24"), prefix("192.168.0.10/24")]
+        [if_addr("172.25.46.100/24"), if_addr("192.168.0.10/24")]
     );
 
     // Step 2: hybrid outbound NAT of the LAN to the WAN VIP.
@@ -142,7 +146,7 @@ fn check_seed_box(c: &Config, own: [&str; 3], skew: u8) {
     } else {
         ip("10.255.0.1")
     };
-    let own_sync = prefix(sync).addr();
+    let own_sync = if_addr(sync).addr();
     let cs_port = c.ha.config_sync.as_ref().expect("config sync").port;
     assert_eq!(
         first_match(c, "sync", 240, peer_sync, own_sync, None),

@@ -86,7 +86,7 @@ mac = "02:00:00:00:0A:01"
     assert_eq!(c.interfaces.len(), 4);
     let dmz = c.interface("dmz").unwrap();
     assert_eq!(dmz.device, "enp3s0f1");
-    assert_eq!(dmz.address, prefix("10.1.0.1/30"));
+    assert_eq!(dmz.address, "10.1.0.1/30".parse().unwrap());
     assert_eq!(dmz.ip(), ip("10.1.0.1"));
     assert_eq!(dmz.network(), prefix("10.1.0.0/30"));
     assert_eq!(dmz.role, Role::Other);
@@ -217,7 +217,7 @@ advskew = 0
     let v = &c.virtual_ips;
     assert_eq!(v.len(), 6);
     assert_eq!(v[0].interface, "wan");
-    assert_eq!(v[0].address, prefix("172.25.46.100/24"));
+    assert_eq!(v[0].address, "172.25.46.100/24".parse().unwrap());
     assert_eq!(v[0].description, "CARP WAN");
     assert_eq!(
         v[0].kind,

@@ -202,7 +202,7 @@ pub use model::{
 };
 pub use secrets::{mask_secrets, MASK};
 pub use types::{
-    Action, AddrSpec, AliasType, Endpoint, IpVersion, MacAddr, NatMode, PortRange, Prefix,
+    Action, AddrSpec, AliasType, Endpoint, IfAddr, IpVersion, MacAddr, NatMode, PortRange, Prefix,
     Protocol, Role, SyncSection, VipType,
 };
 

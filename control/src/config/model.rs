@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::types::{
-    Action, AddrSpec, AliasType, Endpoint, IpVersion, MacAddr, NatMode, PortRange, Prefix,
+    Action, AddrSpec, AliasType, Endpoint, IfAddr, IpVersion, MacAddr, NatMode, PortRange, Prefix,
     Protocol, Role, SyncSection,
 };
 
@@ -103,7 +103,7 @@ pub struct Interface {
     /// The OS network device.
     pub device: String,
     /// The box's own address on it, with the network's prefix length.
-    pub address: Prefix,
+    pub address: IfAddr,
     /// What it is for.
     pub role: Role,
     /// Free text.
@@ -176,7 +176,7 @@ pub struct VirtualIp {
     /// The interface name.
     pub interface: String,
     /// The address, with its interface's prefix length for CARP.
-    pub address: Prefix,
+    pub address: IfAddr,
     /// Free text.
     pub description: String,
     /// Config sync does not push this VIP (on the secondary: a push does not remove it).

@@ -6,18 +6,21 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-/// An IPv4 address with a prefix length: `192.168.0.11/24`.
-///
-/// The address is kept as written (an interface's or a VIP's own address); [`Prefix::network`]
-/// clears the host bits. Fields holding networks (routes, network aliases, rule addresses) are
-/// validated to have no host bits set, so for them `p == p.network()`.
+/// The dataplane's network type, the one prefix of the project: an IPv4 network whose host bits
+/// are clear (`10.0.0.0/8`). Routes, network aliases, rule addresses and everything resolved from
+/// them are `Prefix`es; an address of the box with its network's length is an [`IfAddr`].
+pub use tandem_dataplane::filter::Prefix;
+
+/// An address of this box with the prefix length of its network, as written: `192.168.0.11/24`
+/// (an interface's or a VIP's own address). [`IfAddr::network`] is the network it is on, a
+/// [`Prefix`]. Not a network itself: the host bits are the point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Prefix {
+pub struct IfAddr {
     addr: Ipv4Addr,
     len: u8,
 }
 
-impl Prefix {
+impl IfAddr {
     /// `addr/len`, or `None` when `len > 32`.
     pub const fn new(addr: Ipv4Addr, len: u8) -> Option<Self> {
         if len > 32 {
@@ -59,11 +62,8 @@ impl Prefix {
     }
 
     /// The network: the address with its host bits cleared, same length.
-    pub const fn network(self) -> Self {
-        Self {
-            addr: Ipv4Addr::from_bits(self.addr.to_bits() & self.mask_bits()),
-            len: self.len,
-        }
+    pub fn network(self) -> Prefix {
+        Prefix::new(self.addr, self.len).expect("an IfAddr's length is at most 32")
     }
 
     /// The directed broadcast address of the network.
@@ -80,20 +80,15 @@ impl Prefix {
     pub const fn is_network(self) -> bool {
         self.addr.to_bits() & !self.mask_bits() == 0
     }
-
-    /// Whether the two networks share an address.
-    pub const fn overlaps(self, other: Self) -> bool {
-        self.contains(other.addr) || other.contains(self.addr)
-    }
 }
 
-impl fmt::Display for Prefix {
+impl fmt::Display for IfAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)
     }
 }
 
-impl FromStr for Prefix {
+impl FromStr for IfAddr {
     type Err = String;
 
     /// Parses `a.b.c.d/len`; the length is required.
@@ -126,9 +121,9 @@ pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
 /// Parses a network: a prefix without host bits, or a bare address taken as `/32`.
 pub fn parse_network(s: &str) -> Result<Prefix, String> {
     let p = if s.contains('/') {
-        s.parse::<Prefix>()?
+        s.parse::<IfAddr>()?
     } else {
-        Prefix::host(parse_ipv4(s)?)
+        IfAddr::host(parse_ipv4(s)?)
     };
     if !p.is_network() {
         return Err(format!(
@@ -136,7 +131,7 @@ pub fn parse_network(s: &str) -> Result<Prefix, String> {
             p.network()
         ));
     }
-    Ok(p)
+    Ok(p.network())
 }
 
 /// An inclusive port range; a single port is `lo == hi`. Ports are 1..=65535.
@@ -544,8 +539,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefix_arithmetic() {
-        let p: Prefix = "192.168.0.11/24".parse().unwrap();
+    fn if_addr_arithmetic() {
+        let p: IfAddr = "192.168.0.11/24".parse().unwrap();
         assert_eq!(p.addr(), Ipv4Addr::new(192, 168, 0, 11));
         assert_eq!(p.len(), 24);
         assert_eq!(p.mask(), Ipv4Addr::new(255, 255, 255, 0));
@@ -554,27 +549,31 @@ mod tests {
         assert!(p.contains(Ipv4Addr::new(192, 168, 0, 200)));
         assert!(!p.contains(Ipv4Addr::new(192, 168, 1, 1)));
         assert!(!p.is_network());
-        let all: Prefix = "0.0.0.0/0".parse().unwrap();
+        let all: IfAddr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
         assert_eq!(all.mask_bits(), 0);
-        assert!(all.overlaps(p));
-        let host = Prefix::host(Ipv4Addr::new(10, 0, 0, 1));
+        assert!(all.network().overlaps(&p.network()));
+        assert_eq!(
+            parse_network("10.0.0.0/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        let host = IfAddr::host(Ipv4Addr::new(10, 0, 0, 1));
         assert!(host.contains(Ipv4Addr::new(10, 0, 0, 1)));
         assert!(!host.contains(Ipv4Addr::new(10, 0, 0, 2)));
     }
 
     #[test]
-    fn prefix_parse_errors() {
+    fn if_addr_parse_errors() {
         assert_eq!(
-            "10.0.0.1".parse::<Prefix>().unwrap_err(),
+            "10.0.0.1".parse::<IfAddr>().unwrap_err(),
             "\"10.0.0.1\" needs a prefix length (a.b.c.d/len)"
         );
         assert_eq!(
-            "10.0.0.1/33".parse::<Prefix>().unwrap_err(),
+            "10.0.0.1/33".parse::<IfAddr>().unwrap_err(),
             "prefix length /33 is out of range 0..=32"
         );
         assert_eq!(
-            "10.0.0/8".parse::<Prefix>().unwrap_err(),
+            "10.0.0/8".parse::<IfAddr>().unwrap_err(),
             "\"10.0.0/8\" is not an IPv4 address with a prefix length (a.b.c.d/len)"
         );
         assert_eq!(

@@ -22,8 +22,8 @@ use super::raw::{
     RawNat, RawNatRule, RawPort, RawRoutes, RawStateSync, RawSystem, RawVip,
 };
 use super::types::{
-    is_name, parse_ipv4, parse_network, Action, AddrSpec, AliasType, Endpoint, IpVersion, MacAddr,
-    NatMode, PortRange, Prefix, Protocol, Role, SyncSection, VipType,
+    is_name, parse_ipv4, parse_network, Action, AddrSpec, AliasType, Endpoint, IfAddr, IpVersion,
+    MacAddr, NatMode, PortRange, Prefix, Protocol, Role, SyncSection, VipType,
 };
 
 mod ha;
@@ -219,7 +219,7 @@ pub(super) struct Ctx {
 /// An interface whose name is valid and unique, with its other values when valid.
 pub(super) struct IfaceInfo {
     pub(super) name: String,
-    pub(super) address: Option<Prefix>,
+    pub(super) address: Option<IfAddr>,
     pub(super) role: Option<Role>,
 }
 
@@ -603,7 +603,7 @@ fn interfaces(
         let path = format!("{p}.address");
         let address = r
             .req(&path, &ri.address)
-            .and_then(|a| r.check(&path, a.parse::<Prefix>()))
+            .and_then(|a| r.check(&path, a.parse::<IfAddr>()))
             .and_then(|a| {
                 let net = a.network();
                 if a.len() == 0 {
@@ -624,7 +624,7 @@ fn interfaces(
                     );
                     return None;
                 }
-                if let Some((other, j, other_name)) = nets.iter().find(|(n, ..)| n.overlaps(net)) {
+                if let Some((other, j, other_name)) = nets.iter().find(|(n, ..)| n.overlaps(&net)) {
                     r.err(
                         &path,
                         format!("{net} overlaps {other} of interfaces[{j}] ({other_name})"),

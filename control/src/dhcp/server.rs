@@ -226,7 +226,7 @@ impl Server {
                     cfg: d.clone(),
                     pool,
                     mac,
-                    netmask: f.network().mask(),
+                    netmask: f.address.mask(),
                     server_id: vip.map_or(f.ip(), |v| v.0),
                     vhid: vip.map(|v| v.1),
                 },

@@ -137,7 +137,7 @@ fn covers(c: &Config, spec: &AddrSpec, net: Prefix) -> bool {
 
 /// An address of `net` other than `own`: who the peer might be when its config is not known.
 fn other_host(net: Prefix, own: Ipv4Addr) -> Ipv4Addr {
-    let base = u32::from(net.network().addr());
+    let base = u32::from(net.addr());
     let first = Ipv4Addr::from(base.wrapping_add(1));
     if first == own {
         Ipv4Addr::from(base.wrapping_add(2))

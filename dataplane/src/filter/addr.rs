@@ -72,6 +72,16 @@ impl Prefix {
     pub const fn contains(&self, ip: Ipv4Addr) -> bool {
         ip.to_bits() & mask(self.len) == self.addr.to_bits()
     }
+
+    /// The directed broadcast address (the last one; for `/31` and `/32` just the last).
+    pub const fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.last())
+    }
+
+    /// Whether the two networks share an address (one holds the other).
+    pub const fn overlaps(&self, other: &Prefix) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
 }
 
 /// The netmask of a prefix length `len <= 32` (`0` for `/0`, no shift overflow).

@@ -16,7 +16,7 @@ pub(super) fn virtual_ips(r: &mut Report<'_>, ctx: &Ctx, raw: &[RawVip]) -> Vec<
         let path = format!("{p}.address");
         let address = r
             .req(&path, &rv.address)
-            .and_then(|a| r.check(&path, a.parse::<Prefix>()))
+            .and_then(|a| r.check(&path, a.parse::<IfAddr>()))
             .and_then(|a| {
                 let ip = a.addr();
                 if let Some(if_addr) = iface.and_then(|f| f.address) {
