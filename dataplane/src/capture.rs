@@ -19,7 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::wire::ipv4::proto;
+use crate::wire;
+use crate::wire::arp::ArpPacket;
+use crate::wire::ethernet::{EtherType, EthernetFrame};
+use crate::wire::ipv4::{proto, Ipv4Packet};
 use crate::IfIndex;
 
 /// Bytes kept of each frame unless told otherwise.
@@ -92,70 +95,44 @@ impl CaptureFilter {
         if self.host.is_none() && self.port.is_none() {
             return true;
         }
-        let Some((ethertype, l3)) = l3_of(bytes) else {
+        let Ok(eth) = EthernetFrame::new_checked(bytes) else {
+            return false;
+        };
+        let Some((ethertype, l3)) = eth.untagged() else {
             return false;
         };
         match ethertype {
-            ETHERTYPE_IPV4 => self.matches_ipv4(l3),
-            ETHERTYPE_ARP => self.port.is_none() && self.host.is_some_and(|h| arp_has(l3, h)),
+            EtherType::Ipv4 => self.matches_ipv4(l3),
+            EtherType::Arp => self.port.is_none() && self.host.is_some_and(|h| arp_names(l3, h)),
             _ => false,
         }
     }
 
-    fn matches_ipv4(&self, ip: &[u8]) -> bool {
-        let Some(&vihl) = ip.first() else {
+    fn matches_ipv4(&self, l3: &[u8]) -> bool {
+        let Ok(ip) = Ipv4Packet::new_checked(l3) else {
             return false;
         };
-        let ihl = usize::from(vihl & 0x0f) * 4;
-        if vihl >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-            return false;
-        }
         if let Some(h) = self.host {
-            let h = h.octets();
-            if ip[12..16] != h && ip[16..20] != h {
+            if ip.src_addr() != h && ip.dst_addr() != h {
                 return false;
             }
         }
         let Some(p) = self.port else {
             return true;
         };
-        let proto = ip[9];
-        let frag_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-        if !(proto == proto::TCP || proto == proto::UDP) || frag_offset != 0 {
+        // Ports are in first fragments only; TCP and UDP both start with them.
+        let proto = u8::from(ip.next_header());
+        if !(proto == proto::TCP || proto == proto::UDP) || ip.frag_offset() != 0 {
             return false;
         }
-        match ip.get(ihl..ihl + 4) {
-            Some(l4) => {
-                let p = p.to_be_bytes();
-                l4[0..2] == p || l4[2..4] == p
-            }
-            None => false,
-        }
+        wire::l4_ports(ip.payload()).is_some_and(|(src, dst)| src == p || dst == p)
     }
-}
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-
-/// The ethertype and the bytes after the Ethernet header (one 802.1Q tag skipped).
-fn l3_of(bytes: &[u8]) -> Option<(u16, &[u8])> {
-    let et = u16::from_be_bytes([*bytes.get(12)?, *bytes.get(13)?]);
-    if et == ETHERTYPE_VLAN {
-        let inner = u16::from_be_bytes([*bytes.get(16)?, *bytes.get(17)?]);
-        return Some((inner, bytes.get(18..)?));
-    }
-    Some((et, bytes.get(14..)?))
 }
 
 /// Whether an Ethernet/IPv4 ARP packet names `host` as sender or target.
-fn arp_has(arp: &[u8], host: Ipv4Addr) -> bool {
-    // htype 1, ptype 0x0800, hlen 6, plen 4: sender IP at 14..18, target IP at 24..28.
-    if arp.get(0..6) != Some(&[0, 1, 8, 0, 6, 4]) {
-        return false;
-    }
-    let h = host.octets();
-    arp.get(14..18) == Some(&h[..]) || arp.get(24..28) == Some(&h[..])
+fn arp_names(arp: &[u8], host: Ipv4Addr) -> bool {
+    ArpPacket::new_checked(arp)
+        .is_ok_and(|a| a.source_protocol_addr() == host || a.target_protocol_addr() == host)
 }
 
 /// One captured frame.
@@ -346,7 +323,7 @@ mod tests {
     /// look at them.
     fn ip_frame(proto: u8, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 20 + 20];
-        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        f[12..14].copy_from_slice(&u16::from(EtherType::Ipv4).to_be_bytes());
         let ip = &mut f[14..];
         ip[0] = 0x45;
         ip[2..4].copy_from_slice(&40u16.to_be_bytes());
@@ -361,7 +338,7 @@ mod tests {
 
     fn arp_frame(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 28];
-        f[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
+        f[12..14].copy_from_slice(&u16::from(EtherType::Arp).to_be_bytes());
         let a = &mut f[14..];
         a[0..6].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
         a[7] = 1;

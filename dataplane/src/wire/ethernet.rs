@@ -37,6 +37,8 @@ mod field {
     pub const SOURCE: Field = 6..12;
     pub const ETHERTYPE: Field = 12..14;
     pub const PAYLOAD: usize = 14;
+    /// An 802.1Q tag after the source address: TCI (2 bytes), then the inner ethertype.
+    pub const VLAN_TAG_LEN: usize = 4;
 }
 
 /// A view of an Ethernet II frame.
@@ -110,6 +112,20 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[field::PAYLOAD..]
+    }
+
+    /// The ethertype and payload with one 802.1Q tag looked through (for readers that inspect
+    /// tagged frames, such as the capture filter; the pipeline does not route VLANs). `None`
+    /// for a tagged frame too short to hold the tag.
+    pub fn untagged(&self) -> Option<(EtherType, &[u8])> {
+        match self.ethertype() {
+            EtherType::Vlan => {
+                let tag = self.payload().get(..field::VLAN_TAG_LEN)?;
+                let inner = EtherType::from(u16::from_be_bytes([tag[2], tag[3]]));
+                Some((inner, &self.payload()[field::VLAN_TAG_LEN..]))
+            }
+            other => Some((other, self.payload())),
+        }
     }
 }
 

@@ -172,6 +172,16 @@ impl std::str::FromStr for MacAddr {
     }
 }
 
+/// The source and destination ports at the start of a TCP or UDP header (both begin with
+/// them), from as few as four bytes: enough for a filter that looks at ports only.
+pub fn l4_ports(l4: &[u8]) -> Option<(u16, u16)> {
+    let p = l4.get(..4)?;
+    Some((
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     //! Whole frames through the chain of views, as the pipeline walks them, checked against
