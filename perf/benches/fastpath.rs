@@ -26,8 +26,8 @@ use tandem_dataplane::wire::ethernet::{self, EthernetFrame};
 use tandem_dataplane::wire::ipv4::Ipv4Packet;
 use tandem_dataplane::wire::tcp::TcpPacket;
 use tandem_perf::fixture::{
-    box_a, client_syn, establish, nat_states, nonzero_counters, table_config, CLIENT, LAN, NOW,
-    SERVER, SERVER_MAC, WAN, WAN_VIP,
+    box_a, client_syn, establish, established_nat_flows, nat_states, nonzero_counters,
+    table_config, CLIENT, LAN, NOW, SERVER, SERVER_MAC, WAN, WAN_VIP,
 };
 
 /// Frames per batch (one AF_XDP RX burst).
@@ -238,6 +238,47 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
     println!("new_tcp_connection: check passed, {created} states created by {timed_syns} SYNs");
 }
 
+/// Fills the batch with the next frames of `flows`, from `*next` on, wrapping around.
+#[inline]
+fn refill_from(frames: &mut [Frame], flows: &[Vec<u8>], next: &mut usize) {
+    for f in frames.iter_mut() {
+        let t = &flows[*next];
+        *next = (*next + 1) % flows.len();
+        f.buf[..t.len()].copy_from_slice(t);
+        f.len = t.len();
+    }
+}
+
+/// `fastpath/established_nat_1m_random`: 64-frame batches of client ACKs of a million
+/// established NATed flows, each flow once per round in a random order: every packet finds a
+/// cold state in a large table, as on a box with many flows.
+fn established_1m_random(g: &mut BenchmarkGroup<'_, WallTime>) {
+    const N: u32 = 1_000_000;
+    let (dp, mut pipe, flows) = established_nat_flows(N);
+    let mut frames: Vec<Frame> = (0..BATCH).map(|_| Frame::new()).collect();
+    // Every flow once, untimed: each ACK is forwarded, translated to the WAN VIP.
+    let before = pipe.counters().snapshot();
+    let mut next = 0;
+    for _ in 0..flows.len().div_ceil(BATCH) {
+        refill_from(&mut frames, &flows, &mut next);
+        assert_eq!(process_batch(&mut pipe, LAN, &mut frames), BATCH);
+        let ip = Ipv4Packet::new_unchecked(&frames[0].bytes()[ethernet::HEADER_LEN..]);
+        assert_eq!(ip.src_addr(), WAN_VIP);
+    }
+    assert_all_forwarded(&pipe, &before, "established_nat_1m_random (check)");
+    assert_eq!(dp.states.len(), N as usize);
+
+    let before = pipe.counters().snapshot();
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("established_nat_1m_random", |b| {
+        b.iter(|| {
+            refill_from(&mut frames, &flows, &mut next);
+            black_box(process_batch(&mut pipe, LAN, &mut frames))
+        })
+    });
+    assert_all_forwarded(&pipe, &before, "established_nat_1m_random");
+}
+
 /// `fastpath/lookup_1m`: `with_state` on random keys (both directions) of 1M states.
 fn lookup_1m(g: &mut BenchmarkGroup<'_, WallTime>) {
     const N: u32 = 1_000_000;
@@ -411,6 +452,9 @@ fn fastpath(c: &mut Criterion) {
     }
     if wanted(&["lookup_1m"]) {
         lookup_1m(&mut g);
+    }
+    if wanted(&["established_nat_1m_random"]) {
+        established_1m_random(&mut g);
     }
     g.finish();
 }

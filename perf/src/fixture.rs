@@ -16,7 +16,9 @@ use tandem_dataplane::generation::{Generation, Interface, Vip};
 use tandem_dataplane::io::{Frame, Verdict};
 use tandem_dataplane::pipeline::{Dataplane, Pipeline, PipelineConfig};
 use tandem_dataplane::route::{Route, RouteTable};
-use tandem_dataplane::state::{FlowKey, NewState, PortPolicy, StateTable, TableConfig, TcpSegment};
+use tandem_dataplane::state::{
+    Direction, FlowKey, NewState, PortPolicy, StateTable, TableConfig, TcpSegment,
+};
 use tandem_dataplane::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use tandem_dataplane::wire::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
 use tandem_dataplane::wire::tcp::{SeqNumber, TcpFlags, TcpPacket};
@@ -145,7 +147,12 @@ pub fn box_a(table: TableConfig) -> (Arc<Dataplane>, Pipeline) {
 
 /// [`box_a`] with the pipeline's queues sized by `config`.
 pub fn box_a_with(table: TableConfig, config: &PipelineConfig) -> (Arc<Dataplane>, Pipeline) {
-    let dp = Dataplane::new(box_a_generation(), StateTable::new(table));
+    box_a_on(StateTable::new(table), config)
+}
+
+/// [`box_a_with`] on a table built beforehand (a million states, say).
+pub fn box_a_on(states: StateTable, config: &PipelineConfig) -> (Arc<Dataplane>, Pipeline) {
+    let dp = Dataplane::new(box_a_generation(), states);
     dp.held.set(WAN_VHID, true);
     dp.held.set(LAN_VHID, true);
     dp.neigh.learn(WAN, SERVER, SERVER_MAC, NOW);
@@ -333,9 +340,7 @@ pub fn nat_states(n: u32, capacity: usize) -> StateTable {
     });
     let by = t.producer();
     for i in 0..n {
-        let src = Ipv4Addr::from(0x0a00_0000 + (i >> 8));
-        let dst = Ipv4Addr::from(0xac19_0000 + (i & 0xff));
-        let key = FlowKey::new(proto::TCP, src, 1024 + (i % 50_000) as u16, dst, 443);
+        let key = nat_state_key(i);
         let syn = TcpSegment {
             flags: TcpFlags::SYN.0,
             seq: i | 1,
@@ -354,9 +359,90 @@ pub fn nat_states(n: u32, capacity: usize) -> StateTable {
     t
 }
 
+/// The inside key of [`nat_states`]' flow `i`.
+fn nat_state_key(i: u32) -> FlowKey {
+    let src = Ipv4Addr::from(0x0a00_0000 + (i >> 8));
+    let dst = Ipv4Addr::from(0xac19_0000 + (i & 0xff));
+    FlowKey::new(proto::TCP, src, 1024 + (i % 50_000) as u16, dst, 443)
+}
+
+/// The server's initial sequence number in [`established_nat_flows`].
+const SERVER_ISN: u32 = 7_000_000;
+
+/// Box A with `n` established TCP flows NATed to the WAN VIP ([`nat_states`]' keys, their
+/// SYN-ACK and ACK tracked), and each flow's next client ACK, 60 bytes, in a fixed uniformly
+/// random order: the traffic of `fastpath/established_nat_1m_random`.
+pub fn established_nat_flows(n: u32) -> (Arc<Dataplane>, Pipeline, Vec<Vec<u8>>) {
+    let (dp, pipe) = box_a_on(nat_states(n, n as usize), &PipelineConfig::default());
+    let mut frames = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let key = nat_state_key(i);
+        let isn = i | 1;
+        let (state, _) = dp.states.lookup(&key).expect("nat_states made it");
+        let synack = TcpSegment {
+            flags: (TcpFlags::SYN | TcpFlags::ACK).0,
+            seq: SERVER_ISN,
+            ack: isn.wrapping_add(1),
+            win: 65160,
+            ..TcpSegment::default()
+        };
+        let ack = TcpSegment {
+            flags: TcpFlags::ACK.0,
+            seq: isn.wrapping_add(1),
+            ack: SERVER_ISN + 1,
+            win: 502,
+            ..TcpSegment::default()
+        };
+        state
+            .track_tcp(Direction::Reply, &synack, 60, NOW)
+            .expect("the SYN-ACK fits");
+        state
+            .track_tcp(Direction::Original, &ack, 40, NOW)
+            .expect("the ACK fits");
+        frames.push(tcp_frame(
+            MacAddr::carp_virtual(LAN_VHID),
+            CLIENT_MAC,
+            &Segment {
+                src: (key.src, key.sport),
+                dst: (key.dst, key.dport),
+                seq: ack.seq,
+                ack: ack.ack,
+                flags: TcpFlags::ACK,
+                win: ack.win,
+                syn_options: false,
+            },
+        ));
+    }
+    // Fisher-Yates with xorshift64*: a fixed, uniform order.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..frames.len()).rev() {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let j = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) % (i as u64 + 1)) as usize;
+        frames.swap(i, j);
+    }
+    (dp, pipe, frames)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn established_nat_flows_are_forwarded_translated_to_the_wan_vip() {
+        let (dp, mut pipe, flows) = established_nat_flows(1000);
+        assert_eq!(flows.len(), 1000);
+        assert_eq!(dp.states.len(), 1000);
+        for f in &flows {
+            let (out, sent) = run(&mut pipe, LAN, f);
+            assert_eq!(out, WAN);
+            let ip = Ipv4Packet::new_unchecked(&sent[ethernet::HEADER_LEN..]);
+            assert_eq!(ip.src_addr(), WAN_VIP);
+            assert!(ip.verify_checksum());
+        }
+        assert_eq!(dp.states.len(), 1000, "no state created by the ACKs");
+    }
 
     #[test]
     fn the_handshake_goes_through_box_a_and_its_ack_is_forwarded_again_and_again() {
