@@ -201,9 +201,12 @@ impl Daemon {
             sync_filter,
         )));
         let nworkers = usize::from(config.system.workers.max(1));
+        // Presized for the limit: the maps never rehash under traffic (a shard that grows holds
+        // its write lock while it copies, stalling every worker that looks up a key in it).
         let table_config = TableConfig {
             creator: config.system.host_id.get(),
             limit: config.system.state_limit,
+            capacity: config.system.state_limit as usize,
             ..TableConfig::default()
         };
         // With state sync, every insert, update and delete of the workers goes to the journal
