@@ -106,6 +106,8 @@ mod bulk;
 mod receive;
 mod send;
 
+use bulk::BulkUpdate;
+
 /// Replicator settings (`ha.state_sync`).
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -379,14 +381,6 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Bulk {
-    Off,
-    Pending { tries: u32, next_at: Millis },
-    Done,
-    Failed,
-}
-
 /// Receive state of one sender (by host id).
 #[derive(Debug, Default)]
 struct PeerRx {
@@ -456,8 +450,6 @@ fn bus_record(status: BusStatus, endtime_ms: u32) -> Record {
 
 /// NACK ranges per round (a 64-wide window has at most 32 holes).
 const MAX_NACKS: usize = 32;
-/// A bulk request is not repeated within this long because a peer appeared.
-const REQUEST_HOLDOFF_MS: Millis = 1000;
 
 /// The replication engine. See the [module documentation](self).
 #[derive(Debug)]
@@ -479,8 +471,8 @@ pub struct Replicator {
     last_ack_rx: Option<Millis>,
     peers: HashMap<u32, PeerRx>,
     last_peer: Option<(u32, u32)>,
-    bulk: Bulk,
-    last_request: Option<Millis>,
+    /// Our request for the peer's walk.
+    bulk: BulkUpdate,
     walk: Option<Walk>,
     walk_again: bool,
     walk_again_resync: bool,
@@ -546,14 +538,7 @@ impl Replicator {
         );
         let builder = FrameBuilder::new(cfg.key.clone(), cfg.host_id, cfg.boot_id, cfg.mtu);
         let ctl = FrameBuilder::new(cfg.key.clone(), cfg.host_id, cfg.boot_id, cfg.mtu);
-        let bulk = if cfg.bulk_retries == 0 {
-            Bulk::Off
-        } else {
-            Bulk::Pending {
-                tries: 0,
-                next_at: 0,
-            }
-        };
+        let bulk = BulkUpdate::new(cfg.bulk_retries);
         Replicator {
             buf: vec![0; 65_536],
             cfg,
@@ -573,7 +558,6 @@ impl Replicator {
             lease_out: Vec::new(),
             leases: HashMap::new(),
             bulk,
-            last_request: None,
             walk: None,
             walk_again: false,
             walk_again_resync: false,
@@ -592,7 +576,7 @@ impl Replicator {
 
     /// True until our bulk update arrived or gave up: demote CARP (by 240) while true.
     pub fn bulk_pending(&self) -> bool {
-        matches!(self.bulk, Bulk::Pending { .. })
+        self.bulk.request.is_pending()
     }
 
     /// The counters.
@@ -613,14 +597,7 @@ impl Replicator {
             peer_host: self.last_peer,
             states: self.table.len(),
             lag_ms,
-            bulk: match self.bulk {
-                Bulk::Off => "off".into(),
-                Bulk::Done => "done".into(),
-                Bulk::Failed => "failed".into(),
-                Bulk::Pending { tries, .. } => {
-                    format!("pending (try {}/{})", tries.max(1), self.cfg.bulk_retries)
-                }
-            },
+            bulk: self.bulk.request.describe(self.cfg.bulk_retries),
             walk: self.walk.as_ref().map(|w| (w.at, w.states.len())),
             unacked: self.ring.len(),
             next_seq: self.next_seq,
@@ -668,7 +645,7 @@ impl Replicator {
         if self.walk.is_some() {
             at(now + 1);
         }
-        if let Bulk::Pending { next_at, .. } = self.bulk {
+        if let Some(next_at) = self.bulk.request.next_at() {
             at(next_at);
         }
         if !self.ring.is_empty() {

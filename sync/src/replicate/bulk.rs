@@ -1,16 +1,163 @@
 //! The bulk update: asking for one (the request timer), answering one (the table walk, paced),
 //! and ending one (the purge at BUS END). See the parent's doc, *Bulk update*.
+//!
+//! Each side is an enum whose transitions are the methods of its `impl`, with no I/O: the
+//! [`Replicator`] methods at the end of the file send and count around each transition.
 
 use super::*;
+
+/// A bulk request is not repeated within this long because a peer appeared.
+const REQUEST_HOLDOFF_MS: Millis = 1000;
+
+/// Everything the replicator keeps of the bulk update.
+#[derive(Debug)]
+pub(super) struct BulkUpdate {
+    /// Ours: asking the peer for its walk.
+    pub(super) request: Request,
+    /// When we last sent a request (ours, a retry or a quiet one): a peer appearing does not
+    /// bring another within [`REQUEST_HOLDOFF_MS`].
+    last_request: Option<Millis>,
+}
+
+impl BulkUpdate {
+    pub(super) fn new(retries: u32) -> Self {
+        BulkUpdate {
+            request: Request::new(retries),
+            last_request: None,
+        }
+    }
+
+    fn held_off(&self, now: Millis) -> bool {
+        self.last_request
+            .is_some_and(|l| now < l + REQUEST_HOLDOFF_MS)
+    }
+}
+
+/// Our request for the peer's walk; `Pending` is `bulk_pending` (CARP demoted).
+///
+/// ```text
+/// new, retries 0          -> Off
+/// new                     -> Pending { 0, 0 }        (asks at the first poll)
+/// Pending { t, at }, now >= at:
+///   tick, t < retries     -> Pending { t + 1, now + interval }   UPD_REQ 0/0
+///   tick, t >= retries    -> Failed                             bulk_failed, BulkFailed
+/// Pending { t, _ }, sent_early
+///                         -> Pending { max(t, 1), now + interval }  (a peer appeared, or quiet)
+/// Pending, received       -> Done                               BulkDone
+/// any, restart            -> Pending { 0, 0 }        (the operator's resync)
+/// ```
+///
+/// Off, Done and Failed are left only by `restart`. A quiet request (`window_lost`) is sent in
+/// any state and moves none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Request {
+    /// `bulk_retries` is 0: we never ask (until the operator does).
+    Off,
+    /// Waiting for the peer's END; `tries` requests sent, the next one due at `next_at`.
+    Pending { tries: u32, next_at: Millis },
+    /// The peer's walk arrived.
+    Done,
+    /// `bulk_retries` requests went unanswered: given up, the demotion lifted.
+    Failed,
+}
+
+/// What [`Request::tick`] asks of the replicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tick {
+    /// Nothing due.
+    Wait,
+    /// Send UPD_REQ 0/0.
+    Send,
+    /// The requests ran out after this many tries: count and report the failure.
+    GiveUp { tries: u32 },
+}
+
+impl Request {
+    fn new(retries: u32) -> Self {
+        if retries == 0 {
+            Request::Off
+        } else {
+            Request::restart()
+        }
+    }
+
+    /// From any state: ask again, at once, with a fresh count of tries.
+    fn restart() -> Self {
+        Request::Pending {
+            tries: 0,
+            next_at: 0,
+        }
+    }
+
+    pub(super) fn is_pending(&self) -> bool {
+        matches!(self, Request::Pending { .. })
+    }
+
+    /// When the timer is due next (while pending).
+    pub(super) fn next_at(&self) -> Option<Millis> {
+        match *self {
+            Request::Pending { next_at, .. } => Some(next_at),
+            _ => None,
+        }
+    }
+
+    /// The request timer at `now`.
+    fn tick(&mut self, now: Millis, retries: u32, interval: Millis) -> Tick {
+        let Request::Pending { tries, next_at } = *self else {
+            return Tick::Wait;
+        };
+        if now < next_at {
+            return Tick::Wait;
+        }
+        if tries >= retries {
+            *self = Request::Failed;
+            return Tick::GiveUp { tries };
+        }
+        *self = Request::Pending {
+            tries: tries + 1,
+            next_at: now + interval,
+        };
+        Tick::Send
+    }
+
+    /// A request went out of turn: it counts as a try (at least the first), and the next
+    /// retry is a full interval away.
+    fn sent_early(&mut self, now: Millis, interval: Millis) {
+        if let Request::Pending { tries, .. } = *self {
+            *self = Request::Pending {
+                tries: tries.max(1),
+                next_at: now + interval,
+            };
+        }
+    }
+
+    /// The peer's walk ended: true if it was the one we waited for.
+    fn received(&mut self) -> bool {
+        if !self.is_pending() {
+            return false;
+        }
+        *self = Request::Done;
+        true
+    }
+
+    /// For `tandemctl sync status`.
+    pub(super) fn describe(&self, retries: u32) -> String {
+        match *self {
+            Request::Off => "off".into(),
+            Request::Done => "done".into(),
+            Request::Failed => "failed".into(),
+            Request::Pending { tries, .. } => {
+                format!("pending (try {}/{})", tries.max(1), retries)
+            }
+        }
+    }
+}
 
 impl Replicator {
     /// Ask the peer for a bulk update again, as at start (`bulk_pending` true again): the
     /// operator's `tandemctl sync resync`.
     pub fn request_bulk(&mut self) {
-        self.bulk = Bulk::Pending {
-            tries: 0,
-            next_at: 0,
-        };
+        self.bulk.request = Request::restart();
     }
 
     // ---- walks (bulk answer, resync) ------------------------------------------------------
@@ -72,33 +219,45 @@ impl Replicator {
     }
 
     pub(super) fn bulk_timer(&mut self, t: &mut dyn Transport, now: Millis) {
-        let Bulk::Pending { tries, next_at } = self.bulk else {
-            return;
-        };
-        if now < next_at {
+        let tick = self
+            .bulk
+            .request
+            .tick(now, self.cfg.bulk_retries, self.cfg.bulk_interval_ms);
+        match tick {
+            Tick::Wait => {}
+            Tick::Send => self.send_bulk_request(t, now),
+            Tick::GiveUp { tries } => {
+                self.counters.bulk_failed += 1;
+                self.events.push(Event::BulkFailed);
+                tracing::warn!(
+                    tries,
+                    "state sync: no bulk update from the peer after {tries} requests; giving up \
+                     (CARP demotion lifted)"
+                );
+            }
+        }
+    }
+
+    /// A request out of turn, from a datagram just accepted: its sender is new while ours is
+    /// pending (`peer_new`: ours may have gone to nobody), or a gap fell out of the replay
+    /// window (`quiet`: asked whatever our request's state, so no demotion).
+    pub(super) fn request_early(
+        &mut self,
+        t: &mut dyn Transport,
+        now: Millis,
+        quiet: bool,
+        peer_new: bool,
+    ) {
+        if !(quiet || (peer_new && self.bulk_pending())) || self.bulk.held_off(now) {
             return;
         }
-        if tries >= self.cfg.bulk_retries {
-            self.bulk = Bulk::Failed;
-            self.counters.bulk_failed += 1;
-            self.events.push(Event::BulkFailed);
-            tracing::warn!(
-                tries,
-                "state sync: no bulk update from the peer after {tries} requests; giving up \
-                 (CARP demotion lifted)"
-            );
-            return;
-        }
-        self.bulk = Bulk::Pending {
-            tries: tries + 1,
-            next_at: now + self.cfg.bulk_interval_ms,
-        };
         self.send_bulk_request(t, now);
+        self.bulk.request.sent_early(now, self.cfg.bulk_interval_ms);
     }
 
     pub(super) fn send_bulk_request(&mut self, t: &mut dyn Transport, now: Millis) {
         self.counters.bulk_requests += 1;
-        self.last_request = Some(now);
+        self.bulk.last_request = Some(now);
         self.push(t, Record::BULK_REQUEST, now);
         self.flush(t, now, true);
     }
@@ -118,8 +277,7 @@ impl Replicator {
             }
         }
         self.counters.bulk_received += 1;
-        if self.bulk_pending() {
-            self.bulk = Bulk::Done;
+        if self.bulk.request.received() {
             self.events.push(Event::BulkDone);
             tracing::info!(host, "state sync: bulk update received");
         }

@@ -184,18 +184,7 @@ impl Replicator {
             }
         }
         self.deliver(t, h.host, now);
-        let held_off = self
-            .last_request
-            .is_some_and(|l| now < l + REQUEST_HOLDOFF_MS);
-        if (quiet_bulk || (retry_now && self.bulk_pending())) && !held_off {
-            self.send_bulk_request(t, now);
-            if let Bulk::Pending { tries, .. } = self.bulk {
-                self.bulk = Bulk::Pending {
-                    tries: tries.max(1),
-                    next_at: now + self.cfg.bulk_interval_ms,
-                };
-            }
-        }
+        self.request_early(t, now, quiet_bulk, retry_now);
     }
 
     /// Apply, in sequence order, the held datagrams of `host` up to its `cum`.
