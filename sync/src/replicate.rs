@@ -432,14 +432,6 @@ struct Sent {
     bytes: Vec<u8>,
 }
 
-#[derive(Debug)]
-struct Walk {
-    states: Vec<Arc<State>>,
-    at: usize,
-    started: Millis,
-    resync: bool,
-}
-
 fn bus_record(status: BusStatus, endtime_ms: u32) -> Record {
     Record::Bus(BusRecord {
         creator: 0,
@@ -471,11 +463,8 @@ pub struct Replicator {
     last_ack_rx: Option<Millis>,
     peers: HashMap<u32, PeerRx>,
     last_peer: Option<(u32, u32)>,
-    /// Our request for the peer's walk.
+    /// The bulk update: our request for the peer's walk, our walk for the peer.
     bulk: BulkUpdate,
-    walk: Option<Walk>,
-    walk_again: bool,
-    walk_again_resync: bool,
     counters: Counters,
     last_error: Option<String>,
     buf: Vec<u8>,
@@ -558,9 +547,6 @@ impl Replicator {
             lease_out: Vec::new(),
             leases: HashMap::new(),
             bulk,
-            walk: None,
-            walk_again: false,
-            walk_again_resync: false,
             counters: Counters::default(),
             last_error: None,
             events: Vec::new(),
@@ -598,7 +584,7 @@ impl Replicator {
             states: self.table.len(),
             lag_ms,
             bulk: self.bulk.request.describe(self.cfg.bulk_retries),
-            walk: self.walk.as_ref().map(|w| (w.at, w.states.len())),
+            walk: self.bulk.walk.progress(),
             unacked: self.ring.len(),
             next_seq: self.next_seq,
             last_error: self.last_error.clone(),
@@ -642,7 +628,7 @@ impl Replicator {
         if let Some(s) = self.open_since {
             at(s + self.cfg.flush_delay_ms);
         }
-        if self.walk.is_some() {
+        if self.bulk.walk.is_walking() {
             at(now + 1);
         }
         if let Some(next_at) = self.bulk.request.next_at() {

@@ -17,6 +17,9 @@ pub(super) struct BulkUpdate {
     /// When we last sent a request (ours, a retry or a quiet one): a peer appearing does not
     /// bring another within [`REQUEST_HOLDOFF_MS`].
     last_request: Option<Millis>,
+    /// Theirs: our walk answering the peer's request (or a journal overflow, or a NACK
+    /// beyond the ring).
+    pub(super) walk: WalkState,
 }
 
 impl BulkUpdate {
@@ -24,6 +27,7 @@ impl BulkUpdate {
         BulkUpdate {
             request: Request::new(retries),
             last_request: None,
+            walk: WalkState::Idle,
         }
     }
 
@@ -153,6 +157,133 @@ impl Request {
     }
 }
 
+/// Our walk of the table for the peer: BUS START, INS for every state of a snapshot, BUS END.
+///
+/// ```text
+/// Idle, start(r)                -> Walking { walk(r), again: None }    snapshot, BUS START
+/// Walking { again }, start(r)   -> Walking { again: Some(a) }          a.resync = r or again's
+/// Walking, next_state           -> Walking, one state further          INS (paced by the caller)
+/// Walking, all states passed,
+///   finish                      -> Idle, handing back `again`          BUS END, bulk_sent
+/// ```
+///
+/// A request during a walk queues one more walk after it (however many arrive: one walk
+/// answers them all), a resync if any of them was one (a resync clears the states' queued
+/// marks; a plain walk does not). The caller starts the queued walk at once after END, so its
+/// START follows the END: the peer's purge of the first walk is not undone by the second.
+#[derive(Debug)]
+pub(super) enum WalkState {
+    Idle,
+    Walking { walk: Walk, again: Option<Again> },
+}
+
+/// One walk: a snapshot of the table and how far it is sent.
+#[derive(Debug)]
+pub(super) struct Walk {
+    states: Vec<Arc<State>>,
+    at: usize,
+    started: Millis,
+    resync: bool,
+}
+
+/// A walk queued behind the one in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Again {
+    pub(super) resync: bool,
+}
+
+/// What [`WalkState::start`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Start {
+    /// A walk started over this many states: send BUS START.
+    Started(usize),
+    /// A walk is in progress: another follows it.
+    Queued,
+}
+
+/// A walk that passed its last state: what END needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ended {
+    pub(super) started: Millis,
+    pub(super) again: Option<Again>,
+}
+
+impl WalkState {
+    /// A walk is wanted. `snapshot` is taken only if none is in progress (it costs an
+    /// atomic increment per state).
+    pub(super) fn start(
+        &mut self,
+        now: Millis,
+        resync: bool,
+        snapshot: impl FnOnce() -> Vec<Arc<State>>,
+    ) -> Start {
+        match self {
+            WalkState::Idle => {
+                let states = snapshot();
+                let n = states.len();
+                *self = WalkState::Walking {
+                    walk: Walk {
+                        states,
+                        at: 0,
+                        started: now,
+                        resync,
+                    },
+                    again: None,
+                };
+                Start::Started(n)
+            }
+            WalkState::Walking { again, .. } => {
+                let resync = resync || again.is_some_and(|a| a.resync);
+                *again = Some(Again { resync });
+                Start::Queued
+            }
+        }
+    }
+
+    /// True while a walk has states left to pass.
+    pub(super) fn has_next(&self) -> bool {
+        matches!(self, WalkState::Walking { walk, .. } if walk.at < walk.states.len())
+    }
+
+    /// The next state of the walk (removed ones too: the caller skips them), and whether the
+    /// walk is a resync.
+    pub(super) fn next_state(&mut self) -> Option<(Arc<State>, bool)> {
+        let WalkState::Walking { walk, .. } = self else {
+            return None;
+        };
+        let s = walk.states.get(walk.at)?;
+        walk.at += 1;
+        Some((Arc::clone(s), walk.resync))
+    }
+
+    /// Ends a walk that passed its last state (back to Idle); `None` while states are left
+    /// or no walk is in progress.
+    pub(super) fn finish(&mut self) -> Option<Ended> {
+        match std::mem::replace(self, WalkState::Idle) {
+            WalkState::Walking { walk, again } if walk.at >= walk.states.len() => Some(Ended {
+                started: walk.started,
+                again,
+            }),
+            unfinished => {
+                *self = unfinished;
+                None
+            }
+        }
+    }
+
+    pub(super) fn is_walking(&self) -> bool {
+        matches!(self, WalkState::Walking { .. })
+    }
+
+    /// States passed and total, for `tandemctl sync status`.
+    pub(super) fn progress(&self) -> Option<(usize, usize)> {
+        match self {
+            WalkState::Idle => None,
+            WalkState::Walking { walk, .. } => Some((walk.at, walk.states.len())),
+        }
+    }
+}
+
 impl Replicator {
     /// Ask the peer for a bulk update again, as at start (`bulk_pending` true again): the
     /// operator's `tandemctl sync resync`.
@@ -166,19 +297,11 @@ impl Replicator {
     /// entries of states newer than the snapshot included) is between START and END, so the
     /// peer's purge spares those states.
     pub(super) fn start_walk(&mut self, t: &mut dyn Transport, now: Millis, resync: bool) {
-        if self.walk.is_some() {
-            self.walk_again = true;
-            self.walk_again_resync |= resync;
+        let table = &self.table;
+        let Start::Started(n) = self.bulk.walk.start(now, resync, || table.snapshot()) else {
             return;
-        }
-        let states = self.table.snapshot();
-        self.events.push(Event::WalkStarted(states.len()));
-        self.walk = Some(Walk {
-            states,
-            at: 0,
-            started: now,
-            resync,
-        });
+        };
+        self.events.push(Event::WalkStarted(n));
         self.push(t, bus_record(BusStatus::Start, 0), now);
         let leases: Vec<LeaseRecord> = self.leases.values().copied().collect();
         for r in leases {
@@ -186,35 +309,33 @@ impl Replicator {
         }
     }
 
+    /// At most `bulk_pace` datagrams of the walk, within the credit; END once every state
+    /// was passed, then the walk queued behind it.
     pub(super) fn walk_step(&mut self, t: &mut dyn Transport, now: Millis) {
-        let Some(mut w) = self.walk.take() else {
-            return;
-        };
         let limit = self.counters.tx_sequenced + self.cfg.bulk_pace.max(1) as u64;
-        while w.at < w.states.len() && self.counters.tx_sequenced < limit && self.credit(now) {
-            let s = Arc::clone(&w.states[w.at]);
-            w.at += 1;
+        while self.bulk.walk.has_next() && self.counters.tx_sequenced < limit && self.credit(now) {
+            let Some((s, resync)) = self.bulk.walk.next_state() else {
+                break;
+            };
             if s.is_removed() {
                 continue;
             }
-            if w.resync {
+            if resync {
                 s.clear_queued();
             }
             self.push(t, Record::Ins(ins_record(&s, now)), now);
         }
-        if w.at < w.states.len() {
-            self.walk = Some(w);
+        let Some(end) = self.bulk.walk.finish() else {
             return;
-        }
+        };
         // What the journal holds now goes out before END (tidier; the purge spares it anyway,
         // being after START).
         self.drain(t, now);
-        self.push(t, bus_record(BusStatus::End, age(now, w.started)), now);
+        self.push(t, bus_record(BusStatus::End, age(now, end.started)), now);
         self.flush(t, now, true);
         self.counters.bulk_sent += 1;
-        if std::mem::take(&mut self.walk_again) {
-            let resync = std::mem::take(&mut self.walk_again_resync);
-            self.start_walk(t, now, resync);
+        if let Some(again) = end.again {
+            self.start_walk(t, now, again.resync);
         }
     }
 
