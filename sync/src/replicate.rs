@@ -106,7 +106,7 @@ mod bulk;
 mod receive;
 mod send;
 
-use bulk::BulkUpdate;
+use bulk::{BulkUpdate, Incoming};
 
 /// Replicator settings (`ha.state_sync`).
 #[derive(Debug, Clone)]
@@ -397,8 +397,8 @@ struct PeerRx {
     nack_now: bool,
     lag_min: Option<u32>,
     lag_last: u32,
-    /// Between BUS START and END: the ids of the sender's creator we heard of.
-    bulk_seen: Option<HashSet<SyncId>>,
+    /// Its walk, as we receive it: the ids of its creator heard between BUS START and END.
+    incoming: Incoming,
     /// State records of sequenced datagrams not yet applied (a gap before them), by seq.
     held: BTreeMap<u64, Vec<Record>>,
 }

@@ -284,6 +284,42 @@ impl WalkState {
     }
 }
 
+/// The peer's walk as we receive it, per sender (in its `PeerRx`, so a restarted sender starts
+/// outside): the ids of its creator heard between its START and END, which the purge spares.
+///
+/// ```text
+/// Outside, START   -> Open { }          (again on a second START: the marks restart)
+/// Open, heard(id)  -> Open { + id }     (Outside: nothing)
+/// Open, END        -> Outside, handing back the marks: purge, bulk_received
+/// Outside, END     -> Outside, nothing  (an END without its START: no purge)
+/// ```
+#[derive(Debug, Default)]
+pub(super) enum Incoming {
+    #[default]
+    Outside,
+    Open(HashSet<SyncId>),
+}
+
+impl Incoming {
+    pub(super) fn start(&mut self) {
+        *self = Incoming::Open(HashSet::new());
+    }
+
+    pub(super) fn heard(&mut self, id: SyncId) {
+        if let Incoming::Open(seen) = self {
+            seen.insert(id);
+        }
+    }
+
+    /// The marks of the walk that ends, if one was open.
+    pub(super) fn end(&mut self) -> Option<HashSet<SyncId>> {
+        match std::mem::take(self) {
+            Incoming::Open(seen) => Some(seen),
+            Incoming::Outside => None,
+        }
+    }
+}
+
 impl Replicator {
     /// Ask the peer for a bulk update again, as at start (`bulk_pending` true again): the
     /// operator's `tandemctl sync resync`.
@@ -388,7 +424,7 @@ impl Replicator {
         let Some(p) = self.peers.get_mut(&host) else {
             return;
         };
-        let Some(seen) = p.bulk_seen.take() else {
+        let Some(seen) = p.incoming.end() else {
             return;
         };
         for s in self.table.snapshot() {

@@ -267,7 +267,7 @@ impl Replicator {
                 self.counters.rx_bus += 1;
                 match b.status {
                     BusStatus::Start => {
-                        self.peers.entry(host).or_default().bulk_seen = Some(HashSet::new());
+                        self.peers.entry(host).or_default().incoming.start();
                     }
                     BusStatus::End => self.bulk_end(host),
                 }
@@ -304,8 +304,8 @@ impl Replicator {
         if { id.creator } != host {
             return;
         }
-        if let Some(seen) = self.peers.get_mut(&host).and_then(|p| p.bulk_seen.as_mut()) {
-            seen.insert(id);
+        if let Some(p) = self.peers.get_mut(&host) {
+            p.incoming.heard(id);
         }
     }
 
