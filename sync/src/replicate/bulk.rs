@@ -440,3 +440,6 @@ impl Replicator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
