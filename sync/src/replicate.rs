@@ -71,6 +71,9 @@
 //! states of its creator we carry for it since it died: live connections. A gap that fell out
 //! of the replay window (`window_lost`) asks for a *quiet* bulk update (no demotion).
 //!
+//! The request, the walk and the peer's walk as received are three state machines, each with
+//! its states and transitions listed in one place (`replicate/bulk.rs`).
+//!
 //! # In order, flow control
 //!
 //! State records are applied in sequence order: a datagram above a hole is held until the hole

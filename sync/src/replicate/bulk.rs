@@ -1,8 +1,11 @@
 //! The bulk update: asking for one (the request timer), answering one (the table walk, paced),
 //! and ending one (the purge at BUS END). See the parent's doc, *Bulk update*.
 //!
-//! Each side is an enum whose transitions are the methods of its `impl`, with no I/O: the
-//! [`Replicator`] methods at the end of the file send and count around each transition.
+//! Three machines, each an enum whose transitions are the methods of its `impl` (listed in its
+//! doc): [`Request`], ours to the peer; [`WalkState`], our walk answering the peer's; and
+//! [`Incoming`], the peer's walk as we receive it. They do no I/O and count nothing, so each
+//! can be tested alone: the [`Replicator`] methods at the end of the file send, count and
+//! report around each transition.
 
 use super::*;
 
@@ -169,11 +172,14 @@ impl Request {
 ///
 /// A request during a walk queues one more walk after it (however many arrive: one walk
 /// answers them all), a resync if any of them was one (a resync clears the states' queued
-/// marks; a plain walk does not). The caller starts the queued walk at once after END, so its
-/// START follows the END: the peer's purge of the first walk is not undone by the second.
+/// marks; a plain walk does not). The caller starts the queued walk only after END: a START
+/// inside the first walk would restart the peer's marks, and the first END would then purge
+/// the states sent before it.
 #[derive(Debug)]
 pub(super) enum WalkState {
+    /// No walk in progress.
     Idle,
+    /// A walk in progress, and the one queued behind it, if any.
     Walking { walk: Walk, again: Option<Again> },
 }
 
