@@ -71,6 +71,9 @@
 //! states of its creator we carry for it since it died: live connections. A gap that fell out
 //! of the replay window (`window_lost`) asks for a *quiet* bulk update (no demotion).
 //!
+//! The request, the walk and the peer's walk as received are three state machines, each with
+//! its states and transitions listed in one place (`replicate/bulk.rs`).
+//!
 //! # In order, flow control
 //!
 //! State records are applied in sequence order: a datagram above a hole is held until the hole
@@ -105,6 +108,8 @@ use crate::wire::{
 mod bulk;
 mod receive;
 mod send;
+
+use bulk::{BulkUpdate, Incoming};
 
 /// Replicator settings (`ha.state_sync`).
 #[derive(Debug, Clone)]
@@ -379,14 +384,6 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Bulk {
-    Off,
-    Pending { tries: u32, next_at: Millis },
-    Done,
-    Failed,
-}
-
 /// Receive state of one sender (by host id).
 #[derive(Debug, Default)]
 struct PeerRx {
@@ -403,8 +400,8 @@ struct PeerRx {
     nack_now: bool,
     lag_min: Option<u32>,
     lag_last: u32,
-    /// Between BUS START and END: the ids of the sender's creator we heard of.
-    bulk_seen: Option<HashSet<SyncId>>,
+    /// Its walk, as we receive it: the ids of its creator heard between BUS START and END.
+    incoming: Incoming,
     /// State records of sequenced datagrams not yet applied (a gap before them), by seq.
     held: BTreeMap<u64, Vec<Record>>,
 }
@@ -438,14 +435,6 @@ struct Sent {
     bytes: Vec<u8>,
 }
 
-#[derive(Debug)]
-struct Walk {
-    states: Vec<Arc<State>>,
-    at: usize,
-    started: Millis,
-    resync: bool,
-}
-
 fn bus_record(status: BusStatus, endtime_ms: u32) -> Record {
     Record::Bus(BusRecord {
         creator: 0,
@@ -456,8 +445,6 @@ fn bus_record(status: BusStatus, endtime_ms: u32) -> Record {
 
 /// NACK ranges per round (a 64-wide window has at most 32 holes).
 const MAX_NACKS: usize = 32;
-/// A bulk request is not repeated within this long because a peer appeared.
-const REQUEST_HOLDOFF_MS: Millis = 1000;
 
 /// The replication engine. See the [module documentation](self).
 #[derive(Debug)]
@@ -479,11 +466,8 @@ pub struct Replicator {
     last_ack_rx: Option<Millis>,
     peers: HashMap<u32, PeerRx>,
     last_peer: Option<(u32, u32)>,
-    bulk: Bulk,
-    last_request: Option<Millis>,
-    walk: Option<Walk>,
-    walk_again: bool,
-    walk_again_resync: bool,
+    /// The bulk update: our request for the peer's walk, our walk for the peer.
+    bulk: BulkUpdate,
     counters: Counters,
     last_error: Option<String>,
     buf: Vec<u8>,
@@ -546,14 +530,7 @@ impl Replicator {
         );
         let builder = FrameBuilder::new(cfg.key.clone(), cfg.host_id, cfg.boot_id, cfg.mtu);
         let ctl = FrameBuilder::new(cfg.key.clone(), cfg.host_id, cfg.boot_id, cfg.mtu);
-        let bulk = if cfg.bulk_retries == 0 {
-            Bulk::Off
-        } else {
-            Bulk::Pending {
-                tries: 0,
-                next_at: 0,
-            }
-        };
+        let bulk = BulkUpdate::new(cfg.bulk_retries);
         Replicator {
             buf: vec![0; 65_536],
             cfg,
@@ -573,10 +550,6 @@ impl Replicator {
             lease_out: Vec::new(),
             leases: HashMap::new(),
             bulk,
-            last_request: None,
-            walk: None,
-            walk_again: false,
-            walk_again_resync: false,
             counters: Counters::default(),
             last_error: None,
             events: Vec::new(),
@@ -592,7 +565,7 @@ impl Replicator {
 
     /// True until our bulk update arrived or gave up: demote CARP (by 240) while true.
     pub fn bulk_pending(&self) -> bool {
-        matches!(self.bulk, Bulk::Pending { .. })
+        self.bulk.request.is_pending()
     }
 
     /// The counters.
@@ -613,15 +586,8 @@ impl Replicator {
             peer_host: self.last_peer,
             states: self.table.len(),
             lag_ms,
-            bulk: match self.bulk {
-                Bulk::Off => "off".into(),
-                Bulk::Done => "done".into(),
-                Bulk::Failed => "failed".into(),
-                Bulk::Pending { tries, .. } => {
-                    format!("pending (try {}/{})", tries.max(1), self.cfg.bulk_retries)
-                }
-            },
-            walk: self.walk.as_ref().map(|w| (w.at, w.states.len())),
+            bulk: self.bulk.request.describe(self.cfg.bulk_retries),
+            walk: self.bulk.walk.progress(),
             unacked: self.ring.len(),
             next_seq: self.next_seq,
             last_error: self.last_error.clone(),
@@ -665,10 +631,10 @@ impl Replicator {
         if let Some(s) = self.open_since {
             at(s + self.cfg.flush_delay_ms);
         }
-        if self.walk.is_some() {
+        if self.bulk.walk.is_walking() {
             at(now + 1);
         }
-        if let Bulk::Pending { next_at, .. } = self.bulk {
+        if let Some(next_at) = self.bulk.request.next_at() {
             at(next_at);
         }
         if !self.ring.is_empty() {

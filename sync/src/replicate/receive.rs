@@ -184,18 +184,7 @@ impl Replicator {
             }
         }
         self.deliver(t, h.host, now);
-        let held_off = self
-            .last_request
-            .is_some_and(|l| now < l + REQUEST_HOLDOFF_MS);
-        if (quiet_bulk || (retry_now && self.bulk_pending())) && !held_off {
-            self.send_bulk_request(t, now);
-            if let Bulk::Pending { tries, .. } = self.bulk {
-                self.bulk = Bulk::Pending {
-                    tries: tries.max(1),
-                    next_at: now + self.cfg.bulk_interval_ms,
-                };
-            }
-        }
+        self.request_early(t, now, quiet_bulk, retry_now);
     }
 
     /// Apply, in sequence order, the held datagrams of `host` up to its `cum`.
@@ -278,7 +267,7 @@ impl Replicator {
                 self.counters.rx_bus += 1;
                 match b.status {
                     BusStatus::Start => {
-                        self.peers.entry(host).or_default().bulk_seen = Some(HashSet::new());
+                        self.peers.entry(host).or_default().incoming.start();
                     }
                     BusStatus::End => self.bulk_end(host),
                 }
@@ -315,8 +304,8 @@ impl Replicator {
         if { id.creator } != host {
             return;
         }
-        if let Some(seen) = self.peers.get_mut(&host).and_then(|p| p.bulk_seen.as_mut()) {
-            seen.insert(id);
+        if let Some(p) = self.peers.get_mut(&host) {
+            p.incoming.heard(id);
         }
     }
 
