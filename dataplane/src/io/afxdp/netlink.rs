@@ -287,3 +287,28 @@ fn set_xdp_fd(ifindex: u32, fd: i32, flags: u32) -> io::Result<()> {
     );
     request(&msg).map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Read-only questions about `lo`, which every namespace has with index 1, no XDP program and
+    // no ethtool channels (so the queue count comes from `IFLA_NUM_RX_QUEUES`).
+    #[test]
+    fn loopback_link_info() {
+        assert_eq!(kernel_ifindex("lo").unwrap(), 1);
+        assert!(rx_queue_count("lo").unwrap() >= 1);
+        assert_eq!(attached_xdp("lo").unwrap(), None);
+        // Nothing attached: nothing sent.
+        detach_xdp("lo").unwrap();
+    }
+
+    #[test]
+    fn missing_interface_is_an_os_error() {
+        let err = kernel_ifindex("tandem-none0").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+        // The kernel's NLMSG_ERROR comes back as its errno.
+        let err = link_info(u32::MAX >> 1).err().unwrap();
+        assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+    }
+}
