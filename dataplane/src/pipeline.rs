@@ -520,7 +520,9 @@ impl WorkerSide {
             sport: l4.sport,
             dport: l4.dport,
         };
-        let p = Packet {
+        // Built only off the fast path: copying the key and the L4 facts costs an established
+        // packet ~15 instructions it does not need.
+        let packet = || Packet {
             in_if,
             len,
             key,
@@ -554,7 +556,7 @@ impl WorkerSide {
                     if let Some((s, _)) = dp.states.lookup(&key) {
                         dp.states.remove(&s, Origin::Local(&self.journal));
                     }
-                    return self.new_flow(gen, dp, buf, &p);
+                    return self.new_flow(gen, dp, buf, &packet());
                 }
                 Err(TrackError::BadWindow) => {
                     c.drop_tcp_bad_window.inc();
@@ -593,12 +595,12 @@ impl WorkerSide {
                 c.drop_fragment.inc();
                 return Verdict::Drop;
             }
-            return self.icmp_error(gen, dp, buf, &p);
+            return self.icmp_error(gen, dp, buf, &packet());
         }
         if is_local(gen, dp, dst) {
-            return self.local(gen, dp, buf, &p);
+            return self.local(gen, dp, buf, &packet());
         }
-        self.new_flow(gen, dp, buf, &p)
+        self.new_flow(gen, dp, buf, &packet())
     }
 }
 

@@ -392,11 +392,11 @@ fn rules(g: &mut BenchmarkGroup<'_, WallTime>) {
     });
 }
 
-/// Criterion's filter (its first positional argument), anchors stripped: setups of benchmarks
-/// it excludes are skipped (the 1M-state table alone takes seconds, and would pollute a
-/// `perf record` of another benchmark). A plain substring test, not criterion's regex: with a
-/// regex beyond `^...$`, run without a filter.
-fn filter() -> Option<String> {
+/// Criterion's filter (its first positional argument) and whether it ends in `$`: setups of
+/// benchmarks it excludes are skipped (the 1M-state tables alone take seconds, and would
+/// pollute a `perf record` or a callgrind count of another benchmark). A substring test, or an
+/// exact suffix with `$`, not criterion's regex: with a regex beyond `^...$`, run without one.
+fn filter() -> Option<(String, bool)> {
     const WITH_VALUE: &[&str] = &[
         "-c",
         "--color",
@@ -423,7 +423,11 @@ fn filter() -> Option<String> {
         if WITH_VALUE.contains(&a.as_str()) {
             args.next();
         } else if !a.starts_with('-') {
-            return Some(a.trim_start_matches('^').trim_end_matches('$').to_owned());
+            let exact = a.ends_with('$');
+            return Some((
+                a.trim_start_matches('^').trim_end_matches('$').to_owned(),
+                exact,
+            ));
         }
     }
     None
@@ -432,8 +436,16 @@ fn filter() -> Option<String> {
 fn fastpath(c: &mut Criterion) {
     let f = filter();
     let wanted = |ids: &[&str]| {
-        f.as_deref()
-            .is_none_or(|f| ids.iter().any(|id| format!("fastpath/{id}").contains(f)))
+        f.as_ref().is_none_or(|(f, exact)| {
+            ids.iter().any(|id| {
+                let name = format!("fastpath/{id}");
+                if *exact {
+                    name.ends_with(f.as_str())
+                } else {
+                    name.contains(f.as_str())
+                }
+            })
+        })
     };
     let mut g = c.benchmark_group("fastpath");
     g.measurement_time(Duration::from_secs(8));

@@ -124,9 +124,10 @@ impl MacAddr {
         MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
     }
 
-    pub const fn is_broadcast(&self) -> bool {
-        let b = self.0;
-        b[0] == 0xff && b[1] == 0xff && b[2] == 0xff && b[3] == 0xff && b[4] == 0xff && b[5] == 0xff
+    /// One comparison of the six bytes as a whole (checked on every frame not to our MAC).
+    #[inline]
+    pub fn is_broadcast(&self) -> bool {
+        self.0 == [0xff; 6]
     }
 
     pub const fn is_multicast(&self) -> bool {

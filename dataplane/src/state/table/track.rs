@@ -9,6 +9,7 @@ impl State {
     /// on success the counters and, unless pf's loose rule accepted it, the expiry are updated.
     /// On [`TrackError::PortReuse`] the state is marked [`TimeoutClass::Purge`]: the caller
     /// removes it (outside any [`StateTable::with_state`] closure) and may create a new one.
+    #[inline]
     pub fn track_tcp(
         &self,
         dir: Direction,
@@ -25,6 +26,7 @@ impl State {
     /// instead of being refused. Only for such segments: a segment sent to the box's own
     /// address cannot loosen a state, so a host next to a backup cannot use it to push a
     /// connection's windows forward (and, through sync, the master's).
+    #[inline]
     pub fn track_tcp_on_takeover(
         &self,
         dir: Direction,
@@ -35,6 +37,9 @@ impl State {
         self.track_tcp_inner(dir, seg, bytes, now, true)
     }
 
+    // Inlined into both callers: it is the established packet's hot path, and the flag it
+    // takes folds away for the common caller.
+    #[inline(always)]
     pub(super) fn track_tcp_inner(
         &self,
         dir: Direction,
