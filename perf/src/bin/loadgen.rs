@@ -105,6 +105,8 @@ fn run(args: &Args) -> Result<(), String> {
     let end = start + duration_ns;
     let mut frame = [0u8; FRAME_LEN];
     let mut sent: u64 = 0;
+    // The probes' sequence numbers: every frame built, sent or not.
+    let mut seq: u64 = 0;
     let mut refused: u64 = 0;
     let mut flow: u16 = 0;
     let mut since_poll: u32 = 0;
@@ -131,25 +133,31 @@ fn run(args: &Args) -> Result<(), String> {
             }
             due.min(256)
         };
+        // The whole burst is queued, then sent with one producer update and the wakeups
+        // the kernel asks for (copy mode sends 32 frames a wakeup): not one sendto a frame.
+        let mut queued = 0u64;
+        let mut no_frame = false;
         for _ in 0..due {
-            template.write(
-                &mut frame,
-                args.base_port.wrapping_add(flow),
-                sent,
-                now_ns(),
-            );
-            if ports.send_copy(0, &frame) {
-                sent += 1;
-                flow += 1;
-                if flow == args.flows {
-                    flow = 0;
-                }
-            } else {
-                // TX ring full or no free frame: let the kernel catch up.
-                refused += 1;
-                ports.poll(64, &mut drop_all);
+            template.write(&mut frame, args.base_port.wrapping_add(flow), seq, now_ns());
+            if !ports.queue_copy(0, &frame) {
+                no_frame = true;
                 break;
             }
+            queued += 1;
+            seq += 1;
+            flow += 1;
+            if flow == args.flows {
+                flow = 0;
+            }
+        }
+        let full_before = ports.counters().tx_ring_full;
+        ports.flush();
+        let not_sent = ports.counters().tx_ring_full - full_before;
+        sent += queued - not_sent;
+        if no_frame || not_sent > 0 {
+            // TX ring full or no free frame: let the kernel catch up.
+            refused += not_sent + u64::from(no_frame);
+            ports.poll(64, &mut drop_all);
         }
         since_poll += due as u32;
         if since_poll >= 1024 {

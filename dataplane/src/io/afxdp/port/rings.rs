@@ -99,17 +99,44 @@ impl Ports for WorkerPorts {
     /// Sends a copy of `bytes` on `out_if` (slow path: ARP, CARP adverts). False, and counted,
     /// if there is no free frame, no such port, the frame is too long, or the TX ring is full.
     fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {
+        let Some(s) = self.queue(out_if, bytes) else {
+            return false;
+        };
+        let before = self.counters.tx;
+        self.flush_one(s);
+        self.counters.tx > before
+    }
+}
+
+impl WorkerPorts {
+    /// Queues a copy of `bytes` for `out_if` without sending it: [`WorkerPorts::flush`] then
+    /// puts every queued frame on its TX ring with one producer update per ring and the
+    /// wakeups the kernel asks for. A sender of many frames (the load generator) pays those
+    /// once per batch instead of once per frame. False, and counted, as for
+    /// [`Ports::send_copy`], except that a full TX ring shows only at the flush
+    /// ([`PortCounters::tx_ring_full`]).
+    pub fn queue_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {
+        self.queue(out_if, bytes).is_some()
+    }
+
+    /// Sends every frame [`WorkerPorts::queue_copy`] queued.
+    pub fn flush(&mut self) {
+        self.flush_tx();
+    }
+
+    /// Copies `bytes` into a free frame queued for `out_if`'s socket, whose index it returns.
+    fn queue(&mut self, out_if: IfIndex, bytes: &[u8]) -> Option<usize> {
         let s = usize::from(self.tx_of[usize::from(out_if)]);
         if s >= self.socks.len() || bytes.is_empty() || bytes.len() > FRAME_SIZE {
             self.counters.bad_verdict += 1;
-            return false;
+            return None;
         }
         if self.pool.is_empty() {
             self.complete();
         }
         let Some(mut desc) = self.pool.pop() else {
             self.counters.send_no_frame += 1;
-            return false;
+            return None;
         };
         self.mark(&desc, Place::Free, Place::Pipeline);
         let written = {
@@ -123,12 +150,10 @@ impl Ports for WorkerPorts {
         if !written {
             self.counters.bad_verdict += 1;
             self.free(desc, Place::Pipeline);
-            return false;
+            return None;
         }
         self.socks[s].pending.push(desc);
-        let before = self.counters.tx;
-        self.flush_one(s);
-        self.counters.tx > before
+        Some(s)
     }
 }
 
