@@ -20,14 +20,14 @@ use tandem_dataplane::filter::{
 };
 use tandem_dataplane::io::mem::MemPort;
 use tandem_dataplane::io::{Frame, Verdict};
-use tandem_dataplane::pipeline::Pipeline;
+use tandem_dataplane::pipeline::{Pipeline, PipelineConfig};
 use tandem_dataplane::state::{Direction, FlowKey};
 use tandem_dataplane::wire::ethernet::{self, EthernetFrame};
 use tandem_dataplane::wire::ipv4::Ipv4Packet;
 use tandem_dataplane::wire::tcp::TcpPacket;
 use tandem_perf::fixture::{
-    box_a, client_syn, establish, established_nat_flows, nat_states, nonzero_counters,
-    table_config, CLIENT, LAN, NOW, SERVER, SERVER_MAC, WAN, WAN_VIP,
+    box_a, client_syn, establish, establish_from, established_nat_flows, nat_states,
+    nonzero_counters, table_config, CLIENT, LAN, NOW, SERVER, SERVER_MAC, WAN, WAN_VIP,
 };
 
 /// Frames per batch (one AF_XDP RX burst).
@@ -236,6 +236,59 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
     let created = counter(&pipe, "states_created") - created0;
     assert_eq!(created, timed_syns);
     println!("new_tcp_connection: check passed, {created} states created by {timed_syns} SYNs");
+}
+
+/// `fastpath/established_nat_2_workers_{same_flow,own_flows}`: two workers (threads, each with
+/// its own pipeline) on one table, each forwarding 64-frame batches: of one flow both (the
+/// worst case for the shared table: one key shard, one state), or of a flow each. Throughput is
+/// the pair's, per packet; on this 2-vCPU VM the two threads have a core each only when nothing
+/// else runs.
+fn two_workers(g: &mut BenchmarkGroup<'_, WallTime>, same_flow: bool) {
+    let (dp, mut a) = box_a(table_config(100_000));
+    let mut b = Pipeline::new(dp.clone(), &PipelineConfig::default());
+    let flow_a = establish(&mut a);
+    let flow_b = if same_flow {
+        flow_a.clone()
+    } else {
+        establish_from(&mut b, 40001)
+    };
+    let mut frames_a: Vec<Frame> = (0..BATCH).map(|_| Frame::new()).collect();
+    let mut frames_b: Vec<Frame> = (0..BATCH).map(|_| Frame::new()).collect();
+    let (before_a, before_b) = (a.counters().snapshot(), b.counters().snapshot());
+    let name = if same_flow {
+        "established_nat_2_workers_same_flow"
+    } else {
+        "established_nat_2_workers_own_flows"
+    };
+    g.throughput(Throughput::Elements(2 * BATCH as u64));
+    g.bench_function(name, |bench| {
+        bench.iter_custom(|iters| {
+            let start = std::sync::Barrier::new(3);
+            std::thread::scope(|s| {
+                for (pipe, frames, tmpl) in [
+                    (&mut a, &mut frames_a, &flow_a.ack_frame),
+                    (&mut b, &mut frames_b, &flow_b.ack_frame),
+                ] {
+                    let start = &start;
+                    s.spawn(move || {
+                        start.wait();
+                        for _ in 0..iters {
+                            refill(frames, tmpl);
+                            black_box(process_batch(pipe, LAN, frames));
+                        }
+                    });
+                }
+                start.wait();
+                let t0 = Instant::now();
+                // The scope joins both workers before it returns.
+                t0
+            })
+            .elapsed()
+        })
+    });
+    assert_all_forwarded(&a, &before_a, name);
+    assert_all_forwarded(&b, &before_b, name);
+    assert_eq!(dp.states.len(), if same_flow { 1 } else { 2 });
 }
 
 /// Fills the batch with the next frames of `flows`, from `*next` on, wrapping around.
@@ -467,6 +520,12 @@ fn fastpath(c: &mut Criterion) {
     }
     if wanted(&["established_nat_1m_random"]) {
         established_1m_random(&mut g);
+    }
+    if wanted(&["established_nat_2_workers_same_flow"]) {
+        two_workers(&mut g, true);
+    }
+    if wanted(&["established_nat_2_workers_own_flows"]) {
+        two_workers(&mut g, false);
     }
     g.finish();
 }

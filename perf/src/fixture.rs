@@ -263,8 +263,13 @@ fn run(pipe: &mut Pipeline, in_if: IfIndex, bytes: &[u8]) -> (IfIndex, Vec<u8>) 
 /// Runs the handshake client 192.168.0.100:40000 -> server 172.25.46.1:80 (SYN, SYN-ACK,
 /// ACK) through `pipe`, checking each segment leaves by the right port translated.
 pub fn establish(pipe: &mut Pipeline) -> EstablishedFlow {
+    establish_from(pipe, 40000)
+}
+
+/// [`establish`] from the client's port `sport`: another flow.
+pub fn establish_from(pipe: &mut Pipeline, sport: u16) -> EstablishedFlow {
     let (client_isn, server_isn) = (1_000_000u32, 5_000_000u32);
-    let (out, syn) = run(pipe, LAN, &client_syn(CLIENT, 40000, client_isn));
+    let (out, syn) = run(pipe, LAN, &client_syn(CLIENT, sport, client_isn));
     assert_eq!(out, WAN, "SYN leaves by wan");
     let ip = Ipv4Packet::new_unchecked(&syn[ethernet::HEADER_LEN..]);
     assert_eq!(ip.src_addr(), WAN_VIP, "SYN translated to the WAN VIP");
@@ -296,7 +301,7 @@ pub fn establish(pipe: &mut Pipeline) -> EstablishedFlow {
         MacAddr::carp_virtual(LAN_VHID),
         CLIENT_MAC,
         &Segment {
-            src: (CLIENT, 40000),
+            src: (CLIENT, sport),
             dst: (SERVER, 80),
             seq: client_isn + 1,
             ack: server_isn + 1,
