@@ -1,7 +1,7 @@
 //! AF_XDP worker ports on real veth pairs.
 //!
 //! Root only (skipped, with a message, otherwise). Tests bind sockets: run them one at a time,
-//! `cargo test -p tandem-dataplane --test afxdp_forward -- --test-threads=1`.
+//! `cargo test -p tandem-dataplane --test lab_afxdp_forward -- --test-threads=1`.
 //!
 //! Network safety: each test creates its own namespace `tdxdp-<pid>-<n>` (`ip netns add`) and
 //! its veth pairs inside it (`ip -n NS link add ...`); nothing is added to the root namespace.
