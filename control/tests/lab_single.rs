@@ -20,12 +20,20 @@ fn one_box_forwards_pings_downloads_and_refuses_what_the_rules_refuse() {
     let mut fw = Fw::start(&lab, Node::Fwa, &config("fw-single.toml"));
 
     // veth's driver runs XDP: the program runs native, the sockets in copy mode (veth has no
-    // zero-copy), every RX queue bound; status says so.
+    // zero-copy), every RX queue of each device bound; status says so.
     let status = fw.json(&["status"]);
     for i in status["interfaces"].as_array().expect("interfaces") {
         assert_eq!(i["xdp"], "native", "{i}");
         assert_eq!(i["socket"], "copy", "{i}");
-        assert!(i["queues"].as_u64().unwrap_or(0) >= 1, "{i}");
+        // Every RX queue the kernel has for the device (veth: one per CPU).
+        let dev = i["device"].as_str().expect("device");
+        let rx_queues = lab
+            .run(Node::Fwa, &["ls", &format!("/sys/class/net/{dev}/queues")])
+            .lines()
+            .filter(|q| q.starts_with("rx-"))
+            .count() as u64;
+        assert!(rx_queues >= 1);
+        assert_eq!(i["queues"].as_u64(), Some(rx_queues), "{i}");
     }
 
     // The box answers for its own address and the VIP, and forwards to the server.
