@@ -10,7 +10,7 @@ use xsk_rs::{FrameDesc, Socket, Umem};
 
 use super::super::netlink::{self, attached_xdp};
 use super::super::{BindMode, OpenError, Queues, WorkerConfig};
-use super::{Place, Port, PortCounters, Sock, WorkerPorts, CHUNK_SIZE, COMPLETE_BATCH, NO_PORT};
+use super::{Port, PortCounters, Sock, WorkerPorts, CHUNK_SIZE, COMPLETE_BATCH, NO_PORT};
 
 pub(super) fn is_zero_copy(fd: libc::c_int) -> bool {
     let mut opts: u32 = 0;
@@ -215,7 +215,7 @@ impl WorkerPorts {
             tx_of,
             umem,
             #[cfg(debug_assertions)]
-            places: vec![Place::Free; pool.len()],
+            places: vec![super::Place::Free; pool.len()],
             pool,
             total,
             fill_target,
