@@ -20,7 +20,10 @@ pub mod timeouts;
 pub use key::{FlowKey, SyncId};
 pub use nat::PortPolicy;
 pub use src_nodes::{ConnRate, SrcLimits, SrcNodes, SrcRefusal};
-pub use table::{InsertError, NewState, State, StateTable, TableConfig, Tracking, EMBRYONIC_GRACE};
+pub use table::{
+    InsertError, NewState, Prefetched, ReadSection, State, StateTable, TableConfig, Tracking,
+    EMBRYONIC_GRACE,
+};
 pub use tcp::{PeerState, TcpPeer, TcpSegment, TrackError};
 pub use timeouts::{Adaptive, Clock, Millis, TimeoutClass, Timeouts};
 

@@ -2,33 +2,30 @@
 //!
 //! # Keys
 //!
-//! Every state lives under two keys of one `DashMap` (ahash): its stack key (the first packet's
-//! 5-tuple before translation: on the inside for outbound NAT) and its reply key, the reversed
-//! wire key (the answer's 5-tuple as it arrives, before translation: on the outside). Whichever
-//! way a packet goes, its own 5-tuple finds the state in one lookup, and the slot says which
-//! [`Direction`] the packet goes. A slot is `(Arc<State>, Direction)`, 16 bytes: the key is not
-//! copied into the map but borrowed from the state (`Borrow<FlowKey>`), which halves the map
-//! (a `(FlowKey, Arc<State>, Direction)` slot would be 32 bytes). A flow whose stack key equals
-//! its own reply key (src == dst and sport == dport, a LAND packet) cannot get a state: its
-//! second key collides with its first.
+//! Every state lives under two keys of the key index ([`index`]): its stack key (the first
+//! packet's 5-tuple before translation: on the inside for outbound NAT) and its reply key, the
+//! reversed wire key (the answer's 5-tuple as it arrives, before translation: on the outside).
+//! Whichever way a packet goes, its own 5-tuple finds the state in one lookup, and the slot says
+//! which [`Direction`] the packet goes. A slot is one word (the state's address, the direction
+//! and a hash tag): the key is not copied into the index but read from the state. A flow whose
+//! stack key equals its own reply key (src == dst and sport == dport, a LAND packet) cannot get
+//! a state: its second key collides with its first.
 //!
 //! # Locking
 //!
-//! - Workers look states up under a key shard's read lock ([`StateTable::with_state`]), then
-//!   lock the state's own mutex to track the packet. Readers of a key shard never wait for each
-//!   other; they wait for a writer of the same shard (an insert or remove: one slot, a few tens
-//!   of nanoseconds). `with_state` touches no reference count; [`StateTable::lookup`] clones
-//!   the `Arc` (two more atomic read-modify-writes on the state's cache line, which the other
-//!   direction's worker may be using) for callers that keep the state past the lookup.
-//!   Measured (`insert_cost_warm`, release without LTO, this 2-core VM): one thread on hot
-//!   states 21 ns against 29 ns; two threads on the same 16 states 35 ns against 137 ns, the
-//!   refcount's cache line bouncing between the cores. Hence `with_state` for the pipeline.
+//! - Workers look states up without a lock ([`StateTable::with_state`]): the key index is read
+//!   inside an epoch guard (a worker holds one per batch, [`StateTable::read_section`]), and a
+//!   removed state is released only once no guard of its time is left. No reference count is
+//!   touched; the worker then locks the state's own mutex to track the packet.
+//!   [`StateTable::lookup`] clones the `Arc` for callers that keep the state past the lookup.
+//! - Writers of the key index (insert, remove) take a stripe lock chosen by the key, so one
+//!   key's writers serialise; lookups never wait for them.
 //! - The [`SyncId`] index is a separate array of 4096 `Mutex<HashSet>` shards, each entry the
 //!   state's `Arc` hashed by its id (8 bytes a slot). No worker reads it per packet; insert and
 //!   remove touch one shard. It is also the expiry walk's cursor. Cost: one 9-byte slot per
 //!   state (x the load factor), one mutex per insert and remove.
-//! - Lock order: key shard, then id shard, then a state's mutex. No code takes a table lock
-//!   while holding a state's mutex, and nothing takes a key shard while holding an id shard.
+//! - Lock order: key stripe, then id shard, then a state's mutex. No code takes a table lock
+//!   while holding a state's mutex, and nothing takes a key stripe while holding an id shard.
 //!
 //! # Insert and remove
 //!
@@ -42,11 +39,13 @@
 //!
 //! # Memory
 //!
-//! `State` is 120 bytes (with the `Arc` header 136, a 144-byte malloc chunk). Per state the
-//! maps hold two key slots (2 x 17 bytes with hashbrown's control byte) and one id slot
-//! (9 bytes), times the load factor (1.14 to 2.29 as shards grow by doubling): 49 to 99 bytes.
-//! [`StateTable::memory_estimate`] computes it from the live capacities; the `#[ignore]`d test
-//! `one_million_states` reports it with the process RSS.
+//! `State` is 120 bytes (with the `Arc` header 136, a 144-byte malloc chunk). The key index is
+//! mapped whole at start for the larger of the configured capacity and the state limit, at most
+//! half full: 64-byte buckets of 7 slots, 37 bytes per state of the limit; the id index adds one
+//! 9-byte slot per state (x its load factor). [`StateTable::memory_estimate`] computes it; the
+//! `#[ignore]`d test `one_million_states` reports it with the process RSS. A limit raised at run
+//! time above the size the index was mapped for works while the index has room (lookups then
+//! probe further), and inserts that find none fail as at the limit.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
@@ -54,15 +53,15 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use dashmap::DashMap;
-
 use super::key::{FlowKey, SyncId, PROTO_TCP};
 use super::src_nodes::{SrcLimits, SrcNodes, SrcRefusal, DEFAULT_MAX_NODES};
 use super::tcp::{self, TcpPeer, TcpSegment, TrackError};
 use super::timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
 use super::Direction;
 use crate::journal::{JournalKind, NoJournal, Origin, Producer, StateJournal};
+use index::{KeyIndex, Refused};
 
+mod index;
 mod insert;
 mod sweep;
 mod track;
@@ -433,43 +432,8 @@ pub const EXPIRE_SLICES: usize = 100;
 /// The smallest budget of an expiry call: small tables are walked whole every call.
 pub const MIN_EXPIRE_BUDGET: usize = 20_000;
 
-/// Key map shards: more than dashmap's default (4 x cores) so that one shard's writers
-/// (inserts, removes) stall fewer lookups.
-const KEY_SHARDS: usize = 64;
 /// Id index shards: the unit of the expiry walk; ~250 states per shard at 1M states.
 const ID_SHARDS: usize = 4096;
-
-/// A key map slot: the state and which of its two keys this slot is. The key itself is
-/// borrowed from the state ([`Borrow<FlowKey>`]), so a slot is 16 bytes instead of 32
-/// (14-byte key + pointer + direction). Comparing a probe's key derefs the state, which
-/// hashbrown's 7-bit tags make rare on a miss and which a hit needs anyway.
-#[derive(Debug, Clone)]
-pub(crate) struct Slot {
-    state: Arc<State>,
-    dir: Direction,
-}
-
-impl Borrow<FlowKey> for Slot {
-    #[inline]
-    fn borrow(&self) -> &FlowKey {
-        self.state.key(self.dir)
-    }
-}
-
-impl Hash for Slot {
-    #[inline]
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        Borrow::<FlowKey>::borrow(self).hash(h);
-    }
-}
-
-impl PartialEq for Slot {
-    fn eq(&self, other: &Self) -> bool {
-        Borrow::<FlowKey>::borrow(self) == Borrow::<FlowKey>::borrow(other)
-    }
-}
-
-impl Eq for Slot {}
 
 /// An id index entry: the state, hashed and compared by its [`SyncId`] (8 bytes a slot).
 #[derive(Debug)]
@@ -497,9 +461,24 @@ impl Eq for ById {}
 
 type IdShard = Mutex<HashSet<ById, ahash::RandomState>>;
 
+/// A key hashed by [`StateTable::prefetch`], for [`StateTable::prefetch_state`].
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetched {
+    at: index::Hashed,
+}
+
+/// A stretch of lock-free reads of the key index, held by a worker around a batch: the
+/// lookups inside nest in its epoch pin, so a batch pays one fence instead of one a packet. Not
+/// to be held across a wait: while a thread stays pinned, no removed state is released.
+#[must_use]
+#[derive(Debug)]
+pub struct ReadSection {
+    _pin: crossbeam_epoch::Guard,
+}
+
 /// All states, shared by all workers. See the [module documentation](self).
 pub struct StateTable {
-    keys: DashMap<Slot, (), ahash::RandomState>,
+    keys: KeyIndex,
     ids: Box<[IdShard]>,
     count: AtomicUsize,
     next_id: AtomicU64,
@@ -537,11 +516,7 @@ impl StateTable {
             .map(|_| Mutex::new(HashSet::with_capacity_and_hasher(per_shard, hasher.clone())))
             .collect();
         StateTable {
-            keys: DashMap::with_capacity_and_hasher_and_shard_amount(
-                config.capacity * 2,
-                ahash::RandomState::new(),
-                KEY_SHARDS,
-            ),
+            keys: KeyIndex::for_states(config.capacity.max(config.limit as usize)),
             ids,
             count: AtomicUsize::new(0),
             next_id: AtomicU64::new(first_id_of_this_run()),
@@ -614,21 +589,18 @@ impl StateTable {
     }
 
     /// Run `f` on the state a packet with key `key` belongs to, and the packet's direction,
-    /// under the key shard's read lock: no reference count is touched, nothing is allocated.
+    /// without a lock: no reference count is touched, nothing is allocated, nothing shared is
+    /// written (inside a worker's [`ReadSection`]; elsewhere the lookup pins the epoch itself).
     ///
-    /// `f` runs with a key shard's read lock held: it must not call any other `StateTable`
-    /// method (a writer queued on the same shard, or a remove, would deadlock) except
-    /// [`StateTable::updated`]; the state's own methods are fine. To remove a state (port
-    /// reuse), return that decision and use [`StateTable::lookup`] afterwards.
+    /// `f` may not keep the reference past its return (clone the `Arc` for that). To remove a
+    /// state (port reuse), return that decision and use [`StateTable::lookup`] afterwards.
     #[inline]
     pub fn with_state<R>(
         &self,
         key: &FlowKey,
         f: impl FnOnce(&Arc<State>, Direction) -> R,
     ) -> Option<R> {
-        let r = self.keys.get(key)?;
-        let slot = r.key();
-        Some(f(&slot.state, slot.dir))
+        self.keys.with(key, self.keys.hashed(key), f)
     }
 
     /// The state of key `key` and the packet's direction, as an owned `Arc` (two atomic
@@ -636,6 +608,29 @@ impl StateTable {
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(Arc<State>, Direction)> {
         self.with_state(key, |s, d| (Arc::clone(s), d))
+    }
+
+    /// Start a [`ReadSection`] (a worker's batch).
+    #[inline]
+    pub fn read_section(&self) -> ReadSection {
+        ReadSection {
+            _pin: crossbeam_epoch::pin(),
+        }
+    }
+
+    /// Stage 1 of a batch's lookahead: hash `key` and start loading its bucket. See
+    /// `pipeline::lookahead`.
+    #[inline]
+    pub fn prefetch(&self, key: &FlowKey) -> Prefetched {
+        let at = self.keys.hashed(key);
+        self.keys.prefetch_bucket(at);
+        Prefetched { at }
+    }
+
+    /// Stage 2, a few packets later: start loading the state the bucket points to.
+    #[inline]
+    pub fn prefetch_state(&self, p: Prefetched) {
+        self.keys.prefetch_state(p.at);
     }
 
     /// The state with pfsync identity `id`.
@@ -696,7 +691,7 @@ impl StateTable {
             return Err(InsertError::StateLimit);
         }
         // Fail fast, before probing ports, when the flow has a state already.
-        if self.keys.contains_key(&new.stack) {
+        if self.keys.contains(&new.stack) {
             return fail(InsertError::Exists);
         }
 
@@ -714,28 +709,20 @@ impl StateTable {
                 },
                 None => Arc::new(self.build(id, new, wire, created, last, src_tracked)),
             };
-            let slot = Slot {
-                state: Arc::clone(&state),
-                dir: Direction::Reply,
-            };
-            match self.keys.entry(slot) {
-                dashmap::Entry::Vacant(v) => {
-                    v.insert(());
+            match self.keys.insert(&state, Direction::Reply) {
+                Ok(()) => {
                     placed = Some(state);
                     break;
                 }
-                dashmap::Entry::Occupied(o) => {
-                    drop(o.into_key());
-                    spare = Some(state);
-                }
+                Err(Refused::Exists) => spare = Some(state),
+                Err(Refused::Full) => return fail(InsertError::StateLimit),
             }
         }
         let Some(state) = placed else {
             return fail(exhausted);
         };
         let unreply = || {
-            self.keys
-                .remove_if(&state.reply, |k, _| Arc::ptr_eq(&k.state, &state));
+            self.keys.remove(&state.reply, &state);
         };
 
         if !self.id_shard(&id).insert(ById(Arc::clone(&state))) {
@@ -743,33 +730,25 @@ impl StateTable {
             return fail(InsertError::Exists);
         }
 
-        let slot = Slot {
-            state: Arc::clone(&state),
-            dir: Direction::Original,
-        };
-        match self.keys.entry(slot) {
-            dashmap::Entry::Occupied(o) => {
-                // Lost a race with another insert of the same flow.
-                drop(o);
-                let owned = self.id_shard(&id).remove(&id);
-                unreply();
-                if !owned {
-                    // A remover (the expiry walk found it by id) took it out first and has
-                    // already given back its count and its source node's.
-                    return Err(InsertError::Exists);
-                }
-                return fail(InsertError::Exists);
+        if let Err(refused) = self.keys.insert(&state, Direction::Original) {
+            // Lost a race with another insert of the same flow, or no room.
+            let owned = self.id_shard(&id).remove(&id);
+            unreply();
+            if !owned {
+                // A remover (the expiry walk found it by id) took it out first and has
+                // already given back its count and its source node's.
+                return Err(InsertError::Exists);
             }
-            dashmap::Entry::Vacant(v) => {
-                v.insert(());
-            }
+            return fail(match refused {
+                Refused::Exists => InsertError::Exists,
+                Refused::Full => InsertError::StateLimit,
+            });
         }
 
         if state.is_removed() {
             // Removed between our id insert and our stack key insert: the remover may have
             // missed the stack key, take it out ourselves.
-            self.keys
-                .remove_if(&state.stack, |k, _| Arc::ptr_eq(&k.state, &state));
+            self.keys.remove(&state.stack, &state);
         } else {
             origin.record(JournalKind::Insert, &state);
         }

@@ -18,10 +18,8 @@ impl StateTable {
             }
         }
         state.mark_removed();
-        self.keys
-            .remove_if(&state.stack, |k, _| Arc::ptr_eq(&k.state, state));
-        self.keys
-            .remove_if(&state.reply, |k, _| Arc::ptr_eq(&k.state, state));
+        self.keys.remove(&state.stack, state);
+        self.keys.remove(&state.reply, state);
         self.count.fetch_sub(1, Ordering::Relaxed);
         if state.is_src_tracked() {
             self.src_nodes.release(state.rule, state.stack.src);
@@ -68,11 +66,10 @@ impl StateTable {
     /// stopped; a full pass takes about `len() / budget` calls. Returns how many were removed.
     ///
     /// For the housekeeping thread, never a worker. The walk uses the id index, not the key
-    /// map: a shard's lock is held while its states' expiry words are read (atomics, no state
+    /// index: a shard's lock is held while its states' expiry words are read (atomics, no state
     /// mutex), and no worker reads the id index, so lookups never wait for expiry. Expired
-    /// states are removed afterwards, one key slot at a time. dashmap's `retain` was not used:
-    /// it write-locks a whole key shard (stalling every lookup in it) for the length of the
-    /// walk, and cannot remove a state's other key, which may live in the same shard.
+    /// states are removed afterwards, one key slot at a time; their memory is released through
+    /// the epoch once no worker's batch can still see them.
     pub fn expire(&self, now: Millis, budget: usize, by: &Producer) -> usize {
         let timeouts = self.timeouts();
         let adaptive = timeouts
@@ -114,21 +111,20 @@ impl StateTable {
         (self.len() / EXPIRE_SLICES).max(MIN_EXPIRE_BUDGET)
     }
 
-    /// An estimate of the table's memory from the maps' capacities and `size_of` (bytes).
-    /// Counts hashbrown slots (entry + one control byte), the states (`Arc` header included,
-    /// rounded up to glibc's 16-byte chunks with their 8-byte header), not allocator slack.
+    /// An estimate of the table's memory from the structures' sizes (bytes): the key index's
+    /// buckets (mapped whole at start), the id index's hashbrown slots (entry + one control
+    /// byte), the states (`Arc` header included, rounded up to glibc's 16-byte chunks with
+    /// their 8-byte header); not allocator slack.
     pub fn memory_estimate(&self) -> usize {
-        let key_slot = std::mem::size_of::<(Slot, ())>() + 1;
         let id_slot = std::mem::size_of::<ById>() + 1;
         // hashbrown holds capacity * 8 / 7 buckets.
-        let key_buckets = self.keys.capacity() * 8 / 7;
         let id_buckets: usize = self
             .ids
             .iter()
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).capacity() * 8 / 7)
             .sum();
         let arc_state = (std::mem::size_of::<State>() + 16 + 8).div_ceil(16) * 16;
-        key_buckets * key_slot + id_buckets * id_slot + self.len() * arc_state
+        self.keys.bytes() + id_buckets * id_slot + self.len() * arc_state
     }
 
     /// Test support: every key slot points to a live state indexed by id, every indexed state
@@ -139,13 +135,15 @@ impl StateTable {
         if ids.len() != self.len() {
             return Err(format!("count {} but {} ids", self.len(), ids.len()));
         }
-        if self.keys.len() != 2 * ids.len() {
-            return Err(format!("{} keys for {} states", self.keys.len(), ids.len()));
+        let keys = self.keys.count();
+        if keys != 2 * ids.len() {
+            return Err(format!("{keys} keys for {} states", ids.len()));
         }
         for s in &ids {
             for dir in [Direction::Original, Direction::Reply] {
-                match self.keys.get(s.key(dir)) {
-                    Some(r) if Arc::ptr_eq(&r.key().state, s) && r.key().dir == dir => {}
+                let found = self.with_state(s.key(dir), |f, d| Arc::ptr_eq(f, s) && d == dir);
+                match found {
+                    Some(true) => {}
                     _ => return Err(format!("state {:?} missing its {dir:?} key", { s.id.id })),
                 }
             }
