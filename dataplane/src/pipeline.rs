@@ -68,8 +68,11 @@ mod fragments;
 mod icmp_errors;
 mod l2;
 mod local;
+mod lookahead;
 mod nat;
 
+use lookahead::Lookahead;
+pub use lookahead::LOOKAHEAD_STATES;
 use nat::{apply_translation, translation, Side};
 
 const ETH: usize = ethernet::HEADER_LEN;
@@ -441,7 +444,15 @@ impl Pipeline {
     /// (ARP requests, released frames, ICMP errors). Returns the frames received.
     pub fn round<P: Ports + ?Sized>(&mut self, ports: &mut P, budget: usize, now: Millis) -> usize {
         self.begin_batch(now);
-        let n = ports.poll(budget, &mut |in_if, buf, len| self.process(in_if, buf, len));
+        // The batch's state lookups nest in one epoch pin (see `StateTable::read_section`).
+        let reading = self.dp.states.read_section();
+        let large = (self.dp.states.len() >= LOOKAHEAD_STATES).then(|| Arc::clone(&self.dp));
+        let mut handler = |in_if, buf: &mut [u8], len| self.process(in_if, buf, len);
+        let n = match &large {
+            Some(dp) => ports.poll_looking(budget, &mut Lookahead::new(&dp.states), &mut handler),
+            None => ports.poll(budget, &mut handler),
+        };
+        drop(reading);
         self.end_batch();
         self.drain_emitted(|out_if, f| ports.send_copy(out_if, f.bytes()));
         n
@@ -533,7 +544,7 @@ impl WorkerSide {
         let bytes = u32::try_from(total).unwrap_or(u32::MAX);
 
         // An existing state: the fast path. Tracking and the translation to apply are decided
-        // under the table's shard read lock; nothing is cloned.
+        // in one lock-free lookup; nothing is cloned.
         let hit = dp.states.with_state(&key, |state, dir| {
             let tracked = match &l4.seg {
                 Some(seg) if via_vip => state.track_tcp_on_takeover(dir, seg, bytes, self.now),

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Frame, Ports, Verdict};
+use super::{Frame, Look, Ports, Verdict};
 use crate::IfIndex;
 
 #[derive(Debug, Default)]
@@ -85,8 +85,9 @@ impl MemPort {
 /// buffers and move to the output port's outbox: no copy, and once the spare pools hold as many
 /// buffers as are in flight, no allocation.
 impl Ports for [MemPort] {
-    fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
+    fn poll_looking<L, F>(&mut self, budget: usize, look: &mut L, handler: &mut F) -> usize
     where
+        L: Look,
         F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
     {
         let mut received = 0;
@@ -94,6 +95,16 @@ impl Ports for [MemPort] {
             let Ok(in_if) = IfIndex::try_from(i) else {
                 break;
             };
+            // A port's share of the budget is its batch, shown whole before it is handled.
+            let batch = self[i].inbox.len().min(budget - received);
+            if batch > 0 {
+                self[i]
+                    .inbox
+                    .iter()
+                    .take(batch)
+                    .for_each(|f| look.frame(f.bytes()));
+                look.end();
+            }
             while received < budget {
                 let Some(mut f) = self[i].inbox.pop_front() else {
                     break;
@@ -136,11 +147,12 @@ impl Ports for [MemPort] {
 
 /// Arrays and vectors of ports are polled as the slice they hold.
 impl<const N: usize> Ports for [MemPort; N] {
-    fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
+    fn poll_looking<L, F>(&mut self, budget: usize, look: &mut L, handler: &mut F) -> usize
     where
+        L: Look,
         F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
     {
-        self[..].poll(budget, handler)
+        self[..].poll_looking(budget, look, handler)
     }
 
     fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {
@@ -149,11 +161,12 @@ impl<const N: usize> Ports for [MemPort; N] {
 }
 
 impl Ports for Vec<MemPort> {
-    fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
+    fn poll_looking<L, F>(&mut self, budget: usize, look: &mut L, handler: &mut F) -> usize
     where
+        L: Look,
         F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
     {
-        self[..].poll(budget, handler)
+        self[..].poll_looking(budget, look, handler)
     }
 
     fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {

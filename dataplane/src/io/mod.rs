@@ -77,9 +77,39 @@ pub trait Ports {
     /// frames were received. Frames a full TX side refuses are dropped and counted by the port.
     fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
     where
+        F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
+    {
+        self.poll_looking(budget, &mut NoLook, handler)
+    }
+
+    /// [`poll`](Ports::poll), showing each received batch to `look` (every frame, then the
+    /// end) before `handler` runs on any of its frames: so that the pipeline can start loading
+    /// the batch's states into the cache (`pipeline::lookahead`).
+    fn poll_looking<L, F>(&mut self, budget: usize, look: &mut L, handler: &mut F) -> usize
+    where
+        L: Look,
         F: FnMut(IfIndex, &mut [u8], usize) -> Verdict;
 
     /// Sends a copy of `bytes` on `out_if` (frames the pipeline or the control plane made:
     /// ARP, CARP adverts, ICMP). False if the port refused it (counted by the port).
     fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool;
+}
+
+/// What sees a received batch before it is handled (see [`Ports::poll_looking`]).
+pub trait Look {
+    /// One frame of the batch, as received.
+    fn frame(&mut self, bytes: &[u8]);
+    /// The batch's frames have all been shown; handling starts.
+    fn end(&mut self);
+}
+
+/// A [`Look`] that looks at nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoLook;
+
+impl Look for NoLook {
+    #[inline]
+    fn frame(&mut self, _: &[u8]) {}
+    #[inline]
+    fn end(&mut self) {}
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 #[cfg(debug_assertions)]
 use super::umem::chunk_index;
 use super::{Place, WorkerPorts};
-use crate::io::{Ports, Verdict, FRAME_SIZE};
+use crate::io::{Look, Ports, Verdict, FRAME_SIZE};
 use crate::IfIndex;
 
 impl Ports for WorkerPorts {
@@ -17,8 +17,9 @@ impl Ports for WorkerPorts {
     ///
     /// `handler(in_if, buf, len)` gets the whole [`FRAME_SIZE`] buffer, the frame in its first
     /// `len` bytes.
-    fn poll<F>(&mut self, budget: usize, handler: &mut F) -> usize
+    fn poll_looking<L, F>(&mut self, budget: usize, look: &mut L, handler: &mut F) -> usize
     where
+        L: Look,
         F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
     {
         self.complete();
@@ -45,6 +46,12 @@ impl Ports for WorkerPorts {
             self.socks[s].in_fill -= n as u32;
             self.counters.rx += n as u64;
             let in_if = self.ports[self.socks[s].port].if_index;
+            for desc in &scratch[..n] {
+                // SAFETY: as below (the kernel is done with the chunk; nothing else refers to
+                // it), read-only and before any handler runs.
+                look.frame(unsafe { self.umem.data(desc) }.contents());
+            }
+            look.end();
             for desc in &mut scratch[..n] {
                 self.mark(desc, Place::fill(s), Place::Pipeline);
                 let rx_len = desc.lengths().data();
