@@ -583,21 +583,21 @@ mod tests {
         assert!(QuotedPacket::parse(&data[..24]).is_ok());
         assert_eq!(QuotedPacket::parse(&data[..23]), Err(WireError));
         let mut tcp = data.to_vec();
-        tcp[9] = 6;
+        tcp[9] = ipv4::proto::TCP;
         assert_eq!(QuotedPacket::parse(&tcp[..27]), Err(WireError));
         let t = QuotedPacket::parse(&tcp).unwrap();
         assert_eq!((t.src_port, t.dst_port), (1234, 53));
         assert_eq!(t.tcp_seq, Some(SeqNumber(0x000c_0000)));
         // An echo's id as both ports; any other ICMP message quoted is refused.
         let mut echo = data[..20].to_vec();
-        echo[9] = 1;
+        echo[9] = ipv4::proto::ICMP;
         echo.extend_from_slice(&ECHO[..8]);
         let e = QuotedPacket::parse(&echo).unwrap();
         assert_eq!((e.src_port, e.dst_port, e.tcp_seq), (1, 1, None));
         echo[20] = 3;
         assert_eq!(QuotedPacket::parse(&echo), Err(WireError));
         // Another protocol: addresses, no ports.
-        tcp[9] = 112;
+        tcp[9] = ipv4::proto::CARP;
         assert_eq!(QuotedPacket::parse(&tcp[..20]).unwrap().src_port, 0);
     }
 
