@@ -8,6 +8,7 @@ use serde_json::Value;
 use tandem_dataplane::capture::CaptureFilter;
 use tandem_dataplane::filter::{AddrMatch, Addrs, ProtoMatch, Rule};
 use tandem_dataplane::state::{FlowKey, PeerState, State};
+use tandem_dataplane::wire::ipv4::proto;
 
 use crate::api::{self, ApiError, Command};
 use crate::carp::runtime::MaintenanceError;
@@ -335,11 +336,11 @@ pub fn carp_status(s: crate::carp::machine::State) -> api::CarpStatus {
 
 pub(crate) fn proto_name(p: u8) -> &'static str {
     match p {
-        1 => "icmp",
-        6 => "tcp",
-        17 => "udp",
-        112 => "carp",
-        240 => "pfsync",
+        proto::ICMP => "icmp",
+        proto::TCP => "tcp",
+        proto::UDP => "udp",
+        proto::CARP => "carp",
+        proto::PFSYNC => "pfsync",
         _ => "other",
     }
 }

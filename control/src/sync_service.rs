@@ -130,38 +130,30 @@ impl SyncService {
                 source,
             }
         })?;
-        let blocked = Arc::new(AtomicU64::new(0));
         let transport = RuleFilter {
             inner: sock,
             setup: setup.clone(),
-            blocked: blocked.clone(),
+            blocked: Arc::new(AtomicU64::new(0)),
             budget: cfg.max_recv,
         };
         let rep = Replicator::new(cfg, table, journal);
         let snapshot = Arc::new(Mutex::new(SyncSnapshot::default()));
         let bulk_pending = Arc::new(AtomicBool::new(rep.bulk_pending()));
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (snapshot, bulk_pending, stop) =
-                (snapshot.clone(), bulk_pending.clone(), stop.clone());
-            let leases = setup.leases.clone();
-            std::thread::Builder::new()
-                .name("tandem-sync".into())
-                .spawn(move || {
-                    run(
-                        rep,
-                        &leases,
-                        transport,
-                        store,
-                        &clock,
-                        &snapshot,
-                        &bulk_pending,
-                        &stop,
-                        &blocked,
-                    )
-                })
-                .map_err(SyncStartError::Thread)?
+        let sync_thread = SyncThread {
+            rep,
+            transport,
+            store,
+            leases: setup.leases.clone(),
+            clock,
+            snapshot: snapshot.clone(),
+            bulk_pending: bulk_pending.clone(),
+            stop: stop.clone(),
         };
+        let thread = std::thread::Builder::new()
+            .name("tandem-sync".into())
+            .spawn(move || sync_thread.run())
+            .map_err(SyncStartError::Thread)?;
         tracing::info!(
             device = %setup.device,
             peer = %setup.peer.map_or_else(|| "224.0.0.240 (multicast)".to_string(), |p| p.to_string()),
@@ -215,64 +207,83 @@ impl Drop for SyncService {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    mut rep: Replicator,
-    leases: &LeaseLink,
-    mut transport: RuleFilter<RawIpSocket>,
-    mut store: Option<BootStore>,
-    clock: &Clock,
-    snapshot: &Mutex<SyncSnapshot>,
-    bulk_pending: &AtomicBool,
-    stop: &AtomicBool,
-    blocked: &AtomicU64,
-) {
-    let mut next_publish = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let now = clock.now_ms();
-        transport.budget = rep.config().max_recv;
-        if let Some(rx) = &leases.to_peer {
-            for l in rx.try_iter().take(1024) {
-                rep.send_lease(lease_record(&l));
+/// The sync thread: the replicator, what it polls, and what it publishes to the service.
+struct SyncThread {
+    rep: Replicator,
+    /// The sync socket behind the sync interface's rules (and their count of blocked datagrams).
+    transport: RuleFilter<RawIpSocket>,
+    store: Option<BootStore>,
+    leases: LeaseLink,
+    clock: Clock,
+    snapshot: Arc<Mutex<SyncSnapshot>>,
+    bulk_pending: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SyncThread {
+    /// Polls the replicator until the service is stopped.
+    fn run(self) {
+        let SyncThread {
+            mut rep,
+            mut transport,
+            mut store,
+            leases,
+            clock,
+            snapshot,
+            bulk_pending,
+            stop,
+        } = self;
+        let mut next_publish = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let now = clock.now_ms();
+            transport.budget = rep.config().max_recv;
+            if let Some(rx) = &leases.to_peer {
+                for l in rx.try_iter().take(1024) {
+                    rep.send_lease(lease_record(&l));
+                }
             }
-        }
-        let r = rep.poll(&mut transport, now);
-        for e in &r.events {
-            match e {
-                Event::BulkDone => {
-                    tracing::info!("sync: bulk update received: CARP demotion lifted")
-                }
-                Event::BulkFailed => {
-                    tracing::warn!(
-                        "sync: no bulk update after every retry: CARP demotion lifted anyway"
-                    )
-                }
-                Event::PeerRestarted(h, b) => {
-                    tracing::info!(peer = h, boot = b, "sync: peer {h} restarted (boot {b})");
-                    remember_peer(store.as_mut(), *h, *b);
-                }
-                Event::PeerFirst(h, b) => {
-                    tracing::info!(peer = h, boot = b, "sync: peer {h} heard (boot {b})");
-                    remember_peer(store.as_mut(), *h, *b);
-                }
-                Event::WalkStarted(n) => tracing::info!("sync: sending {n} states (bulk update)"),
-                Event::Resync => tracing::warn!("sync: journal overflow: resending every state"),
-                Event::Lease(r) => {
-                    if let (Some(tx), Some(l)) = (&leases.from_peer, lease_of(r)) {
-                        let _ = tx.try_send(l);
+            let r = rep.poll(&mut transport, now);
+            for e in &r.events {
+                match e {
+                    Event::BulkDone => {
+                        tracing::info!("sync: bulk update received: CARP demotion lifted")
+                    }
+                    Event::BulkFailed => {
+                        tracing::warn!(
+                            "sync: no bulk update after every retry: CARP demotion lifted anyway"
+                        )
+                    }
+                    Event::PeerRestarted(h, b) => {
+                        tracing::info!(peer = h, boot = b, "sync: peer {h} restarted (boot {b})");
+                        remember_peer(store.as_mut(), *h, *b);
+                    }
+                    Event::PeerFirst(h, b) => {
+                        tracing::info!(peer = h, boot = b, "sync: peer {h} heard (boot {b})");
+                        remember_peer(store.as_mut(), *h, *b);
+                    }
+                    Event::WalkStarted(n) => {
+                        tracing::info!("sync: sending {n} states (bulk update)")
+                    }
+                    Event::Resync => {
+                        tracing::warn!("sync: journal overflow: resending every state")
+                    }
+                    Event::Lease(r) => {
+                        if let (Some(tx), Some(l)) = (&leases.from_peer, lease_of(r)) {
+                            let _ = tx.try_send(l);
+                        }
                     }
                 }
             }
+            bulk_pending.store(rep.bulk_pending(), Ordering::Relaxed);
+            if now >= next_publish {
+                next_publish = now + 50;
+                publish(&rep, &snapshot, transport.blocked.load(Ordering::Relaxed));
+            }
+            let wait = r.next_wakeup_ms.saturating_sub(clock.now_ms()).min(1);
+            wait_readable(transport.inner.fd(), wait);
         }
-        bulk_pending.store(rep.bulk_pending(), Ordering::Relaxed);
-        if now >= next_publish {
-            next_publish = now + 50;
-            publish(&rep, snapshot, blocked.load(Ordering::Relaxed));
-        }
-        let wait = r.next_wakeup_ms.saturating_sub(clock.now_ms()).min(1);
-        wait_readable(transport.inner.fd(), wait);
+        publish(&rep, &snapshot, transport.blocked.load(Ordering::Relaxed));
     }
-    publish(&rep, snapshot, blocked.load(Ordering::Relaxed));
 }
 
 /// A DHCP lease as the sync link carries it.

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use common::{
     config, is, serve_blob, sha256_of, statuses, wait_for_pair, workspace, Fw, Served, LONG, POLL,
 };
-use tandem_testlab::topology::{carp_mac, mac_string, LAN_VHID};
+use tandem_dataplane::wire::MacAddr;
+use tandem_testlab::topology::{mac_string, LAN_VHID};
 use tandem_testlab::{require_root, wait_until, Lab, Node};
 
 /// The state limit of the test's config copies: low, so that the flood reaches it.
@@ -80,7 +81,7 @@ fn a_syn_flood_neither_breaks_a_download_nor_outgrows_the_tables() {
     );
 
     let flood_script = workspace().join("scripts/syn-flood.py");
-    let vmac = mac_string(carp_mac(LAN_VHID));
+    let vmac = mac_string(MacAddr::carp_virtual(LAN_VHID).0);
     let mut flood = lab
         .spawn(
             Node::Client,

@@ -56,10 +56,10 @@ use crate::state::{
 };
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame};
-use crate::wire::icmp::{self, IcmpErrorKind, IcmpPacket, IcmpType};
+use crate::wire::icmp::{self, IcmpErrorKind, IcmpPacket, IcmpType, QuotedPacket};
 use crate::wire::ipv4::{self, proto, IpProtocol, Ipv4Packet, Ipv4Repr, CARP_GROUP};
-use crate::wire::tcp::{QuotedTcp, TcpFlags, TcpPacket, TcpRepr};
-use crate::wire::{checksum, udp, MacAddr};
+use crate::wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
+use crate::wire::{udp, MacAddr, Side};
 use crate::IfIndex;
 
 mod first_packet;
@@ -73,7 +73,7 @@ mod nat;
 
 use lookahead::Lookahead;
 pub use lookahead::LOOKAHEAD_STATES;
-use nat::{apply_translation, translation, Side};
+use nat::translation;
 
 const ETH: usize = ethernet::HEADER_LEN;
 /// The DHCP server's UDP port (RFC 2131 §4.1).
@@ -586,7 +586,7 @@ impl WorkerSide {
             };
             let c = &*self.counters;
             if let Some(x) = xlat {
-                apply_translation(&mut buf[ETH..ETH + total], hl, proto, x);
+                x.apply(&mut buf[ETH..ETH + total]);
                 c.nat_translated.inc();
             }
             if let Some(id) = l4.first_frag {
@@ -635,53 +635,6 @@ fn send_arp_request(
     } else {
         c.drop_emit_full.inc();
     }
-}
-
-/// The key of the packet quoted in an ICMP error.
-struct Quoted {
-    key: FlowKey,
-    hl: usize,
-    /// A quoted TCP segment's sequence number, checked against the state's window.
-    tcp_seq: Option<u32>,
-}
-
-fn quoted_key(q: &[u8]) -> Option<Quoted> {
-    let ip = Ipv4Packet::new_checked_quoted(q).ok()?;
-    let hl = ip.header_len();
-    let proto = u8::from(ip.next_header());
-    let l4 = q.get(hl..)?;
-    let mut tcp_seq = None;
-    let (sport, dport) = match proto {
-        // RFC 792 quotes 8 bytes of the segment; with fewer the sequence number cannot be
-        // checked, and pf drops such an error as short.
-        proto::TCP => {
-            let t = QuotedTcp::parse(l4).ok()?;
-            tcp_seq = Some(t.seq_number.0);
-            (t.src_port, t.dst_port)
-        }
-        proto::UDP if l4.len() >= 4 => (read_u16(l4, 0), read_u16(l4, 2)),
-        proto::ICMP if l4.len() >= 8 => {
-            let t = IcmpType::from(l4[0]);
-            if !matches!(t, IcmpType::EchoRequest | IcmpType::EchoReply) {
-                return None;
-            }
-            let id = read_u16(l4, 4);
-            (id, id)
-        }
-        proto::UDP | proto::ICMP => return None,
-        _ => (0, 0),
-    };
-    Some(Quoted {
-        key: FlowKey {
-            proto,
-            src: ip.src_addr(),
-            dst: ip.dst_addr(),
-            sport,
-            dport,
-        },
-        hl,
-        tcp_seq,
-    })
 }
 
 /// Reads the layer-4 header: ports (or the ICMP query id as both), the TCP segment for tracking.
@@ -846,11 +799,6 @@ fn subnet_broadcast(a: Ipv4Addr, len: u8) -> Ipv4Addr {
     Ipv4Addr::from_bits(a.to_bits() | host)
 }
 
-#[inline]
-fn ttl_of(buf: &[u8]) -> u8 {
-    buf[ETH + 8]
-}
-
 /// Pads a frame to Ethernet's minimum (60 bytes without FCS) and returns its length.
 fn pad_frame(buf: &mut [u8], n: usize) -> usize {
     if n < ethernet::MIN_FRAME_LEN {
@@ -859,16 +807,6 @@ fn pad_frame(buf: &mut [u8], n: usize) -> usize {
     } else {
         n
     }
-}
-
-#[inline]
-fn read_u16(b: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([b[off], b[off + 1]])
-}
-
-#[inline]
-fn read_u32(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 const _: () = assert!(FRAME_SIZE >= 128 + ETH + ipv4::HEADER_LEN + icmp::HEADER_LEN);

@@ -244,17 +244,17 @@ impl Worker {
                     if let Some(tx) = spec.dhcp.clone() {
                         pipeline.set_dhcp_channel(tx);
                     }
-                    let panic_file = std::env::var_os(PANIC_HOOK_ENV).map(PathBuf::from);
-                    run(
+                    PollLoop {
                         ports,
                         pipeline,
-                        &spec,
-                        &clock,
-                        &slow_rx,
-                        &stop,
-                        &stats,
-                        panic_file.as_ref(),
-                    );
+                        spec,
+                        clock,
+                        slow_rx,
+                        stop,
+                        stats,
+                        panic_file: std::env::var_os(PANIC_HOOK_ENV).map(PathBuf::from),
+                    }
+                    .run();
                 })
                 .map_err(|e| {
                     OpenError::Config(format!("worker {index}: cannot start thread: {e}"))
@@ -301,67 +301,83 @@ impl Drop for Worker {
     }
 }
 
-/// The poll loop.
-#[allow(clippy::too_many_arguments)]
-fn run(
-    mut ports: WorkerPorts,
-    mut pipeline: Pipeline,
-    spec: &WorkerSpec,
-    clock: &Clock,
-    slow_rx: &Receiver<SlowFrame>,
-    stop: &AtomicBool,
-    stats: &PortStats,
-    panic_file: Option<&PathBuf>,
-) {
-    let mut idle_rounds: u32 = 0;
-    let mut sleep_us: u32 = 1;
-    let mut last_publish = 0;
-    let mut last_kernel = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let now = clock.now_ms();
-        let n = pipeline.round(&mut ports, spec.budget, now);
-        let mut slow = 0;
-        while let Ok(f) = slow_rx.try_recv() {
-            slow += 1;
-            if !ports.send_copy(f.out_if, &f.bytes) {
-                stats.slow_dropped.fetch_add(1, Ordering::Relaxed);
+/// The worker thread's side: everything its poll loop owns.
+struct PollLoop {
+    ports: WorkerPorts,
+    pipeline: Pipeline,
+    spec: WorkerSpec,
+    clock: Clock,
+    /// Frames from the control plane to send.
+    slow_rx: Receiver<SlowFrame>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<PortStats>,
+    /// The test hook's file ([`PANIC_HOOK_ENV`]), if set.
+    panic_file: Option<PathBuf>,
+}
+
+impl PollLoop {
+    /// The poll loop, until the worker is asked to stop.
+    fn run(self) {
+        let PollLoop {
+            mut ports,
+            mut pipeline,
+            spec,
+            clock,
+            slow_rx,
+            stop,
+            stats,
+            panic_file,
+        } = self;
+        let mut idle_rounds: u32 = 0;
+        let mut sleep_us: u32 = 1;
+        let mut last_publish = 0;
+        let mut last_kernel = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let now = clock.now_ms();
+            let n = pipeline.round(&mut ports, spec.budget, now);
+            let mut slow = 0;
+            while let Ok(f) = slow_rx.try_recv() {
+                slow += 1;
+                if !ports.send_copy(f.out_if, &f.bytes) {
+                    stats.slow_dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        }
-        if now.saturating_sub(last_publish) >= 10 {
-            stats.publish(ports.counters());
-            last_publish = now;
-            if now.saturating_sub(last_kernel) >= 1000 {
-                stats.publish_kernel(&ports.kernel_stats());
-                last_kernel = now;
+            if now.saturating_sub(last_publish) >= 10 {
+                stats.publish(ports.counters());
+                last_publish = now;
+                if now.saturating_sub(last_kernel) >= 1000 {
+                    stats.publish_kernel(&ports.kernel_stats());
+                    last_kernel = now;
+                }
+                // The test hook: one branch every 10 ms when unset, never per packet.
+                if let Some(f) = &panic_file {
+                    if f.exists() {
+                        panic!(
+                            "worker {}: {} exists ({PANIC_HOOK_ENV}): test panic",
+                            spec.index,
+                            f.display()
+                        );
+                    }
+                }
             }
-            // The test hook: one branch every 10 ms when unset, never per packet.
-            if let Some(f) = panic_file {
-                if f.exists() {
-                    panic!(
-                        "worker {}: {} exists ({PANIC_HOOK_ENV}): test panic",
-                        spec.index,
-                        f.display()
-                    );
+            if n > 0 || slow > 0 {
+                idle_rounds = 0;
+                sleep_us = 1;
+                continue;
+            }
+            match spec.idle {
+                IdlePolicy::BusyPoll => std::hint::spin_loop(),
+                IdlePolicy::Backoff { max_sleep_us } => {
+                    idle_rounds = idle_rounds.saturating_add(1);
+                    if idle_rounds < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::sleep(Duration::from_micros(u64::from(sleep_us)));
+                        sleep_us = (sleep_us * 2).min(max_sleep_us.max(1));
+                    }
                 }
             }
         }
-        if n > 0 || slow > 0 {
-            idle_rounds = 0;
-            sleep_us = 1;
-            continue;
-        }
-        match spec.idle {
-            IdlePolicy::BusyPoll => std::hint::spin_loop(),
-            IdlePolicy::Backoff { max_sleep_us } => {
-                idle_rounds = idle_rounds.saturating_add(1);
-                if idle_rounds < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::sleep(Duration::from_micros(u64::from(sleep_us)));
-                    sleep_us = (sleep_us * 2).min(max_sleep_us.max(1));
-                }
-            }
-        }
+        stats.publish(ports.counters());
     }
-    stats.publish(ports.counters());
 }

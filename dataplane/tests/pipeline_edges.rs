@@ -22,16 +22,21 @@ fn ttl_expiry_on_a_nated_state_answers_the_client() {
     let mut lab = Lab::new();
     lab.send(
         LAN,
-        &echo_frame(
-            CLIENT_MAC, LAN_VMAC, CLIENT, SERVER, 64, true, 0x4242, 1, b"probe",
-        ),
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+            .id(0x4242)
+            .seq(1)
+            .payload(b"probe")
+            .frame(),
         T0,
     );
     let _ = lab.one_sent(WAN);
 
-    let probe = echo_frame(
-        CLIENT_MAC, LAN_VMAC, CLIENT, SERVER, 1, true, 0x4242, 2, b"probe",
-    );
+    let probe = Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+        .ttl(1)
+        .id(0x4242)
+        .seq(2)
+        .payload(b"probe")
+        .frame();
     let s = lab.snapshot();
     lab.send(LAN, &probe, T0 + 10);
     let p = parse(&lab.one_sent(LAN));
@@ -92,17 +97,16 @@ fn ping_to_the_subnet_broadcast_gets_no_reply() {
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &echo_frame(
+        &Echo::request(
             CLIENT_MAC,
             BROADCAST,
             CLIENT,
             Ipv4Addr::new(192, 168, 0, 255),
-            64,
-            true,
-            1,
-            1,
-            b"smurf",
-        ),
+        )
+        .id(1)
+        .seq(1)
+        .payload(b"smurf")
+        .frame(),
         T0,
     );
     lab.nothing_sent();
@@ -180,7 +184,10 @@ fn new_syn_on_closed_ports_starts_a_new_state() {
     let srv = (SERVER, 80);
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 1000, 0, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("S")
+            .seq(1000)
+            .frame(),
         T0,
     );
     let nat_port = parse(&lab.one_sent(WAN)).tcp().source_port;
@@ -188,23 +195,43 @@ fn new_syn_on_closed_ports_starts_a_new_state() {
     let steps = [
         (
             WAN,
-            tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 5000, 1001, &[]),
+            Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+                .flags("SA")
+                .seq(5000)
+                .ack(1001)
+                .frame(),
         ),
         (
             LAN,
-            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 1001, 5001, &[]),
+            Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+                .flags("A")
+                .seq(1001)
+                .ack(5001)
+                .frame(),
         ),
         (
             LAN,
-            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "FA", 1001, 5001, &[]),
+            Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+                .flags("FA")
+                .seq(1001)
+                .ack(5001)
+                .frame(),
         ),
         (
             WAN,
-            tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "FA", 5001, 1002, &[]),
+            Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+                .flags("FA")
+                .seq(5001)
+                .ack(1002)
+                .frame(),
         ),
         (
             LAN,
-            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 1002, 5002, &[]),
+            Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+                .flags("A")
+                .seq(1002)
+                .ack(5002)
+                .frame(),
         ),
     ];
     for (i, (from, f)) in steps.iter().enumerate() {
@@ -217,7 +244,10 @@ fn new_syn_on_closed_ports_starts_a_new_state() {
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 90_000, 0, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("S")
+            .seq(90_000)
+            .frame(),
         T0 + 100,
     );
     s.assert_delta(
@@ -379,17 +409,10 @@ fn frag_needed_for_a_nated_tcp_flow_reaches_the_client() {
     let mut lab = Lab::new();
     lab.send(
         LAN,
-        &tcp_frame(
-            CLIENT_MAC,
-            LAN_VMAC,
-            (CLIENT, 40000),
-            (SERVER, 443),
-            64,
-            "S",
-            1,
-            0,
-            &[],
-        ),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, 40000), (SERVER, 443))
+            .flags("S")
+            .seq(1)
+            .frame(),
         T0,
     );
     let out = lab.one_sent(WAN);
@@ -472,9 +495,9 @@ fn icmp_error_with_a_full_quote_keeps_the_quoted_udp_checksum_valid() {
 /// dropped (neigh_failed) and, during the hold-down, new frames are dropped without ARP.
 #[test]
 fn unanswered_arp_gives_up_after_three_tries() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         neighbours: false,
-        ..Setup::default()
+        ..box_a()
     });
     let f = udp_frame(CLIENT_MAC, LAN_MAC, (CLIENT, 5000), (SERVER, 53), 64, b"q");
     let s = lab.snapshot();
@@ -567,9 +590,9 @@ fn ipv4_options_dropped_by_default_and_through_nat_when_allowed() {
     assert_eq!(lab.dp.states.len(), 0);
 
     // system.allow_ip_options = true: forwarded, translated, options kept.
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         allow_ip_options: true,
-        ..Setup::default()
+        ..box_a()
     });
     let s = lab.snapshot();
     lab.send(LAN, &f, T0);
@@ -599,9 +622,12 @@ fn time_exceeded_about_a_nated_echo_reaches_the_client() {
     let far = Ipv4Addr::new(8, 8, 8, 8);
     lab.send(
         LAN,
-        &echo_frame(
-            CLIENT_MAC, LAN_VMAC, CLIENT, far, 2, true, 0x1234, 1, b"trace",
-        ),
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, far)
+            .ttl(2)
+            .id(0x1234)
+            .seq(1)
+            .payload(b"trace")
+            .frame(),
         T0,
     );
     let out = lab.one_sent(WAN);
@@ -675,35 +701,41 @@ fn segment_outside_the_window_is_dropped() {
     let srv = (SERVER, 80);
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 1000, 0, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("S")
+            .seq(1000)
+            .frame(),
         T0,
     );
     let vip = (WAN_VIP, parse(&lab.one_sent(WAN)).tcp().source_port);
     lab.send(
         WAN,
-        &tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 5000, 1001, &[]),
+        &Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+            .flags("SA")
+            .seq(5000)
+            .ack(1001)
+            .frame(),
         T0 + 1,
     );
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 1001, 5001, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("A")
+            .seq(1001)
+            .ack(5001)
+            .frame(),
         T0 + 2,
     );
     let _ = (lab.sent(LAN), lab.sent(WAN));
     let s = lab.snapshot();
     lab.send(
         WAN,
-        &tcp_frame(
-            SERVER_MAC,
-            WAN_VMAC,
-            srv,
-            vip,
-            64,
-            "PA",
-            5001 + 0x4000_0000,
-            1001,
-            b"spoofed",
-        ),
+        &Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+            .flags("PA")
+            .seq(5001 + 0x4000_0000)
+            .ack(1001)
+            .payload(b"spoofed")
+            .frame(),
         T0 + 3,
     );
     s.assert_delta(&lab, &[("rx_frames", 1), ("drop_tcp_bad_window", 1)]);
@@ -721,12 +753,11 @@ fn no_route_on_a_nated_state_answers_the_client() {
     lab.send(LAN, &f, T0);
     let _ = lab.one_sent(WAN);
 
-    let setup = Setup {
+    let setup = BoxA {
         default_route: false,
-        ..Setup::default()
+        ..box_a()
     };
-    lab.dp
-        .apply(generation(2, lan_rules(), wan_rules(), &setup));
+    lab.dp.apply(setup.generation(2));
     let s = lab.snapshot();
     lab.send(LAN, &f, T0 + 10);
     s.assert_delta(
@@ -757,25 +788,15 @@ fn reject_of_forwarded_traffic() {
         .with_dst(AddrMatch::prefix(Prefix::host(far)))
         .with_proto(ProtoMatch::TcpUdp)];
     lan.extend(lan_rules());
-    let mut lab = Lab::with(Setup {
-        lan,
-        ..Setup::default()
-    });
+    let mut lab = Lab::with(BoxA { lan, ..box_a() });
 
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &tcp_frame(
-            CLIENT_MAC,
-            LAN_VMAC,
-            (CLIENT, 40000),
-            (far, 25),
-            64,
-            "S",
-            42,
-            0,
-            &[],
-        ),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, 40000), (far, 25))
+            .flags("S")
+            .seq(42)
+            .frame(),
         T0,
     );
     s.assert_delta(
@@ -820,9 +841,9 @@ fn reject_of_forwarded_traffic() {
 /// A neighbour asking for our address is learnt: frames to it need no ARP of ours.
 #[test]
 fn a_neighbour_asking_for_us_is_learnt() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         neighbours: false,
-        ..Setup::default()
+        ..box_a()
     });
     let s = lab.snapshot();
     lab.send(WAN, &arp_request(SERVER_MAC, SERVER, WAN_VIP), T0);
@@ -883,9 +904,9 @@ fn two_workers_share_states_and_neighbours() {
     use tandem_dataplane::io::mem::MemPort;
     use tandem_dataplane::pipeline::{Pipeline, PipelineConfig};
 
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         neighbours: false,
-        ..Setup::default()
+        ..box_a()
     });
     lab.dp
         .neigh
@@ -1070,9 +1091,11 @@ fn an_icmp_error_not_addressed_to_the_quoted_sender_is_dropped() {
 fn an_echo_reply_comes_from_the_mac_that_owns_the_address() {
     let mut lab = Lab::new();
     for dst_mac in [LAN_VMAC, BROADCAST] {
-        let req = echo_frame(
-            CLIENT_MAC, dst_mac, CLIENT, LAN_VIP, 64, true, 0x42, 1, b"ping",
-        );
+        let req = Echo::request(CLIENT_MAC, dst_mac, CLIENT, LAN_VIP)
+            .id(0x42)
+            .seq(1)
+            .payload(b"ping")
+            .frame();
         lab.send(LAN, &req, T0);
         for f in lab.sent(LAN) {
             assert_eq!(

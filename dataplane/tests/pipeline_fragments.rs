@@ -116,10 +116,10 @@ fn send_all(lab: &mut Lab, ifx: u8, frames: &[Vec<u8>], now: u64) {
     assert_eq!(lab.poll(now), frames.len());
 }
 
-fn nat_setup() -> Setup {
-    Setup {
+fn nat_setup() -> BoxA {
+    BoxA {
         ports: tandem_dataplane::filter::PortPolicy::Range(NAT_PORT, NAT_PORT),
-        ..Setup::default()
+        ..box_a()
     }
 }
 
@@ -203,9 +203,11 @@ fn fragmented_udp_through_nat_both_ways() {
 fn ping_3000_bytes_through_nat() {
     let mut lab = Lab::new();
     let data = big_payload(3000);
-    let req = echo_frame(
-        CLIENT_MAC, LAN_VMAC, CLIENT, SERVER, 64, true, 0x1234, 1, &data,
-    );
+    let req = Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+        .id(0x1234)
+        .seq(1)
+        .payload(&data)
+        .frame();
     let s = lab.snapshot();
     send_all(&mut lab, LAN, &fragments(&req, 1500, 9), T0);
     s.assert_delta(
@@ -227,9 +229,11 @@ fn ping_3000_bytes_through_nat() {
     };
     assert_eq!(p.payload, data);
 
-    let reply = echo_frame(
-        SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP, 64, false, echo.id, 1, &data,
-    );
+    let reply = Echo::reply(SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP)
+        .id(echo.id)
+        .seq(1)
+        .payload(&data)
+        .frame();
     let s = lab.snapshot();
     send_all(&mut lab, WAN, &fragments(&reply, 1500, 10), T0 + 5);
     s.assert_delta(
@@ -328,12 +332,12 @@ fn followers_of_a_blocked_first_fragment_never_pass() {
 /// grows past its capacity, and a genuine datagram sent after the flood still passes whole.
 #[test]
 fn a_flood_of_unfinished_datagrams_stays_bounded_and_does_not_shut_out_a_genuine_one() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         frags: FragConfig {
             capacity: 64,
             timeout_ms: 10_000,
         },
-        ..Setup::default()
+        ..box_a()
     });
     assert_eq!(lab.dp.frags.capacity(), 64);
     let data = big_payload(4000);
@@ -440,12 +444,12 @@ fn a_follower_from_another_interface_is_dropped() {
 /// counted.
 #[test]
 fn a_follower_after_the_timeout_is_dropped() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         frags: FragConfig {
             capacity: 4096,
             timeout_ms: 100,
         },
-        ..Setup::default()
+        ..box_a()
     });
     let frags = fragments(&client_udp(&big_payload(4000)), 1500, 31);
     lab.send(LAN, &frags[0], T0);
@@ -470,7 +474,7 @@ fn a_follower_after_the_timeout_is_dropped() {
 /// exactly the MTU passes whole, and an established flow meets the same check.
 #[test]
 fn df_over_a_smaller_mtu_gets_fragmentation_needed_with_the_mtu() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         mtu: (1500, 1400),
         ..nat_setup()
     });
@@ -577,17 +581,11 @@ fn df_over_a_smaller_mtu_gets_fragmentation_needed_with_the_mtu() {
 #[test]
 fn fragments_to_the_box_and_tiny_first_fragments_are_dropped() {
     let mut lab = Lab::new();
-    let req = echo_frame(
-        CLIENT_MAC,
-        LAN_VMAC,
-        CLIENT,
-        LAN_VIP,
-        64,
-        true,
-        1,
-        1,
-        &big_payload(3000),
-    );
+    let req = Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, LAN_VIP)
+        .id(1)
+        .seq(1)
+        .payload(&big_payload(3000))
+        .frame();
     let s = lab.snapshot();
     send_all(&mut lab, LAN, &fragments(&req, 1500, 3), T0);
     s.assert_delta(
@@ -601,17 +599,10 @@ fn fragments_to_the_box_and_tiny_first_fragments_are_dropped() {
     lab.nothing_sent();
 
     // TCP cut after 8 bytes: the flags are in the second fragment.
-    let syn = tcp_frame(
-        CLIENT_MAC,
-        LAN_VMAC,
-        (CLIENT, 40000),
-        (SERVER, 80),
-        64,
-        "S",
-        1,
-        0,
-        &[],
-    );
+    let syn = Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, 40000), (SERVER, 80))
+        .flags("S")
+        .seq(1)
+        .frame();
     let tiny = fragments(&syn, 28, 4);
     assert_eq!(tiny.len(), 3);
     let s = lab.snapshot();
@@ -633,7 +624,7 @@ fn fragments_to_the_box_and_tiny_first_fragments_are_dropped() {
 /// but the datagram's last: the server's reassembly gets the whole datagram, NATed.
 #[test]
 fn fragments_too_big_for_the_egress_mtu_are_fragmented_again() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         mtu: (1500, 1400),
         ..nat_setup()
     });
@@ -678,7 +669,7 @@ fn fragments_too_big_for_the_egress_mtu_are_fragmented_again() {
 /// released whole, too big for the link), dropped and counted.
 #[test]
 fn too_big_without_df_towards_an_unresolved_next_hop_is_dropped() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         mtu: (1500, 1400),
         neighbours: false,
         ..nat_setup()

@@ -24,22 +24,19 @@ fn lab_and_templates() -> (Lab, Vec<(u8, Vec<u8>)>) {
     lab.send(LAN, &udp_out, 1);
     let udp_wire = lab.one_sent(WAN);
     let uport = parse(&udp_wire).udp().source_port;
-    let syn = tcp_frame(
-        CLIENT_MAC,
-        LAN_VMAC,
-        (CLIENT, 40000),
-        (SERVER, 80),
-        64,
-        "S",
-        1000,
-        0,
-        &[],
-    );
+    let syn = Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, 40000), (SERVER, 80))
+        .flags("S")
+        .seq(1000)
+        .frame();
     lab.send(LAN, &syn, 2);
     let tport = parse(&lab.one_sent(WAN)).tcp().source_port;
     let vip = (WAN_VIP, tport);
     let srv = (SERVER, 80);
-    let synack = tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 5000, 1001, &[]);
+    let synack = Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+        .flags("SA")
+        .seq(5000)
+        .ack(1001)
+        .frame();
     lab.send(WAN, &synack, 3);
     let _ = lab.one_sent(LAN);
 
@@ -60,21 +57,21 @@ fn lab_and_templates() -> (Lab, Vec<(u8, Vec<u8>)>) {
         (WAN, synack),
         (
             LAN,
-            tcp_frame(
-                CLIENT_MAC,
-                LAN_VMAC,
-                (CLIENT, 40000),
-                srv,
-                64,
-                "PA",
-                1001,
-                5001,
-                b"GET /",
-            ),
+            Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, 40000), srv)
+                .flags("PA")
+                .seq(1001)
+                .ack(5001)
+                .payload(b"GET /")
+                .frame(),
         ),
         (
             WAN,
-            tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "PA", 5001, 1001, b"200"),
+            Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+                .flags("PA")
+                .seq(5001)
+                .ack(1001)
+                .payload(b"200")
+                .frame(),
         ),
         (
             WAN,
@@ -89,15 +86,19 @@ fn lab_and_templates() -> (Lab, Vec<(u8, Vec<u8>)>) {
         ),
         (
             LAN,
-            echo_frame(
-                CLIENT_MAC, LAN_VMAC, CLIENT, LAN_VIP, 64, true, 1, 1, b"ping",
-            ),
+            Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, LAN_VIP)
+                .id(1)
+                .seq(1)
+                .payload(b"ping")
+                .frame(),
         ),
         (
             LAN,
-            echo_frame(
-                CLIENT_MAC, LAN_VMAC, CLIENT, SERVER, 64, true, 2, 1, b"ping",
-            ),
+            Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+                .id(2)
+                .seq(1)
+                .payload(b"ping")
+                .frame(),
         ),
         (
             LAN,
@@ -105,17 +106,10 @@ fn lab_and_templates() -> (Lab, Vec<(u8, Vec<u8>)>) {
         ),
         (
             WAN,
-            tcp_frame(
-                SERVER_MAC,
-                WAN_MAC,
-                (SERVER, 1234),
-                (WAN_IP, 23),
-                64,
-                "S",
-                9,
-                0,
-                &[],
-            ),
+            Tcp::new(SERVER_MAC, WAN_MAC, (SERVER, 1234), (WAN_IP, 23))
+                .flags("S")
+                .seq(9)
+                .frame(),
         ),
         (LAN, arp_request(CLIENT_MAC, CLIENT, LAN_VIP)),
         (

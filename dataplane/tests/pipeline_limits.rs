@@ -22,24 +22,17 @@ const C: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 52);
 fn lab_with(limits: SrcLimits) -> Lab {
     let mut rule = Rule::new(1, Action::Pass).with_src(AddrMatch::prefix(prefix("192.168.0.0/24")));
     rule.src_limits = limits;
-    Lab::with(Setup {
+    Lab::with(BoxA {
         lan: vec![rule],
-        ..Setup::default()
+        ..box_a()
     })
 }
 
 fn syn(src: Ipv4Addr, sport: u16) -> Vec<u8> {
-    tcp_frame(
-        CLIENT_MAC,
-        LAN_VMAC,
-        (src, sport),
-        SRV,
-        64,
-        "S",
-        100,
-        0,
-        &[],
-    )
+    Tcp::new(CLIENT_MAC, LAN_VMAC, (src, sport), SRV)
+        .flags("S")
+        .seq(100)
+        .frame()
 }
 
 /// A SYN from `src:sport` forwarded (and translated): the usual counters of a new state.
@@ -111,7 +104,10 @@ fn established_packets_do_not_touch_the_source_nodes() {
     let c = (A, 40_000);
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, SRV, 64, "S", 100, 0, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, SRV)
+            .flags("S")
+            .seq(100)
+            .frame(),
         T0,
     );
     let nat_port = parse(&lab.one_sent(WAN)).tcp().source_port;
@@ -119,28 +115,31 @@ fn established_packets_do_not_touch_the_source_nodes() {
     let s = lab.snapshot();
     lab.send(
         WAN,
-        &tcp_frame(SERVER_MAC, WAN_VMAC, SRV, vip, 64, "SA", 900, 101, &[]),
+        &Tcp::new(SERVER_MAC, WAN_VMAC, SRV, vip)
+            .flags("SA")
+            .seq(900)
+            .ack(101)
+            .frame(),
         T0 + 1,
     );
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, SRV, 64, "A", 101, 901, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, SRV)
+            .flags("A")
+            .seq(101)
+            .ack(901)
+            .frame(),
         T0 + 2,
     );
     for i in 0..10 {
         lab.send(
             LAN,
-            &tcp_frame(
-                CLIENT_MAC,
-                LAN_VMAC,
-                c,
-                SRV,
-                64,
-                "PA",
-                101 + i * 4,
-                901,
-                b"data",
-            ),
+            &Tcp::new(CLIENT_MAC, LAN_VMAC, c, SRV)
+                .flags("PA")
+                .seq(101 + i * 4)
+                .ack(901)
+                .payload(b"data")
+                .frame(),
             T0 + 3,
         );
     }
@@ -204,12 +203,12 @@ fn the_source_node_table_is_bounded_and_frees_idle_sources() {
 
 #[test]
 fn syn_flood_at_the_limit_goes_within_a_second_and_new_flows_get_in() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         table: TableConfig {
             limit: 64,
             ..TableConfig::default()
         },
-        ..Setup::default()
+        ..box_a()
     });
     let by = lab.dp.states.producer();
     // An established flow.
@@ -255,7 +254,12 @@ fn syn_flood_at_the_limit_goes_within_a_second_and_new_flows_get_in() {
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, SRV, 64, "PA", 101, 901, b"data"),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, SRV)
+            .flags("PA")
+            .seq(101)
+            .ack(901)
+            .payload(b"data")
+            .frame(),
         T0 + 1101,
     );
     s.assert_delta(

@@ -97,9 +97,9 @@ fn arp_answers_for_held_vip_and_own_address_only() {
 
 #[test]
 fn frames_wait_for_arp_and_leave_in_order_with_the_learnt_mac() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         neighbours: false,
-        ..Setup::default()
+        ..box_a()
     });
     lab.dp
         .neigh
@@ -190,9 +190,11 @@ fn ping_lan_vip_is_answered_by_the_vip_and_wan_vip_is_default_denied() {
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &echo_frame(
-            CLIENT_MAC, LAN_VMAC, CLIENT, LAN_VIP, 64, true, 7, 1, b"ping",
-        ),
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, LAN_VIP)
+            .id(7)
+            .seq(1)
+            .payload(b"ping")
+            .frame(),
         T0,
     );
     s.assert_delta(
@@ -222,9 +224,11 @@ fn ping_lan_vip_is_answered_by_the_vip_and_wan_vip_is_default_denied() {
     let s = lab.snapshot();
     lab.send(
         WAN,
-        &echo_frame(
-            SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP, 64, true, 8, 1, b"ping",
-        ),
+        &Echo::request(SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP)
+            .id(8)
+            .seq(1)
+            .payload(b"ping")
+            .frame(),
         T0,
     );
     s.assert_delta(&lab, &[("rx_frames", 1), ("drop_blocked_default", 1)]);
@@ -243,7 +247,10 @@ fn tcp_connection_through_nat_both_ways() {
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 1000, 0, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("S")
+            .seq(1000)
+            .frame(),
         T0,
     );
     s.assert_delta(
@@ -277,33 +284,61 @@ fn tcp_connection_through_nat_both_ways() {
     let steps: Vec<(u8, Vec<u8>)> = vec![
         (
             WAN,
-            tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 5000, 1001, &[]),
+            Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+                .flags("SA")
+                .seq(5000)
+                .ack(1001)
+                .frame(),
         ),
         (
             LAN,
-            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 1001, 5001, &[]),
+            Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+                .flags("A")
+                .seq(1001)
+                .ack(5001)
+                .frame(),
         ),
         (
             LAN,
-            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "PA", 1001, 5001, b"GET"),
+            Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+                .flags("PA")
+                .seq(1001)
+                .ack(5001)
+                .payload(b"GET")
+                .frame(),
         ),
         (
             WAN,
-            tcp_frame(
-                SERVER_MAC, WAN_VMAC, srv, vip, 64, "PA", 5001, 1004, b"HTTP",
-            ),
+            Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+                .flags("PA")
+                .seq(5001)
+                .ack(1004)
+                .payload(b"HTTP")
+                .frame(),
         ),
         (
             LAN,
-            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "FA", 1004, 5005, &[]),
+            Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+                .flags("FA")
+                .seq(1004)
+                .ack(5005)
+                .frame(),
         ),
         (
             WAN,
-            tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "FA", 5005, 1005, &[]),
+            Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+                .flags("FA")
+                .seq(5005)
+                .ack(1005)
+                .frame(),
         ),
         (
             LAN,
-            tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "A", 1005, 5006, &[]),
+            Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+                .flags("A")
+                .seq(1005)
+                .ack(5006)
+                .frame(),
         ),
     ];
     for (i, (from, f)) in steps.iter().enumerate() {
@@ -355,7 +390,10 @@ fn unsolicited_syn_from_wan_and_stateless_ack_from_lan_are_dropped() {
         let s = lab.snapshot();
         lab.send(
             WAN,
-            &tcp_frame(SERVER_MAC, mac, (SERVER, 5555), dst, 64, "S", 1, 0, &[]),
+            &Tcp::new(SERVER_MAC, mac, (SERVER, 5555), dst)
+                .flags("S")
+                .seq(1)
+                .frame(),
             T0,
         );
         s.assert_delta(&lab, &[("rx_frames", 1), ("drop_blocked_default", 1)]);
@@ -366,17 +404,11 @@ fn unsolicited_syn_from_wan_and_stateless_ack_from_lan_are_dropped() {
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &tcp_frame(
-            CLIENT_MAC,
-            LAN_MAC,
-            (CLIENT, 40001),
-            (SERVER, 80),
-            64,
-            "A",
-            1,
-            1,
-            &[],
-        ),
+        &Tcp::new(CLIENT_MAC, LAN_MAC, (CLIENT, 40001), (SERVER, 80))
+            .flags("A")
+            .seq(1)
+            .ack(1)
+            .frame(),
         T0,
     );
     s.assert_delta(&lab, &[("rx_frames", 1), ("drop_tcp_no_state", 1)]);
@@ -389,17 +421,10 @@ fn unsolicited_syn_from_wan_and_stateless_ack_from_lan_are_dropped() {
 #[test]
 fn reject_tcp_with_rst_ack() {
     let mut lab = Lab::new();
-    let mut syn = tcp_frame(
-        SERVER_MAC,
-        WAN_MAC,
-        (SERVER, 33000),
-        (WAN_IP, 23),
-        64,
-        "S",
-        777_000,
-        0,
-        &[],
-    );
+    let mut syn = Tcp::new(SERVER_MAC, WAN_MAC, (SERVER, 33000), (WAN_IP, 23))
+        .flags("S")
+        .seq(777_000)
+        .frame();
     // Garbage in the padding: the RST, built in the same buffer, must not carry it.
     syn[54..].fill(0xee);
     let s = lab.snapshot();
@@ -436,10 +461,7 @@ fn reject_udp_with_port_unreachable_quoting_the_datagram() {
             .with_dst(AddrMatch::prefix(Prefix::host(WAN_IP)))
             .with_dst_port(PortRange::single(161)),
     );
-    let mut lab = Lab::with(Setup {
-        wan,
-        ..Setup::default()
-    });
+    let mut lab = Lab::with(BoxA { wan, ..box_a() });
     let orig = udp_frame(
         SERVER_MAC,
         WAN_MAC,
@@ -588,28 +610,43 @@ fn established_tcp(lab: &mut Lab) -> (Vec<u8>, Vec<u8>) {
     let (c, srv) = ((CLIENT, 40000), (SERVER, 80));
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "S", 1000, 0, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("S")
+            .seq(1000)
+            .frame(),
         T0,
     );
     let nat_port = parse(&lab.one_sent(WAN)).tcp().source_port;
     let vip = (WAN_VIP, nat_port);
     lab.send(
         WAN,
-        &tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "SA", 5000, 1001, &[]),
+        &Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+            .flags("SA")
+            .seq(5000)
+            .ack(1001)
+            .frame(),
         T0 + 1,
     );
     lab.one_sent(LAN);
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "PA", 1001, 5001, b"GET"),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("PA")
+            .seq(1001)
+            .ack(5001)
+            .payload(b"GET")
+            .frame(),
         T0 + 2,
     );
     let client_seg = lab.one_sent(WAN);
     lab.send(
         WAN,
-        &tcp_frame(
-            SERVER_MAC, WAN_VMAC, srv, vip, 64, "PA", 5001, 1004, b"HTTP",
-        ),
+        &Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+            .flags("PA")
+            .seq(5001)
+            .ack(1004)
+            .payload(b"HTTP")
+            .frame(),
         T0 + 3,
     );
     let server_seg = lab.one_sent(LAN);
@@ -749,17 +786,11 @@ fn echo_through_nat_comes_back_with_the_original_id() {
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &echo_frame(
-            CLIENT_MAC,
-            LAN_VMAC,
-            CLIENT,
-            SERVER,
-            64,
-            true,
-            0x1234,
-            1,
-            b"abcdefgh",
-        ),
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+            .id(0x1234)
+            .seq(1)
+            .payload(b"abcdefgh")
+            .frame(),
         T0,
     );
     s.assert_delta(
@@ -786,17 +817,11 @@ fn echo_through_nat_comes_back_with_the_original_id() {
     let s = lab.snapshot();
     lab.send(
         WAN,
-        &echo_frame(
-            SERVER_MAC,
-            WAN_VMAC,
-            SERVER,
-            WAN_VIP,
-            64,
-            false,
-            id,
-            1,
-            b"abcdefgh",
-        ),
+        &Echo::reply(SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP)
+            .id(id)
+            .seq(1)
+            .payload(b"abcdefgh")
+            .frame(),
         T0 + 10,
     );
     s.assert_delta(
@@ -823,9 +848,9 @@ fn echo_through_nat_comes_back_with_the_original_id() {
 
 #[test]
 fn nat_port_range_of_four_serves_four_flows_then_drops() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         ports: PortPolicy::Range(2000, 2003),
-        ..Setup::default()
+        ..box_a()
     });
     let mut ports = Vec::new();
     for i in 0..4u16 {
@@ -907,12 +932,12 @@ fn expired_udp_state_no_longer_lets_the_reply_in() {
 
 #[test]
 fn syn_flood_stops_at_the_state_limit_and_the_established_flow_lives_on() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         table: TableConfig {
             limit: 64,
             ..TableConfig::default()
         },
-        ..Setup::default()
+        ..box_a()
     });
     let c = (CLIENT, 40000);
     let srv = (SERVER, 80);
@@ -925,17 +950,10 @@ fn syn_flood_stops_at_the_state_limit_and_the_established_flow_lives_on() {
     for i in 0..100u16 {
         lab.inject(
             LAN,
-            &tcp_frame(
-                CLIENT_MAC,
-                LAN_VMAC,
-                (CLIENT, 10_000 + i),
-                srv,
-                64,
-                "S",
-                u32::from(i),
-                0,
-                &[],
-            ),
+            &Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, 10_000 + i), srv)
+                .flags("S")
+                .seq(u32::from(i))
+                .frame(),
         );
         if lab.ports[usize::from(LAN)].pending_rx() == 32 {
             lab.poll(T0 + 10);
@@ -962,12 +980,22 @@ fn syn_flood_stops_at_the_state_limit_and_the_established_flow_lives_on() {
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, c, srv, 64, "PA", 101, 901, b"data"),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("PA")
+            .seq(101)
+            .ack(901)
+            .payload(b"data")
+            .frame(),
         T0 + 20,
     );
     lab.send(
         WAN,
-        &tcp_frame(SERVER_MAC, WAN_VMAC, srv, vip, 64, "PA", 901, 105, b"back"),
+        &Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+            .flags("PA")
+            .seq(901)
+            .ack(105)
+            .payload(b"back")
+            .frame(),
         T0 + 21,
     );
     s.assert_delta(
@@ -1065,9 +1093,9 @@ fn l2_and_ipv4_sanity_drops() {
 
 #[test]
 fn no_route_gets_net_unreachable() {
-    let mut lab = Lab::with(Setup {
+    let mut lab = Lab::with(BoxA {
         default_route: false,
-        ..Setup::default()
+        ..box_a()
     });
     let dns = Ipv4Addr::new(8, 8, 8, 8);
     let orig = udp_frame(
@@ -1119,8 +1147,11 @@ fn new_generation_applies_to_new_flows_and_spares_existing_states() {
     let nat_port = parse(&lab.one_sent(WAN)).udp().source_port;
 
     // The LAN pass rule goes.
-    let setup = Setup::default();
-    lab.dp.apply(generation(2, Vec::new(), wan_rules(), &setup));
+    let setup = BoxA {
+        lan: Vec::new(),
+        ..box_a()
+    };
+    lab.dp.apply(setup.generation(2));
 
     let s = lab.snapshot();
     lab.send(LAN, &flow(5001), T0 + 10);
@@ -1172,7 +1203,7 @@ fn all_zero_echo_replies_keep_a_valid_checksum() {
     let mut lab = Lab::new();
     lab.send(
         LAN,
-        &echo_frame(CLIENT_MAC, LAN_VMAC, CLIENT, LAN_VIP, 64, true, 0, 0, b""),
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, LAN_VIP).frame(),
         T0,
     );
     let reply = lab.one_sent(LAN);
@@ -1184,7 +1215,7 @@ fn all_zero_echo_replies_keep_a_valid_checksum() {
 
     lab.send(
         LAN,
-        &echo_frame(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER, 64, true, 0, 0, b""),
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER).frame(),
         T0,
     );
     let out = lab.one_sent(WAN);
@@ -1198,7 +1229,9 @@ fn all_zero_echo_replies_keep_a_valid_checksum() {
     };
     lab.send(
         WAN,
-        &echo_frame(SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP, 64, false, id, 0, b""),
+        &Echo::reply(SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP)
+            .id(id)
+            .frame(),
         T0 + 10,
     );
     let back = lab.one_sent(LAN);

@@ -25,9 +25,11 @@ use tandem_dataplane::state::{Direction, FlowKey};
 use tandem_dataplane::wire::ethernet::{self, EthernetFrame};
 use tandem_dataplane::wire::ipv4::Ipv4Packet;
 use tandem_dataplane::wire::tcp::TcpPacket;
+use tandem_dataplane::wire::MacAddr;
+use tandem_fixture::{CLIENT, LAN, SERVER, SERVER_MAC, WAN, WAN_VIP};
 use tandem_perf::fixture::{
     box_a, client_syn, establish, establish_from, established_nat_flows, nat_states,
-    nonzero_counters, table_config, CLIENT, LAN, NOW, SERVER, SERVER_MAC, WAN, WAN_VIP,
+    nonzero_counters, table_config, NOW,
 };
 
 /// Frames per batch (one AF_XDP RX burst).
@@ -97,7 +99,7 @@ fn established(g: &mut BenchmarkGroup<'_, WallTime>) {
     assert_eq!(process_batch(&mut pipe, LAN, &mut frames), BATCH);
     for f in &frames {
         let eth = EthernetFrame::new_unchecked(f.bytes());
-        assert_eq!(eth.dst_addr(), SERVER_MAC);
+        assert_eq!(eth.dst_addr(), MacAddr(SERVER_MAC));
         let ip = Ipv4Packet::new_unchecked(&f.bytes()[ethernet::HEADER_LEN..]);
         assert_eq!((ip.src_addr(), ip.dst_addr()), (WAN_VIP, SERVER));
         assert!(ip.verify_checksum());

@@ -1,143 +1,26 @@
-//! The seed's box A (fw-a) as a dataplane generation with in-memory ports, and the frames of
-//! the lab's client and server, for benchmarks that drive [`Pipeline`] without AF_XDP.
-//!
-//! The generation is built by hand from `scripts/lab-configs/fw-a.toml` (the dataplane part:
-//! `lan` and `wan`; `sync` belongs to the kernel): interface addresses, the two CARP VIPs
-//! (held, as on the master), the LAN pass rules, the hybrid NAT rule 192.168.0.0/24 -> the WAN
-//! VIP, the connected routes and the default route via the server.
+//! The benchmarks' flows through the seed's box A ([`tandem_fixture`], fw-a's rules), which
+//! drive [`Pipeline`] without AF_XDP: a handshake, a table of NATed states, their packets.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use tandem_dataplane::filter::{
-    proto, Action, AddrMatch, NatRule, Prefix, ProtoMatch, Rule, Ruleset,
-};
-use tandem_dataplane::generation::{Generation, Interface, Vip};
+use tandem_dataplane::filter::proto;
 use tandem_dataplane::io::{Frame, Verdict};
 use tandem_dataplane::pipeline::{Dataplane, Pipeline, PipelineConfig};
-use tandem_dataplane::route::{Route, RouteTable};
 use tandem_dataplane::state::{
     Direction, FlowKey, NewState, PortPolicy, StateTable, TableConfig, TcpSegment,
 };
-use tandem_dataplane::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
-use tandem_dataplane::wire::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
-use tandem_dataplane::wire::tcp::{SeqNumber, TcpFlags, TcpPacket};
-use tandem_dataplane::wire::MacAddr;
+use tandem_dataplane::wire::ethernet;
+use tandem_dataplane::wire::ipv4::Ipv4Packet;
+use tandem_dataplane::wire::tcp::{TcpFlags, TcpPacket};
 use tandem_dataplane::IfIndex;
-
-/// `lan`'s index (its in-memory port's too).
-pub const LAN: IfIndex = 0;
-/// `wan`'s index.
-pub const WAN: IfIndex = 1;
-
-pub const LAN_ADDR: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 11);
-pub const LAN_VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 10);
-pub const WAN_ADDR: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 101);
-pub const WAN_VIP: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 100);
-/// The lab's client, behind the LAN VIP.
-pub const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 100);
-/// The lab's server (the "internet"), also the default gateway.
-pub const SERVER: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 1);
-
-pub const LAN_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x0a, 0x0b]);
-pub const WAN_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x0b, 0x65]);
-pub const CLIENT_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x0c, 0x64]);
-pub const SERVER_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x0d, 0x01]);
-/// VHID of the WAN VIP.
-pub const WAN_VHID: u8 = 1;
-/// VHID of the LAN VIP.
-pub const LAN_VHID: u8 = 2;
+use tandem_fixture::frames::Tcp;
+use tandem_fixture::{
+    BoxA, CLIENT, CLIENT_MAC, LAN, LAN_VMAC, SERVER, SERVER_MAC, WAN, WAN_VIP, WAN_VMAC,
+};
 
 /// The clock value every benchmark batch runs at (ms).
 pub const NOW: u64 = 1_000;
-
-/// Number of the LAN rule that passes the client's traffic.
-pub const LAN_PASS_RULE: u32 = 2;
-
-fn net(a: Ipv4Addr, len: u8) -> Prefix {
-    Prefix::new(a, len).expect("prefix length <= 32")
-}
-
-/// fw-a's generation (see the module doc).
-pub fn box_a_generation() -> Generation {
-    let lan_net = net(LAN_ADDR, 24);
-    let wan_net = net(WAN_ADDR, 24);
-    let carp_group = AddrMatch::prefix(Prefix::host(Ipv4Addr::new(224, 0, 0, 18)));
-    let lan_rules = vec![
-        Rule::new(1, Action::Pass)
-            .with_proto(ProtoMatch::Proto(proto::CARP))
-            .with_src(AddrMatch::prefix(lan_net))
-            .with_dst(carp_group.clone())
-            .with_description("CARP adverts of the LAN VIP"),
-        Rule::new(LAN_PASS_RULE, Action::Pass)
-            .with_src(AddrMatch::prefix(lan_net))
-            .with_description("default allow LAN to any"),
-    ];
-    let wan_rules = vec![
-        Rule::new(3, Action::Pass)
-            .with_proto(ProtoMatch::Proto(proto::CARP))
-            .with_src(AddrMatch::prefix(wan_net))
-            .with_dst(carp_group)
-            .with_description("CARP adverts of the WAN VIP"),
-        Rule::new(4, Action::Block).with_description("default deny"),
-    ];
-    let mut nat = NatRule::translate(1, WAN, WAN_VIP);
-    nat.src = AddrMatch::prefix(lan_net);
-    nat.description = "LAN to the internet from the WAN VIP".into();
-    let routes = RouteTable::new(vec![
-        Route {
-            prefix: lan_net,
-            out_if: LAN,
-            gateway: None,
-        },
-        Route {
-            prefix: wan_net,
-            out_if: WAN,
-            gateway: None,
-        },
-        Route {
-            prefix: Prefix::ANY,
-            out_if: WAN,
-            gateway: Some(SERVER),
-        },
-    ]);
-    Generation {
-        number: 1,
-        interfaces: vec![
-            Interface {
-                name: "lan".into(),
-                mac: LAN_MAC,
-                addr: Some((LAN_ADDR, 24)),
-                dhcp: false,
-                mtu: 1500,
-            },
-            Interface {
-                name: "wan".into(),
-                mac: WAN_MAC,
-                addr: Some((WAN_ADDR, 24)),
-                dhcp: false,
-                mtu: 1500,
-            },
-        ],
-        vips: vec![
-            Vip {
-                if_index: WAN,
-                addr: WAN_VIP,
-                prefix_len: 24,
-                vhid: Some(WAN_VHID),
-            },
-            Vip {
-                if_index: LAN,
-                addr: LAN_VIP,
-                prefix_len: 24,
-                vhid: Some(LAN_VHID),
-            },
-        ],
-        ruleset: Ruleset::new(vec![lan_rules, wan_rules], vec![nat], 1),
-        routes,
-        allow_ip_options: false,
-    }
-}
 
 /// Box A as master of both VHIDs, with the client's and the server's MACs learned, and one
 /// worker's pipeline on it.
@@ -152,88 +35,19 @@ pub fn box_a_with(table: TableConfig, config: &PipelineConfig) -> (Arc<Dataplane
 
 /// [`box_a_with`] on a table built beforehand (a million states, say).
 pub fn box_a_on(states: StateTable, config: &PipelineConfig) -> (Arc<Dataplane>, Pipeline) {
-    let dp = Dataplane::new(box_a_generation(), states);
-    dp.held.set(WAN_VHID, true);
-    dp.held.set(LAN_VHID, true);
-    dp.neigh.learn(WAN, SERVER, SERVER_MAC, NOW);
-    dp.neigh.learn(LAN, CLIENT, CLIENT_MAC, NOW);
+    let dp = BoxA::default().dataplane_on(states);
     let pipe = Pipeline::new(Arc::clone(&dp), config);
     (dp, pipe)
 }
 
-/// One TCP segment of the benchmarks' frames (no payload).
-#[derive(Debug, Clone, Copy)]
-pub struct Segment {
-    pub src: (Ipv4Addr, u16),
-    pub dst: (Ipv4Addr, u16),
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: TcpFlags,
-    pub win: u16,
-    /// Linux's SYN options (MSS 1460, SACK permitted, timestamps, window scale 7): 20 bytes.
-    pub syn_options: bool,
-}
-
-/// Linux's SYN options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
-const SYN_OPTIONS: [u8; 20] = [
-    0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x00, 0x0a, 0x1b, 0x2c, 0x00, 0x00, 0x00, 0x00,
-    0x01, 0x03, 0x03, 0x07,
-];
-
-/// An Ethernet frame carrying `seg` from `src_mac` to `dst_mac`, TTL 64, checksums filled,
-/// padded to Ethernet's 60-byte minimum (64 bytes on the wire with the FCS).
-pub fn tcp_frame(dst_mac: MacAddr, src_mac: MacAddr, seg: &Segment) -> Vec<u8> {
-    let tcp_len = if seg.syn_options { 40 } else { 20 };
-    let ip_len = ipv4::HEADER_LEN + tcp_len;
-    let len = (ethernet::HEADER_LEN + ip_len).max(ethernet::MIN_FRAME_LEN);
-    let mut buf = vec![0u8; len];
-    EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: dst_mac,
-        ethertype: EtherType::Ipv4,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-    let ip = &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ip_len];
-    Ipv4Repr {
-        src: seg.src.0,
-        dst: seg.dst.0,
-        protocol: IpProtocol::Tcp,
-        payload_len: tcp_len,
-        ttl: 64,
-        dscp: 0,
-    }
-    .emit(&mut Ipv4Packet::new_unchecked(&mut ip[..]));
-    let mut tcp = TcpPacket::new_unchecked(&mut ip[ipv4::HEADER_LEN..]);
-    tcp.set_src_port(seg.src.1);
-    tcp.set_dst_port(seg.dst.1);
-    tcp.set_seq_number(SeqNumber(seg.seq));
-    tcp.set_ack_number(SeqNumber(seg.ack));
-    tcp.set_header_len(tcp_len);
-    tcp.set_flags(seg.flags);
-    tcp.set_window_len(seg.win);
-    tcp.set_urgent_at(0);
-    if seg.syn_options {
-        tcp.options_mut().copy_from_slice(&SYN_OPTIONS);
-    }
-    tcp.fill_checksum(seg.src.0, seg.dst.0);
-    buf
-}
-
-/// The client's SYN to the server's port 80 from `src:sport` (via the LAN VIP's MAC).
+/// The client's SYN to the server's port 80 from `src:sport` (via the LAN VIP's MAC), with
+/// Linux's SYN options.
 pub fn client_syn(src: Ipv4Addr, sport: u16, isn: u32) -> Vec<u8> {
-    tcp_frame(
-        MacAddr::carp_virtual(LAN_VHID),
-        CLIENT_MAC,
-        &Segment {
-            src: (src, sport),
-            dst: (SERVER, 80),
-            seq: isn,
-            ack: 0,
-            flags: TcpFlags::SYN,
-            win: 64240,
-            syn_options: true,
-        },
-    )
+    Tcp::new(CLIENT_MAC, LAN_VMAC, (src, sport), (SERVER, 80))
+        .flags("S")
+        .seq(isn)
+        .syn_options()
+        .frame()
 }
 
 /// An established, NATed flow: the frames of its handshake went through the pipeline.
@@ -275,19 +89,13 @@ pub fn establish_from(pipe: &mut Pipeline, sport: u16) -> EstablishedFlow {
     assert_eq!(ip.src_addr(), WAN_VIP, "SYN translated to the WAN VIP");
     let nat_port = TcpPacket::new_unchecked(ip.payload()).src_port();
 
-    let synack = tcp_frame(
-        MacAddr::carp_virtual(WAN_VHID),
-        SERVER_MAC,
-        &Segment {
-            src: (SERVER, 80),
-            dst: (WAN_VIP, nat_port),
-            seq: server_isn,
-            ack: client_isn + 1,
-            flags: TcpFlags::SYN | TcpFlags::ACK,
-            win: 65160,
-            syn_options: true,
-        },
-    );
+    let synack = Tcp::new(SERVER_MAC, WAN_VMAC, (SERVER, 80), (WAN_VIP, nat_port))
+        .flags("SA")
+        .seq(server_isn)
+        .ack(client_isn + 1)
+        .win(65160)
+        .syn_options()
+        .frame();
     let (out, back) = run(pipe, WAN, &synack);
     assert_eq!(out, LAN, "SYN-ACK leaves by lan");
     let ip = Ipv4Packet::new_unchecked(&back[ethernet::HEADER_LEN..]);
@@ -297,19 +105,12 @@ pub fn establish_from(pipe: &mut Pipeline, sport: u16) -> EstablishedFlow {
         "SYN-ACK translated back to the client"
     );
 
-    let ack_frame = tcp_frame(
-        MacAddr::carp_virtual(LAN_VHID),
-        CLIENT_MAC,
-        &Segment {
-            src: (CLIENT, sport),
-            dst: (SERVER, 80),
-            seq: client_isn + 1,
-            ack: server_isn + 1,
-            flags: TcpFlags::ACK,
-            win: 502,
-            syn_options: false,
-        },
-    );
+    let ack_frame = Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, sport), (SERVER, 80))
+        .flags("A")
+        .seq(client_isn + 1)
+        .ack(server_isn + 1)
+        .win(502)
+        .frame();
     let (out, _) = run(pipe, LAN, &ack_frame);
     assert_eq!(out, WAN, "ACK leaves by wan");
     EstablishedFlow {
@@ -404,19 +205,19 @@ pub fn established_nat_flows(n: u32) -> (Arc<Dataplane>, Pipeline, Vec<Vec<u8>>)
         state
             .track_tcp(Direction::Original, &ack, 40, NOW)
             .expect("the ACK fits");
-        frames.push(tcp_frame(
-            MacAddr::carp_virtual(LAN_VHID),
-            CLIENT_MAC,
-            &Segment {
-                src: (key.src, key.sport),
-                dst: (key.dst, key.dport),
-                seq: ack.seq,
-                ack: ack.ack,
-                flags: TcpFlags::ACK,
-                win: ack.win,
-                syn_options: false,
-            },
-        ));
+        frames.push(
+            Tcp::new(
+                CLIENT_MAC,
+                LAN_VMAC,
+                (key.src, key.sport),
+                (key.dst, key.dport),
+            )
+            .flags("A")
+            .seq(ack.seq)
+            .ack(ack.ack)
+            .win(ack.win)
+            .frame(),
+        );
     }
     // Fisher-Yates with xorshift64*: a fixed, uniform order.
     let mut x = 0x9E37_79B9_7F4A_7C15u64;

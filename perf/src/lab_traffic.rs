@@ -15,6 +15,7 @@
 use std::net::Ipv4Addr;
 
 use tandem_dataplane::wire::checksum::{self, fold, pseudo_header_v4, sum};
+use tandem_dataplane::wire::ipv4::proto;
 
 /// Probe frame length: the Ethernet minimum without FCS.
 pub const FRAME_LEN: usize = 60;
@@ -27,7 +28,6 @@ const MAGIC: [u8; 2] = *b"tg";
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
-const PROTO_UDP: u8 = 17;
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of every namespace on the machine.
 pub fn now_ns() -> u64 {
@@ -81,7 +81,7 @@ impl ProbeTemplate {
         ip[0] = 0x45;
         ip[2..4].copy_from_slice(&((IP_LEN + UDP_LEN + PAYLOAD_LEN) as u16).to_be_bytes());
         ip[8] = 64;
-        ip[9] = PROTO_UDP;
+        ip[9] = proto::UDP;
         ip[12..16].copy_from_slice(&src_ip.octets());
         ip[16..20].copy_from_slice(&dst_ip.octets());
         let csum = checksum::data(ip);
@@ -91,7 +91,7 @@ impl ProbeTemplate {
         f[l4 + 2..l4 + 4].copy_from_slice(&dst_port.to_be_bytes());
         f[l4 + 4..l4 + 6].copy_from_slice(&udp_len.to_be_bytes());
         f[l4 + 8 + 16..l4 + 8 + 18].copy_from_slice(&MAGIC);
-        let udp_base = pseudo_header_v4(src_ip, dst_ip, PROTO_UDP, udp_len)
+        let udp_base = pseudo_header_v4(src_ip, dst_ip, proto::UDP, udp_len)
             + u32::from(dst_port)
             + u32::from(udp_len)
             + sum(&MAGIC);
@@ -132,7 +132,7 @@ pub fn parse_probe(frame: &[u8], dst_ip: Ipv4Addr, dst_port: u16) -> Option<Prob
     }
     let ip = &frame[ETH_LEN..];
     let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < IP_LEN || ip[9] != PROTO_UDP || ip[16..20] != dst_ip.octets() {
+    if ip[0] >> 4 != 4 || ihl < IP_LEN || ip[9] != proto::UDP || ip[16..20] != dst_ip.octets() {
         return None;
     }
     let udp = ip.get(ihl..ihl + UDP_LEN + PAYLOAD_LEN)?;

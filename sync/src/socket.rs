@@ -226,7 +226,7 @@ mod tests {
         p[0] = 0x45;
         p[2..4].copy_from_slice(&28u16.to_be_bytes());
         p[8] = 255;
-        p[9] = 240;
+        p[9] = crate::wire::IPPROTO_SYNC;
         p[12..16].copy_from_slice(&[10, 0, 0, 1]);
         p[20] = crate::wire::VERSION;
         let (r, src, ttl) = ip_payload(&p).unwrap();

@@ -109,11 +109,6 @@ pub const FWA_SYNC_IP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
 /// fwb's sync address (kernel-owned, /24).
 pub const FWB_SYNC_IP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 2);
 
-/// The CARP virtual MAC of `vhid`: 00:00:5e:00:01:VHID.
-pub const fn carp_mac(vhid: u8) -> [u8; 6] {
-    [0x00, 0x00, 0x5e, 0x00, 0x01, vhid]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +130,6 @@ mod tests {
         );
         assert_eq!(mac(Node::Fwa, "eth0"), None);
         assert_eq!(mac(Node::Switch, "lan"), None);
-        assert_eq!(mac_string(carp_mac(LAN_VHID)), "00:00:5e:00:01:02");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use tandem_dataplane::wire::ipv4::proto;
+
 /// The dataplane's network type, the one prefix of the project: an IPv4 network whose host bits
 /// are clear (`10.0.0.0/8`). Routes, network aliases, rule addresses and everything resolved from
 /// them are `Prefix`es; an address of the box with its network's length is an [`IfAddr`].
@@ -475,12 +477,12 @@ impl Protocol {
     pub const fn numbers(self) -> &'static [u8] {
         match self {
             Self::Any => &[],
-            Self::Tcp => &[6],
-            Self::Udp => &[17],
-            Self::TcpUdp => &[6, 17],
-            Self::Icmp => &[1],
-            Self::Carp => &[112],
-            Self::Pfsync => &[240],
+            Self::Tcp => &[proto::TCP],
+            Self::Udp => &[proto::UDP],
+            Self::TcpUdp => &[proto::TCP, proto::UDP],
+            Self::Icmp => &[proto::ICMP],
+            Self::Carp => &[proto::CARP],
+            Self::Pfsync => &[proto::PFSYNC],
         }
     }
 

@@ -55,7 +55,7 @@ impl WorkerSide {
                 Ok(state) => {
                     c.states_created.inc();
                     if let Some(x) = translation(&state, Direction::Original) {
-                        apply_translation(&mut buf[ETH..ETH + total], hl, key.proto, x);
+                        x.apply(&mut buf[ETH..ETH + total]);
                         c.nat_translated.inc();
                     }
                 }

@@ -22,7 +22,7 @@ impl WorkerSide {
                 .icmp_error_reply(gen, in_if, buf, len, kind)
                 .unwrap_or(Verdict::Drop));
         };
-        if ttl_of(buf) <= 1 {
+        if Ipv4Packet::new_unchecked(&buf[ETH..len]).ttl() <= 1 {
             self.counters.drop_ttl_expired.inc();
             return Err(self.time_exceeded(gen, in_if, buf, len));
         }

@@ -16,46 +16,53 @@ impl WorkerSide {
         let Packet {
             in_if,
             len,
+            key: outer,
             hl,
             total,
             ..
         } = *p;
         let c = &*self.counters;
         let ip = &mut buf[ETH..ETH + total];
-        let icmp_off = hl;
-        let quoted_off = icmp_off + icmp::HEADER_LEN;
-        let Some(inner) = quoted_key(&ip[quoted_off..]) else {
+        let Ok(quoted) = QuotedPacket::parse(IcmpPacket::new_unchecked(&ip[hl..]).data()) else {
             c.drop_l4_malformed.inc();
             return Verdict::Drop;
         };
+        let inner = FlowKey::new(
+            u8::from(quoted.protocol),
+            quoted.src,
+            quoted.src_port,
+            quoted.dst,
+            quoted.dst_port,
+        );
         // The quoted packet went the other way: its reversed key is this error's own direction.
-        let Some((state, dir)) = dp.states.lookup(&inner.key.reversed()) else {
+        let Some((state, dir)) = dp.states.lookup(&inner.reversed()) else {
             c.drop_icmp_error_no_state.inc();
             return Verdict::Drop;
         };
-        let outer_dst = Ipv4Packet::new_unchecked(&*ip).dst_addr();
         // An error goes back to the sender of the packet it quotes: anything else is forged
         // (it would carry an error about one flow to another host).
-        if outer_dst != inner.key.src {
+        if outer.dst != inner.src {
             c.drop_icmp_error_no_state.inc();
             return Verdict::Drop;
         }
         // A TCP quote must carry a sequence number inside the window of the side that sent it
         // (pf, RFC 5927): addresses and ports alone are public, and a forged error would reset
         // the connection or shrink its MSS. Only ICMP errors pay for this check.
-        if let Some(seq) = inner.tcp_seq {
-            if !state.icmp_quote_fits(dir.opposite(), seq) {
+        if let Some(seq) = quoted.tcp_seq {
+            if !state.icmp_quote_fits(dir.opposite(), seq.0) {
                 c.drop_icmp_error_bad_seq.inc();
                 return Verdict::Drop;
             }
         }
-        let mut new_outer_dst = outer_dst;
+        let mut new_outer_dst = outer.dst;
         if let Some(x) = translation(&state, dir) {
             // The outer packet is translated like any packet of the flow; the quoted packet,
-            // which went the opposite way, on its opposite side.
-            let q = &mut ip[quoted_off..];
-            apply_translation(q, inner.hl, inner.key.proto, x.opposite());
+            // which went the opposite way, on its opposite side. Both checksums are computed
+            // again: the outer header's and the ICMP message's (it covers the quote).
             let mut outer = Ipv4Packet::new_unchecked(&mut *ip);
+            let mut icmp = IcmpPacket::new_unchecked(outer.payload_mut());
+            x.opposite().apply(icmp.data_mut());
+            icmp.fill_checksum();
             match x.side {
                 Side::Src => outer.set_src_addr(x.addr),
                 Side::Dst => {
@@ -64,8 +71,6 @@ impl WorkerSide {
                 }
             }
             outer.fill_checksum();
-            let mut ic = IcmpPacket::new_unchecked(&mut ip[icmp_off..]);
-            ic.fill_checksum();
             c.nat_translated.inc();
         }
         c.state_hits.inc();

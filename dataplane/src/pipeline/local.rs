@@ -26,7 +26,7 @@ impl WorkerSide {
             // CARP is authenticated by its HMAC in the control plane, not by rules (pfSense
             // passes it automatically too). The cheapest check first, here: an advert that did
             // not come from the link itself (TTL 255) never takes a place on the slow path.
-            if ttl_of(buf) != 255 {
+            if Ipv4Packet::new_unchecked(&buf[ETH..ETH + total]).ttl() != 255 {
                 c.drop_carp_ttl.inc();
                 return Verdict::Drop;
             }

@@ -11,9 +11,12 @@
 //! The view covers the whole ICMP message: pass exactly the IP payload (`Ipv4Packet::payload`),
 //! since the checksum covers everything up to the end of the buffer.
 
+use std::net::Ipv4Addr;
+
 use super::checksum;
 use super::ipv4::{self, IpProtocol, Ipv4Packet};
-use super::{Result, WireError};
+use super::tcp::{QuotedTcp, SeqNumber};
+use super::{l4_ports, Result, WireError};
 
 enum_with_unknown! {
     /// The ICMP message type.
@@ -226,6 +229,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
         self.set_checksum(c);
     }
 
+    /// NAT's rewrite of a query's id (echo request and reply: the "port" of an ICMP flow, the
+    /// same field whichever side is translated), the checksum patched incrementally. ICMP sums
+    /// no pseudo-header: an address change leaves it alone. A buffer shorter than the header
+    /// (a quote cut short) is left alone.
+    #[inline]
+    pub fn translate_query_id(&mut self, id: u16) {
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            return;
+        }
+        let old = self.echo_ident();
+        self.set_echo_ident(id);
+        self.set_checksum(update_checksum_u16(self.checksum(), old, id));
+    }
+
     /// Turns an echo request into its reply in place: type 8 -> 0, checksum patched (RFC 1624)
     /// rather than recomputed over the data. Swapping the IP addresses, the other half of a
     /// reply, changes neither the IP nor the ICMP checksum.
@@ -253,6 +270,58 @@ pub fn update_checksum_u16(csum: u16, old: u16, new: u16) -> u16 {
     match checksum::update_u16(csum, old, new) {
         0 => 0xffff,
         c => c,
+    }
+}
+
+/// The datagram quoted in an ICMP error, as far as a firewall may read it: its IPv4 header and
+/// the first 8 bytes of its payload (RFC 792), which hold TCP's and UDP's ports, TCP's sequence
+/// number and an echo query's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotedPacket {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: IpProtocol,
+    /// TCP's and UDP's ports, an echo query's id as both; 0 for other protocols.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// A TCP segment's sequence number (a firewall checks it against the flow's window).
+    pub tcp_seq: Option<SeqNumber>,
+}
+
+impl QuotedPacket {
+    /// Reads the quote (the ICMP error's data, from the quoted IPv4 header on). `Err` when the
+    /// header is malformed ([`Ipv4Packet::new_checked_quoted`]), a TCP quote holds fewer than 8
+    /// bytes (its sequence number cannot be checked: pf drops such an error as short), a UDP
+    /// quote fewer than 4, or an ICMP quote is anything but a whole echo header.
+    pub fn parse(quote: &[u8]) -> Result<QuotedPacket> {
+        let ip = Ipv4Packet::new_checked_quoted(quote)?;
+        let l4 = quote.get(ip.header_len()..).ok_or(WireError)?;
+        let protocol = ip.next_header();
+        let mut tcp_seq = None;
+        let (src_port, dst_port) = match protocol {
+            IpProtocol::Tcp => {
+                let t = QuotedTcp::parse(l4)?;
+                tcp_seq = Some(t.seq_number);
+                (t.src_port, t.dst_port)
+            }
+            IpProtocol::Udp => l4_ports(l4).ok_or(WireError)?,
+            IpProtocol::Icmp => {
+                let icmp = IcmpPacket::new_checked(l4)?;
+                if !matches!(icmp.msg_type(), IcmpType::EchoRequest | IcmpType::EchoReply) {
+                    return Err(WireError);
+                }
+                (icmp.echo_ident(), icmp.echo_ident())
+            }
+            _ => (0, 0),
+        };
+        Ok(QuotedPacket {
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
+            protocol,
+            src_port,
+            dst_port,
+            tcp_seq,
+        })
     }
 }
 
@@ -492,6 +561,44 @@ mod tests {
         assert!(IcmpPacket::new_checked(&TIME_EXCEEDED[..])
             .unwrap()
             .verify_checksum());
+    }
+
+    #[test]
+    fn quoted_packet() {
+        let error = IcmpPacket::new_checked(&TIME_EXCEEDED[..]).unwrap();
+        let q = QuotedPacket::parse(error.data()).unwrap();
+        assert_eq!(
+            q,
+            QuotedPacket {
+                src: Ipv4Addr::new(10, 0, 0, 2),
+                dst: Ipv4Addr::new(10, 0, 1, 9),
+                protocol: IpProtocol::Udp,
+                src_port: 1234,
+                dst_port: 53,
+                tcp_seq: None,
+            }
+        );
+        // UDP needs the ports only; TCP its sequence number too (8 bytes).
+        let data = error.data();
+        assert!(QuotedPacket::parse(&data[..24]).is_ok());
+        assert_eq!(QuotedPacket::parse(&data[..23]), Err(WireError));
+        let mut tcp = data.to_vec();
+        tcp[9] = ipv4::proto::TCP;
+        assert_eq!(QuotedPacket::parse(&tcp[..27]), Err(WireError));
+        let t = QuotedPacket::parse(&tcp).unwrap();
+        assert_eq!((t.src_port, t.dst_port), (1234, 53));
+        assert_eq!(t.tcp_seq, Some(SeqNumber(0x000c_0000)));
+        // An echo's id as both ports; any other ICMP message quoted is refused.
+        let mut echo = data[..20].to_vec();
+        echo[9] = ipv4::proto::ICMP;
+        echo.extend_from_slice(&ECHO[..8]);
+        let e = QuotedPacket::parse(&echo).unwrap();
+        assert_eq!((e.src_port, e.dst_port, e.tcp_seq), (1, 1, None));
+        echo[20] = 3;
+        assert_eq!(QuotedPacket::parse(&echo), Err(WireError));
+        // Another protocol: addresses, no ports.
+        tcp[9] = ipv4::proto::CARP;
+        assert_eq!(QuotedPacket::parse(&tcp[..20]).unwrap().src_port, 0);
     }
 
     #[test]

@@ -23,7 +23,10 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
-use super::{Result, WireError};
+use super::icmp::IcmpPacket;
+use super::tcp::TcpPacket;
+use super::udp::UdpPacket;
+use super::{Result, Side, WireError};
 
 enum_with_unknown! {
     /// The protocol (next header) field.
@@ -386,6 +389,41 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         ttl - 1
     }
 
+    /// NAT's rewrite of one end of the datagram: the `side` address becomes `addr` and its port
+    /// (an echo query's id) `port`. The header checksum and the transport's, whose pseudo-header
+    /// covers the address, are patched incrementally (RFC 1624): nothing is summed again and
+    /// nothing checked again (the caller checked the datagram). The transport header is the
+    /// buffer from the IP header's end: pass the datagram up to its total length. Also for a
+    /// datagram quoted in an ICMP error ([`new_checked_quoted`](Self::new_checked_quoted)),
+    /// which may stop 8 bytes into its payload: the transport's fields are patched as far as
+    /// they are there. Other protocols have their address rewritten only.
+    #[inline]
+    pub fn translate(&mut self, side: Side, addr: Ipv4Addr, port: u16) {
+        let header_len = self.header_len();
+        if self.buffer.as_ref().len() < header_len {
+            return;
+        }
+        let old = match side {
+            Side::Src => self.src_addr(),
+            Side::Dst => self.dst_addr(),
+        };
+        if old != addr {
+            match side {
+                Side::Src => self.set_src_addr(addr),
+                Side::Dst => self.set_dst_addr(addr),
+            }
+            self.set_checksum(checksum::update_addr(self.checksum(), old, addr));
+        }
+        let protocol = self.next_header();
+        let l4 = &mut self.buffer.as_mut()[header_len..];
+        match protocol {
+            IpProtocol::Tcp => TcpPacket::new_unchecked(l4).translate(side, port, old, addr),
+            IpProtocol::Udp => UdpPacket::new_unchecked(l4).translate(side, port, old, addr),
+            IpProtocol::Icmp => IcmpPacket::new_unchecked(l4).translate_query_id(port),
+            _ => {}
+        }
+    }
+
     /// The payload up to the total length, writable.
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
@@ -654,6 +692,99 @@ mod tests {
             Ipv4Packet::new_checked_quoted(&PACKET[..19]),
             Err(WireError)
         );
+    }
+
+    /// A TCP (6) or UDP (17) datagram 192.168.1.10:40000 -> 8.8.8.8:53 with 4 bytes of
+    /// payload, every checksum filled (`udp_checksum`: false leaves UDP's at 0, "none").
+    fn datagram(protocol: IpProtocol, udp_checksum: bool) -> Vec<u8> {
+        let l4_len = if protocol == IpProtocol::Tcp { 24 } else { 12 };
+        let repr = Ipv4Repr {
+            src: SRC,
+            dst: DST,
+            protocol,
+            payload_len: l4_len,
+            ttl: 64,
+            dscp: 0,
+        };
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]));
+        let l4 = &mut buf[HEADER_LEN..];
+        l4[l4_len - 4..].copy_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
+        if protocol == IpProtocol::Tcp {
+            let mut t = TcpPacket::new_unchecked(l4);
+            t.set_src_port(40000);
+            t.set_dst_port(53);
+            t.set_header_len(20);
+            t.fill_checksum(SRC, DST);
+        } else {
+            let mut u = UdpPacket::new_unchecked(l4);
+            u.set_src_port(40000);
+            u.set_dst_port(53);
+            u.set_len(12);
+            if udp_checksum {
+                u.fill_checksum(SRC, DST);
+            }
+        }
+        buf
+    }
+
+    #[test]
+    fn translate_patches_every_checksum_as_a_recompute_would() {
+        const NAT: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 100);
+        for (protocol, side) in [
+            (IpProtocol::Tcp, Side::Src),
+            (IpProtocol::Tcp, Side::Dst),
+            (IpProtocol::Udp, Side::Src),
+            (IpProtocol::Udp, Side::Dst),
+        ] {
+            let mut buf = datagram(protocol, true);
+            let mut p = Ipv4Packet::new_checked(&mut buf[..]).unwrap();
+            p.translate(side, NAT, 1025);
+            assert!(p.verify_checksum(), "{protocol:?} {side:?}");
+            let (src, dst) = (p.src_addr(), p.dst_addr());
+            assert_eq!(if side == Side::Src { src } else { dst }, NAT);
+            let l4 = &buf[HEADER_LEN..];
+            let ports = crate::wire::l4_ports(l4).unwrap();
+            assert_eq!(if side == Side::Src { ports.0 } else { ports.1 }, 1025);
+            if protocol == IpProtocol::Tcp {
+                assert!(TcpPacket::new_checked(l4)
+                    .unwrap()
+                    .verify_checksum(src, dst));
+            } else {
+                let u = UdpPacket::new_checked(l4).unwrap();
+                assert!(u.checksum() != 0 && u.verify_checksum(src, dst));
+            }
+        }
+        // A UDP datagram sent without a checksum stays without one.
+        let mut buf = datagram(IpProtocol::Udp, false);
+        Ipv4Packet::new_unchecked(&mut buf[..]).translate(Side::Src, NAT, 1025);
+        assert_eq!(UdpPacket::new_unchecked(&buf[HEADER_LEN..]).checksum(), 0);
+        // An echo request's id, whichever side: ICMP's checksum has no pseudo-header.
+        let mut buf = PACKET;
+        Ipv4Packet::new_unchecked(&mut buf[..32]).translate(Side::Dst, NAT, 0x1234);
+        let p = Ipv4Packet::new_checked(&buf[..]).unwrap();
+        assert!(p.verify_checksum() && p.dst_addr() == NAT);
+        let icmp = IcmpPacket::new_checked(p.payload()).unwrap();
+        assert!(icmp.verify_checksum() && icmp.echo_ident() == 0x1234);
+    }
+
+    #[test]
+    fn translate_patches_a_quote_as_far_as_it_goes() {
+        let whole = datagram(IpProtocol::Tcp, true);
+        // Cut 8 bytes into the segment, as RFC 792 quotes it: ports, no TCP checksum.
+        let mut quote = whole[..HEADER_LEN + 8].to_vec();
+        let mut p = Ipv4Packet::new_checked_quoted(&mut quote[..]).unwrap();
+        p.translate(Side::Src, Ipv4Addr::new(10, 0, 0, 1), 1025);
+        assert!(p.verify_checksum());
+        assert_eq!(crate::wire::l4_ports(p.payload()), Some((1025, 53)));
+        assert_eq!(
+            quote[HEADER_LEN + 4..],
+            whole[HEADER_LEN + 4..HEADER_LEN + 8]
+        );
+        // Cut inside the ports: the address only.
+        let mut quote = whole[..HEADER_LEN + 3].to_vec();
+        Ipv4Packet::new_unchecked(&mut quote[..]).translate(Side::Src, DST, 1025);
+        assert_eq!(quote[HEADER_LEN..], whole[HEADER_LEN..HEADER_LEN + 3]);
     }
 
     #[test]

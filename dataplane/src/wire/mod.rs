@@ -173,6 +173,23 @@ impl std::str::FromStr for MacAddr {
     }
 }
 
+/// Which end of a packet a rewrite changes: the source (address and port) or the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Src,
+    Dst,
+}
+
+impl Side {
+    /// The other end.
+    pub const fn opposite(self) -> Side {
+        match self {
+            Side::Src => Side::Dst,
+            Side::Dst => Side::Src,
+        }
+    }
+}
+
 /// The source and destination ports at the start of a TCP or UDP header (both begin with
 /// them), from as few as four bytes: enough for a filter that looks at ports only.
 pub fn l4_ports(l4: &[u8]) -> Option<(u16, u16)> {

@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::ipv4::IpProtocol;
-use super::{Result, WireError};
+use super::{Result, Side, WireError};
 
 /// A TCP sequence number, compared in sequence space: `a < b` iff `(a - b) as i32 < 0`
 /// (RFC 1982 style, BSD's `SEQ_LT`). No `Ord`: the relation is not transitive over the whole
@@ -508,6 +508,35 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let header_len = self.header_len();
         &mut self.buffer.as_mut()[header_len..]
+    }
+
+    /// NAT's rewrite: the `side` port becomes `port`, and the checksum follows it and the
+    /// pseudo-header's address change from `old_addr` to `new_addr` incrementally (RFC 1624),
+    /// nothing summed again. Only what the buffer holds is patched, so that a segment quoted in
+    /// an ICMP error, which may stop 8 bytes in (ports, no checksum), is rewritten as far as it
+    /// goes; fewer than 4 bytes are left alone.
+    #[inline]
+    pub fn translate(&mut self, side: Side, port: u16, old_addr: Ipv4Addr, new_addr: Ipv4Addr) {
+        let len = self.buffer.as_ref().len();
+        if len < field::DST_PORT.end {
+            return;
+        }
+        let old_port = match side {
+            Side::Src => {
+                let p = self.src_port();
+                self.set_src_port(port);
+                p
+            }
+            Side::Dst => {
+                let p = self.dst_port();
+                self.set_dst_port(port);
+                p
+            }
+        };
+        if len >= field::CHECKSUM.end {
+            let c = checksum::update_addr(self.checksum(), old_addr, new_addr);
+            self.set_checksum(checksum::update_u16(c, old_port, port));
+        }
     }
 
     /// Recomputes the checksum over the pseudo-header and the whole buffer.

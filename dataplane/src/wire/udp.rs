@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::ipv4::IpProtocol;
-use super::{Result, WireError};
+use super::{Result, Side, WireError};
 
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
@@ -185,6 +185,31 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let len = usize::from(self.len());
         &mut self.buffer.as_mut()[field::PAYLOAD..len]
+    }
+
+    /// NAT's rewrite: the `side` port becomes `port`, and the checksum follows it and the
+    /// pseudo-header's address change from `old_addr` to `new_addr` incrementally (a datagram
+    /// sent without a checksum stays without: [`update_checksum_addr`]). A buffer shorter than
+    /// the header (a quote cut short) is left alone.
+    #[inline]
+    pub fn translate(&mut self, side: Side, port: u16, old_addr: Ipv4Addr, new_addr: Ipv4Addr) {
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            return;
+        }
+        let old_port = match side {
+            Side::Src => {
+                let p = self.src_port();
+                self.set_src_port(port);
+                p
+            }
+            Side::Dst => {
+                let p = self.dst_port();
+                self.set_dst_port(port);
+                p
+            }
+        };
+        let c = update_checksum_addr(self.checksum(), old_addr, new_addr);
+        self.set_checksum(update_checksum_u16(c, old_port, port));
     }
 
     /// Computes the checksum over the pseudo-header and the datagram up to the length field;

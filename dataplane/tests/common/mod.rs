@@ -1,10 +1,10 @@
-//! The seed's box A on in-memory ports, frames built and checked with etherparse (an independent
-//! parser), and exact counter deltas (Firecracker's `check_metric_after_block!` idea).
+//! The tests' box A ([`tandem_fixture`], with rules of their own) on in-memory ports, frames
+//! checked with etherparse (an independent parser), and exact counter deltas (Firecracker's
+//! `check_metric_after_block!` idea).
 //!
-//! Box A: interface 0 `lan` 192.168.0.11/24, interface 1 `wan` 172.25.46.101/24; CARP VIPs
-//! 192.168.0.10 (vhid 2, lan) and 172.25.46.100 (vhid 1, wan), both held; lan passes
-//! 192.168.0.0/24 with state, wan rejects TCP to 172.25.46.101:23 and denies the rest; outbound
-//! NAT on wan 192.168.0.0/24 -> 172.25.46.100; connected routes and a default via 172.25.46.1.
+//! The tests' rules: lan passes 192.168.0.0/24 with state (rule 1); wan rejects TCP to
+//! 172.25.46.101:23 (rule 10) and leaves the rest to the implicit default deny, which the
+//! counters tell apart from a block rule (`drop_blocked_default`, not `drop_blocked_rule`).
 
 #![allow(dead_code)]
 
@@ -13,78 +13,19 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use etherparse::{
-    Ethernet2Header, Icmpv4Header, Icmpv4Type, Ipv4Header, NetHeaders, PacketBuilder,
-    PacketHeaders, TcpHeader, TransportHeader, UdpHeader,
+    Ethernet2Header, Icmpv4Header, Ipv4Header, NetHeaders, PacketHeaders, TcpHeader,
+    TransportHeader, UdpHeader,
 };
 use tandem_dataplane::counters::Counters;
-use tandem_dataplane::filter::{
-    Action, AddrMatch, NatKind, NatRule, PortPolicy, PortRange, Prefix, ProtoMatch, Rule, Ruleset,
-};
-use tandem_dataplane::fragment::FragConfig;
-use tandem_dataplane::generation::{Generation, Interface, Vip};
+use tandem_dataplane::filter::{Action, AddrMatch, PortRange, Prefix, ProtoMatch, Rule};
 use tandem_dataplane::io::mem::MemPort;
 use tandem_dataplane::pipeline::{Dataplane, Pipeline, PipelineConfig};
-use tandem_dataplane::route::{Route, RouteTable};
-use tandem_dataplane::state::{StateTable, TableConfig};
-use tandem_dataplane::wire::MacAddr;
 use tandem_dataplane::IfIndex;
-
-pub const LAN: IfIndex = 0;
-pub const WAN: IfIndex = 1;
-
-pub const LAN_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 11);
-pub const WAN_IP: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 101);
-pub const LAN_VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 10);
-pub const WAN_VIP: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 100);
-pub const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 100);
-pub const SERVER: Ipv4Addr = Ipv4Addr::new(172, 25, 46, 1);
-
-pub const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
-pub const WAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x02];
-pub const LAN_VMAC: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x01, 0x02];
-pub const WAN_VMAC: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01];
-pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x00];
-pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x00];
-pub const BROADCAST: [u8; 6] = [0xff; 6];
+pub use tandem_fixture::frames::*;
+pub use tandem_fixture::*;
 
 pub fn prefix(s: &str) -> Prefix {
     s.parse().unwrap()
-}
-
-pub fn interfaces() -> Vec<Interface> {
-    vec![
-        Interface {
-            name: "lan".into(),
-            mac: MacAddr(LAN_MAC),
-            addr: Some((LAN_IP, 24)),
-            dhcp: false,
-            mtu: 1500,
-        },
-        Interface {
-            name: "wan".into(),
-            mac: MacAddr(WAN_MAC),
-            addr: Some((WAN_IP, 24)),
-            dhcp: false,
-            mtu: 1500,
-        },
-    ]
-}
-
-pub fn vips() -> Vec<Vip> {
-    vec![
-        Vip {
-            if_index: LAN,
-            addr: LAN_VIP,
-            prefix_len: 24,
-            vhid: Some(2),
-        },
-        Vip {
-            if_index: WAN,
-            addr: WAN_VIP,
-            prefix_len: 24,
-            vhid: Some(1),
-        },
-    ]
 }
 
 /// lan: pass from 192.168.0.0/24 keep state.
@@ -100,85 +41,12 @@ pub fn wan_rules() -> Vec<Rule> {
         .with_dst_port(PortRange::single(23))]
 }
 
-pub fn nat(ports: PortPolicy) -> Vec<NatRule> {
-    let mut r = NatRule::translate(100, WAN, WAN_VIP);
-    r.src = AddrMatch::prefix(prefix("192.168.0.0/24"));
-    r.kind = NatKind::Translate {
-        addr: WAN_VIP,
-        ports,
-    };
-    vec![r]
-}
-
-pub fn routes(default: bool) -> RouteTable {
-    let mut r = vec![
-        Route {
-            prefix: prefix("192.168.0.0/24"),
-            out_if: LAN,
-            gateway: None,
-        },
-        Route {
-            prefix: prefix("172.25.46.0/24"),
-            out_if: WAN,
-            gateway: None,
-        },
-    ];
-    if default {
-        r.push(Route {
-            prefix: Prefix::ANY,
-            out_if: WAN,
-            gateway: Some(SERVER),
-        });
-    }
-    RouteTable::new(r)
-}
-
-/// What a lab is built from; `Default` is box A as the seed describes it.
-pub struct Setup {
-    pub lan: Vec<Rule>,
-    pub wan: Vec<Rule>,
-    pub ports: PortPolicy,
-    pub default_route: bool,
-    pub table: TableConfig,
-    /// Learn the client's and the server's MACs up front.
-    pub neighbours: bool,
-    /// `system.allow_ip_options`.
-    pub allow_ip_options: bool,
-    /// The fragment table's size and timeout.
-    pub frags: FragConfig,
-    /// The interfaces' MTUs (lan, wan).
-    pub mtu: (u16, u16),
-}
-
-impl Default for Setup {
-    fn default() -> Setup {
-        Setup {
-            lan: lan_rules(),
-            wan: wan_rules(),
-            ports: PortPolicy::Range(1024, 65535),
-            default_route: true,
-            table: TableConfig::default(),
-            neighbours: true,
-            allow_ip_options: false,
-            frags: FragConfig::default(),
-            mtu: (1500, 1500),
-        }
-    }
-}
-
-pub fn generation(number: u64, lan: Vec<Rule>, wan: Vec<Rule>, s: &Setup) -> Generation {
-    Generation {
-        number,
-        interfaces: {
-            let mut i = interfaces();
-            i[0].mtu = s.mtu.0;
-            i[1].mtu = s.mtu.1;
-            i
-        },
-        vips: vips(),
-        ruleset: Ruleset::new(vec![lan, wan], nat(s.ports), number),
-        routes: routes(s.default_route),
-        allow_ip_options: s.allow_ip_options,
+/// The tests' box A: fw-a with [`lan_rules`] and [`wan_rules`].
+pub fn box_a() -> BoxA {
+    BoxA {
+        lan: lan_rules(),
+        wan: wan_rules(),
+        ..BoxA::default()
     }
 }
 
@@ -194,20 +62,11 @@ pub const BUDGET: usize = 64;
 
 impl Lab {
     pub fn new() -> Lab {
-        Lab::with(Setup::default())
+        Lab::with(box_a())
     }
 
-    pub fn with(mut s: Setup) -> Lab {
-        let lan = std::mem::take(&mut s.lan);
-        let wan = std::mem::take(&mut s.wan);
-        let gen = generation(1, lan, wan, &s);
-        let dp = Dataplane::with_frag_config(gen, StateTable::new(s.table), s.frags);
-        dp.held.set(1, true);
-        dp.held.set(2, true);
-        if s.neighbours {
-            dp.neigh.learn(LAN, CLIENT, MacAddr(CLIENT_MAC), 0);
-            dp.neigh.learn(WAN, SERVER, MacAddr(SERVER_MAC), 0);
-        }
+    pub fn with(s: BoxA) -> Lab {
+        let dp = s.dataplane();
         let pipe = Pipeline::new(dp.clone(), &PipelineConfig::default());
         Lab {
             dp,
@@ -304,100 +163,6 @@ impl Snapshot {
     }
 }
 
-// ----- frames -----
-
-#[allow(clippy::too_many_arguments)]
-pub fn tcp_frame(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    (src, sport): (Ipv4Addr, u16),
-    (dst, dport): (Ipv4Addr, u16),
-    ttl: u8,
-    flags: &str,
-    seq: u32,
-    ack: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut h = TcpHeader::new(sport, dport, seq, 64240);
-    for f in flags.chars() {
-        match f {
-            'S' => h.syn = true,
-            'A' => h.ack = true,
-            'F' => h.fin = true,
-            'R' => h.rst = true,
-            'P' => h.psh = true,
-            _ => panic!("flag {f}"),
-        }
-    }
-    if h.ack {
-        h.acknowledgment_number = ack;
-    }
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), ttl)
-        .tcp_header(h);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).unwrap();
-    pad(out)
-}
-
-pub fn udp_frame(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    (src, sport): (Ipv4Addr, u16),
-    (dst, dport): (Ipv4Addr, u16),
-    ttl: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), ttl)
-        .udp(sport, dport);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).unwrap();
-    pad(out)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn echo_frame(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    ttl: u8,
-    request: bool,
-    id: u16,
-    seq: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), ttl);
-    let b = if request {
-        b.icmpv4_echo_request(id, seq)
-    } else {
-        b.icmpv4_echo_reply(id, seq)
-    };
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).unwrap();
-    pad(out)
-}
-
-/// An ICMP error (`icmp_type`) from `src` to `dst` quoting `quoted` (an IP packet, cut by the
-/// caller).
-pub fn icmp_error_frame(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    icmp_type: Icmpv4Type,
-    quoted: &[u8],
-) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .icmpv4(icmp_type);
-    let mut out = Vec::with_capacity(b.size(quoted.len()));
-    b.write(&mut out, quoted).unwrap();
-    pad(out)
-}
-
-/// Pads to Ethernet's 60-byte minimum, as a NIC delivers a short frame.
 /// A client's TCP handshake with the server through NAT (SYN at `t`, ISN 100; SYN-ACK at `t + 1`,
 /// ISN 900; ACK at `t + 2`): the NAT address and port it left with. The SYN is taken off the WAN
 /// port; the SYN-ACK stays on the LAN port for the caller.
@@ -409,7 +174,10 @@ pub fn handshake(
 ) -> (Ipv4Addr, u16) {
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, client, server, 64, "S", 100, 0, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, client, server)
+            .flags("S")
+            .seq(100)
+            .frame(),
         t,
     );
     let syn = lab.one_sent(WAN);
@@ -420,12 +188,20 @@ pub fn handshake(
     let vip = (WAN_VIP, tcp.source_port());
     lab.send(
         WAN,
-        &tcp_frame(SERVER_MAC, WAN_VMAC, server, vip, 64, "SA", 900, 101, &[]),
+        &Tcp::new(SERVER_MAC, WAN_VMAC, server, vip)
+            .flags("SA")
+            .seq(900)
+            .ack(101)
+            .frame(),
         t + 1,
     );
     lab.send(
         LAN,
-        &tcp_frame(CLIENT_MAC, LAN_VMAC, client, server, 64, "A", 101, 901, &[]),
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, client, server)
+            .flags("A")
+            .seq(101)
+            .ack(901)
+            .frame(),
         t + 2,
     );
     vip
@@ -442,45 +218,6 @@ pub fn ones_complement(b: &[u8]) -> u16 {
         s = (s & 0xffff) + (s >> 16);
     }
     !(s as u16)
-}
-
-pub fn pad(mut f: Vec<u8>) -> Vec<u8> {
-    if f.len() < 60 {
-        f.resize(60, 0);
-    }
-    f
-}
-
-/// An Ethernet/IPv4 ARP packet (etherparse 0.16 has no ARP: built by hand from RFC 826).
-pub fn arp_frame(
-    eth_src: [u8; 6],
-    eth_dst: [u8; 6],
-    op: u16,
-    sha: [u8; 6],
-    spa: Ipv4Addr,
-    tha: [u8; 6],
-    tpa: Ipv4Addr,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    Ethernet2Header {
-        source: eth_src,
-        destination: eth_dst,
-        ether_type: etherparse::EtherType::ARP,
-    }
-    .write(&mut out)
-    .unwrap();
-    out.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
-    out.extend_from_slice(&op.to_be_bytes());
-    out.extend_from_slice(&sha);
-    out.extend_from_slice(&spa.octets());
-    out.extend_from_slice(&tha);
-    out.extend_from_slice(&tpa.octets());
-    out.resize(60, 0);
-    out
-}
-
-pub fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
-    arp_frame(sha, BROADCAST, 1, sha, spa, [0; 6], tpa)
 }
 
 /// An ARP packet as read back by the test's own parser.
