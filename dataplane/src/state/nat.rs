@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::key::{FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use super::table::{InsertError, NewState, State, StateTable};
+use super::table::{Birth, InsertError, NewState, State, StateTable};
 use super::timeouts::Millis;
 use crate::journal::{Origin, Producer};
 
@@ -100,14 +100,16 @@ impl StateTable {
             with_port(base, port as u16)
         });
         self.insert_probing(
-            id,
-            &new,
-            now,
-            now,
+            Birth {
+                id,
+                new: &new,
+                created: now,
+                last: now,
+                origin: Origin::Local(by),
+                src_tracked,
+            },
             candidates,
             InsertError::PortExhausted,
-            Origin::Local(by),
-            src_tracked,
         )
     }
 }

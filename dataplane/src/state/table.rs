@@ -461,6 +461,21 @@ impl Eq for ById {}
 
 type IdShard = Mutex<HashSet<ById, ahash::RandomState>>;
 
+/// Who a new state is and where it comes from: what [`StateTable::insert_probing`] builds
+/// and journals, whichever way the caller chose its wire key.
+#[derive(Clone, Copy)]
+pub(in crate::state) struct Birth<'a> {
+    pub id: SyncId,
+    pub new: &'a NewState,
+    /// Creation time (the peer's, rebased, for a synced state).
+    pub created: Millis,
+    /// Last activity.
+    pub last: Millis,
+    pub origin: Origin<'a>,
+    /// The state counts in its rule's source node (see `src_nodes`).
+    pub src_tracked: bool,
+}
+
 /// A key hashed by [`StateTable::prefetch`], for [`StateTable::prefetch_state`].
 #[derive(Debug, Clone, Copy)]
 pub struct Prefetched {
@@ -651,21 +666,22 @@ impl StateTable {
         by.record(JournalKind::Update, state);
     }
 
-    /// Insert a state whose wire key is the first of `wires` whose reply key is free; the
-    /// state's id is `id`. The reply key is taken first, through the entry API, so the probe
-    /// and the claim are one step.
-    #[allow(clippy::too_many_arguments)]
+    /// Insert the state `birth` describes, its wire key the first of `wires` whose reply key
+    /// is free (`exhausted` if none is). The reply key is taken first, so the probe and the
+    /// claim are one step.
     pub(super) fn insert_probing(
         &self,
-        id: SyncId,
-        new: &NewState,
-        created: Millis,
-        last: Millis,
+        birth: Birth<'_>,
         wires: impl Iterator<Item = FlowKey>,
         exhausted: InsertError,
-        origin: Origin<'_>,
-        src_tracked: bool,
     ) -> Result<Arc<State>, InsertError> {
+        let Birth {
+            id,
+            new,
+            origin,
+            src_tracked,
+            ..
+        } = birth;
         let limit = self.limit() as usize;
         let release_src = || {
             if src_tracked {
@@ -705,9 +721,9 @@ impl StateTable {
                         unshared.reply = wire.reversed();
                         s
                     }
-                    None => Arc::new(self.build(id, new, wire, created, last, src_tracked)),
+                    None => Arc::new(self.build(&birth, wire)),
                 },
-                None => Arc::new(self.build(id, new, wire, created, last, src_tracked)),
+                None => Arc::new(self.build(&birth, wire)),
             };
             match self.keys.insert(&state, Direction::Reply) {
                 Ok(()) => {

@@ -13,14 +13,16 @@ impl StateTable {
     ) -> Result<Arc<State>, InsertError> {
         let id = self.next_sync_id();
         self.insert_probing(
-            id,
-            &new,
-            now,
-            now,
+            Birth {
+                id,
+                new: &new,
+                created: now,
+                last: now,
+                origin: Origin::Local(by),
+                src_tracked: false,
+            },
             std::iter::once(new.wire),
             InsertError::Exists,
-            Origin::Local(by),
-            false,
         )
     }
 
@@ -61,14 +63,16 @@ impl StateTable {
             None => {
                 let id = self.next_sync_id();
                 self.insert_probing(
-                    id,
-                    &new,
-                    now,
-                    now,
+                    Birth {
+                        id,
+                        new: &new,
+                        created: now,
+                        last: now,
+                        origin: Origin::Local(by),
+                        src_tracked: true,
+                    },
                     std::iter::once(new.wire),
                     InsertError::Exists,
-                    Origin::Local(by),
-                    true,
                 )
             }
         }
@@ -90,28 +94,30 @@ impl StateTable {
         last: Millis,
     ) -> Result<Arc<State>, InsertError> {
         let state = self.insert_probing(
-            id,
-            &new,
-            created,
-            last,
+            Birth {
+                id,
+                new: &new,
+                created,
+                last,
+                origin: Origin::Peer,
+                src_tracked: false,
+            },
             std::iter::once(new.wire),
             InsertError::Exists,
-            Origin::Peer,
-            false,
         )?;
         state.mark_from_peer();
         Ok(state)
     }
 
-    pub(super) fn build(
-        &self,
-        id: SyncId,
-        new: &NewState,
-        wire: FlowKey,
-        created: Millis,
-        last: Millis,
-        src_tracked: bool,
-    ) -> State {
+    pub(super) fn build(&self, birth: &Birth<'_>, wire: FlowKey) -> State {
+        let Birth {
+            id,
+            new,
+            created,
+            last,
+            src_tracked,
+            ..
+        } = *birth;
         let counted = u64::from(new.bytes != 0);
         let tracked = if src_tracked { SRC_TRACKED } else { 0 };
         State {

@@ -29,7 +29,15 @@ fn state(table: &StateTable, n: u32) -> Arc<State> {
         creator: 1,
         id: u64::from(n),
     };
-    Arc::new(table.build(id, &new, new.wire, 0, 0, false))
+    let birth = super::super::Birth {
+        id,
+        new: &new,
+        created: 0,
+        last: 0,
+        origin: crate::journal::Origin::Peer,
+        src_tracked: false,
+    };
+    Arc::new(table.build(&birth, new.wire))
 }
 
 fn found(index: &KeyIndex, s: &Arc<State>, dir: Direction) -> bool {
