@@ -44,10 +44,13 @@ fn refill(frames: &mut [Frame], tmpl: &[u8]) {
     }
 }
 
-/// One batch through the pipeline, per frame; returns how many frames were sent.
+/// One batch through the pipeline, per frame; returns how many frames were sent. Inside one
+/// read section of the state table, as `Pipeline::round` holds one per batch.
 #[inline]
 fn process_batch(pipe: &mut Pipeline, in_if: u8, frames: &mut [Frame]) -> usize {
     pipe.begin_batch(NOW);
+    let dp = std::sync::Arc::clone(pipe.dataplane());
+    let _reading = dp.states.read_section();
     let mut tx = 0;
     for f in frames.iter_mut() {
         if let Verdict::Tx { len, .. } = pipe.process(in_if, &mut f.buf[..], f.len) {
@@ -218,6 +221,7 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
                 while i < next + n {
                     let end = (i + BATCH).min(next + n);
                     pipe.begin_batch(NOW);
+                    let reading = dp.states.read_section();
                     for j in i..end {
                         let f = &mut work[0];
                         f.buf[..syns.len].copy_from_slice(syns.get(j));
@@ -225,6 +229,7 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
                             tx += 1;
                         }
                     }
+                    drop(reading);
                     pipe.end_batch();
                     i = end;
                 }

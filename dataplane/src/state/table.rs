@@ -16,7 +16,8 @@
 //! - Workers look states up without a lock ([`StateTable::with_state`]): the key index is read
 //!   inside an epoch guard (a worker holds one per batch, [`StateTable::read_section`]), and a
 //!   removed state is released only once no guard of its time is left. No reference count is
-//!   touched; the worker then locks the state's own mutex to track the packet.
+//!   touched; the worker then takes the write side of the state's sequence lock to track the
+//!   packet (one compare-and-swap; readers such as state sync never block it, see [`seqlock`]).
 //!   [`StateTable::lookup`] clones the `Arc` for callers that keep the state past the lookup.
 //! - Writers of the key index (insert, remove) take a stripe lock chosen by the key, so one
 //!   key's writers serialise; lookups never wait for them.
@@ -24,8 +25,8 @@
 //!   state's `Arc` hashed by its id (8 bytes a slot). No worker reads it per packet; insert and
 //!   remove touch one shard. It is also the expiry walk's cursor. Cost: one 9-byte slot per
 //!   state (x the load factor), one mutex per insert and remove.
-//! - Lock order: key stripe, then id shard, then a state's mutex. No code takes a table lock
-//!   while holding a state's mutex, and nothing takes a key stripe while holding an id shard.
+//! - Lock order: key stripe, then id shard, then a state's write lock. No code takes a table
+//!   lock while holding a state's write lock, and nothing takes a key stripe while holding an id shard.
 //!
 //! # Insert and remove
 //!
@@ -60,9 +61,11 @@ use super::timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
 use super::Direction;
 use crate::journal::{JournalKind, NoJournal, Origin, Producer, StateJournal};
 use index::{KeyIndex, Refused};
+use seqlock::SeqLock;
 
 mod index;
 mod insert;
+mod seqlock;
 mod sweep;
 mod track;
 
@@ -130,7 +133,7 @@ fn unpack_expire(word: u64) -> (Millis, TimeoutClass, bool) {
     (word >> LAST_SHIFT, class, word & REMOVED != 0)
 }
 
-/// The mutable part of a state behind its mutex.
+/// The mutable part of a state behind its sequence lock.
 #[derive(Debug, Clone, Copy, Default)]
 struct Peers {
     src: TcpPeer,
@@ -158,7 +161,7 @@ pub struct Tracking {
 }
 
 /// One connection: its identity, keys and the rule that let it in (immutable), and its tracking
-/// (behind a mutex; the expiry word is an atomic so the expiry walk never takes the mutex).
+/// (behind a sequence lock; the expiry word is an atomic so the expiry walk never takes it).
 #[derive(Debug)]
 pub struct State {
     /// pfsync identity.
@@ -173,7 +176,7 @@ pub struct State {
     /// than `wire` because the key map borrows its keys from the state.
     reply: FlowKey,
     expire: AtomicU64,
-    peers: Mutex<Peers>,
+    peers: SeqLock<Peers>,
 }
 
 impl State {
@@ -254,12 +257,13 @@ impl State {
         (!removed).then(|| t.deadline(adaptive, class, last, states))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Peers> {
-        // A panic elsewhere cannot leave plain integers half-valid: keep going.
-        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The write side of the tracking (see [`seqlock`]).
+    #[inline]
+    fn lock(&self) -> seqlock::WriteGuard<'_, Peers> {
+        self.peers.write()
     }
 
-    // Only under the peers mutex: every writer of the word holds it, except state sync's
+    // Only under the peers write lock: every writer of the word holds it, except state sync's
     // `mark_queued`/`count_sync_update`, whose racing sets this store may undo (see there).
     #[inline]
     fn set_expire(&self, last: Millis, class: TimeoutClass) {
@@ -275,7 +279,7 @@ impl State {
     /// A worker's `set_expire` racing with this (the other direction, on another worker) may
     /// store the word without the mark: the state is then queued once more, a duplicate the
     /// sync thread sends twice. Never the other way round: the mark is cleared only under the
-    /// state's mutex ([`State::clear_queued`]), so no stale mark can be written back.
+    /// state's write lock ([`State::clear_queued`]), so no stale mark can be written back.
     #[inline]
     pub fn mark_queued(&self) -> bool {
         if self.expire.load(Ordering::Relaxed) & SYNC_QUEUED != 0 {
@@ -308,7 +312,7 @@ impl State {
     }
 
     /// Clear the sync mark and the update count (the sync thread, when it takes the state off
-    /// its queue, before it reads the tracking). Under the state's mutex, so that a worker's
+    /// its queue, before it reads the tracking). Under the state's write lock, so that a worker's
     /// `set_expire` cannot write back a stale mark: every change a worker makes after this
     /// either is seen by the sync thread's next read of the tracking or queues the state anew.
     pub fn clear_queued(&self) {
@@ -683,6 +687,8 @@ impl StateTable {
             ..
         } = birth;
         let limit = self.limit() as usize;
+        // One epoch pin for the whole insert (nested in a worker's read section).
+        let guard = &crossbeam_epoch::pin();
         let release_src = || {
             if src_tracked {
                 self.src_nodes.release(new.rule, new.stack.src);
@@ -707,7 +713,7 @@ impl StateTable {
             return Err(InsertError::StateLimit);
         }
         // Fail fast, before probing ports, when the flow has a state already.
-        if self.keys.contains(&new.stack) {
+        if self.keys.contains(&new.stack, guard) {
             return fail(InsertError::Exists);
         }
 
@@ -725,7 +731,7 @@ impl StateTable {
                 },
                 None => Arc::new(self.build(&birth, wire)),
             };
-            match self.keys.insert(&state, Direction::Reply) {
+            match self.keys.insert(&state, Direction::Reply, guard) {
                 Ok(()) => {
                     placed = Some(state);
                     break;
@@ -738,7 +744,7 @@ impl StateTable {
             return fail(exhausted);
         };
         let unreply = || {
-            self.keys.remove(&state.reply, &state);
+            self.keys.remove(&state.reply, &state, guard);
         };
 
         if !self.id_shard(&id).insert(ById(Arc::clone(&state))) {
@@ -746,7 +752,7 @@ impl StateTable {
             return fail(InsertError::Exists);
         }
 
-        if let Err(refused) = self.keys.insert(&state, Direction::Original) {
+        if let Err(refused) = self.keys.insert(&state, Direction::Original, guard) {
             // Lost a race with another insert of the same flow, or no room.
             let owned = self.id_shard(&id).remove(&id);
             unreply();
@@ -764,7 +770,7 @@ impl StateTable {
         if state.is_removed() {
             // Removed between our id insert and our stack key insert: the remover may have
             // missed the stack key, take it out ourselves.
-            self.keys.remove(&state.stack, &state);
+            self.keys.remove(&state.stack, &state, guard);
         } else {
             origin.record(JournalKind::Insert, &state);
         }

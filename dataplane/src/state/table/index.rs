@@ -169,8 +169,11 @@ impl KeyIndex {
             home: ((u128::from(h) * self.buckets as u128) >> 64) as usize,
             // Never 0: an empty slot's tag.
             tag: (h & 0xffff) | 1,
-            // 1-15: 0 marks an empty slot. Other bits than the tag's.
-            nibble: ((h >> 16) % 15) + 1,
+            // 1-15 (0 marks an empty slot; 0 becomes 1): other bits than the tag's.
+            nibble: {
+                let n = (h >> 16) & 0xf;
+                n | u64::from(n == 0)
+            },
         }
     }
 
@@ -211,7 +214,8 @@ impl KeyIndex {
     /// The slot word of `key`, and where it is (bucket, slot), if present; if absent, the first
     /// slot marked empty seen on the way (for `insert`). The caller holds a guard (or the stripe
     /// lock: then nothing else removes or inserts this key).
-    #[inline]
+    // Inlined: it is most of an established packet's lookup.
+    #[inline(always)]
     fn find(
         &self,
         key: &FlowKey,
@@ -221,7 +225,8 @@ impl KeyIndex {
         let tag = at.tag << TAG_SHIFT;
         let mut empty = None;
         let mut b = at.home;
-        for _ in 0..self.buckets {
+        let mut left = self.buckets;
+        loop {
             let bucket = &buckets[b];
             let meta = bucket.meta.load(Ordering::Acquire);
             let mut candidates = nibble_matches(meta, at.nibble);
@@ -247,12 +252,12 @@ impl KeyIndex {
                     empty = Some((b, (free.trailing_zeros() / 4) as usize));
                 }
             }
-            if meta < OVERFLOW_ONE {
+            left -= 1;
+            if meta < OVERFLOW_ONE || left == 0 {
                 return Err(empty);
             }
             b = self.next(b);
         }
-        Err(empty)
     }
 
     /// Run `f` on the state of `key` and the key's direction, without a lock. `f` may keep no
@@ -276,8 +281,7 @@ impl KeyIndex {
     }
 
     /// True if `key` is present.
-    pub fn contains(&self, key: &FlowKey) -> bool {
-        let _guard = epoch::pin();
+    pub fn contains(&self, key: &FlowKey, _guard: &Guard) -> bool {
         self.find(key, self.hashed(key)).is_ok()
     }
 
@@ -288,11 +292,16 @@ impl KeyIndex {
     }
 
     /// Put `state` under its key for `dir`.
-    pub fn insert(&self, state: &Arc<State>, dir: Direction) -> Result<(), Refused> {
+    pub fn insert(
+        &self,
+        state: &Arc<State>,
+        dir: Direction,
+        _guard: &Guard,
+    ) -> Result<(), Refused> {
         let key = state.key(dir);
         let at = self.hashed(key);
-        // `find` reads other keys' states, which their own writers may be removing.
-        let _guard = epoch::pin();
+        // `find` reads other keys' states, which their own writers may be removing: under the
+        // caller's guard.
         let _w = self.stripe(at);
         let Err(empty) = self.find(key, at) else {
             return Err(Refused::Exists);
@@ -349,9 +358,8 @@ impl KeyIndex {
 
     /// Take `key` out if it points to `state`; its reference is released once no reader can
     /// hold it. False if the key is absent or belongs to another state.
-    pub fn remove(&self, key: &FlowKey, state: &Arc<State>) -> bool {
+    pub fn remove(&self, key: &FlowKey, state: &Arc<State>, guard: &Guard) -> bool {
         let at = self.hashed(key);
-        let guard = epoch::pin();
         let _w = self.stripe(at);
         let Ok((word, b, i)) = self.find(key, at) else {
             return false;
@@ -370,7 +378,7 @@ impl KeyIndex {
             buckets[p].meta.fetch_sub(OVERFLOW_ONE, Ordering::Release);
             p = self.next(p);
         }
-        release_later(&guard, unpack(word).0);
+        release_later(guard, unpack(word).0);
         true
     }
 

@@ -127,7 +127,7 @@ impl StateTable {
             stack: new.stack,
             reply: wire.reversed(),
             expire: AtomicU64::new(pack_expire(last, new.timeout) | tracked),
-            peers: Mutex::new(Peers {
+            peers: SeqLock::new(Peers {
                 src: new.src,
                 dst: new.dst,
                 packets: [counted, 0],

@@ -18,8 +18,9 @@ impl StateTable {
             }
         }
         state.mark_removed();
-        self.keys.remove(&state.stack, state);
-        self.keys.remove(&state.reply, state);
+        let guard = &crossbeam_epoch::pin();
+        self.keys.remove(&state.stack, state, guard);
+        self.keys.remove(&state.reply, state, guard);
         self.count.fetch_sub(1, Ordering::Relaxed);
         if state.is_src_tracked() {
             self.src_nodes.release(state.rule, state.stack.src);
@@ -67,7 +68,7 @@ impl StateTable {
     ///
     /// For the housekeeping thread, never a worker. The walk uses the id index, not the key
     /// index: a shard's lock is held while its states' expiry words are read (atomics, no state
-    /// mutex), and no worker reads the id index, so lookups never wait for expiry. Expired
+    /// lock), and no worker reads the id index, so lookups never wait for expiry. Expired
     /// states are removed afterwards, one key slot at a time; their memory is released through
     /// the epoch once no worker's batch can still see them.
     pub fn expire(&self, now: Millis, budget: usize, by: &Producer) -> usize {

@@ -87,7 +87,7 @@ impl State {
     /// direction `quoted_dir`, fits this state's windows ([`tcp::icmp_quote_fits`]). Reads
     /// only: an error never moves a window.
     pub fn icmp_quote_fits(&self, quoted_dir: Direction, seq: u32) -> bool {
-        let p = self.lock();
+        let p = self.peers.read();
         tcp::icmp_quote_fits(&p.src, &p.dst, quoted_dir, seq)
     }
 
@@ -101,10 +101,9 @@ impl State {
         self.set_expire(now, class);
     }
 
-    /// A copy of the tracking.
+    /// A copy of the tracking, taken without blocking the workers that track the state.
     pub fn tracking(&self) -> Tracking {
-        let p = self.lock();
-        let (last, timeout) = self.expire();
+        let (p, (last, timeout)) = self.peers.read_with(|| self.expire());
         Tracking {
             src: p.src,
             dst: p.dst,

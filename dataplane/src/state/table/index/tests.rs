@@ -89,20 +89,25 @@ fn both_keys_found_with_their_direction_and_removed_only_by_their_state() {
     let index = KeyIndex::for_states(16);
     let s = state(&table, 1);
     let other = state(&table, 1);
-    index.insert(&s, Direction::Original).unwrap();
-    index.insert(&s, Direction::Reply).unwrap();
+    index
+        .insert(&s, Direction::Original, &epoch::pin())
+        .unwrap();
+    index.insert(&s, Direction::Reply, &epoch::pin()).unwrap();
     assert!(found(&index, &s, Direction::Original));
     assert!(found(&index, &s, Direction::Reply));
     assert_eq!(
-        index.insert(&other, Direction::Original),
+        index.insert(&other, Direction::Original, &epoch::pin()),
         Err(Refused::Exists)
     );
-    assert!(!index.remove(&key(1), &other), "another state's key");
-    assert!(index.contains(&key(1)));
-    assert!(index.remove(&key(1), &s));
-    assert!(!index.contains(&key(1)));
+    assert!(
+        !index.remove(&key(1), &other, &epoch::pin()),
+        "another state's key"
+    );
+    assert!(index.contains(&key(1), &epoch::pin()));
+    assert!(index.remove(&key(1), &s, &epoch::pin()));
+    assert!(!index.contains(&key(1), &epoch::pin()));
     assert!(found(&index, &s, Direction::Reply));
-    assert!(!index.remove(&key(1), &s), "removed twice");
+    assert!(!index.remove(&key(1), &s, &epoch::pin()), "removed twice");
     assert_eq!(index.count(), 1);
     // The index's references: one for the reply key; the removed key's is released through
     // the epoch (pinning and flushing lets it run).
@@ -120,7 +125,7 @@ fn keys_spill_past_full_buckets_and_removal_gives_back_the_counts() {
     assert_eq!(index.slots(), MIN_BUCKETS * SLOTS);
     let states: Vec<_> = (0..400).map(|n| state(&table, n)).collect();
     for s in &states {
-        index.insert(s, Direction::Original).unwrap();
+        index.insert(s, Direction::Original, &epoch::pin()).unwrap();
     }
     assert!(
         overflow_total(&index) > 0,
@@ -128,13 +133,13 @@ fn keys_spill_past_full_buckets_and_removal_gives_back_the_counts() {
     );
     assert!(states.iter().all(|s| found(&index, s, Direction::Original)));
     for s in states.iter().step_by(2) {
-        assert!(index.remove(&s.stack, s));
+        assert!(index.remove(&s.stack, s, &epoch::pin()));
     }
     for (n, s) in states.iter().enumerate() {
         assert_eq!(found(&index, s, Direction::Original), n % 2 == 1, "key {n}");
     }
     for s in states.iter().skip(1).step_by(2) {
-        assert!(index.remove(&s.stack, s));
+        assert!(index.remove(&s.stack, s, &epoch::pin()));
     }
     assert_eq!(index.count(), 0);
     assert_eq!(overflow_total(&index), 0);
@@ -148,7 +153,7 @@ fn a_full_index_refuses_and_keeps_what_it_holds() {
     let mut held = Vec::new();
     let mut refused = 0;
     for s in &states {
-        match index.insert(s, Direction::Original) {
+        match index.insert(s, Direction::Original, &epoch::pin()) {
             Ok(()) => held.push(s),
             Err(Refused::Full) => refused += 1,
             Err(Refused::Exists) => panic!("distinct keys"),
@@ -159,7 +164,10 @@ fn a_full_index_refuses_and_keeps_what_it_holds() {
     assert!(held.iter().all(|s| found(&index, s, Direction::Original)));
     for s in &states {
         if Arc::strong_count(s) == 1 {
-            assert!(!index.contains(&s.stack), "a refused key must not be found");
+            assert!(
+                !index.contains(&s.stack, &epoch::pin()),
+                "a refused key must not be found"
+            );
         }
     }
 }
@@ -170,7 +178,7 @@ fn readers_never_miss_a_key_while_writers_churn_the_same_buckets() {
     let index = Arc::new(KeyIndex::for_states(64));
     let steady: Vec<_> = (0..100).map(|n| state(&table, n)).collect();
     for s in &steady {
-        index.insert(s, Direction::Original).unwrap();
+        index.insert(s, Direction::Original, &epoch::pin()).unwrap();
     }
     let churn: Vec<_> = (1000..1200).map(|n| state(&table, n)).collect();
     let stop = AtomicBool::new(false);
@@ -181,10 +189,10 @@ fn readers_never_miss_a_key_while_writers_churn_the_same_buckets() {
             scope.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     for s in half {
-                        index.insert(s, Direction::Original).unwrap();
+                        index.insert(s, Direction::Original, &epoch::pin()).unwrap();
                     }
                     for s in half {
-                        assert!(index.remove(&s.stack, s));
+                        assert!(index.remove(&s.stack, s, &epoch::pin()));
                     }
                 }
             });
@@ -209,7 +217,7 @@ proptest! {
         for (insert, n) in ops {
             if insert {
                 let s = state(&table, n);
-                let r = index.insert(&s, Direction::Original);
+                let r = index.insert(&s, Direction::Original, &epoch::pin());
                 match model.get(&n) {
                     Some(_) => prop_assert_eq!(r, Err(Refused::Exists)),
                     None if r.is_ok() => { model.insert(n, s); }
@@ -217,13 +225,13 @@ proptest! {
                 }
             } else {
                 let s = model.remove(&n);
-                let held = s.as_ref().is_some_and(|s| index.remove(&key(n), s));
+                let held = s.as_ref().is_some_and(|s| index.remove(&key(n), s, &epoch::pin()));
                 prop_assert_eq!(held, s.is_some());
             }
         }
         prop_assert_eq!(index.count(), model.len());
         for n in 0..300 {
-            prop_assert_eq!(index.contains(&key(n)), model.contains_key(&n));
+            prop_assert_eq!(index.contains(&key(n), &epoch::pin()), model.contains_key(&n));
         }
     }
 }
