@@ -52,7 +52,15 @@ use crate::config::{
 /// state limit, the source-node limit and the adaptive timeouts. States above a lowered limit
 /// stay until they expire; timeouts apply at the next expiry walk.
 pub fn apply_table_limits(states: &StateTable, system: &System) {
-    states.set_limit(system.state_limit);
+    let limit = states.set_limit(system.state_limit);
+    if limit < system.state_limit {
+        tracing::warn!(
+            requested = system.state_limit,
+            in_force = limit,
+            "system.state_limit above what the state table was sized for at start: \
+             held at {limit} until tandemd restarts"
+        );
+    }
     states.src_nodes().set_max_nodes(system.src_node_limit);
     let mut timeouts = states.timeouts();
     timeouts.adaptive = system.adaptive.map(|a| Adaptive {

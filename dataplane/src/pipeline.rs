@@ -557,14 +557,17 @@ impl WorkerSide {
             if tracked.is_ok() {
                 dp.states.updated(state, &self.journal);
             }
-            (tracked, translation(state, dir))
+            // The state to remove on port reuse: this one, not whatever the key finds later
+            // (another worker may have replaced it meanwhile).
+            let reused = (tracked == Err(TrackError::PortReuse)).then(|| Arc::clone(state));
+            (tracked, translation(state, dir), reused)
         });
-        if let Some((tracked, xlat)) = hit {
+        if let Some((tracked, xlat, reused)) = hit {
             match tracked {
                 Ok(()) => {}
                 Err(TrackError::PortReuse) => {
                     // Both sides closed and a new SYN: the old state goes, the SYN starts anew.
-                    if let Some((s, _)) = dp.states.lookup(&key) {
+                    if let Some(s) = reused {
                         dp.states.remove(&s, Origin::Local(&self.journal));
                     }
                     return self.new_flow(gen, dp, buf, &packet());

@@ -25,7 +25,8 @@
 //! hostname = "fwa"
 //! host_id = 1            # 1..=4294967295, unique in the cluster: the creator id of synced states
 //! workers = 1            # optional, dataplane worker threads, 1..=64 (default 1)
-//! state_limit = 262144   # optional, state table capacity, 1..=16777216 (default 262144)
+//! state_limit = 262144   # optional, state table capacity, 1..=16777216 (default 262144);
+//!                         # the table is sized at start: raising it takes a restart
 //! src_node_limit = 10000 # optional, sources tracked for max_src_* limits, 1..=16777216 (default
 //!                        # 10000, pf's src-nodes): a new source beyond it is refused a state
 //! adaptive_start = 157286  # optional, pf's adaptive.start and adaptive.end, in states, both or

@@ -45,8 +45,8 @@
 //! half full: 64-byte buckets of 7 slots, 37 bytes per state of the limit; the id index adds one
 //! 9-byte slot per state (x its load factor). [`StateTable::memory_estimate`] computes it; the
 //! `#[ignore]`d test `one_million_states` reports it with the process RSS. A limit raised at run
-//! time above the size the index was mapped for works while the index has room (lookups then
-//! probe further), and inserts that find none fail as at the limit.
+//! time above the size the index was mapped for is held to that size until a restart
+//! ([`StateTable::set_limit`]): beyond it, lookups would probe ever further.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
@@ -534,19 +534,21 @@ impl StateTable {
         let ids = (0..ID_SHARDS)
             .map(|_| Mutex::new(HashSet::with_capacity_and_hasher(per_shard, hasher.clone())))
             .collect();
-        StateTable {
+        let table = StateTable {
             keys: KeyIndex::for_states(config.capacity.max(config.limit as usize)),
             ids,
             count: AtomicUsize::new(0),
             next_id: AtomicU64::new(first_id_of_this_run()),
             creator: config.creator,
-            limit: AtomicU32::new(config.limit),
+            limit: AtomicU32::new(0),
             timeouts: RwLock::new(config.timeouts),
             cursor: AtomicUsize::new(0),
             journal,
             port_hasher: ahash::RandomState::new(),
             src_nodes: SrcNodes::new(DEFAULT_MAX_NODES),
-        }
+        };
+        table.set_limit(config.limit);
+        table
     }
 
     /// This node's creator id.
@@ -570,9 +572,14 @@ impl StateTable {
         self.limit.load(Ordering::Relaxed)
     }
 
-    /// Change the limit (existing states above it stay until they expire).
-    pub fn set_limit(&self, limit: u32) {
+    /// Change the limit (existing states above it stay until they expire). The key index was
+    /// sized at start for the limit then (`TableConfig`): a limit above that size is held to it
+    /// until a restart, rather than let lookups probe ever further. Returns the limit in force.
+    pub fn set_limit(&self, limit: u32) -> u32 {
+        let sized = u32::try_from(self.keys.sized_for()).unwrap_or(u32::MAX);
+        let limit = limit.min(sized);
         self.limit.store(limit, Ordering::Relaxed);
+        limit
     }
 
     /// The timeouts in force.

@@ -96,6 +96,8 @@ pub(super) enum Refused {
 /// See the [module documentation](self).
 pub(super) struct KeyIndex {
     map: memmap2::MmapMut,
+    /// The states the index was sized for (at most half full with two keys each).
+    states: usize,
     buckets: usize,
     stripes: Box<[Mutex<()>]>,
     hasher: ahash::RandomState,
@@ -120,7 +122,8 @@ pub(super) struct Hashed {
 impl KeyIndex {
     /// An empty index for `states` states (two keys each) at most half full.
     pub fn for_states(states: usize) -> Self {
-        let keys = 2 * states.clamp(1, MAX_SIZED_STATES);
+        let states = states.clamp(1, MAX_SIZED_STATES);
+        let keys = 2 * states;
         let buckets = (2 * keys).div_ceil(SLOTS).max(MIN_BUCKETS);
         let bytes = buckets * std::mem::size_of::<Bucket>();
         // An anonymous mapping is zero-filled (all slots empty, all counts 0) and costs memory
@@ -135,6 +138,7 @@ impl KeyIndex {
         }
         KeyIndex {
             map,
+            states,
             buckets,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: ahash::RandomState::new(),
@@ -147,6 +151,12 @@ impl KeyIndex {
         // bytes long and lives as long as `self`; all-zero bytes are valid atomics, and the
         // slice is only ever accessed through those atomics.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<Bucket>(), self.buckets) }
+    }
+
+    /// The states the index was sized for: the most a table can hold without its lookups
+    /// probing ever further.
+    pub fn sized_for(&self) -> usize {
+        self.states
     }
 
     /// Number of slots.
@@ -212,8 +222,9 @@ impl KeyIndex {
     }
 
     /// The slot word of `key`, and where it is (bucket, slot), if present; if absent, the first
-    /// slot marked empty seen on the way (for `insert`). The caller holds a guard (or the stripe
-    /// lock: then nothing else removes or inserts this key).
+    /// slot marked empty seen within [`MAX_PROBE`] buckets (for `insert`). The caller holds an
+    /// epoch guard of the default collector (`crossbeam_epoch::pin`): the states of other keys
+    /// met on the way may be being removed, a stripe lock alone does not keep them alive.
     // Inlined: it is most of an established packet's lookup.
     #[inline(always)]
     fn find(
@@ -239,14 +250,16 @@ impl KeyIndex {
                     let (state, dir) = unpack(word);
                     // SAFETY: a non-empty slot holds the address of a live state: the index
                     // owns a reference until the slot is emptied, and after that until every
-                    // guard of the time is dropped (removal defers the release); the caller
-                    // holds a guard or the key's stripe lock.
+                    // guard of the time is dropped (removal defers the release through the
+                    // default collector); the caller holds such a guard.
                     if unsafe { (*state).key(dir) } == key {
                         return Ok((word, b, i));
                     }
                 }
             }
-            if empty.is_none() {
+            // Only within `MAX_PROBE` buckets of home: keys placed further would lengthen every
+            // lookup that passes them.
+            if empty.is_none() && self.buckets - left < MAX_PROBE {
                 let free = nibble_matches(meta, 0);
                 if free != 0 {
                     empty = Some((b, (free.trailing_zeros() / 4) as usize));

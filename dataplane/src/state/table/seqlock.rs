@@ -24,9 +24,12 @@ pub(super) struct SeqLock<T: Copy> {
 // drop glue and no interior pointers a torn read could follow.
 unsafe impl<T: Copy + Send> Sync for SeqLock<T> {}
 
-impl<T: Copy + std::fmt::Debug> std::fmt::Debug for SeqLock<T> {
+// Not the data: a `Debug` that read it would spin forever if called by the writer itself.
+impl<T: Copy> std::fmt::Debug for SeqLock<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SeqLock").field(&self.read()).finish()
+        f.debug_struct("SeqLock")
+            .field("seq", &self.seq.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,6 +84,7 @@ impl<T: Copy> SeqLock<T> {
     /// for anything that changes only inside write sections (a state's expiry word).
     #[inline]
     pub(super) fn read_with<R>(&self, also: impl Fn() -> R) -> (T, R) {
+        let mut spins = 0u32;
         loop {
             let before = self.seq.load(Ordering::Acquire);
             if before & 1 == 0 {
@@ -94,7 +98,13 @@ impl<T: Copy> SeqLock<T> {
                     return (copy, other);
                 }
             }
-            std::hint::spin_loop();
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                // The writer was preempted inside (perhaps on this core): let it run.
+                std::thread::yield_now();
+            }
         }
     }
 }

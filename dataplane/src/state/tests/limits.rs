@@ -21,6 +21,26 @@ fn state_limit() {
 }
 
 #[test]
+fn a_limit_raised_above_the_tables_size_is_held_to_it() {
+    let t = table(1000);
+    assert_eq!(t.set_limit(500), 500, "lowering is always taken");
+    assert_eq!(t.limit(), 500);
+    let held = t.set_limit(10_000);
+    assert_eq!(held, 1000, "the index was sized for 1000 states");
+    assert_eq!(t.limit(), held);
+    // Up to the limit in force every insert succeeds; past it, the limit refuses (not a
+    // full index: the index stays at most half full).
+    let by = t.producer();
+    for p in 0..1000 {
+        t.insert(syn_state(p), 0, &by).unwrap();
+    }
+    assert_eq!(
+        t.insert(syn_state(1000), 0, &by).unwrap_err(),
+        InsertError::StateLimit
+    );
+}
+
+#[test]
 fn states_expire_after_their_timeout() {
     let t = table(1000);
     let by = t.producer();

@@ -235,3 +235,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn no_key_is_placed_further_than_max_probe_from_its_home() {
+    let table = StateTable::new(TableConfig::default());
+    let index = KeyIndex::for_states(1);
+    // Fill to the brim, empty every other key, fill again: free slots far from some keys'
+    // homes are then seen by their searches first.
+    let states: Vec<_> = (0..2000).map(|n| state(&table, n)).collect();
+    let held: Vec<_> = states
+        .iter()
+        .filter(|s| index.insert(s, Direction::Original, &epoch::pin()).is_ok())
+        .collect();
+    for s in held.iter().step_by(2) {
+        assert!(index.remove(&s.stack, s, &epoch::pin()));
+    }
+    for s in states.iter().rev() {
+        let _ = index.insert(s, Direction::Original, &epoch::pin());
+    }
+    let buckets = index.buckets();
+    for (b, bucket) in buckets.iter().enumerate() {
+        for slot in &bucket.slots {
+            let word = slot.load(Ordering::Relaxed);
+            if word != 0 {
+                // SAFETY: the index holds a reference to the state; nothing removes meanwhile.
+                let key = unsafe { *(*unpack(word).0).key(unpack(word).1) };
+                let home = index.hashed(&key).home;
+                let distance = (b + index.buckets - home) % index.buckets;
+                assert!(distance < MAX_PROBE, "a key {distance} buckets from home");
+            }
+        }
+    }
+}
