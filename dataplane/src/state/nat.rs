@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::key::{FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::table::{Birth, InsertError, NewState, State, StateTable};
 use super::timeouts::Millis;
-use crate::journal::{Origin, Producer};
+use crate::journal::Producer;
 
 /// How to choose the translated source port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,14 +100,7 @@ impl StateTable {
             with_port(base, port as u16)
         });
         self.insert_probing(
-            Birth {
-                id,
-                new: &new,
-                created: now,
-                last: now,
-                origin: Origin::Local(by),
-                src_tracked,
-            },
+            Birth::local(id, &new, now, by, src_tracked),
             candidates,
             InsertError::PortExhausted,
         )

@@ -480,6 +480,26 @@ pub(in crate::state) struct Birth<'a> {
     pub src_tracked: bool,
 }
 
+impl<'a> Birth<'a> {
+    /// A state this box creates at `now`, journaled into `by`'s queue.
+    pub fn local(
+        id: SyncId,
+        new: &'a NewState,
+        now: Millis,
+        by: &'a Producer,
+        src_tracked: bool,
+    ) -> Self {
+        Birth {
+            id,
+            new,
+            created: now,
+            last: now,
+            origin: Origin::Local(by),
+            src_tracked,
+        }
+    }
+}
+
 /// A key hashed by [`StateTable::prefetch`], for [`StateTable::prefetch_state`].
 #[derive(Debug, Clone, Copy)]
 pub struct Prefetched {

@@ -13,14 +13,7 @@ impl StateTable {
     ) -> Result<Arc<State>, InsertError> {
         let id = self.next_sync_id();
         self.insert_probing(
-            Birth {
-                id,
-                new: &new,
-                created: now,
-                last: now,
-                origin: Origin::Local(by),
-                src_tracked: false,
-            },
+            Birth::local(id, &new, now, by, false),
             std::iter::once(new.wire),
             InsertError::Exists,
         )
@@ -63,14 +56,7 @@ impl StateTable {
             None => {
                 let id = self.next_sync_id();
                 self.insert_probing(
-                    Birth {
-                        id,
-                        new: &new,
-                        created: now,
-                        last: now,
-                        origin: Origin::Local(by),
-                        src_tracked: true,
-                    },
+                    Birth::local(id, &new, now, by, true),
                     std::iter::once(new.wire),
                     InsertError::Exists,
                 )
