@@ -29,7 +29,7 @@ use tandem_dataplane::wire::MacAddr;
 use tandem_fixture::{CLIENT, LAN, SERVER, SERVER_MAC, WAN, WAN_VIP};
 use tandem_perf::fixture::{
     box_a, client_syn, establish, establish_from, established_nat_flows, nat_states,
-    nonzero_counters, table_config, NOW,
+    nonzero_counters, table_config, FrameSet, NOW,
 };
 
 /// Frames per batch (one AF_XDP RX burst).
@@ -151,29 +151,15 @@ fn established(g: &mut BenchmarkGroup<'_, WallTime>) {
 }
 
 /// SYNs from distinct (client, port) pairs of the LAN, 74 bytes each, back to back.
-struct Syns {
-    bytes: Vec<u8>,
-    len: usize,
-}
-
-impl Syns {
-    fn new(n: usize) -> Syns {
-        let mut bytes = Vec::new();
-        let mut len = 0;
-        for i in 0..n {
+fn syns(n: usize) -> FrameSet {
+    (0..n)
+        .map(|i| {
             // 200 clients .20-.219 (not the VIP .10 nor fw-a .11), 500 ports each per 100k.
             let host = 20 + (i % 200) as u8;
             let sport = 1024 + (i / 200) as u16;
-            let f = client_syn(Ipv4Addr::new(192, 168, 0, host), sport, 7_000 + i as u32);
-            len = f.len();
-            bytes.extend_from_slice(&f);
-        }
-        Syns { bytes, len }
-    }
-
-    fn get(&self, i: usize) -> &[u8] {
-        &self.bytes[i * self.len..(i + 1) * self.len]
-    }
+            client_syn(Ipv4Addr::new(192, 168, 0, host), sport, 7_000 + i as u32)
+        })
+        .collect()
 }
 
 /// `fastpath/new_tcp_connection`: per SYN, rule match, state insert with a NAT port, forward.
@@ -183,12 +169,13 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
     /// States created between two flushes (untimed) of the table.
     const CHUNK: usize = 10_000;
     let (dp, mut pipe) = box_a(table_config(1_000_000));
-    let syns = Syns::new(SYNS);
+    let syns = syns(SYNS);
+    let syn_len = syns.get(0).len();
     let mut work = vec![Frame::new()];
 
     // One SYN, inspected.
-    work[0].buf[..syns.len].copy_from_slice(syns.get(0));
-    work[0].len = syns.len;
+    work[0].buf[..syn_len].copy_from_slice(syns.get(0));
+    work[0].len = syn_len;
     assert_eq!(process_batch(&mut pipe, LAN, &mut work), 1);
     let ip = Ipv4Packet::new_unchecked(&work[0].bytes()[ethernet::HEADER_LEN..]);
     assert_eq!((ip.src_addr(), ip.dst_addr()), (WAN_VIP, SERVER));
@@ -224,8 +211,8 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>) {
                     let reading = dp.states.read_section();
                     for j in i..end {
                         let f = &mut work[0];
-                        f.buf[..syns.len].copy_from_slice(syns.get(j));
-                        if let Verdict::Tx { .. } = pipe.process(LAN, &mut f.buf[..], syns.len) {
+                        f.buf[..syn_len].copy_from_slice(syns.get(j));
+                        if let Verdict::Tx { .. } = pipe.process(LAN, &mut f.buf[..], syn_len) {
                             tx += 1;
                         }
                     }
@@ -304,9 +291,9 @@ fn two_workers(g: &mut BenchmarkGroup<'_, WallTime>, same_flow: bool) {
 
 /// Fills the batch with the next frames of `flows`, from `*next` on, wrapping around.
 #[inline]
-fn refill_from(frames: &mut [Frame], flows: &[Vec<u8>], next: &mut usize) {
+fn refill_from(frames: &mut [Frame], flows: &FrameSet, next: &mut usize) {
     for f in frames.iter_mut() {
-        let t = &flows[*next];
+        let t = flows.get(*next);
         *next = (*next + 1) % flows.len();
         f.buf[..t.len()].copy_from_slice(t);
         f.len = t.len();
@@ -353,7 +340,7 @@ fn established_1m_random(g: &mut BenchmarkGroup<'_, WallTime>) {
     g.bench_function("established_nat_1m_random_round", |b| {
         b.iter(|| {
             for _ in 0..BATCH {
-                ports[usize::from(LAN)].inject(&flows[next]);
+                ports[usize::from(LAN)].inject(flows.get(next));
                 next = (next + 1) % flows.len();
             }
             let n = pipe.round(&mut ports, BATCH, NOW);
