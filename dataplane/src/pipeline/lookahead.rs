@@ -1,6 +1,6 @@
 //! The batch's lookahead: before a received batch is processed, each frame's flow key is read
-//! and hashed and its key-index bucket prefetched; [`DISTANCE`] frames later, with the bucket
-//! in the cache, the state it points to is prefetched as well. When processing reaches the
+//! and hashed and its key-index bucket prefetched; then, with the buckets in the cache, the
+//! state each points to is prefetched as well. When processing reaches the
 //! frame, its lookup finds both in the cache: the memory latency of a large table is paid
 //! once per batch, overlapped, instead of twice per packet, one after the other (DPDK's bulk
 //! lookup does the same in stages).
@@ -18,45 +18,52 @@ use crate::wire::l4_ports;
 /// (144 bytes each) then outgrow a core's 2-4 MiB L2.
 pub const LOOKAHEAD_STATES: usize = 1 << 14;
 
-/// How many frames after its bucket a state is prefetched: enough for the bucket's load to
-/// arrive, few enough that the last frames of a batch get their states too.
-const DISTANCE: usize = 4;
+/// Frames whose buckets are prefetched before their states are: a whole RX batch (the poll
+/// budget) in one stage, so that stage 2 reads buckets requested microseconds before, not a
+/// few frames before (when they may still be on their way, and the read would wait for them).
+const STAGE: usize = 64;
 
 /// One batch's lookahead over one table.
 #[derive(Debug)]
 pub(super) struct Lookahead<'t> {
     states: &'t StateTable,
-    ring: [Option<Prefetched>; DISTANCE],
-    next: usize,
+    /// Stage 1 done (hashed, bucket requested), stage 2 to do.
+    staged: [Option<Prefetched>; STAGE],
+    n: usize,
 }
 
 impl<'t> Lookahead<'t> {
     pub(super) fn new(states: &'t StateTable) -> Self {
         Lookahead {
             states,
-            ring: [None; DISTANCE],
-            next: 0,
+            staged: [None; STAGE],
+            n: 0,
         }
+    }
+
+    /// Stage 2 for every staged frame: its state requested, the bucket now in the cache.
+    #[inline]
+    fn prefetch_states(&mut self) {
+        for p in self.staged[..self.n].iter_mut().filter_map(Option::take) {
+            self.states.prefetch_state(p);
+        }
+        self.n = 0;
     }
 }
 
 impl Look for Lookahead<'_> {
     #[inline]
     fn frame(&mut self, bytes: &[u8]) {
-        let slot = self.next % DISTANCE;
-        self.next += 1;
-        if let Some(p) = self.ring[slot].take() {
-            self.states.prefetch_state(p);
+        if self.n == STAGE {
+            self.prefetch_states();
         }
-        self.ring[slot] = flow_key(bytes).map(|k| self.states.prefetch(&k));
+        self.staged[self.n] = flow_key(bytes).map(|k| self.states.prefetch(&k));
+        self.n += 1;
     }
 
     #[inline]
     fn end(&mut self) {
-        for p in self.ring.iter_mut().filter_map(Option::take) {
-            self.states.prefetch_state(p);
-        }
-        self.next = 0;
+        self.prefetch_states();
     }
 }
 
