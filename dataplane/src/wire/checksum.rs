@@ -47,21 +47,23 @@ pub fn sum(data: &[u8]) -> u32 {
     fold64(acc)
 }
 
+/// Folds a 64-bit sum into 16 bits (returned in a `u32`), without a loop: each step at least
+/// halves the width, and the bounds below show two steps per width are enough.
 #[inline]
-fn fold64(mut acc: u64) -> u32 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    // The loop leaves acc <= 0xffff.
-    acc as u32
+fn fold64(acc: u64) -> u32 {
+    // <= 0xffff_ffff + 0xffff_ffff = 0x1_ffff_fffe, then <= 0xffff_fffe + 1.
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    u32::from(fold(acc as u32))
 }
 
-/// Folds the carries of a sum into 16 bits. A non-zero sum folds into `1..=0xffff`.
+/// Folds the carries of a sum into 16 bits. A non-zero sum folds into `1..=0xffff`. Two steps,
+/// no loop (this runs a few times per forwarded packet): any `u32` folds to at most
+/// `0xffff + 0xffff = 0x1fffe`, which folds to at most `0xfffe + 1`.
 #[inline]
-pub fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
+pub fn fold(sum: u32) -> u16 {
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
     sum as u16
 }
 
@@ -214,7 +216,37 @@ mod tests {
         }
     }
 
+    /// End-around carry until it fits: the definition the two-step folds must agree with.
+    fn naive_fold(mut x: u64) -> u64 {
+        while x > 0xffff {
+            x = (x & 0xffff) + (x >> 16);
+        }
+        x
+    }
+
+    #[test]
+    fn folds_agree_with_the_carry_loop_at_the_edges() {
+        for x in [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_0000, 0xffff_ffff] {
+            assert_eq!(u64::from(fold(x)), naive_fold(u64::from(x)), "{x:#x}");
+        }
+        for x in [
+            u64::MAX,
+            u64::MAX - 1,
+            0xffff_ffff_0000_0000,
+            1 << 32,
+            1 << 48,
+        ] {
+            assert_eq!(u64::from(fold64(x)), naive_fold(x), "{x:#x}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn folds_agree_with_the_carry_loop(x in any::<u64>()) {
+            prop_assert_eq!(u64::from(fold(x as u32)), naive_fold(u64::from(x as u32)));
+            prop_assert_eq!(u64::from(fold64(x)), naive_fold(x));
+        }
+
         #[test]
         fn fast_sum_matches_naive(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             prop_assert_eq!(fold(sum(&data)), fold(naive_sum(&data)));
