@@ -739,10 +739,9 @@ impl StateTable {
             release_src();
             return Err(InsertError::StateLimit);
         }
-        // Fail fast, before probing ports, when the flow has a state already.
-        if self.keys.contains(&new.stack, guard) {
-            return fail(InsertError::Exists);
-        }
+        // No search for the stack key first: the caller has just missed it (a first packet), so
+        // it is almost never there, and if another worker inserted it meanwhile the stack key's
+        // insert below refuses it and everything done before is undone.
 
         // One allocation, re-aimed at the next candidate while nobody else can see it.
         let mut spare: Option<Arc<State>> = None;
