@@ -49,7 +49,7 @@ use crate::journal::{Origin, Producer};
 use crate::neigh::{
     EnqueueOutcome, NeighCache, NeighMemo, PendingConfig, PendingEvent, PendingQueues,
 };
-use crate::route::NextHop;
+use crate::route::{NextHop, RouteMemo};
 use crate::state::{
     Direction, FlowKey, InsertError, Millis, NewState, SrcLimits, State, StateTable, TcpSegment,
     TrackError,
@@ -271,6 +271,7 @@ struct WorkerSide {
     counters: Arc<Counters>,
     pending: PendingQueues,
     memo: NeighMemo,
+    routes: RouteMemo,
     emit: EmitQueue,
     icmp: IcmpRateLimit,
     to_control: Option<Sender<ControlFrame>>,
@@ -325,6 +326,7 @@ impl Pipeline {
                 counters,
                 pending: PendingQueues::new(config.pending),
                 memo: NeighMemo::default(),
+                routes: RouteMemo::default(),
                 emit: EmitQueue::new(config.emit_capacity),
                 icmp: IcmpRateLimit::new(config.icmp_rate, config.icmp_burst),
                 to_control: None,

@@ -15,7 +15,7 @@ impl WorkerSide {
         len: usize,
         dst: Ipv4Addr,
     ) -> Result<NextHop, Verdict> {
-        let Some(hop) = gen.routes.next_hop(dst) else {
+        let Some(hop) = self.routes.next_hop(&gen.routes, dst) else {
             self.counters.drop_no_route.inc();
             let kind = IcmpErrorKind::DstUnreachable(icmp::CODE_NET_UNREACHABLE);
             return Err(self
