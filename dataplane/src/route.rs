@@ -160,6 +160,8 @@ impl Default for RouteTable {
 pub struct RouteMemo {
     table: u64,
     slots: Box<[Option<(Ipv4Addr, NextHop)>]>,
+    /// 32 - log2(slots): the product's top bits pick the slot.
+    shift: u32,
 }
 
 impl RouteMemo {
@@ -169,6 +171,7 @@ impl RouteMemo {
         RouteMemo {
             table: 0,
             slots: vec![None; n].into_boxed_slice(),
+            shift: 32 - n.trailing_zeros().min(32),
         }
     }
 
@@ -179,9 +182,10 @@ impl RouteMemo {
             self.slots.fill(None);
             self.table = table.id;
         }
-        // Fibonacci hashing: the high bits of the product mix every bit of the address.
-        let mask = self.slots.len() - 1;
-        let k = (dst.to_bits().wrapping_mul(0x9e37_79b9) >> 16) as usize & mask;
+        // Fibonacci hashing: the product's top bits depend on every bit of the address (u64: a
+        // one-slot memo shifts by 32).
+        let h = u64::from(dst.to_bits().wrapping_mul(0x9e37_79b9));
+        let k = (h >> self.shift) as usize & (self.slots.len() - 1);
         if let Some((a, hop)) = self.slots[k] {
             if a == dst {
                 return Some(hop);
@@ -194,7 +198,7 @@ impl RouteMemo {
 }
 
 impl Default for RouteMemo {
-    /// 256 destinations (4 KiB).
+    /// 256 destinations (2.5 KiB).
     fn default() -> RouteMemo {
         RouteMemo::new(256)
     }

@@ -188,6 +188,7 @@ pub struct FrameSet {
 impl FrameSet {
     /// Appends `frame`, which must be as long as the ones before it.
     pub fn push(&mut self, frame: &[u8]) {
+        assert!(!frame.is_empty(), "no empty frames");
         assert!(
             self.bytes.is_empty() || frame.len() == self.len,
             "frames of one length"

@@ -18,9 +18,10 @@ use crate::wire::l4_ports;
 /// (144 bytes each) then outgrow a core's 2-4 MiB L2.
 pub const LOOKAHEAD_STATES: usize = 1 << 14;
 
-/// Frames whose buckets are prefetched before their states are: a whole RX batch (the poll
-/// budget) in one stage, so that stage 2 reads buckets requested microseconds before, not a
-/// few frames before (when they may still be on their way, and the read would wait for them).
+/// Frames whose buckets are prefetched before their states are: a whole RX batch (what an AF_XDP
+/// port hands over at once by default, `WorkerConfig::batch`) in one stage, so that stage 2
+/// reads buckets requested microseconds before, not a few frames before (when they may still be
+/// on their way, and the read would wait for them).
 const STAGE: usize = 64;
 
 /// One batch's lookahead over one table.

@@ -739,9 +739,11 @@ impl StateTable {
             release_src();
             return Err(InsertError::StateLimit);
         }
-        // No search for the stack key first: the caller has just missed it (a first packet), so
-        // it is almost never there, and if another worker inserted it meanwhile the stack key's
-        // insert below refuses it and everything done before is undone.
+        // No search for the stack key first: a duplicate is rare (a worker's caller has just
+        // missed the key; a synced state's caller found no state with its id), and the stack
+        // key's insert below refuses one. What was done before is then undone, and the state
+        // marked removed, so that a packet that found it by its reply key meanwhile does not
+        // get it sent to the peer.
 
         // One allocation, re-aimed at the next candidate while nobody else can see it.
         let mut spare: Option<Arc<State>> = None;
@@ -767,9 +769,15 @@ impl StateTable {
             }
         }
         let Some(state) = placed else {
+            // Every reply key taken (one candidate only, for a static port or a synced state):
+            // by this very flow, or the port range is exhausted. The cold path can ask.
+            if self.keys.contains(&new.stack, guard) {
+                return fail(InsertError::Exists);
+            }
             return fail(exhausted);
         };
         let unreply = || {
+            state.mark_removed();
             self.keys.remove(&state.reply, &state, guard);
         };
 

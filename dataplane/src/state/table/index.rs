@@ -296,8 +296,7 @@ impl KeyIndex {
         Some(f(&state, dir))
     }
 
-    /// True if `key` is present (tests).
-    #[cfg(test)]
+    /// True if `key` is present.
     pub fn contains(&self, key: &FlowKey, _guard: &Guard) -> bool {
         self.find(key, self.hashed(key)).is_ok()
     }

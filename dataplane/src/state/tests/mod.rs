@@ -194,6 +194,46 @@ fn nat_range_exhausts_and_static_port_keeps_or_fails() {
         .is_ok());
 }
 
+/// A second insert of a NATed flow (two workers racing on one first packet, or the peer's copy
+/// of it) is refused as the duplicate it is, whatever the port policy, and leaves nothing: no
+/// count, no key of the ports it tried, no journal entry.
+#[test]
+fn nat_duplicate_is_refused_and_undone() {
+    let j = Arc::new(CountingJournal::default());
+    let t = StateTable::with_journal(TableConfig::default(), j.clone());
+    let by = t.producer();
+    let first = t
+        .insert_nat(syn_state(40000), VIP, PortPolicy::DEFAULT, 0, &by)
+        .unwrap();
+    let s = t
+        .insert_nat(syn_state(45000), VIP, PortPolicy::Static, 0, &by)
+        .unwrap();
+    assert_eq!(j.counts(), (2, 0, 0));
+    for policy in [PortPolicy::DEFAULT, PortPolicy::Range(2000, 2003)] {
+        let e = t.insert_nat(syn_state(40000), VIP, policy, 0, &by);
+        assert_eq!(e.unwrap_err(), InsertError::Exists, "{policy:?}");
+    }
+    // Static: the one candidate is the first state's own reply key.
+    let e = t.insert_nat(syn_state(45000), VIP, PortPolicy::Static, 0, &by);
+    assert_eq!(e.unwrap_err(), InsertError::Exists);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.snapshot().len(), 2);
+    assert_eq!(j.counts(), (2, 0, 0));
+    let (found, dir) = t.lookup(&tcp_key(40000)).unwrap();
+    assert!(Arc::ptr_eq(&found, &first) && dir == Direction::Original);
+    assert!(!first.is_removed() && !s.is_removed());
+    // None of the ports the refused inserts tried answers: only the first state's does.
+    for port in (1024..=u16::MAX).chain(2000..=2003) {
+        let reply = FlowKey::new(PROTO_TCP, SERVER, 80, VIP, port);
+        if let Some((st, _)) = t.lookup(&reply) {
+            assert!(
+                Arc::ptr_eq(&st, &first) || Arc::ptr_eq(&st, &s),
+                "port {port} holds a stray state"
+            );
+        }
+    }
+}
+
 #[test]
 fn nat_icmp_id_is_both_ports() {
     let t = table(100);
