@@ -251,6 +251,7 @@ impl Daemon {
                 ports: WorkerConfig {
                     ports,
                     exclusive,
+                    ring_size: config.system.ring_size,
                     ..WorkerConfig::default()
                 },
                 pipeline: PipelineConfig::default(),
@@ -461,6 +462,10 @@ impl Daemon {
             (
                 config.system.workers != self.config.system.workers,
                 "system.workers",
+            ),
+            (
+                config.system.ring_size != self.config.system.ring_size,
+                "system.ring_size",
             ),
             (
                 config.ha.state_sync != self.config.ha.state_sync,

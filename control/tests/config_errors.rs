@@ -94,13 +94,14 @@ fn system_section_and_fields_missing() {
 fn system_values() {
     let text = BASE.replace(
         "hostname = \"fw\"\nhost_id = 1",
-        "hostname = \"fw a\"\nhost_id = 1\nworkers = 0\nstate_limit = 0",
+        "hostname = \"fw a\"\nhost_id = 1\nworkers = 0\nring_size = 1000\nstate_limit = 0",
     );
     assert_eq!(
         errors_of(&text),
         [
             "fw-a.toml: system.hostname: \"fw a\" is not a valid host name (labels of letters, digits and '-', at most 63 characters each)",
             "fw-a.toml: system.workers: 0 is out of range 1..=64",
+            "fw-a.toml: system.ring_size: 1000 is not a power of two (AF_XDP rings are: 1024, 2048, 4096...)",
             "fw-a.toml: system.state_limit: 0 is out of range 1..=16777216",
         ]
     );

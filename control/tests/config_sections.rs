@@ -8,7 +8,8 @@ use std::time::Duration;
 use tandem_control::config::{
     parse, Action, AddrSpec, AliasType, Carp, Config, Endpoint, IpVersion, MacAddr, NatMode,
     PortRange, Prefix, Protocol, Role, SyncSection, TranslationAddr, VipKind,
-    DEFAULT_CONFIG_SYNC_PORT, DEFAULT_STATE_LIMIT, DEFAULT_WORKERS, STATE_SYNC_MULTICAST,
+    DEFAULT_CONFIG_SYNC_PORT, DEFAULT_RING_SIZE, DEFAULT_STATE_LIMIT, DEFAULT_WORKERS,
+    STATE_SYNC_MULTICAST,
 };
 
 /// A valid box with three interfaces; tests append sections.
@@ -58,16 +59,18 @@ fn system_defaults_and_knobs() {
     assert_eq!(c.system.hostname, "fw");
     assert_eq!(c.system.host_id.get(), 1);
     assert_eq!(c.system.workers, DEFAULT_WORKERS);
+    assert_eq!(c.system.ring_size, DEFAULT_RING_SIZE);
     assert_eq!(c.system.state_limit, DEFAULT_STATE_LIMIT);
     assert!(!c.system.kill_states_on_reload, "off by default, as pf");
 
     let text = BASE.replace(
         "host_id = 1",
-        "host_id = 4294967295\nworkers = 4\nstate_limit = 1000000\nkill_states_on_reload = true",
+        "host_id = 4294967295\nworkers = 4\nring_size = 1024\nstate_limit = 1000000\nkill_states_on_reload = true",
     );
     let c = parse("t.toml", &text).unwrap();
     assert_eq!(c.system.host_id.get(), u32::MAX);
     assert_eq!(c.system.workers, 4);
+    assert_eq!(c.system.ring_size, 1024);
     assert_eq!(c.system.state_limit, 1_000_000);
     assert!(c.system.kill_states_on_reload);
 }

@@ -25,6 +25,10 @@
 //! hostname = "fwa"
 //! host_id = 1            # 1..=4294967295, unique in the cluster: the creator id of synced states
 //! workers = 1            # optional, dataplane worker threads, 1..=64 (default 1)
+//! ring_size = 4096       # optional, entries of each AF_XDP ring (RX, TX, fill, completion) per
+//!                        # socket, a power of two 64..=16384 (default 4096): larger absorbs
+//!                        # longer bursts and queues longer under overload; UMEM is 8 KiB per
+//!                        # entry per socket; changing it takes a restart
 //! state_limit = 262144   # optional, state table capacity, 1..=16777216 (default 262144);
 //!                         # the table is sized at start: raising it takes a restart
 //! src_node_limit = 10000 # optional, sources tracked for max_src_* limits, 1..=16777216 (default
@@ -198,7 +202,7 @@ pub use error::{ConfigError, ConfigErrors, ConfigWarning, ReadError};
 pub use model::{
     AdaptiveBounds, Alias, Carp, CarpGroup, Config, ConfigSync, Filter, FilterRule, Ha, Interface,
     Nat, OutboundNat, OutboundNatRule, Routes, SrcConnRate, StateSync, StaticRoute, System,
-    Translation, TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT,
+    Translation, TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_RING_SIZE,
     DEFAULT_SRC_NODE_LIMIT, DEFAULT_STATE_LIMIT, DEFAULT_WORKERS, STATE_SYNC_MULTICAST,
 };
 pub use secrets::{mask_secrets, MASK};

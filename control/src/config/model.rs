@@ -22,6 +22,9 @@ pub const DEFAULT_CONFIG_SYNC_PORT: u16 = 8443;
 /// Worker threads when `system.workers` is not set.
 pub const DEFAULT_WORKERS: u16 = 1;
 
+/// Entries of each AF_XDP ring when `system.ring_size` is not set: the dataplane's default.
+pub const DEFAULT_RING_SIZE: u32 = tandem_dataplane::io::afxdp::DEFAULT_RING_SIZE;
+
 /// State table capacity when `system.state_limit` is not set.
 pub const DEFAULT_STATE_LIMIT: u32 = 262_144;
 
@@ -61,6 +64,9 @@ pub struct System {
     pub host_id: NonZeroU32,
     /// Dataplane worker threads (default [`DEFAULT_WORKERS`]).
     pub workers: u16,
+    /// Entries of each AF_XDP ring per socket, RX, TX, fill and completion (default
+    /// [`DEFAULT_RING_SIZE`]): more absorbs longer bursts, and queues longer under overload.
+    pub ring_size: u32,
     /// State table capacity (default [`DEFAULT_STATE_LIMIT`]).
     pub state_limit: u32,
     /// Most sources tracked for per-source limits (default [`DEFAULT_SRC_NODE_LIMIT`]).

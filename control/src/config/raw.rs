@@ -65,6 +65,7 @@ pub(crate) struct RawSystem {
     pub hostname: Option<String>,
     pub host_id: Option<i64>,
     pub workers: Option<i64>,
+    pub ring_size: Option<i64>,
     pub state_limit: Option<i64>,
     pub src_node_limit: Option<i64>,
     pub adaptive_start: Option<i64>,

@@ -14,8 +14,8 @@ use super::error::{ConfigError, ConfigErrors, ConfigWarning};
 use super::model::{
     AdaptiveBounds, Alias, Carp, Config, ConfigSync, Filter, FilterRule, Ha, Interface, Nat,
     OutboundNat, OutboundNatRule, Routes, SrcConnRate, StateSync, StaticRoute, System, Translation,
-    TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_SRC_NODE_LIMIT,
-    DEFAULT_STATE_LIMIT, DEFAULT_WORKERS,
+    TranslationAddr, VipKind, VirtualIp, DEFAULT_CONFIG_SYNC_PORT, DEFAULT_RING_SIZE,
+    DEFAULT_SRC_NODE_LIMIT, DEFAULT_STATE_LIMIT, DEFAULT_WORKERS,
 };
 use super::raw::{
     RawAlias, RawConfig, RawConfigSync, RawEndpoint, RawFilter, RawFilterRule, RawHa, RawInterface,
@@ -37,6 +37,10 @@ const NAME_RULE: &str = "a letter, then letters, digits, '_' or '-'; at most 31 
 
 /// Largest `system.workers`.
 const MAX_WORKERS: i64 = 64;
+/// `system.ring_size` bounds: below 64 a batch does not fit; above 16384 a socket's UMEM
+/// (2 chunks of 4 KiB per entry) passes 128 MiB.
+const MIN_RING_SIZE: i64 = 64;
+const MAX_RING_SIZE: i64 = 16384;
 /// Largest `system.state_limit` (also of `system.src_node_limit` and a rule's
 /// `max_src_states`).
 const MAX_STATE_LIMIT: i64 = 16_777_216;
@@ -410,6 +414,24 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
             .and_then(|v| u16::try_from(v).ok()),
         None => Some(DEFAULT_WORKERS),
     };
+    let ring_size = match raw.ring_size {
+        Some(v) => r
+            .range("system.ring_size", v, MIN_RING_SIZE, MAX_RING_SIZE)
+            .and_then(|v| {
+                if u32::try_from(v).is_ok_and(u32::is_power_of_two) {
+                    u32::try_from(v).ok()
+                } else {
+                    r.err(
+                        "system.ring_size",
+                        format!(
+                            "{v} is not a power of two (AF_XDP rings are: 1024, 2048, 4096...)"
+                        ),
+                    );
+                    None
+                }
+            }),
+        None => Some(DEFAULT_RING_SIZE),
+    };
     let state_limit = match raw.state_limit {
         Some(v) => r
             .range("system.state_limit", v, 1, MAX_STATE_LIMIT)
@@ -445,6 +467,7 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
         hostname: hostname?,
         host_id: host_id?,
         workers: workers?,
+        ring_size: ring_size?,
         state_limit: state_limit?,
         src_node_limit: src_node_limit?,
         adaptive: adaptive?,

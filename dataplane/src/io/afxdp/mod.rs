@@ -100,6 +100,12 @@ pub enum Queues {
     Only(Vec<u32>),
 }
 
+/// Entries of each ring when not configured: with 1024 bulk TCP on the lab found the fill ring
+/// empty (1.8k-18k frames dropped per 20 s of iperf3), with 4096 none (perf/RESULTS.md, "Bulk
+/// TCP and the ring size"). It costs UMEM: 2 x 4096 chunks of 4 KiB per socket, 64 MiB for a
+/// worker on two interfaces.
+pub const DEFAULT_RING_SIZE: u32 = 4096;
+
 /// One dataplane interface of a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
@@ -115,11 +121,7 @@ pub struct PortSpec {
 pub struct WorkerConfig {
     pub ports: Vec<PortSpec>,
     pub mode: BindMode,
-    /// Size of each RX, TX, fill and completion ring (power of two). 4096 by default: with
-    /// 1024 the kernel found the fill ring empty under bulk TCP on the lab (1.8k-18k frames
-    /// dropped per 20 s of iperf3, each a retransmission and a halved window); 4096 dropped
-    /// none. It costs UMEM: 2 x 4096 chunks of 4 KiB per socket, 64 MiB for a worker on two
-    /// interfaces (perf/RESULTS.md, "Issue 14, session 3").
+    /// Size of each RX, TX, fill and completion ring (power of two; [`DEFAULT_RING_SIZE`]).
     pub ring_size: u32,
     /// UMEM chunks; 0 = 2 x `ring_size` per socket (a full fill ring and a full TX ring each).
     pub frames: u32,
@@ -138,7 +140,7 @@ impl Default for WorkerConfig {
         Self {
             ports: Vec::new(),
             mode: BindMode::Auto,
-            ring_size: 4096,
+            ring_size: DEFAULT_RING_SIZE,
             frames: 0,
             batch: 64,
             exclusive: true,
