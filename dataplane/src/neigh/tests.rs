@@ -126,6 +126,13 @@ fn memo_follows_changes_and_removals() {
             );
         }
     }
+    // One address on two interfaces: two neighbours, never mistaken for each other.
+    let twice = Ipv4Addr::new(192, 168, 0, 7);
+    c.learn(WAN, twice, mac(200), 0);
+    for _ in 0..3 {
+        assert_eq!(m.lookup(&c, LAN, twice), Some(mac(7)));
+        assert_eq!(m.lookup(&c, WAN, twice), Some(mac(200)));
+    }
 }
 
 #[test]
