@@ -16,6 +16,7 @@ pub mod fragment;
 pub mod generation;
 pub mod io;
 pub mod journal;
+mod memo;
 pub mod neigh;
 pub mod pipeline;
 pub mod route;

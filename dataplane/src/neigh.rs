@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 
 use crate::io::FRAME_SIZE;
+use crate::memo::Memo;
 use crate::wire::MacAddr;
 use crate::IfIndex;
 
@@ -197,41 +198,21 @@ impl NeighCache {
 /// entry goes, instead of a shard lock that every worker writes (the default gateway's shard
 /// would bounce between cores on every packet).
 #[derive(Debug)]
-pub struct NeighMemo {
-    generation: u64,
-    slots: Box<[Option<(IfIndex, Ipv4Addr, MacAddr)>]>,
-}
+pub struct NeighMemo(Memo<(IfIndex, Ipv4Addr), MacAddr>);
 
 impl NeighMemo {
     /// A memo of `slots` entries (rounded up to a power of two, at least 1).
     pub fn new(slots: usize) -> NeighMemo {
-        let n = slots.max(1).next_power_of_two();
-        NeighMemo {
-            generation: 0,
-            slots: vec![None; n].into_boxed_slice(),
-        }
+        NeighMemo(Memo::new(slots))
     }
 
     /// [`NeighCache::lookup`] through the memo.
     #[inline]
     pub fn lookup(&mut self, cache: &NeighCache, out_if: IfIndex, ip: Ipv4Addr) -> Option<MacAddr> {
-        let g = cache.generation();
-        if g != self.generation {
-            self.slots.fill(None);
-            self.generation = g;
-        }
-        // Fibonacci hashing of the address and interface: cheap and spreads neighbours.
-        let h = (ip.to_bits() ^ (u32::from(out_if) << 24)).wrapping_mul(0x9e37_79b9);
-        let mask = self.slots.len() - 1;
-        let k = (h >> 16) as usize & mask;
-        if let Some((i, a, mac)) = self.slots[k] {
-            if i == out_if && a == ip {
-                return Some(mac);
-            }
-        }
-        let mac = cache.lookup(out_if, ip)?;
-        self.slots[k] = Some((out_if, ip, mac));
-        Some(mac)
+        let bits = ip.to_bits() ^ (u32::from(out_if) << 24);
+        self.0.get(cache.generation(), (out_if, ip), bits, || {
+            cache.lookup(out_if, ip)
+        })
     }
 }
 

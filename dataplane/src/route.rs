@@ -20,6 +20,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::filter::Prefix;
+use crate::memo::Memo;
 use crate::IfIndex;
 
 /// One route: packets to `prefix` leave by `out_if`, to `gateway` or, for a connected network
@@ -151,49 +152,24 @@ impl Default for RouteTable {
     }
 }
 
-/// A worker's memo of recent [`RouteTable::next_hop`] answers: a small direct-mapped copy,
-/// emptied when asked about another table (a configuration apply swaps the table whole). A hit
-/// is one multiply, one load and one compare instead of a hash probe per prefix length (about a
-/// tenth of an established packet's instructions went to the route). Only found routes are
-/// kept: a packet without one is on the slow path anyway.
+/// A worker's memo of recent [`RouteTable::next_hop`] answers, emptied when asked about another
+/// table (a configuration apply swaps the table whole). A hit is one multiply, one load and one
+/// compare instead of a hash probe per prefix length (about a tenth of an established packet's
+/// instructions went to the route).
 #[derive(Debug)]
-pub struct RouteMemo {
-    table: u64,
-    slots: Box<[Option<(Ipv4Addr, NextHop)>]>,
-    /// 32 - log2(slots): the product's top bits pick the slot.
-    shift: u32,
-}
+pub struct RouteMemo(Memo<Ipv4Addr, NextHop>);
 
 impl RouteMemo {
     /// A memo of `slots` entries (rounded up to a power of two, at least 1).
     pub fn new(slots: usize) -> RouteMemo {
-        let n = slots.max(1).next_power_of_two();
-        RouteMemo {
-            table: 0,
-            slots: vec![None; n].into_boxed_slice(),
-            shift: 32 - n.trailing_zeros().min(32),
-        }
+        RouteMemo(Memo::new(slots))
     }
 
     /// [`RouteTable::next_hop`] through the memo.
     #[inline]
     pub fn next_hop(&mut self, table: &RouteTable, dst: Ipv4Addr) -> Option<NextHop> {
-        if table.id != self.table {
-            self.slots.fill(None);
-            self.table = table.id;
-        }
-        // Fibonacci hashing: the product's top bits depend on every bit of the address (u64: a
-        // one-slot memo shifts by 32).
-        let h = u64::from(dst.to_bits().wrapping_mul(0x9e37_79b9));
-        let k = (h >> self.shift) as usize & (self.slots.len() - 1);
-        if let Some((a, hop)) = self.slots[k] {
-            if a == dst {
-                return Some(hop);
-            }
-        }
-        let hop = table.next_hop(dst)?;
-        self.slots[k] = Some((dst, hop));
-        Some(hop)
+        self.0
+            .get(table.id, dst, dst.to_bits(), || table.next_hop(dst))
     }
 }
 

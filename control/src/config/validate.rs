@@ -418,17 +418,16 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
         Some(v) => r
             .range("system.ring_size", v, MIN_RING_SIZE, MAX_RING_SIZE)
             .and_then(|v| {
-                if u32::try_from(v).is_ok_and(u32::is_power_of_two) {
-                    u32::try_from(v).ok()
-                } else {
+                let size = u32::try_from(v).ok().filter(|s| s.is_power_of_two());
+                if size.is_none() {
                     r.err(
                         "system.ring_size",
                         format!(
                             "{v} is not a power of two (AF_XDP rings are: 1024, 2048, 4096...)"
                         ),
                     );
-                    None
                 }
+                size
             }),
         None => Some(DEFAULT_RING_SIZE),
     };

@@ -28,7 +28,8 @@ const STAGE: usize = 64;
 #[derive(Debug)]
 pub(super) struct Lookahead<'t> {
     states: &'t StateTable,
-    /// Stage 1 done (hashed, bucket requested), stage 2 to do.
+    /// Stage 1 done (hashed, bucket requested), stage 2 to do: the first `n` (frames without a
+    /// flow key are not staged).
     staged: [Option<Prefetched>; STAGE],
     n: usize,
 }
@@ -45,7 +46,7 @@ impl<'t> Lookahead<'t> {
     /// Stage 2 for every staged frame: its state requested, the bucket now in the cache.
     #[inline]
     fn prefetch_states(&mut self) {
-        for p in self.staged[..self.n].iter_mut().filter_map(Option::take) {
+        for &p in self.staged[..self.n].iter().flatten() {
             self.states.prefetch_state(p);
         }
         self.n = 0;
@@ -58,8 +59,10 @@ impl Look for Lookahead<'_> {
         if self.n == STAGE {
             self.prefetch_states();
         }
-        self.staged[self.n] = flow_key(bytes).map(|k| self.states.prefetch(&k));
-        self.n += 1;
+        if let Some(k) = flow_key(bytes) {
+            self.staged[self.n] = Some(self.states.prefetch(&k));
+            self.n += 1;
+        }
     }
 
     #[inline]

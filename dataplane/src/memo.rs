@@ -1,0 +1,54 @@
+//! A small direct-mapped memo: a worker's private copy of recent answers of a shared lookup,
+//! one per slot, trusted while the stamp of what they were copied from stays put (a route
+//! table's id, the neighbour cache's change generation) and emptied when it moves. The fronts
+//! of [`crate::route::RouteTable`] and [`crate::neigh::NeighCache`] are both one.
+
+/// Recent `K -> V` answers, `slots` of them.
+#[derive(Debug)]
+pub(crate) struct Memo<K, V> {
+    stamp: u64,
+    slots: Box<[Option<(K, V)>]>,
+    /// 32 - log2(slots): the hash product's top bits pick the slot.
+    shift: u32,
+}
+
+impl<K: Copy + Eq, V: Copy> Memo<K, V> {
+    /// A memo of `slots` entries (rounded up to a power of two, at least 1), stamped 0.
+    pub(crate) fn new(slots: usize) -> Self {
+        let n = slots.max(1).next_power_of_two();
+        Memo {
+            stamp: 0,
+            slots: vec![None; n].into_boxed_slice(),
+            shift: 32 - n.trailing_zeros().min(32),
+        }
+    }
+
+    /// The answer for `key` (whose bits, folded into 32, are `bits`): the memo's copy when it
+    /// holds one taken under `stamp`, else `lookup`'s, kept if there is one (a miss is not
+    /// remembered: it is the slow path anyway).
+    #[inline]
+    pub(crate) fn get(
+        &mut self,
+        stamp: u64,
+        key: K,
+        bits: u32,
+        lookup: impl FnOnce() -> Option<V>,
+    ) -> Option<V> {
+        if stamp != self.stamp {
+            self.slots.fill(None);
+            self.stamp = stamp;
+        }
+        // Fibonacci hashing: the product's top bits depend on every bit of `bits` (u64: a
+        // one-slot memo shifts by 32).
+        let h = u64::from(bits.wrapping_mul(0x9e37_79b9));
+        let k = (h >> self.shift) as usize & (self.slots.len() - 1);
+        if let Some((a, v)) = self.slots[k] {
+            if a == key {
+                return Some(v);
+            }
+        }
+        let v = lookup()?;
+        self.slots[k] = Some((key, v));
+        Some(v)
+    }
+}
