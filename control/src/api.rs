@@ -240,6 +240,10 @@ pub struct StatusReply {
     pub generation: u64,
     pub config_file: String,
     pub workers: u16,
+    /// Entries of each AF_XDP ring (RX, TX, fill, completion) the sockets were opened with
+    /// (`system.ring_size`; 0 from a daemon that does not say).
+    #[serde(default)]
+    pub ring_size: u32,
     pub interfaces: Vec<InterfaceInfo>,
     /// States in the state table.
     pub states: u64,

@@ -240,6 +240,9 @@ impl Daemon {
             generation: self.generation,
             config_file: self.config_path.display().to_string(),
             workers: u16::try_from(self.workers.len()).unwrap_or(u16::MAX),
+            // Changing it is refused until a restart, so the config in force says what the
+            // sockets were opened with.
+            ring_size: self.config.system.ring_size,
             interfaces,
             states: self.dp.states.len() as u64,
             config_sync: self.config_sync_line(),

@@ -59,7 +59,15 @@ pub fn format_status(r: &StatusReply) -> String {
     if let Some(cs) = &r.config_sync {
         let _ = writeln!(s, "Config sync {cs}");
     }
-    let _ = writeln!(s, "Workers     {}", r.workers);
+    if r.ring_size > 0 {
+        let _ = writeln!(
+            s,
+            "Workers     {} (AF_XDP rings of {} entries)",
+            r.workers, r.ring_size
+        );
+    } else {
+        let _ = writeln!(s, "Workers     {}", r.workers);
+    }
     let _ = writeln!(s, "States      {}", r.states);
     s.push('\n');
     let rows: Vec<Vec<String>> = r

@@ -124,6 +124,7 @@ impl Handler for Fake {
                 generation: 2,
                 config_file: "/etc/tandem/fw-a.toml".into(),
                 workers: 2,
+                ring_size: 4096,
                 interfaces: vec![InterfaceInfo {
                     name: "lan".into(),
                     device: "lan".into(),
@@ -523,6 +524,10 @@ fn status_and_sync_print_their_fields() {
         "{out}"
     );
     assert!(out.contains("native, copy, 2 queues"), "{out}");
+    assert!(
+        out.contains("Workers     2 (AF_XDP rings of 4096 entries)"),
+        "{out}"
+    );
     let v: Value = serde_json::from_str(&ok(&d.ctl(&["status", "--json"]))).unwrap();
     assert_eq!(v["interfaces"][0]["address"], "192.168.0.11/24");
     assert_eq!(v["interfaces"][0]["xdp"], "native");

@@ -22,6 +22,11 @@ fn one_box_forwards_pings_downloads_and_refuses_what_the_rules_refuse() {
     // veth's driver runs XDP: the program runs native, the sockets in copy mode (veth has no
     // zero-copy), every RX queue of each device bound; status says so.
     let status = fw.json(&["status"]);
+    assert_eq!(
+        status["ring_size"].as_u64(),
+        Some(u64::from(tandem_control::config::DEFAULT_RING_SIZE)),
+        "fw-single.toml sets no ring size: the default is in force"
+    );
     for i in status["interfaces"].as_array().expect("interfaces") {
         assert_eq!(i["xdp"], "native", "{i}");
         assert_eq!(i["socket"], "copy", "{i}");
@@ -155,6 +160,10 @@ fn reload_swaps_the_ruleset_whole_keeps_states_and_refuses_bad_configs() {
     let broken = variant(&lab, "broken.toml", |t| {
         t.replace("host_id = 1", "host_id = 0")
     });
+    // Valid, but the sockets were opened with the default ring size.
+    let rings = variant(&lab, "rings.toml", |t| {
+        t.replace("host_id = 1", "host_id = 1\nring_size = 1024")
+    });
 
     // A slow download in flight: its state must survive the reload that forbids new TCP.
     let Served {
@@ -190,6 +199,14 @@ fn reload_swaps_the_ruleset_whole_keeps_states_and_refuses_bad_configs() {
     assert!(
         text.contains("system.host_id"),
         "the refusal names the field: {text}"
+    );
+    assert_eq!(generation(&fw), g0, "a refused config changes nothing");
+    // So is a valid one that changes what the sockets were opened with: it takes a restart.
+    let (ok, text) = fw.ctl(&["config", "apply", &rings]);
+    assert!(!ok, "a new ring size must be refused until a restart");
+    assert!(
+        text.contains("system.ring_size changed; restart tandemd"),
+        "the refusal names the field and the cure: {text}"
     );
     assert_eq!(generation(&fw), g0, "a refused config changes nothing");
 
