@@ -67,8 +67,10 @@ pub struct SlowFrame {
 pub enum IdlePolicy {
     /// Spin on the rings: lowest latency, one core at 100% (a dedicated box).
     BusyPoll,
-    /// Spin a little, then sleep, doubling up to `max_sleep_us`: a quiet worker gives its core
-    /// back (a lab, a shared machine). The first frame after an idle spell waits at most that.
+    /// Spin a little, then block on the sockets until a frame arrives, waking at least every
+    /// `max_sleep_us` (the wait doubles up to it) for what comes from elsewhere (frames of the
+    /// control plane, counters, stop): a quiet worker gives its core back (a lab, a shared
+    /// machine), and the kernel wakes it for the first frame of the next burst.
     Backoff { max_sleep_us: u32 },
 }
 
@@ -372,7 +374,9 @@ impl PollLoop {
                     if idle_rounds < 64 {
                         std::hint::spin_loop();
                     } else {
-                        std::thread::sleep(Duration::from_micros(u64::from(sleep_us)));
+                        // Not a plain sleep: a timer's wakeup comes 50 us or more late (timer
+                        // slack), which was this box's latency at moderate rates.
+                        ports.wait_rx(Duration::from_micros(u64::from(sleep_us)));
                         sleep_us = (sleep_us * 2).min(max_sleep_us.max(1));
                     }
                 }

@@ -628,3 +628,44 @@ fn refuses_to_start_when_a_queue_cannot_be_bound() {
         }
     });
 }
+
+/// (5) An idle worker's wait (`wait_rx`, what the worker blocks in when its rings are empty):
+/// with nothing sent it returns at its timeout, saying so; asleep with a timeout far longer
+/// than the test, it is woken by the first frame, which the next round then takes. A wait the
+/// kernel did not wake would time out and fail the test.
+#[test]
+fn an_idle_worker_is_woken_by_its_first_frame() {
+    tandem_testlab::require_root();
+    // Packet tests share two cores with busy workers: one at a time, machine-wide.
+    let _lab = tandem_testlab::lock().expect("the lab lock");
+    let ns = NetNs::new();
+    ns.veth("a0", "a1");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let worker = ns.spawn(move || {
+        let mut ports = open(&config(&[(0, "a1")]));
+        // The namespace is quiet (no addresses, no IPv6): nothing to wake for.
+        let quiet = ports.wait_rx(Duration::from_millis(20));
+        ready_tx.send(()).unwrap();
+        let started = Instant::now();
+        let woke = ports.wait_rx(Duration::from_secs(120));
+        let waited = started.elapsed();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.is_empty() && Instant::now() < deadline {
+            ports.poll(64, &mut |_, buf: &mut [u8], len: usize| {
+                got.extend(seq_of(&buf[..len]));
+                Verdict::Drop
+            });
+        }
+        (quiet, woke, waited, got)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("worker ready");
+    ns.run(|| assert!(PacketSocket::new("a0").send(&frame(7)), "send on a0"));
+    let (quiet, woke, waited, got) = join(worker);
+    eprintln!("woken after {waited:?}, frames {got:?}");
+    assert!(!quiet, "a wait with nothing sent said a frame was there");
+    assert!(woke, "the wait ended after {waited:?} without a frame");
+    assert_eq!(got, vec![7], "the round after the wait took the frame");
+}

@@ -5,6 +5,7 @@
 //! - `rings`: the four rings of each socket in one round (completion, fill, RX, TX): the
 //!   [`Ports`](crate::io::Ports) implementation the worker's driver loop polls;
 //! - `wakeup`: the syscalls that wake the kernel to send;
+//! - `wait`: an idle worker's sleep, until a frame arrives;
 //! - `umem`: where each chunk of the UMEM is (the free pool, the audit).
 //!
 //! This file holds the types they share, opening and closing.
@@ -12,6 +13,7 @@
 mod rings;
 mod socket;
 mod umem;
+mod wait;
 mod wakeup;
 
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
@@ -122,6 +124,8 @@ pub struct WorkerPorts {
     /// Socket the next round receives from first.
     rx_next: usize,
     scratch: Vec<FrameDesc>,
+    /// One entry per socket for [`WorkerPorts::wait_rx`], made on its first call.
+    pollfds: Vec<libc::pollfd>,
     mode: BindMode,
     counters: PortCounters,
     #[cfg(debug_assertions)]

@@ -223,6 +223,7 @@ impl WorkerPorts {
             batch: config.batch,
             rx_next: 0,
             scratch: vec![FrameDesc::default(); config.batch.max(COMPLETE_BATCH)],
+            pollfds: Vec::new(),
             mode: actual,
             counters: PortCounters::default(),
             _not_send: std::marker::PhantomData,
