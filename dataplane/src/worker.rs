@@ -1,5 +1,5 @@
 //! A worker: one pinned thread that owns its AF_XDP ports and a [`Pipeline`], and polls them
-//! in batches. It never blocks and never waits on another thread: frames from the control plane
+//! in batches. It never waits on another thread (when idle it sleeps, see [`IdlePolicy`]): frames from the control plane
 //! (CARP adverts, gratuitous ARPs) arrive on a channel it drains with `try_recv`, and frames for
 //! the control plane leave on a bounded channel with `try_send` (counted when full).
 //!
@@ -67,10 +67,11 @@ pub struct SlowFrame {
 pub enum IdlePolicy {
     /// Spin on the rings: lowest latency, one core at 100% (a dedicated box).
     BusyPoll,
-    /// Spin a little, then block on the sockets until a frame arrives, waking at least every
-    /// `max_sleep_us` (the wait doubles up to it) for what comes from elsewhere (frames of the
-    /// control plane, counters, stop): a quiet worker gives its core back (a lab, a shared
-    /// machine), and the kernel wakes it for the first frame of the next burst.
+    /// Spin a little, then sleep, doubling up to `max_sleep_us` (plus the timer slack, 50 us):
+    /// a quiet worker gives its core back (a lab, a shared machine). In copy mode it sleeps in
+    /// `ppoll` on its sockets and the kernel wakes it for the first frame of the next burst;
+    /// the timeout bounds what comes from elsewhere (control-plane frames, counters, stop). In
+    /// zero-copy mode it sleeps on the timer alone (see [`WorkerPorts::wait_rx`]).
     Backoff { max_sleep_us: u32 },
 }
 
@@ -114,6 +115,8 @@ pub struct PortStats {
     pub fill_starved: AtomicU64,
     pub send_no_frame: AtomicU64,
     pub rx_too_long: AtomicU64,
+    /// Idle waits on the sockets that failed (the worker slept on a timer instead).
+    pub wait_errors: AtomicU64,
     /// Slow-path frames the worker could not send.
     pub slow_dropped: AtomicU64,
     /// The kernel's counters of the worker's sockets (`XDP_STATISTICS`), read once a second.
@@ -128,6 +131,7 @@ impl PortStats {
         self.fill_starved.store(c.fill_starved, Ordering::Relaxed);
         self.send_no_frame.store(c.send_no_frame, Ordering::Relaxed);
         self.rx_too_long.store(c.rx_too_long, Ordering::Relaxed);
+        self.wait_errors.store(c.wait_errors, Ordering::Relaxed);
     }
 
     /// In [`KERNEL_STATS`]' order.
@@ -162,6 +166,7 @@ impl PortStats {
                 self.send_no_frame.load(Ordering::Relaxed),
             ),
             ("port_rx_too_long", self.rx_too_long.load(Ordering::Relaxed)),
+            ("port_wait_errors", self.wait_errors.load(Ordering::Relaxed)),
             (
                 "slow_path_dropped",
                 self.slow_dropped.load(Ordering::Relaxed),

@@ -631,8 +631,9 @@ fn refuses_to_start_when_a_queue_cannot_be_bound() {
 
 /// (5) An idle worker's wait (`wait_rx`, what the worker blocks in when its rings are empty):
 /// with nothing sent it returns at its timeout, saying so; asleep with a timeout far longer
-/// than the test, it is woken by the first frame, which the next round then takes. A wait the
-/// kernel did not wake would time out and fail the test.
+/// than the test, it is woken by a frame sent 200 ms after it went to sleep, which the next
+/// round then takes. A wait the kernel did not wake would time out and fail the test; one that
+/// did not sleep would end before the frame was sent.
 #[test]
 fn an_idle_worker_is_woken_by_its_first_frame() {
     tandem_testlab::require_root();
@@ -644,7 +645,9 @@ fn an_idle_worker_is_woken_by_its_first_frame() {
     let worker = ns.spawn(move || {
         let mut ports = open(&config(&[(0, "a1")]));
         // The namespace is quiet (no addresses, no IPv6): nothing to wake for.
+        let started = Instant::now();
         let quiet = ports.wait_rx(Duration::from_millis(20));
+        let quiet_waited = started.elapsed();
         ready_tx.send(()).unwrap();
         let started = Instant::now();
         let woke = ports.wait_rx(Duration::from_secs(120));
@@ -657,15 +660,25 @@ fn an_idle_worker_is_woken_by_its_first_frame() {
                 Verdict::Drop
             });
         }
-        (quiet, woke, waited, got)
+        (quiet, quiet_waited, woke, waited, got)
     });
     ready_rx
         .recv_timeout(Duration::from_secs(20))
         .expect("worker ready");
+    // The worker goes to sleep right after saying it is ready; the frame comes well after.
+    thread::sleep(Duration::from_millis(200));
     ns.run(|| assert!(PacketSocket::new("a0").send(&frame(7)), "send on a0"));
-    let (quiet, woke, waited, got) = join(worker);
-    eprintln!("woken after {waited:?}, frames {got:?}");
+    let (quiet, quiet_waited, woke, waited, got) = join(worker);
+    eprintln!("quiet wait {quiet_waited:?}; woken after {waited:?}, frames {got:?}");
     assert!(!quiet, "a wait with nothing sent said a frame was there");
+    assert!(
+        quiet_waited >= Duration::from_millis(20) && quiet_waited < Duration::from_secs(10),
+        "a 20 ms wait took {quiet_waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(150),
+        "the wait ended after {waited:?}, before the frame was sent: it did not sleep"
+    );
     assert!(woke, "the wait ended after {waited:?} without a frame");
     assert_eq!(got, vec![7], "the round after the wait took the frame");
 }

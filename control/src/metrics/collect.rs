@@ -28,6 +28,10 @@ const PORT_HELP: &[(&str, &str)] = &[
         "Frames received longer than a frame buffer: dropped.",
     ),
     (
+        "port_wait_errors",
+        "Idle waits on the AF_XDP sockets (ppoll) that failed: the worker slept on a timer.",
+    ),
+    (
         "slow_path_dropped",
         "Slow-path frames (CARP adverts, gratuitous ARPs) the worker could not send.",
     ),

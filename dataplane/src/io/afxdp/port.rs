@@ -62,6 +62,9 @@ pub struct PortCounters {
     pub send_no_frame: u64,
     /// TX kicks (`sendto`) that failed with an unexpected error.
     pub tx_kick_errors: u64,
+    /// Idle waits (`ppoll` on the sockets) that failed other than by a signal: the worker
+    /// slept on a timer instead.
+    pub wait_errors: u64,
 }
 
 /// The kernel's own counters of the worker's sockets (`XDP_STATISTICS`), summed.
@@ -124,7 +127,7 @@ pub struct WorkerPorts {
     /// Socket the next round receives from first.
     rx_next: usize,
     scratch: Vec<FrameDesc>,
-    /// One entry per socket for [`WorkerPorts::wait_rx`], made on its first call.
+    /// One entry per socket of `socks`, in its order, for [`WorkerPorts::wait_rx`].
     pollfds: Vec<libc::pollfd>,
     mode: BindMode,
     counters: PortCounters,

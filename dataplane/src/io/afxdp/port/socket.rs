@@ -209,6 +209,7 @@ impl WorkerPorts {
             // `plan` caps the number of sockets below u16::MAX.
             tx_of[usize::from(port.if_index)] = port.tx_sock as u16;
         }
+        let pollfds = super::wait::pollfds(&socks);
         let mut ports = Self {
             socks,
             ports,
@@ -223,7 +224,7 @@ impl WorkerPorts {
             batch: config.batch,
             rx_next: 0,
             scratch: vec![FrameDesc::default(); config.batch.max(COMPLETE_BATCH)],
-            pollfds: Vec::new(),
+            pollfds,
             mode: actual,
             counters: PortCounters::default(),
             _not_send: std::marker::PhantomData,
