@@ -115,6 +115,8 @@ pub struct PortStats {
     pub fill_starved: AtomicU64,
     pub send_no_frame: AtomicU64,
     pub rx_too_long: AtomicU64,
+    /// TX kicks (`sendto`) that failed with an unexpected error.
+    pub tx_kick_errors: AtomicU64,
     /// Idle waits on the sockets that failed (the worker slept on a timer instead).
     pub wait_errors: AtomicU64,
     /// Slow-path frames the worker could not send.
@@ -131,6 +133,8 @@ impl PortStats {
         self.fill_starved.store(c.fill_starved, Ordering::Relaxed);
         self.send_no_frame.store(c.send_no_frame, Ordering::Relaxed);
         self.rx_too_long.store(c.rx_too_long, Ordering::Relaxed);
+        self.tx_kick_errors
+            .store(c.tx_kick_errors, Ordering::Relaxed);
         self.wait_errors.store(c.wait_errors, Ordering::Relaxed);
     }
 
@@ -166,6 +170,10 @@ impl PortStats {
                 self.send_no_frame.load(Ordering::Relaxed),
             ),
             ("port_rx_too_long", self.rx_too_long.load(Ordering::Relaxed)),
+            (
+                "port_tx_kick_errors",
+                self.tx_kick_errors.load(Ordering::Relaxed),
+            ),
             ("port_wait_errors", self.wait_errors.load(Ordering::Relaxed)),
             (
                 "slow_path_dropped",

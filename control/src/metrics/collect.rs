@@ -28,6 +28,10 @@ const PORT_HELP: &[(&str, &str)] = &[
         "Frames received longer than a frame buffer: dropped.",
     ),
     (
+        "port_tx_kick_errors",
+        "TX kicks (sendto on an AF_XDP socket) that failed with an unexpected error.",
+    ),
+    (
         "port_wait_errors",
         "Idle waits on the AF_XDP sockets (ppoll) that failed: the worker slept on a timer.",
     ),
@@ -462,5 +466,17 @@ mod tests {
             .iter()
             .all(|(l, _)| l[0] != "tcp" || !l[1].is_empty()));
         assert_eq!(s.flat().last(), Some(&("nat_states".to_string(), 0)));
+    }
+
+    #[test]
+    fn every_worker_port_counter_has_its_help_and_no_help_is_left_over() {
+        let names: Vec<&str> = tandem_dataplane::worker::PortStats::default()
+            .snapshot()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let helped: Vec<&str> = PORT_HELP.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, helped, "PORT_HELP follows PortStats::snapshot");
+        assert!(PORT_HELP.iter().all(|(_, h)| !h.is_empty()));
     }
 }
