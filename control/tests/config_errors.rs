@@ -101,7 +101,7 @@ fn system_values() {
         [
             "fw-a.toml: system.hostname: \"fw a\" is not a valid host name (labels of letters, digits and '-', at most 63 characters each)",
             "fw-a.toml: system.workers: 0 is out of range 1..=64",
-            "fw-a.toml: system.ring_size: 1000 is not a power of two (AF_XDP rings are: 1024, 2048, 4096...)",
+            "fw-a.toml: system.ring_size: 1000 is not a power of two (AF_XDP rings are: 64, 128, ..., 4096, ..., 16384)",
             "fw-a.toml: system.state_limit: 0 is out of range 1..=16777216",
         ]
     );

@@ -52,3 +52,45 @@ impl<K: Copy + Eq, V: Copy> Memo<K, V> {
         Some(v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Memo;
+
+    #[test]
+    fn one_slot_answers_each_key_right_and_a_new_stamp_forgets() {
+        // One slot: the shift is 32, every key lands in slot 0 and evicts the last.
+        let mut m: Memo<u32, u32> = Memo::new(1);
+        let mut lookups = 0;
+        let mut get = |m: &mut Memo<u32, u32>, stamp, key: u32| {
+            m.get(stamp, key, key, || {
+                lookups += 1;
+                Some(key * 10)
+            })
+        };
+        assert_eq!(get(&mut m, 1, 7), Some(70));
+        assert_eq!(get(&mut m, 1, 7), Some(70));
+        assert_eq!(get(&mut m, 1, 8), Some(80));
+        assert_eq!(get(&mut m, 1, 7), Some(70));
+        // 7, 8, 7 again (evicted by 8): three lookups, the repeat of 7 served from the slot.
+        assert_eq!(lookups, 3);
+        // A new stamp: the copy of 7 is not served.
+        let mut fresh = 0;
+        assert_eq!(
+            m.get(2, 7, 7, || {
+                fresh += 1;
+                Some(71)
+            }),
+            Some(71)
+        );
+        assert_eq!(fresh, 1);
+    }
+
+    #[test]
+    fn a_miss_is_not_remembered() {
+        let mut m: Memo<u32, u32> = Memo::new(64);
+        assert_eq!(m.get(1, 5, 5, || None), None);
+        assert_eq!(m.get(1, 5, 5, || Some(50)), Some(50));
+        assert_eq!(m.get(1, 5, 5, || None), Some(50));
+    }
+}

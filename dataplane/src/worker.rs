@@ -115,6 +115,8 @@ pub struct PortStats {
     pub fill_starved: AtomicU64,
     pub send_no_frame: AtomicU64,
     pub rx_too_long: AtomicU64,
+    /// Frames whose verdict named an interface the worker has no port for, or a bad length.
+    pub bad_verdict: AtomicU64,
     /// TX kicks (`sendto`) that failed with an unexpected error.
     pub tx_kick_errors: AtomicU64,
     /// Idle waits on the sockets that failed (the worker slept on a timer instead).
@@ -133,6 +135,7 @@ impl PortStats {
         self.fill_starved.store(c.fill_starved, Ordering::Relaxed);
         self.send_no_frame.store(c.send_no_frame, Ordering::Relaxed);
         self.rx_too_long.store(c.rx_too_long, Ordering::Relaxed);
+        self.bad_verdict.store(c.bad_verdict, Ordering::Relaxed);
         self.tx_kick_errors
             .store(c.tx_kick_errors, Ordering::Relaxed);
         self.wait_errors.store(c.wait_errors, Ordering::Relaxed);
@@ -170,6 +173,7 @@ impl PortStats {
                 self.send_no_frame.load(Ordering::Relaxed),
             ),
             ("port_rx_too_long", self.rx_too_long.load(Ordering::Relaxed)),
+            ("port_bad_verdict", self.bad_verdict.load(Ordering::Relaxed)),
             (
                 "port_tx_kick_errors",
                 self.tx_kick_errors.load(Ordering::Relaxed),

@@ -423,7 +423,7 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
                     r.err(
                         "system.ring_size",
                         format!(
-                            "{v} is not a power of two (AF_XDP rings are: 1024, 2048, 4096...)"
+                            "{v} is not a power of two (AF_XDP rings are: 64, 128, ..., 4096, ..., 16384)"
                         ),
                     );
                 }

@@ -28,6 +28,10 @@ const PORT_HELP: &[(&str, &str)] = &[
         "Frames received longer than a frame buffer: dropped.",
     ),
     (
+        "port_bad_verdict",
+        "Frames dropped: their verdict named an interface the worker has no port for, or a bad length.",
+    ),
+    (
         "port_tx_kick_errors",
         "TX kicks (sendto on an AF_XDP socket) that failed with an unexpected error.",
     ),
