@@ -146,6 +146,15 @@ fn generation(fw: &Fw) -> u64 {
         .expect("status has a generation")
 }
 
+/// `config apply FILE` is refused, the refusal saying `names`, and the generation stays.
+fn assert_refused(fw: &Fw, file: &str, names: &str) {
+    let g0 = generation(fw);
+    let (ok, text) = fw.ctl(&["config", "apply", file]);
+    assert!(!ok, "{file} must be refused");
+    assert!(text.contains(names), "the refusal names {names:?}: {text}");
+    assert_eq!(generation(fw), g0, "a refused config changes nothing");
+}
+
 #[test]
 fn reload_swaps_the_ruleset_whole_keeps_states_and_refuses_bad_configs() {
     require_root();
@@ -194,20 +203,9 @@ fn reload_swaps_the_ruleset_whole_keeps_states_and_refuses_bad_configs() {
 
     // A config with errors is refused by name, and the running generation stays.
     let g0 = generation(&fw);
-    let (ok, text) = fw.ctl(&["config", "apply", &broken]);
-    assert!(!ok, "a broken config must be refused");
-    assert!(
-        text.contains("system.host_id"),
-        "the refusal names the field: {text}"
-    );
-    assert_eq!(generation(&fw), g0, "a refused config changes nothing");
+    assert_refused(&fw, &broken, "system.host_id");
     // So is a valid one that changes what the sockets were opened with: it takes a restart.
-    let (ok, text) = fw.ctl(&["config", "apply", &rings]);
-    assert!(!ok, "a new ring size must be refused until a restart");
-    assert!(
-        text.contains("system.ring_size changed; restart tandemd"),
-        "the refusal names the field and the cure: {text}"
-    );
+    assert_refused(&fw, &rings, "system.ring_size changed; restart tandemd");
     assert_eq!(generation(&fw), g0, "a refused config changes nothing");
 
     // The new ruleset applies to new connections only.

@@ -1,7 +1,8 @@
 //! A worker: one pinned thread that owns its AF_XDP ports and a [`Pipeline`], and polls them
-//! in batches. It never waits on another thread (when idle it sleeps, see [`IdlePolicy`]): frames from the control plane
-//! (CARP adverts, gratuitous ARPs) arrive on a channel it drains with `try_recv`, and frames for
-//! the control plane leave on a bounded channel with `try_send` (counted when full).
+//! in batches. It never waits on another thread (when idle it sleeps, see [`IdlePolicy`]):
+//! frames from the control plane (CARP adverts, gratuitous ARPs) arrive on a channel it drains
+//! with `try_recv`, and frames for the control plane leave on a bounded channel with `try_send`
+//! (counted when full).
 //!
 //! The ports are opened on the worker's own thread, after pinning, so that the UMEM's memory is
 //! touched first by the core that uses it. The result of opening is reported back before the
