@@ -118,6 +118,8 @@ pub struct PortStats {
     pub rx_too_long: AtomicU64,
     /// Frames whose verdict named an interface the worker has no port for, or a bad length.
     pub bad_verdict: AtomicU64,
+    /// TX kicks: `sendto` calls on the worker's sockets.
+    pub tx_kicks: AtomicU64,
     /// TX kicks (`sendto`) that failed with an unexpected error.
     pub tx_kick_errors: AtomicU64,
     /// Idle waits on the sockets that failed (the worker slept on a timer instead).
@@ -137,6 +139,7 @@ impl PortStats {
         self.send_no_frame.store(c.send_no_frame, Ordering::Relaxed);
         self.rx_too_long.store(c.rx_too_long, Ordering::Relaxed);
         self.bad_verdict.store(c.bad_verdict, Ordering::Relaxed);
+        self.tx_kicks.store(c.tx_kicks, Ordering::Relaxed);
         self.tx_kick_errors
             .store(c.tx_kick_errors, Ordering::Relaxed);
         self.wait_errors.store(c.wait_errors, Ordering::Relaxed);
@@ -175,6 +178,7 @@ impl PortStats {
             ),
             ("port_rx_too_long", self.rx_too_long.load(Ordering::Relaxed)),
             ("port_bad_verdict", self.bad_verdict.load(Ordering::Relaxed)),
+            ("port_tx_kicks", self.tx_kicks.load(Ordering::Relaxed)),
             (
                 "port_tx_kick_errors",
                 self.tx_kick_errors.load(Ordering::Relaxed),
@@ -244,6 +248,12 @@ impl Worker {
                     }
                     let ports = match WorkerPorts::open(&spec.ports) {
                         Ok(p) => {
+                            tracing::info!(
+                                worker = index,
+                                mode = ?p.mode(),
+                                tx_budget = p.tx_budget(),
+                                "ports open (tx_budget: frames one TX kick sends)"
+                            );
                             let _ = ready_tx.send(Ok(BoundPorts {
                                 socket_mode: p.mode(),
                                 queues: p.bound(),

@@ -682,3 +682,76 @@ fn an_idle_worker_is_woken_by_its_first_frame() {
     assert!(woke, "the wait ended after {waited:?} without a frame");
     assert_eq!(got, vec![7], "the round after the wait took the frame");
 }
+
+/// The running kernel's (major, minor) version, from /proc/sys/kernel/osrelease.
+fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// (6) A burst leaves in one system call: in copy mode the kernel sends TX frames only inside
+/// `sendto`, 32 per call unless the socket raised `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17 and
+/// later). On such a kernel the worker's budget is its TX ring's size, and 128 queued frames
+/// leave with one kick and all arrive, with no round after it to send leftovers; on an older
+/// kernel the budget is 32 and the same burst takes at least four kicks.
+#[test]
+fn a_burst_leaves_in_one_kick() {
+    tandem_testlab::require_root();
+    // Packet tests share two cores with busy workers: one at a time, machine-wide.
+    let _lab = tandem_testlab::lock().expect("the lab lock");
+    const BURST: u32 = 128;
+    let ns = NetNs::new();
+    ns.veth("a0", "a1");
+    let (budget, ring, kicks, got, mode) = ns.run(|| {
+        let config = config(&[(0, "a1")]);
+        let mut ports = open(&config);
+        let sink = PacketSocket::new("a0");
+        for seq in 0..BURST {
+            assert!(ports.queue_copy(0, &frame(seq)), "queue frame {seq}");
+        }
+        let before = ports.counters().tx_kicks;
+        ports.flush();
+        let kicks = ports.counters().tx_kicks - before;
+        // Only the kernel works from here: the ports are not polled again.
+        let mut got = vec![false; BURST as usize];
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.iter().any(|g| !g) && Instant::now() < deadline {
+            if let Some(n) = sink.recv(&mut buf) {
+                if let Some(seq) = seq_of(&buf[..n]) {
+                    got[seq as usize] = true;
+                }
+            }
+        }
+        let arrived = got.iter().filter(|&&g| g).count() as u32;
+        (
+            ports.tx_budget(),
+            config.ring_size,
+            kicks,
+            arrived,
+            ports.mode(),
+        )
+    });
+    eprintln!(
+        "{mode} mode, tx budget {budget} (ring {ring}): {kicks} kicks, {got}/{BURST} arrived"
+    );
+    if mode != BindMode::Copy {
+        eprintln!("zero-copy: the kernel sends from the driver, no budget to check");
+        return;
+    }
+    if kernel_version() >= (6, 17) {
+        assert_eq!(budget, ring as usize, "the budget is the TX ring's size");
+        assert_eq!(kicks, 1, "one sendto for the burst");
+        assert_eq!(got, BURST, "every frame of the burst left in that one call");
+    } else {
+        assert_eq!(budget, 32, "the kernel's fixed budget");
+        assert!(
+            kicks >= u64::from(BURST / 32),
+            "{kicks} kicks for {BURST} frames"
+        );
+    }
+}

@@ -32,6 +32,10 @@ const PORT_HELP: &[(&str, &str)] = &[
         "Frames dropped: their verdict named an interface the worker has no port for, or a bad length.",
     ),
     (
+        "port_tx_kicks",
+        "TX kicks: sendto calls on the AF_XDP sockets (in copy mode the kernel sends in them).",
+    ),
+    (
         "port_tx_kick_errors",
         "TX kicks (sendto on an AF_XDP socket) that failed with an unexpected error.",
     ),

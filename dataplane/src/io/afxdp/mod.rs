@@ -36,6 +36,8 @@
 //! mode the kernel sends frames only in `sendto`, at most 32 per call (`TX_BATCH_SIZE` in
 //! net/xdp/xsk.c) and answers `EAGAIN` when more are left, so a TX kick repeats while the kernel
 //! says so (bounded by the number of frames queued); in zero-copy one kick per ring suffices.
+//! Where the kernel has `XDP_MAX_TX_SKB_BUDGET` (6.17 and later), copy-mode sockets raise that
+//! limit to their TX ring's size, and one kick sends a whole round.
 //!
 //! # XDP program
 //!

@@ -60,6 +60,9 @@ pub struct PortCounters {
     pub fill_starved: u64,
     /// [`WorkerPorts::send_copy`] calls that found no free frame.
     pub send_no_frame: u64,
+    /// TX kicks: `sendto` calls that asked the kernel to send (in copy mode the kernel sends
+    /// in them; see [`WorkerPorts::tx_budget`]).
+    pub tx_kicks: u64,
     /// TX kicks (`sendto`) that failed with an unexpected error.
     pub tx_kick_errors: u64,
     /// Idle waits (`ppoll` on the sockets) that failed other than by a signal: the worker
@@ -123,6 +126,8 @@ pub struct WorkerPorts {
     total: u32,
     fill_target: u32,
     ring_size: u32,
+    /// Frames one copy-mode `sendto` sends at most (see `wakeup`).
+    tx_budget: usize,
     batch: usize,
     /// Socket the next round receives from first.
     rx_next: usize,
@@ -171,6 +176,13 @@ impl WorkerPorts {
     /// The mode the sockets are bound in (never `Auto`).
     pub fn mode(&self) -> BindMode {
         self.mode
+    }
+
+    /// Frames one TX kick sends at most in copy mode: the TX ring's size where the kernel
+    /// takes `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17 and later), else its fixed 32. Zero-copy
+    /// drivers send from their own NAPI loop, whatever this says.
+    pub fn tx_budget(&self) -> usize {
+        self.tx_budget
     }
 
     /// The bound (interface name, queue) pairs.

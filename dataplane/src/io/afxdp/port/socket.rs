@@ -42,6 +42,37 @@ const XDP_OPTIONS: libc::c_int = 8;
 
 const XDP_OPTIONS_ZEROCOPY: u32 = 1;
 
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+/// What one copy-mode `sendto` sends at most without `XDP_MAX_TX_SKB_BUDGET` (`TX_BATCH_SIZE`,
+/// net/xdp/xsk.c).
+pub(super) const KERNEL_TX_BATCH: usize = 32;
+
+/// Lets one copy-mode `sendto` on `fd` send up to `ring` frames (the whole TX ring) instead of
+/// 32, so that a round's batch leaves in one system call rather than one per 32 frames. Returns
+/// the budget in force: `ring`, or [`KERNEL_TX_BATCH`] on a kernel without the option (before
+/// 6.17: `ENOPROTOOPT`), which is no error: the kick then repeats, as it always did.
+pub(super) fn raise_tx_budget(fd: libc::c_int, ring: u32) -> usize {
+    if (ring as usize) <= KERNEL_TX_BATCH {
+        return KERNEL_TX_BATCH;
+    }
+    // SAFETY: `ring` is a valid u32 for reads, and the length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            (&ring as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        ring as usize
+    } else {
+        KERNEL_TX_BATCH
+    }
+}
+
 /// The (port, queue) pairs to bind, resolved and checked before anything is bound.
 type Plan = Vec<(usize, u32)>;
 
@@ -203,6 +234,16 @@ impl WorkerPorts {
             Some(true) => BindMode::ZeroCopy,
             _ => BindMode::Copy,
         };
+        // One budget for the worker: every socket has the same ring size, and a kernel has the
+        // option for all of them or none.
+        let tx_budget = match actual {
+            BindMode::Copy => socks
+                .iter()
+                .map(|s| raise_tx_budget(s.tx.fd().as_raw_fd(), ring))
+                .min()
+                .unwrap_or(KERNEL_TX_BATCH),
+            _ => KERNEL_TX_BATCH,
+        };
         let fill_target = ring.min((total / (2 * nsocks)).max(1));
         let mut tx_of = [NO_PORT; 256];
         for port in &ports {
@@ -221,6 +262,7 @@ impl WorkerPorts {
             total,
             fill_target,
             ring_size: ring,
+            tx_budget,
             batch: config.batch,
             rx_next: 0,
             scratch: vec![FrameDesc::default(); config.batch.max(COMPLETE_BATCH)],

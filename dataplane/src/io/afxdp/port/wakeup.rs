@@ -5,13 +5,10 @@ use std::os::fd::AsRawFd;
 use super::super::BindMode;
 use super::WorkerPorts;
 
-/// In copy mode one `sendto` sends at most this many frames (`TX_BATCH_SIZE`, net/xdp/xsk.c).
-const KERNEL_TX_BATCH: usize = 32;
-
 impl WorkerPorts {
     /// Kicks TX rings that still hold frames the kernel has not taken (copy mode stops after
-    /// 32 frames per kick, or early when the completion ring is full), so that they leave
-    /// without waiting for new traffic on that ring.
+    /// [`WorkerPorts::tx_budget`] frames per kick, or early when the completion ring is full),
+    /// so that they leave without waiting for new traffic on that ring.
     pub(super) fn kick_leftover_tx(&mut self) {
         for s in 0..self.socks.len() {
             let sock = &mut self.socks[s];
@@ -22,7 +19,8 @@ impl WorkerPorts {
     }
 
     /// Wakes the kernel to send: once in zero-copy, and in copy mode again while the kernel
-    /// says it has more to send (it sends [`KERNEL_TX_BATCH`] frames per call).
+    /// says it has more to send (it sends [`WorkerPorts::tx_budget`] frames per call: all of a
+    /// round's batch where the kernel lets us raise it, else 32).
     pub(super) fn kick_tx(&mut self, s: usize, queued: usize) {
         let sock = &self.socks[s];
         if !sock.tx.needs_wakeup() {
@@ -30,10 +28,11 @@ impl WorkerPorts {
         }
         let fd = sock.tx.fd().as_raw_fd();
         let rounds = match self.mode {
-            BindMode::Copy => queued.div_ceil(KERNEL_TX_BATCH) + 1,
+            BindMode::Copy => queued.div_ceil(self.tx_budget) + 1,
             _ => 1,
         };
         for _ in 0..rounds {
+            self.counters.tx_kicks += 1;
             // SAFETY: a zero-length sendto on the socket's own fd, no buffers.
             let rc = unsafe {
                 libc::sendto(
