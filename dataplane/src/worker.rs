@@ -248,12 +248,16 @@ impl Worker {
                     }
                     let ports = match WorkerPorts::open(&spec.ports) {
                         Ok(p) => {
-                            tracing::info!(
-                                worker = index,
-                                mode = ?p.mode(),
-                                tx_budget = p.tx_budget(),
-                                "ports open (tx_budget: frames one TX kick sends)"
-                            );
+                            if p.mode() == BindMode::Copy {
+                                tracing::info!(
+                                    worker = index,
+                                    mode = ?p.mode(),
+                                    tx_budget = p.tx_budget(),
+                                    "ports open (tx_budget: frames one TX kick sends)"
+                                );
+                            } else {
+                                tracing::info!(worker = index, mode = ?p.mode(), "ports open");
+                            }
                             let _ = ready_tx.send(Ok(BoundPorts {
                                 socket_mode: p.mode(),
                                 queues: p.bound(),

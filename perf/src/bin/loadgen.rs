@@ -134,7 +134,8 @@ fn run(args: &Args) -> Result<(), String> {
             due.min(256)
         };
         // The whole burst is queued, then sent with one producer update and the wakeups
-        // the kernel asks for (copy mode sends 32 frames a wakeup): not one sendto a frame.
+        // the kernel asks for (copy mode sends up to the TX budget a wakeup: 32 frames before
+        // Linux 6.17): not one sendto a frame.
         let mut queued = 0u64;
         let mut no_frame = false;
         for _ in 0..due {
@@ -181,13 +182,16 @@ fn run(args: &Args) -> Result<(), String> {
     let c = ports.counters();
     println!(
         "loadgen rate={} sent={sent} wire_tx={wire} seconds={:.3} offered_pps={:.0} \
-         refused={refused} tx_ring_full={} send_no_frame={} tx_kick_errors={} flows={}",
+         refused={refused} tx_ring_full={} send_no_frame={} tx_kicks={} tx_kick_errors={} \
+         tx_budget={} flows={}",
         args.rate,
         elapsed_ns as f64 / 1e9,
         sent as f64 * 1e9 / elapsed_ns as f64,
         c.tx_ring_full,
         c.send_no_frame,
+        c.tx_kicks,
         c.tx_kick_errors,
+        ports.tx_budget(),
         args.flows,
     );
     Ok(())

@@ -37,7 +37,9 @@
 //! net/xdp/xsk.c) and answers `EAGAIN` when more are left, so a TX kick repeats while the kernel
 //! says so (bounded by the number of frames queued); in zero-copy one kick per ring suffices.
 //! Where the kernel has `XDP_MAX_TX_SKB_BUDGET` (6.17 and later), copy-mode sockets raise that
-//! limit to their TX ring's size, and one kick sends a whole round.
+//! limit to their TX ring's size, and one kick sends a whole round of small frames (the socket's
+//! send buffer still ends a call sooner for large ones: ~90 MTU-sized frames with the default
+//! `wmem_default`; the rest leave on the next kick, nothing is lost).
 //!
 //! # XDP program
 //!

@@ -179,8 +179,10 @@ impl WorkerPorts {
     }
 
     /// Frames one TX kick sends at most in copy mode: the TX ring's size where the kernel
-    /// takes `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17 and later), else its fixed 32. Zero-copy
-    /// drivers send from their own NAPI loop, whatever this says.
+    /// takes `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17 and later), else its fixed 32. The socket's
+    /// send buffer can stop a call sooner (about 90 MTU-sized frames with the default
+    /// `wmem_default`); what is left waits on the ring for the next kick. Zero-copy drivers send
+    /// from their own NAPI loop, whatever this says.
     pub fn tx_budget(&self) -> usize {
         self.tx_budget
     }

@@ -28,7 +28,8 @@ impl WorkerPorts {
     /// Copy mode only. In zero-copy mode the kernel's poll kicks the driver on every call
     /// (`ndo_xsk_wakeup`: an interrupt and a NAPI run), thousands of times a second per socket
     /// on an idle box, so there the worker sleeps on a timer as it always did. In copy mode the
-    /// poll also sends some of what waits on the TX rings (32 frames a call), which only helps.
+    /// poll also sends some of what waits on the TX rings (up to the TX budget: 32 frames a call
+    /// before Linux 6.17), which only helps.
     pub fn wait_rx(&mut self, timeout: Duration) -> bool {
         if self.mode != BindMode::Copy {
             std::thread::sleep(timeout);
