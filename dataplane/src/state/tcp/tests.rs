@@ -414,3 +414,85 @@ fn merge_never_moves_backwards() {
 fn peer_is_small() {
     assert_eq!(std::mem::size_of::<TcpPeer>(), 12);
 }
+
+#[test]
+fn an_established_ack_in_the_window_takes_the_shortcut() {
+    let (mut a, mut b) = handshake();
+    let data = seg(ACK | PSH, C + 1, S + 1, 65_535, 100);
+    assert!(track_established(&mut a, &mut b, &data));
+    assert_eq!(a.seqlo, C + 101, "the sender's data is counted");
+    // Outside the window: no shortcut, nothing touched, and the full tracker refuses it.
+    let (a0, b0) = (a, b);
+    let far = seg(ACK, C + 101 + (1 << 30), S + 1, 65_535, 100);
+    assert!(!track_established(&mut a, &mut b, &far));
+    assert_eq!((a, b), (a0, b0));
+    assert_eq!(track(&mut a, &mut b, &far, O), Err(TrackError::BadWindow));
+    // A FIN is the full tracker's business (it moves a level).
+    let fin = seg(ACK | FIN, C + 101, S + 1, 65_535, 0);
+    assert!(!track_established(&mut a, &mut b, &fin));
+}
+
+mod shortcut {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn peer() -> impl Strategy<Value = TcpPeer> {
+        (
+            prop_oneof![3 => Just(PeerState::ESTABLISHED), 1 => (0u8..=10).prop_map(PeerState)],
+            prop_oneof![Just(0u32), 1u32..4_000_000, any::<u32>()],
+            0u32..2_000_000,
+            any::<u16>(),
+            prop_oneof![Just(0u8), (0u8..=14).prop_map(|s| WSCALE_FLAG | s)],
+        )
+            .prop_map(|(state, seqlo, reach, max_win, wscale)| TcpPeer {
+                seqlo,
+                seqhi: seqlo.wrapping_add(reach),
+                max_win,
+                wscale,
+                state,
+            })
+    }
+
+    fn segment() -> impl Strategy<Value = TcpSegment> {
+        (
+            prop_oneof![
+                4 => prop_oneof![Just(ACK), Just(ACK | PSH)],
+                1 => any::<u8>().prop_map(|f| f & 0x3f),
+            ],
+            prop_oneof![1u32..4_000_000, any::<u32>()],
+            prop_oneof![1u32..4_000_000, any::<u32>()],
+            any::<u16>(),
+            prop_oneof![Just(0u16), 1u16..1500, any::<u16>()],
+        )
+            .prop_map(|(flags, seq, ack, win, payload_len)| TcpSegment {
+                flags,
+                seq,
+                ack,
+                win,
+                wscale: None,
+                payload_len,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// `track` (shortcut first) and the full tracker alone give the same answer and leave
+        /// the same peers, for any peers and segment.
+        #[test]
+        fn the_established_shortcut_agrees_with_the_full_tracker(
+            a in peer(), b in peer(), s in segment(), reply in any::<bool>(),
+        ) {
+            let dir = if reply { R } else { O };
+            let (mut fa, mut fb) = (a, b);
+            let full = match dir {
+                O => track_sender(&mut fa, &mut fb, &s, dir),
+                R => track_sender(&mut fb, &mut fa, &s, dir),
+            };
+            let (mut ta, mut tb) = (a, b);
+            let got = track(&mut ta, &mut tb, &s, dir);
+            prop_assert_eq!(got, full);
+            prop_assert_eq!((ta, tb), (fa, fb));
+        }
+    }
+}
