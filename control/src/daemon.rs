@@ -201,12 +201,14 @@ impl Daemon {
             sync_filter,
         )));
         let nworkers = usize::from(config.system.workers.max(1));
-        // Presized for the limit: the maps never rehash under traffic (a shard that grows holds
-        // its write lock while it copies, stalling every worker that looks up a key in it).
+        // The key index, the workers' table, is mapped whole for the limit (it never grows).
+        // The id index (the control plane's: sync, expiry, the CLI) grows on demand: no worker
+        // looks a key up in it, and presized for the limit its 4096 shards spread a small table
+        // over megabytes, which cost every new connection 18-37 % (perf/RESULTS.md).
         let table_config = TableConfig {
             creator: config.system.host_id.get(),
             limit: config.system.state_limit,
-            capacity: config.system.state_limit as usize,
+            capacity: 0,
             ..TableConfig::default()
         };
         // With state sync, every insert, update and delete of the workers goes to the journal

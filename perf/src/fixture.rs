@@ -128,13 +128,13 @@ pub fn nonzero_counters(pipe: &Pipeline) -> Vec<(&'static str, u64)> {
         .collect()
 }
 
-/// A table configuration for benchmarks: room for `limit` states, its maps presized for them as
-/// tandemd presizes them for `system.state_limit` (so that a benchmark pays no rehash the daemon
-/// does not).
+/// A table configuration for benchmarks: room for `limit` states, sized as tandemd sizes its
+/// table for `system.state_limit` (the key index mapped for the limit, the id index grown on
+/// demand).
 pub fn table_config(limit: u32) -> TableConfig {
     TableConfig {
         limit,
-        capacity: limit as usize,
+        capacity: 0,
         ..TableConfig::default()
     }
 }

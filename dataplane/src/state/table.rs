@@ -398,8 +398,11 @@ pub struct TableConfig {
     pub limit: u32,
     /// Timeouts; their `adaptive: None` means 60%/120% of `limit`.
     pub timeouts: Timeouts,
-    /// States to allocate room for up front, so the maps do not grow (and rehash a shard under
-    /// its lock) while traffic ramps up. 0: grow on demand.
+    /// States to allocate the id index's room for up front, so that its shards do not grow
+    /// (rehash under their locks) while traffic ramps up. 0: grow on demand, which tandemd
+    /// does: presized for a large limit, the shards spread a small table over megabytes, and
+    /// each insert misses the cache (new connections 18-37 % slower at 10,000 states in a table
+    /// for a million). The key index is mapped for the larger of this and `limit` either way.
     pub capacity: usize,
 }
 
