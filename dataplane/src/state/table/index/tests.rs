@@ -120,10 +120,11 @@ fn both_keys_found_with_their_direction_and_removed_only_by_their_state() {
 #[test]
 fn keys_spill_past_full_buckets_and_removal_gives_back_the_counts() {
     let table = StateTable::new(TableConfig::default());
-    // 64 buckets, 448 slots: 400 keys fill most buckets and spill many.
+    // 64 buckets, 448 slots: 336 keys (75 %) fill many buckets and spill some. (400, 89 %, left
+    // a key's 32-bucket probe window full in 1.7 % of runs: the hasher's seed is random.)
     let index = KeyIndex::for_states(1);
     assert_eq!(index.slots(), MIN_BUCKETS * SLOTS);
-    let states: Vec<_> = (0..400).map(|n| state(&table, n)).collect();
+    let states: Vec<_> = (0..336).map(|n| state(&table, n)).collect();
     for s in &states {
         index.insert(s, Direction::Original, &epoch::pin()).unwrap();
     }
