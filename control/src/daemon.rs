@@ -632,27 +632,33 @@ fn start_housekeeping(
     Ok((stop, t))
 }
 
-/// States are single `Arc`s from malloc. With transparent huge pages in "madvise" mode (Debian's
-/// default) glibc keeps its heaps on 4 KiB pages unless told otherwise, and a lookup among a
-/// million states then pays a TLB miss for the state on top of the cache miss. The systemd unit
-/// sets the tunable; a box started by hand is told how.
+/// States are single `Arc`s, malloc'd by the worker threads. With transparent huge pages in
+/// "madvise" mode (Debian's default) glibc keeps its heaps on 4 KiB pages unless told otherwise,
+/// and a lookup among many states then pays a TLB miss for the state on top of the cache miss.
+/// `glibc.malloc.hugetlb=1` alone advises a thread's heap only for its size at creation (a few
+/// hundred KiB), so the states stay on small pages; `glibc.malloc.top_pad` makes that the whole
+/// 64 MiB heap. The systemd unit sets both; a box started by hand is told how.
 fn hint_state_pages(state_limit: u32) {
     const LARGE_TABLE: u32 = 100_000;
-    let tunable = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
     let thp =
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     if state_limit >= LARGE_TABLE
         && thp.contains("[madvise]")
-        && !tunable.contains("glibc.malloc.hugetlb=")
+        && !(tunables.contains("glibc.malloc.hugetlb=")
+            && tunables.contains("glibc.malloc.top_pad="))
     {
         tracing::info!(
             state_limit,
-            "states are on 4 KiB pages: GLIBC_TUNABLES=glibc.malloc.hugetlb=1 in tandemd's \
+            "states are on 4 KiB pages: GLIBC_TUNABLES={HUGE_PAGE_TUNABLES} in tandemd's \
              environment (as packaging/tandemd.service sets) puts them on 2 MiB pages, for \
              fewer TLB misses with many states"
         );
     }
 }
+
+/// What the systemd unit sets (see [`hint_state_pages`]).
+const HUGE_PAGE_TUNABLES: &str = "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864";
 
 /// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the config file.
 pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {

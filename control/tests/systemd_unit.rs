@@ -15,7 +15,7 @@ fn the_unit_verifies_and_keeps_what_tandemd_needs() {
         "ExecReload=/usr/bin/tandemctl --socket /run/tandem/tandemd.sock config apply",
         "UMask=0077",
         "LimitMEMLOCK=infinity",
-        "Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1",
+        "Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
     ] {
