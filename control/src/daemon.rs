@@ -202,9 +202,10 @@ impl Daemon {
         )));
         let nworkers = usize::from(config.system.workers.max(1));
         // The key index, the workers' table, is mapped whole for the limit (it never grows).
-        // The id index (the control plane's: sync, expiry, the CLI) grows on demand: no worker
-        // looks a key up in it, and presized for the limit its 4096 shards spread a small table
-        // over megabytes, which cost every new connection 18-37 % (perf/RESULTS.md).
+        // The id index (walked by sync, expiry and the CLI; a worker only inserts into it and
+        // removes from it, never looks a key up) grows on demand: presized for the limit, its
+        // 4096 shards spread a small table over megabytes, which cost every new connection
+        // 18-37 %, and growing costs the sync thread nothing measurable (perf/RESULTS.md).
         let table_config = TableConfig {
             creator: config.system.host_id.get(),
             limit: config.system.state_limit,

@@ -141,7 +141,8 @@ pub fn table_config(limit: u32) -> TableConfig {
 
 /// A table of `n` states of TCP flows NATed to the WAN VIP (after their SYN), room for 10%
 /// more: the keys of the dataplane's `one_million_states` test (clients 10.0.0.0/12, servers
-/// 172.25.0.0-255, port 443). `capacity` preallocates the maps (0: they grow on demand).
+/// 172.25.0.0-255, port 443). `capacity` presizes the id index (0: it grows on demand, as
+/// in tandemd); the key index is mapped for the limit either way.
 pub fn nat_states(n: u32, capacity: usize) -> StateTable {
     let t = StateTable::new(TableConfig {
         capacity,

@@ -429,7 +429,9 @@ fn an_established_ack_in_the_window_takes_the_shortcut() {
     assert_eq!(track(&mut a, &mut b, &far, O), Err(TrackError::BadWindow));
     // A FIN is the full tracker's business (it moves a level).
     let fin = seg(ACK | FIN, C + 101, S + 1, 65_535, 0);
+    let (a0, b0) = (a, b);
     assert!(!track_established(&mut a, &mut b, &fin));
+    assert_eq!((a, b), (a0, b0));
 }
 
 mod shortcut {
@@ -474,8 +476,68 @@ mod shortcut {
             })
     }
 
+    /// An ESTABLISHED peer that has sent: the shortcut's side of the state space.
+    fn established() -> impl Strategy<Value = TcpPeer> {
+        (
+            1u32..,
+            0u32..2_000_000,
+            any::<u16>(),
+            prop_oneof![Just(0u8), (0u8..=14).prop_map(|s| WSCALE_FLAG | s)],
+        )
+            .prop_map(|(seqlo, reach, max_win, wscale)| TcpPeer {
+                seqlo,
+                seqhi: seqlo.wrapping_add(reach),
+                max_win,
+                wscale,
+                state: PeerState::ESTABLISHED,
+            })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// The same agreement where it is easy to get wrong: segments of established
+        /// connections at (and one off) every bound of the window test: the sender's `seqhi`,
+        /// the receiver's window behind `seqlo`, and the ack skew both ways.
+        #[test]
+        fn the_shortcut_agrees_at_the_window_edges(
+            a in established(), b in established(), reply in any::<bool>(),
+            flags in prop_oneof![3 => Just(ACK), 1 => Just(ACK | PSH), 1 => any::<u8>()],
+            len in prop_oneof![Just(0u16), 1u16..1500], win in any::<u16>(),
+            seq_edge in 0usize..3, seq_off in -2i64..=2,
+            ack_edge in 0usize..3, ack_off in -70_000i64..=70_000, ack_fine in -2i64..=2,
+        ) {
+            let dir = if reply { R } else { O };
+            let (src, dst) = if reply { (b, a) } else { (a, b) };
+            let (sws, dws) = if src.wscale != 0 && dst.wscale != 0 {
+                (src.wscale & WSCALE_MASK, dst.wscale & WSCALE_MASK)
+            } else {
+                (0, 0)
+            };
+            let dst_win = u32::from(dst.max_win) << dws;
+            let seq = match seq_edge {
+                0 => src.seqlo,
+                1 => src.seqhi.wrapping_sub(u32::from(len)),
+                _ => src.seqlo.wrapping_sub(dst_win),
+            }
+            .wrapping_add(seq_off as u32);
+            let ack = match ack_edge {
+                0 => dst.seqlo.wrapping_sub(ack_off as u32),
+                1 => dst.seqlo.wrapping_add(MAX_ACK_WINDOW as u32),
+                _ => dst.seqlo.wrapping_sub((MAX_ACK_WINDOW << sws) as u32),
+            }
+            .wrapping_add(ack_fine as u32);
+            let s = TcpSegment { flags, seq, ack, win, wscale: None, payload_len: len };
+            let (mut fa, mut fb) = (a, b);
+            let full = match dir {
+                O => track_sender(&mut fa, &mut fb, &s, dir),
+                R => track_sender(&mut fb, &mut fa, &s, dir),
+            };
+            let (mut ta, mut tb) = (a, b);
+            let got = track(&mut ta, &mut tb, &s, dir);
+            prop_assert_eq!(got, full);
+            prop_assert_eq!((ta, tb), (fa, fb));
+        }
 
         /// `track` (shortcut first) and the full tracker alone give the same answer and leave
         /// the same peers, for any peers and segment.
