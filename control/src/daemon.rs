@@ -633,6 +633,9 @@ fn start_housekeeping(
     Ok((stop, t))
 }
 
+/// What the systemd unit sets (see [`hint_state_pages`]).
+const HUGE_PAGE_TUNABLES: &str = "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864";
+
 /// States are single `Arc`s, malloc'd by the worker threads. With transparent huge pages in
 /// "madvise" mode (Debian's default) glibc keeps its heaps on 4 KiB pages unless told otherwise,
 /// and a lookup among many states then pays a TLB miss for the state on top of the cache miss.
@@ -657,9 +660,6 @@ fn hint_state_pages(state_limit: u32) {
         );
     }
 }
-
-/// What the systemd unit sets (see [`hint_state_pages`]).
-const HUGE_PAGE_TUNABLES: &str = "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864";
 
 /// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the config file.
 pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {

@@ -248,16 +248,14 @@ impl Worker {
                     }
                     let ports = match WorkerPorts::open(&spec.ports) {
                         Ok(p) => {
-                            if p.mode() == BindMode::Copy {
-                                tracing::info!(
-                                    worker = index,
-                                    mode = ?p.mode(),
-                                    tx_budget = p.tx_budget(),
-                                    "ports open (tx_budget: frames one TX kick sends)"
-                                );
-                            } else {
-                                tracing::info!(worker = index, mode = ?p.mode(), "ports open");
-                            }
+                            // The TX budget means something in copy mode only.
+                            let tx_budget = (p.mode() == BindMode::Copy).then(|| p.tx_budget());
+                            tracing::info!(
+                                worker = index,
+                                mode = ?p.mode(),
+                                tx_budget = ?tx_budget,
+                                "ports open (tx_budget: frames one TX kick sends)"
+                            );
                             let _ = ready_tx.send(Ok(BoundPorts {
                                 socket_mode: p.mode(),
                                 queues: p.bound(),

@@ -351,19 +351,44 @@ fn track_established(src: &mut TcpPeer, dst: &mut TcpPeer, seg: &TcpSegment) -> 
     } else {
         (seg.seq, seg.seq.wrapping_add(u32::from(seg.payload_len)))
     };
-    let ack = seg.ack;
-    let ackskew = i64::from(dst.seqlo.wrapping_sub(ack) as i32);
-    let dst_win = u32::from(dst.max_win) << dws;
-    let in_window = seq_geq(src.seqhi, end)
-        && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
-        && ackskew >= -MAX_ACK_WINDOW
-        && ackskew <= (MAX_ACK_WINDOW << sws);
-    if !in_window {
+    if !fits_window(src, dst, seq, end, seg.ack, sws, dws) {
         return false;
     }
-    let win = u32::from(seg.win);
+    advance(src, dst, u32::from(seg.win), end, seg.ack, sws);
+    true
+}
+
+/// pf's window test for a segment of `src` from `seq` to `end` acking `ack` (`sws`/`dws`: the
+/// agreed window scales of `src` and `dst`), RSTs' exact-sequence rule aside.
+#[inline]
+fn fits_window(
+    src: &TcpPeer,
+    dst: &TcpPeer,
+    seq: u32,
+    end: u32,
+    ack: u32,
+    sws: u8,
+    dws: u8,
+) -> bool {
+    let ackskew = i64::from(dst.seqlo.wrapping_sub(ack) as i32);
+    let dst_win = u32::from(dst.max_win) << dws;
+    // Last octet inside the other side's window space.
+    seq_geq(src.seqhi, end)
+        // Retransmission: not more than one window back.
+        && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
+        // Acking not more than one reassembled fragment backwards.
+        && ackskew >= -MAX_ACK_WINDOW
+        // Acking not more than one window forward.
+        && ackskew <= (MAX_ACK_WINDOW << sws)
+}
+
+/// A segment accepted (in the window, or by pf's loose rule): the sender's largest window
+/// (`win`, unscaled) and highest sequence sent move up, and the window of what the other side
+/// may send slides with the ack.
+#[inline]
+fn advance(src: &mut TcpPeer, dst: &mut TcpPeer, win: u32, end: u32, ack: u32, sws: u8) {
     if u32::from(src.max_win) < win {
-        src.max_win = seg.win;
+        src.max_win = win as u16;
     }
     if seq_gt(end, src.seqlo) {
         src.seqlo = end;
@@ -372,7 +397,6 @@ fn track_established(src: &mut TcpPeer, dst: &mut TcpPeer, seg: &TcpSegment) -> 
     if seq_geq(ack.wrapping_add(scaled_win), dst.seqhi) {
         dst.seqhi = ack.wrapping_add(scaled_win.max(1));
     }
-    true
 }
 
 /// [`track`] in full: `src` sent `seg`, `dst` is the other side; `dir` only picks the order of
@@ -467,17 +491,7 @@ fn track_sender(
         end = seq;
     }
 
-    let ackskew = i64::from(dst.seqlo.wrapping_sub(ack) as i32);
-    let dst_win = u32::from(dst.max_win) << dws;
-
-    let in_window = seq_geq(src.seqhi, end)
-        // Last octet inside the other side's window space.
-        && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
-        // Retransmission: not more than one window back.
-        && ackskew >= -MAX_ACK_WINDOW
-        // Acking not more than one reassembled fragment backwards.
-        && ackskew <= (MAX_ACK_WINDOW << sws)
-        // Acking not more than one window forward.
+    let in_window = fits_window(src, dst, seq, end, ack, sws, dws)
         && (!seg.has(flags::RST)
             || orig_seq == src.seqlo
             || orig_seq == src.seqlo.wrapping_add(1)
@@ -485,18 +499,8 @@ fn track_sender(
     // A RST must match the sequence exactly (or by one): pf with scrub's reassembly, which
     // pfSense enables by default.
 
-    let scaled_win = win << sws;
     if in_window {
-        if u32::from(src.max_win) < win {
-            src.max_win = win as u16;
-        }
-        if seq_gt(end, src.seqlo) {
-            src.seqlo = end;
-        }
-        // Slide the window of what the other side may send.
-        if seq_geq(ack.wrapping_add(scaled_win), dst.seqhi) {
-            dst.seqhi = ack.wrapping_add(scaled_win.max(1));
-        }
+        advance(src, dst, win, end, ack, sws);
 
         if seg.has(flags::SYN) && src.state < PeerState::SYN_SENT {
             src.state = PeerState::SYN_SENT;
@@ -532,15 +536,7 @@ fn track_sender(
         // establishment, funky packets right after the close. Sequencing is synchronised, but
         // the other side is not moved to ESTABLISHED (this may be a shotgunned SYN) and the
         // expiry is not refreshed (so a flood of these cannot keep the state alive).
-        if u32::from(src.max_win) < win {
-            src.max_win = win as u16;
-        }
-        if seq_gt(end, src.seqlo) {
-            src.seqlo = end;
-        }
-        if seq_geq(ack.wrapping_add(scaled_win), dst.seqhi) {
-            dst.seqhi = ack.wrapping_add(scaled_win.max(1));
-        }
+        advance(src, dst, win, end, ack, sws);
         if seg.has(flags::FIN) && src.state < PeerState::CLOSING {
             src.state = PeerState::CLOSING;
         }
