@@ -280,6 +280,9 @@ struct WorkerSide {
     /// This worker's queue into the state journal: the states it creates, tracks and removes.
     journal: Producer,
     now: Millis,
+    /// A lookup of this round found no state (a first packet, mostly): the next round runs the
+    /// lookahead if the key index is large (see [`Pipeline::round`]).
+    missed: bool,
 }
 
 /// One IPv4 packet as the checks of [`WorkerSide::ipv4`] found it, carried through the stages
@@ -334,6 +337,7 @@ impl Pipeline {
                 carp: CarpBudget::default(),
                 journal,
                 now: 0,
+                missed: false,
             },
         }
     }
@@ -448,7 +452,11 @@ impl Pipeline {
         self.begin_batch(now);
         // The batch's state lookups nest in one epoch pin (see `StateTable::read_section`).
         let reading = self.dp.states.read_section();
-        let large = (self.dp.states.len() >= LOOKAHEAD_STATES).then(|| Arc::clone(&self.dp));
+        let states = &self.dp.states;
+        // The last round's misses predict this round's.
+        let missed = std::mem::take(&mut self.w.missed);
+        let large =
+            lookahead::pays(states.len(), states.sized_for(), missed).then(|| Arc::clone(&self.dp));
         let mut handler = |in_if, buf: &mut [u8], len| self.process(in_if, buf, len);
         let n = match &large {
             Some(dp) => ports.poll_looking(budget, &mut Lookahead::new(&dp.states), &mut handler),
@@ -604,6 +612,7 @@ impl WorkerSide {
             return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
         }
 
+        self.missed = true;
         if l4.icmp_error {
             // Its checksum is rewritten from the bytes at hand (which a fragment lacks), and an
             // error quotes 28 bytes: a fragmented one is forged or broken.

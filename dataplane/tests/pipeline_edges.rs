@@ -10,7 +10,10 @@ use common::*;
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
 use etherparse::Icmpv4Type;
 use tandem_dataplane::filter::{Action, AddrMatch, Prefix, ProtoMatch, Rule};
-use tandem_dataplane::state::FlowKey;
+use tandem_dataplane::io::mem::MemPort;
+use tandem_dataplane::io::{Look, NoLook, Ports, Verdict};
+use tandem_dataplane::state::{FlowKey, TableConfig};
+use tandem_dataplane::IfIndex;
 
 const T0: u64 = 1_000;
 
@@ -1183,4 +1186,63 @@ fn carp_junk_is_filtered_before_the_slow_path_and_the_peer_keeps_its_share() {
     }
     s.assert_delta(&lab, &[("rx_frames", 10), ("to_control", 10)]);
     assert_eq!(rx.len(), 8 + 24 + 10);
+}
+
+/// Ports that record, round by round, whether the pipeline looked its batch over first (the
+/// lookahead that prefetches the batch's buckets and states).
+struct Watched {
+    ports: Vec<MemPort>,
+    looked: Vec<bool>,
+}
+
+impl Ports for Watched {
+    fn poll_looking<L, F>(&mut self, budget: usize, look: &mut L, handler: &mut F) -> usize
+    where
+        L: Look,
+        F: FnMut(IfIndex, &mut [u8], usize) -> Verdict,
+    {
+        let looking = std::any::type_name::<L>() != std::any::type_name::<NoLook>();
+        self.looked.push(looking);
+        self.ports[..].poll_looking(budget, look, handler)
+    }
+
+    fn send_copy(&mut self, out_if: IfIndex, bytes: &[u8]) -> bool {
+        self.ports[..].send_copy(out_if, bytes)
+    }
+}
+
+/// A new flow's key lands on a random bucket of the key index, however few states the table
+/// holds: after a round whose lookups missed, the next round prefetches its batch's buckets when
+/// the index is sized for a large table, and only then.
+#[test]
+fn new_flows_in_a_large_index_turn_the_lookahead_on_for_the_next_round() {
+    let rounds = |limit: u32| {
+        let mut lab = Lab::with(BoxA {
+            table: TableConfig {
+                limit,
+                ..TableConfig::default()
+            },
+            ..box_a()
+        });
+        let mut w = Watched {
+            ports: std::mem::take(&mut lab.ports),
+            looked: Vec::new(),
+        };
+        for (n, port) in [40000u16, 40001, 0, 0].into_iter().enumerate() {
+            if port != 0 {
+                let syn = Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, port), (SERVER, 80))
+                    .flags("S")
+                    .frame();
+                w.ports[usize::from(LAN)].inject(&syn);
+            }
+            let now = T0 + n as u64;
+            assert_eq!(lab.pipe.round(&mut w, BUDGET, now), usize::from(port != 0));
+        }
+        assert_eq!(lab.dp.states.len(), 2, "both SYNs made a state");
+        w.looked
+    };
+    // Round 1: nothing missed before. Round 2: round 1's SYN missed. Round 3: round 2's did.
+    // Round 4: round 3 looked nothing up.
+    assert_eq!(rounds(100_000), [false, true, true, false]);
+    assert_eq!(rounds(1_000), [false; 4], "an index that fits the cache");
 }

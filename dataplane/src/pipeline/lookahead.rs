@@ -5,8 +5,10 @@
 //! once per batch, overlapped, instead of twice per packet, one after the other (DPDK's bulk
 //! lookup does the same in stages).
 //!
-//! Only for tables too large for the caches ([`LOOKAHEAD_STATES`]): for a small, hot table
-//! the lookahead is pure cost (reading the headers and hashing twice).
+//! Only for tables too large for the caches ([`LOOKAHEAD_STATES`]), or for an index sized for
+//! such a table while new flows arrive (each new key's bucket is a random line of the whole
+//! index): for a small, hot table the lookahead is pure cost (reading the headers and hashing
+//! twice).
 
 use crate::io::Look;
 use crate::state::{FlowKey, Prefetched, StateTable};
@@ -17,6 +19,14 @@ use crate::wire::l4_ports;
 /// From this many states the lookahead runs: the key index (~37 bytes a state) and the states
 /// (144 bytes each) then outgrow a core's 2-4 MiB L2.
 pub const LOOKAHEAD_STATES: usize = 1 << 14;
+
+/// Whether a round should run the lookahead: where its lookups miss the cache. That is a
+/// table of `states` too large for it, or an index sized for such a table (`sized_for`) while
+/// new flows come in (`missed`: the last round's lookups found no state for some frames), since
+/// a new key's bucket is a random line of the whole index however few states there are.
+pub(super) fn pays(states: usize, sized_for: usize, missed: bool) -> bool {
+    states >= LOOKAHEAD_STATES || (missed && sized_for >= LOOKAHEAD_STATES)
+}
 
 /// Frames whose buckets are prefetched before their states are: a whole RX batch (what an AF_XDP
 /// port hands over at once by default, `WorkerConfig::batch`) in one stage, so that stage 2
@@ -98,6 +108,21 @@ fn flow_key(frame: &[u8]) -> Option<FlowKey> {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn the_lookahead_runs_for_a_large_table_and_for_new_flows_in_a_large_index() {
+        let big = LOOKAHEAD_STATES;
+        assert!(pays(big, big, false), "a large table, all hits");
+        assert!(pays(10, 1_000_000, true), "new flows in a large index");
+        assert!(
+            !pays(10, 1_000_000, false),
+            "a few hot states in a large index"
+        );
+        assert!(
+            !pays(10, big - 1, true),
+            "new flows in an index that fits the cache"
+        );
+    }
 
     #[test]
     fn the_key_of_a_tcp_frame_is_the_one_the_established_path_looks_up() {

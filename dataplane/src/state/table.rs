@@ -590,6 +590,12 @@ impl StateTable {
         self.len() == 0
     }
 
+    /// The states the key index was sized for at start (`TableConfig`): what the limit can
+    /// grow to without a restart, and what sets the index's size in memory.
+    pub fn sized_for(&self) -> usize {
+        self.keys.sized_for()
+    }
+
     /// The state limit.
     pub fn limit(&self) -> u32 {
         self.limit.load(Ordering::Relaxed)
@@ -748,6 +754,8 @@ impl StateTable {
         // marked removed, so that a packet that found it by its reply key meanwhile does not
         // get it sent to the peer.
 
+        // The first candidate's reply key lands on a random bucket of the index: its line
+        // starts loading now, while the state is allocated and built.
         // One allocation, re-aimed at the next candidate while nobody else can see it.
         let mut spare: Option<Arc<State>> = None;
         let mut placed = None;
