@@ -60,7 +60,7 @@ use super::tcp::{self, TcpPeer, TcpSegment, TrackError};
 use super::timeouts::{Adaptive, Millis, TimeoutClass, Timeouts};
 use super::Direction;
 use crate::journal::{JournalKind, NoJournal, Origin, Producer, StateJournal};
-use index::{KeyIndex, Refused};
+use index::{Hashed, KeyIndex, Refused};
 use seqlock::SeqLock;
 
 mod index;
@@ -249,6 +249,13 @@ impl State {
                 || (pressure
                     && (class.is_embryonic() || class == TimeoutClass::TcpClosed)
                     && now >= last.saturating_add(EMBRYONIC_GRACE)))
+    }
+
+    /// Start loading the expiry word [`State::evictable`] reads (the expiry walk's one cache
+    /// miss per state).
+    #[inline]
+    fn prefetch_expiry(&self) {
+        index::prefetch(std::ptr::from_ref(&self.expire).cast());
     }
 
     /// When the state expires with `states` live states, or `None` if already removed.
@@ -506,7 +513,7 @@ impl<'a> Birth<'a> {
 /// A key hashed by [`StateTable::prefetch`], for [`StateTable::prefetch_state`].
 #[derive(Debug, Clone, Copy)]
 pub struct Prefetched {
-    at: index::Hashed,
+    at: Hashed,
 }
 
 /// A stretch of lock-free reads of the key index, held by a worker around a batch: the

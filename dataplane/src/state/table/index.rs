@@ -375,7 +375,12 @@ impl KeyIndex {
     /// Take `key` out if it points to `state`; its reference is released once no reader can
     /// hold it. False if the key is absent or belongs to another state.
     pub fn remove(&self, key: &FlowKey, state: &Arc<State>, guard: &Guard) -> bool {
-        let at = self.hashed(key);
+        self.remove_at(key, self.hashed(key), state, guard)
+    }
+
+    /// [`KeyIndex::remove`] with `key`'s place already computed (`at == self.hashed(key)`), for
+    /// a caller that requested its bucket beforehand ([`KeyIndex::prefetch_bucket`]).
+    pub fn remove_at(&self, key: &FlowKey, at: Hashed, state: &Arc<State>, guard: &Guard) -> bool {
         let _w = self.stripe(at);
         let Ok((word, b, i)) = self.find(key, at) else {
             return false;
@@ -425,7 +430,7 @@ impl Drop for KeyIndex {
 
 /// A hint to load the cache line at `p`; nothing where the target has no such instruction.
 #[inline]
-fn prefetch(p: *const u8) {
+pub(super) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint: it never faults, whatever the address.
     unsafe {

@@ -2,6 +2,12 @@
 //! and the bulk update, the housekeeping's expiry sweep, and the consistency check tests use.
 
 use super::*;
+use crossbeam_epoch::Guard;
+
+/// States whose keys' buckets the expiry requests before it removes the first of them (32
+/// lines): enough for their misses to overlap, few enough that the first is still in the cache
+/// when its turn comes.
+const UNLINK_AHEAD: usize = 16;
 
 impl StateTable {
     /// Remove `state` from the table (both keys and its id) and journal the deletion if it is
@@ -17,16 +23,24 @@ impl StateTable {
                 _ => return false,
             }
         }
-        state.mark_removed();
         let guard = &crossbeam_epoch::pin();
-        self.keys.remove(&state.stack, state, guard);
-        self.keys.remove(&state.reply, state, guard);
+        let at = [&state.stack, &state.reply].map(|k| self.keys.hashed(k));
+        self.unlink(state, at, origin, guard);
+        true
+    }
+
+    /// The rest of a removal once its caller took `state` out of the id index (which makes
+    /// it the one remover): marked removed, both keys out of the index (their places `at`,
+    /// stack key first), the count and the source node's given back, the deletion journaled.
+    fn unlink(&self, state: &Arc<State>, at: [Hashed; 2], origin: Origin<'_>, guard: &Guard) {
+        state.mark_removed();
+        self.keys.remove_at(&state.stack, at[0], state, guard);
+        self.keys.remove_at(&state.reply, at[1], state, guard);
         self.count.fetch_sub(1, Ordering::Relaxed);
         if state.is_src_tracked() {
             self.src_nodes.release(state.rule, state.stack.src);
         }
         origin.record(JournalKind::Delete, state);
-        true
     }
 
     /// Remove the state with pfsync identity `id`.
@@ -78,21 +92,24 @@ impl StateTable {
             .unwrap_or_else(|| Adaptive::for_limit(self.limit()));
         let states = self.len() as u64;
         let pressure = states * 100 >= u64::from(self.limit()) * PRESSURE_PERCENT;
-        let mut victims = Vec::new();
+        let mut victims: Vec<ById> = Vec::new();
         let mut visited = 0;
         let mut cursor = self.cursor.load(Ordering::Relaxed) % ID_SHARDS;
         for _ in 0..ID_SHARDS {
             {
-                let shard = self.ids[cursor]
+                let mut shard = self.ids[cursor]
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 visited += shard.len();
-                victims.extend(
-                    shard
-                        .iter()
-                        .filter(|b| b.0.evictable(&timeouts, &adaptive, states, now, pressure))
-                        .map(|b| Arc::clone(&b.0)),
-                );
+                // Each state's expiry word is a cache miss: the whole shard's are requested
+                // before the first is read, so that they overlap instead of queueing.
+                shard.iter().for_each(|b| b.0.prefetch_expiry());
+                // Taken out of the id index here, under the lock the walk holds anyway: that
+                // makes this walk their one remover (see `remove`), without a second lookup.
+                victims
+                    .extend(shard.extract_if(|b| {
+                        b.0.evictable(&timeouts, &adaptive, states, now, pressure)
+                    }));
             }
             cursor = (cursor + 1) % ID_SHARDS;
             if visited >= budget {
@@ -100,10 +117,29 @@ impl StateTable {
             }
         }
         self.cursor.store(cursor, Ordering::Relaxed);
-        let origin = Origin::Local(by);
-        let removed = victims.iter().filter(|s| self.remove(s, origin)).count();
+        let removed = victims.len();
+        self.unlink_all(&victims, Origin::Local(by));
         self.src_nodes.expire(now);
         removed
+    }
+
+    /// [`StateTable::unlink`] for states already out of the id index, [`UNLINK_AHEAD`] at a
+    /// time: their keys' buckets (two random lines of the index each) are requested first, so
+    /// that their misses overlap.
+    fn unlink_all(&self, victims: &[ById], origin: Origin<'_>) {
+        let guard = &crossbeam_epoch::pin();
+        let mut places = Vec::with_capacity(UNLINK_AHEAD.min(victims.len()));
+        for chunk in victims.chunks(UNLINK_AHEAD) {
+            places.clear();
+            places.extend(chunk.iter().map(|v| {
+                let at = [&v.0.stack, &v.0.reply].map(|k| self.keys.hashed(k));
+                at.iter().for_each(|&a| self.keys.prefetch_bucket(a));
+                at
+            }));
+            for (v, &at) in chunk.iter().zip(&places) {
+                self.unlink(&v.0, at, origin, guard);
+            }
+        }
     }
 
     /// How many states the housekeeping's next [`StateTable::expire`] call should look at:
