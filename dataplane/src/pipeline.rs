@@ -280,9 +280,12 @@ struct WorkerSide {
     /// This worker's queue into the state journal: the states it creates, tracks and removes.
     journal: Producer,
     now: Millis,
-    /// A lookup of this round found no state (a first packet, mostly): the next round runs the
-    /// lookahead if the key index is large (see [`Pipeline::round`]).
-    missed: bool,
+    /// TCP and UDP frames of this round that found no state and were not for the box: new
+    /// flows, each a lookup in a random bucket of the key index.
+    new_flows: usize,
+    /// Enough of the last round's frames were new flows for the next round's lookahead to pay
+    /// in a large index (see [`Pipeline::round`]).
+    new_flows_ahead: bool,
 }
 
 /// One IPv4 packet as the checks of [`WorkerSide::ipv4`] found it, carried through the stages
@@ -337,7 +340,8 @@ impl Pipeline {
                 carp: CarpBudget::default(),
                 journal,
                 now: 0,
-                missed: false,
+                new_flows: 0,
+                new_flows_ahead: false,
             },
         }
     }
@@ -453,15 +457,19 @@ impl Pipeline {
         // The batch's state lookups nest in one epoch pin (see `StateTable::read_section`).
         let reading = self.dp.states.read_section();
         let states = &self.dp.states;
-        // The last round's misses predict this round's.
-        let missed = std::mem::take(&mut self.w.missed);
-        let large =
-            lookahead::pays(states.len(), states.sized_for(), missed).then(|| Arc::clone(&self.dp));
+        let large = lookahead::pays(states.len(), states.index_bytes(), self.w.new_flows_ahead)
+            .then(|| Arc::clone(&self.dp));
         let mut handler = |in_if, buf: &mut [u8], len| self.process(in_if, buf, len);
         let n = match &large {
             Some(dp) => ports.poll_looking(budget, &mut Lookahead::new(&dp.states), &mut handler),
             None => ports.poll(budget, &mut handler),
         };
+        // The last round that received anything predicts the next one's share of new flows
+        // (an idle round between two bursts says nothing).
+        let new_flows = std::mem::take(&mut self.w.new_flows);
+        if n > 0 {
+            self.w.new_flows_ahead = lookahead::many_new(new_flows, n);
+        }
         drop(reading);
         self.end_batch();
         self.drain_emitted(|out_if, f| ports.send_copy(out_if, f.bytes()));
@@ -612,7 +620,6 @@ impl WorkerSide {
             return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
         }
 
-        self.missed = true;
         if l4.icmp_error {
             // Its checksum is rewritten from the bytes at hand (which a fragment lacks), and an
             // error quotes 28 bytes: a fragmented one is forged or broken.
@@ -625,6 +632,8 @@ impl WorkerSide {
         if is_local(gen, dp, dst) {
             return self.local(gen, dp, buf, &packet());
         }
+        // What the lookahead could have prefetched (it reads TCP and UDP keys only).
+        self.new_flows += usize::from(matches!(proto, proto::TCP | proto::UDP));
         self.new_flow(gen, dp, buf, &packet())
     }
 }

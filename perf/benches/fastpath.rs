@@ -166,7 +166,8 @@ fn syns(n: usize) -> FrameSet {
 /// one frame at a time. `fastpath/new_tcp_connection_round`: the same SYNs in 64-frame batches
 /// through `Pipeline::round` and in-memory ports, the box's loop (which runs the lookahead for
 /// new flows in an index sized for many states). The table is sized for 1M states and holds at
-/// most 10,000: each SYN's key lands on a cold bucket of a 37 MiB index either way.
+/// most 10,000: each SYN's key lands on a random bucket of a 35 MiB index (the 100,000 keys
+/// come back every tenth flush, so some of their 13 MB of buckets may still be in a large L3).
 fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>, through_round: bool) {
     /// The SYN set; keys repeat only after a flush.
     const SYNS: usize = 100_000;

@@ -5,10 +5,10 @@
 //! once per batch, overlapped, instead of twice per packet, one after the other (DPDK's bulk
 //! lookup does the same in stages).
 //!
-//! Only for tables too large for the caches ([`LOOKAHEAD_STATES`]), or for an index sized for
-//! such a table while new flows arrive (each new key's bucket is a random line of the whole
-//! index): for a small, hot table the lookahead is pure cost (reading the headers and hashing
-//! twice).
+//! Only for tables too large for the caches ([`LOOKAHEAD_STATES`]), or for an index too large
+//! for them ([`LOOKAHEAD_INDEX_BYTES`]) while many new flows arrive (each new key's bucket is a
+//! random line of the whole index, however few states there are): for a small, hot table the
+//! lookahead is pure cost (reading the headers and hashing twice).
 
 use crate::io::Look;
 use crate::state::{FlowKey, Prefetched, StateTable};
@@ -20,12 +20,22 @@ use crate::wire::l4_ports;
 /// (144 bytes each) then outgrow a core's 2-4 MiB L2.
 pub const LOOKAHEAD_STATES: usize = 1 << 14;
 
+/// From this size a key index (mapped whole for the state limit) is larger than a core's L2
+/// cache (1-2 MiB on current x86 cores): a new flow's bucket is then rarely in it.
+pub const LOOKAHEAD_INDEX_BYTES: usize = 4 << 20;
+
 /// Whether a round should run the lookahead: where its lookups miss the cache. That is a
-/// table of `states` too large for it, or an index sized for such a table (`sized_for`) while
-/// new flows come in (`missed`: the last round's lookups found no state for some frames), since
-/// a new key's bucket is a random line of the whole index however few states there are.
-pub(super) fn pays(states: usize, sized_for: usize, missed: bool) -> bool {
-    states >= LOOKAHEAD_STATES || (missed && sized_for >= LOOKAHEAD_STATES)
+/// table of `states` too large for it, or a key index of `index_bytes` too large for it while
+/// new flows come in ([`many_new`] of the last round).
+pub(super) fn pays(states: usize, index_bytes: usize, many_new_flows: bool) -> bool {
+    states >= LOOKAHEAD_STATES || (many_new_flows && index_bytes >= LOOKAHEAD_INDEX_BYTES)
+}
+
+/// Whether `new_flows` of a round's `frames` are enough for the lookahead to pay on the next:
+/// one in eight. The lookahead costs every frame its parse and hash (~100 instructions, ~25 ns
+/// here); it saves a new flow a bucket miss (~100-150 ns).
+pub(super) fn many_new(new_flows: usize, frames: usize) -> bool {
+    new_flows > 0 && new_flows * 8 >= frames
 }
 
 /// Frames whose buckets are prefetched before their states are: a whole RX batch (what an AF_XDP
@@ -111,17 +121,23 @@ mod tests {
 
     #[test]
     fn the_lookahead_runs_for_a_large_table_and_for_new_flows_in_a_large_index() {
-        let big = LOOKAHEAD_STATES;
-        assert!(pays(big, big, false), "a large table, all hits");
-        assert!(pays(10, 1_000_000, true), "new flows in a large index");
+        let (states, bytes) = (LOOKAHEAD_STATES, LOOKAHEAD_INDEX_BYTES);
+        assert!(pays(states, 0, false), "a large table, all hits");
+        assert!(pays(10, bytes, true), "new flows in a large index");
+        assert!(!pays(10, bytes, false), "a few hot states in a large index");
         assert!(
-            !pays(10, 1_000_000, false),
-            "a few hot states in a large index"
-        );
-        assert!(
-            !pays(10, big - 1, true),
+            !pays(10, bytes - 1, true),
             "new flows in an index that fits the cache"
         );
+    }
+
+    #[test]
+    fn one_new_flow_in_eight_frames_is_many() {
+        assert!(many_new(1, 1));
+        assert!(many_new(8, 64));
+        assert!(!many_new(7, 64), "7 of 64");
+        assert!(!many_new(0, 0), "an empty round");
+        assert!(!many_new(0, 64));
     }
 
     #[test]

@@ -597,10 +597,9 @@ impl StateTable {
         self.len() == 0
     }
 
-    /// The states the key index was sized for at start (`TableConfig`): what the limit can
-    /// grow to without a restart, and what sets the index's size in memory.
-    pub fn sized_for(&self) -> usize {
-        self.keys.sized_for()
+    /// Bytes of the key index, mapped whole at start for the state limit then (`TableConfig`).
+    pub fn index_bytes(&self) -> usize {
+        self.keys.bytes()
     }
 
     /// The state limit.
@@ -761,8 +760,6 @@ impl StateTable {
         // marked removed, so that a packet that found it by its reply key meanwhile does not
         // get it sent to the peer.
 
-        // The first candidate's reply key lands on a random bucket of the index: its line
-        // starts loading now, while the state is allocated and built.
         // One allocation, re-aimed at the next candidate while nobody else can see it.
         let mut spare: Option<Arc<State>> = None;
         let mut placed = None;
@@ -809,8 +806,8 @@ impl StateTable {
             let owned = self.id_shard(&id).remove(&id);
             unreply();
             if !owned {
-                // A remover (the expiry walk found it by id) took it out first and has
-                // already given back its count and its source node's.
+                // A remover (the expiry walk found it by id) took it out first and gives back
+                // its count and its source node's (its keys may still be on their way out).
                 return Err(InsertError::Exists);
             }
             return fail(match refused {

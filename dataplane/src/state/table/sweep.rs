@@ -8,6 +8,9 @@ use crossbeam_epoch::Guard;
 /// lines): enough for their misses to overlap, few enough that the first is still in the cache
 /// when its turn comes.
 const UNLINK_AHEAD: usize = 16;
+/// How far ahead of its reading the expiry walk requests a state's expiry word (lines in
+/// flight), for the same reasons.
+const EXPIRY_AHEAD: usize = 32;
 
 impl StateTable {
     /// Remove `state` from the table (both keys and its id) and journal the deletion if it is
@@ -82,9 +85,10 @@ impl StateTable {
     ///
     /// For the housekeeping thread, never a worker. The walk uses the id index, not the key
     /// index: a shard's lock is held while its states' expiry words are read (atomics, no state
-    /// lock), and no worker reads the id index, so lookups never wait for expiry. Expired
-    /// states are removed afterwards, one key slot at a time; their memory is released through
-    /// the epoch once no worker's batch can still see them.
+    /// lock) and its expired states are taken out of it, so lookups never wait for expiry
+    /// (an insert of a state whose id falls in the shard does). Right after, with the lock
+    /// released, the shard's expired states leave the key index; their memory is released
+    /// through the epoch once no worker's batch can still see them.
     pub fn expire(&self, now: Millis, budget: usize, by: &Producer) -> usize {
         let timeouts = self.timeouts();
         let adaptive = timeouts
@@ -92,7 +96,9 @@ impl StateTable {
             .unwrap_or_else(|| Adaptive::for_limit(self.limit()));
         let states = self.len() as u64;
         let pressure = states * 100 >= u64::from(self.limit()) * PRESSURE_PERCENT;
+        let due = |s: &State| s.evictable(&timeouts, &adaptive, states, now, pressure);
         let mut victims: Vec<ById> = Vec::new();
+        let mut removed = 0;
         let mut visited = 0;
         let mut cursor = self.cursor.load(Ordering::Relaxed) % ID_SHARDS;
         for _ in 0..ID_SHARDS {
@@ -101,35 +107,55 @@ impl StateTable {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 visited += shard.len();
-                // Each state's expiry word is a cache miss: the whole shard's are requested
-                // before the first is read, so that they overlap instead of queueing.
-                shard.iter().for_each(|b| b.0.prefetch_expiry());
-                // Taken out of the id index here, under the lock the walk holds anyway: that
-                // makes this walk their one remover (see `remove`), without a second lookup.
-                victims
-                    .extend(shard.extract_if(|b| {
-                        b.0.evictable(&timeouts, &adaptive, states, now, pressure)
-                    }));
+                // Each state's expiry word is a cache miss: requested EXPIRY_AHEAD states
+                // before it is read, so that the misses overlap instead of queueing.
+                shard
+                    .iter()
+                    .take(EXPIRY_AHEAD)
+                    .for_each(|b| b.0.prefetch_expiry());
+                let mut ahead = shard.iter().skip(EXPIRY_AHEAD);
+                // Every word read (not `any`, which would stop at the first due): the
+                // extraction's second reading then finds them all in the cache.
+                let any_due = shard
+                    .iter()
+                    .map(|b| {
+                        if let Some(a) = ahead.next() {
+                            a.0.prefetch_expiry();
+                        }
+                        due(&b.0)
+                    })
+                    .fold(false, |any, d| any | d);
+                // Taken out of the id index under the lock the walk holds anyway (their words
+                // now in the cache): that makes this walk their one remover (see `remove`),
+                // without an `Arc` clone or a second lookup each.
+                if any_due {
+                    victims.extend(shard.extract_if(|b| due(&b.0)));
+                }
             }
+            // Out of the key index at once: a state out of the id index and still in the key
+            // index cannot be removed by a worker (a SYN reusing its ports) or found by the
+            // peer's updates, so that time is kept short.
+            removed += victims.len();
+            self.unlink_all(&victims, Origin::Local(by));
+            victims.clear();
             cursor = (cursor + 1) % ID_SHARDS;
             if visited >= budget {
                 break;
             }
         }
         self.cursor.store(cursor, Ordering::Relaxed);
-        let removed = victims.len();
-        self.unlink_all(&victims, Origin::Local(by));
         self.src_nodes.expire(now);
         removed
     }
 
     /// [`StateTable::unlink`] for states already out of the id index, [`UNLINK_AHEAD`] at a
     /// time: their keys' buckets (two random lines of the index each) are requested first, so
-    /// that their misses overlap.
+    /// that their misses overlap. One epoch pin a chunk, not one for all: a long pin would hold
+    /// back every thread's reclamation.
     fn unlink_all(&self, victims: &[ById], origin: Origin<'_>) {
-        let guard = &crossbeam_epoch::pin();
         let mut places = Vec::with_capacity(UNLINK_AHEAD.min(victims.len()));
         for chunk in victims.chunks(UNLINK_AHEAD) {
+            let guard = &crossbeam_epoch::pin();
             places.clear();
             places.extend(chunk.iter().map(|v| {
                 let at = [&v.0.stack, &v.0.reply].map(|k| self.keys.hashed(k));
