@@ -375,18 +375,28 @@ impl KeyIndex {
     /// Take `key` out if it points to `state`; its reference is released once no reader can
     /// hold it. False if the key is absent or belongs to another state.
     pub fn remove(&self, key: &FlowKey, state: &Arc<State>, guard: &Guard) -> bool {
-        self.remove_at(key, self.hashed(key), state, guard)
+        let Some(unlinked) = self.remove_at(key, self.hashed(key), state, guard) else {
+            return false;
+        };
+        release_later(guard, [Some(unlinked), None]);
+        true
     }
 
     /// [`KeyIndex::remove`] with `key`'s place already computed (`at == self.hashed(key)`), for
-    /// a caller that requested its bucket beforehand ([`KeyIndex::prefetch_bucket`]).
-    pub fn remove_at(&self, key: &FlowKey, at: Hashed, state: &Arc<State>, guard: &Guard) -> bool {
+    /// a caller that requested its bucket beforehand ([`KeyIndex::prefetch_bucket`]), and the
+    /// slot's reference handed to the caller, to release with another in one deferred call
+    /// ([`release_later`]).
+    pub fn remove_at(
+        &self,
+        key: &FlowKey,
+        at: Hashed,
+        state: &Arc<State>,
+        _guard: &Guard,
+    ) -> Option<Unlinked> {
         let _w = self.stripe(at);
-        let Ok((word, b, i)) = self.find(key, at) else {
-            return false;
-        };
+        let (word, b, i) = self.find(key, at).ok()?;
         if unpack(word).0 != Arc::as_ptr(state) {
-            return false;
+            return None;
         }
         let buckets = self.buckets();
         // The nibble first: once the slot is empty another writer may claim it and set its own.
@@ -399,8 +409,7 @@ impl KeyIndex {
             buckets[p].meta.fetch_sub(OVERFLOW_ONE, Ordering::Release);
             p = self.next(p);
         }
-        release_later(guard, unpack(word).0);
-        true
+        Some(Unlinked(unpack(word).0))
     }
 
     /// Number of keys (walks the whole index: tests only).
@@ -458,12 +467,21 @@ fn unpack(word: u64) -> (*const State, Direction) {
     ((word & ADDR_MASK) as *const State, dir)
 }
 
-/// Give back a slot's reference to `state` after every current guard is dropped.
-fn release_later(guard: &Guard, state: *const State) {
-    // SAFETY: `state` is the slot's own reference (from `Arc::into_raw` in `insert`), just
-    // unpublished; this is its one release.
-    let owned = unsafe { Arc::from_raw(state) };
-    guard.defer(move || drop(owned));
+/// A slot's reference to a state, just taken out of the index ([`KeyIndex::remove_at`]):
+/// readers may still hold the address, so it is given back through the epoch only
+/// ([`release_later`]); dropped otherwise, it leaks.
+#[must_use = "a slot's reference is given back by release_later"]
+pub(super) struct Unlinked(*const State);
+
+/// Give back slots' references (a state's two, typically) after every current guard is
+/// dropped, in one deferred call.
+pub(super) fn release_later(guard: &Guard, refs: [Option<Unlinked>; 2]) {
+    // SAFETY: each is a slot's own reference (from `Arc::into_raw` in `insert`), just
+    // unpublished, and `Unlinked` is neither `Clone` nor `Copy`: this is its one release.
+    let owned = refs.map(|r| r.map(|Unlinked(state)| unsafe { Arc::from_raw(state) }));
+    if owned.iter().any(Option::is_some) {
+        guard.defer(move || drop(owned));
+    }
 }
 
 #[cfg(test)]

@@ -37,8 +37,9 @@ impl StateTable {
     /// stack key first), the count and the source node's given back, the deletion journaled.
     fn unlink(&self, state: &Arc<State>, at: [Hashed; 2], origin: Origin<'_>, guard: &Guard) {
         state.mark_removed();
-        self.keys.remove_at(&state.stack, at[0], state, guard);
-        self.keys.remove_at(&state.reply, at[1], state, guard);
+        let stack = self.keys.remove_at(&state.stack, at[0], state, guard);
+        let reply = self.keys.remove_at(&state.reply, at[1], state, guard);
+        index::release_later(guard, [stack, reply]);
         self.count.fetch_sub(1, Ordering::Relaxed);
         if state.is_src_tracked() {
             self.src_nodes.release(state.rule, state.stack.src);
