@@ -10,8 +10,10 @@
 //!   read and checked. Throughput is in states looked at.
 //! - `state/expire_remove`: a walk that removes every state it visits (100k states, all due):
 //!   the cost of a removal (id shard, both key slots, journal).
-//! - `state/insert`: the same 100k states inserted into the same empty table: the cost of an
-//!   insert (id, both keys, the state's allocation), to set beside a removal's.
+//! - `state/insert`: the same 100k states inserted into the same table, emptied (its index's
+//!   pages touched, the states' memory back with malloc): the cost of an insert (id, both keys,
+//!   the state's allocation), to set beside a removal's, whose time includes the release of
+//!   the states' memory.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;

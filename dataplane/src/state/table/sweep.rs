@@ -27,9 +27,13 @@ impl StateTable {
             }
         }
         let guard = &crossbeam_epoch::pin();
-        let at = [&state.stack, &state.reply].map(|k| self.keys.hashed(k));
-        self.unlink(state, at, origin, guard);
+        self.unlink(state, self.key_places(state), origin, guard);
         true
+    }
+
+    /// Where `state`'s two keys live in the key index, stack key first (see `unlink`).
+    fn key_places(&self, state: &State) -> [Hashed; 2] {
+        [&state.stack, &state.reply].map(|k| self.keys.hashed(k))
     }
 
     /// The rest of a removal once its caller took `state` out of the id index (which makes
@@ -159,7 +163,7 @@ impl StateTable {
             let guard = &crossbeam_epoch::pin();
             places.clear();
             places.extend(chunk.iter().map(|v| {
-                let at = [&v.0.stack, &v.0.reply].map(|k| self.keys.hashed(k));
+                let at = self.key_places(&v.0);
                 at.iter().for_each(|&a| self.keys.prefetch_bucket(a));
                 at
             }));

@@ -438,10 +438,14 @@ mod shortcut {
     use super::*;
     use proptest::prelude::*;
 
-    fn peer() -> impl Strategy<Value = TcpPeer> {
+    /// A peer at a level `state` gives, its `seqlo` from `seqlo`, the rest at random.
+    fn peer_with(
+        state: impl Strategy<Value = PeerState>,
+        seqlo: impl Strategy<Value = u32>,
+    ) -> impl Strategy<Value = TcpPeer> {
         (
-            prop_oneof![3 => Just(PeerState::ESTABLISHED), 1 => (0u8..=10).prop_map(PeerState)],
-            prop_oneof![Just(0u32), 1u32..4_000_000, any::<u32>()],
+            state,
+            seqlo,
             0u32..2_000_000,
             any::<u16>(),
             prop_oneof![Just(0u8), (0u8..=14).prop_map(|s| WSCALE_FLAG | s)],
@@ -453,6 +457,13 @@ mod shortcut {
                 wscale,
                 state,
             })
+    }
+
+    fn peer() -> impl Strategy<Value = TcpPeer> {
+        peer_with(
+            prop_oneof![3 => Just(PeerState::ESTABLISHED), 1 => (0u8..=10).prop_map(PeerState)],
+            prop_oneof![Just(0u32), 1u32..4_000_000, any::<u32>()],
+        )
     }
 
     fn segment() -> impl Strategy<Value = TcpSegment> {
@@ -478,19 +489,7 @@ mod shortcut {
 
     /// An ESTABLISHED peer that has sent: the shortcut's side of the state space.
     fn established() -> impl Strategy<Value = TcpPeer> {
-        (
-            1u32..,
-            0u32..2_000_000,
-            any::<u16>(),
-            prop_oneof![Just(0u8), (0u8..=14).prop_map(|s| WSCALE_FLAG | s)],
-        )
-            .prop_map(|(seqlo, reach, max_win, wscale)| TcpPeer {
-                seqlo,
-                seqhi: seqlo.wrapping_add(reach),
-                max_win,
-                wscale,
-                state: PeerState::ESTABLISHED,
-            })
+        peer_with(Just(PeerState::ESTABLISHED), 1u32..)
     }
 
     /// `track` (shortcut first) and the full tracker alone, from the same peers: the same
