@@ -26,7 +26,9 @@ impl<K: Copy + Eq, V: Copy> Memo<K, V> {
     /// The answer for `key` (whose bits, folded into 32, are `bits`): the memo's copy when it
     /// holds one taken under `stamp`, else `lookup`'s, kept if there is one (a miss is not
     /// remembered: it is the slow path anyway).
-    #[inline]
+    // Always inlined: a call costs a memo hit, a few instructions, more than its work (a third
+    // call site, the first packet's early route, made the compiler outline it).
+    #[inline(always)]
     pub(crate) fn get(
         &mut self,
         stamp: u64,

@@ -4,10 +4,13 @@
 //! address and the chosen port) unique in the table. Candidates are probed through the key
 //! map's entry API: the probe that finds a free slot is the insert, so two workers can never
 //! pick the same port for the same remote endpoint. Probing starts at an offset hashed from the
-//! flow and its fresh sync id with the table's secret hasher (ports spread, and are not
-//! predictable from outside), then goes up linearly through the range and wraps, for at most
-//! [`MAX_PORT_ATTEMPTS`] candidates (pf's `pf_get_sport` scans the whole range from a random
-//! start). A port is only taken per remote endpoint: the same NAT port serves flows to
+//! flow with the table's secret hasher (ports spread, and are not predictable from outside),
+//! then goes up linearly through the range and wraps, for at most [`MAX_PORT_ATTEMPTS`]
+//! candidates (pf's `pf_get_sport` scans the whole range from a random start). The start
+//! depends on the flow alone, not on its state: a worker computes the first candidate before
+//! the insert, to prefetch its bucket ([`StateTable::prefetch_nat_reply`]), and a flow that
+//! comes back with the same addresses and ports gets the same port if it is free (as Linux's
+//! conntrack keeps a port when it can). A port is only taken per remote endpoint: the same NAT port serves flows to
 //! different servers, so exhaustion needs ~64k concurrent flows to one address and port.
 //!
 //! For ICMP queries the "port" is the ICMP id, both ports of the key. Protocols without ports
@@ -57,7 +60,71 @@ fn with_port(mut key: FlowKey, port: u16) -> FlowKey {
     key
 }
 
+/// Where a NAT insert looks for a free port: the candidates, in order, are the ports from
+/// `lo + start` up, wrapping within `lo..lo + span`.
+#[derive(Debug, Clone, Copy)]
+struct PortProbe {
+    base: FlowKey,
+    lo: u32,
+    span: u32,
+    start: u32,
+}
+
+impl PortProbe {
+    /// The wire key of candidate `i`.
+    #[inline]
+    fn candidate(self, i: u32) -> FlowKey {
+        let port = self.lo + (self.start + i) % self.span;
+        with_port(self.base, port as u16)
+    }
+}
+
 impl StateTable {
+    /// The probe of a NAT insert of `stack` translated to `nat_addr`. Its start is hashed from
+    /// the flow alone (with the table's secret hasher), so that a worker can compute the first
+    /// candidate before it inserts ([`StateTable::prefetch_nat_reply`]).
+    #[inline]
+    fn port_probe(&self, stack: &FlowKey, nat_addr: Ipv4Addr, policy: PortPolicy) -> PortProbe {
+        let has_ports = matches!(stack.proto, PROTO_TCP | PROTO_UDP | PROTO_ICMP);
+        let (lo, hi) = match policy {
+            PortPolicy::Range(a, b) if has_ports => (a.min(b), a.max(b)),
+            _ => (stack.sport, stack.sport),
+        };
+        let span = u32::from(hi) - u32::from(lo) + 1;
+        PortProbe {
+            base: FlowKey {
+                src: nat_addr,
+                ..*stack
+            },
+            lo: u32::from(lo),
+            span,
+            start: (self.port_hasher.hash_one(stack.packed()) % u64::from(span)) as u32,
+        }
+    }
+
+    /// Start loading the key index's bucket of the reply key a NAT insert of `stack` tries
+    /// first: a random line of a large index, which the insert would otherwise wait for. A
+    /// worker calls it as soon as it knows the translation, before the rules' evaluation, so
+    /// that the two overlap.
+    #[inline]
+    pub fn prefetch_nat_reply(&self, stack: &FlowKey, nat_addr: Ipv4Addr, policy: PortPolicy) {
+        let _ = self.prefetch(&self.first_nat_reply(stack, nat_addr, policy));
+    }
+
+    /// The reply key a NAT insert of `stack` tries first: the one it gets in a table where that
+    /// key is free.
+    #[inline]
+    pub fn first_nat_reply(
+        &self,
+        stack: &FlowKey,
+        nat_addr: Ipv4Addr,
+        policy: PortPolicy,
+    ) -> FlowKey {
+        self.port_probe(stack, nat_addr, policy)
+            .candidate(0)
+            .reversed()
+    }
+
     /// Insert a local state for `new.stack` translated to source address `nat_addr` and a
     /// source port chosen by `policy` (`new.wire` is ignored). The state's `wire` key holds the
     /// translation.
@@ -83,22 +150,8 @@ impl StateTable {
         src_tracked: bool,
     ) -> Result<Arc<State>, InsertError> {
         let id = self.next_sync_id();
-        let base = FlowKey {
-            src: nat_addr,
-            ..new.stack
-        };
-        let has_ports = matches!(new.stack.proto, PROTO_TCP | PROTO_UDP | PROTO_ICMP);
-        let (lo, hi) = match policy {
-            PortPolicy::Range(a, b) if has_ports => (a.min(b), a.max(b)),
-            _ => (new.stack.sport, new.stack.sport),
-        };
-        let span = u32::from(hi) - u32::from(lo) + 1;
-        let start =
-            (self.port_hasher.hash_one((new.stack.packed(), id.id)) % u64::from(span)) as u32;
-        let candidates = (0..span.min(MAX_PORT_ATTEMPTS)).map(move |i| {
-            let port = u32::from(lo) + (start + i) % span;
-            with_port(base, port as u16)
-        });
+        let probe = self.port_probe(&new.stack, nat_addr, policy);
+        let candidates = (0..probe.span.min(MAX_PORT_ATTEMPTS)).map(move |i| probe.candidate(i));
         self.insert_probing(
             Birth::local(id, &new, now, by, src_tracked),
             candidates,

@@ -154,6 +154,70 @@ fn nat_chooses_distinct_ports_and_reply_finds_state() {
 }
 
 #[test]
+fn the_first_nat_candidate_is_known_before_the_insert() {
+    // A worker prefetches the bucket of `first_nat_reply` before it inserts: in a table where
+    // that key is free, it is the key the insert takes, and a flow that comes back after its
+    // state is gone gets the same port again.
+    let t = table(10_000);
+    let by = t.producer();
+    for policy in [PortPolicy::DEFAULT, PortPolicy::Range(2000, 2003)] {
+        for sport in 0..50 {
+            let new = syn_state(30000 + sport);
+            let predicted = t.first_nat_reply(&new.stack, VIP, policy);
+            let s = t.insert_nat(new, VIP, policy, 0, &by).unwrap();
+            assert_eq!(
+                *s.key(Direction::Reply),
+                predicted,
+                "{policy:?}, source port {}",
+                30000 + sport
+            );
+            t.remove(&s, Origin::Local(&by));
+            let again = t.insert_nat(new, VIP, policy, 0, &by).unwrap();
+            assert_eq!(
+                *again.key(Direction::Reply),
+                predicted,
+                "the same flow again"
+            );
+            t.remove(&again, Origin::Local(&by));
+        }
+    }
+    // Taken by another flow (the range of one port): the insert goes on to the next candidate.
+    let a = syn_state(31000);
+    let b = FlowKey {
+        sport: 31001,
+        ..a.stack
+    };
+    let one = PortPolicy::Range(5000, 5001);
+    let first_a = t.first_nat_reply(&a.stack, VIP, one);
+    let sa = t.insert_nat(a, VIP, one, 0, &by).unwrap();
+    assert_eq!(*sa.key(Direction::Reply), first_a);
+    let first_b = t.first_nat_reply(&b, VIP, one);
+    let sb = t
+        .insert_nat(
+            NewState {
+                stack: b,
+                wire: b,
+                ..a
+            },
+            VIP,
+            one,
+            0,
+            &by,
+        )
+        .unwrap();
+    assert_ne!(*sb.key(Direction::Reply), *sa.key(Direction::Reply));
+    if first_b == first_a {
+        assert_ne!(
+            *sb.key(Direction::Reply),
+            first_b,
+            "the taken candidate skipped"
+        );
+    } else {
+        assert_eq!(*sb.key(Direction::Reply), first_b);
+    }
+}
+
+#[test]
 fn nat_range_exhausts_and_static_port_keeps_or_fails() {
     let t = table(10_000);
     let by = t.producer();
