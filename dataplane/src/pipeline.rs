@@ -72,7 +72,7 @@ mod lookahead;
 mod nat;
 
 use lookahead::Lookahead;
-pub use lookahead::LOOKAHEAD_STATES;
+pub use lookahead::{LOOKAHEAD_INDEX_BYTES, LOOKAHEAD_STATES};
 use nat::translation;
 
 const ETH: usize = ethernet::HEADER_LEN;

@@ -20,7 +20,9 @@ use tandem_dataplane::filter::{
 };
 use tandem_dataplane::io::mem::MemPort;
 use tandem_dataplane::io::{Frame, Verdict};
-use tandem_dataplane::pipeline::{Pipeline, PipelineConfig, LOOKAHEAD_STATES};
+use tandem_dataplane::pipeline::{
+    Pipeline, PipelineConfig, LOOKAHEAD_INDEX_BYTES, LOOKAHEAD_STATES,
+};
 use tandem_dataplane::state::{Direction, FlowKey};
 use tandem_dataplane::wire::ethernet::{self, EthernetFrame};
 use tandem_dataplane::wire::ipv4::Ipv4Packet;
@@ -166,8 +168,10 @@ fn syns(n: usize) -> FrameSet {
 /// one frame at a time. `fastpath/new_tcp_connection_round`: the same SYNs in 64-frame batches
 /// through `Pipeline::round` and in-memory ports, the box's loop (which runs the lookahead for
 /// new flows in an index sized for many states). The table is sized for 1M states and holds at
-/// most 10,000: each SYN's key lands on a random bucket of a 35 MiB index (the 100,000 keys
-/// come back every tenth flush, so some of their 13 MB of buckets may still be in a large L3).
+/// most 10,000: each SYN's key, and the reply key its NAT port makes, land on random buckets of
+/// a 35 MiB index (the 100,000 keys come back every tenth flush, so some of their 13 MB of
+/// buckets may still be in a large L3). Both benches take the paths of a large index: the
+/// round's lookahead, and the first packet's early request of its reply key's bucket.
 fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>, through_round: bool) {
     /// The SYN set; keys repeat only after a flush.
     const SYNS: usize = 100_000;
@@ -179,6 +183,11 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>, through_round: bool) {
         "new_tcp_connection"
     };
     let (dp, mut pipe) = box_a(table_config(1_000_000));
+    assert!(
+        dp.states.index_bytes() >= LOOKAHEAD_INDEX_BYTES,
+        "{name}: an index of {} bytes takes the small table's paths",
+        dp.states.index_bytes()
+    );
     let syns = syns(SYNS);
     let syn_len = syns.get(0).len();
     let mut work = vec![Frame::new()];
