@@ -171,6 +171,12 @@ impl RouteMemo {
         self.0
             .get(table.id, dst, dst.to_bits(), || table.next_hop(dst))
     }
+
+    /// The memo's copy of `next_hop(dst)` in `table`, if it holds one; no lookup, no change.
+    #[inline]
+    pub fn peek(&self, table: &RouteTable, dst: Ipv4Addr) -> Option<NextHop> {
+        self.0.peek(table.id, dst, dst.to_bits())
+    }
 }
 
 impl Default for RouteMemo {

@@ -1244,3 +1244,88 @@ fn all_zero_echo_replies_keep_a_valid_checksum() {
         "the reply, its id 0 given back"
     );
 }
+
+// ---------- First packets in a key index larger than the cache ----------
+
+/// In a key index of `LOOKAHEAD_INDEX_BYTES` or more, a first packet's route (from the
+/// worker's memo) and NAT rule are looked up before the filter rules, to request its reply
+/// key's bucket early. That changes no packet's fate: the same frames through a box whose index
+/// fits the cache and through one whose index does not end in the same counters, with the same
+/// translations and the same number of states.
+#[test]
+fn first_packets_fare_the_same_in_a_small_and_a_large_key_index() {
+    use tandem_dataplane::pipeline::LOOKAHEAD_INDEX_BYTES;
+    let run = |limit: u32| {
+        let mut lab = Lab::with(BoxA {
+            table: TableConfig {
+                limit,
+                ..TableConfig::default()
+            },
+            ..box_a()
+        });
+        let large = lab.dp.states.index_bytes() >= LOOKAHEAD_INDEX_BYTES;
+        // A TCP connection through NAT, both ways; its SYN again later (a retransmission
+        // meets its state).
+        let (vip, port) = handshake(&mut lab, (CLIENT, 40000), (SERVER, 80), T0);
+        assert_eq!(vip, WAN_VIP);
+        let (to_client, to_server) = (lab.sent(LAN), lab.sent(WAN));
+        assert_eq!(to_client.len(), 1, "the SYN-ACK");
+        assert_eq!(parse(&to_client[0]).dst(), CLIENT, "translated back");
+        assert_eq!(to_server.len(), 1, "the ACK");
+        assert_eq!(parse(&to_server[0]).src(), WAN_VIP);
+        // Blocked: an unsolicited SYN from the WAN (default deny), a stray ACK from the LAN
+        // (no state), a UDP datagram with TTL 1 (time exceeded, no state).
+        lab.send(
+            WAN,
+            &Tcp::new(SERVER_MAC, WAN_VMAC, (SERVER, 5555), (WAN_VIP, 22))
+                .flags("S")
+                .frame(),
+            T0 + 10,
+        );
+        lab.send(
+            LAN,
+            &Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, 40001), (SERVER, 80))
+                .flags("A")
+                .seq(1)
+                .ack(1)
+                .frame(),
+            T0 + 11,
+        );
+        let ttl1 = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (SERVER, 53), 1, b"q");
+        lab.send(LAN, &ttl1, T0 + 12);
+        assert_eq!(parse(&lab.one_sent(LAN)).src(), LAN_IP, "time exceeded");
+        // Passed and translated: UDP, an ICMP echo.
+        let udp = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5001), (SERVER, 53), 64, b"q");
+        lab.send(LAN, &udp, T0 + 13);
+        assert_eq!(parse(&lab.one_sent(WAN)).src(), WAN_VIP);
+        let echo = Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+            .id(0x1234)
+            .seq(1)
+            .frame();
+        lab.send(LAN, &echo, T0 + 14);
+        assert_eq!(parse(&lab.one_sent(WAN)).src(), WAN_VIP);
+        // A reply to the NAT port of the connection reaches the client's port.
+        lab.send(
+            WAN,
+            &Tcp::new(SERVER_MAC, WAN_VMAC, (SERVER, 80), (WAN_VIP, port))
+                .flags("A")
+                .seq(901)
+                .ack(101)
+                .frame(),
+            T0 + 15,
+        );
+        let back = lab.one_sent(LAN);
+        let ip = etherparse::SlicedPacket::from_ethernet(&back).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = ip.transport else {
+            panic!("the reply left as something else");
+        };
+        assert_eq!(tcp.destination_port(), 40000);
+        (large, lab.dp.states.len(), lab.counters().snapshot())
+    };
+    let (small_large, small_states, small) = run(1_000);
+    let (large_large, large_states, large) = run(1_000_000);
+    assert!(!small_large && large_large, "one index of each size");
+    assert_eq!(small_states, 3, "TCP, UDP and the echo");
+    assert_eq!(large_states, small_states);
+    assert_eq!(large, small, "counters");
+}

@@ -2,6 +2,7 @@
 //! binding) it creates.
 
 use super::*;
+use crate::state::PortPolicy;
 
 impl WorkerSide {
     /// A packet with no state, not to us: the rules decide, then a state is created.
@@ -21,28 +22,15 @@ impl WorkerSide {
             total,
         } = *p;
         let meta = meta_of(in_if, &key);
-        // A first packet that may create a state (not a TCP segment other than the first SYN,
-        // which keep state drops below): its translation is known from the route and the NAT
-        // rules before the filter rules are evaluated, and so is the reply key the insert tries
-        // first. In a key index larger than the cache that key's bucket is a random line of
-        // memory: it starts loading now and arrives while the rules are evaluated, instead of
-        // stalling the insert (-7 to -15 % a new connection, perf/RESULTS.md). The price: a
-        // packet the rules then block has looked up its route (in the worker's memo).
-        let early_hop = (dp.states.index_bytes() >= lookahead::LOOKAHEAD_INDEX_BYTES)
-            .then(|| self.routes.next_hop(&gen.routes, key.dst))
-            .flatten();
-        let mut nat = None;
-        if let Some(hop) = early_hop {
-            if l4.seg.as_ref().is_none_or(|s| s.is_initial_syn()) {
-                nat = gen
-                    .ruleset
-                    .outbound_nat(hop.out_if, &meta)
-                    .map(|t| (t.addr, t.ports));
-                if let Some((addr, ports)) = nat {
-                    dp.states.prefetch_nat_reply(&key, addr, ports);
-                }
-            }
-        }
+        // A first packet that may create a state (not a TCP segment other than the first SYN):
+        // its translation is known from the route and the NAT rules before the filter rules are
+        // evaluated, and so is the reply key the insert tries first. In a key index larger than
+        // the cache that key's bucket is a random line of memory: it starts loading now and
+        // arrives while the rules are evaluated, instead of stalling the insert (perf/RESULTS.md,
+        // issue 14 session 8). Only with a route the worker's memo holds, read without a change:
+        // a packet the rules then block leaves the memo as it was. Its price is then the NAT
+        // rules' evaluation, two hashes and a prefetch.
+        let early = self.early_nat(gen, dp, &key, &l4, &meta);
         let (number, keep_state, limits) = match self.filter(gen, buf, p, &meta) {
             Ok(pass) => pass,
             Err(verdict) => return verdict,
@@ -66,13 +54,11 @@ impl WorkerSide {
                 l4.seg.as_ref(),
                 u32::try_from(total).unwrap_or(u32::MAX),
             );
-            // The route is the one looked up above (the same memo, the same destination).
-            if early_hop != Some(hop) {
-                nat = gen
-                    .ruleset
-                    .outbound_nat(hop.out_if, &meta)
-                    .map(|t| (t.addr, t.ports));
-            }
+            // The early decision holds for the same route (the same generation, the same memo).
+            let nat = match early {
+                Some((h, nat)) if h == hop => nat,
+                _ => outbound_nat(gen, hop, &meta),
+            };
             let inserted = dp
                 .states
                 .insert_limited(new, nat, &limits, self.now, &self.journal);
@@ -120,6 +106,31 @@ impl WorkerSide {
         self.forward(gen, dp, hop.out_if, hop.addr, buf, len)
     }
 
+    /// The route (from the memo only) and the translation of a first packet that may create a
+    /// state, its reply key's bucket requested: `None` in an index small enough for the cache,
+    /// for a TCP segment other than an initial SYN (the rules' keep state drops it), or with
+    /// the route not in the memo.
+    fn early_nat(
+        &self,
+        gen: &Generation,
+        dp: &Dataplane,
+        key: &FlowKey,
+        l4: &L4,
+        meta: &PacketMeta,
+    ) -> Option<(NextHop, Option<(Ipv4Addr, PortPolicy)>)> {
+        if dp.states.index_bytes() < lookahead::LOOKAHEAD_INDEX_BYTES
+            || !l4.seg.as_ref().is_none_or(|s| s.is_initial_syn())
+        {
+            return None;
+        }
+        let hop = self.routes.peek(&gen.routes, key.dst)?;
+        let nat = outbound_nat(gen, hop, meta);
+        if let Some((addr, ports)) = nat {
+            dp.states.prefetch_nat_reply(key, addr, ports, self.now);
+        }
+        Some((hop, nat))
+    }
+
     /// The rules of the inbound interface for a packet without state: `Ok((rule number,
     /// keep state, per-source limits))` when a pass rule matches; otherwise the frame's fate (dropped and counted,
     /// or answered by a reject).
@@ -165,4 +176,15 @@ impl WorkerSide {
             }
         }
     }
+}
+
+/// The translation NAT rules give a new flow leaving by `hop`: address and port policy.
+fn outbound_nat(
+    gen: &Generation,
+    hop: NextHop,
+    meta: &PacketMeta,
+) -> Option<(Ipv4Addr, PortPolicy)> {
+    gen.ruleset
+        .outbound_nat(hop.out_if, meta)
+        .map(|t| (t.addr, t.ports))
 }

@@ -4,14 +4,16 @@
 //! address and the chosen port) unique in the table. Candidates are probed through the key
 //! map's entry API: the probe that finds a free slot is the insert, so two workers can never
 //! pick the same port for the same remote endpoint. Probing starts at an offset hashed from the
-//! flow with the table's secret hasher (ports spread, and are not predictable from outside),
-//! then goes up linearly through the range and wraps, for at most [`MAX_PORT_ATTEMPTS`]
-//! candidates (pf's `pf_get_sport` scans the whole range from a random start). The start
-//! depends on the flow alone, not on its state: a worker computes the first candidate before
-//! the insert, to prefetch its bucket ([`StateTable::prefetch_nat_reply`]), and a flow that
-//! comes back with the same addresses and ports gets the same port if it is free (as Linux's
-//! conntrack keeps a port when it can). A port is only taken per remote endpoint: the same NAT port serves flows to
-//! different servers, so exhaustion needs ~64k concurrent flows to one address and port.
+//! flow and the insert's time (ms) with the table's secret hasher (ports spread, and are not
+//! predictable from outside), then goes up linearly through the range and wraps, for at most
+//! [`MAX_PORT_ATTEMPTS`] candidates (pf's `pf_get_sport` scans the whole range from a random
+//! start). The start depends on nothing the insert creates (such as the sync id): a worker
+//! computes the first candidate before the insert, to prefetch its bucket
+//! ([`StateTable::prefetch_nat_reply`]). The time keeps a retransmitted SYN from scanning the
+//! same 1024 candidates of a nearly full range again, and a flow that comes back with the same
+//! addresses and ports from getting the same port again. A port is only taken per remote
+//! endpoint: the same NAT port serves flows to different servers, so exhaustion needs ~64k
+//! concurrent flows to one address and port.
 //!
 //! For ICMP queries the "port" is the ICMP id, both ports of the key. Protocols without ports
 //! (GRE, ESP, ...) keep their key and get a state only if that key is free.
@@ -80,11 +82,17 @@ impl PortProbe {
 }
 
 impl StateTable {
-    /// The probe of a NAT insert of `stack` translated to `nat_addr`. Its start is hashed from
-    /// the flow alone (with the table's secret hasher), so that a worker can compute the first
-    /// candidate before it inserts ([`StateTable::prefetch_nat_reply`]).
+    /// The probe of a NAT insert of `stack` translated to `nat_addr` at `now`. Its start is
+    /// hashed from the flow and `now` (with the table's secret hasher), so that a worker can
+    /// compute the first candidate before it inserts ([`StateTable::prefetch_nat_reply`]).
     #[inline]
-    fn port_probe(&self, stack: &FlowKey, nat_addr: Ipv4Addr, policy: PortPolicy) -> PortProbe {
+    fn port_probe(
+        &self,
+        stack: &FlowKey,
+        nat_addr: Ipv4Addr,
+        policy: PortPolicy,
+        now: Millis,
+    ) -> PortProbe {
         let has_ports = matches!(stack.proto, PROTO_TCP | PROTO_UDP | PROTO_ICMP);
         let (lo, hi) = match policy {
             PortPolicy::Range(a, b) if has_ports => (a.min(b), a.max(b)),
@@ -98,7 +106,7 @@ impl StateTable {
             },
             lo: u32::from(lo),
             span,
-            start: (self.port_hasher.hash_one(stack.packed()) % u64::from(span)) as u32,
+            start: (self.port_hasher.hash_one((stack.packed(), now)) % u64::from(span)) as u32,
         }
     }
 
@@ -107,20 +115,27 @@ impl StateTable {
     /// worker calls it as soon as it knows the translation, before the rules' evaluation, so
     /// that the two overlap.
     #[inline]
-    pub fn prefetch_nat_reply(&self, stack: &FlowKey, nat_addr: Ipv4Addr, policy: PortPolicy) {
-        let _ = self.prefetch(&self.first_nat_reply(stack, nat_addr, policy));
-    }
-
-    /// The reply key a NAT insert of `stack` tries first: the one it gets in a table where that
-    /// key is free.
-    #[inline]
-    pub fn first_nat_reply(
+    pub(crate) fn prefetch_nat_reply(
         &self,
         stack: &FlowKey,
         nat_addr: Ipv4Addr,
         policy: PortPolicy,
+        now: Millis,
+    ) {
+        let _ = self.prefetch(&self.first_nat_reply(stack, nat_addr, policy, now));
+    }
+
+    /// The reply key a NAT insert of `stack` at `now` tries first: the one it gets in a table
+    /// where that key is free.
+    #[inline]
+    pub(crate) fn first_nat_reply(
+        &self,
+        stack: &FlowKey,
+        nat_addr: Ipv4Addr,
+        policy: PortPolicy,
+        now: Millis,
     ) -> FlowKey {
-        self.port_probe(stack, nat_addr, policy)
+        self.port_probe(stack, nat_addr, policy, now)
             .candidate(0)
             .reversed()
     }
@@ -150,7 +165,7 @@ impl StateTable {
         src_tracked: bool,
     ) -> Result<Arc<State>, InsertError> {
         let id = self.next_sync_id();
-        let probe = self.port_probe(&new.stack, nat_addr, policy);
+        let probe = self.port_probe(&new.stack, nat_addr, policy, now);
         let candidates = (0..probe.span.min(MAX_PORT_ATTEMPTS)).map(move |i| probe.candidate(i));
         self.insert_probing(
             Birth::local(id, &new, now, by, src_tracked),

@@ -156,15 +156,15 @@ fn nat_chooses_distinct_ports_and_reply_finds_state() {
 #[test]
 fn the_first_nat_candidate_is_known_before_the_insert() {
     // A worker prefetches the bucket of `first_nat_reply` before it inserts: in a table where
-    // that key is free, it is the key the insert takes, and a flow that comes back after its
-    // state is gone gets the same port again.
+    // that key is free, it is the key the insert takes.
     let t = table(10_000);
     let by = t.producer();
+    let now = 5 * SEC;
     for policy in [PortPolicy::DEFAULT, PortPolicy::Range(2000, 2003)] {
         for sport in 0..50 {
             let new = syn_state(30000 + sport);
-            let predicted = t.first_nat_reply(&new.stack, VIP, policy);
-            let s = t.insert_nat(new, VIP, policy, 0, &by).unwrap();
+            let predicted = t.first_nat_reply(&new.stack, VIP, policy, now);
+            let s = t.insert_nat(new, VIP, policy, now, &by).unwrap();
             assert_eq!(
                 *s.key(Direction::Reply),
                 predicted,
@@ -172,49 +172,43 @@ fn the_first_nat_candidate_is_known_before_the_insert() {
                 30000 + sport
             );
             t.remove(&s, Origin::Local(&by));
-            let again = t.insert_nat(new, VIP, policy, 0, &by).unwrap();
-            assert_eq!(
-                *again.key(Direction::Reply),
-                predicted,
-                "the same flow again"
-            );
-            t.remove(&again, Origin::Local(&by));
         }
     }
-    // Taken by another flow (the range of one port): the insert goes on to the next candidate.
+
+    // Two ports: find a second flow whose first candidate is the first flow's port. Its
+    // insert, with that port taken, gets the other one.
+    let two = PortPolicy::Range(5000, 5001);
     let a = syn_state(31000);
-    let b = FlowKey {
-        sport: 31001,
-        ..a.stack
-    };
-    let one = PortPolicy::Range(5000, 5001);
-    let first_a = t.first_nat_reply(&a.stack, VIP, one);
-    let sa = t.insert_nat(a, VIP, one, 0, &by).unwrap();
+    let first_a = t.first_nat_reply(&a.stack, VIP, two, now);
+    let sa = t.insert_nat(a, VIP, two, now, &by).unwrap();
     assert_eq!(*sa.key(Direction::Reply), first_a);
-    let first_b = t.first_nat_reply(&b, VIP, one);
-    let sb = t
-        .insert_nat(
-            NewState {
-                stack: b,
-                wire: b,
-                ..a
-            },
-            VIP,
-            one,
-            0,
-            &by,
-        )
-        .unwrap();
-    assert_ne!(*sb.key(Direction::Reply), *sa.key(Direction::Reply));
-    if first_b == first_a {
-        assert_ne!(
-            *sb.key(Direction::Reply),
-            first_b,
-            "the taken candidate skipped"
-        );
-    } else {
-        assert_eq!(*sb.key(Direction::Reply), first_b);
-    }
+    let b = (31001..31200)
+        .map(syn_state)
+        .find(|b| t.first_nat_reply(&b.stack, VIP, two, now) == first_a)
+        .expect("one flow in 199 whose first candidate is the taken port");
+    let sb = t.insert_nat(b, VIP, two, now, &by).unwrap();
+    let other = if first_a.dport == 5000 { 5001 } else { 5000 };
+    assert_eq!(
+        sb.key(Direction::Reply).dport,
+        other,
+        "the taken candidate skipped"
+    );
+}
+
+#[test]
+fn a_flow_retried_later_starts_its_nat_port_search_elsewhere() {
+    // The same flow at another millisecond (a retransmitted SYN, the flow back after its state
+    // expired) starts at another port: a nearly full range does not refuse it the same way
+    // again, and its port is not fixed for the process's life.
+    let t = table(10);
+    let stack = syn_state(40000).stack;
+    let ports: std::collections::HashSet<u16> = (0..50)
+        .map(|ms| {
+            t.first_nat_reply(&stack, VIP, PortPolicy::DEFAULT, ms)
+                .dport
+        })
+        .collect();
+    assert!(ports.len() > 40, "50 milliseconds, {} starts", ports.len());
 }
 
 #[test]
