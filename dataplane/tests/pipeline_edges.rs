@@ -12,7 +12,7 @@ use etherparse::Icmpv4Type;
 use tandem_dataplane::filter::{Action, AddrMatch, Prefix, ProtoMatch, Rule};
 use tandem_dataplane::io::mem::MemPort;
 use tandem_dataplane::io::{Look, NoLook, Ports, Verdict};
-use tandem_dataplane::state::{FlowKey, TableConfig};
+use tandem_dataplane::state::FlowKey;
 use tandem_dataplane::IfIndex;
 
 const T0: u64 = 1_000;
@@ -1219,13 +1219,7 @@ impl Ports for Watched {
 fn new_flows_in_a_large_index_turn_the_lookahead_on_for_the_next_round() {
     assert_eq!(std::mem::size_of::<NoLook>(), 0);
     let rounds = |limit: u32| {
-        let mut lab = Lab::with(BoxA {
-            table: TableConfig {
-                limit,
-                ..TableConfig::default()
-            },
-            ..box_a()
-        });
+        let mut lab = Lab::with_state_limit(limit);
         let mut w = Watched {
             ports: std::mem::take(&mut lab.ports),
             looked: Vec::new(),

@@ -1256,13 +1256,7 @@ fn all_zero_echo_replies_keep_a_valid_checksum() {
 fn first_packets_fare_the_same_in_a_small_and_a_large_key_index() {
     use tandem_dataplane::pipeline::LOOKAHEAD_INDEX_BYTES;
     let run = |limit: u32| {
-        let mut lab = Lab::with(BoxA {
-            table: TableConfig {
-                limit,
-                ..TableConfig::default()
-            },
-            ..box_a()
-        });
+        let mut lab = Lab::with_state_limit(limit);
         let large = lab.dp.states.index_bytes() >= LOOKAHEAD_INDEX_BYTES;
         // A TCP connection through NAT, both ways; its SYN again later (a retransmission
         // meets its state).

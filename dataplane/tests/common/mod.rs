@@ -65,6 +65,17 @@ impl Lab {
         Lab::with(box_a())
     }
 
+    /// Box A with a state table for `limit` states (its key index mapped for them).
+    pub fn with_state_limit(limit: u32) -> Lab {
+        Lab::with(BoxA {
+            table: tandem_dataplane::state::TableConfig {
+                limit,
+                ..Default::default()
+            },
+            ..box_a()
+        })
+    }
+
     pub fn with(s: BoxA) -> Lab {
         let dp = s.dataplane();
         let pipe = Pipeline::new(dp.clone(), &PipelineConfig::default());
