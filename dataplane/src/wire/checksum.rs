@@ -122,6 +122,26 @@ pub fn update_addr(csum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
     update_u32(csum, u32::from(old), u32::from(new))
 }
 
+/// [`update_addr`] then [`update_u16`] in one sum and one fold: the TCP and UDP checksums after
+/// NAT rewrote an address of the pseudo-header and the port beside it. The same result as the
+/// two steps (the folded sum keeps its value modulo `0xffff`, and 0 only for a zero sum).
+#[inline]
+pub fn update_addr_port(
+    csum: u16,
+    (old_addr, new_addr): (Ipv4Addr, Ipv4Addr),
+    (old_port, new_port): (u16, u16),
+) -> u16 {
+    let (old, new) = (u32::from(old_addr), u32::from(new_addr));
+    let sum = u32::from(!csum)
+        + u32::from(!((old >> 16) as u16))
+        + u32::from(!(old as u16))
+        + (new >> 16)
+        + (new & 0xffff)
+        + u32::from(!old_port)
+        + u32::from(new_port);
+    !fold(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +261,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn address_and_port_in_one_fold_equal_the_two_steps(
+            csum in any::<u16>(), old in any::<u32>(), new in any::<u32>(),
+            old_port in any::<u16>(), new_port in any::<u16>(),
+        ) {
+            let (old, new) = (Ipv4Addr::from(old), Ipv4Addr::from(new));
+            prop_assert_eq!(
+                update_addr_port(csum, (old, new), (old_port, new_port)),
+                update_u16(update_addr(csum, old, new), old_port, new_port)
+            );
+        }
+
         #[test]
         fn folds_agree_with_the_carry_loop(x in any::<u64>()) {
             prop_assert_eq!(u64::from(fold(x as u32)), naive_fold(u64::from(x as u32)));

@@ -534,8 +534,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
             }
         };
         if len >= field::CHECKSUM.end {
-            let c = checksum::update_addr(self.checksum(), old_addr, new_addr);
-            self.set_checksum(checksum::update_u16(c, old_port, port));
+            let c = self.checksum();
+            self.set_checksum(checksum::update_addr_port(
+                c,
+                (old_addr, new_addr),
+                (old_port, port),
+            ));
         }
     }
 

@@ -208,8 +208,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
                 p
             }
         };
-        let c = update_checksum_addr(self.checksum(), old_addr, new_addr);
-        self.set_checksum(update_checksum_u16(c, old_port, port));
+        // 0: sent without a checksum, and so it stays.
+        let c = self.checksum();
+        if c != 0 {
+            self.set_checksum(checksum_on_wire(checksum::update_addr_port(
+                c,
+                (old_addr, new_addr),
+                (old_port, port),
+            )));
+        }
     }
 
     /// Computes the checksum over the pseudo-header and the datagram up to the length field;
