@@ -124,7 +124,8 @@ pub fn update_addr(csum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
 
 /// [`update_addr`] then [`update_u16`] in one sum and one fold: the TCP and UDP checksums after
 /// NAT rewrote an address of the pseudo-header and the port beside it. The same result as the
-/// two steps (the folded sum keeps its value modulo `0xffff`, and 0 only for a zero sum).
+/// two steps (the folded sum keeps its value modulo `0xffff`, and 0 only for a zero sum). UDP
+/// callers keep their own rule for 0 (none sent) around it (`UdpPacket::translate`).
 #[inline]
 pub fn update_addr_port(
     csum: u16,

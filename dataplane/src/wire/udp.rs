@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Over IPv4 a checksum of 0 means "none was computed" and verifies; a computed 0 is therefore
-//! sent as `0xffff` ([`checksum_on_wire`]), and NAT must leave a 0 alone ([`update_checksum_addr`]).
+//! sent as `0xffff` ([`checksum_on_wire`]), and NAT must leave a 0 alone
+//! ([`UdpPacket::translate`], [`update_checksum_addr`]).
 
 use std::net::Ipv4Addr;
 
@@ -188,9 +189,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     }
 
     /// NAT's rewrite: the `side` port becomes `port`, and the checksum follows it and the
-    /// pseudo-header's address change from `old_addr` to `new_addr` incrementally (a datagram
-    /// sent without a checksum stays without: [`update_checksum_addr`]). A buffer shorter than
-    /// the header (a quote cut short) is left alone.
+    /// pseudo-header's address change from `old_addr` to `new_addr` incrementally, in one fold
+    /// ([`checksum::update_addr_port`]). A datagram sent without a checksum stays without, and
+    /// a computed 0 is sent as `0xffff`. A buffer shorter than the header (a quote cut short)
+    /// is left alone.
     #[inline]
     pub fn translate(&mut self, side: Side, port: u16, old_addr: Ipv4Addr, new_addr: Ipv4Addr) {
         if self.buffer.as_ref().len() < HEADER_LEN {
