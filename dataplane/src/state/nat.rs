@@ -9,7 +9,7 @@
 //! [`MAX_PORT_ATTEMPTS`] candidates (pf's `pf_get_sport` scans the whole range from a random
 //! start). The start depends on nothing the insert creates (such as the sync id): a worker
 //! computes the first candidate before the insert, to prefetch its bucket
-//! ([`StateTable::prefetch_nat_reply`]). The time keeps a retransmitted SYN from scanning the
+//! (`StateTable::prefetch_nat_reply`). The time keeps a retransmitted SYN from scanning the
 //! same 1024 candidates of a nearly full range again, and a flow that comes back with the same
 //! addresses and ports from getting the same port again. A port is only taken per remote
 //! endpoint: the same NAT port serves flows to different servers, so exhaustion needs ~64k
