@@ -119,7 +119,7 @@ impl WorkerSide {
         meta: &PacketMeta,
     ) -> Option<(NextHop, Option<(Ipv4Addr, PortPolicy)>)> {
         if dp.states.index_bytes() < lookahead::LOOKAHEAD_INDEX_BYTES
-            || !l4.seg.as_ref().is_none_or(|s| s.is_initial_syn())
+            || l4.seg.as_ref().is_some_and(|s| !s.is_initial_syn())
         {
             return None;
         }

@@ -9,7 +9,7 @@
 //!
 //! Over IPv4 a checksum of 0 means "none was computed" and verifies; a computed 0 is therefore
 //! sent as `0xffff` ([`checksum_on_wire`]), and NAT must leave a 0 alone
-//! ([`UdpPacket::translate`], [`update_checksum_addr`]).
+//! ([`UdpPacket::translate`]).
 
 use std::net::Ipv4Addr;
 
@@ -37,28 +37,6 @@ pub const fn checksum_on_wire(computed: u16) -> u16 {
         0xffff
     } else {
         computed
-    }
-}
-
-/// [`checksum::update_addr`] for a UDP checksum field: a datagram sent without a checksum (0)
-/// stays without one, and a result of 0 is stored as `0xffff`.
-#[inline]
-pub fn update_checksum_addr(csum: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
-    if csum == 0 {
-        0
-    } else {
-        checksum_on_wire(checksum::update_addr(csum, old, new))
-    }
-}
-
-/// [`checksum::update_u16`] for a UDP checksum field (a port rewrite), with the same care for
-/// 0 as [`update_checksum_addr`].
-#[inline]
-pub fn update_checksum_u16(csum: u16, old: u16, new: u16) -> u16 {
-    if csum == 0 {
-        0
-    } else {
-        checksum_on_wire(checksum::update_u16(csum, old, new))
     }
 }
 
@@ -359,8 +337,9 @@ mod tests {
         buf[6..8].fill(0);
         let p = UdpPacket::new_checked(&buf[..]).unwrap();
         assert!(p.verify_checksum(SRC, Ipv4Addr::LOCALHOST));
-        assert_eq!(update_checksum_addr(0, SRC, DST), 0);
-        assert_eq!(update_checksum_u16(0, 1, 2), 0);
+        // NAT leaves it alone: address and port rewritten, still no checksum.
+        UdpPacket::new_unchecked(&mut buf[..]).translate(Side::Src, 40000, SRC, DST);
+        assert_eq!(UdpPacket::new_unchecked(&buf[..]).checksum(), 0);
     }
 
     #[test]
@@ -386,10 +365,8 @@ mod tests {
         let new_src = Ipv4Addr::new(203, 0, 113, 7);
         let mut buf = PACKET;
         let mut p = UdpPacket::new_unchecked(&mut buf[..]);
-        let c = update_checksum_addr(p.checksum(), SRC, new_src);
-        let c = update_checksum_u16(c, 54321, 40000);
-        p.set_src_port(40000);
-        p.set_checksum(c);
+        p.translate(Side::Src, 40000, SRC, new_src);
+        assert_eq!(p.src_port(), 40000);
         assert!(p.verify_checksum(new_src, DST));
         let incremental = p.checksum();
         p.fill_checksum(new_src, DST);
