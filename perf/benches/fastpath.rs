@@ -221,8 +221,9 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>, through_round: bool) {
                     dp.states.flush(&by);
                     in_table = 0;
                     // The NAT port search starts from a hash of the flow and the time: a new
-                    // millisecond for each pass over the SYNs, as on a box, where a flow that
-                    // comes back does not find its last reply key's bucket still in the cache.
+                    // millisecond at each flush, so that a SYN that comes back (every tenth
+                    // flush) does not find its last reply key's bucket still in the cache, as on
+                    // a box.
                     now += 1;
                 }
                 if next == SYNS {
