@@ -3,7 +3,8 @@
 //! whose router and server identifier are the VIP; a second client gets another address; a
 //! static mapping is honoured; a burst of malformed DHCP leaves the service answering; every
 //! lease reaches B over the sync link, the client renews from B with the same address after
-//! `kill -9` of A, and B keeps its leases across a restart.
+//! `kill -9` of A, and B keeps its leases across a restart. REQUESTs for addresses never offered
+//! (the pool-starving attack) and REQUESTs in another MAC's name bind nothing.
 //!
 //! Needs root and isc-dhcp-client (scripts/setup). Lab tests take the machine-wide lab lock.
 
@@ -98,6 +99,42 @@ fn leased_ips(fw: &Fw) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// DHCPREQUESTs (selecting: server identifier argv[2], requested address) for each address of
+/// the lab's pool, 192.168.0.150-199, with no DISCOVER before them, each from a MAC of its own
+/// (02:00:00:00:e0:NN, chaddr = source MAC); then 20 whose chaddr (02:00:00:00:e1:NN) is not
+/// their source MAC.
+const STARVE: &str = r#"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+server = socket.inet_aton(sys.argv[2])
+def request(src_mac, chaddr, want, xid):
+    opts = bytes([53, 1, 3, 54, 4]) + server + bytes([50, 4]) + want + bytes([255])
+    body = struct.pack('!BBBBIHH4s4s4s4s', 1, 1, 6, 0, xid, 0, 0x8000, bytes(4), bytes(4),
+                       bytes(4), bytes(4)) + chaddr + bytes(10) + bytes(192) \
+        + bytes([99, 130, 83, 99]) + opts
+    src, dst = bytes(4), b'\xff\xff\xff\xff'
+    ulen = 8 + len(body)
+    pseudo = src + dst + struct.pack('!BBH', 0, 17, ulen)
+    udp = struct.pack('!HHHH', 68, 67, ulen, 0) + body
+    c = csum(pseudo + udp) or 0xffff
+    udp = udp[:6] + struct.pack('!H', c) + udp[8:]
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + ulen, 0, 0, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    s.send(b'\xff' * 6 + src_mac + b'\x08\x00' + ip + udp)
+for i in range(50):
+    mac = bytes([2, 0, 0, 0, 0xe0, i])
+    request(mac, mac, bytes([192, 168, 0, 150 + i]), 0x5000 + i)
+for i in range(20):
+    request(bytes([2, 0, 0, 0, 0xe0, 99]), bytes([2, 0, 0, 0, 0xe1, i]),
+            bytes([192, 168, 0, 150 + i]), 0x6000 + i)
+"#;
+
 /// Frames to UDP 67 that are not DHCP a server can read: truncated, bad options, wrong hlen.
 const GARBAGE: &str = r#"
 import socket, struct, random, sys
@@ -191,6 +228,45 @@ fn dhcp_on_the_lan_vip() {
         malformed,
         dropped(&a)
     );
+
+    // The pool-starving attack: a REQUEST for each pool address with no DISCOVER before it,
+    // each from a MAC of its own (chaddr = source MAC), and REQUESTs whose chaddr is not their
+    // source MAC. The first are NAKed, the second dropped; neither binds anything.
+    // Two of the addresses are the first two clients' (NAKed as another client's).
+    let (naks, unoffered, mismatch) = (
+        a.counter("dhcp_naks"),
+        a.counter("dhcp_unoffered"),
+        a.counter("dhcp_chaddr_mismatch"),
+    );
+    let script = lab.log_dir().join("starve.py");
+    std::fs::write(&script, STARVE).unwrap();
+    let out = lab.exec(
+        Node::Client,
+        &["python3", &script.display().to_string(), "eth0", VIP],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(LONG, POLL, || a.counter("dhcp_naks") >= naks + 50
+            && a.counter("dhcp_unoffered") >= unoffered + 48
+            && a.counter("dhcp_chaddr_mismatch") >= mismatch + 20),
+        "naks {} -> {}, unoffered {} -> {}, chaddr mismatch {} -> {}",
+        naks,
+        a.counter("dhcp_naks"),
+        unoffered,
+        a.counter("dhcp_unoffered"),
+        mismatch,
+        a.counter("dhcp_chaddr_mismatch")
+    );
+    let taken: Vec<_> = leased_ips(&a)
+        .into_iter()
+        .filter(|(mac, _, _)| mac.starts_with("02:00:00:00:e"))
+        .collect();
+    assert!(taken.is_empty(), "the attack bound {taken:?}");
+
     macvlan(&lab, "d4", "02:00:00:00:d0:04");
     let ip4 = field(&dhclient(&lab, "d4"), "fixed-address").to_string();
     assert!(![ip1.as_str(), ip3.as_str(), "192.168.0.50"].contains(&ip4.as_str()));

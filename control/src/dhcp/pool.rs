@@ -7,6 +7,13 @@
 //! of the pool, at least 4); past the cap the oldest offer is recycled. A flood of DISCOVERs
 //! from random MACs thus churns the offers among themselves and never touches a bound lease,
 //! and three quarters of the free pool stay for REQUESTs.
+//!
+//! A REQUEST binds only what this server gave the client: the address it offered it, the
+//! address it leases to it, or its static mapping. Without that rule one REQUEST per address,
+//! with no DISCOVER, would take the whole pool for a lease time (the offers' cap never sees
+//! it). Every lookup on a DISCOVER or a REQUEST is a map's (offers by address, statics by
+//! address), so that a flood costs each packet work in proportion to the pool at most, never
+//! to the pool times the offers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -87,6 +94,8 @@ struct Offer {
 pub enum Nak {
     /// The address is not ours to give (outside the pool, or another client's).
     NotAvailable,
+    /// This server neither offered the address to the client nor leases it to it.
+    NotOffered,
 }
 
 /// One interface's pool.
@@ -94,9 +103,15 @@ pub enum Nak {
 pub struct Pool {
     ranges: Vec<(Ipv4Addr, Ipv4Addr)>,
     statics: HashMap<Mac, (Ipv4Addr, String)>,
+    /// The statics by address.
+    static_ips: HashMap<Ipv4Addr, Mac>,
     lease_time: u64,
     leases: BTreeMap<Ipv4Addr, Lease>,
+    /// Oldest first: the one recycled past the cap.
     offers: VecDeque<Offer>,
+    /// The same offers by address (one offer per address: an address offered to one client is
+    /// never offered to another while that offer stands).
+    offered: HashMap<Ipv4Addr, Offer>,
     max_offers: usize,
 }
 
@@ -110,9 +125,11 @@ impl Pool {
                 .iter()
                 .map(|s| (s.mac.0, (s.ip, s.hostname.clone())))
                 .collect(),
+            static_ips: cfg.statics.iter().map(|s| (s.ip, s.mac.0)).collect(),
             lease_time: u64::from(cfg.lease_time),
             leases: BTreeMap::new(),
             offers: VecDeque::new(),
+            offered: HashMap::new(),
             max_offers: (size / 4).max(4),
         }
     }
@@ -133,11 +150,35 @@ impl Pool {
         self.ranges.iter().any(|(a, b)| (*a..=*b).contains(&ip))
     }
 
-    fn static_of(&self, ip: Ipv4Addr) -> Option<Mac> {
-        self.statics
-            .iter()
-            .find(|(_, (s, _))| *s == ip)
-            .map(|(m, _)| *m)
+    /// Keeps the offers `keep` says yes to, in both views.
+    fn retain_offers(&mut self, keep: impl Fn(&Offer) -> bool) {
+        self.offers.retain(|o| keep(o));
+        self.offered.retain(|_, o| keep(o));
+    }
+
+    fn push_offer(&mut self, o: Offer) {
+        if self.offers.len() >= self.max_offers {
+            if let Some(old) = self.offers.pop_front() {
+                self.offered.remove(&old.ip);
+            }
+        }
+        self.offered.insert(o.ip, o.clone());
+        self.offers.push_back(o);
+    }
+
+    /// Whether this server gave `mac` the address `ip`: it offered it (an offer that still
+    /// stands), leases it to it (in any state but declined: a lapsed lease may be taken up again
+    /// while the address is free), or maps it to it.
+    fn granted(&self, mac: Mac, ip: Ipv4Addr, now: u64) -> bool {
+        self.statics.get(&mac).is_some_and(|(s, _)| *s == ip)
+            || self
+                .offered
+                .get(&ip)
+                .is_some_and(|o| o.mac == mac && o.expires > now)
+            || self
+                .leases
+                .get(&ip)
+                .is_some_and(|l| l.mac == mac && l.state != LeaseState::Declined)
     }
 
     /// Whether `mac` may have `ip` now: its static address, or a pool address that no other
@@ -147,15 +188,15 @@ impl Pool {
             return *s == ip;
         }
         self.in_ranges(ip)
-            && self.static_of(ip).is_none()
+            && !self.static_ips.contains_key(&ip)
             && self
                 .leases
                 .get(&ip)
                 .is_none_or(|l| l.mac == mac || !l.holds(now))
-            && !self
-                .offers
-                .iter()
-                .any(|o| o.ip == ip && o.mac != mac && o.expires > now)
+            && self
+                .offered
+                .get(&ip)
+                .is_none_or(|o| o.mac == mac || o.expires <= now)
     }
 
     /// The lease a client holds (any state but declined), newest first.
@@ -169,12 +210,9 @@ impl Pool {
     /// DISCOVER: the address to offer `mac`, reserved for [`OFFER_SECS`]; `None` when the pool
     /// has nothing free.
     pub fn offer(&mut self, mac: Mac, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
-        self.offers.retain(|o| o.expires > now && o.mac != mac);
+        self.retain_offers(|o| o.expires > now && o.mac != mac);
         let ip = self.choose(mac, requested, now)?;
-        if self.offers.len() >= self.max_offers {
-            self.offers.pop_front();
-        }
-        self.offers.push_back(Offer {
+        self.push_offer(Offer {
             mac,
             ip,
             expires: now + OFFER_SECS,
@@ -211,7 +249,9 @@ impl Pool {
     }
 
     /// REQUEST for `ip` (selecting, init-reboot, renewing or rebinding): binds it for a lease
-    /// time and returns the new lease (to reply with, replicate and persist).
+    /// time and returns the new lease (to reply with, replicate and persist). Only an address
+    /// this server gave the client (see [`Pool::granted`]) is bound, and only while it is free
+    /// for it.
     pub fn request(
         &mut self,
         mac: Mac,
@@ -223,10 +263,13 @@ impl Pool {
         if !self.free_for(mac, ip, now) {
             return Err(Nak::NotAvailable);
         }
-        self.offers.retain(|o| o.mac != mac);
+        if !self.granted(mac, ip, now) {
+            return Err(Nak::NotOffered);
+        }
+        self.retain_offers(|o| o.mac != mac);
         let hostname = match self.statics.get(&mac) {
             Some((_, h)) if !h.is_empty() => h.clone(),
-            _ => truncate(hostname),
+            _ => printable_hostname(hostname),
         };
         let lease = Lease {
             mac,
@@ -262,7 +305,7 @@ impl Pool {
 
     /// The client chose another server's offer: its reservation here goes.
     pub fn forget_offer(&mut self, mac: Mac) {
-        self.offers.retain(|o| o.mac != mac);
+        self.retain_offers(|o| o.mac != mac);
     }
 
     /// RELEASE (`Declined` for DECLINE): the lease ends now (a declined address stays out of
@@ -287,12 +330,12 @@ impl Pool {
                 hostname: String::new(),
                 updated_ms: now_ms,
             };
-            self.offers.retain(|o| o.mac != mac);
+            self.retain_offers(|o| o.mac != mac);
             self.leases.insert(ip, l.clone());
             return Some(l);
         }
         // A client that lets its address go wants no other one either.
-        self.offers.retain(|o| o.mac != mac);
+        self.retain_offers(|o| o.mac != mac);
         let l = self.leases.get_mut(&ip).filter(|l| l.mac == mac)?;
         l.state = state;
         l.expires = now;
@@ -303,7 +346,7 @@ impl Pool {
     /// Time passes: offers lapse, bound leases past their end become expired (returned, to
     /// replicate).
     pub fn expire(&mut self, now: u64, now_ms: u64) -> Vec<Lease> {
-        self.offers.retain(|o| o.expires > now);
+        self.retain_offers(|o| o.expires > now);
         let mut out = Vec::new();
         for l in self.leases.values_mut() {
             if l.state == LeaseState::Bound && l.expires <= now {
@@ -317,11 +360,12 @@ impl Pool {
 
     /// A lease from the peer or from disk: taken when it is newer than ours for that address.
     /// Returns whether it changed anything.
-    pub fn merge(&mut self, l: Lease) -> bool {
+    pub fn merge(&mut self, mut l: Lease) -> bool {
         match self.leases.get(&l.ip) {
             Some(ours) if ours.updated_ms >= l.updated_ms => false,
             _ => {
-                self.offers.retain(|o| o.ip != l.ip || o.mac == l.mac);
+                l.hostname = printable_hostname(&l.hostname);
+                self.retain_offers(|o| o.ip != l.ip || o.mac == l.mac);
                 self.leases.insert(l.ip, l);
                 true
             }
@@ -334,12 +378,14 @@ impl Pool {
     }
 }
 
-fn truncate(s: &str) -> String {
-    let mut end = s.len().min(MAX_HOSTNAME);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+/// A client's hostname as kept: printable ASCII only (a hostname is shown in `tandemctl dhcp
+/// leases`, where an escape sequence or a newline would drive the admin's terminal or forge a
+/// line), at most [`MAX_HOSTNAME`] bytes.
+fn printable_hostname(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_HOSTNAME)
+        .collect()
 }
 
 #[cfg(test)]
@@ -389,6 +435,8 @@ mod tests {
         assert_eq!(p.offer(A, None, 60), Some(a));
         let r = p.end(A, a, LeaseState::Released, 70, 70_000).unwrap();
         assert_eq!(r.state, LeaseState::Released);
+        assert_eq!(p.request(B, a, "", 71, 71_000), Err(Nak::NotOffered));
+        assert_eq!(p.offer(B, Some(a), 71), Some(a));
         assert!(p.request(B, a, "", 71, 71_000).is_ok());
     }
 
@@ -463,6 +511,7 @@ mod tests {
     #[test]
     fn merge_keeps_the_newer_record() {
         let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.151"));
+        assert_eq!(p.offer(A, None, 0), Some(ip("192.168.0.150")));
         let l = p.request(A, ip("192.168.0.150"), "", 0, 10).unwrap();
         let older = Lease {
             mac: B,
@@ -478,5 +527,107 @@ mod tests {
         assert!(p.merge(newer));
         assert_eq!(p.leases().next().unwrap().expires, 500);
         assert!(p.knows(A) && !p.knows(B));
+    }
+
+    #[test]
+    fn a_request_binds_only_what_was_offered_or_leased() {
+        let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.165"));
+        // One REQUEST per address, no DISCOVER, a new MAC each (the pool-starving attack):
+        // every one refused, nothing bound.
+        for (i, bits) in (ip("192.168.0.150").to_bits()..=ip("192.168.0.165").to_bits()).enumerate()
+        {
+            let mac = [6, 0, 0, 0, 1, i as u8];
+            let want = Ipv4Addr::from_bits(bits);
+            assert_eq!(p.request(mac, want, "", 1, 1), Err(Nak::NotOffered));
+        }
+        assert_eq!(p.leases().count(), 0);
+        // A client that was offered an address gets it; the address it asks for next without
+        // an offer is refused, its own is renewed (and taken up again after it lapsed).
+        let a = p.offer(A, None, 2).unwrap();
+        p.request(A, a, "", 2, 2).unwrap();
+        let other = ip("192.168.0.160");
+        assert_eq!(p.request(A, other, "", 3, 3), Err(Nak::NotOffered));
+        assert_eq!(p.request(A, a, "", 3, 3).unwrap().ip, a);
+        p.expire(1000, 1000);
+        assert_eq!(p.request(A, a, "", 1001, 1001).unwrap().ip, a);
+        // An offer that lapsed backs nothing.
+        let b = p.offer(B, None, 1002).unwrap();
+        assert_eq!(
+            p.request(B, b, "", 1002 + OFFER_SECS, 1),
+            Err(Nak::NotOffered)
+        );
+        // Another client's lease, declined or not, is not granted by it.
+        assert_eq!(p.request(B, a, "", 1003, 2), Err(Nak::NotAvailable));
+    }
+
+    #[test]
+    fn hostnames_are_kept_printable() {
+        let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.151"));
+        let a = p.offer(A, None, 0).unwrap();
+        let l = p
+            .request(A, a, "\x1b[2J\x1b[H\nfake 10.0.0.1 bound", 0, 1)
+            .unwrap();
+        assert_eq!(l.hostname, "[2J[Hfake 10.0.0.1 bound");
+        let long = p.request(A, a, &"é".repeat(40), 0, 2).unwrap();
+        assert_eq!(long.hostname, "");
+        let peer = Lease {
+            hostname: "x\ty\u{7f}".repeat(20),
+            updated_ms: 3,
+            ..l
+        };
+        assert!(p.merge(peer));
+        let kept = &p.leases().next().unwrap().hostname;
+        assert_eq!(kept.len(), MAX_HOSTNAME.min(40), "{kept:?}");
+        assert!(kept.chars().all(|c| c == 'x' || c == 'y'), "{kept:?}");
+    }
+
+    #[test]
+    fn the_offers_by_address_stay_the_offers() {
+        // Offers, requests, releases, declines, expiry and peer records in a pseudo-random
+        // mix; after each step the index by address holds exactly the queued offers.
+        let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.181")); // 32 addresses, 8 offers
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mac = [2, 0, 0, 0, 7, (x >> 8) as u8 % 48];
+            let addr = Ipv4Addr::from_bits(ip("192.168.0.150").to_bits() + (x >> 16) as u32 % 36);
+            let now = step / 8;
+            match x % 6 {
+                0 | 1 => {
+                    p.offer(mac, Some(addr).filter(|_| x & 64 != 0), now);
+                }
+                2 => {
+                    let _ = p.request(mac, addr, "", now, step);
+                }
+                3 => {
+                    p.end(mac, addr, LeaseState::Released, now, step);
+                }
+                4 => {
+                    p.expire(now, step);
+                }
+                _ => {
+                    p.merge(Lease {
+                        mac,
+                        ip: addr,
+                        expires: now + 5,
+                        state: LeaseState::Bound,
+                        hostname: String::new(),
+                        updated_ms: step,
+                    });
+                }
+            }
+            assert!(p.offers.len() <= p.max_offers, "step {step}");
+            assert_eq!(p.offers.len(), p.offered.len(), "step {step}");
+            for o in &p.offers {
+                let by_ip = &p.offered[&o.ip];
+                assert_eq!(
+                    (by_ip.mac, by_ip.expires),
+                    (o.mac, o.expires),
+                    "step {step}"
+                );
+            }
+        }
     }
 }

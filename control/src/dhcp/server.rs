@@ -18,7 +18,7 @@ use tandem_dataplane::wire::MacAddr;
 use tandem_dataplane::worker::SlowFrame;
 use tandem_dataplane::IfIndex;
 
-use super::pool::{Lease, LeaseState, Pool};
+use super::pool::{Lease, LeaseState, Nak, Pool};
 use super::store;
 use super::wire::{self, Addressing, Request};
 use crate::config::{Config, Dhcp, VipKind};
@@ -28,6 +28,14 @@ use crate::config::{Config, Dhcp, VipKind};
 pub struct DhcpCounters {
     pub received: AtomicU64,
     pub malformed: AtomicU64,
+    /// Requests whose chaddr is not the frame's Ethernet source: dropped, as a switch's DHCP
+    /// snooping does, so that a host cannot request, release or decline in another's name (or
+    /// in a thousand made-up ones) from one port. Relays are not served (README), so a relayed
+    /// request (giaddr set, the relay's source MAC) is one of these too.
+    pub chaddr_mismatch: AtomicU64,
+    /// REQUESTs for an address this server neither offered the client nor leases to it
+    /// (NAKed, and counted in `naks` too).
+    pub unoffered: AtomicU64,
     /// Requests seen while the peer is master (the backup stays silent).
     pub not_master: AtomicU64,
     pub offers: AtomicU64,
@@ -51,6 +59,8 @@ impl DhcpCounters {
         vec![
             c("received", &self.received),
             c("malformed", &self.malformed),
+            c("chaddr_mismatch", &self.chaddr_mismatch),
+            c("unoffered", &self.unoffered),
             c("not_master", &self.not_master),
             c("offers", &self.offers),
             c("acks", &self.acks),
@@ -350,9 +360,13 @@ impl Server {
             inc(&c.not_master);
             return;
         }
-        let (now, now_ms) = now_secs();
         let msg = &req.msg;
         let mac = req.chaddr;
+        if req.src_mac.0 != mac {
+            inc(&c.chaddr_mismatch);
+            return;
+        }
+        let (now, now_ms) = now_secs();
         let requested = match msg.opts().get(OptionCode::RequestedIpAddress) {
             Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
             _ => None,
@@ -397,7 +411,9 @@ impl Server {
                             None
                         }
                     }
-                    (_, _) if !ciaddr.is_unspecified() => Some(ciaddr),
+                    // Renewing or rebinding: silent without a record, as for init-reboot (the
+                    // client keeps its address until it asks again or its lease ends).
+                    (_, _) if !ciaddr.is_unspecified() && s.pool.knows(mac) => Some(ciaddr),
                     _ => None,
                 };
                 match target {
@@ -412,8 +428,11 @@ impl Server {
                             self.changed(l);
                             Some((MessageType::Ack, ip))
                         }
-                        Err(_) => {
+                        Err(nak) => {
                             inc(&c.naks);
+                            if nak == Nak::NotOffered {
+                                inc(&c.unoffered);
+                            }
                             Some((MessageType::Nak, Ipv4Addr::UNSPECIFIED))
                         }
                     },

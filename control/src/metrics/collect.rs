@@ -113,6 +113,14 @@ const DHCP_HELP: &[(&str, &str)] = &[
     ("dhcp_received", "DHCP requests received."),
     ("dhcp_malformed", "DHCP requests that do not parse."),
     (
+        "dhcp_chaddr_mismatch",
+        "DHCP requests whose client hardware address is not the frame's source MAC (dropped; relays are not served).",
+    ),
+    (
+        "dhcp_unoffered",
+        "DHCPREQUESTs for an address this server neither offered nor leases to the client (NAKed).",
+    ),
+    (
         "dhcp_not_master",
         "DHCP requests seen while the peer is master (the backup stays silent).",
     ),
