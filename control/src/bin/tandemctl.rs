@@ -534,18 +534,28 @@ fn doctor(
     use tandem_control::doctor::{self, online::DoctorReply, BoxView, Report};
     let report: Report = match file {
         Some(file) => {
-            let load = |f: &Path| tandem_control::config::load(f).map_err(|e| e.to_string());
+            // The text too: the push check merges the primary's file into the secondary's.
+            let load = |f: &Path| {
+                use tandem_control::config;
+                let text = config::read_file(f)
+                    .map_err(|e| format!("{}: cannot read: {e}", f.display()))?;
+                let config =
+                    config::parse(&f.display().to_string(), &text).map_err(|e| e.to_string())?;
+                Ok::<_, String>((config, text))
+            };
             let own = load(file)?;
             let peer = peer_file.map(load).transpose()?;
             doctor::examine(
                 &BoxView {
-                    config: &own,
+                    config: &own.0,
                     live: None,
+                    text: Some(&own.1),
                 },
                 peer.as_ref()
-                    .map(|c| BoxView {
+                    .map(|(c, t)| BoxView {
                         config: c,
                         live: None,
+                        text: Some(t),
                     })
                     .as_ref(),
                 None,

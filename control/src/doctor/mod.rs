@@ -13,6 +13,7 @@
 pub mod live;
 pub mod online;
 pub mod pair;
+pub mod push;
 pub mod single;
 
 use serde::{Deserialize, Serialize};
@@ -134,6 +135,9 @@ pub struct BoxView<'a> {
     pub config: &'a Config,
     /// Its live state, on a running box.
     pub live: Option<&'a live::LiveState>,
+    /// Its config file's text, when known: the push check ([`push`]) merges the primary's
+    /// payload into the secondary's file, as config sync does.
+    pub text: Option<&'a str>,
 }
 
 /// Every config check over `own` and, when known, its peer; then, when both are live, the live
@@ -144,6 +148,7 @@ pub fn examine(own: &BoxView<'_>, peer: Option<&BoxView<'_>>, peer_error: Option
     if let Some(p) = peer {
         single::check(p.config, Some(own.config), "peer:", &mut f);
         pair::check(own.config, p.config, &mut f);
+        push::check(own, p, &mut f);
     }
     if let Some(l) = own.live {
         live::check(own.config, l, peer.and_then(|p| p.live), peer_error, &mut f);

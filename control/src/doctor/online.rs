@@ -115,13 +115,14 @@ impl Daemon {
         let own = BoxView {
             config: &self.config,
             live: Some(&own_live),
+            text: Some(&self.file_text),
         };
-        let (peer_config, peer_live, peer_error) = match peer {
-            None => (None, None, None),
-            Some(Err(e)) => (None, None, Some(e)),
+        let (peer_config, peer_text, peer_live, peer_error) = match peer {
+            None => (None, None, None, None),
+            Some(Err(e)) => (None, None, None, Some(e)),
             Some(Ok(i)) => match config::parse("peer's config", &i.config) {
-                Ok(c) => (Some(c), Some(i.live), None),
-                Err(e) => (None, None, Some(OnlineError::PeerConfig(e))),
+                Ok(c) => (Some(c), Some(i.config), Some(i.live), None),
+                Err(e) => (None, None, None, Some(OnlineError::PeerConfig(e))),
             },
         };
         // The report quotes the error as text (and recognises an unknown peer by it).
@@ -129,6 +130,7 @@ impl Daemon {
         let view = peer_config.as_ref().map(|c| BoxView {
             config: c,
             live: peer_live.as_ref(),
+            text: peer_text.as_deref().map(String::as_str),
         });
         let report = examine(&own, view.as_ref(), peer_error.as_deref());
         DoctorReply {

@@ -242,8 +242,9 @@ fn sync_link_passes(
                     link.name
                 ),
                 format!(
-                    "add a rule on {}: action pass, protocol pfsync, source the peer (or an alias of both boxes), destination \"self\"",
-                    link.name
+                    "add a rule on {}: action pass, protocol pfsync, source an alias of both boxes' sync addresses (or the sync network {}), destination \"self\" (the same rule on both boxes survives config sync's push)",
+                    link.name,
+                    link.network()
                 ),
             );
         }
@@ -282,8 +283,10 @@ fn sync_link_passes(
                     link.name, cs.port
                 ),
                 format!(
-                    "add a rule on {}: action pass, protocol tcp, source the peer, destination {{ address = \"self\", port = {} }}",
-                    link.name, cs.port
+                    "add a rule on {}: action pass, protocol tcp, source an alias of both boxes' sync addresses (or the sync network {}), destination {{ address = \"self\", port = {} }} (the same rule on both boxes survives config sync's push)",
+                    link.name,
+                    link.network(),
+                    cs.port
                 ),
             );
         }

@@ -19,15 +19,17 @@ fn parse(text: &str) -> Config {
 
 /// The findings for A's and B's texts, offline.
 fn pair(a: &str, b: &str) -> Report {
-    let (a, b) = (parse(a), parse(b));
+    let (ca, cb) = (parse(a), parse(b));
     examine(
         &BoxView {
-            config: &a,
+            config: &ca,
             live: None,
+            text: Some(a),
         },
         Some(&BoxView {
-            config: &b,
+            config: &cb,
             live: None,
+            text: Some(b),
         }),
         None,
     )
@@ -195,6 +197,7 @@ fn a_rule_naming_the_real_peer_is_no_false_positive() {
     let alone = BoxView {
         config: &c,
         live: None,
+        text: None,
     };
     let r = examine(&alone, None, None);
     assert_eq!(
@@ -454,10 +457,12 @@ fn online(own: &LiveState, peer: Option<&LiveState>, err: Option<&str>) -> Repor
         &BoxView {
             config: &ca,
             live: Some(own),
+            text: None,
         },
         peer.map(|p| BoxView {
             config: &cb,
             live: Some(p),
+            text: None,
         })
         .as_ref(),
         err,
@@ -545,4 +550,63 @@ fn dhcp_handing_out_a_box_address_as_gateway_or_dns() {
 fn lockout(c: &Config, primary: std::net::Ipv4Addr) -> Vec<String> {
     let compiled = super::compiled(c).expect("compiles");
     single::sync_lockout(c, &compiled.sync, primary)
+}
+
+#[test]
+fn a_push_that_would_lock_the_secondary_out_is_found_before_it_is_pushed() {
+    // Each box's sync-link rules pass the other box alone: right on each box by itself (neither
+    // file has a finding of its own), but A's rules, pushed, replace B's, and then pass only
+    // B's own address to B: B refuses every push.
+    let peer_only = |text: &str, other: &str| {
+        let t = text.replace(
+            "source = { address = \"cluster_pfSense\" }",
+            &format!("source = {{ address = \"{other}\" }}"),
+        );
+        assert_ne!(t, text, "the lab configs' sync rules changed");
+        t
+    };
+    let (a2, b2) = (peer_only(&a(), "10.255.0.2"), peer_only(&b(), "10.255.0.1"));
+    let r = pair(&a2, &b2);
+    let f = finding(&r, "config-sync-push-locks-out");
+    assert_eq!(f.severity, Severity::Error);
+    assert_eq!(f.field, "ha.config_sync.sections");
+    assert!(f.message.contains("10.255.0.1"), "{}", f.message);
+    assert!(f.fix.contains("10.255.0.0/24"), "{}", f.fix);
+    // Seen from B (the secondary) too, named as the peer's.
+    let r = pair(&b2, &a2);
+    assert_eq!(
+        finding(&r, "config-sync-push-locks-out").field,
+        "peer:ha.config_sync.sections"
+    );
+    // The primary's rules decide: B's own are replaced by the push.
+    assert!(ids(&pair(&a2, &b())).contains(&"config-sync-push-locks-out"));
+    assert!(!ids(&pair(&a(), &b())).contains(&"config-sync-push-locks-out"));
+    assert!(!ids(&pair(&a(), &b2)).contains(&"config-sync-push-locks-out"));
+    // Neither file has a finding of its own: only playing the push through shows it.
+    for text in [&a2, &b2] {
+        let c = parse(text);
+        let alone = examine(
+            &BoxView {
+                config: &c,
+                live: None,
+                text: Some(text),
+            },
+            None,
+            None,
+        );
+        assert!(
+            alone.findings.iter().all(|f| f.severity != Severity::Error),
+            "{:?}",
+            ids(&alone)
+        );
+    }
+    // A push the secondary cannot merge (a skew it cannot lose with) is refused too.
+    let top = a().replacen("advskew = 0", "advskew = 254", 1);
+    assert_ne!(top, a());
+    let r = pair(&top, &b());
+    assert!(
+        ids(&r).contains(&"config-sync-push-refused"),
+        "{:?}",
+        ids(&r)
+    );
 }
