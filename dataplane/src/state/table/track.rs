@@ -26,6 +26,13 @@ impl State {
     /// instead of being refused. Only for such segments: a segment sent to the box's own
     /// address cannot loosen a state, so a host next to a backup cannot use it to push a
     /// connection's windows forward (and, through sync, the master's).
+    ///
+    /// Two more bounds keep a spoofed segment, sent to the new master, from moving a state's
+    /// windows out of the real connection's reach (which would stall it): the windows move
+    /// only if the segment then tracks strictly (a guess right in one field and wrong in the
+    /// other leaves nothing behind, so both must be guessed at once), and only within
+    /// [`CATCH_UP_AFTER_SYNC`] of the state's last update (a state the peer last updated long
+    /// ago was idle, and its windows do not lag).
     #[inline]
     pub fn track_tcp_on_takeover(
         &self,
@@ -55,13 +62,18 @@ impl State {
             Direction::Reply => FROM_PEER_REPLY,
         };
         let mut tracked = tcp::track(src, dst, seg, dir);
-        let lagging = self.expire.load(Ordering::Relaxed) & from_peer != 0;
-        if may_catch_up
-            && lagging
-            && tracked == Err(TrackError::BadWindow)
-            && tcp::catch_up(src, dst, seg, dir)
-        {
-            tracked = tcp::track(src, dst, seg, dir);
+        let word = self.expire.load(Ordering::Relaxed);
+        let lagging = word & from_peer != 0;
+        if may_catch_up && lagging && tracked == Err(TrackError::BadWindow) {
+            let (last, _, _) = unpack_expire(word);
+            let before = (*src, *dst);
+            if now.saturating_sub(last) <= CATCH_UP_AFTER_SYNC && tcp::catch_up(src, dst, seg, dir)
+            {
+                tracked = tcp::track(src, dst, seg, dir);
+                if tracked.is_err() {
+                    (*src, *dst) = before;
+                }
+            }
         } else if lagging && tracked.is_ok() {
             // Tracked strictly: this direction's windows are this box's own from now on.
             self.expire.fetch_and(!from_peer, Ordering::AcqRel);

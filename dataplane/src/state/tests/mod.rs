@@ -786,3 +786,85 @@ fn only_states_from_the_peer_catch_up_with_segments_ahead() {
         Err(TrackError::BadWindow)
     );
 }
+
+/// A spoofed segment sent to the new master cannot move a synced state's windows unless it
+/// tracks strictly once moved (a right ack with a wrong sequence number leaves nothing), nor
+/// long after the state's last update.
+#[test]
+fn a_catch_up_that_does_not_track_leaves_the_windows_and_ends_with_the_sync_window() {
+    use crate::state::table::CATCH_UP_AFTER_SYNC;
+    use crate::state::tcp::flags;
+    let t = StateTable::new(TableConfig::default());
+    let by = t.producer();
+    let seg = |f: u8, seq: u32, ack: u32| TcpSegment {
+        flags: f,
+        seq,
+        ack,
+        win: 65_535,
+        wscale: None,
+        payload_len: 0,
+    };
+    let own = t.insert(syn_state(1000), 0, &by).unwrap();
+    own.track_tcp(
+        Direction::Reply,
+        &seg(flags::SYN | flags::ACK, 50_000, 1_001),
+        60,
+        1,
+    )
+    .unwrap();
+    own.track_tcp(Direction::Original, &seg(flags::ACK, 1_001, 50_001), 60, 2)
+        .unwrap();
+    let theirs = own.tracking();
+    let synced = |id: u64, at: Millis| {
+        let c = t
+            .insert_synced(SyncId { creator: 9, id }, syn_state(1000 + id as u16), 0, 0)
+            .unwrap();
+        c.merge_remote(&theirs.src, &theirs.dst, TimeoutClass::TcpEstablished, at);
+        c
+    };
+
+    // 100 bytes of data whose ack is 8 MB ahead (within reach of a catch-up) and whose
+    // sequence number is 1 GiB behind: refused, and the windows are as they were. (A
+    // segment without data has its sequence number eased, as in pf: the sync window bounds
+    // those.)
+    let copy = synced(1, 10);
+    let before = copy.tracking();
+    let far_ack = 50_001 + 8_000_000;
+    let wrong_seq = TcpSegment {
+        payload_len: 100,
+        ..seg(flags::ACK, 1_001u32.wrapping_sub(1 << 30), far_ack)
+    };
+    assert_eq!(
+        copy.track_tcp_on_takeover(Direction::Original, &wrong_seq, 60, 11),
+        Err(TrackError::BadWindow)
+    );
+    assert_eq!(
+        copy.tracking(),
+        before,
+        "a refused segment moved the windows"
+    );
+    // The real connection's next segment still tracks (after catching up with its own ack).
+    assert_eq!(
+        copy.track_tcp_on_takeover(
+            Direction::Original,
+            &seg(flags::ACK, 1_001, 50_001 + 2_000),
+            60,
+            12
+        ),
+        Ok(())
+    );
+
+    // Past the sync window after the state's last update: no catch-up at all.
+    let idle = synced(2, 10);
+    let right = seg(flags::ACK, 1_001, far_ack);
+    assert_eq!(
+        idle.track_tcp_on_takeover(Direction::Original, &right, 60, 11 + CATCH_UP_AFTER_SYNC),
+        Err(TrackError::BadWindow)
+    );
+    // Within it, the same segment catches up.
+    let fresh = synced(3, 10);
+    assert_eq!(
+        fresh.track_tcp_on_takeover(Direction::Original, &right, 60, 10 + CATCH_UP_AFTER_SYNC),
+        Ok(())
+    );
+}
