@@ -694,23 +694,14 @@ fn every_seed_section_name_parses() {
 
 #[test]
 fn the_documented_example_is_valid() {
-    let doc = include_str!("../src/config/mod.rs");
+    let doc = include_str!("../../docs/config.md");
     let start = doc
-        .find("//! ```toml\n")
-        .expect("a toml example in the module docs")
-        + 12;
-    let len = doc[start..].find("//! ```").unwrap();
-    let text: String = doc[start..start + len]
-        .lines()
-        .map(|l| {
-            l.strip_prefix("//!")
-                .unwrap()
-                .strip_prefix(' ')
-                .unwrap_or("")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let c = match parse("mod.rs", &text) {
+        .find("```toml\n")
+        .expect("a toml example in docs/config.md")
+        + 8;
+    let len = doc[start..].find("```").unwrap();
+    let text = &doc[start..start + len];
+    let c = match parse("docs/config.md", text) {
         Ok(c) => c,
         Err(e) => panic!("{e}\n{text}"),
     };
