@@ -250,8 +250,8 @@ impl Pool {
 
     /// REQUEST for `ip` (selecting, init-reboot, renewing or rebinding): binds it for a lease
     /// time and returns the new lease (to reply with, replicate and persist). Only an address
-    /// this server gave the client (an offer, a lease or a static mapping of it) is bound, and only while it is free
-    /// for it.
+    /// this server gave the client (an offer, a lease or a static mapping of it) is bound, and
+    /// only while it is free for it.
     pub fn request(
         &mut self,
         mac: Mac,
