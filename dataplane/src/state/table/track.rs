@@ -4,6 +4,34 @@
 
 use super::*;
 
+/// The catch-up of [`State::track_tcp_on_takeover`], out of the established packet's line (it
+/// is for a takeover's first segments only): the windows move for `seg` if the state's last
+/// update (in `word`, the expiry word) is recent, and stay moved only if `seg` then tracks.
+#[cold]
+#[inline(never)]
+fn catch_up_and_track(
+    src: &mut TcpPeer,
+    dst: &mut TcpPeer,
+    seg: &TcpSegment,
+    dir: Direction,
+    word: u64,
+    now: Millis,
+) -> Result<Option<TimeoutClass>, TrackError> {
+    let (last, _, _) = unpack_expire(word);
+    if now.saturating_sub(last) > CATCH_UP_AFTER_SYNC {
+        return Err(TrackError::BadWindow);
+    }
+    let before = (*src, *dst);
+    if !tcp::catch_up(src, dst, seg, dir) {
+        return Err(TrackError::BadWindow);
+    }
+    let tracked = tcp::track(src, dst, seg, dir);
+    if tracked.is_err() {
+        (*src, *dst) = before;
+    }
+    tracked
+}
+
 impl State {
     /// Track a TCP segment of `bytes` bytes going `dir` at `now` (pf's `pf_tcp_track_full`):
     /// on success the counters and, unless pf's loose rule accepted it, the expiry are updated.
@@ -65,15 +93,7 @@ impl State {
         let word = self.expire.load(Ordering::Relaxed);
         let lagging = word & from_peer != 0;
         if may_catch_up && lagging && tracked == Err(TrackError::BadWindow) {
-            let (last, _, _) = unpack_expire(word);
-            let before = (*src, *dst);
-            if now.saturating_sub(last) <= CATCH_UP_AFTER_SYNC && tcp::catch_up(src, dst, seg, dir)
-            {
-                tracked = tcp::track(src, dst, seg, dir);
-                if tracked.is_err() {
-                    (*src, *dst) = before;
-                }
-            }
+            tracked = catch_up_and_track(src, dst, seg, dir, word, now);
         } else if lagging && tracked.is_ok() {
             // Tracked strictly: this direction's windows are this box's own from now on.
             self.expire.fetch_and(!from_peer, Ordering::AcqRel);
