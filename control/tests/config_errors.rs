@@ -446,6 +446,24 @@ fn nat_translation_not_ours() {
 }
 
 #[test]
+fn a_mistake_in_a_vip_is_reported_once_not_on_each_rule_naming_it() {
+    // advskew out of range, a missing password: the VIP's own error, and no "neither an
+    // interface address nor a virtual IP" on the NAT rule translating to it.
+    let nat = "[nat.outbound]\nmode = \"manual\"\n[[nat.outbound.rules]]\ninterface = \"wan\"\ntranslation = { address = \"172.25.46.100\" }\n";
+    one(
+        &format!(
+            "{}{nat}",
+            CARP_WAN.replace("vhid = 1", "vhid = 1\nadvskew = 255")
+        ),
+        "fw-a.toml: virtual_ips[0].advskew: 255 is out of range 0..=254",
+    );
+    one(
+        &format!("{}{nat}", CARP_WAN.replace("password = \"secret\"\n", "")),
+        "fw-a.toml: virtual_ips[0].password: missing",
+    );
+}
+
+#[test]
 fn nat_rule_errors() {
     assert_eq!(
         errors(

@@ -74,10 +74,14 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
         vips: Vec::new(),
     };
     let virtual_ips = virtual_ips(&mut r, &ctx, &raw.virtual_ips);
-    ctx.vips = virtual_ips
+    // Every VIP's address as written, whether or not the rest of its entry is valid: a mistake
+    // in a VIP (its skew, its password) is reported once, on the VIP, and not again on each NAT
+    // rule or route that names its address.
+    ctx.vips = raw
+        .virtual_ips
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| v.as_ref().map(|v| (v.address.addr(), i)))
+        .filter_map(|(i, v)| Some((v.address.as_deref()?.parse::<IfAddr>().ok()?.addr(), i)))
         .collect();
     let routes = routes(&mut r, &ctx, &raw.routes);
     let nat = nat(&mut r, &ctx, &raw.nat);
@@ -216,7 +220,7 @@ impl Report<'_> {
 pub(super) struct Ctx {
     pub(super) ifaces: Vec<IfaceInfo>,
     aliases: HashSet<String>,
-    /// Valid VIP addresses and their index.
+    /// The VIPs' addresses (each as written, if it parses) and their index.
     pub(super) vips: Vec<(Ipv4Addr, usize)>,
 }
 
