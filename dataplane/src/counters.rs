@@ -186,6 +186,9 @@ counters! {
         arp_replies,
         /// ARP requests sent to resolve next hops.
         arp_requests,
+        /// Neighbours not learnt from ARP because the cache was full
+        /// (`NeighCache::DEFAULT_MAX_ENTRIES`; entries age out after 20 minutes unconfirmed).
+        neigh_table_full,
         /// Frames that waited for ARP and were then sent.
         neigh_released,
         /// Frames that waited for ARP whose neighbour never answered.

@@ -68,6 +68,8 @@ pub enum Learned {
     /// The neighbour answered with another MAC (a CARP failover upstream, a replaced box, or
     /// spoofing: worth a log line).
     Changed { old: MacAddr },
+    /// Not learnt: the cache already holds its maximum of entries.
+    Full,
 }
 
 /// The shared cache of resolved neighbours, keyed by (interface, IPv4 address).
@@ -75,6 +77,7 @@ pub enum Learned {
 pub struct NeighCache {
     map: DashMap<(IfIndex, Ipv4Addr), NeighEntry, ahash::RandomState>,
     reachable_ms: u64,
+    max_entries: usize,
     /// Bumped after every change that can make a looked-up MAC wrong (a MAC changed, an entry
     /// removed); not by new entries or refreshes. Lets a [`NeighMemo`] trust its copies.
     generation: AtomicU64,
@@ -83,13 +86,26 @@ pub struct NeighCache {
 impl NeighCache {
     /// FreeBSD's arpt_keep: 20 minutes.
     pub const DEFAULT_REACHABLE_MS: u64 = 20 * 60 * 1000;
+    /// The most neighbours the cache holds (every host of a /16, ~3 MiB): without a bound, ARP
+    /// requests to the box from every address of a large on-link network (a /8: 16 million)
+    /// would grow it without end, and each housekeeping pass would walk all of it. Past it a
+    /// new neighbour is not learnt until entries age out, as Linux's neighbour table does past
+    /// `gc_thresh3` (counted as `neigh_table_full`).
+    pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
 
     /// A cache whose entries are removed by [`NeighCache::expire`] once not confirmed for
-    /// `reachable_ms`.
+    /// `reachable_ms`, of at most [`NeighCache::DEFAULT_MAX_ENTRIES`].
     pub fn new(reachable_ms: u64) -> NeighCache {
+        NeighCache::with_limit(reachable_ms, NeighCache::DEFAULT_MAX_ENTRIES)
+    }
+
+    /// [`NeighCache::new`] of at most `max_entries` neighbours (a few more when workers learn
+    /// at the same moment).
+    pub fn with_limit(reachable_ms: u64, max_entries: usize) -> NeighCache {
         NeighCache {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             reachable_ms,
+            max_entries,
             generation: AtomicU64::new(0),
         }
     }
@@ -107,6 +123,11 @@ impl NeighCache {
 
     /// Records that `ip` on `out_if` is at `mac` (an ARP reply, or a request from it).
     pub fn learn(&self, out_if: IfIndex, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) -> Learned {
+        // ARP frames only, never a forwarded one: the count's walk over the shards is cheap
+        // enough there.
+        if self.map.len() >= self.max_entries && !self.map.contains_key(&(out_if, ip)) {
+            return Learned::Full;
+        }
         let new = NeighEntry {
             mac,
             updated_ms: now_ms,

@@ -43,6 +43,30 @@ fn frame(tag: u8, len: usize) -> Vec<u8> {
 }
 
 #[test]
+fn the_cache_stops_learning_new_neighbours_at_its_limit() {
+    let c = NeighCache::with_limit(NeighCache::DEFAULT_REACHABLE_MS, 4);
+    for i in 0..4u8 {
+        let a = Ipv4Addr::new(192, 168, 0, 100 + i);
+        assert_eq!(c.learn(LAN, a, mac(i), 10), Learned::New);
+    }
+    assert_eq!(c.learn(LAN, ip("192.168.0.200"), mac(9), 11), Learned::Full);
+    assert_eq!(c.len(), 4);
+    assert_eq!(c.lookup(LAN, ip("192.168.0.200")), None);
+    // Known neighbours are still refreshed and moved.
+    assert_eq!(
+        c.learn(LAN, ip("192.168.0.100"), mac(0), 12),
+        Learned::Refreshed
+    );
+    assert_eq!(
+        c.learn(LAN, ip("192.168.0.101"), mac(7), 12),
+        Learned::Changed { old: mac(1) }
+    );
+    // Room again once one ages out.
+    c.remove(LAN, ip("192.168.0.102"));
+    assert_eq!(c.learn(LAN, ip("192.168.0.200"), mac(9), 13), Learned::New);
+}
+
+#[test]
 fn cache_learn_lookup_refresh_change() {
     let c = NeighCache::default();
     assert_eq!(c.lookup(LAN, ip("192.168.0.100")), None);

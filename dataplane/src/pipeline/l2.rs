@@ -2,6 +2,7 @@
 //! (answers for our addresses and held VIPs, learning, the pending queues).
 
 use super::*;
+use crate::neigh::Learned;
 
 impl WorkerSide {
     pub(super) fn process(
@@ -77,7 +78,8 @@ impl WorkerSide {
         };
         // Learn from what is addressed to us, and refresh what we already know (RFC 826's merge
         // flag): a gratuitous ARP moves a known neighbour, a stranger's chatter adds nothing.
-        // Our own addresses are never neighbours (a peer's announcement of a shared VIP).
+        // Our own addresses are never neighbours (a peer's announcement of a shared VIP). The
+        // learning is the condition's last step; a full cache is counted.
         let on_link = iface
             .addr
             .is_some_and(|(a, l)| same_net(a, repr.source_ip, l));
@@ -85,9 +87,12 @@ impl WorkerSide {
             && !repr.source_mac.is_multicast()
             && !is_configured_addr(gen, repr.source_ip)
             && (ours.is_some() || dp.neigh.lookup(in_if, repr.source_ip).is_some())
+            && dp
+                .neigh
+                .learn(in_if, repr.source_ip, repr.source_mac, self.now)
+                == Learned::Full
         {
-            dp.neigh
-                .learn(in_if, repr.source_ip, repr.source_mac, self.now);
+            c.neigh_table_full.inc();
         }
         match (repr.operation, ours) {
             (ArpOperation::Request, Some(mac)) => {
