@@ -193,6 +193,18 @@ def main():
     write("control_request", "commands", b"\n".join(reqs))
     write("control_request", "reply", b'{"ok":false,"error":"unknown command"}')
 
+    # DHCP: BOOTP messages (the target puts them in a frame): DISCOVER, REQUEST (selecting),
+    # RELEASE.
+    def bootp(kind, chaddr, ciaddr=b"\0" * 4, opts=b""):
+        fixed = struct.pack("!BBBBIHH", 1, 1, 6, 0, 0x1234, 0, 0x8000) + ciaddr + b"\0" * 12
+        fixed += chaddr + b"\0" * 10 + b"\0" * 192 + bytes([99, 130, 83, 99])
+        return fixed + bytes([53, 1, kind]) + opts + b"\xff" + b"\0" * 20
+
+    client = mac("02:00:00:00:d0:01")
+    write("dhcp_request", "discover", bootp(1, client, opts=b"\x0c\x06client"))
+    write("dhcp_request", "request", bootp(3, client, opts=b"\x36\x04" + ip("192.168.0.10") + b"\x32\x04" + ip("192.168.0.150")))
+    write("dhcp_request", "release", bootp(7, client, ciaddr=ip("192.168.0.150")))
+
 
 if __name__ == "__main__":
     main()

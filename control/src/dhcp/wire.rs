@@ -47,6 +47,9 @@ pub fn parse(frame: &[u8]) -> Result<Request, Malformed> {
     if u.dst_port != SERVER_PORT {
         return Err(Malformed);
     }
+    if !options_fit_dhcproto(udpp.payload()) {
+        return Err(Malformed);
+    }
     let msg = Message::decode(&mut Decoder::new(udpp.payload())).map_err(|_| Malformed)?;
     // `Message::chaddr` slices by hlen: anything but 6 (Ethernet) is refused before it is read.
     if msg.opcode() != Opcode::BootRequest || msg.htype() != HType::Eth || msg.hlen() != 6 {
@@ -61,6 +64,44 @@ pub fn parse(frame: &[u8]) -> Result<Request, Malformed> {
         kind,
         chaddr,
     })
+}
+
+/// The BOOTP fixed fields and the magic cookie: the options start here.
+const OPTIONS_AT: usize = 240;
+
+/// Whether the options' lengths are ones `dhcproto` 0.15 decodes without a panic. It takes the
+/// lengths of a few options on trust: `debug_assert!`s on rapid commit (80, empty), client
+/// FQDN (81, at least 3), client network interface (94, 3) and the bulk leasequery times
+/// (152-155, 4), and a `len - 1` on the leasequery status code (151) that underflows when
+/// empty. In a release build those become reads of the wrong length, which fail; in a debug
+/// build (the tests') they would panic the DHCP thread. A request carrying them wrong is
+/// malformed either way. A truncated option is left to `dhcproto`, which refuses it.
+fn options_fit_dhcproto(msg: &[u8]) -> bool {
+    let mut at = OPTIONS_AT;
+    while let Some(&code) = msg.get(at) {
+        match code {
+            0 => at += 1,
+            255 => break,
+            _ => {
+                let Some(&len) = msg.get(at + 1) else {
+                    break;
+                };
+                let ok = match code {
+                    80 => len == 0,
+                    81 => len >= 3,
+                    94 => len == 3,
+                    151 => len >= 1,
+                    152..=155 => len == 4,
+                    _ => true,
+                };
+                if !ok {
+                    return false;
+                }
+                at += 2 + usize::from(len);
+            }
+        }
+    }
+    true
 }
 
 /// Where a reply goes, at each layer.
@@ -177,6 +218,31 @@ mod tests {
         let mut u = UdpPacket::new_unchecked(&mut f[off..]);
         u.fill_checksum(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
         assert_eq!(parse(&f).err(), Some(Malformed));
+        // Options whose lengths dhcproto takes on trust (a debug build would panic on them).
+        for (code, len) in [(80u8, 1u8), (81, 2), (94, 1), (151, 0), (152, 2), (155, 8)] {
+            let mut m = discover([2, 0, 0, 0, 0, 1]).to_vec().unwrap();
+            let end = m.iter().rposition(|&b| b == 255).unwrap();
+            m.truncate(end);
+            m.extend([code, len]);
+            m.extend(std::iter::repeat_n(0, usize::from(len)));
+            m.push(255);
+            let mut f = frame(&discover([2, 0, 0, 0, 0, 1]));
+            f.truncate(off + udp::HEADER_LEN);
+            f.extend(&m);
+            let total = f.len() - ethernet::HEADER_LEN;
+            f[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
+                .copy_from_slice(&(total as u16).to_be_bytes());
+            let mut ip = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+            ip.fill_checksum();
+            let mut u = UdpPacket::new_unchecked(&mut f[off..]);
+            u.set_len((total - ipv4::HEADER_LEN) as u16);
+            u.fill_checksum(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+            assert_eq!(
+                parse(&f).err(),
+                Some(Malformed),
+                "option {code} length {len}"
+            );
+        }
         // A bad UDP checksum.
         let mut f = good;
         let n = f.len();
