@@ -114,9 +114,10 @@ const CLASS_MASK: u64 = 0x0f;
 const FROM_PEER_ORIGINAL: u64 = 0x10;
 const FROM_PEER_REPLY: u64 = 0x20;
 const FROM_PEER: u64 = FROM_PEER_ORIGINAL | FROM_PEER_REPLY;
-/// How long after a state's last update a segment through a taken-over VIP may still catch its
-/// windows up (`State::track_tcp_on_takeover`): a takeover's detection (3 x advbase plus the
-/// skew: ~3 s at pfSense's advbase 1, ~15 s at 5) and the first segments after it, with room.
+/// How long after a state's last update a segment without data through a taken-over VIP may
+/// still catch its windows up (`State::track_tcp_on_takeover`): a takeover's detection (3 x
+/// advbase plus the skew: ~3 s at pfSense's advbase 1, ~15 s at 5) and the first segments after
+/// it, with room. Segments with data are not bound by it.
 pub const CATCH_UP_AFTER_SYNC: Millis = 30_000;
 const REMOVED: u64 = 0x80;
 const SYNC_QUEUED: u64 = 0x40;

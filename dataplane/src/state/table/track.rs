@@ -5,8 +5,10 @@
 use super::*;
 
 /// The catch-up of [`State::track_tcp_on_takeover`], out of the established packet's line (it
-/// is for a takeover's first segments only): the windows move for `seg` if the state's last
-/// update (in `word`, the expiry word) is recent, and stay moved only if `seg` then tracks.
+/// is for a takeover's first segments only): the windows move for `seg`, and stay moved only if
+/// `seg` then tracks. A segment whose sequence number the check eases (no data, no FIN) moves
+/// them only within [`CATCH_UP_AFTER_SYNC`] of the state's last update (in `word`, the expiry
+/// word).
 #[cold]
 #[inline(never)]
 fn catch_up_and_track(
@@ -18,7 +20,8 @@ fn catch_up_and_track(
     now: Millis,
 ) -> Result<Option<TimeoutClass>, TrackError> {
     let (last, _, _) = unpack_expire(word);
-    if now.saturating_sub(last) > CATCH_UP_AFTER_SYNC {
+    let eased = seg.payload_len == 0 && seg.flags & tcp::flags::FIN == 0;
+    if eased && now.saturating_sub(last) > CATCH_UP_AFTER_SYNC {
         return Err(TrackError::BadWindow);
     }
     let before = (*src, *dst);
@@ -57,10 +60,12 @@ impl State {
     ///
     /// Two more bounds keep a spoofed segment, sent to the new master, from moving a state's
     /// windows out of the real connection's reach (which would stall it): the windows move
-    /// only if the segment then tracks strictly (a guess right in one field and wrong in the
-    /// other leaves nothing behind, so both must be guessed at once), and only within
-    /// [`CATCH_UP_AFTER_SYNC`] of the state's last update (a state the peer last updated long
-    /// ago was idle, and its windows do not lag).
+    /// only if the segment then tracks strictly (a data segment's guess right in one number and
+    /// wrong in the other leaves nothing behind, so both must be guessed at once), and a
+    /// segment without data, whose sequence number the check eases as pf does (so that only its
+    /// acknowledgement number must fit), moves them only within [`CATCH_UP_AFTER_SYNC`] of the
+    /// state's last update. A connection idle since the takeover thus still catches up on its
+    /// first data segment, however late.
     #[inline]
     pub fn track_tcp_on_takeover(
         &self,

@@ -788,8 +788,8 @@ fn only_states_from_the_peer_catch_up_with_segments_ahead() {
 }
 
 /// A spoofed segment sent to the new master cannot move a synced state's windows unless it
-/// tracks strictly once moved (a right ack with a wrong sequence number leaves nothing), nor
-/// long after the state's last update.
+/// tracks strictly once moved (a right ack with a wrong sequence number leaves nothing), nor,
+/// without data, long after the state's last update.
 #[test]
 fn a_catch_up_that_does_not_track_leaves_the_windows_and_ends_with_the_sync_window() {
     use crate::state::table::CATCH_UP_AFTER_SYNC;
@@ -854,12 +854,24 @@ fn a_catch_up_that_does_not_track_leaves_the_windows_and_ends_with_the_sync_wind
         Ok(())
     );
 
-    // Past the sync window after the state's last update: no catch-up at all.
+    // Past the sync window after the state's last update: no catch-up for a segment without
+    // data (only its ack is checked)...
     let idle = synced(2, 10);
     let right = seg(flags::ACK, 1_001, far_ack);
+    let late = 11 + CATCH_UP_AFTER_SYNC;
     assert_eq!(
-        idle.track_tcp_on_takeover(Direction::Original, &right, 60, 11 + CATCH_UP_AFTER_SYNC),
+        idle.track_tcp_on_takeover(Direction::Original, &right, 60, late),
         Err(TrackError::BadWindow)
+    );
+    // ... but a connection idle since the takeover still catches up on its first data segment,
+    // whose two numbers are both checked.
+    let data = TcpSegment {
+        payload_len: 100,
+        ..right
+    };
+    assert_eq!(
+        idle.track_tcp_on_takeover(Direction::Original, &data, 160, late),
+        Ok(())
     );
     // Within it, the same segment catches up.
     let fresh = synced(3, 10);
