@@ -41,7 +41,7 @@
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
@@ -77,7 +77,10 @@ pub enum Learned {
 pub struct NeighCache {
     map: DashMap<(IfIndex, Ipv4Addr), NeighEntry, ahash::RandomState>,
     reachable_ms: u64,
+    /// The most entries of one interface.
     max_entries: usize,
+    /// Entries per interface (by index).
+    counts: [AtomicUsize; 256],
     /// Bumped after every change that can make a looked-up MAC wrong (a MAC changed, an entry
     /// removed); not by new entries or refreshes. Lets a [`NeighMemo`] trust its copies.
     generation: AtomicU64,
@@ -86,11 +89,13 @@ pub struct NeighCache {
 impl NeighCache {
     /// FreeBSD's arpt_keep: 20 minutes.
     pub const DEFAULT_REACHABLE_MS: u64 = 20 * 60 * 1000;
-    /// The most neighbours the cache holds (every host of a /16, ~3 MiB): without a bound, ARP
-    /// requests to the box from every address of a large on-link network (a /8: 16 million)
-    /// would grow it without end, and each housekeeping pass would walk all of it. Past it a
-    /// new neighbour is not learnt until entries age out, as Linux's neighbour table does past
-    /// `gc_thresh3` (counted as `neigh_table_full`).
+    /// The most neighbours the cache holds on one interface (every host of a /16, ~3 MiB):
+    /// without a bound, ARP requests to the box from every address of a large on-link network
+    /// (a /8: 16 million) would grow it without end, and each housekeeping pass would walk all
+    /// of it. Past it a new neighbour of that interface is not learnt until entries age out, as
+    /// Linux's neighbour table does past `gc_thresh3` (counted as `neigh_table_full`). Per
+    /// interface, so that a flood on the LAN cannot keep the box from learning its WAN
+    /// gateway again.
     pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
 
     /// A cache whose entries are removed by [`NeighCache::expire`] once not confirmed for
@@ -99,15 +104,20 @@ impl NeighCache {
         NeighCache::with_limit(reachable_ms, NeighCache::DEFAULT_MAX_ENTRIES)
     }
 
-    /// [`NeighCache::new`] of at most `max_entries` neighbours (a few more when workers learn
-    /// at the same moment).
+    /// [`NeighCache::new`] of at most `max_entries` neighbours per interface (a few more when
+    /// workers learn at the same moment).
     pub fn with_limit(reachable_ms: u64, max_entries: usize) -> NeighCache {
         NeighCache {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             reachable_ms,
             max_entries,
+            counts: std::array::from_fn(|_| AtomicUsize::new(0)),
             generation: AtomicU64::new(0),
         }
+    }
+
+    fn count(&self, out_if: IfIndex) -> &AtomicUsize {
+        &self.counts[usize::from(out_if)]
     }
 
     /// The MAC of `ip` on `out_if`, if resolved. The per-packet path.
@@ -123,9 +133,9 @@ impl NeighCache {
 
     /// Records that `ip` on `out_if` is at `mac` (an ARP reply, or a request from it).
     pub fn learn(&self, out_if: IfIndex, ip: Ipv4Addr, mac: MacAddr, now_ms: u64) -> Learned {
-        // ARP frames only, never a forwarded one: the count's walk over the shards is cheap
-        // enough there.
-        if self.map.len() >= self.max_entries && !self.map.contains_key(&(out_if, ip)) {
+        if self.count(out_if).load(Ordering::Relaxed) >= self.max_entries
+            && !self.map.contains_key(&(out_if, ip))
+        {
             return Learned::Full;
         }
         let new = NeighEntry {
@@ -133,7 +143,10 @@ impl NeighCache {
             updated_ms: now_ms,
         };
         match self.map.insert((out_if, ip), new) {
-            None => Learned::New,
+            None => {
+                self.count(out_if).fetch_add(1, Ordering::Relaxed);
+                Learned::New
+            }
             Some(old) if old.mac == mac => Learned::Refreshed,
             Some(old) => {
                 self.bump();
@@ -146,6 +159,7 @@ impl NeighCache {
     pub fn remove(&self, out_if: IfIndex, ip: Ipv4Addr) -> Option<NeighEntry> {
         let removed = self.map.remove(&(out_if, ip)).map(|(_, e)| e);
         if removed.is_some() {
+            self.count(out_if).fetch_sub(1, Ordering::Relaxed);
             self.bump();
         }
         removed
@@ -179,7 +193,10 @@ impl NeighCache {
         let mut n = 0;
         self.map.retain(|k, e| {
             let g = gone(k, e);
-            n += usize::from(g);
+            if g {
+                n += 1;
+                self.count(k.0).fetch_sub(1, Ordering::Relaxed);
+            }
             !g
         });
         if n > 0 {

@@ -61,9 +61,19 @@ fn the_cache_stops_learning_new_neighbours_at_its_limit() {
         c.learn(LAN, ip("192.168.0.101"), mac(7), 12),
         Learned::Changed { old: mac(1) }
     );
-    // Room again once one ages out.
+    // Another interface has its own room: a flood on the LAN leaves the WAN gateway learnable.
+    assert_eq!(c.learn(WAN, ip("172.25.46.1"), mac(5), 13), Learned::New);
+    // Room again once one goes, by removal or by age.
     c.remove(LAN, ip("192.168.0.102"));
     assert_eq!(c.learn(LAN, ip("192.168.0.200"), mac(9), 13), Learned::New);
+    assert_eq!(c.learn(LAN, ip("192.168.0.201"), mac(9), 14), Learned::Full);
+    assert_eq!(c.expire(13 + NeighCache::DEFAULT_REACHABLE_MS), 5);
+    assert_eq!(c.learn(LAN, ip("192.168.0.201"), mac(9), 14), Learned::New);
+    c.flush_if(LAN);
+    for i in 0..4u8 {
+        let a = Ipv4Addr::new(192, 168, 1, i);
+        assert_eq!(c.learn(LAN, a, mac(i), 20), Learned::New);
+    }
 }
 
 #[test]
