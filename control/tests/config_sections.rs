@@ -716,4 +716,14 @@ fn the_documented_example_is_valid() {
         })
     );
     assert!(c.ha.config_sync.unwrap().pushes());
+    // DHCP's chaddr check: on as written, and off when the file says so.
+    assert!(c.dhcp[0].verify_chaddr);
+    let off = text.replace("verify_chaddr = true", "verify_chaddr = false");
+    assert_ne!(off, text);
+    assert!(!parse("docs/config.md", &off).unwrap().dhcp[0].verify_chaddr);
+    let unset = text.replace("verify_chaddr = true", "");
+    assert!(
+        parse("docs/config.md", &unset).unwrap().dhcp[0].verify_chaddr,
+        "default on"
+    );
 }

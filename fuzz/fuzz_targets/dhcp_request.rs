@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
         statics: Vec::new(),
         description: String::new(),
         no_sync: false,
+        verify_chaddr: true,
     });
     let opts = req.msg.opts();
     let requested = match opts.get(OptionCode::RequestedIpAddress) {

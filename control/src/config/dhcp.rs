@@ -46,6 +46,11 @@ pub struct Dhcp {
     pub description: String,
     /// Config sync leaves this server on its box.
     pub no_sync: bool,
+    /// Drop a request whose client hardware address (chaddr) is not its frame's source MAC
+    /// (default true, as a switch's DHCP snooping verifies): a host then cannot ask, release or
+    /// decline in another's name. Off for clients behind a bridge that rewrites source MACs
+    /// (a Wi-Fi repeater in MAC-NAT mode, a VM bridged over Wi-Fi).
+    pub verify_chaddr: bool,
 }
 
 /// `static = [{ mac, ip, hostname }]`.
@@ -293,6 +298,7 @@ fn one(
         statics,
         description: rd.description.clone(),
         no_sync: rd.no_sync,
+        verify_chaddr: rd.verify_chaddr.unwrap_or(true),
     })
 }
 

@@ -46,6 +46,7 @@ pub(crate) struct RawDhcp {
     pub description: String,
     #[serde(default, alias = "nosync")]
     pub no_sync: bool,
+    pub verify_chaddr: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,7 +11,11 @@
 //! A REQUEST binds only what this server gave the client: the address it offered it, the
 //! address it leases to it, or its static mapping. Without that rule one REQUEST per address,
 //! with no DISCOVER, would take the whole pool for a lease time (the offers' cap never sees
-//! it). Every lookup on a DISCOVER or a REQUEST is a map's (offers by address, statics by
+//! it). It does not stop a client that follows the protocol from made-up MACs (a DISCOVER,
+//! then a REQUEST, per address): no DHCP server can; the server's check that a request's
+//! chaddr is its frame's source MAC makes the switch's port security the bound. Under a
+//! DISCOVER flood a client whose offer was recycled before its REQUEST came is NAKed and
+//! starts again. Every lookup on a DISCOVER or a REQUEST is a map's (offers by address, statics by
 //! address), so that a flood costs each packet work in proportion to the pool at most, never
 //! to the pool times the offers.
 
@@ -413,6 +417,7 @@ mod tests {
             }],
             description: String::new(),
             no_sync: false,
+            verify_chaddr: true,
         }
     }
 

@@ -28,10 +28,11 @@ use crate::config::{Config, Dhcp, VipKind};
 pub struct DhcpCounters {
     pub received: AtomicU64,
     pub malformed: AtomicU64,
-    /// Requests whose chaddr is not the frame's Ethernet source: dropped, as a switch's DHCP
-    /// snooping does, so that a host cannot request, release or decline in another's name (or
-    /// in a thousand made-up ones) from one port. Relays are not served (README), so a relayed
-    /// request (giaddr set, the relay's source MAC) is one of these too.
+    /// Requests whose chaddr is not the frame's Ethernet source: dropped (`verify_chaddr`, on
+    /// by default), as a switch's DHCP snooping does, so that a host cannot request, release
+    /// or decline in another's name (or in a thousand made-up ones) from one port. Relays are
+    /// not served (README), so a relayed request (giaddr set, the relay's source MAC) is one of
+    /// these too.
     pub chaddr_mismatch: AtomicU64,
     /// REQUESTs for an address this server neither offered the client nor leases to it
     /// (NAKed, and counted in `naks` too).
@@ -362,7 +363,7 @@ impl Server {
         }
         let msg = &req.msg;
         let mac = req.chaddr;
-        if req.src_mac.0 != mac {
+        if s.cfg.verify_chaddr && req.src_mac.0 != mac {
             inc(&c.chaddr_mismatch);
             return;
         }
@@ -411,9 +412,10 @@ impl Server {
                             None
                         }
                     }
-                    // Renewing or rebinding: silent without a record, as for init-reboot (the
-                    // client keeps its address until it asks again or its lease ends).
-                    (_, _) if !ciaddr.is_unspecified() && s.pool.knows(mac) => Some(ciaddr),
+                    // Renewing or rebinding: its own lease is renewed; an address this server
+                    // has no lease of for it (a lease file lost) is NAKed, so that the client
+                    // asks anew rather than keep an address the pool may give to another.
+                    (_, _) if !ciaddr.is_unspecified() => Some(ciaddr),
                     _ => None,
                 };
                 match target {
