@@ -72,16 +72,21 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
         ifaces: iface_info,
         aliases: alias_names,
         vips: Vec::new(),
+        declared_vips: Vec::new(),
     };
     let virtual_ips = virtual_ips(&mut r, &ctx, &raw.virtual_ips);
-    // Every VIP's address as written, whether or not the rest of its entry is valid: a mistake
-    // in a VIP (its skew, its password) is reported once, on the VIP, and not again on each NAT
-    // rule or route that names its address.
-    ctx.vips = raw
-        .virtual_ips
+    ctx.vips = virtual_ips
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| Some((v.address.as_deref()?.parse::<IfAddr>().ok()?.addr(), i)))
+        .filter_map(|(i, v)| v.as_ref().map(|v| (v.address.addr(), i)))
+        .collect();
+    // Every VIP's address as written, whether or not the rest of its entry is valid: a mistake
+    // in a VIP (its skew, its password) is reported once, on the VIP, and not again on each NAT
+    // rule translating to its address.
+    ctx.declared_vips = raw
+        .virtual_ips
+        .iter()
+        .filter_map(|v| Some(v.address.as_deref()?.parse::<IfAddr>().ok()?.addr()))
         .collect();
     let routes = routes(&mut r, &ctx, &raw.routes);
     let nat = nat(&mut r, &ctx, &raw.nat);
@@ -220,8 +225,10 @@ impl Report<'_> {
 pub(super) struct Ctx {
     pub(super) ifaces: Vec<IfaceInfo>,
     aliases: HashSet<String>,
-    /// The VIPs' addresses (each as written, if it parses) and their index.
+    /// Valid VIP addresses and their index.
     pub(super) vips: Vec<(Ipv4Addr, usize)>,
+    /// Every VIP's address as written, valid entry or not (if it parses).
+    pub(super) declared_vips: Vec<Ipv4Addr>,
 }
 
 /// An interface whose name is valid and unique, with its other values when valid.

@@ -140,7 +140,8 @@ fn translation(
             let parsed = parse_ipv4(s)
                 .map_err(|e| format!("{e} (write an address, or \"interface address\")"));
             r.check(&path, parsed).and_then(|ip| {
-                if ctx.owner(ip).is_none() {
+                // A VIP with an error of its own is not reported again here.
+                if ctx.owner(ip).is_none() && !ctx.declared_vips.contains(&ip) {
                     r.err(
                         &path,
                         format!("{ip} is neither an interface address nor a virtual IP"),
