@@ -51,8 +51,8 @@ use crate::neigh::{
 };
 use crate::route::{NextHop, RouteMemo};
 use crate::state::{
-    Direction, FlowKey, InsertError, Millis, NewState, SrcLimits, State, StateTable, TcpSegment,
-    TrackError,
+    Direction, FlowKey, InsertError, Millis, NewState, ReadSection, SrcLimits, State, StateTable,
+    TcpSegment, TrackError,
 };
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame};
@@ -422,6 +422,19 @@ impl Pipeline {
     /// frame may grow: an ICMP error quotes the packet it answers); `len` is the received length.
     #[inline]
     pub fn process(&mut self, in_if: IfIndex, buf: &mut [u8], len: usize) -> Verdict {
+        self.process_in(None, in_if, buf, len)
+    }
+
+    /// [`Pipeline::process`] inside a batch's [`ReadSection`] of the state table (what
+    /// [`Pipeline::round`] holds): the state lookup pins nothing of its own.
+    #[inline]
+    pub fn process_in(
+        &mut self,
+        section: Option<&ReadSection>,
+        in_if: IfIndex,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Verdict {
         self.w.counters.rx_frames.inc();
         if buf.len() < MIN_BUFFER {
             // Replies are built in place and may be longer than the frame they answer.
@@ -436,7 +449,9 @@ impl Pipeline {
                 .capture
                 .offer(in_if, CaptureDirection::Rx, &buf[..len]);
         }
-        let v = self.w.process(&self.gen, &self.dp, in_if, buf, len);
+        let v = self
+            .w
+            .process(section, &self.gen, &self.dp, in_if, buf, len);
         if let Verdict::Tx { out_if, len } = v {
             self.w.counters.tx_frames.inc();
             if capturing {
@@ -454,12 +469,14 @@ impl Pipeline {
     /// (ARP requests, released frames, ICMP errors). Returns the frames received.
     pub fn round<P: Ports + ?Sized>(&mut self, ports: &mut P, budget: usize, now: Millis) -> usize {
         self.begin_batch(now);
-        // The batch's state lookups nest in one epoch pin (see `StateTable::read_section`).
+        // The batch's state lookups run under one epoch pin, handed to each (see
+        // `StateTable::read_section`, `StateTable::with_state_in`).
         let reading = self.dp.states.read_section();
         let states = &self.dp.states;
         let large = lookahead::pays(states.len(), states.index_bytes(), self.w.new_flows_ahead)
             .then(|| Arc::clone(&self.dp));
-        let mut handler = |in_if, buf: &mut [u8], len| self.process(in_if, buf, len);
+        let mut handler =
+            |in_if, buf: &mut [u8], len| self.process_in(Some(&reading), in_if, buf, len);
         let n = match &large {
             Some(dp) => ports.poll_looking(budget, &mut Lookahead::new(&dp.states), &mut handler),
             None => ports.poll(budget, &mut handler),
@@ -478,8 +495,10 @@ impl Pipeline {
 }
 
 impl WorkerSide {
+    #[allow(clippy::too_many_arguments)]
     fn ipv4(
         &mut self,
+        section: Option<&ReadSection>,
         gen: &Generation,
         dp: &Dataplane,
         in_if: IfIndex,
@@ -563,7 +582,7 @@ impl WorkerSide {
 
         // An existing state: the fast path. Tracking and the translation to apply are decided
         // in one lock-free lookup; nothing is cloned.
-        let hit = dp.states.with_state(&key, |state, dir| {
+        let hit = dp.states.with_state_in(section, &key, |state, dir| {
             let tracked = match &l4.seg {
                 Some(seg) if via_vip => state.track_tcp_on_takeover(dir, seg, bytes, self.now),
                 Some(seg) => state.track_tcp(dir, seg, bytes, self.now),

@@ -52,10 +52,12 @@ fn refill(frames: &mut [Frame], tmpl: &[u8]) {
 fn process_batch(pipe: &mut Pipeline, in_if: u8, frames: &mut [Frame]) -> usize {
     pipe.begin_batch(NOW);
     let dp = std::sync::Arc::clone(pipe.dataplane());
-    let _reading = dp.states.read_section();
+    let reading = dp.states.read_section();
     let mut tx = 0;
     for f in frames.iter_mut() {
-        if let Verdict::Tx { len, .. } = pipe.process(in_if, &mut f.buf[..], f.len) {
+        if let Verdict::Tx { len, .. } =
+            pipe.process_in(Some(&reading), in_if, &mut f.buf[..], f.len)
+        {
             f.len = len;
             tx += 1;
         }
@@ -251,7 +253,9 @@ fn new_connections(g: &mut BenchmarkGroup<'_, WallTime>, through_round: bool) {
                         for j in i..end {
                             let f = &mut work[0];
                             f.buf[..syn_len].copy_from_slice(syns.get(j));
-                            if let Verdict::Tx { .. } = pipe.process(LAN, &mut f.buf[..], syn_len) {
+                            if let Verdict::Tx { .. } =
+                                pipe.process_in(Some(&reading), LAN, &mut f.buf[..], syn_len)
+                            {
                                 tx += 1;
                             }
                         }

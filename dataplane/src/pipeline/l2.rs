@@ -7,6 +7,7 @@ use crate::neigh::Learned;
 impl WorkerSide {
     pub(super) fn process(
         &mut self,
+        section: Option<&ReadSection>,
         gen: &Generation,
         dp: &Dataplane,
         in_if: IfIndex,
@@ -36,7 +37,7 @@ impl WorkerSide {
             // the states it meets may lag (see StateTable::track_tcp_on_takeover).
             EtherType::Ipv4 => {
                 let via_vip = dst.carp_vhid().is_some();
-                self.ipv4(gen, dp, in_if, buf, len, via_vip)
+                self.ipv4(section, gen, dp, in_if, buf, len, via_vip)
             }
             EtherType::Arp => self.arp(gen, dp, in_if, buf, len),
             EtherType::Vlan => {

@@ -522,12 +522,13 @@ pub struct Prefetched {
 }
 
 /// A stretch of lock-free reads of the key index, held by a worker around a batch: the
-/// lookups inside nest in its epoch pin, so a batch pays one fence instead of one a packet. Not
-/// to be held across a wait: while a thread stays pinned, no removed state is released.
+/// lookups inside run under its epoch pin ([`StateTable::with_state_in`]), so a batch pays one
+/// fence instead of one a packet, and no pin at all per packet. Not to be held across a wait:
+/// while a thread stays pinned, no removed state is released.
 #[must_use]
 #[derive(Debug)]
 pub struct ReadSection {
-    _pin: crossbeam_epoch::Guard,
+    pin: crossbeam_epoch::Guard,
 }
 
 /// All states, shared by all workers. See the [module documentation](self).
@@ -656,7 +657,8 @@ impl StateTable {
 
     /// Run `f` on the state a packet with key `key` belongs to, and the packet's direction,
     /// without a lock: no reference count is touched, nothing is allocated, nothing shared is
-    /// written (inside a worker's [`ReadSection`]; elsewhere the lookup pins the epoch itself).
+    /// written. The lookup pins the epoch itself; [`StateTable::with_state_in`] is the same
+    /// inside a worker's [`ReadSection`].
     ///
     /// `f` may not keep the reference past its return (clone the `Arc` for that). To remove a
     /// state (port reuse), return that decision and use [`StateTable::lookup`] afterwards.
@@ -666,7 +668,28 @@ impl StateTable {
         key: &FlowKey,
         f: impl FnOnce(&Arc<State>, Direction) -> R,
     ) -> Option<R> {
-        self.keys.with(key, self.keys.hashed(key), f)
+        self.with_state_in(None, key, f)
+    }
+
+    /// [`StateTable::with_state`] under `section`'s epoch pin when there is one: no pin of its
+    /// own. Even nested in an outer pin, a pin is a thread-local lookup and two counter updates,
+    /// ~44 instructions, 4 % of an established packet's.
+    #[inline]
+    pub fn with_state_in<R>(
+        &self,
+        section: Option<&ReadSection>,
+        key: &FlowKey,
+        f: impl FnOnce(&Arc<State>, Direction) -> R,
+    ) -> Option<R> {
+        let pinned;
+        let guard = match section {
+            Some(s) => &s.pin,
+            None => {
+                pinned = crossbeam_epoch::pin();
+                &pinned
+            }
+        };
+        self.keys.with(key, self.keys.hashed(key), guard, f)
     }
 
     /// The state of key `key` and the packet's direction, as an owned `Arc` (two atomic
@@ -680,7 +703,7 @@ impl StateTable {
     #[inline]
     pub fn read_section(&self) -> ReadSection {
         ReadSection {
-            _pin: crossbeam_epoch::pin(),
+            pin: crossbeam_epoch::pin(),
         }
     }
 

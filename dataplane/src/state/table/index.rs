@@ -41,7 +41,7 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crossbeam_epoch::{self as epoch, Guard};
+use crossbeam_epoch::Guard;
 
 use super::State;
 use crate::state::key::FlowKey;
@@ -283,10 +283,9 @@ impl KeyIndex {
         &self,
         key: &FlowKey,
         at: Hashed,
+        _guard: &Guard,
         f: impl FnOnce(&Arc<State>, Direction) -> R,
     ) -> Option<R> {
-        // Nested in the worker's round guard this is a counter increment.
-        let _guard = epoch::pin();
         let (word, _, _) = self.find(key, at).ok()?;
         let (state, dir) = unpack(word);
         // SAFETY: `state` came from `Arc::into_raw` of a reference the index owns, kept alive

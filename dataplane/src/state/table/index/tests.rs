@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::state::key::{SyncId, PROTO_UDP};
 use crate::state::{NewState, StateTable, TableConfig};
+use crossbeam_epoch as epoch;
 
 fn key(n: u32) -> FlowKey {
     FlowKey::new(
@@ -42,7 +43,9 @@ fn state(table: &StateTable, n: u32) -> Arc<State> {
 
 fn found(index: &KeyIndex, s: &Arc<State>, dir: Direction) -> bool {
     let k = s.key(dir);
-    index.with(k, index.hashed(k), |f, d| Arc::ptr_eq(f, s) && d == dir) == Some(true)
+    index.with(k, index.hashed(k), &epoch::pin(), |f, d| {
+        Arc::ptr_eq(f, s) && d == dir
+    }) == Some(true)
 }
 
 fn overflow_total(index: &KeyIndex) -> u64 {
