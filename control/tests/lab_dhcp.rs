@@ -99,12 +99,11 @@ fn leased_ips(fw: &Fw) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// DHCPREQUESTs (selecting: server identifier argv[2], requested address) for each address of
-/// the lab's pool, 192.168.0.150-199, with no DISCOVER before them, each from a MAC of its own
-/// (02:00:00:00:e0:NN, chaddr = source MAC); then 20 whose chaddr (02:00:00:00:e1:NN) is not
-/// their source MAC.
-const STARVE: &str = r#"
-import socket, struct, sys
+/// The Python both scripts below start with: `send_dhcp(src_mac, body)` sends `body` as a
+/// DHCP client's UDP datagram (0.0.0.0:68 to 255.255.255.255:67, checksums filled) from
+/// `src_mac` on the interface argv[1].
+const PY_RAW: &str = r#"
+import socket, struct, random, sys
 def csum(b):
     if len(b) % 2: b += b'\0'
     s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
@@ -112,12 +111,7 @@ def csum(b):
     return (~s) & 0xffff
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((sys.argv[1], 0))
-server = socket.inet_aton(sys.argv[2])
-def request(src_mac, chaddr, want, xid):
-    opts = bytes([53, 1, 3, 54, 4]) + server + bytes([50, 4]) + want + bytes([255])
-    body = struct.pack('!BBBBIHH4s4s4s4s', 1, 1, 6, 0, xid, 0, 0x8000, bytes(4), bytes(4),
-                       bytes(4), bytes(4)) + chaddr + bytes(10) + bytes(192) \
-        + bytes([99, 130, 83, 99]) + opts
+def send_dhcp(src_mac, body):
     src, dst = bytes(4), b'\xff\xff\xff\xff'
     ulen = 8 + len(body)
     pseudo = src + dst + struct.pack('!BBH', 0, 17, ulen)
@@ -127,6 +121,20 @@ def request(src_mac, chaddr, want, xid):
     ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + ulen, 0, 0, 64, 17, 0, src, dst)
     ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
     s.send(b'\xff' * 6 + src_mac + b'\x08\x00' + ip + udp)
+"#;
+
+/// DHCPREQUESTs (selecting: server identifier argv[2], requested address) for each address of
+/// the lab's pool, 192.168.0.150-199, with no DISCOVER before them, each from a MAC of its own
+/// (02:00:00:00:e0:NN, chaddr = source MAC); then 20 whose chaddr (02:00:00:00:e1:NN) is not
+/// their source MAC. After [`PY_RAW`].
+const STARVE: &str = r#"
+server = socket.inet_aton(sys.argv[2])
+def request(src_mac, chaddr, want, xid):
+    opts = bytes([53, 1, 3, 54, 4]) + server + bytes([50, 4]) + want + bytes([255])
+    body = struct.pack('!BBBBIHH4s4s4s4s', 1, 1, 6, 0, xid, 0, 0x8000, bytes(4), bytes(4),
+                       bytes(4), bytes(4)) + chaddr + bytes(10) + bytes(192) \
+        + bytes([99, 130, 83, 99]) + opts
+    send_dhcp(src_mac, body)
 for i in range(50):
     mac = bytes([2, 0, 0, 0, 0xe0, i])
     request(mac, mac, bytes([192, 168, 0, 150 + i]), 0x5000 + i)
@@ -136,15 +144,8 @@ for i in range(20):
 "#;
 
 /// Frames to UDP 67 that are not DHCP a server can read: truncated, bad options, wrong hlen.
+/// After [`PY_RAW`].
 const GARBAGE: &str = r#"
-import socket, struct, random, sys
-def csum(b):
-    if len(b) % 2: b += b'\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return (~s) & 0xffff
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
 mac = bytes.fromhex('020000000d66')
 rnd = random.Random(7)
 for i in range(int(sys.argv[2])):
@@ -152,15 +153,7 @@ for i in range(int(sys.argv[2])):
     if kind == 0:   body = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 240)))
     elif kind == 1: body = bytes([1, 1, 6, 0]) + bytes(232) + bytes([99, 130, 83, 99, 53, 200, 1])
     else:           body = bytes([1, 1, 200, 0]) + bytes(232) + bytes([99, 130, 83, 99, 53, 1, 1, 255])
-    src, dst = bytes(4), b'\xff\xff\xff\xff'
-    ulen = 8 + len(body)
-    pseudo = src + dst + struct.pack('!BBH', 0, 17, ulen)
-    udp = struct.pack('!HHHH', 68, 67, ulen, 0) + body
-    c = csum(pseudo + udp) or 0xffff
-    udp = udp[:6] + struct.pack('!H', c) + udp[8:]
-    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + ulen, 0, 0, 64, 17, 0, src, dst)
-    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
-    s.send(b'\xff' * 6 + mac + b'\x08\x00' + ip + udp)
+    send_dhcp(mac, body)
 "#;
 
 #[test]
@@ -211,7 +204,7 @@ fn dhcp_on_the_lan_vip() {
     let dropped = |fw: &Fw| fw.counter("dhcp_malformed") + fw.counter("drop_dhcp_queue_full");
     let malformed = dropped(&a);
     let script = lab.log_dir().join("garbage.py");
-    std::fs::write(&script, GARBAGE).unwrap();
+    std::fs::write(&script, format!("{PY_RAW}{GARBAGE}")).unwrap();
     let out = lab.exec(
         Node::Client,
         &["python3", &script.display().to_string(), "eth0", "300"],
@@ -239,7 +232,7 @@ fn dhcp_on_the_lan_vip() {
         a.counter("dhcp_chaddr_mismatch"),
     );
     let script = lab.log_dir().join("starve.py");
-    std::fs::write(&script, STARVE).unwrap();
+    std::fs::write(&script, format!("{PY_RAW}{STARVE}")).unwrap();
     let out = lab.exec(
         Node::Client,
         &["python3", &script.display().to_string(), "eth0", VIP],

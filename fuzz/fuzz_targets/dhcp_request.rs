@@ -15,43 +15,19 @@ use libfuzzer_sys::fuzz_target;
 use tandem_control::config::Dhcp;
 use tandem_control::dhcp::pool::{LeaseState, Pool};
 use tandem_control::dhcp::wire;
-use tandem_dataplane::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
-use tandem_dataplane::wire::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
-use tandem_dataplane::wire::udp::{self, UdpPacket, UdpRepr};
 use tandem_dataplane::wire::MacAddr;
 
 const FIRST: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 150);
 const LAST: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 165);
 
 fn frame(message: &[u8]) -> Vec<u8> {
-    let (src, dst) = (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
-    let udp_len = udp::HEADER_LEN + message.len();
-    let mut buf = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp_len];
-    EthernetRepr {
-        src_addr: MacAddr([2, 0, 0, 0, 0, 1]),
-        dst_addr: MacAddr::BROADCAST,
-        ethertype: EtherType::Ipv4,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-    let ip = &mut buf[ethernet::HEADER_LEN..];
-    Ipv4Repr {
-        src,
-        dst,
-        protocol: IpProtocol::Udp,
-        payload_len: udp_len,
-        ttl: 64,
-        dscp: 0,
-    }
-    .emit(&mut Ipv4Packet::new_unchecked(&mut *ip));
-    let u = &mut ip[ipv4::HEADER_LEN..];
-    u[udp::HEADER_LEN..].copy_from_slice(message);
-    UdpRepr {
-        src_port: wire::CLIENT_PORT,
-        dst_port: wire::SERVER_PORT,
-        payload_len: message.len(),
-    }
-    .emit(&mut UdpPacket::new_unchecked(&mut *u), src, dst);
-    buf
+    let a = wire::Addressing {
+        src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst_mac: MacAddr::BROADCAST,
+        src_ip: Ipv4Addr::UNSPECIFIED,
+        dst_ip: Ipv4Addr::BROADCAST,
+    };
+    wire::udp_frame(message, &a, wire::CLIENT_PORT, wire::SERVER_PORT)
 }
 
 fuzz_target!(|data: &[u8]| {

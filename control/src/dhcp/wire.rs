@@ -119,6 +119,12 @@ pub fn build(msg: &Message, a: &Addressing) -> Option<Vec<u8>> {
     if payload.len() < MIN_MESSAGE {
         payload.resize(MIN_MESSAGE, 0);
     }
+    Some(udp_frame(&payload, a, SERVER_PORT, CLIENT_PORT))
+}
+
+/// `payload` in a whole Ethernet/IPv4/UDP frame from `src_port` to `dst_port`, checksums
+/// filled (the fuzz target frames a client's message with it).
+pub fn udp_frame(payload: &[u8], a: &Addressing, src_port: u16, dst_port: u16) -> Vec<u8> {
     let udp_len = udp::HEADER_LEN + payload.len();
     let total = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp_len;
     let mut buf = vec![0u8; total];
@@ -139,14 +145,14 @@ pub fn build(msg: &Message, a: &Addressing) -> Option<Vec<u8>> {
     }
     .emit(&mut Ipv4Packet::new_unchecked(&mut *ip));
     let u = &mut ip[ipv4::HEADER_LEN..];
-    u[udp::HEADER_LEN..].copy_from_slice(&payload);
+    u[udp::HEADER_LEN..].copy_from_slice(payload);
     UdpRepr {
-        src_port: SERVER_PORT,
-        dst_port: CLIENT_PORT,
+        src_port,
+        dst_port,
         payload_len: payload.len(),
     }
     .emit(&mut UdpPacket::new_unchecked(&mut *u), a.src_ip, a.dst_ip);
-    Some(buf)
+    buf
 }
 
 #[cfg(test)]

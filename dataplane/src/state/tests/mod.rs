@@ -716,6 +716,32 @@ fn merge_remote_applies_each_side_on_its_own() {
     assert_eq!(s.tracking(), now);
 }
 
+/// A TCP segment without data and its window, for the catch-up tests.
+fn seg(f: u8, seq: u32, ack: u32) -> TcpSegment {
+    TcpSegment {
+        flags: f,
+        seq,
+        ack,
+        win: 65_535,
+        wscale: None,
+        payload_len: 0,
+    }
+}
+
+/// The rest of the handshake of `syn_state`'s connection on `s` (SYN-ACK 50000, ACK 1001).
+fn handshake(s: &Arc<State>) {
+    use crate::state::tcp::flags;
+    s.track_tcp(
+        Direction::Reply,
+        &seg(flags::SYN | flags::ACK, 50_000, 1_001),
+        60,
+        1,
+    )
+    .unwrap();
+    s.track_tcp(Direction::Original, &seg(flags::ACK, 1_001, 50_001), 60, 2)
+        .unwrap();
+}
+
 /// A state that arrived from the peer may be caught up with once per direction (its windows lag
 /// by the sync delay); a state of this box's own never is.
 #[test]
@@ -723,25 +749,6 @@ fn only_states_from_the_peer_catch_up_with_segments_ahead() {
     use crate::state::tcp::flags;
     let t = StateTable::new(TableConfig::default());
     let by = t.producer();
-    let seg = |f: u8, seq: u32, ack: u32| TcpSegment {
-        flags: f,
-        seq,
-        ack,
-        win: 65_535,
-        wscale: None,
-        payload_len: 0,
-    };
-    let handshake = |s: &Arc<State>| {
-        s.track_tcp(
-            Direction::Reply,
-            &seg(flags::SYN | flags::ACK, 50_000, 1_001),
-            60,
-            1,
-        )
-        .unwrap();
-        s.track_tcp(Direction::Original, &seg(flags::ACK, 1_001, 50_001), 60, 2)
-            .unwrap();
-    };
     let far_ack = seg(flags::ACK, 1_001, 50_001 + 2_000_000);
 
     let own = t.insert(syn_state(1000), 0, &by).unwrap();
@@ -796,24 +803,8 @@ fn a_catch_up_that_does_not_track_leaves_the_windows_and_ends_with_the_sync_wind
     use crate::state::tcp::flags;
     let t = StateTable::new(TableConfig::default());
     let by = t.producer();
-    let seg = |f: u8, seq: u32, ack: u32| TcpSegment {
-        flags: f,
-        seq,
-        ack,
-        win: 65_535,
-        wscale: None,
-        payload_len: 0,
-    };
     let own = t.insert(syn_state(1000), 0, &by).unwrap();
-    own.track_tcp(
-        Direction::Reply,
-        &seg(flags::SYN | flags::ACK, 50_000, 1_001),
-        60,
-        1,
-    )
-    .unwrap();
-    own.track_tcp(Direction::Original, &seg(flags::ACK, 1_001, 50_001), 60, 2)
-        .unwrap();
+    handshake(&own);
     let theirs = own.tracking();
     let synced = |id: u64, at: Millis| {
         let c = t
