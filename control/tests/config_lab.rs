@@ -349,6 +349,41 @@ fn check_config_accepts_the_lab_configs() {
 }
 
 #[test]
+fn check_config_warns_of_what_the_doctor_finds_and_still_exits_0() {
+    // Valid, but the sync link's rules shut the peer out: the doctor's one-box findings come
+    // as warnings, and the exit status stays the validation's (the unit runs this before
+    // every start).
+    let text = std::fs::read_to_string(workspace().join("scripts/lab-configs/fw-a.toml")).unwrap();
+    let shut = text.replace(
+        "source = { address = \"cluster_pfSense\" }",
+        "source = { address = \"10.255.0.99\" }",
+    );
+    assert_ne!(shut, text);
+    let dir = std::env::temp_dir().join(format!("tandem-config-shut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("fw-shut.toml");
+    std::fs::write(&file, shut).unwrap();
+    let out = tandemd(&["--check-config", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: OK\n", file.display())
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for id in ["[config-sync-blocked]", "[state-sync-blocked]"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("warning: doctor (error): ") && l.ends_with(id)),
+            "{id} missing:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("tandemctl doctor --config"), "{stderr}");
+}
+
+#[test]
 fn check_config_refuses_a_broken_file_naming_the_fields() {
     let text = std::fs::read_to_string(workspace().join("scripts/lab-configs/fw-a.toml")).unwrap();
     let broken = text.replacen("vhid = 2", "vhid = 0", 1).replacen(

@@ -4,7 +4,9 @@
 //! `--log-format text|json|journald` picks the log output.
 //! `tandemd --check-config FILE` validates a config file: `FILE: OK` and exit 0, or every error
 //! on stderr, one per line, and exit 1. Warnings (valid but weak settings) go to stderr as
-//! `warning: FILE: PATH: MESSAGE` and do not change the exit status.
+//! `warning: FILE: PATH: MESSAGE`, and what the doctor finds in the one box (`tandemctl doctor`'s
+//! checks that need no peer) as `warning: doctor (SEVERITY): ...`; neither changes the exit
+//! status.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,7 +44,8 @@ pub(crate) struct Args {
     )]
     state_dir: PathBuf,
 
-    /// Validate this config file and exit: 0 if valid, 1 with every error on stderr.
+    /// Validate this config file and exit: 0 if valid, 1 with every error on stderr. Weak
+    /// settings and the doctor's one-box findings are warnings on stderr.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
 
@@ -162,10 +165,35 @@ fn init_logs(format: Option<LogFormat>) {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
+    use tandem_control::doctor::{self, BoxView};
     match tandem_control::config::load(file) {
         Ok(config) => {
             for w in tandem_control::config::warnings(&file.display().to_string(), &config) {
                 eprintln!("warning: {w}");
+            }
+            // Valid is not yet safe to fail over with: the doctor's checks of one box (rules
+            // that shut out the peer's CARP adverts or sync, NAT to a box address), as
+            // warnings. The exit status stays the validation's: the unit runs this before
+            // every start.
+            let box_view = BoxView {
+                config: &config,
+                live: None,
+                text: None,
+            };
+            let report = doctor::examine(&box_view, None, None);
+            // The config's own warnings, which the doctor repeats, are printed above.
+            let found: Vec<_> = report
+                .findings
+                .iter()
+                .filter(|f| f.id != "config-warning")
+                .collect();
+            for f in &found {
+                eprintln!("warning: doctor ({}): {}", f.severity.as_str(), f.line());
+            }
+            if !found.is_empty() {
+                eprintln!(
+                    "warning: `tandemctl doctor --config FILE --peer-config PEER_FILE` checks the pair"
+                );
             }
             println!("{}: OK", file.display());
             ExitCode::SUCCESS

@@ -58,6 +58,16 @@ pub struct Finding {
     pub fix: String,
 }
 
+impl Finding {
+    /// `field: message. Fix: fix. [id]`, as the report and `tandemd --check-config` print it.
+    pub fn line(&self) -> String {
+        format!(
+            "{}: {}. Fix: {}. [{}]",
+            self.field, self.message, self.fix, self.id
+        )
+    }
+}
+
 /// `{"findings":[...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
@@ -96,10 +106,7 @@ impl Report {
                 of.len()
             ));
             for f in of {
-                out.push_str(&format!(
-                    "  {}: {}. Fix: {}. [{}]\n",
-                    f.field, f.message, f.fix, f.id
-                ));
+                out.push_str(&format!("  {}\n", f.line()));
             }
         }
         out
