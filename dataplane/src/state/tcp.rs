@@ -251,8 +251,11 @@ pub const CATCH_UP_MAX: u32 = 32 << 20;
 /// segments this box sees may be ahead of its windows (data past `seqhi`, an ack past what it saw
 /// the other side send, beyond pf's `MAXACKWINDOW`). This moves the windows forward just enough
 /// for `seg`, as if the updates still in flight had arrived: never backwards, never for a RST or
-/// a SYN, and never further than [`CATCH_UP_MAX`]. Returns whether anything moved; the caller
-/// then tracks the segment again, strictly.
+/// a SYN, never for a segment without ACK (every segment after the handshake carries one, and
+/// without it the strict check would not look at an acknowledgement number at all), and never
+/// further than [`CATCH_UP_MAX`]. The sender may then go on for one window of the receiver's past
+/// the segment: the rest of its flight tracks strictly. Returns whether anything moved; the
+/// caller then tracks the segment again, strictly.
 pub fn catch_up(
     state_src: &mut TcpPeer,
     state_dst: &mut TcpPeer,
@@ -263,7 +266,12 @@ pub fn catch_up(
         Direction::Original => (state_src, state_dst),
         Direction::Reply => (state_dst, state_src),
     };
-    if seg.has(flags::RST) || seg.has(flags::SYN) || src.seqlo == 0 || dst.seqlo == 0 {
+    if seg.has(flags::RST)
+        || seg.has(flags::SYN)
+        || !seg.has(flags::ACK)
+        || src.seqlo == 0
+        || dst.seqlo == 0
+    {
         return false;
     }
     let mut end = seg.seq.wrapping_add(u32::from(seg.payload_len));
@@ -273,8 +281,7 @@ pub fn catch_up(
     // Refuse the whole segment when any part of it is too far ahead: nothing moves then.
     let gt = |x: u32, of: u32| x.wrapping_sub(of) as i32 > 0;
     let too_far = |x: u32, of: u32| gt(x, of) && x.wrapping_sub(of) > CATCH_UP_MAX;
-    let acks = seg.has(flags::ACK);
-    if too_far(end, src.seqhi) || (acks && too_far(seg.ack, dst.seqlo)) {
+    if too_far(end, src.seqhi) || too_far(seg.ack, dst.seqlo) {
         return false;
     }
     let mut moved = false;
@@ -284,20 +291,21 @@ pub fn catch_up(
             moved = true;
         }
     };
-    forward(&mut src.seqhi, end);
+    let (sws, dws) = if src.wscale != 0 && dst.wscale != 0 {
+        (src.wscale & WSCALE_MASK, dst.wscale & WSCALE_MASK)
+    } else {
+        (0, 0)
+    };
     forward(&mut src.seqlo, end);
-    if acks {
-        forward(&mut dst.seqlo, seg.ack);
-        let sws = if src.wscale != 0 && dst.wscale != 0 {
-            src.wscale & WSCALE_MASK
-        } else {
-            0
-        };
-        forward(
-            &mut dst.seqhi,
-            seg.ack.wrapping_add((u32::from(seg.win) << sws).max(1)),
-        );
-    }
+    forward(
+        &mut src.seqhi,
+        end.wrapping_add((u32::from(dst.max_win) << dws).max(1)),
+    );
+    forward(&mut dst.seqlo, seg.ack);
+    forward(
+        &mut dst.seqhi,
+        seg.ack.wrapping_add((u32::from(seg.win) << sws).max(1)),
+    );
     moved
 }
 

@@ -58,14 +58,15 @@ impl State {
     /// address cannot loosen a state, so a host next to a backup cannot use it to push a
     /// connection's windows forward (and, through sync, the master's).
     ///
-    /// Two more bounds keep a spoofed segment, sent to the new master, from moving a state's
-    /// windows out of the real connection's reach (which would stall it): the windows move
-    /// only if the segment then tracks strictly (a data segment's guess right in one number and
-    /// wrong in the other leaves nothing behind, so both must be guessed at once), and a
-    /// segment without data, whose sequence number the check eases as pf does (so that only its
-    /// acknowledgement number must fit), moves them only within [`CATCH_UP_AFTER_SYNC`] of the
-    /// state's last update. A connection idle since the takeover thus still catches up on its
-    /// first data segment, however late.
+    /// More bounds keep a spoofed segment, sent to the new master, from moving a state's
+    /// windows out of the real connection's reach (which would stall it): only a segment with
+    /// ACK catches up; the windows move only if the segment then tracks strictly (a data
+    /// segment's guess right in one number and wrong in the other leaves nothing behind, so
+    /// both must be guessed at once); a direction catches up once (a landed guess cannot be
+    /// stepped on); and a segment without data, whose sequence number the check eases as pf
+    /// does (so that only its acknowledgement number must fit), moves them only within
+    /// [`CATCH_UP_AFTER_SYNC`] of the state's last update. A connection idle since the takeover
+    /// thus still catches up on its first data segment, however late.
     #[inline]
     pub fn track_tcp_on_takeover(
         &self,
@@ -99,6 +100,11 @@ impl State {
         let lagging = word & from_peer != 0;
         if may_catch_up && lagging && tracked == Err(TrackError::BadWindow) {
             tracked = catch_up_and_track(src, dst, seg, dir, word, now);
+            if tracked.is_ok() {
+                // One catch-up a direction: from here the windows are this box's own. A
+                // spoofed segment that guessed both numbers once cannot then step them on.
+                self.expire.fetch_and(!from_peer, Ordering::AcqRel);
+            }
         } else if lagging && tracked.is_ok() {
             // Tracked strictly: this direction's windows are this box's own from now on.
             self.expire.fetch_and(!from_peer, Ordering::AcqRel);

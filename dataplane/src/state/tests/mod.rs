@@ -864,6 +864,58 @@ fn a_catch_up_that_does_not_track_leaves_the_windows_and_ends_with_the_sync_wind
         idle.track_tcp_on_takeover(Direction::Original, &data, 160, late),
         Ok(())
     );
+    // A data segment without ACK (whose acknowledgement number the strict check would not
+    // look at) never catches up.
+    let no_ack = synced(4, 10);
+    let before = no_ack.tracking();
+    let push_only = TcpSegment {
+        payload_len: 1,
+        ..seg(flags::PSH, 1_001 + 16_000_000, 0)
+    };
+    assert_eq!(
+        no_ack.track_tcp_on_takeover(Direction::Original, &push_only, 61, 11),
+        Err(TrackError::BadWindow)
+    );
+    assert_eq!(no_ack.tracking(), before);
+    // One catch-up a direction: the rest of the flight tracks strictly (the sender may go on
+    // for a window), but a segment that would step the windows on again is refused.
+    let flight = synced(5, 10);
+    let first = TcpSegment {
+        payload_len: 1_000,
+        ..seg(flags::ACK, 1_001 + 4_000_000, far_ack)
+    };
+    assert_eq!(
+        flight.track_tcp_on_takeover(Direction::Original, &first, 1_060, 11),
+        Ok(())
+    );
+    let next = TcpSegment {
+        seq: first.seq + 1_000,
+        ..first
+    };
+    assert_eq!(
+        flight.track_tcp_on_takeover(Direction::Original, &next, 1_060, 12),
+        Ok(())
+    );
+    // A spoofed step right after a landed guess (nothing tracked strictly in between).
+    let guessed = synced(6, 10);
+    assert_eq!(
+        guessed.track_tcp_on_takeover(Direction::Original, &first, 1_060, 11),
+        Ok(())
+    );
+    let step = TcpSegment {
+        seq: first.seq + 8_000_000,
+        ack: far_ack + 8_000_000,
+        ..first
+    };
+    let before = guessed.tracking();
+    assert_eq!(
+        guessed.track_tcp_on_takeover(Direction::Original, &step, 1_060, 12),
+        Err(TrackError::BadWindow)
+    );
+    assert_eq!(
+        (guessed.tracking().src, guessed.tracking().dst),
+        (before.src, before.dst)
+    );
     // Within it, the same segment catches up.
     let fresh = synced(3, 10);
     assert_eq!(
