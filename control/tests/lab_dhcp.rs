@@ -126,13 +126,13 @@ def send_dhcp(src_mac, body):
 /// DHCPREQUESTs (selecting: server identifier argv[2], requested address) for each address of
 /// the lab's pool, 192.168.0.150-199, with no DISCOVER before them, each from a MAC of its own
 /// (02:00:00:00:e0:NN, chaddr = source MAC); then 20 whose chaddr (02:00:00:00:e1:NN) is not
-/// their source MAC. After [`PY_RAW`].
+/// their source MAC; then one relayed (giaddr 10.9.9.1). After [`PY_RAW`].
 const STARVE: &str = r#"
 server = socket.inet_aton(sys.argv[2])
-def request(src_mac, chaddr, want, xid):
+def request(src_mac, chaddr, want, xid, giaddr=bytes(4)):
     opts = bytes([53, 1, 3, 54, 4]) + server + bytes([50, 4]) + want + bytes([255])
     body = struct.pack('!BBBBIHH4s4s4s4s', 1, 1, 6, 0, xid, 0, 0x8000, bytes(4), bytes(4),
-                       bytes(4), bytes(4)) + chaddr + bytes(10) + bytes(192) \
+                       bytes(4), giaddr) + chaddr + bytes(10) + bytes(192) \
         + bytes([99, 130, 83, 99]) + opts
     send_dhcp(src_mac, body)
 for i in range(50):
@@ -141,6 +141,8 @@ for i in range(50):
 for i in range(20):
     request(bytes([2, 0, 0, 0, 0xe0, 99]), bytes([2, 0, 0, 0, 0xe1, i]),
             bytes([192, 168, 0, 150 + i]), 0x6000 + i)
+mac = bytes([2, 0, 0, 0, 0xe0, 77])
+request(mac, mac, bytes([192, 168, 0, 190]), 0x7000, giaddr=bytes([10, 9, 9, 1]))
 "#;
 
 /// Frames to UDP 67 that are not DHCP a server can read: truncated, bad options, wrong hlen.
@@ -223,13 +225,15 @@ fn dhcp_on_the_lan_vip() {
     );
 
     // The pool-starving attack: a REQUEST for each pool address with no DISCOVER before it,
-    // each from a MAC of its own (chaddr = source MAC), and REQUESTs whose chaddr is not their
-    // source MAC. The first are NAKed, the second dropped; neither binds anything.
+    // each from a MAC of its own (chaddr = source MAC), REQUESTs whose chaddr is not their
+    // source MAC, and a relayed one. The first are NAKed, the others dropped; none binds
+    // anything.
     // Two of the addresses are the first two clients' (NAKed as another client's).
-    let (naks, unoffered, mismatch) = (
+    let (naks, unoffered, mismatch, relayed) = (
         a.counter("dhcp_naks"),
         a.counter("dhcp_unoffered"),
         a.counter("dhcp_chaddr_mismatch"),
+        a.counter("dhcp_relayed"),
     );
     let script = lab.log_dir().join("starve.py");
     std::fs::write(&script, format!("{PY_RAW}{STARVE}")).unwrap();
@@ -245,14 +249,17 @@ fn dhcp_on_the_lan_vip() {
     assert!(
         wait_until(LONG, POLL, || a.counter("dhcp_naks") >= naks + 50
             && a.counter("dhcp_unoffered") >= unoffered + 48
-            && a.counter("dhcp_chaddr_mismatch") >= mismatch + 20),
-        "naks {} -> {}, unoffered {} -> {}, chaddr mismatch {} -> {}",
+            && a.counter("dhcp_chaddr_mismatch") >= mismatch + 20
+            && a.counter("dhcp_relayed") > relayed),
+        "naks {} -> {}, unoffered {} -> {}, chaddr mismatch {} -> {}, relayed {} -> {}",
         naks,
         a.counter("dhcp_naks"),
         unoffered,
         a.counter("dhcp_unoffered"),
         mismatch,
-        a.counter("dhcp_chaddr_mismatch")
+        a.counter("dhcp_chaddr_mismatch"),
+        relayed,
+        a.counter("dhcp_relayed")
     );
     let taken: Vec<_> = leased_ips(&a)
         .into_iter()

@@ -30,10 +30,10 @@ pub struct DhcpCounters {
     pub malformed: AtomicU64,
     /// Requests whose chaddr is not the frame's Ethernet source: dropped (`verify_chaddr`, on
     /// by default), as a switch's DHCP snooping does, so that a host cannot request, release
-    /// or decline in another's name (or in a thousand made-up ones) from one port. Relays are
-    /// not served (README), so a relayed request (giaddr set, the relay's source MAC) is one of
-    /// these too.
+    /// or decline in another's name (or in a thousand made-up ones) from one port.
     pub chaddr_mismatch: AtomicU64,
+    /// Relayed requests (giaddr set): dropped, relays are not served (README).
+    pub relayed: AtomicU64,
     /// REQUESTs for an address this server neither offered the client nor leases to it
     /// (NAKed, and counted in `naks` too).
     pub unoffered: AtomicU64,
@@ -61,6 +61,7 @@ impl DhcpCounters {
             c("received", &self.received),
             c("malformed", &self.malformed),
             c("chaddr_mismatch", &self.chaddr_mismatch),
+            c("relayed", &self.relayed),
             c("unoffered", &self.unoffered),
             c("not_master", &self.not_master),
             c("offers", &self.offers),
@@ -363,6 +364,10 @@ impl Server {
         }
         let msg = &req.msg;
         let mac = req.chaddr;
+        if !msg.giaddr().is_unspecified() {
+            inc(&c.relayed);
+            return;
+        }
         if s.cfg.verify_chaddr && req.src_mac.0 != mac {
             inc(&c.chaddr_mismatch);
             return;
@@ -528,7 +533,9 @@ fn reply_frame(
         }
     }
     // Broadcast when the client asks, has no address yet to receive on, or is refused (a NAK
-    // goes to everyone: the client may hold an address that is not valid here).
+    // goes to everyone: the client may hold an address that is not valid here). Unicast to the
+    // frame's source MAC, the client's own unless a bridge rewrote it (`verify_chaddr = false`),
+    // in which case only the bridge can hand the reply on.
     let ciaddr = q.ciaddr();
     let (dst_mac, dst_ip) = if kind == MessageType::Nak
         || q.flags().broadcast()
@@ -536,9 +543,9 @@ fn reply_frame(
     {
         (MacAddr::BROADCAST, Ipv4Addr::BROADCAST)
     } else if !ciaddr.is_unspecified() {
-        (MacAddr(req.chaddr), ciaddr)
+        (req.src_mac, ciaddr)
     } else {
-        (MacAddr(req.chaddr), yiaddr)
+        (req.src_mac, yiaddr)
     };
     if kind == MessageType::Nak {
         m.set_flags(Flags::default().set_broadcast());

@@ -114,7 +114,11 @@ const DHCP_HELP: &[(&str, &str)] = &[
     ("dhcp_malformed", "DHCP requests that do not parse."),
     (
         "dhcp_chaddr_mismatch",
-        "DHCP requests whose client hardware address is not the frame's source MAC (dropped; relays are not served).",
+        "DHCP requests whose client hardware address is not the frame's source MAC (dropped).",
+    ),
+    (
+        "dhcp_relayed",
+        "Relayed DHCP requests (giaddr set): dropped, relays are not served.",
     ),
     (
         "dhcp_unoffered",
