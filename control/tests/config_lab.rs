@@ -329,6 +329,18 @@ fn tandemd(args: &[&str]) -> std::process::Output {
         .expect("run tandemd")
 }
 
+/// `tandemd --check-config` on `text`, written to a scratch file named `name` (removed after);
+/// returns the output and the file's path as it was named.
+fn check_config_of(name: &str, text: &str) -> (std::process::Output, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tandem-config-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    let out = tandemd(&["--check-config", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    (out, file)
+}
+
 #[test]
 fn check_config_accepts_the_lab_configs() {
     for name in ["fw-a.toml", "fw-b.toml", "fw-single.toml"] {
@@ -359,12 +371,7 @@ fn check_config_warns_of_what_the_doctor_finds_and_still_exits_0() {
         "source = { address = \"10.255.0.99\" }",
     );
     assert_ne!(shut, text);
-    let dir = std::env::temp_dir().join(format!("tandem-config-shut-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("fw-shut.toml");
-    std::fs::write(&file, shut).unwrap();
-    let out = tandemd(&["--check-config", file.to_str().unwrap()]);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let (out, file) = check_config_of("fw-shut.toml", &shut);
 
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
@@ -392,12 +399,7 @@ fn check_config_refuses_a_broken_file_naming_the_fields() {
         1,
     );
     assert_ne!(broken, text);
-    let dir = std::env::temp_dir().join(format!("tandem-config-lab-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("fw-broken.toml");
-    std::fs::write(&file, broken).unwrap();
-    let out = tandemd(&["--check-config", file.to_str().unwrap()]);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let (out, file) = check_config_of("fw-broken.toml", &broken);
 
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
@@ -415,12 +417,7 @@ fn check_config_warns_of_a_short_carp_password_and_exits_0() {
     let text = std::fs::read_to_string(workspace().join("scripts/lab-configs/fw-a.toml")).unwrap();
     let weak = text.replace("\"tandem-lab-vhid1\"", "\"vhid1\"");
     assert_ne!(weak, text);
-    let dir = std::env::temp_dir().join(format!("tandem-config-weak-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("fw-weak.toml");
-    std::fs::write(&file, weak).unwrap();
-    let out = tandemd(&["--check-config", file.to_str().unwrap()]);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let (out, file) = check_config_of("fw-weak.toml", &weak);
 
     assert_eq!(out.status.code(), Some(0));
     let f = file.display();
