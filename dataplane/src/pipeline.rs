@@ -607,7 +607,7 @@ impl WorkerSide {
                     if let Some(s) = reused {
                         dp.states.remove(&s, Origin::Local(&self.journal));
                     }
-                    return self.new_flow(gen, dp, buf, &packet());
+                    return self.new_flow(section, gen, dp, buf, &packet());
                 }
                 Err(TrackError::BadWindow) => {
                     c.drop_tcp_bad_window.inc();
@@ -653,7 +653,7 @@ impl WorkerSide {
         }
         // What the lookahead could have prefetched (it reads TCP and UDP keys only).
         self.new_flows += usize::from(matches!(proto, proto::TCP | proto::UDP));
-        self.new_flow(gen, dp, buf, &packet())
+        self.new_flow(section, gen, dp, buf, &packet())
     }
 }
 

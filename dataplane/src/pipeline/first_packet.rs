@@ -8,6 +8,7 @@ impl WorkerSide {
     /// A packet with no state, not to us: the rules decide, then a state is created.
     pub(super) fn new_flow(
         &mut self,
+        section: Option<&ReadSection>,
         gen: &Generation,
         dp: &Dataplane,
         buf: &mut [u8],
@@ -59,9 +60,9 @@ impl WorkerSide {
                 Some((h, nat)) if h == hop => nat,
                 _ => outbound_nat(gen, hop, &meta),
             };
-            let inserted = dp
-                .states
-                .insert_limited(new, nat, &limits, self.now, &self.journal);
+            let inserted =
+                dp.states
+                    .insert_limited_in(section, new, nat, &limits, self.now, &self.journal);
             match inserted {
                 Ok(state) => {
                     c.states_created.inc();

@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::key::{FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use super::table::{Birth, InsertError, NewState, State, StateTable};
+use super::table::{Birth, InsertError, NewState, ReadSection, State, StateTable};
 use super::timeouts::Millis;
 use crate::journal::Producer;
 
@@ -151,12 +151,14 @@ impl StateTable {
         now: Millis,
         by: &Producer,
     ) -> Result<Arc<State>, InsertError> {
-        self.insert_nat_inner(new, nat_addr, policy, now, by, false)
+        self.insert_nat_inner(None, new, nat_addr, policy, now, by, false)
     }
 
     /// [`StateTable::insert_nat`], the state marked as counted in its source node or not.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn insert_nat_inner(
         &self,
+        section: Option<&ReadSection>,
         new: NewState,
         nat_addr: Ipv4Addr,
         policy: PortPolicy,
@@ -168,7 +170,7 @@ impl StateTable {
         let probe = self.port_probe(&new.stack, nat_addr, policy, now);
         let candidates = (0..probe.span.min(MAX_PORT_ATTEMPTS)).map(move |i| probe.candidate(i));
         self.insert_probing(
-            Birth::local(id, &new, now, by, src_tracked),
+            Birth::local(id, &new, now, by, src_tracked).in_section(section),
             candidates,
             InsertError::PortExhausted,
         )

@@ -493,6 +493,8 @@ pub(in crate::state) struct Birth<'a> {
     pub origin: Origin<'a>,
     /// The state counts in its rule's source node (see `src_nodes`).
     pub src_tracked: bool,
+    /// The worker's read section, whose epoch pin the insert then uses (else it pins).
+    pub section: Option<&'a ReadSection>,
 }
 
 impl<'a> Birth<'a> {
@@ -511,7 +513,13 @@ impl<'a> Birth<'a> {
             last: now,
             origin: Origin::Local(by),
             src_tracked,
+            section: None,
         }
+    }
+
+    /// The same birth under `section`'s epoch pin.
+    pub fn in_section(self, section: Option<&'a ReadSection>) -> Self {
+        Birth { section, ..self }
     }
 }
 
@@ -754,11 +762,19 @@ impl StateTable {
             new,
             origin,
             src_tracked,
+            section,
             ..
         } = birth;
         let limit = self.limit() as usize;
-        // One epoch pin for the whole insert (nested in a worker's read section).
-        let guard = &crossbeam_epoch::pin();
+        // One epoch pin for the whole insert: the worker's read section's, or one of its own.
+        let pinned;
+        let guard = match section {
+            Some(s) => &s.pin,
+            None => {
+                pinned = crossbeam_epoch::pin();
+                &pinned
+            }
+        };
         let release_src = || {
             if src_tracked {
                 self.src_nodes.release(new.rule, new.stack.src);

@@ -33,30 +33,43 @@ impl StateTable {
         now: Millis,
         by: &Producer,
     ) -> Result<Arc<State>, InsertError> {
-        if !limits.is_limited() {
-            return match nat {
-                Some((addr, policy)) => self.insert_nat(new, addr, policy, now, by),
-                None => self.insert(new, now, by),
-            };
+        self.insert_limited_in(None, new, nat, limits, now, by)
+    }
+
+    /// [`StateTable::insert_limited`] under a worker's read section (its epoch pin, no pin of
+    /// the insert's own: see [`StateTable::with_state_in`]).
+    pub fn insert_limited_in(
+        &self,
+        section: Option<&ReadSection>,
+        new: NewState,
+        nat: Option<(std::net::Ipv4Addr, super::super::PortPolicy)>,
+        limits: &SrcLimits,
+        now: Millis,
+        by: &Producer,
+    ) -> Result<Arc<State>, InsertError> {
+        let tracked = limits.is_limited();
+        if tracked {
+            // A full table refuses before the source's rate is charged for a state it cannot
+            // have (racy, but the insert checks again).
+            if self.len() >= self.limit() as usize {
+                return Err(InsertError::StateLimit);
+            }
+            self.src_nodes
+                .acquire(new.rule, new.stack.src, limits, now)
+                .map_err(|r| match r {
+                    SrcRefusal::States => InsertError::SrcStates,
+                    SrcRefusal::Rate => InsertError::SrcRate,
+                    SrcRefusal::Nodes => InsertError::SrcNodes,
+                })?;
         }
-        // A full table refuses before the source's rate is charged for a state it cannot have
-        // (racy, but the insert checks again).
-        if self.len() >= self.limit() as usize {
-            return Err(InsertError::StateLimit);
-        }
-        self.src_nodes
-            .acquire(new.rule, new.stack.src, limits, now)
-            .map_err(|r| match r {
-                SrcRefusal::States => InsertError::SrcStates,
-                SrcRefusal::Rate => InsertError::SrcRate,
-                SrcRefusal::Nodes => InsertError::SrcNodes,
-            })?;
         match nat {
-            Some((addr, policy)) => self.insert_nat_inner(new, addr, policy, now, by, true),
+            Some((addr, policy)) => {
+                self.insert_nat_inner(section, new, addr, policy, now, by, tracked)
+            }
             None => {
                 let id = self.next_sync_id();
                 self.insert_probing(
-                    Birth::local(id, &new, now, by, true),
+                    Birth::local(id, &new, now, by, tracked).in_section(section),
                     std::iter::once(new.wire),
                     InsertError::Exists,
                 )
@@ -87,6 +100,7 @@ impl StateTable {
                 last,
                 origin: Origin::Peer,
                 src_tracked: false,
+                section: None,
             },
             std::iter::once(new.wire),
             InsertError::Exists,

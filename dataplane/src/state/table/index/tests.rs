@@ -37,6 +37,7 @@ fn state(table: &StateTable, n: u32) -> Arc<State> {
         last: 0,
         origin: crate::journal::Origin::Peer,
         src_tracked: false,
+        section: None,
     };
     Arc::new(table.build(&birth, new.wire))
 }
