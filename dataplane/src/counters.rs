@@ -201,6 +201,9 @@ counters! {
         tcp_rsts_sent,
         /// ICMP errors not sent because of the rate limit.
         icmp_errors_ratelimited,
+        /// TCP RSTs of reject rules not sent because of the rate limit (the bucket of the ICMP
+        /// errors: both together at most 100 a second and 50 at once per worker).
+        tcp_rsts_ratelimited,
         /// States created.
         states_created,
         /// Packets that matched an existing state.

@@ -841,6 +841,75 @@ fn reject_of_forwarded_traffic() {
     assert_eq!(lab.dp.states.len(), 0);
 }
 
+/// A reject rule's RSTs draw on the ICMP errors' bucket (burst 50, 100 a second): a SYN flood
+/// at a rejected port gets no more answers than a flood at a closed route, and the RSTs and the
+/// port unreachables share it. No RST for a SYN from 0.0.0.0 (it would go to nobody).
+#[test]
+fn reject_rsts_are_rate_limited_with_the_icmp_errors() {
+    let far = Ipv4Addr::new(203, 0, 113, 25);
+    let mut lan = vec![Rule::new(2, Action::Reject)
+        .with_dst(AddrMatch::prefix(Prefix::host(far)))
+        .with_proto(ProtoMatch::TcpUdp)];
+    lan.extend(lan_rules());
+    let mut lab = Lab::with(BoxA { lan, ..box_a() });
+    let syn = |port: u16, src: Ipv4Addr| {
+        Tcp::new(CLIENT_MAC, LAN_VMAC, (src, port), (far, 25))
+            .flags("S")
+            .seq(42)
+            .frame()
+    };
+
+    let s = lab.snapshot();
+    for port in 0..51 {
+        lab.send(LAN, &syn(40000 + port, CLIENT), T0);
+    }
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 51),
+            ("replied", 50),
+            ("tcp_rsts_sent", 50),
+            ("tx_frames", 50),
+            ("drop_blocked_rule", 1),
+            ("tcp_rsts_ratelimited", 1),
+        ],
+    );
+    assert_eq!(lab.sent(LAN).len(), 50);
+
+    // The bucket is empty for the port unreachables too.
+    let udp = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (far, 53), 64, b"q");
+    let s = lab.snapshot();
+    lab.send(LAN, &udp, T0);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("drop_blocked_rule", 1),
+            ("icmp_errors_ratelimited", 1),
+        ],
+    );
+    lab.nothing_sent();
+
+    // 10 ms later: one token, and a SYN from 0.0.0.0 does not take it.
+    let s = lab.snapshot();
+    lab.send(LAN, &syn(40000, Ipv4Addr::UNSPECIFIED), T0 + 10);
+    lab.send(LAN, &syn(40001, CLIENT), T0 + 10);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 2),
+            ("drop_blocked_rule", 1),
+            ("replied", 1),
+            ("tcp_rsts_sent", 1),
+            ("tx_frames", 1),
+        ],
+    );
+    let p = parse(&lab.one_sent(LAN));
+    assert_eq!((p.src(), p.dst()), (far, CLIENT));
+    assert!(p.tcp().rst);
+    assert_eq!(lab.dp.states.len(), 0);
+}
+
 /// A neighbour asking for our address is learnt: frames to it need no ARP of ours.
 #[test]
 fn a_neighbour_asking_for_us_is_learnt() {

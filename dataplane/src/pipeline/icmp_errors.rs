@@ -101,20 +101,38 @@ impl WorkerSide {
             };
         };
         let c = &*self.counters;
-        if seg.flags & TcpFlags::RST.0 != 0 {
-            c.drop_blocked_rule.inc();
-            return Verdict::Drop;
-        }
         let Some(iface) = gen.interface(in_if) else {
             c.drop_blocked_rule.inc();
             return Verdict::Drop;
         };
-        let (src, dst, rst) = {
+        // No RST for a RST (RFC 793), nor where RFC 1812 forbids an ICMP error (to or from a
+        // broadcast, multicast, unspecified or loopback address, or a frame the link
+        // broadcast): a reset sent there would answer a spoofed source or many hosts at once.
+        let link_broadcast = EthernetFrame::new_unchecked(&buf[..len])
+            .dst_addr()
+            .is_multicast();
+        let (src, dst, rst, allowed) = {
             let ip = Ipv4Packet::new_unchecked(&buf[ETH..len]);
             let tcp = TcpPacket::new_unchecked(ip.payload());
             let _ = hl;
-            (ip.src_addr(), ip.dst_addr(), TcpRepr::reset_for(&tcp))
+            (
+                ip.src_addr(),
+                ip.dst_addr(),
+                TcpRepr::reset_for(&tcp),
+                icmp::may_send_error(&ip),
+            )
         };
+        if seg.flags & TcpFlags::RST.0 != 0 || !allowed || link_broadcast {
+            c.drop_blocked_rule.inc();
+            return Verdict::Drop;
+        }
+        // The ICMP errors' bucket: a flood at a reject rule gets as many answers as a flood at
+        // a closed route (FreeBSD's icmplim covers both, as `BANDLIM_RST_CLOSEDPORT`).
+        if !self.icmp.take(self.now) {
+            c.drop_blocked_rule.inc();
+            c.tcp_rsts_ratelimited.inc();
+            return Verdict::Drop;
+        }
         let ipr = Ipv4Repr {
             src: dst,
             dst: src,
