@@ -146,6 +146,10 @@ counters! {
         drop_tcp_no_state,
         /// TCP segment outside the tracked window (pf's "bad state").
         drop_tcp_bad_window,
+        /// TCP segment of a tracked connection without ACK that is neither a SYN nor a RST
+        /// (no flags, a bare FIN, data alone): sent by no stack, refused before it can move
+        /// the windows.
+        drop_tcp_no_ack,
         /// New state refused: the table is at its limit.
         drop_state_limit,
         /// New state refused: its source holds the rule's `max_src_states` states.

@@ -613,6 +613,10 @@ impl WorkerSide {
                     c.drop_tcp_bad_window.inc();
                     return Verdict::Drop;
                 }
+                Err(TrackError::NoAck) => {
+                    c.drop_tcp_no_ack.inc();
+                    return Verdict::Drop;
+                }
             }
             c.state_hits.inc();
             // Route and TTL before translating: an ICMP error (net unreachable, time exceeded)

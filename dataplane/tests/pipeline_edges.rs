@@ -745,6 +745,92 @@ fn segment_outside_the_window_is_dropped() {
     lab.nothing_sent();
 }
 
+/// A blind reset in two steps (found by a review): a segment without ACK whose sequence number
+/// merely lands in the window, then a RST one past it. pf lets the first move the sender's
+/// `seqlo` (its ack is not checked), and the exact-RST rule then compares with the attacker's
+/// number. Both are refused now; a SYN after them finds the connection open (no port reuse),
+/// and the connection goes on.
+#[test]
+fn a_segment_without_ack_cannot_set_up_a_blind_reset() {
+    let mut lab = Lab::new();
+    let c = (CLIENT, 40000);
+    let srv = (SERVER, 80);
+    lab.send(
+        LAN,
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("S")
+            .seq(1000)
+            .frame(),
+        T0,
+    );
+    let vip = (WAN_VIP, parse(&lab.one_sent(WAN)).tcp().source_port);
+    let from_server = |flags: &'static str, seq: u32| {
+        Tcp::new(SERVER_MAC, WAN_VMAC, srv, vip)
+            .flags(flags)
+            .seq(seq)
+            .ack(1001)
+    };
+    lab.send(WAN, &from_server("SA", 5000).frame(), T0 + 1);
+    lab.send(
+        LAN,
+        &Tcp::new(CLIENT_MAC, LAN_VMAC, c, srv)
+            .flags("A")
+            .seq(1001)
+            .ack(5001)
+            .frame(),
+        T0 + 2,
+    );
+    let _ = (lab.sent(LAN), lab.sent(WAN));
+
+    // In the window, but not the server's next byte: 1000 bytes on.
+    let guess = 5001 + 1000;
+    let s = lab.snapshot();
+    lab.send(WAN, &from_server("", guess).payload(b"Z").frame(), T0 + 3);
+    lab.send(WAN, &from_server("F", guess).frame(), T0 + 3);
+    lab.send(WAN, &from_server("P", guess).payload(b"Z").frame(), T0 + 3);
+    s.assert_delta(&lab, &[("rx_frames", 3), ("drop_tcp_no_ack", 3)]);
+    let s = lab.snapshot();
+    lab.send(WAN, &from_server("R", guess + 1).frame(), T0 + 4);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_tcp_bad_window", 1)]);
+    lab.nothing_sent();
+
+    // A SYN from the server's side: passed to the client (whose stack answers it with a
+    // challenge ACK), and the state stays.
+    let s = lab.snapshot();
+    lab.send(WAN, &from_server("S", 777).frame(), T0 + 5);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("forwarded", 1),
+            ("state_hits", 1),
+            ("nat_translated", 1),
+            ("tx_frames", 1),
+        ],
+    );
+    let _ = lab.one_sent(LAN);
+    assert_eq!(lab.dp.states.len(), 1);
+
+    // The server's real next segment goes through, and so does a RST at the real sequence.
+    let s = lab.snapshot();
+    lab.send(
+        WAN,
+        &from_server("PA", 5001).payload(b"data").frame(),
+        T0 + 6,
+    );
+    lab.send(WAN, &from_server("RA", 5005).frame(), T0 + 7);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 2),
+            ("forwarded", 2),
+            ("state_hits", 2),
+            ("nat_translated", 2),
+            ("tx_frames", 2),
+        ],
+    );
+}
+
 /// The default route goes away under an existing NAT state (a gateway marked down): the
 /// client's next packet gets a net unreachable addressed to the client, quoting the packet as
 /// the client sent it.

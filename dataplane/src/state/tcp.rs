@@ -141,6 +141,10 @@ pub enum TrackError {
     /// A new SYN on a state whose both sides are closed: the ports are being reused. The state
     /// has been marked [`TimeoutClass::Purge`]; the caller removes it and may create a new one.
     PortReuse,
+    /// A segment without ACK that is neither a SYN nor a RST (no flags, a bare FIN, data
+    /// alone): no stack sends one on a connection (RFC 9293 3.10.7.4), and pf would let it move
+    /// the sender's window with an ack it does not check.
+    NoAck,
 }
 
 impl std::fmt::Display for TrackError {
@@ -148,6 +152,7 @@ impl std::fmt::Display for TrackError {
         f.write_str(match self {
             TrackError::BadWindow => "TCP segment outside the tracked window",
             TrackError::PortReuse => "new SYN on a closed TCP state (port reuse)",
+            TrackError::NoAck => "TCP segment without ACK, SYN or RST",
         })
     }
 }
@@ -422,6 +427,23 @@ fn track_sender(
         && dst.state >= PeerState::FIN_WAIT_2
     {
         return Err(TrackError::PortReuse);
+    }
+
+    // Every segment after a side's first SYN carries an ACK, but a RST may not. pf checks no
+    // ack on a segment without one, so a blind segment with only its sequence number in the
+    // window moved the sender's `seqlo` to where the attacker chose, and the exact-RST rule
+    // below then compared with that: a reset in two guesses per window instead of one in 2^32.
+    // Linux's conntrack calls such segments invalid.
+    if seg.flags & (flags::ACK | flags::RST) == 0 {
+        if !seg.has(flags::SYN) || seg.has(flags::FIN) {
+            return Err(TrackError::NoAck);
+        }
+        if src.state >= PeerState::ESTABLISHED {
+            // A SYN from a side whose SYN was acked (a retransmission, or a restarted host
+            // reusing the ports): passed, so that the receiver answers it (a challenge ACK,
+            // RFC 5961), but it moves nothing and refreshes nothing.
+            return Ok(None);
+        }
     }
 
     let mut win = u32::from(seg.win);

@@ -105,7 +105,7 @@ impl State {
                 // spoofed segment that guessed both numbers once cannot then step them on.
                 self.expire.fetch_and(!from_peer, Ordering::AcqRel);
             }
-        } else if lagging && tracked.is_ok() {
+        } else if lagging && matches!(tracked, Ok(Some(_))) {
             // Tracked strictly: this direction's windows are this box's own from now on.
             self.expire.fetch_and(!from_peer, Ordering::AcqRel);
         }

@@ -556,3 +556,55 @@ mod shortcut {
         }
     }
 }
+
+/// Only a SYN or a RST may come without ACK. Anything else (no flags, a bare FIN, data with PSH
+/// alone) is refused and moves nothing: pf would let its sequence number set the sender's
+/// `seqlo`, which the exact-RST rule compares with. A SYN from a side whose SYN was acked
+/// passes (the receiver answers it) without moving anything either.
+#[test]
+fn a_segment_without_ack_moves_nothing() {
+    let (mut a, mut b) = handshake();
+    let (a0, b0) = (a, b);
+    for flags in [0, FIN, PSH, FIN | PSH, SYN | FIN] {
+        assert_eq!(
+            track(&mut a, &mut b, &seg(flags, S + 1 + 1_000, 0, 65_535, 1), R),
+            Err(TrackError::NoAck),
+            "flags {flags:#x}"
+        );
+        assert_eq!((a, b), (a0, b0), "flags {flags:#x}");
+    }
+    assert_eq!(
+        track(&mut a, &mut b, &seg(SYN, 777, 0, 65_535, 0), R),
+        Ok(None),
+        "a SYN from an established side is passed"
+    );
+    assert_eq!((a, b), (a0, b0));
+    assert_eq!(
+        track(&mut a, &mut b, &seg(RST, S + 1 + 1_001, 0, 0, 0), R),
+        Err(TrackError::BadWindow),
+        "a RST one past the guess"
+    );
+    assert_eq!(
+        track(&mut a, &mut b, &seg(RST, S + 1, 0, 0, 0), R),
+        Ok(Some(TimeoutClass::TcpClosed)),
+        "a RST without ACK at the real sequence"
+    );
+}
+
+/// The handshake still takes a retransmitted SYN without ACK (the SYN|ACK was lost).
+#[test]
+fn a_retransmitted_syn_still_passes() {
+    let syn = seg(SYN, C, 0, 65_535, 0);
+    let (mut a, mut b) = first_packet(&syn);
+    assert!(track(&mut a, &mut b, &syn, O).is_ok());
+    assert_eq!(a.state, PeerState::SYN_SENT);
+    assert_eq!(
+        track(&mut a, &mut b, &seg(SYN | ACK, S, C + 1, 65_535, 0), R),
+        Ok(Some(TimeoutClass::TcpOpening))
+    );
+    assert_eq!(track(&mut a, &mut b, &syn, O), Ok(None));
+    assert_eq!(
+        track(&mut a, &mut b, &seg(ACK, C + 1, S + 1, 65_535, 0), O),
+        Ok(Some(TimeoutClass::TcpEstablished))
+    );
+}

@@ -154,7 +154,7 @@ fn a_catch_up_that_does_not_track_leaves_the_windows_and_ends_with_the_sync_wind
         Ok(())
     );
     // A data segment without ACK (whose acknowledgement number the strict check would not
-    // look at) never catches up.
+    // look at) never catches up: it is refused before anything else.
     let no_ack = synced(4, 10);
     let before = no_ack.tracking();
     let push_only = TcpSegment {
@@ -163,7 +163,7 @@ fn a_catch_up_that_does_not_track_leaves_the_windows_and_ends_with_the_sync_wind
     };
     assert_eq!(
         no_ack.track_tcp_on_takeover(Direction::Original, &push_only, 61, 11),
-        Err(TrackError::BadWindow)
+        Err(TrackError::NoAck)
     );
     assert_eq!(no_ack.tracking(), before);
     // One catch-up a direction: the rest of the flight tracks strictly (the sender may go on
