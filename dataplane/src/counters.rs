@@ -102,7 +102,8 @@ counters! {
         drop_vlan,
         /// Neither IPv4 nor ARP (IPv6 included: tandem forwards IPv4 only).
         drop_ethertype,
-        /// ARP that is not Ethernet/IPv4, or truncated.
+        /// ARP that is not Ethernet/IPv4, truncated, or from a multicast or broadcast hardware
+        /// address.
         drop_arp_malformed,
         /// ARP for an address we do not answer for; learned from when useful, then dropped.
         arp_ignored,
@@ -132,7 +133,9 @@ counters! {
         /// or no room in the emit queue for the other fragments.
         drop_too_big,
         /// An address valid nowhere on a wire (RFC 1812 5.3.7, RFC 1122 3.2.1.3): loopback
-        /// source or destination, destination on network 0, multicast or broadcast source.
+        /// source or destination, destination on network 0, multicast or broadcast source;
+        /// and, for a packet no state knows, a source that is one of the box's own addresses
+        /// or VIPs, or an interface subnet's network or broadcast address.
         drop_martian,
         /// TCP/UDP/ICMP header truncated or inconsistent.
         drop_l4_malformed,
@@ -150,6 +153,12 @@ counters! {
         /// (no flags, a bare FIN, data alone): sent by no stack, refused before it can move
         /// the windows.
         drop_tcp_no_ack,
+        /// No state, a pass rule matched, but an ICMP echo reply (it answers a request, whose
+        /// state it would have found).
+        drop_icmp_no_state,
+        /// An ICMP echo request going where its state's replies go, or a reply where its
+        /// requests go: a request from outside through an inside host's ping state.
+        drop_icmp_wrong_direction,
         /// New state refused: the table is at its limit.
         drop_state_limit,
         /// New state refused: its source holds the rule's `max_src_states` states.

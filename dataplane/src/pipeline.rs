@@ -315,6 +315,9 @@ struct L4 {
     icmp_error: bool,
     /// An ICMP echo request (answered when addressed to us).
     echo_request: bool,
+    /// An ICMP echo reply: it only ever answers a request, so it makes no state and goes only
+    /// the way a state's replies go.
+    echo_reply: bool,
     /// The IP id of a first fragment (MF set, offset 0): its followers follow it.
     first_frag: Option<u16>,
 }
@@ -557,6 +560,14 @@ impl WorkerSide {
             c.drop_l2_not_for_us.inc();
             return Verdict::Drop;
         }
+        // A frame longer than its datagram (a trailer, or Ethernet's padding) goes on cut to
+        // the datagram, padding zeroed: nothing the rules did not look at crosses the box (a
+        // covert channel otherwise), as Linux trims (`pskb_trim_rcsum`).
+        let len = if ETH + total < len {
+            pad_frame(buf, ETH + total)
+        } else {
+            len
+        };
         let Some(l4) = parse_l4(&buf[ETH + hl..ETH + total], proto, first_frag) else {
             c.drop_l4_malformed.inc();
             return Verdict::Drop;
@@ -586,6 +597,14 @@ impl WorkerSide {
             let tracked = match &l4.seg {
                 Some(seg) if via_vip => state.track_tcp_on_takeover(dir, seg, bytes, self.now),
                 Some(seg) => state.track_tcp(dir, seg, bytes, self.now),
+                // An echo request where the state's replies go, or a reply where its requests
+                // go: a request from outside would reach the inside host through a ping's
+                // state (pf and Linux key the direction in).
+                None if (l4.echo_request && dir == Direction::Reply)
+                    || (l4.echo_reply && dir == Direction::Original) =>
+                {
+                    Err(TrackError::WrongDirection)
+                }
                 None => {
                     state.track_other(dir, bytes, self.now);
                     Ok(())
@@ -617,6 +636,10 @@ impl WorkerSide {
                     c.drop_tcp_no_ack.inc();
                     return Verdict::Drop;
                 }
+                Err(TrackError::WrongDirection) => {
+                    c.drop_icmp_wrong_direction.inc();
+                    return Verdict::Drop;
+                }
             }
             c.state_hits.inc();
             // Route and TTL before translating: an ICMP error (net unreachable, time exceeded)
@@ -643,6 +666,10 @@ impl WorkerSide {
             return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
         }
 
+        if is_impersonated_source(gen, src) {
+            c.drop_martian.inc();
+            return Verdict::Drop;
+        }
         if l4.icmp_error {
             // Its checksum is rewritten from the bytes at hand (which a fragment lacks), and an
             // error quotes 28 bytes: a fragmented one is forged or broken.
@@ -702,6 +729,7 @@ fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
         seg: None,
         icmp_error: false,
         echo_request: false,
+        echo_reply: false,
         first_frag,
     };
     match proto {
@@ -741,6 +769,7 @@ fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
                     r.sport = icmp.echo_ident();
                     r.dport = r.sport;
                     r.echo_request = t == IcmpType::EchoRequest;
+                    r.echo_reply = !r.echo_request;
                 }
                 t if t.is_error() => r.icmp_error = true,
                 _ => {}
@@ -793,6 +822,25 @@ fn is_martian(src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         || dst.octets()[0] == 0
         || src.is_multicast()
         || src.is_broadcast()
+}
+
+/// A source no host may send from (RFC 1812 5.3.7, Linux's `fib_validate_source`): one of the
+/// box's own addresses or VIPs, or the network or broadcast address of an interface's subnet.
+/// Checked for the packets no state knows (a state's were when it was made): a flow from such
+/// a source would be NATed out, and its replies would have the box ARP for itself or for a
+/// broadcast address.
+fn is_impersonated_source(gen: &Generation, src: Ipv4Addr) -> bool {
+    if src.is_unspecified() {
+        // A DHCP client's, whatever a short prefix makes of it.
+        return false;
+    }
+    is_configured_addr(gen, src)
+        || gen.interfaces.iter().any(|i| match i.addr {
+            Some((a, l)) => {
+                l < 31 && (src == subnet_broadcast(a, l) || src == subnet_network(a, l))
+            }
+            None => false,
+        })
 }
 
 /// Whether `dst` is the directed broadcast address of one of the interfaces' subnets.
@@ -854,6 +902,10 @@ fn subnet_broadcast(a: Ipv4Addr, len: u8) -> Ipv4Addr {
         u32::MAX >> u32::from(len)
     };
     Ipv4Addr::from_bits(a.to_bits() | host)
+}
+
+fn subnet_network(a: Ipv4Addr, len: u8) -> Ipv4Addr {
+    Ipv4Addr::from_bits(a.to_bits() & !subnet_broadcast(Ipv4Addr::UNSPECIFIED, len).to_bits())
 }
 
 /// Pads a frame to Ethernet's minimum (60 bytes without FCS) and returns its length.

@@ -1399,3 +1399,156 @@ fn new_flows_in_a_large_index_turn_the_lookahead_on_for_the_next_round() {
     assert_eq!(rounds(1_000_000), [false, true, true, true, false]);
     assert_eq!(rounds(1_000), [false; 5], "an index that fits the cache");
 }
+
+/// Found by a review: bytes after the datagram's total length went on with it, a channel
+/// through the box that no rule looked at. The frame is cut to the datagram (padded with
+/// zeros to Ethernet's minimum).
+#[test]
+fn bytes_after_the_datagram_do_not_cross_the_box() {
+    let mut lab = Lab::new();
+    let mut f = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5000), (SERVER, 53), 64, b"q");
+    let datagram_end = 14 + 20 + 8 + 1;
+    f.truncate(datagram_end);
+    f.extend_from_slice(&[0xa5; 900]);
+    lab.send(LAN, &f, T0);
+    let out = lab.one_sent(WAN);
+    assert_eq!(out.len(), 60, "cut to the datagram, padded to 60");
+    assert!(
+        out[datagram_end..].iter().all(|&b| b == 0),
+        "padding zeroed"
+    );
+    let p = parse(&out);
+    assert_eq!(p.src(), WAN_VIP);
+
+    // Padding of a short frame is zeroed too; a frame without a trailer goes as it came.
+    let mut f = udp_frame(CLIENT_MAC, LAN_VMAC, (CLIENT, 5001), (SERVER, 53), 64, b"q");
+    f[datagram_end..].fill(0x5a);
+    lab.send(LAN, &f, T0 + 1);
+    let out = lab.one_sent(WAN);
+    assert_eq!(out.len(), 60);
+    assert!(out[datagram_end..].iter().all(|&b| b == 0));
+    let long = udp_frame(
+        CLIENT_MAC,
+        LAN_VMAC,
+        (CLIENT, 5002),
+        (SERVER, 53),
+        64,
+        &[7; 200],
+    );
+    lab.send(LAN, &long, T0 + 2);
+    assert_eq!(lab.one_sent(WAN).len(), long.len());
+}
+
+/// Found by a review: a LAN host could send from the subnet's broadcast or network address,
+/// or from the box's own address or VIP: the flow was NATed out and the replies had the box
+/// ARP for itself. Such a source is a martian for a packet no state knows.
+#[test]
+fn a_source_of_the_box_or_a_subnet_broadcast_makes_no_state() {
+    let mut lab = Lab::new();
+    let s = lab.snapshot();
+    for src in [
+        Ipv4Addr::new(192, 168, 0, 255),
+        Ipv4Addr::new(192, 168, 0, 0),
+        LAN_IP,
+        LAN_VIP,
+        WAN_VIP,
+    ] {
+        let f = udp_frame(CLIENT_MAC, LAN_VMAC, (src, 4000), (SERVER, 5000), 64, b"x");
+        lab.send(LAN, &f, T0);
+    }
+    s.assert_delta(&lab, &[("rx_frames", 5), ("drop_martian", 5)]);
+    lab.nothing_sent();
+    assert_eq!(lab.dp.states.len(), 0);
+    // A DHCP client's 0.0.0.0 is no martian.
+    let martians = lab.counters().drop_martian.get();
+    let f = udp_frame(
+        CLIENT_MAC,
+        BROADCAST,
+        (Ipv4Addr::UNSPECIFIED, 68),
+        (Ipv4Addr::BROADCAST, 67),
+        64,
+        b"x",
+    );
+    lab.send(LAN, &f, T0 + 1);
+    assert_eq!(lab.counters().drop_martian.get(), martians);
+}
+
+/// Found by a review: an ARP request from a broadcast or multicast hardware address got its
+/// answer sent there, to every host on the link.
+#[test]
+fn arp_from_a_group_hardware_address_is_not_answered() {
+    let mut lab = Lab::new();
+    let s = lab.snapshot();
+    for sha in [BROADCAST, [0x01, 0x00, 0x5e, 0, 0, 1]] {
+        lab.send(LAN, &arp_request(sha, CLIENT, LAN_IP), T0);
+    }
+    s.assert_delta(&lab, &[("rx_frames", 2), ("drop_arp_malformed", 2)]);
+    lab.nothing_sent();
+    // A host's request still is.
+    lab.send(LAN, &arp_request(CLIENT_MAC, CLIENT, LAN_IP), T0 + 1);
+    let _ = lab.one_sent(LAN);
+}
+
+/// Found by a review: an echo request from outside, with the id of an inside host's ping
+/// state, matched that state's reply direction and reached the inside host. A query goes only
+/// its own way through a state, and an echo reply alone makes no state.
+#[test]
+fn an_echo_request_from_outside_does_not_ride_a_ping_state() {
+    let mut lab = Lab::new();
+    lab.send(
+        LAN,
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+            .id(0x1234)
+            .seq(1)
+            .frame(),
+        T0,
+    );
+    let id = match parse(&lab.one_sent(WAN)).icmp().icmp_type {
+        Icmpv4Type::EchoRequest(e) => e.id,
+        ref t => panic!("{t:?}"),
+    };
+    let s = lab.snapshot();
+    lab.send(
+        WAN,
+        &Echo::request(SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP)
+            .id(id)
+            .seq(4242)
+            .frame(),
+        T0 + 1,
+    );
+    // The inside host's reply direction the other way: a reply going out on the state.
+    lab.send(
+        LAN,
+        &Echo::reply(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+            .id(0x1234)
+            .seq(1)
+            .frame(),
+        T0 + 1,
+    );
+    s.assert_delta(&lab, &[("rx_frames", 2), ("drop_icmp_wrong_direction", 2)]);
+    lab.nothing_sent();
+    // The real reply still comes back.
+    lab.send(
+        WAN,
+        &Echo::reply(SERVER_MAC, WAN_VMAC, SERVER, WAN_VIP)
+            .id(id)
+            .seq(1)
+            .frame(),
+        T0 + 2,
+    );
+    assert_eq!(parse(&lab.one_sent(LAN)).dst(), CLIENT);
+
+    // An echo reply nobody asked for, through the LAN's pass rule: no state.
+    let s = lab.snapshot();
+    lab.send(
+        LAN,
+        &Echo::reply(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+            .id(0x4321)
+            .seq(1)
+            .frame(),
+        T0 + 3,
+    );
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_icmp_no_state", 1)]);
+    lab.nothing_sent();
+    assert_eq!(lab.dp.states.len(), 1);
+}

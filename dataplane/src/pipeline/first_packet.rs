@@ -43,6 +43,13 @@ impl WorkerSide {
                 return Verdict::Drop;
             }
         }
+        // An echo reply answers a request whose state it would have found: alone, it makes no
+        // state (Linux's conntrack calls it invalid), or its state would carry requests from
+        // the other side in as replies.
+        if keep_state && l4.echo_reply {
+            c.drop_icmp_no_state.inc();
+            return Verdict::Drop;
+        }
         let hop = match self.next_hop_or_answer(gen, in_if, buf, len, key.dst) {
             Ok(hop) => hop,
             Err(verdict) => return verdict,

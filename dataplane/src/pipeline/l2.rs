@@ -67,6 +67,12 @@ impl WorkerSide {
                 return Verdict::Drop;
             }
         };
+        // No host has a multicast or broadcast hardware address: an answer to one would go to
+        // every host on the link (FreeBSD's in_arpinput drops these).
+        if repr.source_mac.is_multicast() {
+            c.drop_arp_malformed.inc();
+            return Verdict::Drop;
+        }
         let iface = &gen.interfaces[usize::from(in_if)];
         // A gratuitous ARP (sender IP == target IP) announces, it does not ask (RFC 5227): never
         // answer one. A CARP peer taking a VIP over announces it; a master about to step down

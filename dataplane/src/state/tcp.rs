@@ -145,6 +145,9 @@ pub enum TrackError {
     /// alone): no stack sends one on a connection (RFC 9293 3.10.7.4), and pf would let it move
     /// the sender's window with an ack it does not check.
     NoAck,
+    /// An ICMP query going the wrong way for its state: an echo request where the state's
+    /// replies go, or a reply where its requests go (the pipeline's check).
+    WrongDirection,
 }
 
 impl std::fmt::Display for TrackError {
@@ -153,6 +156,7 @@ impl std::fmt::Display for TrackError {
             TrackError::BadWindow => "TCP segment outside the tracked window",
             TrackError::PortReuse => "new SYN on a closed TCP state (port reuse)",
             TrackError::NoAck => "TCP segment without ACK, SYN or RST",
+            TrackError::WrongDirection => "ICMP query in its state's other direction",
         })
     }
 }
