@@ -1552,3 +1552,21 @@ fn an_echo_request_from_outside_does_not_ride_a_ping_state() {
     lab.nothing_sent();
     assert_eq!(lab.dp.states.len(), 1);
 }
+
+/// Found by a review: SYN|FIN, SYN|RST and SYN|FIN|RST made states and went through, where
+/// pf's scrub (on in pfSense by default) and Linux's conntrack drop them. No state, counted.
+#[test]
+fn a_syn_with_fin_or_rst_makes_no_state() {
+    let mut lab = Lab::new();
+    let s = lab.snapshot();
+    for (port, flags) in [(40001, "SF"), (40002, "SR"), (40003, "SFR")] {
+        let f = Tcp::new(CLIENT_MAC, LAN_VMAC, (CLIENT, port), (SERVER, 80))
+            .flags(flags)
+            .seq(1000)
+            .frame();
+        lab.send(LAN, &f, T0);
+    }
+    s.assert_delta(&lab, &[("rx_frames", 3), ("drop_tcp_no_state", 3)]);
+    lab.nothing_sent();
+    assert_eq!(lab.dp.states.len(), 0);
+}

@@ -114,9 +114,11 @@ pub struct TcpSegment {
 }
 
 impl TcpSegment {
-    /// SYN without ACK: the only segment pf's default `flags S/SA` lets create a state.
+    /// SYN without ACK: the only segment pf's default `flags S/SA` lets create a state. Not
+    /// with FIN or RST, which no stack sends with a SYN and pf's scrub (on by default in
+    /// pfSense) drops as illegal: a SYN|FIN neither makes a state nor reuses a closed one.
     pub const fn is_initial_syn(&self) -> bool {
-        self.flags & (flags::SYN | flags::ACK) == flags::SYN
+        self.flags & (flags::SYN | flags::ACK | flags::FIN | flags::RST) == flags::SYN
     }
 
     const fn has(&self, f: u8) -> bool {
