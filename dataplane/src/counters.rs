@@ -134,8 +134,8 @@ counters! {
         drop_too_big,
         /// An address valid nowhere on a wire (RFC 1812 5.3.7, RFC 1122 3.2.1.3): loopback
         /// source or destination, destination on network 0, multicast or broadcast source;
-        /// and, for a packet no state knows, a source that is one of the box's own addresses
-        /// or VIPs, or an interface subnet's network or broadcast address.
+        /// and, for a packet that would make a state, a source that is one of the box's own
+        /// addresses or VIPs, or an interface subnet's network or broadcast address.
         drop_martian,
         /// TCP/UDP/ICMP header truncated or inconsistent.
         drop_l4_malformed,

@@ -666,10 +666,6 @@ impl WorkerSide {
             return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
         }
 
-        if is_impersonated_source(gen, src) {
-            c.drop_martian.inc();
-            return Verdict::Drop;
-        }
         if l4.icmp_error {
             // Its checksum is rewritten from the bytes at hand (which a fragment lacks), and an
             // error quotes 28 bytes: a fragmented one is forged or broken.
@@ -681,6 +677,10 @@ impl WorkerSide {
         }
         if is_local(gen, dp, dst) {
             return self.local(gen, dp, buf, &packet());
+        }
+        if is_impersonated_source(gen, src) {
+            c.drop_martian.inc();
+            return Verdict::Drop;
         }
         // What the lookahead could have prefetched (it reads TCP and UDP keys only).
         self.new_flows += usize::from(matches!(proto, proto::TCP | proto::UDP));
@@ -826,9 +826,10 @@ fn is_martian(src: Ipv4Addr, dst: Ipv4Addr) -> bool {
 
 /// A source no host may send from (RFC 1812 5.3.7, Linux's `fib_validate_source`): one of the
 /// box's own addresses or VIPs, or the network or broadcast address of an interface's subnet.
-/// Checked for the packets no state knows (a state's were when it was made): a flow from such
-/// a source would be NATed out, and its replies would have the box ARP for itself or for a
-/// broadcast address.
+/// Checked for the packets that would make a state (a state's were when it was made): a flow
+/// from such a source would be NATed out, and its replies would have the box ARP for itself or
+/// for a broadcast address. Not for what is addressed to the box: the peer's view of the
+/// master's own traffic (a DHCP reply broadcast from a VIP) is the local path's, as before.
 fn is_impersonated_source(gen: &Generation, src: Ipv4Addr) -> bool {
     if src.is_unspecified() {
         // A DHCP client's, whatever a short prefix makes of it.

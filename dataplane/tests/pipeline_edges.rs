@@ -1459,8 +1459,18 @@ fn a_source_of_the_box_or_a_subnet_broadcast_makes_no_state() {
     s.assert_delta(&lab, &[("rx_frames", 5), ("drop_martian", 5)]);
     lab.nothing_sent();
     assert_eq!(lab.dp.states.len(), 0);
-    // A DHCP client's 0.0.0.0 is no martian.
+    // A DHCP client's 0.0.0.0 is no martian, nor a broadcast from the VIP (what a backup sees
+    // of the master's DHCP replies).
     let martians = lab.counters().drop_martian.get();
+    let f = udp_frame(
+        LAN_MAC,
+        BROADCAST,
+        (LAN_VIP, 67),
+        (Ipv4Addr::BROADCAST, 68),
+        64,
+        b"x",
+    );
+    lab.send(LAN, &f, T0 + 1);
     let f = udp_frame(
         CLIENT_MAC,
         BROADCAST,
