@@ -94,7 +94,8 @@ counters! {
         drop_dhcp_queue_full,
         /// Held until the next hop's MAC is known (sent later or dropped as neigh_failed).
         neigh_queued,
-        /// Frame shorter than an Ethernet header.
+        /// Frame shorter than an Ethernet header, or sent from a group (multicast or broadcast)
+        /// address.
         drop_eth_malformed,
         /// To a MAC that is neither ours nor a VIP's we hold, or unicast IP in a broadcast frame.
         drop_l2_not_for_us,
@@ -156,9 +157,6 @@ counters! {
         /// No state, a pass rule matched, but an ICMP echo reply (it answers a request, whose
         /// state it would have found).
         drop_icmp_no_state,
-        /// An ICMP echo request going where its state's replies go, or a reply where its
-        /// requests go: a request from outside through an inside host's ping state.
-        drop_icmp_wrong_direction,
         /// New state refused: the table is at its limit.
         drop_state_limit,
         /// New state refused: its source holds the rule's `max_src_states` states.

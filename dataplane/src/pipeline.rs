@@ -593,31 +593,41 @@ impl WorkerSide {
 
         // An existing state: the fast path. Tracking and the translation to apply are decided
         // in one lock-free lookup; nothing is cloned.
-        let hit = dp.states.with_state_in(section, &key, |state, dir| {
-            let tracked = match &l4.seg {
-                Some(seg) if via_vip => state.track_tcp_on_takeover(dir, seg, bytes, self.now),
-                Some(seg) => state.track_tcp(dir, seg, bytes, self.now),
-                // An echo request where the state's replies go, or a reply where its requests
-                // go: a request from outside would reach the inside host through a ping's
-                // state (pf and Linux key the direction in).
-                None if (l4.echo_request && dir == Direction::Reply)
-                    || (l4.echo_reply && dir == Direction::Original) =>
-                {
-                    Err(TrackError::WrongDirection)
+        // An ICMP error's own key (ports 0/0) would find the state of an ICMP query with id 0
+        // and ride it, unchecked: errors belong where their quoted packet says.
+        let hit = if l4.icmp_error {
+            None
+        } else {
+            dp.states.with_state_in(section, &key, |state, dir| {
+                let tracked = match &l4.seg {
+                    Some(seg) if via_vip => state.track_tcp_on_takeover(dir, seg, bytes, self.now),
+                    Some(seg) => state.track_tcp(dir, seg, bytes, self.now),
+                    // An echo request where the state's replies go, or a reply where its requests
+                    // go: a request from outside would reach the inside host through a ping's
+                    // state (pf and Linux key the direction in).
+                    None if (l4.echo_request && dir == Direction::Reply)
+                        || (l4.echo_reply && dir == Direction::Original) =>
+                    {
+                        Err(TrackError::WrongDirection)
+                    }
+                    None => {
+                        state.track_other(dir, bytes, self.now);
+                        Ok(())
+                    }
+                };
+                if tracked.is_ok() {
+                    dp.states.updated(state, &self.journal);
                 }
-                None => {
-                    state.track_other(dir, bytes, self.now);
-                    Ok(())
-                }
-            };
-            if tracked.is_ok() {
-                dp.states.updated(state, &self.journal);
-            }
-            // The state to remove on port reuse: this one, not whatever the key finds later
-            // (another worker may have replaced it meanwhile).
-            let reused = (tracked == Err(TrackError::PortReuse)).then(|| Arc::clone(state));
-            (tracked, translation(state, dir), reused)
-        });
+                // The state to remove on port reuse: this one, not whatever the key finds later
+                // (another worker may have replaced it meanwhile).
+                let reused = (tracked == Err(TrackError::PortReuse)).then(|| Arc::clone(state));
+                (tracked, translation(state, dir), reused)
+            })
+        };
+        // A query going the wrong way for the state its key found is not that state's: it goes
+        // on as any packet without a state (an echo request to the box is answered, one to
+        // another host meets the rules; two hosts pinging each other with one id are two flows).
+        let hit = hit.filter(|(tracked, _, _)| *tracked != Err(TrackError::WrongDirection));
         if let Some((tracked, xlat, reused)) = hit {
             match tracked {
                 Ok(()) => {}
@@ -636,10 +646,8 @@ impl WorkerSide {
                     c.drop_tcp_no_ack.inc();
                     return Verdict::Drop;
                 }
-                Err(TrackError::WrongDirection) => {
-                    c.drop_icmp_wrong_direction.inc();
-                    return Verdict::Drop;
-                }
+                // Filtered out above (not this state's packet): never taken.
+                Err(TrackError::WrongDirection) => return Verdict::Drop,
             }
             c.state_hits.inc();
             // Route and TTL before translating: an ICMP error (net unreachable, time exceeded)
@@ -831,11 +839,10 @@ fn is_martian(src: Ipv4Addr, dst: Ipv4Addr) -> bool {
 /// for a broadcast address. Not for what is addressed to the box: the peer's view of the
 /// master's own traffic (a DHCP reply broadcast from a VIP) is the local path's, as before.
 fn is_impersonated_source(gen: &Generation, src: Ipv4Addr) -> bool {
-    if src.is_unspecified() {
-        // A DHCP client's, whatever a short prefix makes of it.
-        return false;
-    }
-    is_configured_addr(gen, src)
+    // "This network" (0/8) is a source only for a host learning its address, talking to the
+    // box (DHCP, which the local path took first): never one to forward.
+    src.octets()[0] == 0
+        || is_configured_addr(gen, src)
         || gen.interfaces.iter().any(|i| match i.addr {
             Some((a, l)) => {
                 l < 31 && (src == subnet_broadcast(a, l) || src == subnet_network(a, l))

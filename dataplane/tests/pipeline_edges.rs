@@ -12,7 +12,7 @@ use etherparse::Icmpv4Type;
 use tandem_dataplane::filter::{Action, AddrMatch, Prefix, ProtoMatch, Rule};
 use tandem_dataplane::io::mem::MemPort;
 use tandem_dataplane::io::{Look, NoLook, Ports, Verdict};
-use tandem_dataplane::state::FlowKey;
+use tandem_dataplane::state::{FlowKey, PortPolicy};
 use tandem_dataplane::IfIndex;
 
 const T0: u64 = 1_000;
@@ -976,7 +976,8 @@ fn reject_rsts_are_rate_limited_with_the_icmp_errors() {
     );
     lab.nothing_sent();
 
-    // 10 ms later: one token, and a SYN from 0.0.0.0 does not take it.
+    // 10 ms later: one token, and a SYN from 0.0.0.0 (a martian on the forwarding path) does
+    // not take it.
     let s = lab.snapshot();
     lab.send(LAN, &syn(40000, Ipv4Addr::UNSPECIFIED), T0 + 10);
     lab.send(LAN, &syn(40001, CLIENT), T0 + 10);
@@ -984,7 +985,7 @@ fn reject_rsts_are_rate_limited_with_the_icmp_errors() {
         &lab,
         &[
             ("rx_frames", 2),
-            ("drop_blocked_rule", 1),
+            ("drop_martian", 1),
             ("replied", 1),
             ("tcp_rsts_sent", 1),
             ("tx_frames", 1),
@@ -1490,9 +1491,20 @@ fn arp_from_a_group_hardware_address_is_not_answered() {
     let mut lab = Lab::new();
     let s = lab.snapshot();
     for sha in [BROADCAST, [0x01, 0x00, 0x5e, 0, 0, 1]] {
+        // The group address inside the ARP packet, the frame from a host's.
+        let f = arp_frame(CLIENT_MAC, BROADCAST, 1, sha, CLIENT, [0; 6], LAN_IP);
+        lab.send(LAN, &f, T0);
+        // And as the frame's source too.
         lab.send(LAN, &arp_request(sha, CLIENT, LAN_IP), T0);
     }
-    s.assert_delta(&lab, &[("rx_frames", 2), ("drop_arp_malformed", 2)]);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 4),
+            ("drop_arp_malformed", 2),
+            ("drop_eth_malformed", 2),
+        ],
+    );
     lab.nothing_sent();
     // A host's request still is.
     lab.send(LAN, &arp_request(CLIENT_MAC, CLIENT, LAN_IP), T0 + 1);
@@ -1500,8 +1512,9 @@ fn arp_from_a_group_hardware_address_is_not_answered() {
 }
 
 /// Found by a review: an echo request from outside, with the id of an inside host's ping
-/// state, matched that state's reply direction and reached the inside host. A query goes only
-/// its own way through a state, and an echo reply alone makes no state.
+/// state, matched that state's reply direction and reached the inside host. A query going the
+/// wrong way for a state is not that state's (the rules decide on it), and an echo reply alone
+/// makes no state.
 #[test]
 fn an_echo_request_from_outside_does_not_ride_a_ping_state() {
     let mut lab = Lab::new();
@@ -1517,6 +1530,8 @@ fn an_echo_request_from_outside_does_not_ride_a_ping_state() {
         Icmpv4Type::EchoRequest(e) => e.id,
         ref t => panic!("{t:?}"),
     };
+    // Not the state's: the WAN's rules decide (here the default deny), as for any packet
+    // without a state. (An echo request to an address the box holds is answered by the box.)
     let s = lab.snapshot();
     lab.send(
         WAN,
@@ -1526,16 +1541,7 @@ fn an_echo_request_from_outside_does_not_ride_a_ping_state() {
             .frame(),
         T0 + 1,
     );
-    // The inside host's reply direction the other way: a reply going out on the state.
-    lab.send(
-        LAN,
-        &Echo::reply(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
-            .id(0x1234)
-            .seq(1)
-            .frame(),
-        T0 + 1,
-    );
-    s.assert_delta(&lab, &[("rx_frames", 2), ("drop_icmp_wrong_direction", 2)]);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_blocked_default", 1)]);
     lab.nothing_sent();
     // The real reply still comes back.
     lab.send(
@@ -1548,19 +1554,40 @@ fn an_echo_request_from_outside_does_not_ride_a_ping_state() {
     );
     assert_eq!(parse(&lab.one_sent(LAN)).dst(), CLIENT);
 
-    // An echo reply nobody asked for, through the LAN's pass rule: no state.
+    // An echo reply nobody asked for (here: the inside host's, the wrong way on its own
+    // ping's state, and one with a new id), through the LAN's pass rule: no state.
+    let s = lab.snapshot();
+    for ident in [0x1234, 0x4321] {
+        lab.send(
+            LAN,
+            &Echo::reply(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+                .id(ident)
+                .seq(1)
+                .frame(),
+            T0 + 3,
+        );
+    }
+    s.assert_delta(&lab, &[("rx_frames", 2), ("drop_icmp_no_state", 2)]);
+    lab.nothing_sent();
+    assert_eq!(lab.dp.states.len(), 1);
+}
+
+/// Found by a review: frames from a group (broadcast or multicast) source address were
+/// answered there: an echo request to the box got its reply sent to every host.
+#[test]
+fn frames_from_a_group_source_address_are_dropped() {
+    let mut lab = Lab::new();
     let s = lab.snapshot();
     lab.send(
         LAN,
-        &Echo::reply(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
-            .id(0x4321)
+        &Echo::request(BROADCAST, LAN_VMAC, CLIENT, LAN_VIP)
+            .id(7)
             .seq(1)
             .frame(),
-        T0 + 3,
+        T0,
     );
-    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_icmp_no_state", 1)]);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_eth_malformed", 1)]);
     lab.nothing_sent();
-    assert_eq!(lab.dp.states.len(), 1);
 }
 
 /// Found by a review: SYN|FIN, SYN|RST and SYN|FIN|RST made states and went through, where
@@ -1579,4 +1606,37 @@ fn a_syn_with_fin_or_rst_makes_no_state() {
     s.assert_delta(&lab, &[("rx_frames", 3), ("drop_tcp_no_state", 3)]);
     lab.nothing_sent();
     assert_eq!(lab.dp.states.len(), 0);
+}
+
+/// Found by a review: an ICMP error's own key (ports 0/0) found the state of a ping with id 0
+/// (kept by static-port NAT) and rode it to the inside host, its quote never checked. An error
+/// goes where its quoted packet says: here nowhere.
+#[test]
+fn an_icmp_error_does_not_ride_a_ping_state_with_id_0() {
+    let mut lab = Lab::with(BoxA {
+        ports: PortPolicy::Static,
+        ..box_a()
+    });
+    lab.send(
+        LAN,
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+            .id(0)
+            .seq(1)
+            .frame(),
+        T0,
+    );
+    let _ = lab.one_sent(WAN);
+    let quoted = udp_frame(SERVER_MAC, WAN_VMAC, (WAN_VIP, 1), (SERVER, 2), 64, b"x");
+    let err = icmp_error_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        SERVER,
+        WAN_VIP,
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Host),
+        &quoted[14..14 + 28],
+    );
+    let s = lab.snapshot();
+    lab.send(WAN, &err, T0 + 1);
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_icmp_error_no_state", 1)]);
+    lab.nothing_sent();
 }

@@ -689,3 +689,18 @@ fn too_big_without_df_towards_an_unresolved_next_hop_is_dropped() {
     );
     lab.nothing_sent();
 }
+
+/// Found by a review: a later fragment kept what followed its datagram in the frame (a
+/// trailer no rule looks at), where whole datagrams and first fragments are cut to theirs.
+#[test]
+fn a_later_fragment_is_cut_to_its_datagram() {
+    let mut lab = Lab::with(nat_setup());
+    let mut out = fragments(&client_udp(&big_payload(2000)), 1500, 0x5151);
+    assert_eq!(out.len(), 2);
+    let whole = out[1].len();
+    out[1].extend_from_slice(&[0xa5; 500]);
+    send_all(&mut lab, LAN, &out, T0);
+    let sent = lab.sent(WAN);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].len(), whole, "the trailer crossed the box");
+}

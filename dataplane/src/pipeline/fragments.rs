@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{is_martian, WorkerSide, ETH};
+use super::{cut_frame, is_martian, WorkerSide, ETH};
 use crate::fragment::{Conflict, Follow, FragKey, Inserted};
 use crate::generation::Generation;
 use crate::io::Verdict;
@@ -29,6 +29,9 @@ impl WorkerSide {
         buf: &mut [u8],
         len: usize,
     ) -> Verdict {
+        // Cut to the datagram, as a whole one is (`ipv4`): nothing after it crosses the box.
+        let end = ETH + usize::from(Ipv4Packet::new_unchecked(&buf[ETH..len]).total_len());
+        let len = if end < len { cut_frame(buf, end) } else { len };
         let (key, offset, payload_len, last, hl) = {
             let ip = Ipv4Packet::new_unchecked(&buf[ETH..len]);
             let key = FragKey {

@@ -24,6 +24,12 @@ impl WorkerSide {
             return Verdict::Drop;
         };
         let dst = eth.dst_addr();
+        // No station sends from a group address (IEEE 802; bridges drop such frames): anything
+        // the box answered (an ARP reply, an echo reply, an ICMP error) would go to every host.
+        if eth.src_addr().is_multicast() {
+            c.drop_eth_malformed.inc();
+            return Verdict::Drop;
+        }
         if dst != iface.mac
             && !dst.is_broadcast()
             && dst != CARP_GROUP_MAC
@@ -68,7 +74,8 @@ impl WorkerSide {
             }
         };
         // No host has a multicast or broadcast hardware address: an answer to one would go to
-        // every host on the link (FreeBSD's in_arpinput drops these).
+        // every host on the link (FreeBSD's in_arpinput drops these). The frame's own source
+        // was checked; this is the one inside the ARP packet.
         if repr.source_mac.is_multicast() {
             c.drop_arp_malformed.inc();
             return Verdict::Drop;
@@ -91,7 +98,6 @@ impl WorkerSide {
             .addr
             .is_some_and(|(a, l)| same_net(a, repr.source_ip, l));
         if on_link
-            && !repr.source_mac.is_multicast()
             && !is_configured_addr(gen, repr.source_ip)
             && (ours.is_some() || dp.neigh.lookup(in_if, repr.source_ip).is_some())
             && dp

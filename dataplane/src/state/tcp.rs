@@ -148,7 +148,8 @@ pub enum TrackError {
     /// the sender's window with an ack it does not check.
     NoAck,
     /// An ICMP query going the wrong way for its state: an echo request where the state's
-    /// replies go, or a reply where its requests go (the pipeline's check).
+    /// replies go, or a reply where its requests go (the pipeline's check: such a packet is
+    /// not the state's, and goes on as one without a state).
     WrongDirection,
 }
 
