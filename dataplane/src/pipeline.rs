@@ -624,54 +624,55 @@ impl WorkerSide {
                 (tracked, translation(state, dir), reused)
             })
         };
-        // A query going the wrong way for the state its key found is not that state's: it goes
-        // on as any packet without a state (an echo request to the box is answered, one to
-        // another host meets the rules; two hosts pinging each other with one id are two flows).
-        let hit = hit.filter(|(tracked, _, _)| *tracked != Err(TrackError::WrongDirection));
-        if let Some((tracked, xlat, reused)) = hit {
-            match tracked {
-                Ok(()) => {}
-                Err(TrackError::PortReuse) => {
-                    // Both sides closed and a new SYN: the old state goes, the SYN starts anew.
-                    if let Some(s) = reused {
-                        dp.states.remove(&s, Origin::Local(&self.journal));
+        'state: {
+            if let Some((tracked, xlat, reused)) = hit {
+                match tracked {
+                    Ok(()) => {}
+                    Err(TrackError::PortReuse) => {
+                        // Both sides closed and a new SYN: the old state goes, the SYN starts anew.
+                        if let Some(s) = reused {
+                            dp.states.remove(&s, Origin::Local(&self.journal));
+                        }
+                        return self.new_flow(section, gen, dp, buf, &packet());
                     }
-                    return self.new_flow(section, gen, dp, buf, &packet());
+                    Err(TrackError::BadWindow) => {
+                        c.drop_tcp_bad_window.inc();
+                        return Verdict::Drop;
+                    }
+                    Err(TrackError::NoAck) => {
+                        c.drop_tcp_no_ack.inc();
+                        return Verdict::Drop;
+                    }
+                    // A query going the wrong way for the state its key found is not that state's:
+                    // it goes on as any packet without a state (an echo request to the box is
+                    // answered, one to another host meets the rules; two hosts pinging each other
+                    // with one id are two flows).
+                    Err(TrackError::WrongDirection) => break 'state,
                 }
-                Err(TrackError::BadWindow) => {
-                    c.drop_tcp_bad_window.inc();
-                    return Verdict::Drop;
+                c.state_hits.inc();
+                // Route and TTL before translating: an ICMP error (net unreachable, time exceeded)
+                // goes to the sender as it sent the packet (a translated source would address it to
+                // our own NAT address, and a translated destination would show the inside address
+                // to the outside).
+                let out_dst = xlat.map_or(dst, |x| if x.side == Side::Dst { x.addr } else { dst });
+                let hop = match self.next_hop_or_answer(gen, in_if, buf, len, out_dst) {
+                    Ok(hop) => hop,
+                    Err(verdict) => return verdict,
+                };
+                let c = &*self.counters;
+                if let Some(x) = xlat {
+                    x.apply(&mut buf[ETH..ETH + total]);
+                    c.nat_translated.inc();
                 }
-                Err(TrackError::NoAck) => {
-                    c.drop_tcp_no_ack.inc();
-                    return Verdict::Drop;
+                if let Some(id) = l4.first_frag {
+                    if let Err(v) =
+                        self.first_fragment_passes(dp, in_if, &key, id, &buf[ETH..ETH + total], hl)
+                    {
+                        return v;
+                    }
                 }
-                // Filtered out above (not this state's packet): never taken.
-                Err(TrackError::WrongDirection) => return Verdict::Drop,
+                return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
             }
-            c.state_hits.inc();
-            // Route and TTL before translating: an ICMP error (net unreachable, time exceeded)
-            // goes to the sender as it sent the packet (a translated source would address it to
-            // our own NAT address, and a translated destination would show the inside address
-            // to the outside).
-            let out_dst = xlat.map_or(dst, |x| if x.side == Side::Dst { x.addr } else { dst });
-            let hop = match self.next_hop_or_answer(gen, in_if, buf, len, out_dst) {
-                Ok(hop) => hop,
-                Err(verdict) => return verdict,
-            };
-            let c = &*self.counters;
-            if let Some(x) = xlat {
-                x.apply(&mut buf[ETH..ETH + total]);
-                c.nat_translated.inc();
-            }
-            if let Some(id) = l4.first_frag {
-                if let Err(v) =
-                    self.first_fragment_passes(dp, in_if, &key, id, &buf[ETH..ETH + total], hl)
-                {
-                    return v;
-                }
-            }
-            return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
         }
 
         if l4.icmp_error {
