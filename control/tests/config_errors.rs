@@ -29,8 +29,8 @@ address = "10.255.0.1/24"
 role = "sync"
 "#;
 
-/// The error messages of `text`, which must be invalid.
-fn errors_of(text: &str) -> Vec<String> {
+/// The error messages of `text`, which must be invalid, with their lines.
+fn errors_with_lines(text: &str) -> Vec<String> {
     match parse("fw-a.toml", text) {
         Ok(_) => panic!("expected errors, the config is valid:\n{text}"),
         Err(e) => {
@@ -38,6 +38,25 @@ fn errors_of(text: &str) -> Vec<String> {
             e.messages()
         }
     }
+}
+
+/// The error messages of `text`, which must be invalid, without the ` (line N)` that ends a
+/// validation error (the tests below are about the messages; `errors_name_their_line` about
+/// the lines). A TOML shape error's `(line L, column C)` stays.
+fn errors_of(text: &str) -> Vec<String> {
+    errors_with_lines(text)
+        .into_iter()
+        .map(|m| match m.rsplit_once(" (line ") {
+            Some((head, tail))
+                if tail
+                    .strip_suffix(')')
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                head.to_owned()
+            }
+            _ => m,
+        })
+        .collect()
 }
 
 /// The error messages of BASE followed by `snippet`.
@@ -1004,4 +1023,61 @@ fn src_node_limit_and_adaptive_values() {
         ok.system.adaptive,
         Some(tandem_control::config::AdaptiveBounds { start: 0, end: 0 })
     );
+}
+
+// --- where: the line of the field ------------------------------------------------------------
+
+/// The 1-based line of the `nth` (from 0) line of `text` that starts with `prefix`.
+fn line_of(text: &str, prefix: &str, nth: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(prefix))
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no line {nth} starting with {prefix:?}"))
+        .0
+        + 1
+}
+
+#[test]
+fn errors_name_their_line() {
+    let text = format!(
+        "{BASE}{CARP_WAN}
+[[filter.rules]]
+interface = \"lan\"
+action = \"pass\"
+
+[[filter.rules]]
+interface = \"lan\"
+action = \"pass\"
+source = {{ address = \"10.0.0.1\", port = 70000 }}
+
+[[filter.rules]]
+interface = \"lan\"
+action = \"passs\"
+
+[[filter.rules]]
+interface = \"lan\"
+"
+    )
+    .replace("vhid = 1", "vhid = 0");
+    let vhid = line_of(&text, "vhid = 0", 0);
+    let port = line_of(&text, "source = ", 0);
+    let passs = line_of(&text, "action = \"passs\"", 0);
+    // A missing field: the line of the table it is missing from.
+    let fourth = line_of(&text, "[[filter.rules]]", 3);
+    assert_eq!(
+        errors_with_lines(&text),
+        [
+            format!("fw-a.toml: virtual_ips[0].vhid: 0 is out of range 1..=255 (line {vhid})"),
+            format!("fw-a.toml: filter.rules[1].source.port: port 70000 is out of range 1..=65535 (line {port})"),
+            format!("fw-a.toml: filter.rules[2].action: unknown action \"passs\", expected one of pass, block, reject (line {passs})"),
+            format!("fw-a.toml: filter.rules[3].action: missing (line {fourth})"),
+        ]
+    );
+}
+
+#[test]
+fn an_error_about_what_the_file_lacks_names_no_line() {
+    let text = BASE.replace("[system]\nhostname = \"fw\"\nhost_id = 1\n", "");
+    assert_eq!(errors_with_lines(&text), ["fw-a.toml: system: missing"]);
 }

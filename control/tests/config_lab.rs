@@ -404,10 +404,14 @@ fn check_config_refuses_a_broken_file_naming_the_fields() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let f = file.display();
+    // The field's line; for the missing key, its table's header.
+    let line = |prefix: &str| 1 + broken.lines().position(|l| l.starts_with(prefix)).unwrap();
+    let (vhid, table) = (line("vhid = 0"), line("[ha.state_sync]"));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "{f}: virtual_ips[1].vhid: 0 is out of range 1..=255\n{f}: ha.state_sync.key: missing\n"
+            "{f}: virtual_ips[1].vhid: 0 is out of range 1..=255 (line {vhid})\n\
+             {f}: ha.state_sync.key: missing (line {table})\n"
         )
     );
 }

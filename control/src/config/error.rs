@@ -40,9 +40,11 @@ pub enum ConfigError {
         /// toml's message, on one line.
         message: String,
     },
-    /// `FILE: PATH: MESSAGE`: a value TOML accepts and tandem does not, e.g.
-    /// `fw-a.toml: virtual_ips[1].vhid: 0 is out of range 1..=255`.
-    #[error("{file}: {path}: {message}")]
+    /// `FILE: PATH: MESSAGE (line L)`: a value TOML accepts and tandem does not, e.g.
+    /// `fw-a.toml: virtual_ips[1].vhid: 0 is out of range 1..=255 (line 41)`. The line is the
+    /// field's, or for a missing field its table's; without one (a field of no table in the
+    /// file, or text not read from a file) the suffix is left out.
+    #[error("{file}: {path}: {message}{}", at_line(*.line))]
     Invalid {
         /// The file name.
         file: String,
@@ -50,7 +52,14 @@ pub enum ConfigError {
         path: String,
         /// What is wrong.
         message: String,
+        /// 1-based line of the field (or of its table), where the file shows it.
+        line: Option<usize>,
     },
+}
+
+/// ` (line L)`, or nothing.
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!(" (line {l})")).unwrap_or_default()
 }
 
 impl ConfigError {

@@ -6,6 +6,7 @@
 
 mod dhcp;
 mod error;
+mod locate;
 mod model;
 mod raw;
 mod secrets;
@@ -73,8 +74,24 @@ pub fn warnings(file_name: &str, config: &Config) -> Vec<ConfigWarning> {
     validate::warnings(file_name, config)
 }
 
-/// Parses and validates `text`; `file_name` is how errors name it.
+/// Parses and validates `text`; `file_name` is how errors name it. Each validation error names
+/// the line of its field in `text`.
 pub fn parse(file_name: &str, text: &str) -> Result<Config, ConfigErrors> {
+    parse_generated(file_name, text).map_err(|mut errors| {
+        let locator = locate::Locator::new(text);
+        for e in &mut errors.0 {
+            if let ConfigError::Invalid { path, line, .. } = e {
+                *line = locator.line(path);
+            }
+        }
+        errors
+    })
+}
+
+/// [`parse`] for a text no one wrote or reads (a config sync secondary's own file merged with
+/// the primary's push): validation errors name their field only, as a line of the generated
+/// text would send the admin to the wrong line of either file.
+pub fn parse_generated(file_name: &str, text: &str) -> Result<Config, ConfigErrors> {
     let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
         .map_err(|e| toml_error(file_name, text, &e))?;
     validate::validate(file_name, &raw)
@@ -106,6 +123,7 @@ fn toml_error(
             file: file.to_owned(),
             path,
             message,
+            line: None,
         };
     };
     let (line, column) = line_column(text, span.start);

@@ -184,6 +184,7 @@ impl Report<'_> {
             file: self.file.to_owned(),
             path: path.to_string(),
             message: message.to_string(),
+            line: None,
         });
     }
 

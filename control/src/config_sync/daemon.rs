@@ -32,7 +32,7 @@ pub fn effective(file_text: &str, push: &StoredPush) -> Result<(Config, String),
         tracing::warn!("config sync: {note}");
     }
     let label = format!("config pushed by {} (version {})", push.from, push.version);
-    let config = config::parse(&label, &merged.text).map_err(|e| e.messages())?;
+    let config = config::parse_generated(&label, &merged.text).map_err(|e| e.messages())?;
     Ok((config, merged.text))
 }
 

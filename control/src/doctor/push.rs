@@ -46,7 +46,7 @@ pub fn check(own: &BoxView<'_>, peer: &BoxView<'_>, f: &mut Findings) {
         Ok(m) => m,
         Err(e) => return refused(e.to_string()),
     };
-    let config = match config::parse("the secondary's file with the push", &merged.text) {
+    let config = match config::parse_generated("the secondary's file with the push", &merged.text) {
         Ok(c) => c,
         Err(e) => return refused(e.messages().join("; ")),
     };
