@@ -567,6 +567,10 @@ pub struct SyncReply {
     pub bulk_status: String,
     /// States received from the peer and held.
     pub states: u64,
+    /// Milliseconds since the peer was last heard (any authenticated datagram; each box sends
+    /// a keepalive after a second without sending); `None`: never heard.
+    #[serde(default)]
+    pub peer_heard_ms: Option<u64>,
 }
 
 impl SyncReply {
@@ -583,6 +587,7 @@ impl SyncReply {
             lag_ms: 0,
             bulk_status: "not running".into(),
             states: 0,
+            peer_heard_ms: None,
         }
     }
 }

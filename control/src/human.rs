@@ -266,11 +266,26 @@ pub fn format_stats(counters: &[(&str, u64)], all: bool) -> String {
     s
 }
 
+/// Under a minute in tenths of a second (a keepalive a second: "0.4s" is healthy, "7.9s"
+/// is not), longer as [`duration`].
+fn heard_ago(ms: u64) -> String {
+    if ms < 60_000 {
+        format!("{}.{}s", ms / 1000, ms % 1000 / 100)
+    } else {
+        duration(ms / 1000)
+    }
+}
+
 pub fn format_sync(r: &SyncReply) -> String {
     let mut s = String::new();
     let rows = [
         ("Running", if r.running { "yes" } else { "no" }.to_string()),
         ("Peer", r.peer.clone().unwrap_or_else(|| "-".into())),
+        (
+            "Peer heard",
+            r.peer_heard_ms
+                .map_or("never".to_string(), |ms| format!("{} ago", heard_ago(ms))),
+        ),
         ("Bulk update", r.bulk_status.clone()),
         ("States from peer", r.states.to_string()),
         ("Sent", r.sent.to_string()),

@@ -277,12 +277,23 @@ impl SyncThread {
             bulk_pending.store(rep.bulk_pending(), Ordering::Relaxed);
             if now >= next_publish {
                 next_publish = now + 50;
-                publish(&rep, &snapshot, transport.blocked.load(Ordering::Relaxed));
+                publish(
+                    &rep,
+                    &snapshot,
+                    transport.blocked.load(Ordering::Relaxed),
+                    now,
+                );
             }
             let wait = r.next_wakeup_ms.saturating_sub(clock.now_ms()).min(1);
             wait_readable(transport.inner.fd(), wait);
         }
-        publish(&rep, &snapshot, transport.blocked.load(Ordering::Relaxed));
+        let now = clock.now_ms();
+        publish(
+            &rep,
+            &snapshot,
+            transport.blocked.load(Ordering::Relaxed),
+            now,
+        );
     }
 }
 
@@ -332,7 +343,7 @@ fn remember_peer(store: Option<&mut BootStore>, host: u32, boot: u32) {
     }
 }
 
-fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64) {
+fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64, now: u64) {
     let st = rep.status();
     let c = rep.counters();
     let mut counters = c.snapshot();
@@ -375,6 +386,7 @@ fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64) {
         lag_ms: st.lag_ms.unwrap_or(0),
         bulk_status: st.bulk.clone(),
         states: st.states as u64,
+        peer_heard_ms: st.peer_heard.map(|t| now.saturating_sub(t)),
     };
     if let Ok(mut s) = snapshot.lock() {
         *s = SyncSnapshot {

@@ -533,6 +533,7 @@ fn status_and_sync_print_their_fields() {
     assert_eq!(v["interfaces"][0]["xdp"], "native");
     let out = ok(&d.ctl(&["sync"]));
     assert!(out.contains("Bulk update       not running"), "{out}");
+    assert!(out.contains("Peer heard        never"), "{out}");
 }
 
 #[test]

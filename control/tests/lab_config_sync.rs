@@ -519,6 +519,9 @@ fn the_doctor_finds_the_healthy_pair_clean_online_and_a_stopped_peer_unreachable
     }
     // The doctors read each other over the config sync channel.
     assert!(b.counter("config_sync_inspections") >= 1);
+    // The idle sync link carries keepalives: A heard B within the last few seconds.
+    let heard = a.json_any(&["sync"])["peer_heard_ms"].as_u64();
+    assert!(heard.is_some_and(|ms| ms < 3000), "{heard:?}");
     // B stopped: A's doctor says the peer is unreachable, with exit status 1.
     b.kill9();
     let (ok, out) = a.ctl(&["doctor"]);
@@ -533,5 +536,10 @@ fn the_doctor_finds_the_healthy_pair_clean_online_and_a_stopped_peer_unreachable
         .cloned()
         .unwrap();
     assert_eq!(f["severity"], "error");
+    // Three keepalives missed, A's state sync calls its peer silent as well.
+    let silent = wait_until(LONG, POLL, || {
+        a.ctl(&["doctor"]).1.contains("[state-sync-peer-silent]")
+    });
+    assert!(silent, "{}", a.ctl(&["doctor"]).1);
     drop((a, b));
 }

@@ -29,6 +29,8 @@
 //!    resending the newest unacknowledged datagram after [`SyncConfig::retransmit_timeout_ms`]
 //!    without an ACK: the receiver then sees the gap and NACKs it. A receiver that gets a
 //!    duplicate with `ACK_REQ` (our ACK was lost) ACKs again.
+//! 9. Keepalive: nothing sent for [`SyncConfig::keepalive_ms`], an ACK of what we hold goes
+//!    out, so that the peer can tell an idle box from a dead link ([`Status::peer_heard`]).
 //!
 //! # Merge rules
 //!
@@ -160,6 +162,11 @@ pub struct SyncConfig {
     pub max_in_flight: usize,
     /// No ACK for this long: the peer is gone (default 1000 ms).
     pub peer_dead_ms: u64,
+    /// Send an ACK of what we hold after this long without sending anything (default 1000
+    /// ms; 0: never). pfsync is silent when nothing changes, so its peer cannot tell an idle
+    /// box from a dead link until a failover loses connections; this keepalive gives the peer
+    /// a "last heard" figure (`tandemctl sync`, `tandemctl doctor`).
+    pub keepalive_ms: u64,
 }
 
 impl SyncConfig {
@@ -186,6 +193,7 @@ impl SyncConfig {
             drain_interval_ms: 1,
             max_in_flight: 48,
             peer_dead_ms: 1000,
+            keepalive_ms: 1000,
         }
     }
 }
@@ -231,6 +239,8 @@ counters! {
     tx_lease,
     /// ACK records sent.
     tx_ack,
+    /// Of those, keepalives: sent after `keepalive_ms` without sending anything.
+    tx_keepalive,
     /// NACK records sent (`nacks_sent`).
     tx_nack,
     /// Send errors.
@@ -382,6 +392,9 @@ pub struct Status {
     pub next_seq: u64,
     /// The last send or receive error.
     pub last_error: Option<String>,
+    /// When the last authenticated, fresh datagram from the peer arrived (any: data, ACK,
+    /// keepalive).
+    pub peer_heard: Option<Millis>,
 }
 
 /// Receive state of one sender (by host id).
@@ -464,6 +477,9 @@ pub struct Replicator {
     /// Highest cumulative ACK from the peer, and when an ACK last arrived.
     acked: u64,
     last_ack_rx: Option<Millis>,
+    /// When we last sent a datagram (the keepalive's clock), and last heard the peer.
+    last_tx: Option<Millis>,
+    last_rx: Option<Millis>,
     peers: HashMap<u32, PeerRx>,
     last_peer: Option<(u32, u32)>,
     /// The bulk update: our request for the peer's walk, our walk for the peer.
@@ -545,6 +561,8 @@ impl Replicator {
             last_progress: 0,
             acked: 0,
             last_ack_rx: None,
+            last_tx: None,
+            last_rx: None,
             peers: HashMap::new(),
             last_peer: None,
             lease_out: Vec::new(),
@@ -591,6 +609,7 @@ impl Replicator {
             unacked: self.ring.len(),
             next_seq: self.next_seq,
             last_error: self.last_error.clone(),
+            peer_heard: self.last_rx,
         }
     }
 
@@ -639,6 +658,9 @@ impl Replicator {
         }
         if !self.ring.is_empty() {
             at(self.last_progress + self.cfg.retransmit_timeout_ms);
+        }
+        if self.cfg.keepalive_ms > 0 {
+            at(self.last_tx.unwrap_or(0) + self.cfg.keepalive_ms);
         }
         for p in self.peers.values() {
             if p.unacked > 0 {

@@ -488,3 +488,42 @@ fn a_restarted_box_does_not_reuse_the_ids_of_its_previous_run() {
         "id 1 of creator 1 is taken"
     );
 }
+
+/// An idle pair still hears each other (pfsync would be silent): each sends a keepalive after
+/// `keepalive_ms` without sending, and the other's status says when it last heard it. A link
+/// that goes down shows as a peer heard longer and longer ago.
+#[test]
+fn an_idle_peer_is_still_heard_and_a_dead_link_shows() {
+    let (mut a, mut b) = settled();
+    let keepalive = a.rep.config().keepalive_ms;
+    assert_eq!(keepalive, 1000);
+    let sent = a.counter("tx_keepalive");
+    run(&mut a, &mut b, 200, 10_200);
+    // About one a second each (nothing else is sent: no state changes).
+    let n = a.counter("tx_keepalive") - sent;
+    assert!((9..=11).contains(&n), "{n} keepalives in 10 s");
+    for node in [&a, &b] {
+        let heard = node.rep.status().peer_heard.expect("peer heard");
+        assert!(10_199 - heard <= keepalive, "last heard at {heard}");
+    }
+    // No keepalive mistaken for data: nothing to retransmit, the tables as they were.
+    assert_eq!(a.rep.status().unacked, 0);
+    assert_eq!(a.counter("retransmits"), 0);
+
+    // The link goes down (both ways): the last heard time stops.
+    a.t.down = true;
+    b.t.down = true;
+    run(&mut a, &mut b, 10_200, 15_200);
+    for node in [&a, &b] {
+        let heard = node.rep.status().peer_heard.expect("peer heard before");
+        assert!(15_199 - heard >= 4000, "still heard at {heard}");
+    }
+    // Back up: heard again within one keepalive.
+    a.t.down = false;
+    b.t.down = false;
+    run(&mut a, &mut b, 15_200, 16_300);
+    for node in [&a, &b] {
+        let heard = node.rep.status().peer_heard.expect("peer heard");
+        assert!(heard >= 15_200, "not heard again: {heard}");
+    }
+}

@@ -6,6 +6,10 @@ use super::{Findings, Severity};
 use crate::api::{CarpReply, CarpStatus, ConfigSyncReply, SyncReply};
 use crate::config::Config;
 
+/// The longest a running state sync may go without hearing its peer before the doctor calls it
+/// silent: three keepalives (one a second) missed.
+const PEER_SILENT_MS: u64 = 3000;
+
 /// How far apart the pair's clocks may be before the doctor says so (logs stop lining up, and
 /// config sync versions follow the primary's clock).
 pub const CLOCK_SKEW_MS: u64 = 2_000;
@@ -98,6 +102,23 @@ pub fn check(
                 "ha.state_sync",
                 format!("the bulk update from the peer is not done ({}): this box holds back from the VIPs", own.sync.bulk_status),
                 "wait for it; if it stays, check the peer and the sync link",
+            );
+        }
+        // Each box sends at least a keepalive a second: three missed, the link or the peer is
+        // down, and a failover now would find none of this box's newer states on the peer.
+        if own.sync.running && own.sync.peer_heard_ms.is_none_or(|ms| ms > PEER_SILENT_MS) {
+            let since = own
+                .sync
+                .peer_heard_ms
+                .map_or("never heard".to_string(), |ms| {
+                    format!("not heard for {} s", ms / 1000)
+                });
+            f.add(
+                "state-sync-peer-silent",
+                Severity::Error,
+                "ha.state_sync",
+                format!("the state sync peer is {since}: states do not reach it, and a failover would reset their connections"),
+                "check that the peer runs tandemd, the sync link (tandemctl sync on both boxes), and that the peer's ha.state_sync.peer is this box's sync address",
             );
         }
         if own.sync.auth_failed > 0 {

@@ -430,6 +430,7 @@ fn live(status: CarpStatus) -> LiveState {
             lag_ms: 0,
             bulk_status: "done".into(),
             states: 0,
+            peer_heard_ms: Some(400),
         },
         config_sync: ConfigSyncReply {
             role: "primary".into(),
@@ -492,6 +493,24 @@ fn live_checks_fire_on_what_the_boxes_see() {
     let mut s = m.clone();
     s.sync.bulk_status = "pending (try 2/12)".into();
     assert!(ids(&online(&s, Some(&bk), None)).contains(&"state-sync-bulk-pending"));
+    let mut s = m.clone();
+    s.sync.peer_heard_ms = Some(3_500);
+    let r = online(&s, Some(&bk), None);
+    assert_eq!(
+        finding(&r, "state-sync-peer-silent").severity,
+        Severity::Error
+    );
+    assert!(finding(&r, "state-sync-peer-silent")
+        .message
+        .contains("not heard for 3 s"));
+    s.sync.peer_heard_ms = None;
+    assert!(
+        finding(&online(&s, Some(&bk), None), "state-sync-peer-silent")
+            .message
+            .contains("never heard")
+    );
+    s.sync.peer_heard_ms = Some(2_900);
+    assert!(!ids(&online(&s, Some(&bk), None)).contains(&"state-sync-peer-silent"));
     let mut s = m.clone();
     s.sync.auth_failed = 3;
     assert!(ids(&online(&s, Some(&bk), None)).contains(&"state-sync-auth-failures"));

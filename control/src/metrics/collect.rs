@@ -267,6 +267,16 @@ impl Daemon {
                 )
                 .exposed_as("sync_lag_seconds", 0.001)
                 .add(&[], r.lag_ms);
+                if let Some(ms) = r.peer_heard_ms {
+                    s.family(
+                        "sync_peer_heard_ms",
+                        "Time since the peer's last authenticated sync datagram (each box sends a keepalive after a second without sending).",
+                        Kind::Gauge,
+                        &[],
+                    )
+                    .exposed_as("sync_peer_heard_seconds", 0.001)
+                    .add(&[], ms);
+                }
             }
             s.add(
                 "sync_bulk_pending",

@@ -94,6 +94,7 @@ impl Replicator {
         };
         self.counters.rx_accepted += 1;
         self.last_peer = Some((h.host, h.boot));
+        self.last_rx = Some(now);
         let lag = (now as u32).wrapping_sub(h.timestamp);
         let mut quiet_bulk = false;
         let mut retry_now = false;

@@ -33,8 +33,9 @@ impl Replicator {
         self.count_tx(&rec);
     }
 
-    pub(super) fn send_bytes(&mut self, t: &mut dyn Transport, bytes: &[u8]) {
+    pub(super) fn send_bytes(&mut self, t: &mut dyn Transport, bytes: &[u8], now: Millis) {
         self.counters.tx_datagrams += 1;
+        self.last_tx = Some(now);
         if let Err(e) = t.send(bytes) {
             self.counters.tx_errors += 1;
             self.last_error = Some(format!("send: {e}"));
@@ -57,7 +58,7 @@ impl Replicator {
         self.builder.clear();
         self.open_since = None;
         self.counters.tx_sequenced += 1;
-        self.send_bytes(t, &bytes);
+        self.send_bytes(t, &bytes, now);
         if self.ring.is_empty() {
             self.last_progress = now;
         }
@@ -81,7 +82,7 @@ impl Replicator {
                 let bytes = self.ctl.finish(n, now).to_vec();
                 self.ctl.clear();
                 self.counters.tx_control += 1;
-                self.send_bytes(t, &bytes);
+                self.send_bytes(t, &bytes, now);
                 let _ = self.ctl.push(r);
             }
             self.count_tx(r);
@@ -91,7 +92,7 @@ impl Replicator {
             let bytes = self.ctl.finish(n, now).to_vec();
             self.ctl.clear();
             self.counters.tx_control += 1;
-            self.send_bytes(t, &bytes);
+            self.send_bytes(t, &bytes, now);
         }
     }
 
@@ -163,6 +164,21 @@ impl Replicator {
                 p.nack_now = false;
             }
         }
+        // Keepalive: nothing sent for keepalive_ms, an ACK of what we hold from the peer we
+        // heard last (0 before any: it acknowledges nothing).
+        if recs.is_empty()
+            && self.cfg.keepalive_ms > 0
+            && self
+                .last_tx
+                .is_none_or(|t| now >= t + self.cfg.keepalive_ms)
+        {
+            let seq = self
+                .last_peer
+                .and_then(|(h, _)| self.peers.get(&h))
+                .map_or(0, |p| p.cum);
+            recs.push(Record::Ack { seq });
+            self.counters.tx_keepalive += 1;
+        }
         if !recs.is_empty() {
             self.send_control(t, &recs, now);
         }
@@ -209,7 +225,7 @@ impl Replicator {
         }
         for b in resend {
             self.counters.retransmits += 1;
-            self.send_bytes(t, &b);
+            self.send_bytes(t, &b, now);
         }
         if missed {
             self.counters.retransmit_missed += 1;
@@ -223,7 +239,7 @@ impl Replicator {
         }
         if let Some(b) = self.ring.back().map(|s| s.bytes.clone()) {
             self.counters.retransmits += 1;
-            self.send_bytes(t, &b);
+            self.send_bytes(t, &b, now);
             self.last_progress = now;
         }
     }
