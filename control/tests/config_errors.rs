@@ -635,39 +635,6 @@ fn state_sync_interface() {
 }
 
 #[test]
-fn disabled_state_sync_needs_no_interface_or_key_but_what_it_has_is_checked() {
-    let off = |snippet: &str| format!("{BASE}\n[ha.state_sync]\nenabled = false\n{snippet}");
-    // Switched off and not filled in: valid, as if absent.
-    let c = parse("fw-a.toml", &off("")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(c.ha.state_sync.is_none());
-    let c = parse("fw-a.toml", &off("peer = \"10.255.0.2\"\n")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(c.ha.state_sync.is_none());
-    // Filled in and off: kept, off.
-    let c = parse(
-        "fw-a.toml",
-        &off("interface = \"sync\"\nkey = \"0123456789abcdef\"\n"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert!(c.ha.state_sync.is_some_and(|s| !s.enabled));
-    // What is given is checked all the same.
-    assert_eq!(
-        errors_of(&off("interface = \"lan\"\nkey = \"short\"\n")),
-        [
-            "fw-a.toml: ha.state_sync.interface: interface lan has role lan, not sync",
-            "fw-a.toml: ha.state_sync.key: is 5 bytes long; a sync key has at least 16",
-        ]
-    );
-    // On (the default), both are required.
-    assert_eq!(
-        errors_of(&format!("{BASE}\n[ha.state_sync]\n")),
-        [
-            "fw-a.toml: ha.state_sync.interface: missing",
-            "fw-a.toml: ha.state_sync.key: missing",
-        ]
-    );
-}
-
-#[test]
 fn state_sync_peer_and_key() {
     one(
         &STATE_SYNC.replace("10.255.0.2", "192.168.0.12"),

@@ -4,7 +4,6 @@ use super::*;
 
 pub(super) fn ha(r: &mut Report<'_>, ctx: &Ctx, raw: &RawHa) -> Option<Ha> {
     let state_sync = match &raw.state_sync {
-        Some(s) if s.enabled == Some(false) => disabled_state_sync(r, ctx, s),
         Some(s) => state_sync(r, ctx, s).map(Some),
         None => Some(None),
     };
@@ -20,32 +19,6 @@ pub(super) fn ha(r: &mut Report<'_>, ctx: &Ctx, raw: &RawHa) -> Option<Ha> {
         state_sync: state_sync?,
         config_sync: config_sync?,
     })
-}
-
-/// `[ha.state_sync]` with `enabled = false`: the interface and the key may be left out (sync
-/// switched off for now, or not set up yet, as pfSense's disabled pfsync keeps its fields
-/// optional); what is given is still checked, so that switching it on meets no surprise. A
-/// section without them is as if absent.
-fn disabled_state_sync(
-    r: &mut Report<'_>,
-    ctx: &Ctx,
-    raw: &RawStateSync,
-) -> Option<Option<StateSync>> {
-    let before = r.errors.len();
-    let checked = state_sync(r, ctx, raw);
-    let mut i = 0;
-    r.errors.retain(|e| {
-        i += 1;
-        let optional = matches!(e, ConfigError::Invalid { path, message, .. }
-            if message == "missing"
-                && (path == "ha.state_sync.interface" || path == "ha.state_sync.key"));
-        i <= before || !optional
-    });
-    match checked {
-        Some(s) => Some(Some(s)),
-        None if r.errors.len() == before => Some(None),
-        None => None,
-    }
 }
 
 fn state_sync(r: &mut Report<'_>, ctx: &Ctx, raw: &RawStateSync) -> Option<StateSync> {
