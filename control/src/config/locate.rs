@@ -10,19 +10,26 @@ use std::ops::Range;
 
 use toml_edit::{ImDocument, Item, Table, Value};
 
-/// The document parsed once, with the spans of its keys and values kept.
+/// The document parsed once, with the spans of its keys and values kept, and where its lines
+/// start: a file of 10,000 broken rules gets its 10,000 lines by binary search, not by
+/// counting newlines from the top for each (seconds on the daemon's control loop, which feeds
+/// the watchdog).
 pub(super) struct Locator<'t> {
-    text: &'t str,
     doc: Option<ImDocument<&'t str>>,
+    /// Byte offset of each line's first byte (the first is 0).
+    line_starts: Vec<usize>,
 }
 
 impl<'t> Locator<'t> {
     /// `text` is the file serde already read as valid TOML; if toml_edit disagrees, nothing is
     /// located (the errors keep their paths).
     pub(super) fn new(text: &'t str) -> Locator<'t> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Locator {
-            text,
             doc: ImDocument::parse(text).ok(),
+            line_starts,
         }
     }
 
@@ -30,8 +37,8 @@ impl<'t> Locator<'t> {
     pub(super) fn line(&self, path: &str) -> Option<usize> {
         let doc = self.doc.as_ref()?;
         let span = walk(doc.as_table(), &segments(path)?)?;
-        let before = self.text.get(..span.start)?;
-        Some(before.matches('\n').count() + 1)
+        // The lines starting at or before the span: its own is the last of them.
+        Some(self.line_starts.partition_point(|&s| s <= span.start))
     }
 }
 
@@ -162,6 +169,14 @@ ports = [1, 2,
         assert_eq!(l.line("filter.rules[9].action"), Some(4));
         // A section the file does not have: the root has no span.
         assert_eq!(l.line("nat.outbound.rules[0]"), None);
+    }
+
+    #[test]
+    fn lines_count_from_1_with_crlf_and_a_field_on_the_last_line() {
+        let l = Locator::new("a = 1\r\n\r\n[t]\r\nb = 2");
+        assert_eq!(l.line("a"), Some(1));
+        assert_eq!(l.line("t"), Some(3));
+        assert_eq!(l.line("t.b"), Some(4));
     }
 
     #[test]

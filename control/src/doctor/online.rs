@@ -120,7 +120,8 @@ impl Daemon {
         let (peer_config, peer_text, peer_live, peer_error) = match peer {
             None => (None, None, None, None),
             Some(Err(e)) => (None, None, None, Some(e)),
-            Some(Ok(i)) => match config::parse("peer's config", &i.config) {
+            // On a config sync secondary the text is the merged one, no file: no lines.
+            Some(Ok(i)) => match config::parse_generated("peer's config", &i.config) {
                 Ok(c) => (Some(c), Some(i.config), Some(i.live), None),
                 Err(e) => (None, None, None, Some(OnlineError::PeerConfig(e))),
             },
