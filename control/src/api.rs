@@ -571,6 +571,10 @@ pub struct SyncReply {
     /// a keepalive after a second without sending); `None`: never heard.
     #[serde(default)]
     pub peer_heard_ms: Option<u64>,
+    /// Milliseconds without hearing the peer: since it was last heard, or since state sync
+    /// started if never (what the doctor and the `tandem_sync_peer_heard_seconds` gauge judge).
+    #[serde(default)]
+    pub peer_silent_ms: u64,
 }
 
 impl SyncReply {
@@ -588,6 +592,7 @@ impl SyncReply {
             bulk_status: "not running".into(),
             states: 0,
             peer_heard_ms: None,
+            peer_silent_ms: 0,
         }
     }
 }

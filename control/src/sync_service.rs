@@ -234,6 +234,7 @@ impl SyncThread {
             stop,
         } = self;
         let mut next_publish = 0;
+        let started = clock.now_ms();
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now_ms();
             transport.budget = rep.config().max_recv;
@@ -281,6 +282,7 @@ impl SyncThread {
                     &rep,
                     &snapshot,
                     transport.blocked.load(Ordering::Relaxed),
+                    started,
                     now,
                 );
             }
@@ -292,6 +294,7 @@ impl SyncThread {
             &rep,
             &snapshot,
             transport.blocked.load(Ordering::Relaxed),
+            started,
             now,
         );
     }
@@ -343,7 +346,9 @@ fn remember_peer(store: Option<&mut BootStore>, host: u32, boot: u32) {
     }
 }
 
-fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64, now: u64) {
+/// `started`: when the sync thread started (the peer's silence counts from there until it is
+/// first heard).
+fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64, started: u64, now: u64) {
     let st = rep.status();
     let c = rep.counters();
     let mut counters = c.snapshot();
@@ -387,6 +392,7 @@ fn publish(rep: &Replicator, snapshot: &Mutex<SyncSnapshot>, blocked: u64, now: 
         bulk_status: st.bulk.clone(),
         states: st.states as u64,
         peer_heard_ms: st.peer_heard.map(|t| now.saturating_sub(t)),
+        peer_silent_ms: now.saturating_sub(st.peer_heard.unwrap_or(started)),
     };
     if let Ok(mut s) = snapshot.lock() {
         *s = SyncSnapshot {

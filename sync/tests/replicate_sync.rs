@@ -527,3 +527,53 @@ fn an_idle_peer_is_still_heard_and_a_dead_link_shows() {
         assert!(heard >= 15_200, "not heard again: {heard}");
     }
 }
+
+/// A one-way sync link (our datagrams lost, the peer's arriving): the peer's keepalives must
+/// not pass for acknowledgements, or flow control would hold the journal back for as long as
+/// the peer lives, and the states would pile up unsent instead of going out as pfsync sends
+/// (to nobody, until the link heals).
+#[test]
+fn keepalives_from_a_peer_that_does_not_hear_us_do_not_hold_flow_control() {
+    let (mut a, mut b) = settled();
+    a.t.down = true;
+    let mut i = 0;
+    for now in 200..4200 {
+        for _ in 0..5 {
+            insert_tcp(&a.table, &a.worker, i, false, now);
+            i += 1;
+        }
+        a.poll(now);
+        b.poll(now);
+    }
+    assert!(b.counter("tx_keepalive") >= 3);
+    // Every entry drained and sent: the flow control's 48 datagrams in flight (~600 entries)
+    // were lifted once the peer's ACKs stopped for peer_dead_ms.
+    assert_eq!(a.counter("journal_entries"), 20_000);
+}
+
+/// A box restarts and its first datagrams are lost: the peer's keepalives (ACKs) must not
+/// acknowledge them by a number heard from the old boot, or they would never be repaired.
+#[test]
+fn a_restarted_peer_repairs_its_first_lost_datagrams_despite_keepalives() {
+    let (a, mut b) = settled();
+    let old_next = a.rep.status().next_seq;
+    drop(a);
+    let (ta, tb) = mem_pair(A_ADDR, B_ADDR);
+    b.t = tb;
+    let mut a = node_with(config(1, 0xa002, B_ADDR), JournalConfig::default(), ta);
+    a.t.down = true;
+    let mut now = 200;
+    let n = u32::try_from(old_next).unwrap() + 3;
+    for i in 0..n {
+        insert_tcp(&a.table, &a.worker, i, false, now);
+        run(&mut a, &mut b, now, now + 30);
+        now += 30;
+    }
+    run(&mut a, &mut b, now, now + 1500);
+    now += 1500;
+    a.t.down = false;
+    run(&mut a, &mut b, now, now + 20_000);
+    assert_eq!(b.table.len(), usize::try_from(n).unwrap());
+    assert_eq!(a.rep.status().bulk, "done");
+    assert_eq!(a.rep.status().unacked, 0);
+}

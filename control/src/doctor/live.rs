@@ -104,21 +104,24 @@ pub fn check(
                 "wait for it; if it stays, check the peer and the sync link",
             );
         }
-        // Each box sends at least a keepalive a second: three missed, the link or the peer is
-        // down, and a failover now would find none of this box's newer states on the peer.
-        if own.sync.running && own.sync.peer_heard_ms.is_none_or(|ms| ms > PEER_SILENT_MS) {
-            let since = own
-                .sync
-                .peer_heard_ms
-                .map_or("never heard".to_string(), |ms| {
-                    format!("not heard for {} s", ms / 1000)
-                });
+        // Each box sends at least a keepalive a second: three missed, the peer, its tandemd
+        // or the sync link (at least from the peer to us) is down. Counted from the sync
+        // thread's start while never heard, so that a doctor run just after a start says
+        // nothing.
+        if own.sync.running && own.sync.peer_silent_ms > PEER_SILENT_MS {
+            let since = match own.sync.peer_heard_ms {
+                Some(ms) => format!("not heard from the state sync peer for {} s", ms / 1000),
+                None => format!(
+                    "the state sync peer was never heard ({} s since state sync started)",
+                    own.sync.peer_silent_ms / 1000
+                ),
+            };
             f.add(
                 "state-sync-peer-silent",
                 Severity::Error,
                 "ha.state_sync",
-                format!("the state sync peer is {since}: states do not reach it, and a failover would reset their connections"),
-                "check that the peer runs tandemd, the sync link (tandemctl sync on both boxes), and that the peer's ha.state_sync.peer is this box's sync address",
+                format!("{since}: the peer, its tandemd or the sync link is down (at least from the peer to this box); the peer's states do not reach this box, and likely not this box's the peer"),
+                "check that the peer runs tandemd, the sync link (tandemctl sync on both boxes), the pfsync pass rules on both, and that each box's ha.state_sync.peer is the other's sync address",
             );
         }
         if own.sync.auth_failed > 0 {

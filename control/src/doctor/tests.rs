@@ -431,6 +431,7 @@ fn live(status: CarpStatus) -> LiveState {
             bulk_status: "done".into(),
             states: 0,
             peer_heard_ms: Some(400),
+            peer_silent_ms: 400,
         },
         config_sync: ConfigSyncReply {
             role: "primary".into(),
@@ -494,7 +495,7 @@ fn live_checks_fire_on_what_the_boxes_see() {
     s.sync.bulk_status = "pending (try 2/12)".into();
     assert!(ids(&online(&s, Some(&bk), None)).contains(&"state-sync-bulk-pending"));
     let mut s = m.clone();
-    s.sync.peer_heard_ms = Some(3_500);
+    (s.sync.peer_heard_ms, s.sync.peer_silent_ms) = (Some(3_500), 3_500);
     let r = online(&s, Some(&bk), None);
     assert_eq!(
         finding(&r, "state-sync-peer-silent").severity,
@@ -502,14 +503,17 @@ fn live_checks_fire_on_what_the_boxes_see() {
     );
     assert!(finding(&r, "state-sync-peer-silent")
         .message
-        .contains("not heard for 3 s"));
-    s.sync.peer_heard_ms = None;
+        .contains("not heard from the state sync peer for 3 s"));
+    (s.sync.peer_heard_ms, s.sync.peer_silent_ms) = (None, 12_000);
     assert!(
         finding(&online(&s, Some(&bk), None), "state-sync-peer-silent")
             .message
-            .contains("never heard")
+            .contains("never heard (12 s since state sync started)")
     );
-    s.sync.peer_heard_ms = Some(2_900);
+    // Just started, not heard yet; or heard within three keepalives: nothing to say.
+    (s.sync.peer_heard_ms, s.sync.peer_silent_ms) = (None, 800);
+    assert!(!ids(&online(&s, Some(&bk), None)).contains(&"state-sync-peer-silent"));
+    (s.sync.peer_heard_ms, s.sync.peer_silent_ms) = (Some(2_900), 2_900);
     assert!(!ids(&online(&s, Some(&bk), None)).contains(&"state-sync-peer-silent"));
     let mut s = m.clone();
     s.sync.auth_failed = 3;

@@ -267,15 +267,16 @@ impl Daemon {
                 )
                 .exposed_as("sync_lag_seconds", 0.001)
                 .add(&[], r.lag_ms);
-                if let Some(ms) = r.peer_heard_ms {
+                // Only from a running sync thread: a dead one's last figure would stay frozen.
+                if r.running {
                     s.family(
                         "sync_peer_heard_ms",
-                        "Time since the peer's last authenticated sync datagram (each box sends a keepalive after a second without sending).",
+                        "Time since the peer's last authenticated sync datagram, or since state sync started if it was never heard (each box sends a keepalive after a second without sending).",
                         Kind::Gauge,
                         &[],
                     )
                     .exposed_as("sync_peer_heard_seconds", 0.001)
-                    .add(&[], ms);
+                    .add(&[], r.peer_silent_ms);
                 }
             }
             s.add(

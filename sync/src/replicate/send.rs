@@ -164,19 +164,17 @@ impl Replicator {
                 p.nack_now = false;
             }
         }
-        // Keepalive: nothing sent for keepalive_ms, an ACK of what we hold from the peer we
-        // heard last (0 before any: it acknowledges nothing).
+        // Keepalive: nothing sent for keepalive_ms, an ACK of 0. It acknowledges nothing, and
+        // says nothing of our datagrams reaching the peer (`on_ack` leaves flow control's
+        // liveness alone): an ACK of a number heard would name no boot, and a peer restarted
+        // since would free datagrams of its new boot we never had.
         if recs.is_empty()
             && self.cfg.keepalive_ms > 0
             && self
                 .last_tx
                 .is_none_or(|t| now >= t + self.cfg.keepalive_ms)
         {
-            let seq = self
-                .last_peer
-                .and_then(|(h, _)| self.peers.get(&h))
-                .map_or(0, |p| p.cum);
-            recs.push(Record::Ack { seq });
+            recs.push(Record::Ack { seq: 0 });
             self.counters.tx_keepalive += 1;
         }
         if !recs.is_empty() {
@@ -185,6 +183,11 @@ impl Replicator {
     }
 
     pub(super) fn on_ack(&mut self, seq: u64, now: Millis) {
+        // Nothing in order yet, or a keepalive: no datagram of ours is acknowledged, so it says
+        // nothing of the peer hearing us (flow control keeps its own judgement of that).
+        if seq == 0 {
+            return;
+        }
         self.last_ack_rx = Some(now);
         if seq >= self.next_seq {
             return; // not a number we sent (this boot): ignore
