@@ -29,10 +29,10 @@
 //!    resending the newest unacknowledged datagram after [`SyncConfig::retransmit_timeout_ms`]
 //!    without an ACK: the receiver then sees the gap and NACKs it. A receiver that gets a
 //!    duplicate with `ACK_REQ` (our ACK was lost) ACKs again.
-//! 9. Keepalive: nothing sent for [`SyncConfig::keepalive_ms`], an ACK of 0 goes out (it
-//!    acknowledges nothing), so that the peer can tell an idle box from a dead link
-//!    ([`Status::peer_heard`]: the peer to us; that the peer hears us, only its own status
-//!    tells).
+//! 9. Keepalive: nothing sent for [`SyncConfig::keepalive_ms`] (retransmissions aside), a
+//!    control datagram without records goes out, so that the peer can tell an idle box from a
+//!    dead link ([`Status::peer_heard`]: the peer to us; that the peer hears us, only its own
+//!    status tells). It acknowledges nothing, so flow control does not take it for an ACK.
 //!
 //! # Merge rules
 //!
@@ -164,8 +164,8 @@ pub struct SyncConfig {
     pub max_in_flight: usize,
     /// No ACK for this long: the peer is gone (default 1000 ms).
     pub peer_dead_ms: u64,
-    /// Send an ACK of 0 (a keepalive) after this long without sending anything (default 1000
-    /// ms; 0: never). pfsync is silent when nothing changes, so its peer cannot tell an idle
+    /// Send a keepalive (a control datagram without records) after this long without sending
+    /// anything but retransmissions (default 1000 ms; 0: never). pfsync is silent when nothing changes, so its peer cannot tell an idle
     /// box from a dead link until a failover loses connections; this keepalive gives the peer
     /// a "last heard" figure (`tandemctl sync`, `tandemctl doctor`).
     pub keepalive_ms: u64,
@@ -241,7 +241,8 @@ counters! {
     tx_lease,
     /// ACK records sent.
     tx_ack,
-    /// Of those, keepalives: sent after `keepalive_ms` without sending anything.
+    /// Keepalives (control datagrams without records) sent after `keepalive_ms` without
+    /// sending anything but retransmissions.
     tx_keepalive,
     /// NACK records sent (`nacks_sent`).
     tx_nack,

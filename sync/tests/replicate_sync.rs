@@ -577,3 +577,27 @@ fn a_restarted_peer_repairs_its_first_lost_datagrams_despite_keepalives() {
     assert_eq!(a.rep.status().bulk, "done");
     assert_eq!(a.rep.status().unacked, 0);
 }
+
+/// The other one-way link: the peer hears us, we do not hear it. Our unacknowledged datagrams
+/// are retransmitted every 200 ms, and the peer drops those as duplicates: they must not stand
+/// in for keepalives, or the peer would call us silent although our direction works.
+#[test]
+fn retransmissions_do_not_stand_in_for_keepalives() {
+    let (mut a, mut b) = settled();
+    b.t.down = true;
+    for i in 0..5 {
+        insert_tcp(&a.table, &a.worker, i, false, 200);
+    }
+    run(&mut a, &mut b, 200, 10_200);
+    assert!(a.counter("retransmits") > 0);
+    assert!(
+        a.counter("tx_keepalive") >= 8,
+        "{}",
+        a.counter("tx_keepalive")
+    );
+    let heard = b.rep.status().peer_heard.expect("A heard");
+    assert!(10_199 - heard <= 1000, "B last heard A at {heard}");
+    // And A, which does not hear B, says so.
+    let heard = a.rep.status().peer_heard.expect("B heard before");
+    assert!(10_199 - heard >= 9000, "A last heard B at {heard}");
+}

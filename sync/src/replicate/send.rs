@@ -33,9 +33,8 @@ impl Replicator {
         self.count_tx(&rec);
     }
 
-    pub(super) fn send_bytes(&mut self, t: &mut dyn Transport, bytes: &[u8], now: Millis) {
+    pub(super) fn send_bytes(&mut self, t: &mut dyn Transport, bytes: &[u8]) {
         self.counters.tx_datagrams += 1;
-        self.last_tx = Some(now);
         if let Err(e) = t.send(bytes) {
             self.counters.tx_errors += 1;
             self.last_error = Some(format!("send: {e}"));
@@ -58,7 +57,8 @@ impl Replicator {
         self.builder.clear();
         self.open_since = None;
         self.counters.tx_sequenced += 1;
-        self.send_bytes(t, &bytes, now);
+        self.last_tx = Some(now);
+        self.send_bytes(t, &bytes);
         if self.ring.is_empty() {
             self.last_progress = now;
         }
@@ -75,6 +75,7 @@ impl Replicator {
     }
 
     pub(super) fn send_control(&mut self, t: &mut dyn Transport, recs: &[Record], now: Millis) {
+        self.last_tx = Some(now);
         self.ctl.clear();
         for r in recs {
             if !self.ctl.push(r) {
@@ -82,7 +83,7 @@ impl Replicator {
                 let bytes = self.ctl.finish(n, now).to_vec();
                 self.ctl.clear();
                 self.counters.tx_control += 1;
-                self.send_bytes(t, &bytes, now);
+                self.send_bytes(t, &bytes);
                 let _ = self.ctl.push(r);
             }
             self.count_tx(r);
@@ -92,7 +93,7 @@ impl Replicator {
             let bytes = self.ctl.finish(n, now).to_vec();
             self.ctl.clear();
             self.counters.tx_control += 1;
-            self.send_bytes(t, &bytes, now);
+            self.send_bytes(t, &bytes);
         }
     }
 
@@ -164,30 +165,34 @@ impl Replicator {
                 p.nack_now = false;
             }
         }
-        // Keepalive: nothing sent for keepalive_ms, an ACK of 0. It acknowledges nothing, and
-        // says nothing of our datagrams reaching the peer (`on_ack` leaves flow control's
-        // liveness alone): an ACK of a number heard would name no boot, and a peer restarted
-        // since would free datagrams of its new boot we never had.
-        if recs.is_empty()
-            && self.cfg.keepalive_ms > 0
-            && self
-                .last_tx
-                .is_none_or(|t| now >= t + self.cfg.keepalive_ms)
-        {
-            recs.push(Record::Ack { seq: 0 });
-            self.counters.tx_keepalive += 1;
-        }
         if !recs.is_empty() {
             self.send_control(t, &recs, now);
         }
+        self.keepalive(t, now);
+    }
+
+    /// Nothing sent for keepalive_ms (retransmissions do not count: the peer drops them as
+    /// duplicates without hearing us), a control datagram without records: the wire's
+    /// keepalive. It acknowledges nothing; it tells the peer that we are here.
+    fn keepalive(&mut self, t: &mut dyn Transport, now: Millis) {
+        if self.cfg.keepalive_ms == 0
+            || self
+                .last_tx
+                .is_some_and(|t| now < t + self.cfg.keepalive_ms)
+        {
+            return;
+        }
+        self.last_tx = Some(now);
+        self.ctl.clear();
+        let n = self.next_ctl();
+        let bytes = self.ctl.finish(n, now).to_vec();
+        self.ctl.clear();
+        self.counters.tx_control += 1;
+        self.counters.tx_keepalive += 1;
+        self.send_bytes(t, &bytes);
     }
 
     pub(super) fn on_ack(&mut self, seq: u64, now: Millis) {
-        // Nothing in order yet, or a keepalive: no datagram of ours is acknowledged, so it says
-        // nothing of the peer hearing us (flow control keeps its own judgement of that).
-        if seq == 0 {
-            return;
-        }
         self.last_ack_rx = Some(now);
         if seq >= self.next_seq {
             return; // not a number we sent (this boot): ignore
@@ -228,7 +233,7 @@ impl Replicator {
         }
         for b in resend {
             self.counters.retransmits += 1;
-            self.send_bytes(t, &b, now);
+            self.send_bytes(t, &b);
         }
         if missed {
             self.counters.retransmit_missed += 1;
@@ -242,7 +247,7 @@ impl Replicator {
         }
         if let Some(b) = self.ring.back().map(|s| s.bytes.clone()) {
             self.counters.retransmits += 1;
-            self.send_bytes(t, &b, now);
+            self.send_bytes(t, &b);
             self.last_progress = now;
         }
     }
