@@ -296,8 +296,7 @@ impl Daemon {
                     peer: ss.peer,
                     device: iface.device.clone(),
                     own_ip: iface.ip(),
-                    rules_if: sync_rules.load().in_if,
-                    rules: sync_rules.load().ruleset.clone(),
+                    rules: sync_rules.clone(),
                     state_dir: opts.state_dir.clone(),
                     leases: crate::sync_service::LeaseLink {
                         to_peer: Some(lease_out_rx),

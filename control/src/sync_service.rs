@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use tandem_dataplane::filter::{Action, PacketMeta, Ruleset, Verdict};
+use arc_swap::ArcSwap;
+use tandem_dataplane::filter::{Action, PacketMeta, Verdict};
 use tandem_dataplane::state::{Clock, StateTable};
-use tandem_dataplane::IfIndex;
 use tandem_sync::boot::{BootError, BootStore};
 use tandem_sync::journal::SyncJournal;
 use tandem_sync::replicate::{Event, Replicator, SyncConfig};
@@ -38,6 +38,7 @@ use tandem_sync::wire::{LeaseRecord, SyncKey, LEASE_HOSTNAME};
 use crate::dhcp::pool::{Lease, LeaseState};
 
 use crate::api::SyncReply;
+use crate::config_sync::service::SyncRules;
 
 /// What the sync thread publishes.
 #[derive(Debug, Clone, Default)]
@@ -66,9 +67,9 @@ pub struct SyncSetup {
     pub device: String,
     /// The sync interface's own address (the destination the rules see).
     pub own_ip: Ipv4Addr,
-    /// The rules of the sync interface and its index in them.
-    pub rules: Arc<Ruleset>,
-    pub rules_if: IfIndex,
+    /// The rules of the sync interface and its index in them: the daemon's, swapped by every
+    /// reload (a pfsync pass rule fixed and reloaded takes effect at once).
+    pub rules: Arc<ArcSwap<SyncRules>>,
     /// Where our boot id and the peers' are persisted (`None`: boot ids from the clock only).
     pub state_dir: Option<PathBuf>,
     /// DHCP leases: the server's changes to send, and the peer's for the server.
@@ -454,15 +455,16 @@ impl<T: Transport> Transport for RuleFilter<T> {
             let Some((n, src, ttl)) = self.inner.recv(buf)? else {
                 return Ok(None);
             };
+            let rules = self.setup.rules.load();
             let meta = PacketMeta {
-                in_if: self.setup.rules_if,
+                in_if: rules.in_if,
                 proto: tandem_sync::wire::IPPROTO_SYNC,
                 src,
                 dst: self.setup.own_ip,
                 sport: 0,
                 dport: 0,
             };
-            match self.setup.rules.evaluate(&meta) {
+            match rules.ruleset.evaluate(&meta) {
                 Verdict::Rule {
                     action: Action::Pass,
                     ..
@@ -523,8 +525,10 @@ mod tests {
                     peer: None,
                     device: "sync".into(),
                     own_ip: Ipv4Addr::new(10, 255, 0, 1),
-                    rules: Arc::new(Ruleset::empty(1)),
-                    rules_if: 0,
+                    rules: Arc::new(ArcSwap::from_pointee(SyncRules {
+                        ruleset: Arc::new(tandem_dataplane::filter::Ruleset::empty(1)),
+                        in_if: 0,
+                    })),
                     state_dir: None,
                     leases: LeaseLink::default(),
                 },

@@ -543,3 +543,40 @@ fn the_doctor_finds_the_healthy_pair_clean_online_and_a_stopped_peer_unreachable
     assert!(silent, "{}", a.ctl(&["doctor"]).1);
     drop((a, b));
 }
+
+/// A pfsync pass rule fixed by a reload reaches state sync at once: the sync thread's rule
+/// filter used to keep the rules of its start until tandemd restarted, so the doctor's
+/// "check the pfsync pass rules" advice did nothing until then.
+#[test]
+fn a_pfsync_rule_fixed_by_a_reload_lets_state_sync_through() {
+    require_root();
+    let lab = Lab::up("cspfs").unwrap();
+    let (a_file, b_file) = (
+        copy_config(&lab, "fw-a.toml"),
+        copy_config(&lab, "fw-b.toml"),
+    );
+    const PASS: &str = "action = \"pass\"\nprotocol = \"pfsync\"";
+    const BLOCK: &str = "action = \"block\"\nprotocol = \"pfsync\"";
+    edit(&a_file, |t| {
+        assert!(t.contains(PASS), "the seed's pfsync rule moved");
+        t.replacen(PASS, BLOCK, 1)
+    });
+    // Not `cluster`: B refuses A's push of the blocking rule, so the two never get in sync.
+    let b = Fw::start(&lab, Node::Fwb, &b_file.display().to_string());
+    let a = Fw::start(&lab, Node::Fwa, &a_file.display().to_string());
+    // A's rules drop B's sync datagrams (its keepalives, at least): A never hears B.
+    assert!(wait_until(LONG, POLL, || a.counter("sync_blocked_by_rule") >= 3));
+    assert_eq!(a.json_any(&["sync"])["peer_heard_ms"], Value::Null);
+    edit(&a_file, |t| t.replacen(BLOCK, PASS, 1));
+    let (ok, out) = a.ctl(&["config", "apply"]);
+    assert!(ok, "config apply: {out}");
+    // Without a restart, A hears B within a few keepalives.
+    assert!(
+        wait_until(LONG, POLL, || a.json_any(&["sync"])["peer_heard_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms < 1500)),
+        "{}",
+        a.ctl(&["sync"]).1
+    );
+    drop((a, b));
+}
