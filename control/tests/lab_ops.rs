@@ -321,6 +321,9 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
     let states = query(&lab, "tandem_states");
     assert!(value_of(&states, ia) >= Some(1.0), "{states:?}");
     assert!(value_of(&states, ib) >= Some(1.0), "{states:?}");
+    // State sync runs on both.
+    let running = query(&lab, "tandem_sync_running == 1");
+    assert_eq!(running.len(), 2, "{running:?}");
     // Each box hears the other on the idle sync link: keepalives, about one a second.
     let heard = query(&lab, "tandem_sync_peer_heard_seconds");
     assert!(value_of(&heard, ia).is_some_and(|v| v < 3.0), "{heard:?}");
@@ -330,6 +333,7 @@ fn systemd_readiness_and_watchdog_and_prometheus_scrapes_both_boxes() {
         "sum by (vhid) (tandem_carp_vhid_master) > 1",
         "tandem_sync_lag_seconds > 2",
         "tandem_sync_peer_heard_seconds > 3",
+        "tandem_sync_running == 0",
         "tandem_states / tandem_state_limit > 0.9",
         "tandem_carp_demotion > 0",
     ] {

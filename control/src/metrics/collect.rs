@@ -258,6 +258,12 @@ impl Daemon {
                 .copied()
                 .collect();
             s.table("sync_", &help, Kind::Counter, &[], &[], &snap.counters);
+            s.add(
+                "sync_running",
+                "1 while the state sync thread runs; 0 once it has stopped (see the log): no state reaches the peer.",
+                Kind::Gauge,
+                u64::from(sync.is_running()),
+            );
             if let Some(r) = &snap.reply {
                 s.family(
                     "sync_lag_ms",
