@@ -236,6 +236,16 @@ impl SyncThread {
         } = self;
         let mut next_publish = 0;
         let started = clock.now_ms();
+        let blocked = transport.blocked.clone();
+        let publish_now = |rep: &Replicator, now: u64| {
+            publish(
+                rep,
+                &snapshot,
+                blocked.load(Ordering::Relaxed),
+                started,
+                now,
+            );
+        };
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now_ms();
             transport.budget = rep.config().max_recv;
@@ -279,25 +289,12 @@ impl SyncThread {
             bulk_pending.store(rep.bulk_pending(), Ordering::Relaxed);
             if now >= next_publish {
                 next_publish = now + 50;
-                publish(
-                    &rep,
-                    &snapshot,
-                    transport.blocked.load(Ordering::Relaxed),
-                    started,
-                    now,
-                );
+                publish_now(&rep, now);
             }
             let wait = r.next_wakeup_ms.saturating_sub(clock.now_ms()).min(1);
             wait_readable(transport.inner.fd(), wait);
         }
-        let now = clock.now_ms();
-        publish(
-            &rep,
-            &snapshot,
-            transport.blocked.load(Ordering::Relaxed),
-            started,
-            now,
-        );
+        publish_now(&rep, clock.now_ms());
     }
 }
 
