@@ -474,6 +474,12 @@ impl Daemon {
                 config.ha.state_sync != self.config.ha.state_sync,
                 "ha.state_sync",
             ),
+            // The sync and config sync sockets are bound to the link's device and address at
+            // start, and state sync's rules see datagrams addressed to that address.
+            (
+                sync_link_of(&config) != sync_link_of(&self.config),
+                "the sync interface's device or address",
+            ),
         ];
         if let Some((_, field)) = restart_needed.iter().find(|(changed, _)| *changed) {
             return Err(PrepareError::RestartNeeded(field));
@@ -569,6 +575,11 @@ pub(crate) struct Prepared {
 }
 
 /// The rules of the state sync interface (or the first sync interface), for the sync services.
+/// The sync link as the sync threads were built with it: its device and address.
+fn sync_link_of(config: &Config) -> Option<(&str, std::net::Ipv4Addr)> {
+    config.sync_link().map(|i| (i.device.as_str(), i.ip()))
+}
+
 fn link_rules(config: &Config, filter: crate::compile::SyncFilter) -> SyncRules {
     let name = config
         .sync_link()

@@ -578,5 +578,21 @@ fn a_pfsync_rule_fixed_by_a_reload_lets_state_sync_through() {
         "{}",
         a.ctl(&["sync"]).1
     );
+    // The sync link's address is what the sync threads were built with: a reload changing it
+    // is refused (it used to be taken, and the rules then judged datagrams to the new address
+    // against the old one, blocking them all).
+    edit(&a_file, |t| {
+        t.replacen(
+            "address = \"10.255.0.1/24\"",
+            "address = \"10.255.0.5/24\"",
+            1,
+        )
+    });
+    let (ok, out) = a.ctl(&["config", "apply"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the sync interface's device or address changed; restart tandemd"),
+        "{out}"
+    );
     drop((a, b));
 }
