@@ -165,9 +165,10 @@ pub struct SyncConfig {
     /// No ACK for this long: the peer is gone (default 1000 ms).
     pub peer_dead_ms: u64,
     /// Send a keepalive (a control datagram without records) after this long without sending
-    /// anything but retransmissions (default 1000 ms; 0: never). pfsync is silent when nothing changes, so its peer cannot tell an idle
-    /// box from a dead link until a failover loses connections; this keepalive gives the peer
-    /// a "last heard" figure (`tandemctl sync`, `tandemctl doctor`).
+    /// anything but retransmissions (default 1000 ms; 0: never). pfsync is silent when nothing
+    /// changes, so its peer cannot tell an idle box from a dead link until a failover loses
+    /// connections; this keepalive gives the peer a "last heard" figure (`tandemctl sync`,
+    /// `tandemctl doctor`).
     pub keepalive_ms: u64,
 }
 

@@ -175,7 +175,9 @@ impl Replicator {
     /// duplicates without hearing us), a control datagram without records: the wire's
     /// keepalive. It acknowledges nothing; it tells the peer that we are here.
     fn keepalive(&mut self, t: &mut dyn Transport, now: Millis) {
+        // An open datagram goes out within flush_delay_ms anyway.
         if self.cfg.keepalive_ms == 0
+            || !self.builder.is_empty()
             || self
                 .last_tx
                 .is_some_and(|t| now < t + self.cfg.keepalive_ms)
