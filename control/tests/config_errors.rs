@@ -951,6 +951,35 @@ password = "1234567"
     assert!(warnings("").is_empty());
 }
 
+#[test]
+fn a_rule_repeating_an_earlier_rules_match_warns_that_it_never_matches() {
+    let rule = |action: &str, extra: &str| {
+        format!(
+            "\n[[filter.rules]]\ninterface = \"lan\"\naction = \"{action}\"\nprotocol = \"tcp\"\n\
+             destination = {{ port = 22 }}\n{extra}"
+        )
+    };
+    // The block first: the pass below it, meant to let ssh in, does nothing.
+    let text = rule("block", "") + &rule("pass", "description = \"ssh\"\n");
+    assert_eq!(
+        warnings(&text),
+        [
+            "fw-a.toml: filter.rules[1]: never matches: filter.rules[0] (rule 1) matches the same \
+          packets on interface lan first (first match wins)"
+        ]
+    );
+    // A disabled first rule shadows nothing; another port, another interface or another
+    // protocol is another match.
+    assert!(warnings(&(rule("block", "disabled = true\n") + &rule("pass", ""))).is_empty());
+    assert!(warnings(&(rule("block", "") + &rule("pass", "").replace("22", "23"))).is_empty());
+    assert!(
+        warnings(&(rule("block", "") + &rule("pass", "").replace("\"lan\"", "\"wan\""))).is_empty()
+    );
+    assert!(
+        warnings(&(rule("block", "") + &rule("pass", "").replace("\"tcp\"", "\"udp\""))).is_empty()
+    );
+}
+
 // --- state exhaustion: per-source limits, source nodes, adaptive timeouts ----------------------
 
 #[test]
