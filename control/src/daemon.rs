@@ -602,22 +602,24 @@ fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
 }
 
 fn load(path: &Path) -> Result<(Config, String), config::ConfigErrors> {
-    let text = config::read_file(path).map_err(|e| config::ConfigError::Read {
-        file: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    Ok((parse_warned(path, &text)?, text))
+    let (config, text) = config::load_with_text(path)?;
+    log_warnings(path, &config, &text);
+    Ok((config, text))
 }
 
 /// Validates `text` (named as `path`); weak but valid settings (a short CARP password) are
 /// logged at every start and reload.
 fn parse_warned(path: &Path, text: &str) -> Result<Config, config::ConfigErrors> {
-    let name = path.display().to_string();
-    let config = config::parse(&name, text)?;
-    for w in config::warnings(&name, &config) {
+    let config = config::parse(&path.display().to_string(), text)?;
+    log_warnings(path, &config, text);
+    Ok(config)
+}
+
+/// Logs the warnings of `config`, parsed from `text`, each with its line.
+fn log_warnings(path: &Path, config: &Config, text: &str) {
+    for w in config::warnings_in(&path.display().to_string(), config, text) {
         tracing::warn!("{w}");
     }
-    Ok(config)
 }
 
 /// State expiry and neighbour ageing, off the workers' cores' critical path: a slice of the

@@ -910,11 +910,11 @@ fn broken_variants_of_fw_a_are_all_reported() {
 
 // --- warnings --------------------------------------------------------------------------------
 
-/// The warnings of BASE followed by `snippet`, which must be valid.
+/// The warnings of BASE followed by `snippet`, which must be valid, each with its line.
 fn warnings(snippet: &str) -> Vec<String> {
     let text = format!("{BASE}{snippet}");
     let config = parse("fw-a.toml", &text).unwrap_or_else(|e| panic!("invalid: {e}"));
-    tandem_control::config::warnings("fw-a.toml", &config)
+    tandem_control::config::warnings_in("fw-a.toml", &config, &text)
         .iter()
         .map(ToString::to_string)
         .collect()
@@ -942,9 +942,9 @@ password = "1234567"
         warnings(&format!("{CARP_WAN}{lan2}")),
         [
             "fw-a.toml: virtual_ips[0].password: is 6 bytes long; a CARP password under 8 bytes \
-             can be guessed offline from one advert (use up to 20 random bytes)",
+             can be guessed offline from one advert (use up to 20 random bytes) (line 29)",
             "fw-a.toml: virtual_ips[2].password: is 7 bytes long; a CARP password under 8 bytes \
-             can be guessed offline from one advert (use up to 20 random bytes)",
+             can be guessed offline from one advert (use up to 20 random bytes) (line 43)",
         ]
     );
     assert!(warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"")).is_empty());
@@ -965,7 +965,7 @@ fn a_rule_repeating_an_earlier_rules_match_warns_that_it_never_matches() {
         warnings(&text),
         [
             "fw-a.toml: filter.rules[1]: never matches: filter.rules[0] (rule 1) matches the same \
-          packets on interface lan first (first match wins)"
+          packets on interface lan first (first match wins) (line 30)"
         ]
     );
     // A disabled first rule shadows nothing; another port, another interface or another

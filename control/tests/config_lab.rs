@@ -437,6 +437,9 @@ fn check_config_warns_of_a_short_carp_password_and_exits_0() {
         lines[0].contains("].password: is 5 bytes long; a CARP password under 8 bytes"),
         "{stderr}"
     );
+    // The warning names the password's line, as errors name theirs.
+    let line = 1 + weak.lines().position(|l| l.contains("\"vhid1\"")).unwrap();
+    assert!(lines[0].ends_with(&format!(" (line {line})")), "{stderr}");
 }
 
 #[test]

@@ -166,9 +166,10 @@ fn init_logs(format: Option<LogFormat>) {
 
 fn check_config(file: &std::path::Path) -> ExitCode {
     use tandem_control::doctor::{self, BoxView};
-    match tandem_control::config::load(file) {
-        Ok(config) => {
-            for w in tandem_control::config::warnings(&file.display().to_string(), &config) {
+    match tandem_control::config::load_with_text(file) {
+        Ok((config, text)) => {
+            let name = file.display().to_string();
+            for w in tandem_control::config::warnings_in(&name, &config, &text) {
                 eprintln!("warning: {w}");
             }
             // Valid is not yet safe to fail over with: the doctor's checks of one box (rules

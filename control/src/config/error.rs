@@ -73,10 +73,10 @@ impl ConfigError {
 }
 
 /// A value tandem accepts but advises against, e.g.
-/// `fw-a.toml: virtual_ips[0].password: is 6 bytes long; ...`. `tandemd --check-config` prints
-/// warnings and still exits 0; the daemon logs them when it starts.
+/// `fw-a.toml: virtual_ips[0].password: is 6 bytes long; ... (line 40)`. `tandemd
+/// --check-config` prints warnings and still exits 0; the daemon logs them when it starts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {path}: {message}")]
+#[error("{file}: {path}: {message}{}", at_line(*.line))]
 pub struct ConfigWarning {
     /// The file name.
     pub file: String,
@@ -84,6 +84,9 @@ pub struct ConfigWarning {
     pub path: String,
     /// What is advised against, and why.
     pub message: String,
+    /// 1-based line of the field (or of its table) where the file shows it: set by
+    /// [`warnings_in`](super::warnings_in), which has the text.
+    pub line: Option<usize>,
 }
 
 /// Every problem found in one config file. Displays one error per line, in the order sections are

@@ -35,11 +35,17 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads and validates the config file at `path`. Errors name the file as `path` was given.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_text(path).map(|(config, _)| config)
+}
+
+/// [`load`], also returning the file's text (for [`warnings_in`]).
+pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigErrors> {
     let text = read_file(path).map_err(|e| ConfigError::Read {
         file: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    parse(&path.display().to_string(), &text)
+    let config = parse(&path.display().to_string(), &text)?;
+    Ok((config, text))
 }
 
 /// The text of a config file: a regular file of at most [`MAX_FILE_BYTES`], as UTF-8. Opened
@@ -72,6 +78,17 @@ pub fn read_file(path: &Path) -> Result<String, ReadError> {
 /// existing cluster keeps running.
 pub fn warnings(file_name: &str, config: &Config) -> Vec<ConfigWarning> {
     validate::warnings(file_name, config)
+}
+
+/// [`warnings`] of the config parsed from `text`, each naming the line of its field in `text`
+/// (as [`parse`]'s errors do).
+pub fn warnings_in(file_name: &str, config: &Config, text: &str) -> Vec<ConfigWarning> {
+    let mut warnings = validate::warnings(file_name, config);
+    let locator = locate::Locator::new(text);
+    for w in &mut warnings {
+        w.line = locator.line(&w.path);
+    }
+    warnings
 }
 
 /// Parses and validates `text`; `file_name` is how errors name it. Each validation error names

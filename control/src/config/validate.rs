@@ -166,6 +166,7 @@ pub(crate) fn warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
                      {MAX_CARP_PASSWORD_LEN} random bytes)",
                     carp.password.len()
                 ),
+                line: None,
             });
         }
     }
@@ -203,6 +204,7 @@ fn shadowed_rules(file: &str, config: &Config, out: &mut Vec<ConfigWarning>) {
                     j + 1,
                     rule.interface
                 ),
+                line: None,
             }),
         }
     }
