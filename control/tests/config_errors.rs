@@ -980,6 +980,93 @@ fn a_rule_repeating_an_earlier_rules_match_warns_that_it_never_matches() {
     );
 }
 
+#[test]
+fn a_rule_an_earlier_broader_rule_covers_warns_that_it_never_matches() {
+    // A rule on lan: `action`, then the TOML lines of its match.
+    let rule = |action: &str, fields: &str| {
+        format!("\n[[filter.rules]]\ninterface = \"lan\"\naction = \"{action}\"\n{fields}\n")
+    };
+    let aliases = "\n[[aliases]]\nname = \"tens\"\ntype = \"network\"\n\
+                   entries = [\"10.0.0.0/8\", \"172.16.0.0/12\"]\n";
+    // `first` then `later`: the warning, if any, without its file, path and line.
+    let warned = |first: &str, later: &str| -> Option<String> {
+        let w = warnings(&format!(
+            "{aliases}{}{}",
+            rule("block", first),
+            rule("pass", later)
+        ));
+        assert!(w.len() <= 1, "{w:?}");
+        w.first().map(|w| {
+            let (_, rest) = w.split_once("filter.rules[1]: ").unwrap();
+            let (message, _line) = rest.rsplit_once(" (line ").unwrap();
+            message.to_owned()
+        })
+    };
+    let covered = |first: &str, later: &str| {
+        assert_eq!(
+            warned(first, later).as_deref(),
+            Some(
+                "never matches: filter.rules[0] (rule 1) matches every packet it would on \
+                 interface lan first (first match wins)"
+            ),
+            "{first} should cover {later}"
+        );
+    };
+    let not_covered = |first: &str, later: &str| {
+        assert_eq!(
+            warned(first, later),
+            None,
+            "{first} should not cover {later}"
+        );
+    };
+    let tcp22 = "protocol = \"tcp\"\ndestination = { port = 22 }";
+
+    // Any protocol, any address: a narrower rule below never matches; above, it would.
+    covered("", tcp22);
+    covered(
+        "source = { address = \"lan net\" }",
+        "source = { address = \"192.168.0.5\" }",
+    );
+    not_covered(
+        "source = { address = \"192.168.0.5\" }",
+        "source = { address = \"lan net\" }",
+    );
+    // Protocols: tcp/udp covers udp, not icmp; udp does not cover tcp/udp.
+    covered("protocol = \"tcp/udp\"", "protocol = \"udp\"");
+    not_covered("protocol = \"tcp/udp\"", "protocol = \"icmp\"");
+    not_covered("protocol = \"udp\"", "protocol = \"tcp/udp\"");
+    // Ports: a range covers what is inside it.
+    covered(
+        "protocol = \"tcp\"\ndestination = { port = \"1-1024\" }",
+        tcp22,
+    );
+    not_covered(
+        "protocol = \"tcp\"\ndestination = { port = \"1-1024\" }",
+        "protocol = \"tcp\"\ndestination = { port = \"22-2000\" }",
+    );
+    not_covered(tcp22, "protocol = \"tcp\"");
+    // Aliases are flattened: 10.1.2.3 is inside 10/8; 192.168.0.5 is not in the alias.
+    covered(
+        "destination = { address = \"tens\" }",
+        "destination = { address = \"10.1.2.3\" }",
+    );
+    not_covered(
+        "destination = { address = \"tens\" }",
+        "destination = { address = \"lan net\" }",
+    );
+    // Inverted: "not lan net" covers a host outside it, and not one inside it.
+    let not_lan = "source = { address = \"lan net\", invert = true }";
+    covered(not_lan, "source = { address = \"10.1.2.3\" }");
+    not_covered(not_lan, "source = { address = \"192.168.0.5\" }");
+    // "self" holds the interface addresses.
+    covered(
+        "destination = { address = \"self\" }",
+        "destination = { address = \"192.168.0.11\" }",
+    );
+    // A disabled first rule covers nothing.
+    not_covered("disabled = true", tcp22);
+}
+
 // --- state exhaustion: per-source limits, source nodes, adaptive timeouts ----------------------
 
 #[test]

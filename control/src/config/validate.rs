@@ -28,6 +28,7 @@ use super::types::{
 
 mod ha;
 mod rules;
+mod shadow;
 mod vips;
 use ha::ha;
 use rules::{filter, nat, routes};
@@ -170,44 +171,8 @@ pub(crate) fn warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
             });
         }
     }
-    shadowed_rules(file, config, &mut out);
+    shadow::shadowed_rules(file, config, &mut out);
     out
-}
-
-/// A rule whose match (interface, family, protocol, source, destination) repeats an earlier
-/// enabled rule's never matches: first match wins. Most often a copy left behind with another
-/// action, which then does nothing (pfSense accepts such a rule silently). Only exact repeats:
-/// a rule covered by a broader one is not looked for.
-fn shadowed_rules(file: &str, config: &Config, out: &mut Vec<ConfigWarning>) {
-    let mut first = HashMap::new();
-    for (i, rule) in config.filter.rules.iter().enumerate() {
-        if rule.disabled {
-            continue;
-        }
-        let key = (
-            rule.interface.as_str(),
-            rule.ip_version,
-            rule.protocol,
-            &rule.source,
-            &rule.destination,
-        );
-        match first.get(&key) {
-            None => {
-                first.insert(key, i);
-            }
-            Some(&j) => out.push(ConfigWarning {
-                file: file.to_owned(),
-                path: format!("filter.rules[{i}]"),
-                message: format!(
-                    "never matches: filter.rules[{j}] (rule {}) matches the same packets on \
-                     interface {} first (first match wins)",
-                    j + 1,
-                    rule.interface
-                ),
-                line: None,
-            }),
-        }
-    }
 }
 
 /// The errors found so far.
