@@ -154,8 +154,9 @@ counters! {
         /// (no flags, a bare FIN, data alone): sent by no stack, refused before it can move
         /// the windows.
         drop_tcp_no_ack,
-        /// No state, a pass rule matched, but an ICMP echo reply (it answers a request, whose
-        /// state it would have found).
+        /// No state, a pass rule matched, but ICMP that makes none: a query's reply (it answers
+        /// a request, whose state it would have found), or a message that is neither a query
+        /// nor an error (no id to key a flow by).
         drop_icmp_no_state,
         /// New state refused: the table is at its limit.
         drop_state_limit,

@@ -307,6 +307,41 @@ struct Packet {
     total: usize,
 }
 
+/// An ICMP message as the pipeline treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IcmpKind {
+    /// Not ICMP.
+    None,
+    /// An echo request: a query, and answered when addressed to the box.
+    EchoRequest,
+    /// Another query request (timestamp, information, address mask, extended echo): keyed by
+    /// its id as an echo is.
+    Request,
+    /// A query's reply: it only ever answers a request, so it makes no state and goes only the
+    /// way a state's replies go.
+    Reply,
+    /// An error: its quoted packet decides where it belongs.
+    Error,
+    /// Anything else (router discovery, deprecated and unknown types): no id to key a flow
+    /// by, so it makes no state and rides none (Linux's conntrack calls it invalid; its bytes
+    /// 4..6 are no id for NAT to rewrite).
+    Other,
+}
+
+impl IcmpKind {
+    /// Never looks up a state by its own key (ports 0/0 would find a query's with id 0).
+    #[inline]
+    fn keyless(self) -> bool {
+        matches!(self, IcmpKind::Error | IcmpKind::Other)
+    }
+
+    /// A query request (an echo or another).
+    #[inline]
+    fn request(self) -> bool {
+        matches!(self, IcmpKind::EchoRequest | IcmpKind::Request)
+    }
+}
+
 /// The layer-4 facts of a packet, read once.
 #[derive(Debug, Clone, Copy)]
 struct L4 {
@@ -314,13 +349,8 @@ struct L4 {
     dport: u16,
     /// TCP only.
     seg: Option<TcpSegment>,
-    /// An ICMP error (its quoted packet decides where it belongs).
-    icmp_error: bool,
-    /// An ICMP echo request (answered when addressed to us).
-    echo_request: bool,
-    /// An ICMP echo reply: it only ever answers a request, so it makes no state and goes only
-    /// the way a state's replies go.
-    echo_reply: bool,
+    /// What kind of ICMP message it is, if it is one.
+    icmp: IcmpKind,
     /// The IP id of a first fragment (MF set, offset 0): its followers follow it.
     first_frag: Option<u16>,
 }
@@ -598,7 +628,7 @@ impl WorkerSide {
         // in one lock-free lookup; nothing is cloned.
         // An ICMP error's own key (ports 0/0) would find the state of an ICMP query with id 0
         // and ride it, unchecked: errors belong where their quoted packet says.
-        let hit = if l4.icmp_error {
+        let hit = if l4.icmp.keyless() {
             None
         } else {
             dp.states.with_state_in(section, &key, |state, dir| {
@@ -608,8 +638,8 @@ impl WorkerSide {
                     // An echo request where the state's replies go, or a reply where its requests
                     // go: a request from outside would reach the inside host through a ping's
                     // state (pf and Linux key the direction in).
-                    None if (l4.echo_request && dir == Direction::Reply)
-                        || (l4.echo_reply && dir == Direction::Original) =>
+                    None if (l4.icmp.request() && dir == Direction::Reply)
+                        || (l4.icmp == IcmpKind::Reply && dir == Direction::Original) =>
                     {
                         Err(TrackError::WrongDirection)
                     }
@@ -678,7 +708,7 @@ impl WorkerSide {
             }
         }
 
-        if l4.icmp_error {
+        if l4.icmp == IcmpKind::Error {
             // Its checksum is rewritten from the bytes at hand (which a fragment lacks), and an
             // error quotes 28 bytes: a fragmented one is forged or broken.
             if l4.first_frag.is_some() {
@@ -739,9 +769,7 @@ fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
         sport: 0,
         dport: 0,
         seg: None,
-        icmp_error: false,
-        echo_request: false,
-        echo_reply: false,
+        icmp: IcmpKind::None,
         first_frag,
     };
     match proto {
@@ -776,15 +804,23 @@ fn parse_l4(l4: &[u8], proto: u8, first_frag: Option<u16>) -> Option<L4> {
         proto::ICMP => {
             let icmp = IcmpPacket::new_checked(l4).ok()?;
             let t = icmp.msg_type();
-            match t {
-                IcmpType::EchoRequest | IcmpType::EchoReply => {
-                    r.sport = icmp.echo_ident();
-                    r.dport = r.sport;
-                    r.echo_request = t == IcmpType::EchoRequest;
-                    r.echo_reply = !r.echo_request;
-                }
-                t if t.is_error() => r.icmp_error = true,
-                _ => {}
+            r.icmp = if t == IcmpType::EchoRequest {
+                IcmpKind::EchoRequest
+            } else if t.is_query_request() {
+                IcmpKind::Request
+            } else if t.is_query_reply() {
+                IcmpKind::Reply
+            } else if t.is_error() {
+                IcmpKind::Error
+            } else {
+                IcmpKind::Other
+            };
+            if matches!(
+                r.icmp,
+                IcmpKind::EchoRequest | IcmpKind::Request | IcmpKind::Reply
+            ) {
+                r.sport = icmp.echo_ident();
+                r.dport = r.sport;
             }
         }
         _ => {}

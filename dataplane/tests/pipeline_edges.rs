@@ -7,7 +7,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::*;
-use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
+use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode, TimestampMessage};
 use etherparse::Icmpv4Type;
 use tandem_dataplane::filter::{Action, AddrMatch, Prefix, ProtoMatch, Rule};
 use tandem_dataplane::io::mem::MemPort;
@@ -1619,5 +1619,143 @@ fn an_icmp_error_does_not_ride_a_ping_state_with_id_0() {
     let s = lab.snapshot();
     lab.send(WAN, &err, T0 + 1);
     s.assert_delta(&lab, &[("rx_frames", 1), ("drop_icmp_error_no_state", 1)]);
+    lab.nothing_sent();
+}
+
+/// A timestamp request or reply (id `id`) between `src` and `dst`.
+fn timestamp(
+    request: bool,
+    macs: ([u8; 6], [u8; 6]),
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    id: u16,
+) -> Vec<u8> {
+    let m = TimestampMessage {
+        id,
+        seq: 7,
+        originate_timestamp: 1,
+        receive_timestamp: 0,
+        transmit_timestamp: 0,
+    };
+    let t = if request {
+        Icmpv4Type::TimestampRequest(m)
+    } else {
+        Icmpv4Type::TimestampReply(m)
+    };
+    icmp_frame(macs.0, macs.1, src, dst, t, &[])
+}
+
+/// The id of a timestamp message.
+fn timestamp_id(frame: &[u8]) -> u16 {
+    match parse(frame).icmp().icmp_type {
+        Icmpv4Type::TimestampRequest(ref m) | Icmpv4Type::TimestampReply(ref m) => m.id,
+        ref t => panic!("not a timestamp: {t:?}"),
+    }
+}
+
+/// Found reviewing ICMP: queries other than echo all keyed as ports 0/0, so NAT wrote its
+/// port into their id without keying on it (the reply, carrying that id, found no state), and
+/// every host's timestamp queries to one server shared one state.
+#[test]
+fn timestamp_queries_are_flows_keyed_by_their_id_and_natted() {
+    let mut lab = Lab::new();
+    let out_macs = (CLIENT_MAC, LAN_VMAC);
+    let in_macs = (SERVER_MAC, WAN_VMAC);
+    lab.send(LAN, &timestamp(true, out_macs, CLIENT, SERVER, 0x2222), T0);
+    let out = lab.one_sent(WAN);
+    assert_eq!(parse(&out).src(), WAN_VIP);
+    let nat_id = timestamp_id(&out);
+    // Another id is another flow.
+    lab.send(
+        LAN,
+        &timestamp(true, out_macs, CLIENT, SERVER, 0x3333),
+        T0 + 1,
+    );
+    let _ = lab.one_sent(WAN);
+    assert_eq!(lab.dp.states.len(), 2);
+
+    // The reply, to the NAT's id, comes back to the client with its own id.
+    lab.send(
+        WAN,
+        &timestamp(false, in_macs, SERVER, WAN_VIP, nat_id),
+        T0 + 2,
+    );
+    let back = lab.one_sent(LAN);
+    assert_eq!((parse(&back).src(), parse(&back).dst()), (SERVER, CLIENT));
+    assert_eq!(timestamp_id(&back), 0x2222);
+
+    // A request from outside to the NAT's id is not the state's (the WAN's default deny).
+    let s = lab.snapshot();
+    lab.send(
+        WAN,
+        &timestamp(true, in_macs, SERVER, WAN_VIP, nat_id),
+        T0 + 3,
+    );
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_blocked_default", 1)]);
+    lab.nothing_sent();
+
+    // An error about the request goes back to the client, its quote translated back.
+    let quoted = &ip_of(&out)[..28];
+    let err = icmp_error_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        SERVER,
+        WAN_VIP,
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Host),
+        quoted,
+    );
+    lab.send(WAN, &err, T0 + 4);
+    let e = parse(&lab.one_sent(LAN));
+    assert_eq!(e.dst(), CLIENT);
+    let (qip, ql4) = parse_quoted(&e.payload);
+    assert_eq!(Ipv4Addr::from(qip.source), CLIENT);
+    assert_eq!(u16::from_be_bytes([ql4[4], ql4[5]]), 0x2222);
+}
+
+/// ICMP that is neither a query nor an error has no id: it makes no state, and never rides
+/// one (its ports 0/0 are a ping's with id 0).
+#[test]
+fn icmp_that_is_no_query_makes_no_state_and_rides_none() {
+    let mut lab = Lab::with(BoxA {
+        ports: PortPolicy::Static,
+        ..box_a()
+    });
+    let out_macs = (CLIENT_MAC, LAN_VMAC);
+    let other = |macs: ([u8; 6], [u8; 6]), src, dst, type_u8| {
+        let t = Icmpv4Type::Unknown {
+            type_u8,
+            code_u8: 0,
+            bytes5to8: [0x12, 0x34, 0, 0],
+        };
+        icmp_frame(macs.0, macs.1, src, dst, t, &[])
+    };
+    // Through the LAN's pass rule: a timestamp reply alone, a router advertisement (9) and an
+    // unassigned type (44).
+    let s = lab.snapshot();
+    lab.send(LAN, &timestamp(false, out_macs, CLIENT, SERVER, 0x2222), T0);
+    lab.send(LAN, &other(out_macs, CLIENT, SERVER, 9), T0);
+    lab.send(LAN, &other(out_macs, CLIENT, SERVER, 44), T0);
+    s.assert_delta(&lab, &[("rx_frames", 3), ("drop_icmp_no_state", 3)]);
+    lab.nothing_sent();
+    assert_eq!(lab.dp.states.len(), 0);
+
+    // A ping with id 0 (static-port NAT): an unassigned type from the server on its reply
+    // key is not the ping's.
+    lab.send(
+        LAN,
+        &Echo::request(CLIENT_MAC, LAN_VMAC, CLIENT, SERVER)
+            .id(0)
+            .seq(1)
+            .frame(),
+        T0 + 1,
+    );
+    let _ = lab.one_sent(WAN);
+    let s = lab.snapshot();
+    lab.send(
+        WAN,
+        &other((SERVER_MAC, WAN_VMAC), SERVER, WAN_VIP, 44),
+        T0 + 2,
+    );
+    s.assert_delta(&lab, &[("rx_frames", 1), ("drop_blocked_default", 1)]);
     lab.nothing_sent();
 }

@@ -43,10 +43,11 @@ impl WorkerSide {
                 return Verdict::Drop;
             }
         }
-        // An echo reply answers a request whose state it would have found: alone, it makes no
-        // state (Linux's conntrack calls it invalid), or its state would carry requests from
-        // the other side in as replies.
-        if keep_state && l4.echo_reply {
+        // A query's reply answers a request whose state it would have found: alone, it makes
+        // no state (Linux's conntrack calls it invalid), or its state would carry requests from
+        // the other side in as replies. ICMP that is neither a query nor an error has no id to
+        // key a flow by (nor one for NAT to rewrite): no state either.
+        if keep_state && matches!(l4.icmp, IcmpKind::Reply | IcmpKind::Other) {
             c.drop_icmp_no_state.inc();
             return Verdict::Drop;
         }

@@ -90,7 +90,7 @@ impl WorkerSide {
         }
         // No echo reply to a broadcast or multicast (FreeBSD's icmp.bmcastecho=0): the reply
         // would be sourced from that address, and the box would be a smurf amplifier.
-        if l4.echo_request
+        if l4.icmp == IcmpKind::EchoRequest
             && !key.dst.is_broadcast()
             && !key.dst.is_multicast()
             && !is_subnet_broadcast(gen, key.dst)

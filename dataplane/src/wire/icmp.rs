@@ -1,4 +1,5 @@
-//! ICMP for IPv4 (RFC 792): echo, and the errors a router sends and translates.
+//! ICMP for IPv4 (RFC 792): the queries (echo and its kin), and the errors a router sends and
+//! translates.
 //!
 //! ```text
 //!  0       1       2               4               6               8
@@ -28,6 +29,14 @@ enum_with_unknown! {
         EchoRequest = 8,
         TimeExceeded = 11,
         ParamProblem = 12,
+        Timestamp = 13,
+        TimestampReply = 14,
+        InfoRequest = 15,
+        InfoReply = 16,
+        AddressMaskRequest = 17,
+        AddressMaskReply = 18,
+        ExtendedEchoRequest = 42,
+        ExtendedEchoReply = 43,
     }
 }
 
@@ -42,6 +51,34 @@ impl IcmpType {
                 | IcmpType::Redirect
                 | IcmpType::TimeExceeded
                 | IcmpType::ParamProblem
+        )
+    }
+
+    /// Query requests: echo, timestamp, information, address mask (RFC 792, RFC 950) and
+    /// extended echo (RFC 8335). Each carries an identifier at bytes 4..6 that its reply
+    /// repeats: the "port" of an ICMP flow, as in pf and Linux's conntrack.
+    #[inline]
+    pub fn is_query_request(self) -> bool {
+        matches!(
+            self,
+            IcmpType::EchoRequest
+                | IcmpType::Timestamp
+                | IcmpType::InfoRequest
+                | IcmpType::AddressMaskRequest
+                | IcmpType::ExtendedEchoRequest
+        )
+    }
+
+    /// The replies of [`IcmpType::is_query_request`]'s requests.
+    #[inline]
+    pub fn is_query_reply(self) -> bool {
+        matches!(
+            self,
+            IcmpType::EchoReply
+                | IcmpType::TimestampReply
+                | IcmpType::InfoReply
+                | IcmpType::AddressMaskReply
+                | IcmpType::ExtendedEchoReply
         )
     }
 }
@@ -126,7 +163,8 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
         u16::from_be_bytes([d[2], d[3]])
     }
 
-    /// Bytes 4..6, meaningful for echo request/reply only.
+    /// Bytes 4..6: the identifier of a query or its reply (echo, timestamp, information,
+    /// address mask, extended echo: [`IcmpType::is_query_request`]).
     #[inline]
     pub fn echo_ident(&self) -> u16 {
         let d = self.buffer.as_ref();
@@ -229,7 +267,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
         self.set_checksum(c);
     }
 
-    /// NAT's rewrite of a query's id (echo request and reply: the "port" of an ICMP flow, the
+    /// NAT's rewrite of a query's id (a query or its reply: the "port" of an ICMP flow, the
     /// same field whichever side is translated), the checksum patched incrementally. ICMP sums
     /// no pseudo-header: an address change leaves it alone. A buffer shorter than the header
     /// (a quote cut short) is left alone.
@@ -292,7 +330,7 @@ impl QuotedPacket {
     /// Reads the quote (the ICMP error's data, from the quoted IPv4 header on). `Err` when the
     /// header is malformed ([`Ipv4Packet::new_checked_quoted`]), a TCP quote holds fewer than 8
     /// bytes (its sequence number cannot be checked: pf drops such an error as short), a UDP
-    /// quote fewer than 4, or an ICMP quote is anything but a whole echo header.
+    /// quote fewer than 4, or an ICMP quote is anything but a whole query (or reply) header.
     pub fn parse(quote: &[u8]) -> Result<QuotedPacket> {
         let ip = Ipv4Packet::new_checked_quoted(quote)?;
         let l4 = quote.get(ip.header_len()..).ok_or(WireError)?;
@@ -307,7 +345,8 @@ impl QuotedPacket {
             IpProtocol::Udp => l4_ports(l4).ok_or(WireError)?,
             IpProtocol::Icmp => {
                 let icmp = IcmpPacket::new_checked(l4)?;
-                if !matches!(icmp.msg_type(), IcmpType::EchoRequest | IcmpType::EchoReply) {
+                let t = icmp.msg_type();
+                if !(t.is_query_request() || t.is_query_reply()) {
                     return Err(WireError);
                 }
                 (icmp.echo_ident(), icmp.echo_ident())
