@@ -126,7 +126,9 @@ def send_dhcp(src_mac, body):
 /// DHCPREQUESTs (selecting: server identifier argv[2], requested address) for each address of
 /// the lab's pool, 192.168.0.150-199, with no DISCOVER before them, each from a MAC of its own
 /// (02:00:00:00:e0:NN, chaddr = source MAC); then 20 whose chaddr (02:00:00:00:e1:NN) is not
-/// their source MAC; then one relayed (giaddr 10.9.9.1). After [`PY_RAW`].
+/// their source MAC; then one relayed (giaddr 10.9.9.1); then, from one MAC
+/// (02:00:00:00:e0:88, chaddr = source MAC), a DHCPDECLINE of each pool address. After
+/// [`PY_RAW`].
 const STARVE: &str = r#"
 server = socket.inet_aton(sys.argv[2])
 def request(src_mac, chaddr, want, xid, giaddr=bytes(4)):
@@ -143,6 +145,13 @@ for i in range(20):
             bytes([192, 168, 0, 150 + i]), 0x6000 + i)
 mac = bytes([2, 0, 0, 0, 0xe0, 77])
 request(mac, mac, bytes([192, 168, 0, 190]), 0x7000, giaddr=bytes([10, 9, 9, 1]))
+mac = bytes([2, 0, 0, 0, 0xe0, 0x88])
+for i in range(50):
+    opts = bytes([53, 1, 4, 54, 4]) + server + bytes([50, 4, 192, 168, 0, 150 + i, 255])
+    body = struct.pack('!BBBBIHH4s4s4s4s', 1, 1, 6, 0, 0x8000 + i, 0, 0, bytes(4), bytes(4),
+                       bytes(4), bytes(4)) + mac + bytes(10) + bytes(192) \
+        + bytes([99, 130, 83, 99]) + opts
+    send_dhcp(mac, body)
 "#;
 
 /// Frames to UDP 67 that are not DHCP a server can read: truncated, bad options, wrong hlen.
@@ -227,13 +236,16 @@ fn dhcp_on_the_lan_vip() {
     // The pool-starving attack: a REQUEST for each pool address with no DISCOVER before it,
     // each from a MAC of its own (chaddr = source MAC), REQUESTs whose chaddr is not their
     // source MAC, and a relayed one. The first are NAKed, the others dropped; none binds
-    // anything.
+    // anything. Then one host declines every pool address: none was given to it, so none is
+    // taken out of the pool (before the fix all 50 were, for 10 minutes, and the next client
+    // got no offer).
     // Two of the addresses are the first two clients' (NAKed as another client's).
-    let (naks, unoffered, mismatch, relayed) = (
+    let (naks, unoffered, mismatch, relayed, ignored) = (
         a.counter("dhcp_naks"),
         a.counter("dhcp_unoffered"),
         a.counter("dhcp_chaddr_mismatch"),
         a.counter("dhcp_relayed"),
+        a.counter("dhcp_ignored"),
     );
     let script = lab.log_dir().join("starve.py");
     std::fs::write(&script, format!("{PY_RAW}{STARVE}")).unwrap();
@@ -250,8 +262,10 @@ fn dhcp_on_the_lan_vip() {
         wait_until(LONG, POLL, || a.counter("dhcp_naks") >= naks + 50
             && a.counter("dhcp_unoffered") >= unoffered + 48
             && a.counter("dhcp_chaddr_mismatch") >= mismatch + 20
-            && a.counter("dhcp_relayed") > relayed),
-        "naks {} -> {}, unoffered {} -> {}, chaddr mismatch {} -> {}, relayed {} -> {}",
+            && a.counter("dhcp_relayed") > relayed
+            && a.counter("dhcp_ignored") >= ignored + 50),
+        "naks {} -> {}, unoffered {} -> {}, chaddr mismatch {} -> {}, relayed {} -> {}, \
+         ignored {} -> {}",
         naks,
         a.counter("dhcp_naks"),
         unoffered,
@@ -259,8 +273,11 @@ fn dhcp_on_the_lan_vip() {
         mismatch,
         a.counter("dhcp_chaddr_mismatch"),
         relayed,
-        a.counter("dhcp_relayed")
+        a.counter("dhcp_relayed"),
+        ignored,
+        a.counter("dhcp_ignored"),
     );
+    assert_eq!(a.counter("dhcp_declines"), 0, "a decline was taken");
     let taken: Vec<_> = leased_ips(&a)
         .into_iter()
         .filter(|(mac, _, _)| mac.starts_with("02:00:00:00:e"))

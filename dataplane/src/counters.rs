@@ -92,7 +92,8 @@ counters! {
         to_dhcp,
         /// DHCP for the DHCP thread with its queue full (or no DHCP thread).
         drop_dhcp_queue_full,
-        /// Held until the next hop's MAC is known (sent later or dropped as neigh_failed).
+        /// Held until the next hop's MAC is known (sent later, or dropped as neigh_failed or
+        /// neigh_evicted).
         neigh_queued,
         /// Frame shorter than an Ethernet header, or sent from a group (multicast or broadcast)
         /// address.
@@ -205,6 +206,9 @@ counters! {
         neigh_released,
         /// Frames that waited for ARP whose neighbour never answered.
         neigh_failed,
+        /// Frames that waited for ARP, dropped when every resolution slot was busy and a
+        /// frame with priority (to a gateway, or a reply) took their next hop's.
+        neigh_evicted,
         /// ICMP echo replies sent.
         icmp_echo_replies,
         /// ICMP errors sent (time exceeded, unreachable, reject).

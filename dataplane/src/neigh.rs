@@ -38,6 +38,13 @@
 //! at most `max_next_hops` are in resolution at once (a held-down one gives its slot up only to
 //! a new next hop), so even a scan of dead addresses makes at most `max_next_hops` requests per
 //! `retry_ms` per worker: 64 per second by default.
+//!
+//! Priority: a host that sends to a stream of dead on-link addresses keeps every slot resolving
+//! and locks everyone else out (an attacker's review measured a 17 s ping gap on failover, the
+//! new master unable to resolve anyone). A frame enqueued with `priority` (the caller's: one going
+//! to a gateway, or the way a state's replies go, which no scan of dead addresses produces) may
+//! take the slot of the oldest resolution that no such frame asked for; that resolution's frames
+//! are dropped ([`DropReason::Evicted`]).
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -325,6 +332,8 @@ pub enum EnqueueOutcome {
 pub enum DropReason {
     /// The next hop did not answer `tries` ARP requests.
     ResolveFailed,
+    /// Every slot was busy and a frame with priority took this resolution's slot.
+    Evicted,
 }
 
 /// What [`PendingQueues::poll`] asks the caller to do.
@@ -372,6 +381,8 @@ pub struct PendingStats {
     pub resolve_failed: u64,
     /// Resolutions that failed (next hops put in hold-down).
     pub failed_next_hops: u64,
+    /// Frames dropped because their resolution gave its slot to a frame with priority.
+    pub evicted: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -393,6 +404,8 @@ enum SlotState {
 #[derive(Debug)]
 struct Slot {
     state: SlotState,
+    /// A frame with priority asked for this resolution: it is never evicted.
+    priority: bool,
     out_if: IfIndex,
     ip: Ipv4Addr,
     /// Pool buffer indexes, oldest first; capacity `queue_len`, never grown.
@@ -423,6 +436,9 @@ pub struct PendingQueues {
     /// Free buffer indexes (a stack); capacity `pool_frames`, never grown.
     free: Vec<u32>,
     stats: PendingStats,
+    /// Evictions since the last poll, reported by it: (out_if, next hop, frames dropped).
+    /// Capacity `max_next_hops`, never grown.
+    evictions: Vec<(IfIndex, Ipv4Addr, u32)>,
 }
 
 impl PendingQueues {
@@ -439,6 +455,7 @@ impl PendingQueues {
         let slots = (0..cfg.max_next_hops)
             .map(|_| Slot {
                 state: SlotState::Free,
+                priority: false,
                 out_if: 0,
                 ip: Ipv4Addr::UNSPECIFIED,
                 frames: VecDeque::with_capacity(cfg.queue_len),
@@ -457,6 +474,7 @@ impl PendingQueues {
             lens: vec![0u16; pool_frames].into_boxed_slice(),
             free,
             stats: PendingStats::default(),
+            evictions: Vec::with_capacity(cfg.max_next_hops),
         }
     }
 
@@ -481,12 +499,15 @@ impl PendingQueues {
 
     /// Queues a copy of `frame` (a whole Ethernet frame whose destination MAC the caller will
     /// write on release) until `next_hop` on `out_if` resolves. Call it after a cache miss.
+    /// With `priority` (see the module documentation), a new resolution may take the slot of
+    /// the oldest one without.
     pub fn enqueue(
         &mut self,
         out_if: IfIndex,
         next_hop: Ipv4Addr,
         frame: &[u8],
         now_ms: u64,
+        priority: bool,
     ) -> EnqueueOutcome {
         if frame.len() > self.cfg.frame_size {
             self.stats.too_large += 1;
@@ -505,14 +526,16 @@ impl PendingQueues {
                     SlotState::HeldDown { .. } => {
                         // Hold-down over: try again.
                         slot.state = fresh;
+                        slot.priority = false;
                         send_request = true;
                     }
                     _ => {}
                 }
+                slot.priority |= priority;
                 k
             }
             None => {
-                let Some(k) = self.claim_slot() else {
+                let Some(k) = self.claim_slot(priority) else {
                     self.stats.too_many_next_hops += 1;
                     return EnqueueOutcome::TooManyNextHops;
                 };
@@ -520,6 +543,7 @@ impl PendingQueues {
                 slot.out_if = out_if;
                 slot.ip = next_hop;
                 slot.state = fresh;
+                slot.priority = priority;
                 self.active += 1;
                 send_request = true;
                 k
@@ -561,6 +585,14 @@ impl PendingQueues {
         now_ms: u64,
         emit: &mut impl FnMut(PendingEvent<'_>),
     ) {
+        for (out_if, next_hop, count) in self.evictions.drain(..) {
+            emit(PendingEvent::Dropped {
+                out_if,
+                next_hop,
+                reason: DropReason::Evicted,
+                count,
+            });
+        }
         if self.active == 0 {
             return;
         }
@@ -665,12 +697,14 @@ impl PendingQueues {
     }
 
     /// A free slot or, failing that, the held-down slot closest to expiry (so a scan of dead
-    /// addresses cannot lock new next hops out for a whole hold-down).
-    fn claim_slot(&mut self) -> Option<usize> {
+    /// addresses cannot lock new next hops out for a whole hold-down), or, for a frame with
+    /// `priority`, the oldest resolution without priority (its frames dropped, reported by the
+    /// next poll).
+    fn claim_slot(&mut self, priority: bool) -> Option<usize> {
         if let Some(k) = self.slots.iter().position(|s| s.state == SlotState::Free) {
             return Some(k);
         }
-        let k = self
+        let held_down = self
             .slots
             .iter()
             .enumerate()
@@ -679,9 +713,41 @@ impl PendingQueues {
                 _ => None,
             })
             .min()
-            .map(|(_, k)| k)?;
+            .map(|(_, k)| k);
+        let k = match held_down {
+            Some(k) => k,
+            None if priority => self.evict_oldest_without_priority()?,
+            None => return None,
+        };
         self.slots[k].state = SlotState::Free;
         self.active -= 1;
+        Some(k)
+    }
+
+    /// Empties the oldest resolving slot no frame with priority asked for, and returns it.
+    fn evict_oldest_without_priority(&mut self) -> Option<usize> {
+        let k = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| match s.state {
+                SlotState::Resolving { started_ms, .. } if !s.priority => Some((started_ms, k)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, k)| k)?;
+        let slot = &mut self.slots[k];
+        let count = slot.frames.len();
+        self.free.extend(slot.frames.drain(..));
+        self.stats.evicted += count as u64;
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        if self.evictions.len() < self.evictions.capacity() {
+            self.evictions.push((slot.out_if, slot.ip, count));
+        } else if let Some(last) = self.evictions.last_mut() {
+            // More evictions than slots between two polls (a poll runs every batch): the
+            // count goes on the last report, so that no dropped frame goes uncounted.
+            last.2 = last.2.saturating_add(count);
+        }
         Some(k)
     }
 }

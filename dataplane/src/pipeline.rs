@@ -47,7 +47,7 @@ use crate::generation::{Generation, HeldVhids};
 use crate::io::{Frame, Ports, Verdict, FRAME_SIZE};
 use crate::journal::{Origin, Producer};
 use crate::neigh::{
-    EnqueueOutcome, NeighCache, NeighMemo, PendingConfig, PendingEvent, PendingQueues,
+    DropReason, EnqueueOutcome, NeighCache, NeighMemo, PendingConfig, PendingEvent, PendingQueues,
 };
 use crate::route::{NextHop, RouteMemo};
 use crate::state::{
@@ -438,7 +438,16 @@ impl Pipeline {
                 PendingEvent::SendRequest { out_if, target } => {
                     send_arp_request(gen, emit, counters, out_if, target);
                 }
-                PendingEvent::Dropped { count, .. } => counters.neigh_failed.add(u64::from(count)),
+                PendingEvent::Dropped {
+                    count,
+                    reason: DropReason::ResolveFailed,
+                    ..
+                } => counters.neigh_failed.add(u64::from(count)),
+                PendingEvent::Dropped {
+                    count,
+                    reason: DropReason::Evicted,
+                    ..
+                } => counters.neigh_evicted.add(u64::from(count)),
             });
     }
 
@@ -654,11 +663,11 @@ impl WorkerSide {
                 // The state to remove on port reuse: this one, not whatever the key finds later
                 // (another worker may have replaced it meanwhile).
                 let reused = (tracked == Err(TrackError::PortReuse)).then(|| Arc::clone(state));
-                (tracked, translation(state, dir), reused)
+                (tracked, translation(state, dir), reused, dir)
             })
         };
         'state: {
-            if let Some((tracked, xlat, reused)) = hit {
+            if let Some((tracked, xlat, reused, dir)) = hit {
                 match tracked {
                     Ok(()) => {}
                     Err(TrackError::PortReuse) => {
@@ -704,7 +713,8 @@ impl WorkerSide {
                         return v;
                     }
                 }
-                return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
+                let reply = dir == Direction::Reply;
+                return self.forward(gen, dp, hop.out_if, hop.addr, buf, len, reply);
             }
         }
 

@@ -1759,3 +1759,105 @@ fn icmp_that_is_no_query_makes_no_state_and_rides_none() {
     s.assert_delta(&lab, &[("rx_frames", 1), ("drop_blocked_default", 1)]);
     lab.nothing_sent();
 }
+
+/// Found by an attacker's review: a LAN host sending to a stream of dead on-link WAN addresses
+/// held every ARP resolution slot, and frames to the gateway or back to a client found none
+/// (a 17 s ping gap on failover, where the new master must resolve both). Those two take the
+/// slot of the oldest resolution a scan made; the scan's own frames still find no room.
+#[test]
+fn a_scan_of_dead_addresses_cannot_keep_gateways_and_replies_from_arp() {
+    let mut lab = Lab::with(BoxA {
+        neighbours: false,
+        ..box_a()
+    });
+    // The lab's pipeline has the default config.
+    let slots = tandem_dataplane::pipeline::PipelineConfig::default()
+        .pending
+        .max_next_hops;
+    let dead = |i: usize| Ipv4Addr::new(172, 25, 46, 10 + i as u8);
+    let to = |dst: Ipv4Addr, sport: u16| {
+        udp_frame(CLIENT_MAC, LAN_MAC, (CLIENT, sport), (dst, 9), 64, b"scan")
+    };
+    for i in 0..slots {
+        lab.send(LAN, &to(dead(i), 7000), T0);
+    }
+    let _ = lab.sent(WAN);
+    let s = lab.snapshot();
+    lab.send(LAN, &to(dead(slots), 7000), T0);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("states_created", 1),
+            ("nat_translated", 1),
+            ("drop_neigh_queue_full", 1),
+        ],
+    );
+
+    // Off the link, through the gateway (the server): it takes the oldest scan's slot.
+    let s = lab.snapshot();
+    lab.send(LAN, &to(Ipv4Addr::new(198, 51, 100, 7), 5000), T0 + 1);
+    assert_eq!(parse_arp(&lab.one_sent(WAN)).tpa, SERVER);
+    lab.poll(T0 + 2);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("states_created", 1),
+            ("nat_translated", 1),
+            ("neigh_queued", 1),
+            ("arp_requests", 1),
+            ("tx_frames", 1),
+            ("neigh_evicted", 1),
+        ],
+    );
+    lab.send(
+        WAN,
+        &arp_frame(SERVER_MAC, WAN_MAC, 2, SERVER_MAC, SERVER, WAN_MAC, WAN_IP),
+        T0 + 3,
+    );
+    lab.poll(T0 + 4);
+    let out = lab.one_sent(WAN);
+    assert_eq!(parse(&out).eth.destination, SERVER_MAC);
+    let (nat_addr, nat_port) = (parse(&out).src(), parse(&out).udp().source_port);
+    assert_eq!(nat_addr, WAN_VIP);
+
+    // The scan takes the slot the gateway's resolution freed.
+    lab.send(LAN, &to(dead(slots + 1), 7000), T0 + 4);
+    assert_eq!(parse_arp(&lab.one_sent(WAN)).tpa, dead(slots + 1));
+
+    // A reply back to the client, whose MAC the box never learnt: it takes a slot too.
+    let s = lab.snapshot();
+    let reply = udp_frame(
+        SERVER_MAC,
+        WAN_VMAC,
+        (Ipv4Addr::new(198, 51, 100, 7), 9),
+        (nat_addr, nat_port),
+        64,
+        b"answer",
+    );
+    lab.send(WAN, &reply, T0 + 5);
+    assert_eq!(parse_arp(&lab.one_sent(LAN)).tpa, CLIENT);
+    lab.poll(T0 + 6);
+    s.assert_delta(
+        &lab,
+        &[
+            ("rx_frames", 1),
+            ("state_hits", 1),
+            ("nat_translated", 1),
+            ("neigh_queued", 1),
+            ("arp_requests", 1),
+            ("tx_frames", 1),
+            ("neigh_evicted", 1),
+        ],
+    );
+    lab.send(
+        LAN,
+        &arp_frame(CLIENT_MAC, LAN_MAC, 2, CLIENT_MAC, CLIENT, LAN_MAC, LAN_IP),
+        T0 + 7,
+    );
+    lab.poll(T0 + 8);
+    let back = parse(&lab.one_sent(LAN));
+    assert_eq!((back.eth.destination, back.dst()), (CLIENT_MAC, CLIENT));
+    lab.assert_outcomes_balance();
+}

@@ -31,6 +31,10 @@ use crate::config::{Dhcp, MAX_HOSTNAME};
 pub const OFFER_SECS: u64 = 30;
 /// How long a declined address stays out of the pool (RFC 2131 §4.3.3: "mark as not available").
 pub const DECLINE_SECS: u64 = 600;
+/// The most addresses one client's declines hold out of the pool at once. A client declines
+/// an address it finds in use (RFC 2131 §4.3.1); one that keeps declining what it is given
+/// would otherwise walk the whole pool into quarantine from its one MAC.
+pub const MAX_DECLINED_PER_CLIENT: usize = 4;
 
 pub type Mac = [u8; 6];
 
@@ -323,7 +327,23 @@ impl Pool {
         now_ms: u64,
     ) -> Option<Lease> {
         if state == LeaseState::Declined {
-            if !self.in_ranges(ip) || self.leases.get(&ip).is_some_and(|l| l.mac != mac) {
+            // Only what this server gave the client: its bound lease, or the address it was
+            // offered (Kea likewise ignores a decline for a lease the client does not hold).
+            // Otherwise one host declining each free address took the pool out for 10 minutes.
+            let its_lease = self
+                .leases
+                .get(&ip)
+                .is_some_and(|l| l.mac == mac && l.state == LeaseState::Bound && l.expires > now);
+            let its_offer = self.offered.get(&ip).is_some_and(|o| o.mac == mac);
+            let declined = self
+                .leases
+                .values()
+                .filter(|l| l.mac == mac && l.state == LeaseState::Declined && l.expires > now)
+                .count();
+            if !self.in_ranges(ip)
+                || !(its_lease || its_offer)
+                || declined >= MAX_DECLINED_PER_CLIENT
+            {
                 return None;
             }
             let l = Lease {
@@ -501,16 +521,56 @@ mod tests {
             "A's offer lapsed"
         );
         p.request(B, a, "", 40, 0).unwrap();
-        let gone = p.expire(140, 1);
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].state, LeaseState::Expired);
         assert!(
-            p.end(A, a, LeaseState::Declined, 141, 2).is_none(),
+            p.end(A, a, LeaseState::Declined, 41, 1).is_none(),
             "not A's"
         );
-        assert!(p.end(B, a, LeaseState::Declined, 141, 2).is_some());
-        assert_eq!(p.offer(A, None, 142), None, "declined: out of the pool");
-        assert_eq!(p.offer(A, None, 141 + DECLINE_SECS), Some(a));
+        assert!(p.end(B, a, LeaseState::Declined, 41, 2).is_some());
+        assert_eq!(p.offer(A, None, 42), None, "declined: out of the pool");
+        assert_eq!(p.offer(A, None, 41 + DECLINE_SECS), Some(a));
+        // B leases it again; once that lease has lapsed, it is no longer B's to decline.
+        let t = 41 + DECLINE_SECS + OFFER_SECS + 1;
+        assert_eq!(p.offer(B, None, t), Some(a));
+        p.request(B, a, "", t, 3).unwrap();
+        let gone = p.expire(t + 100, 4);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].state, LeaseState::Expired);
+        assert!(p.end(B, a, LeaseState::Declined, t + 101, 5).is_none());
+    }
+
+    /// Found by an attacker's review: one host declining each free address (with its own MAC,
+    /// no DISCOVER) took the whole pool out for DECLINE_SECS.
+    #[test]
+    fn a_client_declines_only_what_it_was_given_and_a_few_at_a_time() {
+        let mut p = Pool::new(&cfg("192.168.0.150", "192.168.0.199"));
+        // Free addresses, and another client's offer: refused.
+        assert!(p
+            .end(A, ip("192.168.0.150"), LeaseState::Declined, 0, 0)
+            .is_none());
+        let b_offer = p.offer(B, None, 0).unwrap();
+        assert!(p.end(A, b_offer, LeaseState::Declined, 0, 0).is_none());
+        // What the client is offered, or leases: taken out, up to the cap.
+        let mut now = 1;
+        for _ in 0..MAX_DECLINED_PER_CLIENT {
+            let x = p.offer(A, None, now).unwrap();
+            assert!(p.end(A, x, LeaseState::Declined, now, now).is_some());
+            now += 1;
+        }
+        let x = p.offer(A, None, now).unwrap();
+        p.request(A, x, "", now, now).unwrap();
+        assert!(
+            p.end(A, x, LeaseState::Declined, now, now).is_none(),
+            "past the cap the lease stays"
+        );
+        assert_eq!(p.lease_of(A).map(|l| l.ip), Some(x));
+        // The cap counts quarantined addresses: when they come back, A may decline again.
+        let later = now + DECLINE_SECS;
+        assert!(
+            p.end(A, x, LeaseState::Declined, later, later).is_none(),
+            "x lapsed"
+        );
+        let y = p.offer(A, None, later).unwrap();
+        assert!(p.end(A, y, LeaseState::Declined, later, later).is_some());
     }
 
     #[test]

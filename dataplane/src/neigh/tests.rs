@@ -176,17 +176,17 @@ fn enqueue_then_learn_releases_in_order() {
     let hop = ip("192.168.0.100");
     assert!(q.is_idle());
     assert_eq!(
-        q.enqueue(LAN, hop, &frame(1, 60), 0),
+        q.enqueue(LAN, hop, &frame(1, 60), 0, false),
         EnqueueOutcome::Queued { send_request: true }
     );
     assert_eq!(
-        q.enqueue(LAN, hop, &frame(2, 1514), 5),
+        q.enqueue(LAN, hop, &frame(2, 1514), 5, false),
         EnqueueOutcome::Queued {
             send_request: false
         }
     );
     assert_eq!(
-        q.enqueue(LAN, hop, &frame(3, 64), 6),
+        q.enqueue(LAN, hop, &frame(3, 64), 6, false),
         EnqueueOutcome::Queued {
             send_request: false
         }
@@ -194,7 +194,7 @@ fn enqueue_then_learn_releases_in_order() {
     // Another next hop, not resolved: stays queued.
     let other = ip("192.168.0.101");
     assert_eq!(
-        q.enqueue(LAN, other, &frame(9, 60), 7),
+        q.enqueue(LAN, other, &frame(9, 60), 7, false),
         EnqueueOutcome::Queued { send_request: true }
     );
     assert_eq!(q.queued_frames(), 4);
@@ -228,7 +228,7 @@ fn enqueue_then_learn_releases_in_order() {
     assert_eq!(q.queued_frames(), 0);
     // Resolved and freed: a new miss (after ageing, say) starts a new resolution.
     assert_eq!(
-        q.enqueue(LAN, hop, &frame(4, 60), 40),
+        q.enqueue(LAN, hop, &frame(4, 60), 40, false),
         EnqueueOutcome::Queued { send_request: true }
     );
 }
@@ -243,16 +243,16 @@ fn queue_bound() {
     let hop = ip("192.168.0.100");
     for i in 0..8u8 {
         assert!(matches!(
-            q.enqueue(LAN, hop, &frame(i, 60), 0),
+            q.enqueue(LAN, hop, &frame(i, 60), 0, false),
             EnqueueOutcome::Queued { .. }
         ));
     }
     assert_eq!(
-        q.enqueue(LAN, hop, &frame(8, 60), 0),
+        q.enqueue(LAN, hop, &frame(8, 60), 0, false),
         EnqueueOutcome::QueueFull
     );
     assert_eq!(
-        q.enqueue(LAN, hop, &frame(9, 60), 0),
+        q.enqueue(LAN, hop, &frame(9, 60), 0, false),
         EnqueueOutcome::QueueFull
     );
     let s = q.stats();
@@ -281,17 +281,17 @@ fn pool_exhaustion_drops_but_resolution_goes_on() {
     let (a, b) = (ip("192.168.0.1"), ip("192.168.0.2"));
     for _ in 0..3 {
         assert!(matches!(
-            q.enqueue(LAN, a, &frame(1, 60), 0),
+            q.enqueue(LAN, a, &frame(1, 60), 0, false),
             EnqueueOutcome::Queued { .. }
         ));
     }
     assert_eq!(
-        q.enqueue(LAN, a, &frame(1, 60), 0),
+        q.enqueue(LAN, a, &frame(1, 60), 0, false),
         EnqueueOutcome::PoolExhausted
     );
     // A new next hop with the pool empty: dropped, but its first request comes from poll.
     assert_eq!(
-        q.enqueue(LAN, b, &frame(2, 60), 0),
+        q.enqueue(LAN, b, &frame(2, 60), 0, false),
         EnqueueOutcome::PoolExhausted
     );
     assert_eq!(q.stats().pool_exhausted, 2);
@@ -300,14 +300,14 @@ fn pool_exhaustion_drops_but_resolution_goes_on() {
     c.learn(LAN, a, mac(1), 1);
     assert_eq!(poll(&mut q, &c, 1).len(), 3);
     assert_eq!(
-        q.enqueue(LAN, b, &frame(2, 60), 2),
+        q.enqueue(LAN, b, &frame(2, 60), 2, false),
         EnqueueOutcome::Queued {
             send_request: false
         }
     );
     // Oversized frames never enter the pool.
     assert_eq!(
-        q.enqueue(LAN, b, &vec![0u8; FRAME_SIZE + 1], 2),
+        q.enqueue(LAN, b, &vec![0u8; FRAME_SIZE + 1], 2, false),
         EnqueueOutcome::TooLarge
     );
 }
@@ -321,7 +321,7 @@ fn dropped_first_frame_defers_first_request_to_poll() {
     });
     let hop = ip("192.168.0.1");
     assert_eq!(
-        q.enqueue(LAN, hop, &frame(1, 60), 0),
+        q.enqueue(LAN, hop, &frame(1, 60), 0, false),
         EnqueueOutcome::QueueFull
     );
     assert_eq!(poll(&mut q, &c, 0), vec![Ev::Request(LAN, hop)]);
@@ -335,12 +335,12 @@ fn retries_then_failure_then_hold_down() {
     let mut q = PendingQueues::new(PendingConfig::default()); // 3 tries, 1 s, 20 s hold-down
     let hop = ip("172.25.46.9");
     assert_eq!(
-        q.enqueue(WAN, hop, &frame(1, 60), 0),
+        q.enqueue(WAN, hop, &frame(1, 60), 0, false),
         EnqueueOutcome::Queued { send_request: true }
     );
     assert_eq!(poll(&mut q, &c, 1), vec![]);
     assert_eq!(
-        q.enqueue(WAN, hop, &frame(2, 60), 500),
+        q.enqueue(WAN, hop, &frame(2, 60), 500, false),
         EnqueueOutcome::Queued {
             send_request: false
         }
@@ -361,19 +361,19 @@ fn retries_then_failure_then_hold_down() {
     assert_eq!(q.queued_frames(), 0);
     // Hold-down: dropped at once, no ARP, nothing from poll.
     assert_eq!(
-        q.enqueue(WAN, hop, &frame(3, 60), 3001),
+        q.enqueue(WAN, hop, &frame(3, 60), 3001, false),
         EnqueueOutcome::Failed
     );
     assert_eq!(poll(&mut q, &c, 10_000), vec![]);
     assert_eq!(
-        q.enqueue(WAN, hop, &frame(3, 60), 22_999),
+        q.enqueue(WAN, hop, &frame(3, 60), 22_999, false),
         EnqueueOutcome::Failed
     );
     assert_eq!(q.stats().held_down, 2);
     assert_eq!(q.stats().requests, 3);
     // Hold-down over: a new attempt.
     assert_eq!(
-        q.enqueue(WAN, hop, &frame(4, 60), 23_000),
+        q.enqueue(WAN, hop, &frame(4, 60), 23_000, false),
         EnqueueOutcome::Queued { send_request: true }
     );
     assert_eq!(poll(&mut q, &c, 24_000), vec![Ev::Request(WAN, hop)]);
@@ -388,10 +388,10 @@ fn hold_down_ends_when_neighbour_is_learnt() {
     };
     let mut q = PendingQueues::new(cfg);
     let hop = ip("172.25.46.9");
-    q.enqueue(WAN, hop, &frame(1, 60), 0);
+    q.enqueue(WAN, hop, &frame(1, 60), 0, false);
     assert_eq!(poll(&mut q, &c, 1000), vec![Ev::Dropped(hop, 1)]);
     assert_eq!(
-        q.enqueue(WAN, hop, &frame(1, 60), 1001),
+        q.enqueue(WAN, hop, &frame(1, 60), 1001, false),
         EnqueueOutcome::Failed
     );
     c.learn(WAN, hop, mac(5), 1500); // a gratuitous ARP from it
@@ -410,39 +410,109 @@ fn next_hop_limit_and_eviction_of_held_down() {
     let mut q = PendingQueues::new(cfg);
     let hops = [ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3")];
     assert!(matches!(
-        q.enqueue(LAN, hops[0], &frame(1, 60), 0),
+        q.enqueue(LAN, hops[0], &frame(1, 60), 0, false),
         EnqueueOutcome::Queued { .. }
     ));
     assert!(matches!(
-        q.enqueue(LAN, hops[1], &frame(1, 60), 10),
+        q.enqueue(LAN, hops[1], &frame(1, 60), 10, false),
         EnqueueOutcome::Queued { .. }
     ));
     assert_eq!(
-        q.enqueue(LAN, hops[2], &frame(1, 60), 20),
+        q.enqueue(LAN, hops[2], &frame(1, 60), 20, false),
         EnqueueOutcome::TooManyNextHops
     );
     // Both fail; the one held down longest gives its slot up.
     assert_eq!(poll(&mut q, &c, 1000), vec![Ev::Dropped(hops[0], 1)]);
     assert_eq!(poll(&mut q, &c, 1010), vec![Ev::Dropped(hops[1], 1)]);
     assert_eq!(
-        q.enqueue(LAN, hops[2], &frame(1, 60), 1020),
+        q.enqueue(LAN, hops[2], &frame(1, 60), 1020, false),
         EnqueueOutcome::Queued { send_request: true }
     );
     assert_eq!(
-        q.enqueue(LAN, hops[1], &frame(1, 60), 1030),
+        q.enqueue(LAN, hops[1], &frame(1, 60), 1030, false),
         EnqueueOutcome::Failed
     );
     // hops[0] was evicted: it starts over, evicting hops[1], the last one held down.
     assert_eq!(
-        q.enqueue(LAN, hops[0], &frame(1, 60), 1040),
+        q.enqueue(LAN, hops[0], &frame(1, 60), 1040, false),
         EnqueueOutcome::Queued { send_request: true }
     );
     // Both slots resolving: no room.
     assert_eq!(
-        q.enqueue(LAN, hops[1], &frame(1, 60), 1050),
+        q.enqueue(LAN, hops[1], &frame(1, 60), 1050, false),
         EnqueueOutcome::TooManyNextHops
     );
     assert_eq!(q.stats().too_many_next_hops, 2);
     assert_eq!(q.flush_if(LAN), 2);
     assert!(q.is_idle());
+}
+
+/// Found by an attacker's review: a host sending to a stream of dead on-link addresses kept
+/// every slot resolving, and a new master could resolve neither its gateway nor its clients.
+/// A frame with priority takes the oldest slot without; slots with priority are never taken.
+#[test]
+fn a_frame_with_priority_takes_the_oldest_slot_without() {
+    let c = NeighCache::default();
+    let cfg = PendingConfig {
+        max_next_hops: 3,
+        ..PendingConfig::default()
+    };
+    let mut q = PendingQueues::new(cfg);
+    let dead = [ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3")];
+    for (t, hop) in dead.iter().enumerate() {
+        assert!(matches!(
+            q.enqueue(WAN, *hop, &frame(1, 60), t as u64, false),
+            EnqueueOutcome::Queued { .. }
+        ));
+    }
+    // A second frame to the oldest: its slot holds two.
+    assert!(matches!(
+        q.enqueue(WAN, dead[0], &frame(2, 60), 3, false),
+        EnqueueOutcome::Queued { .. }
+    ));
+    // Without priority: no room, as before.
+    let other = ip("10.0.0.9");
+    assert_eq!(
+        q.enqueue(WAN, other, &frame(1, 60), 4, false),
+        EnqueueOutcome::TooManyNextHops
+    );
+    // With priority: the oldest resolution goes, its two frames reported dropped.
+    let gateway = ip("10.0.0.254");
+    assert_eq!(
+        q.enqueue(WAN, gateway, &frame(3, 60), 5, true),
+        EnqueueOutcome::Queued { send_request: true }
+    );
+    assert_eq!(q.stats().evicted, 2);
+    assert_eq!(poll(&mut q, &c, 6), vec![Ev::Dropped(dead[0], 2)]);
+    // The gateway answers: its frame goes.
+    c.learn(WAN, gateway, mac(7), 7);
+    assert_eq!(
+        poll(&mut q, &c, 8),
+        vec![Ev::Ready(WAN, mac(7), {
+            let mut f = frame(3, 60);
+            f[..6].copy_from_slice(&mac(7).0);
+            f
+        })]
+    );
+    // A slot a frame with priority asked for is never taken, even when that frame joined an
+    // existing resolution (dead[2]): then only dead[1] can go, and after it nothing.
+    assert!(matches!(
+        q.enqueue(WAN, ip("10.0.0.21"), &frame(4, 60), 9, true),
+        EnqueueOutcome::Queued { .. }
+    ));
+    assert!(matches!(
+        q.enqueue(WAN, dead[2], &frame(4, 60), 10, true),
+        EnqueueOutcome::Queued { .. }
+    ));
+    assert_eq!(q.stats().evicted, 2, "joining evicts nothing");
+    assert!(matches!(
+        q.enqueue(WAN, ip("10.0.0.22"), &frame(4, 60), 11, true),
+        EnqueueOutcome::Queued { .. }
+    ));
+    assert_eq!(poll(&mut q, &c, 12), vec![Ev::Dropped(dead[1], 1)]);
+    assert_eq!(
+        q.enqueue(WAN, ip("10.0.0.30"), &frame(5, 60), 13, true),
+        EnqueueOutcome::TooManyNextHops
+    );
+    assert_eq!(q.stats().evicted, 3);
 }

@@ -47,13 +47,15 @@ impl WorkerSide {
         dst: Ipv4Addr,
     ) -> Verdict {
         match self.next_hop_or_answer(gen, in_if, buf, len, dst) {
-            Ok(hop) => self.forward(gen, dp, hop.out_if, hop.addr, buf, len),
+            Ok(hop) => self.forward(gen, dp, hop.out_if, hop.addr, buf, len, false),
             Err(verdict) => verdict,
         }
     }
 
     /// Decrements the TTL, writes the Ethernet header for the next hop and sends, or queues the
-    /// frame until the next hop answers ARP.
+    /// frame until the next hop answers ARP. `reply`: the frame goes the way a state's replies
+    /// go (its ARP resolution then has priority, see [`crate::neigh`]).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward(
         &mut self,
         gen: &Generation,
@@ -62,6 +64,7 @@ impl WorkerSide {
         next_hop: Ipv4Addr,
         buf: &mut [u8],
         len: usize,
+        reply: bool,
     ) -> Verdict {
         let c = &*self.counters;
         let Some(out) = gen.interface(out_if) else {
@@ -82,7 +85,7 @@ impl WorkerSide {
             c.forwarded.inc();
             return Verdict::Tx { out_if, len };
         }
-        self.wait_for_arp(gen, out_if, next_hop, &buf[..len], too_big)
+        self.wait_for_arp(gen, out_if, next_hop, &buf[..len], too_big, reply)
     }
 
     /// The next hop's MAC is not known: the frame waits for ARP (and the first one asks), or
@@ -90,6 +93,7 @@ impl WorkerSide {
     /// tail, inlined into [`WorkerSide::forward`], cost every forwarded frame 2 instructions.
     #[cold]
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     fn wait_for_arp(
         &mut self,
         gen: &Generation,
@@ -97,15 +101,23 @@ impl WorkerSide {
         next_hop: Ipv4Addr,
         frame: &[u8],
         too_big: bool,
+        reply: bool,
     ) -> Verdict {
         let c = &*self.counters;
+        // Priority for a gateway (a configured route's next hop, not the packet's destination)
+        // and for replies: a host scanning dead on-link addresses produces neither.
+        let dst = Ipv4Packet::new_unchecked(&frame[ETH..]).dst_addr();
+        let priority = reply || next_hop != dst;
         if too_big {
             // Queued for ARP it would be released whole, too big: the next datagrams, once the
             // neighbour is known (other traffic resolves it), are fragmented.
             c.drop_too_big.inc();
             return Verdict::Drop;
         }
-        match self.pending.enqueue(out_if, next_hop, frame, self.now) {
+        match self
+            .pending
+            .enqueue(out_if, next_hop, frame, self.now, priority)
+        {
             EnqueueOutcome::Queued { send_request } => {
                 c.neigh_queued.inc();
                 if send_request {
