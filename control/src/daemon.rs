@@ -169,6 +169,9 @@ impl Daemon {
     /// Loads, compiles and starts everything but the control socket.
     pub fn start(opts: &DaemonOptions) -> Result<Daemon, DaemonError> {
         let (file_config, file_text) = load(&opts.config).map_err(DaemonError::Config)?;
+        if let Some(dir) = &opts.state_dir {
+            make_state_dir(dir);
+        }
         // A config sync secondary runs its file merged with the last push it accepted.
         let mut pushed =
             crate::config_sync::daemon::stored(&file_config, opts.state_dir.as_deref());
@@ -598,6 +601,23 @@ fn worker_queues(dev: &str, w: usize, n: usize) -> Queues {
     match tandem_dataplane::io::afxdp::rx_queue_count(dev) {
         Ok(count) => Queues::Only((0..count).filter(|q| *q as usize % n == w).collect()),
         Err(_) => Queues::All,
+    }
+}
+
+/// Creates the state dir (0700: it holds boot ids, leases and the config sync's last push) if
+/// it is missing; the packaged unit has systemd make it, a hand-started tandemd did without
+/// (boot ids not persisted). An existing dir is left as it is.
+fn make_state_dir(dir: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        tracing::warn!(
+            "state dir {}: {e}: boot ids, leases and config pushes are not kept",
+            dir.display()
+        );
     }
 }
 

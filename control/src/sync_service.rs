@@ -39,6 +39,7 @@ use crate::dhcp::pool::{Lease, LeaseState};
 
 use crate::api::SyncReply;
 use crate::config_sync::service::SyncRules;
+use crate::doctor::live::PEER_SILENT_MS;
 
 /// What the sync thread publishes.
 #[derive(Debug, Clone, Default)]
@@ -246,6 +247,8 @@ impl SyncThread {
                 now,
             );
         };
+        // Whether the log said the peer went silent (said once per silence, and when it ends).
+        let mut silent = false;
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now_ms();
             transport.budget = rep.config().max_recv;
@@ -286,6 +289,7 @@ impl SyncThread {
                     }
                 }
             }
+            silent = log_silence(rep.peer_heard(), started, now, silent);
             bulk_pending.store(rep.bulk_pending(), Ordering::Relaxed);
             if now >= next_publish {
                 next_publish = now + 50;
@@ -472,6 +476,25 @@ impl<T: Transport> Transport for RuleFilter<T> {
             }
         }
     }
+}
+
+/// Logs the peer's silence (nothing heard for [`PEER_SILENT_MS`], the doctor's
+/// `state-sync-peer-silent`, counted from `started` until it is first heard) when it starts and
+/// when it ends: a dead sync link otherwise shows only in the doctor and the metrics until a
+/// failover resets the connections it did not carry. Returns whether the peer is now silent.
+fn log_silence(heard: Option<u64>, started: u64, now: u64, was_silent: bool) -> bool {
+    let quiet_ms = now.saturating_sub(heard.unwrap_or(started));
+    let silent = quiet_ms > PEER_SILENT_MS;
+    if silent && !was_silent {
+        tracing::warn!(
+            "sync: nothing heard from the peer for {:.1}s: the sync link or the peer's tandemd \
+             is down, and a failover now would reset the connections it has not received",
+            quiet_ms as f64 / 1000.0
+        );
+    } else if !silent && was_silent {
+        tracing::info!("sync: the peer is heard again");
+    }
+    silent
 }
 
 #[cfg(test)]

@@ -541,6 +541,20 @@ fn the_doctor_finds_the_healthy_pair_clean_online_and_a_stopped_peer_unreachable
         a.ctl(&["doctor"]).1.contains("[state-sync-peer-silent]")
     });
     assert!(silent, "{}", a.ctl(&["doctor"]).1);
+    // And A's log says so, once, without anyone asking.
+    let log = a.daemon.as_ref().unwrap().log();
+    // (tandemd made its state dir, private, and kept its boot ids there.)
+    assert!(!log.contains("not persisted"), "{log}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(a.state_dir()).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    }
+    assert_eq!(
+        log.matches("sync: nothing heard from the peer").count(),
+        1,
+        "{log}"
+    );
     drop((a, b));
 }
 

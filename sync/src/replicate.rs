@@ -595,6 +595,12 @@ impl Replicator {
         &self.counters
     }
 
+    /// When a datagram of the peer last arrived ([`Status::peer_heard`], without building the
+    /// whole status).
+    pub fn peer_heard(&self) -> Option<Millis> {
+        self.last_rx
+    }
+
     /// Status for the CLI.
     pub fn status(&self) -> Status {
         let lag_ms = self.last_peer.and_then(|(h, _)| {

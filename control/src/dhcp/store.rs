@@ -2,6 +2,7 @@
 //! sync's store does), so a crash leaves the old file or the new one, never half of one.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::pool::Lease;
@@ -15,7 +16,18 @@ pub fn save(path: &Path, leases: &[Lease]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::File::create(&tmp)?;
+    // Leases name the LAN's hosts (MACs, hostnames): 0600, as config sync's store. A temp
+    // file left by a crash keeps its mode through open(): start anew.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(&text)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -59,6 +71,9 @@ mod tests {
         };
         save(&path, std::slice::from_ref(&l)).unwrap();
         assert_eq!(load(&path), vec![l]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "leases name the LAN's hosts");
         std::fs::write(&path, b"{not json").unwrap();
         assert!(load(&path).is_empty());
         let _ = std::fs::remove_dir_all(dir);

@@ -8,7 +8,7 @@ use crate::config::Config;
 
 /// The longest a running state sync may go without hearing its peer before the doctor calls it
 /// silent: three keepalives (one a second) missed.
-const PEER_SILENT_MS: u64 = 3000;
+pub(crate) const PEER_SILENT_MS: u64 = 3000;
 
 /// How far apart the pair's clocks may be before the doctor says so (logs stop lining up, and
 /// config sync versions follow the primary's clock).
