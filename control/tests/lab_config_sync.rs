@@ -221,8 +221,17 @@ fn a_push_b_cannot_validate_is_refused_whole_and_a_shows_why() {
             with_rules(t, BLOCK_PING)
         )
     });
+    // A applies it, and its apply says the push failed (exit 1): the pair now runs two
+    // configs, which the apply used to leave to `config sync` to tell.
     let (ok, out) = a.ctl(&["config", "apply"]);
-    assert!(ok, "A refused its own valid file: {out}");
+    assert!(
+        out.contains("applied: generation"),
+        "A refused its own valid file: {out}"
+    );
+    assert!(
+        !ok && out.contains("the push to the secondary failed") && out.contains("mgmt"),
+        "{out}"
+    );
     let refused = || sync_state(&a)["last_push"]["result"] == "refused";
     assert!(wait_until(LONG, POLL, refused), "{}", sync_state(&a));
     let err = sync_state(&a)["last_push"]["error"]
@@ -262,7 +271,7 @@ fn a_push_b_cannot_validate_is_refused_whole_and_a_shows_why() {
         )
     });
     let (ok, out) = a.ctl(&["config", "apply"]);
-    assert!(ok, "{out}");
+    assert!(!ok && out.contains("no longer pass config sync"), "{out}");
     let locked_out = || {
         sync_state(&a)["last_push"]["error"]
             .as_str()
@@ -273,8 +282,15 @@ fn a_push_b_cannot_validate_is_refused_whole_and_a_shows_why() {
     // ... and B still takes the next, good push.
     edit(&a_file, |t| t.replace("port = 9443 }", "port = 8443 }"));
     let (ok, out) = a.ctl(&["config", "apply"]);
-    assert!(ok, "{out}");
+    assert!(ok && !out.contains("warning"), "{out}");
     assert!(wait_until(LONG, POLL, || in_sync(&a) && in_sync(&b)));
+    // An apply on B, which runs A's push, says where its pushed sections come from.
+    edit(&b_file, |t| t.replace("192.168.0.250", "192.168.0.249"));
+    let (ok, out) = b.ctl(&["config", "apply"]);
+    assert!(
+        ok && out.contains("come from the primary's last push"),
+        "{out}"
+    );
     drop((a, b));
 }
 

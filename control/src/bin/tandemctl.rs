@@ -453,6 +453,10 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
                 path: file.as_deref().map(absolute).transpose()?,
                 text: file.as_deref().map(read_config).transpose()?,
             };
+            // Config sync before the apply: a primary's apply pushes, and the push's end is
+            // told by its session count moving.
+            let sync_before: Option<ConfigSyncReply> =
+                ctl.call(Command::ConfigSync, &NoArgs {}).ok();
             let r: ConfigApplyReply = ctl.call(Command::ConfigApply, &args)?;
             if let Some(f) = file {
                 if !r.config_file.is_empty()
@@ -477,7 +481,10 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
                     format!("{what}: no change (generation {})\n", r.generation)
                 }
             })?;
-            Ok(ExitCode::SUCCESS)
+            match sync_before {
+                Some(before) if r.changed => Ok(after_apply_sync(ctl, &before)),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         ConfigAction::Sync { action } => config_sync(ctl, action.is_some()),
         ConfigAction::Show => {
@@ -491,6 +498,60 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// After a config apply that changed something: on a config sync primary, waits (up to 5 s)
+/// for the push it started and says if the secondary refused it (exit 1: this box runs the new
+/// config, the secondary the old one); on a secondary that runs a push, says that the pushed
+/// sections come from the primary (an edit of them in this box's file has no effect).
+fn after_apply_sync(ctl: &Ctl<'_>, before: &ConfigSyncReply) -> ExitCode {
+    match before.role.as_str() {
+        "primary" => {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let done = loop {
+                match ctl.call::<_, ConfigSyncReply>(Command::ConfigSync, &NoArgs {}) {
+                    Ok(r) if r.sessions > before.sessions => break Some(r),
+                    Ok(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => break None,
+                }
+            };
+            match done {
+                Some(r) if r.in_sync && r.last_error.is_none() => ExitCode::SUCCESS,
+                Some(r) => {
+                    let why = r
+                        .last_push
+                        .as_ref()
+                        .and_then(|p| p.error.clone())
+                        .or(r.last_error)
+                        .unwrap_or_else(|| "not in sync".into());
+                    eprintln!(
+                        "tandemctl: warning: applied here, but the push to the secondary failed: \
+                         {why}\ntandemctl: the boxes now run different configs (tandemctl config \
+                         sync; tandemctl config sync now to retry)"
+                    );
+                    ExitCode::FAILURE
+                }
+                None => {
+                    eprintln!(
+                        "tandemctl: note: the push to the secondary has not ended after 5 s: \
+                         see tandemctl config sync"
+                    );
+                    ExitCode::SUCCESS
+                }
+            }
+        }
+        "secondary" if before.version > 0 => {
+            eprintln!(
+                "tandemctl: note: this box is a config sync secondary: {} come from the primary's \
+                 last push; an edit of them in this file has no effect (make it on the primary)",
+                before.sections.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 
