@@ -503,37 +503,62 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
 
 /// After a config apply that changed something: on a config sync primary, waits (up to 5 s)
 /// for the push it started and says if the secondary refused it (exit 1: this box runs the new
-/// config, the secondary the old one); on a secondary that runs a push, says that the pushed
+/// config, the secondary the old one) or was not reached (retried on its own, exit 0); on a
+/// secondary that runs a push, says that the pushed
 /// sections come from the primary (an edit of them in this box's file has no effect).
 fn after_apply_sync(ctl: &Ctl<'_>, before: &ConfigSyncReply) -> ExitCode {
     match before.role.as_str() {
         "primary" => {
             let deadline = Instant::now() + Duration::from_secs(5);
+            // A session that ended after the apply, and with a word on this content: in sync,
+            // not reached, or a push newer than any before (a retry already under way when the
+            // apply came may end first, with the old content's answer).
+            let pushed_before = before.last_push.as_ref().map_or(0, |p| p.version);
+            let answers = |r: &ConfigSyncReply| {
+                r.sessions > before.sessions
+                    && (r.in_sync
+                        || r.last_error.is_some()
+                        || r.last_push
+                            .as_ref()
+                            .is_some_and(|p| p.version > pushed_before))
+            };
             let done = loop {
                 match ctl.call::<_, ConfigSyncReply>(Command::ConfigSync, &NoArgs {}) {
-                    Ok(r) if r.sessions > before.sessions => break Some(r),
+                    Ok(r) if answers(&r) => break Some(r),
                     Ok(_) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(50))
                     }
                     _ => break None,
                 }
             };
+            let refused = |r: &ConfigSyncReply| {
+                r.last_push
+                    .as_ref()
+                    .filter(|p| p.result == "refused")
+                    .map(|p| p.error.clone().unwrap_or_default())
+            };
             match done {
                 Some(r) if r.in_sync && r.last_error.is_none() => ExitCode::SUCCESS,
-                Some(r) => {
-                    let why = r
-                        .last_push
-                        .as_ref()
-                        .and_then(|p| p.error.clone())
-                        .or(r.last_error)
-                        .unwrap_or_else(|| "not in sync".into());
+                // Not reached: the primary retries every 2 s on its own.
+                Some(r) if r.last_error.is_some() => {
                     eprintln!(
-                        "tandemctl: warning: applied here, but the push to the secondary failed: \
-                         {why}\ntandemctl: the boxes now run different configs (tandemctl config \
-                         sync; tandemctl config sync now to retry)"
+                        "tandemctl: note: the secondary was not reached ({}): the push is \
+                         retried every 2 s (tandemctl config sync shows when it is in sync)",
+                        r.last_error.unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                // Refused: no retry will do better, the file must change.
+                Some(r) if refused(&r).is_some() => {
+                    eprintln!(
+                        "tandemctl: warning: applied here, but the secondary refused the push: \
+                         {}\ntandemctl: the boxes now run different configs (tandemctl config \
+                         sync)",
+                        refused(&r).unwrap_or_default()
                     );
                     ExitCode::FAILURE
                 }
+                Some(_) => ExitCode::SUCCESS,
                 None => {
                     eprintln!(
                         "tandemctl: note: the push to the secondary has not ended after 5 s: \
