@@ -61,12 +61,22 @@ pub fn check(
             "start tandemd on the peer, check the sync link and the sync interface's rules",
         );
     }
-    if own.carp.maintenance {
+    let has_vips = !own.carp.vips.is_empty();
+    if has_vips && !own.carp.enabled {
+        f.add(
+            "carp-disabled",
+            Severity::Error,
+            "carp",
+            "CARP is disabled on this box: it holds no VIP and takes none if its peer fails",
+            "tandemctl carp enable",
+        );
+    } else if own.carp.maintenance {
         f.add(
             "maintenance",
             Severity::Warning,
             "carp",
-            "this box is in CARP maintenance mode: it holds no VIP and is no backup",
+            "this box is in CARP maintenance mode: it advertises the highest skew, so its peer \
+             holds the VIPs; it takes them only if the peer fails",
             "tandemctl maintenance off",
         );
     } else if own.carp.demotion > 0 {
@@ -162,6 +172,40 @@ pub fn check(
         );
     }
     let Some(peer) = peer else { return };
+    let who = &peer.hostname;
+    if has_vips && !peer.carp.enabled {
+        f.add(
+            "peer-carp-disabled",
+            Severity::Error,
+            "carp",
+            format!(
+                "CARP is disabled on the peer ({who}): if this box fails, nobody takes the VIPs"
+            ),
+            "tandemctl carp enable, on the peer",
+        );
+    } else if has_vips && peer.carp.maintenance {
+        f.add(
+            "peer-maintenance",
+            Severity::Warning,
+            "carp",
+            format!(
+                "the peer ({who}) is in CARP maintenance mode: this box holds the VIPs, the \
+                 peer takes them only if this box fails"
+            ),
+            "tandemctl maintenance off, on the peer, when its work is done",
+        );
+    } else if has_vips && peer.carp.demotion > 0 {
+        f.add(
+            "peer-demoted",
+            Severity::Warning,
+            "carp",
+            format!(
+                "the peer ({who}) is demoted by {}: it will not take the VIPs while demoted",
+                peer.carp.demotion
+            ),
+            "see tandemctl carp and the log on the peer",
+        );
+    }
     for mine in &own.carp.vips {
         let Some(theirs) = peer
             .carp

@@ -488,6 +488,22 @@ fn live_checks_fire_on_what_the_boxes_see() {
     let mut mm = m.clone();
     mm.carp.maintenance = true;
     assert!(ids(&online(&mm, Some(&bk), None)).contains(&"maintenance"));
+    // The peer's switches, read over config sync (a new user's review: `carp disable` and
+    // maintenance on either box went unreported, or reported as "no backup" wrongly).
+    let mut pm = bk.clone();
+    pm.carp.maintenance = true;
+    assert_eq!(ids(&online(&m, Some(&pm), None)), ["peer-maintenance"]);
+    let mut off = bk.clone();
+    off.carp.enabled = false;
+    assert_eq!(
+        finding(&online(&off, Some(&m), None), "carp-disabled").severity,
+        Severity::Error
+    );
+    assert_eq!(
+        finding(&online(&m, Some(&off), None), "peer-carp-disabled").severity,
+        Severity::Error
+    );
+    assert!(ids(&online(&bk, Some(&d), None)).contains(&"peer-demoted"));
     let mut s = m.clone();
     s.sync.running = false;
     assert!(ids(&online(&s, Some(&bk), None)).contains(&"state-sync-not-running"));
