@@ -757,6 +757,14 @@ fn states_kill_without_a_filter_or_with_all_and_a_filter_is_refused_before_sendi
     let o = d.ctl(&["states", "kill", "--all", "--port", "80"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--all"), "{}", stderr(&o));
+    // With --json the error is JSON on stdout as well (a new user's review).
+    let o = d.ctl(&["states", "kill", "--json"]);
+    assert!(!o.status.success());
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("give a filter")),
+        "{v}"
+    );
     // Filters of `states` given before `kill` would be silently ignored: refused instead.
     let o = d.ctl(&["states", "--addr", "192.168.0.100", "kill", "--all"]);
     assert!(!o.status.success(), "{}", stdout(&o));

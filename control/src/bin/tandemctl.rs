@@ -225,6 +225,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(msg) => {
             eprintln!("tandemctl: {msg}");
+            // A script that asked for JSON gets its error as JSON too.
+            if cli.json {
+                println!("{}", serde_json::json!({ "error": msg }));
+            }
             ExitCode::FAILURE
         }
     }
