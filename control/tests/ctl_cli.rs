@@ -762,7 +762,9 @@ fn states_kill_without_a_filter_or_with_all_and_a_filter_is_refused_before_sendi
     assert!(!o.status.success());
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(
-        v["error"].as_str().is_some_and(|e| e.contains("give a filter")),
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("give a filter")),
         "{v}"
     );
     // Filters of `states` given before `kill` would be silently ignored: refused instead.

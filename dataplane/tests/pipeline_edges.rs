@@ -148,7 +148,7 @@ fn icmp_error_from_the_client_is_translated_outbound() {
         T0 + 1,
     );
     let reply = lab.one_sent(LAN);
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         CLIENT_MAC,
         LAN_VMAC,
         CLIENT,
@@ -423,7 +423,7 @@ fn frag_needed_for_a_nated_tcp_flow_reaches_the_client() {
     let kind = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
         next_hop_mtu: 1400,
     });
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_VMAC,
         SERVER,
@@ -470,7 +470,7 @@ fn icmp_error_with_a_full_quote_keeps_the_quoted_udp_checksum_valid() {
         T0,
     );
     let out = lab.one_sent(WAN);
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_VMAC,
         SERVER,
@@ -638,7 +638,7 @@ fn time_exceeded_about_a_nated_echo_reaches_the_client() {
     assert_eq!(p.eth.destination, SERVER_MAC, "via the default gateway");
     assert_eq!(p.ip.time_to_live, 1);
     let kind = Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit);
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_VMAC,
         SERVER,
@@ -682,7 +682,7 @@ fn time_exceeded_about_a_nated_echo_reaches_the_client() {
     // An error about an echo of no state.
     let mut stray = out.clone();
     stray[38..40].copy_from_slice(&0x0bad_u16.to_be_bytes());
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_VMAC,
         SERVER,
@@ -1209,7 +1209,7 @@ fn an_icmp_error_not_addressed_to_the_quoted_sender_is_dropped() {
     );
     let out = lab.one_sent(WAN);
     let quoted = &ip_of(&out)[..28];
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_MAC,
         SERVER,
@@ -1608,7 +1608,7 @@ fn an_icmp_error_does_not_ride_a_ping_state_with_id_0() {
     );
     let _ = lab.one_sent(WAN);
     let quoted = udp_frame(SERVER_MAC, WAN_VMAC, (WAN_VIP, 1), (SERVER, 2), 64, b"x");
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_VMAC,
         SERVER,
@@ -1696,7 +1696,7 @@ fn timestamp_queries_are_flows_keyed_by_their_id_and_natted() {
 
     // An error about the request goes back to the client, its quote translated back.
     let quoted = &ip_of(&out)[..28];
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_VMAC,
         SERVER,

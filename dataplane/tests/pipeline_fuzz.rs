@@ -75,7 +75,7 @@ fn lab_and_templates() -> (Lab, Vec<(u8, Vec<u8>)>) {
         ),
         (
             WAN,
-            icmp_error_frame(
+            icmp_frame(
                 SERVER_MAC,
                 WAN_VMAC,
                 SERVER,

@@ -563,7 +563,7 @@ fn icmp_error_about_a_nated_datagram_is_translated_back() {
 
     // The server answers with port unreachable quoting what it got (TTL as received).
     let quoted = &ip_of(&out)[..28];
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_VMAC,
         SERVER,
@@ -699,7 +699,7 @@ fn icmp_error_about_tcp_passes_only_with_a_sequence_number_inside_the_window() {
         (client_low.wrapping_sub(1), false),
         (1001 ^ 0x8000_0000, false), // a blind guess half the space away
     ] {
-        let err = icmp_error_frame(
+        let err = icmp_frame(
             SERVER_MAC,
             WAN_VMAC,
             SERVER,
@@ -731,7 +731,7 @@ fn icmp_error_about_tcp_passes_only_with_a_sequence_number_inside_the_window() {
         (server_low.wrapping_sub(1), false),
         (5001 ^ 0x8000_0000, false),
     ] {
-        let err = icmp_error_frame(
+        let err = icmp_frame(
             CLIENT_MAC,
             LAN_VMAC,
             CLIENT,
@@ -764,7 +764,7 @@ fn icmp_error_about_tcp_passes_only_with_a_sequence_number_inside_the_window() {
 fn icmp_error_quoting_less_than_8_tcp_bytes_is_malformed() {
     let mut lab = Lab::new();
     let (client_seg, _) = established_tcp(&mut lab);
-    let err = icmp_error_frame(
+    let err = icmp_frame(
         SERVER_MAC,
         WAN_VMAC,
         SERVER,
