@@ -713,6 +713,9 @@ pub struct PushResult {
     pub result: String,
     pub error: Option<String>,
     pub generation: Option<u64>,
+    /// The hash of the content pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

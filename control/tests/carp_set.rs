@@ -472,10 +472,24 @@ fn a_new_password_moves_no_vip() {
     let log_len = p.log.len();
     let now = p.now;
     for (i, file) in [(A, "fw-a.toml"), (B, "fw-b.toml")] {
+        // (B, the backup, has heard A on both groups; a master hears no adverts.)
+        let heard = i == B;
+        assert_eq!(
+            p.sets[i].peer(0).is_some() && p.sets[i].peer(1).is_some(),
+            heard
+        );
         let r = p.sets[i].reconfigure(&new_password(file), now);
         assert_eq!(r.moved, [Some(0), Some(1)], "every group kept");
         assert!(r.stopped.is_empty() && r.started.is_empty());
         p.sets[i] = r.set;
+        // The changed group forgot its peer's counter (what the old key vouched for counts for
+        // nothing); the other group kept it.
+        assert!(p.sets[i].peer(1).is_none(), "lan@2's replay record kept");
+        assert_eq!(
+            p.sets[i].peer(0).is_some(),
+            heard,
+            "wan@1's replay record lost"
+        );
     }
     // The adverts in flight were signed with the old password.
     p.wire.clear();

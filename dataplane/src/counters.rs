@@ -207,7 +207,7 @@ counters! {
         /// Frames that waited for ARP whose neighbour never answered.
         neigh_failed,
         /// Frames that waited for ARP, dropped when every resolution slot was busy and a
-        /// frame with priority (to a gateway, or a reply) took their next hop's.
+        /// frame to a gateway took their next hop's.
         neigh_evicted,
         /// ICMP echo replies sent.
         icmp_echo_replies,

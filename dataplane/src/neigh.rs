@@ -41,10 +41,12 @@
 //!
 //! Priority: a host that sends to a stream of dead on-link addresses keeps every slot resolving
 //! and locks everyone else out (an attacker's review measured a 17 s ping gap on failover, the
-//! new master unable to resolve anyone). A frame enqueued with `priority` (the caller's: one going
-//! to a gateway, or the way a state's replies go, which no scan of dead addresses produces) may
-//! take the slot of the oldest resolution that no such frame asked for; that resolution's frames
-//! are dropped ([`DropReason::Evicted`]).
+//! new master unable to resolve its gateway). A frame enqueued with `priority` (the caller's: one
+//! going to a gateway, a route's next hop, of which there are a few whatever hosts send) may take
+//! the slot of the oldest resolution that no such frame asked for; that resolution's frames are
+//! dropped ([`DropReason::Evicted`]). An eviction sends the new next hop's request at once, so a
+//! gateway's resolutions can add up to `max_next_hops` requests per `retry_ms` to the bound
+//! above.
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -486,10 +488,10 @@ impl PendingQueues {
         self.stats
     }
 
-    /// Whether nothing is queued, resolving or held down (then [`PendingQueues::poll`] has
-    /// nothing to do and returns at once).
+    /// Whether nothing is queued, resolving, held down or evicted unreported (then
+    /// [`PendingQueues::poll`] has nothing to do and returns at once).
     pub fn is_idle(&self) -> bool {
-        self.active == 0
+        self.active == 0 && self.evictions.is_empty()
     }
 
     /// Frames queued now, all next hops together.

@@ -663,11 +663,11 @@ impl WorkerSide {
                 // The state to remove on port reuse: this one, not whatever the key finds later
                 // (another worker may have replaced it meanwhile).
                 let reused = (tracked == Err(TrackError::PortReuse)).then(|| Arc::clone(state));
-                (tracked, translation(state, dir), reused, dir)
+                (tracked, translation(state, dir), reused)
             })
         };
         'state: {
-            if let Some((tracked, xlat, reused, dir)) = hit {
+            if let Some((tracked, xlat, reused)) = hit {
                 match tracked {
                     Ok(()) => {}
                     Err(TrackError::PortReuse) => {
@@ -713,8 +713,7 @@ impl WorkerSide {
                         return v;
                     }
                 }
-                let reply = dir == Direction::Reply;
-                return self.forward(gen, dp, hop.out_if, hop.addr, buf, len, reply);
+                return self.forward(gen, dp, hop.out_if, hop.addr, buf, len);
             }
         }
 

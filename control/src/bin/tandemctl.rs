@@ -514,17 +514,15 @@ fn after_apply_sync(ctl: &Ctl<'_>, before: &ConfigSyncReply) -> ExitCode {
     match before.role.as_str() {
         "primary" => {
             let deadline = Instant::now() + Duration::from_secs(5);
-            // A session that ended after the apply, and with a word on this content: in sync,
-            // not reached, or a push newer than any before (a retry already under way when the
-            // apply came may end first, with the old content's answer).
-            let pushed_before = before.last_push.as_ref().map_or(0, |p| p.version);
+            // A session that ended after the apply, with a word on the applied content (the
+            // local hash now): in sync, not reached, or a push of that content. A retry already
+            // under way when the apply came may end first, with the old content's answer.
             let answers = |r: &ConfigSyncReply| {
+                let this = |h: &Option<String>| h.is_some() && *h == r.local_hash;
                 r.sessions > before.sessions
                     && (r.in_sync
                         || r.last_error.is_some()
-                        || r.last_push
-                            .as_ref()
-                            .is_some_and(|p| p.version > pushed_before))
+                        || r.last_push.as_ref().is_some_and(|p| this(&p.hash)))
             };
             let done = loop {
                 match ctl.call::<_, ConfigSyncReply>(Command::ConfigSync, &NoArgs {}) {

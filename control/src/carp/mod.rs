@@ -123,9 +123,9 @@ pub struct Reconfigured {
     pub started: Vec<GroupOutput>,
 }
 
-/// Whether two groups are the same as far as the peer and the election can tell: a change of
-/// anything else (a description, another group) leaves the group running.
-/// Whether `b` (of a new config) is `a` with at most a new password: its machine carries on.
+/// Whether `b` (of a new config) is `a` with at most a new password, as far as the peer and the
+/// election can tell: its machine carries on. A change of anything else (a description,
+/// another group) leaves the group running too.
 /// A new password restarts nothing: restarted, a master bowed out to its backup, which then
 /// restarted on config sync's push and bowed out in turn, signed with the old password the
 /// primary no longer took, and both sat in BACKUP until master down (3 s at advbase 1, a new
@@ -213,6 +213,12 @@ impl CarpGroupSet {
             if let Some(i) = same {
                 g.machine = self.groups[i].machine.clone();
                 set.guards[j] = self.guards[i].clone();
+                // A new key: the peer's counter, accepted under the old one, goes (a counter
+                // planted with a leaked key would otherwise outlive the key's change). The same
+                // HMAC of one message over the same VIPs is the same key (up to SHA-1 collisions).
+                if self.groups[i].auth.compute(0) != g.auth.compute(0) {
+                    set.guards[j].forget_peer(g.vhid());
+                }
                 moved[i] = Some(j);
             }
         }

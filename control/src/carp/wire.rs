@@ -669,10 +669,16 @@ impl ReplayGuard {
         self.peers.get(&vhid).map(|p| p.src)
     }
 
-    /// Forgets everything about `vhid` (its group was removed or its key changed).
+    /// Forgets everything about `vhid` (its group was removed).
     pub fn forget_vhid(&mut self, vhid: u8) {
         self.peers.remove(&vhid);
         self.own.remove(&vhid);
+    }
+
+    /// Forgets the peer's counter for `vhid`, keeping our own (its key changed: what the old
+    /// key authenticated, a counter planted with a leaked key included, counts for nothing).
+    pub fn forget_peer(&mut self, vhid: u8) {
+        self.peers.remove(&vhid);
     }
 }
 

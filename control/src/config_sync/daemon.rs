@@ -165,6 +165,7 @@ impl Daemon {
                     result: "accepted",
                     error: None,
                     generation: Some(generation),
+                    hash: push.hash.clone(),
                 });
             });
             s.counters
@@ -250,6 +251,7 @@ impl Daemon {
                 result: r.result.to_string(),
                 error: r.error,
                 generation: r.generation,
+                hash: Some(r.hash),
             }),
             last_error: s.last_error,
             sessions: s.sessions,

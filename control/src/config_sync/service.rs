@@ -55,6 +55,8 @@ pub struct PushRecord {
     pub error: Option<String>,
     /// The secondary's generation that runs it, when accepted.
     pub generation: Option<u64>,
+    /// The hash of the content pushed (`config apply` waits for the push of what it applied).
+    pub hash: String,
 }
 
 /// What both roles show.
@@ -531,6 +533,7 @@ impl Pusher {
             result,
             error,
             generation,
+            hash: payload.hash.clone(),
         };
         let answer = match exchange(&mut ch, &push) {
             Ok(a) => a,
@@ -783,6 +786,7 @@ impl Listener {
                     result: "refused",
                     error: Some(text),
                     generation: None,
+                    hash: hash.clone(),
                 });
             });
             let mut errors = errors;

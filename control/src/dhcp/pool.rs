@@ -31,9 +31,10 @@ use crate::config::{Dhcp, MAX_HOSTNAME};
 pub const OFFER_SECS: u64 = 30;
 /// How long a declined address stays out of the pool (RFC 2131 §4.3.3: "mark as not available").
 pub const DECLINE_SECS: u64 = 600;
-/// The most addresses one client's declines hold out of the pool at once. A client declines
-/// an address it finds in use (RFC 2131 §4.3.1); one that keeps declining what it is given
-/// would otherwise walk the whole pool into quarantine from its one MAC.
+/// The most addresses one client's declines hold out of the pool at once (past it, the oldest
+/// comes back). A client declines an address it finds in use (RFC 2131 §4.3.1); one that keeps
+/// declining what it is given would otherwise walk the whole pool into quarantine from its one
+/// MAC.
 pub const MAX_DECLINED_PER_CLIENT: usize = 4;
 
 pub type Mac = [u8; 6];
@@ -335,16 +336,22 @@ impl Pool {
                 .get(&ip)
                 .is_some_and(|l| l.mac == mac && l.state == LeaseState::Bound && l.expires > now);
             let its_offer = self.offered.get(&ip).is_some_and(|o| o.mac == mac);
-            let declined = self
+            if !self.in_ranges(ip) || !(its_lease || its_offer) {
+                return None;
+            }
+            // At the cap, the client's oldest quarantined address comes back to the pool: a
+            // client whose addresses keep conflicting (a pool over statically numbered hosts)
+            // moves on instead of being given the same address again.
+            let held: Vec<(u64, Ipv4Addr)> = self
                 .leases
                 .values()
                 .filter(|l| l.mac == mac && l.state == LeaseState::Declined && l.expires > now)
-                .count();
-            if !self.in_ranges(ip)
-                || !(its_lease || its_offer)
-                || declined >= MAX_DECLINED_PER_CLIENT
-            {
-                return None;
+                .map(|l| (l.expires, l.ip))
+                .collect();
+            if held.len() >= MAX_DECLINED_PER_CLIENT {
+                if let Some(&(_, oldest)) = held.iter().min() {
+                    self.leases.remove(&oldest);
+                }
             }
             let l = Lease {
                 mac,
@@ -556,21 +563,21 @@ mod tests {
             assert!(p.end(A, x, LeaseState::Declined, now, now).is_some());
             now += 1;
         }
+        // Past the cap the decline is taken, and A's oldest quarantined address comes back.
         let x = p.offer(A, None, now).unwrap();
         p.request(A, x, "", now, now).unwrap();
-        assert!(
-            p.end(A, x, LeaseState::Declined, now, now).is_none(),
-            "past the cap the lease stays"
-        );
-        assert_eq!(p.lease_of(A).map(|l| l.ip), Some(x));
-        // The cap counts quarantined addresses: when they come back, A may decline again.
-        let later = now + DECLINE_SECS;
-        assert!(
-            p.end(A, x, LeaseState::Declined, later, later).is_none(),
-            "x lapsed"
-        );
-        let y = p.offer(A, None, later).unwrap();
-        assert!(p.end(A, y, LeaseState::Declined, later, later).is_some());
+        assert!(p.end(A, x, LeaseState::Declined, now, now).is_some());
+        let held: Vec<Ipv4Addr> = p
+            .leases
+            .values()
+            .filter(|l| l.mac == A && l.state == LeaseState::Declined)
+            .map(|l| l.ip)
+            .collect();
+        assert_eq!(held.len(), MAX_DECLINED_PER_CLIENT);
+        assert!(held.contains(&x));
+        // A is offered something new, not an address it declined.
+        let y = p.offer(A, None, now + 1).unwrap();
+        assert!(!held.contains(&y));
     }
 
     #[test]

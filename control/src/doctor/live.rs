@@ -85,7 +85,7 @@ pub fn check(
             Severity::Warning,
             "carp",
             format!(
-                "this box is demoted by {} (a CARP interface without link, state sync's bulk update, or send errors): it will not take the VIPs while demoted",
+                "this box is demoted by {} (a CARP interface without link, state sync's bulk update, or send errors): while demoted it loses every election, and takes the VIPs only if its peer fails",
                 own.carp.demotion
             ),
             "see tandemctl carp and the log for the cause",
@@ -200,7 +200,7 @@ pub fn check(
             Severity::Warning,
             "carp",
             format!(
-                "the peer ({who}) is demoted by {}: it will not take the VIPs while demoted",
+                "the peer ({who}) is demoted by {}: while demoted it loses every election, and takes the VIPs only if this box fails",
                 peer.carp.demotion
             ),
             "see tandemctl carp and the log on the peer",

@@ -448,7 +448,7 @@ fn next_hop_limit_and_eviction_of_held_down() {
 }
 
 /// Found by an attacker's review: a host sending to a stream of dead on-link addresses kept
-/// every slot resolving, and a new master could resolve neither its gateway nor its clients.
+/// every slot resolving, and a new master could not resolve its gateway.
 /// A frame with priority takes the oldest slot without; slots with priority are never taken.
 #[test]
 fn a_frame_with_priority_takes_the_oldest_slot_without() {

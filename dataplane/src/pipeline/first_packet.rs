@@ -112,7 +112,7 @@ impl WorkerSide {
                 return v;
             }
         }
-        self.forward(gen, dp, hop.out_if, hop.addr, buf, len, false)
+        self.forward(gen, dp, hop.out_if, hop.addr, buf, len)
     }
 
     /// The route (from the memo only) and the translation of a first packet that may create a

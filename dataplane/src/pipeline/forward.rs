@@ -47,15 +47,13 @@ impl WorkerSide {
         dst: Ipv4Addr,
     ) -> Verdict {
         match self.next_hop_or_answer(gen, in_if, buf, len, dst) {
-            Ok(hop) => self.forward(gen, dp, hop.out_if, hop.addr, buf, len, false),
+            Ok(hop) => self.forward(gen, dp, hop.out_if, hop.addr, buf, len),
             Err(verdict) => verdict,
         }
     }
 
     /// Decrements the TTL, writes the Ethernet header for the next hop and sends, or queues the
-    /// frame until the next hop answers ARP. `reply`: the frame goes the way a state's replies
-    /// go (its ARP resolution then has priority, see [`crate::neigh`]).
-    #[allow(clippy::too_many_arguments)]
+    /// frame until the next hop answers ARP.
     pub(super) fn forward(
         &mut self,
         gen: &Generation,
@@ -64,7 +62,6 @@ impl WorkerSide {
         next_hop: Ipv4Addr,
         buf: &mut [u8],
         len: usize,
-        reply: bool,
     ) -> Verdict {
         let c = &*self.counters;
         let Some(out) = gen.interface(out_if) else {
@@ -85,7 +82,7 @@ impl WorkerSide {
             c.forwarded.inc();
             return Verdict::Tx { out_if, len };
         }
-        self.wait_for_arp(gen, out_if, next_hop, &buf[..len], too_big, reply)
+        self.wait_for_arp(gen, out_if, next_hop, &buf[..len], too_big)
     }
 
     /// The next hop's MAC is not known: the frame waits for ARP (and the first one asks), or
@@ -93,7 +90,6 @@ impl WorkerSide {
     /// tail, inlined into [`WorkerSide::forward`], cost every forwarded frame 2 instructions.
     #[cold]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn wait_for_arp(
         &mut self,
         gen: &Generation,
@@ -101,13 +97,13 @@ impl WorkerSide {
         next_hop: Ipv4Addr,
         frame: &[u8],
         too_big: bool,
-        reply: bool,
     ) -> Verdict {
         let c = &*self.counters;
-        // Priority for a gateway (a configured route's next hop, not the packet's destination)
-        // and for replies: a host scanning dead on-link addresses produces neither.
+        // Priority for a gateway: a route's next hop, not the packet's destination. Whatever a
+        // host sends, on-link destinations (a scan of dead addresses, or replies to spoofed
+        // dead sources) take one slot each and gateways only their few.
         let dst = Ipv4Packet::new_unchecked(&frame[ETH..]).dst_addr();
-        let priority = reply || next_hop != dst;
+        let priority = next_hop != dst;
         if too_big {
             // Queued for ARP it would be released whole, too big: the next datagrams, once the
             // neighbour is known (other traffic resolves it), are fragmented.

@@ -103,7 +103,7 @@ impl WorkerSide {
             self.counters.nat_translated.inc();
         }
         self.counters.frag_followers.inc();
-        self.forward(gen, dp, hop.out_if, hop.addr, buf, len, false)
+        self.forward(gen, dp, hop.out_if, hop.addr, buf, len)
     }
 
     /// A first fragment about to be forwarded (rules and state passed, translated): records its
