@@ -270,8 +270,17 @@ fn a_push_b_cannot_validate_is_refused_whole_and_a_shows_why() {
             "destination = { address = \"self\", port = 9443 }",
         )
     });
-    let (ok, out) = a.ctl(&["config", "apply"]);
-    assert!(!ok && out.contains("no longer pass config sync"), "{out}");
+    // (Asked for JSON: one document, the apply's reply with the refusal as its error.)
+    let (ok, out) = a.ctl(&["config", "apply", "--json"]);
+    assert!(!ok, "{out}");
+    let v: Value = serde_json::from_str(out.lines().next().unwrap_or("")).unwrap();
+    assert!(v["generation"].is_u64(), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer pass config sync")),
+        "{v}"
+    );
     let locked_out = || {
         sync_state(&a)["last_push"]["error"]
             .as_str()

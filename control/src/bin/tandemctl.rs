@@ -478,16 +478,30 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
                 || "the config file".to_string(),
                 |f| f.display().to_string(),
             );
-            ctl.show(&r, |r| {
+            let human = |r: &ConfigApplyReply| {
                 if r.changed {
                     format!("{what} applied: generation {}\n", r.generation)
                 } else {
                     format!("{what}: no change (generation {})\n", r.generation)
                 }
-            })?;
-            match sync_before {
-                Some(before) if r.changed => Ok(after_apply_sync(ctl, &before)),
-                _ => Ok(ExitCode::SUCCESS),
+            };
+            let sync = |r: &ConfigApplyReply| match &sync_before {
+                Some(before) if r.changed => after_apply_sync(ctl, before),
+                _ => (ExitCode::SUCCESS, None),
+            };
+            if ctl.json {
+                // One document: the reply, with the secondary's refusal as its `error`.
+                let (code, refused) = sync(&r);
+                let mut v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
+                if let Some(e) = refused {
+                    v["error"] =
+                        format!("applied here, but the secondary refused the push: {e}").into();
+                }
+                println!("{}", to_json(&v)?);
+                Ok(code)
+            } else {
+                ctl.show(&r, human)?;
+                Ok(sync(&r).0)
             }
         }
         ConfigAction::Sync { action } => config_sync(ctl, action.is_some()),
@@ -509,8 +523,9 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
 /// for the push it started and says if the secondary refused it (exit 1: this box runs the new
 /// config, the secondary the old one) or was not reached (retried on its own, exit 0); on a
 /// secondary that runs a push, says that the pushed
-/// sections come from the primary (an edit of them in this box's file has no effect).
-fn after_apply_sync(ctl: &Ctl<'_>, before: &ConfigSyncReply) -> ExitCode {
+/// sections come from the primary (an edit of them in this box's file has no effect). Returns
+/// the exit status, and the secondary's refusal if it refused.
+fn after_apply_sync(ctl: &Ctl<'_>, before: &ConfigSyncReply) -> (ExitCode, Option<String>) {
     match before.role.as_str() {
         "primary" => {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -540,7 +555,7 @@ fn after_apply_sync(ctl: &Ctl<'_>, before: &ConfigSyncReply) -> ExitCode {
                     .map(|p| p.error.clone().unwrap_or_default())
             };
             match done {
-                Some(r) if r.in_sync && r.last_error.is_none() => ExitCode::SUCCESS,
+                Some(r) if r.in_sync && r.last_error.is_none() => (ExitCode::SUCCESS, None),
                 // Not reached: the primary retries every 2 s on its own.
                 Some(r) if r.last_error.is_some() => {
                     eprintln!(
@@ -548,25 +563,25 @@ fn after_apply_sync(ctl: &Ctl<'_>, before: &ConfigSyncReply) -> ExitCode {
                          retried every 2 s (tandemctl config sync shows when it is in sync)",
                         r.last_error.unwrap_or_default()
                     );
-                    ExitCode::SUCCESS
+                    (ExitCode::SUCCESS, None)
                 }
                 // Refused: no retry will do better, the file must change.
                 Some(r) if refused(&r).is_some() => {
+                    let why = refused(&r).unwrap_or_default();
                     eprintln!(
                         "tandemctl: warning: applied here, but the secondary refused the push: \
-                         {}\ntandemctl: the boxes now run different configs (tandemctl config \
-                         sync)",
-                        refused(&r).unwrap_or_default()
+                         {why}\ntandemctl: the boxes now run different configs (tandemctl config \
+                         sync)"
                     );
-                    ExitCode::FAILURE
+                    (ExitCode::FAILURE, Some(why))
                 }
-                Some(_) => ExitCode::SUCCESS,
+                Some(_) => (ExitCode::SUCCESS, None),
                 None => {
                     eprintln!(
                         "tandemctl: note: the push to the secondary has not ended after 5 s: \
                          see tandemctl config sync"
                     );
-                    ExitCode::SUCCESS
+                    (ExitCode::SUCCESS, None)
                 }
             }
         }
@@ -576,9 +591,9 @@ fn after_apply_sync(ctl: &Ctl<'_>, before: &ConfigSyncReply) -> ExitCode {
                  last push; an edit of them in this file has no effect (make it on the primary)",
                 before.sections.join(", ")
             );
-            ExitCode::SUCCESS
+            (ExitCode::SUCCESS, None)
         }
-        _ => ExitCode::SUCCESS,
+        _ => (ExitCode::SUCCESS, None),
     }
 }
 
