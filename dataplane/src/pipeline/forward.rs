@@ -99,17 +99,17 @@ impl WorkerSide {
         too_big: bool,
     ) -> Verdict {
         let c = &*self.counters;
-        // Priority for a gateway: a route's next hop, not the packet's destination. Whatever a
-        // host sends, on-link destinations (a scan of dead addresses, or replies to spoofed
-        // dead sources) take one slot each and gateways only their few.
-        let dst = Ipv4Packet::new_unchecked(&frame[ETH..]).dst_addr();
-        let priority = next_hop != dst;
         if too_big {
             // Queued for ARP it would be released whole, too big: the next datagrams, once the
             // neighbour is known (other traffic resolves it), are fragmented.
             c.drop_too_big.inc();
             return Verdict::Drop;
         }
+        // Priority for a gateway: a route's next hop, not the packet's destination. Whatever a
+        // host sends, on-link destinations (a scan of dead addresses, or replies to spoofed
+        // dead sources) take one slot each and gateways only their few.
+        let dst = Ipv4Packet::new_unchecked(&frame[ETH..]).dst_addr();
+        let priority = next_hop != dst;
         match self
             .pending
             .enqueue(out_if, next_hop, frame, self.now, priority)

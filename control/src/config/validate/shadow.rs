@@ -134,7 +134,6 @@ fn protocol_bits(p: Protocol) -> u8 {
 /// What a rule matches, resolved.
 struct Match<'c> {
     rule: &'c FilterRule,
-    protocol: Protocol,
     source: Side,
     destination: Side,
     quick: Quick,
@@ -146,7 +145,6 @@ impl<'c> Match<'c> {
         let destination = Side::of(config, &rule.destination);
         Match {
             rule,
-            protocol: rule.protocol,
             quick: Quick::of(rule.protocol, &source, &destination),
             source,
             destination,
@@ -165,7 +163,7 @@ impl<'c> Match<'c> {
     /// Whether every packet `later` matches, this matches too. The family is IPv4 for every
     /// rule; the interface is the caller's.
     fn covers(&self, later: &Match<'_>) -> bool {
-        protocol_covers(self.protocol, later.protocol)
+        protocol_covers(self.rule.protocol, later.rule.protocol)
             && self.source.covers(&later.source)
             && self.destination.covers(&later.destination)
     }
