@@ -136,6 +136,19 @@ pub enum CompileError {
     },
 }
 
+impl CompileError {
+    /// The config field the error is about, when it names one (`interfaces` for too many).
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Self::GatewayNotOnDataplane { path, .. }
+            | Self::NotDataplane { path, .. }
+            | Self::NatSourcePort { path } => Some(path),
+            Self::TooMany { what, .. } => Some(what),
+            Self::NoMac { .. } | Self::BadMac { .. } => None,
+        }
+    }
+}
+
 /// The filter of the sync interfaces. The kernel owns the sync link, so its rules are not the
 /// dataplane's: they say what may reach tandem's sync services (state sync, config sync), which
 /// apply them to what they receive. Same semantics as the dataplane's: first match wins, default

@@ -499,6 +499,22 @@ protocol = "any"
 // --- VIPs, interfaces, routes ------------------------------------------------------------------
 
 #[test]
+fn a_vip_on_the_sync_link_is_refused() {
+    let e = refused(
+        r#"
+[[virtual_ips]]
+type = "ipalias"
+interface = "sync"
+address = "10.255.0.9/24"
+"#,
+    );
+    assert!(
+        e.contains("virtual_ips[2].interface: sync is the sync link"),
+        "{e}"
+    );
+}
+
+#[test]
 fn vip_types() {
     let c = build(&config(
         r#"
@@ -511,11 +527,6 @@ address = "10.2.0.100/24"
 type = "other"
 interface = "dmz"
 address = "10.2.0.101/24"
-
-[[virtual_ips]]
-type = "ipalias"
-interface = "sync"
-address = "10.255.0.9/24"
 "#,
     ));
     let vips: Vec<_> = c
@@ -524,7 +535,7 @@ address = "10.255.0.9/24"
         .iter()
         .map(|v| (v.if_index, v.addr, v.prefix_len, v.vhid))
         .collect();
-    // proxyarp is always held like an ipalias; other and the sync link's VIP are not compiled.
+    // proxyarp is always held like an ipalias; other is not compiled.
     assert_eq!(
         vips,
         [
@@ -614,6 +625,13 @@ fn error(c: &Config, macs: &dyn Fn(&str) -> Option<MacAddr>) -> String {
     compile(c, 1, macs).unwrap_err().to_string()
 }
 
+/// Validation's refusal of BASE plus `extra`: what compile would refuse is refused before it, so
+/// that `--check-config` never passes a config the daemon refuses.
+fn refused(extra: &str) -> String {
+    let text = format!("{BASE}\n{extra}");
+    parse("t.toml", &text).unwrap_err().to_string()
+}
+
 #[test]
 fn error_no_mac() {
     let e = compile(&config(""), 1, &|d: &str| {
@@ -666,17 +684,18 @@ fn error_too_many_interfaces() {
 
 #[test]
 fn error_gateway_on_the_sync_link() {
-    let c = config(
+    let e = refused(
         r#"
 [[routes.static]]
 network = "10.50.0.0/16"
 gateway = "10.255.0.2"
 "#,
     );
-    assert_eq!(
-        error(&c, &mac),
-        "routes.static[0].gateway: 10.255.0.2 is not on the network of a dataplane interface"
+    assert!(
+        e.contains("routes.static[0].gateway: 10.255.0.2 is on interface sync, the sync link"),
+        "{e}"
     );
+    // A config that skipped validation: compile refuses it too.
     let mut c = config("");
     c.routes.default_gateway = Some(ip("10.255.0.2"));
     assert_eq!(
@@ -687,8 +706,7 @@ gateway = "10.255.0.2"
 
 #[test]
 fn error_nat_by_the_sync_link() {
-    let c = config(
-        r#"
+    let rules = r#"
 [nat.outbound]
 mode = "hybrid"
 
@@ -697,21 +715,27 @@ interface = "wan"
 
 [[nat.outbound.rules]]
 interface = "sync"
-"#,
+"#;
+    let e = refused(rules);
+    assert!(
+        e.contains("nat.outbound.rules[1].interface: sync is the sync link"),
+        "{e}"
     );
+    // A config that skipped validation: compile refuses it too, unless the rule is disabled
+    // (a disabled rule is not compiled, so it cannot fail).
+    let mut c = config(&rules.replace("\"sync\"", "\"wan\""));
+    c.nat.outbound.rules[1].interface = "sync".into();
     assert_eq!(
         error(&c, &mac),
         "nat.outbound.rules[1].interface: sync is not a dataplane interface"
     );
-    // A disabled rule is not compiled, so it cannot fail.
-    let mut c = c;
     c.nat.outbound.rules[1].disabled = true;
     assert!(compile(&c, 1, &mac).is_ok());
 }
 
 #[test]
 fn error_nat_source_port() {
-    let c = config(
+    let e = refused(
         r#"
 [nat.outbound]
 mode = "manual"
@@ -723,9 +747,9 @@ source = { address = "10.1.0.0/16", port = 500 }
 translation = { static_port = true }
 "#,
     );
-    assert_eq!(
-        error(&c, &mac),
-        "nat.outbound.rules[0].source.port: the dataplane's outbound NAT rules match no source port"
+    assert!(
+        e.contains("nat.outbound.rules[0].source.port: outbound NAT rules match no source port"),
+        "{e}"
     );
 }
 

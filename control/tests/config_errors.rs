@@ -189,13 +189,121 @@ role = "other"
         ),
         [
             "fw-a.toml: interfaces[3].name: \"my dmz\" is not a valid name (a letter, then letters, digits, '_' or '-'; at most 31 characters)",
-            "fw-a.toml: interfaces[3].device: \"a-very-long-device-name\" is not a valid device name (at most 15 characters, no '/', ':' or whitespace)",
+            "fw-a.toml: interfaces[3].device: \"a-very-long-device-name\" is not a valid device name (at most 15 characters, no '/', ':' or whitespace, not \".\" or \"..\")",
             "fw-a.toml: interfaces[3].address: 10.9.0.0 is the network address of 10.9.0.0/24",
             "fw-a.toml: interfaces[3].role: unknown role \"dmz\", expected one of lan, wan, sync, other",
             "fw-a.toml: interfaces[3].mac: 01:00:5e:00:00:01 is a multicast MAC address",
             "fw-a.toml: interfaces[4].address: 192.168.0.0/16 overlaps 192.168.0.0/24 of interfaces[1] (lan)",
             "fw-a.toml: interfaces[5].address: \"10.9.0.1\" needs a prefix length (a.b.c.d/len)",
         ]
+    );
+}
+
+#[test]
+fn interface_addresses_no_host_can_have_and_carps_virtual_macs_are_refused() {
+    let iface = |i: usize, address: &str, extra: &str| {
+        format!(
+            "\n[[interfaces]]\nname = \"x{i}\"\ndevice = \"eth{}\"\naddress = \"{address}\"\nrole = \"other\"\n{extra}",
+            i + 3
+        )
+    };
+    let snippet = [
+        iface(0, "224.0.0.5/24", ""),
+        iface(1, "127.0.0.1/8", ""),
+        iface(2, "0.0.0.1/8", ""),
+        iface(3, "240.0.0.1/24", ""),
+        iface(4, "10.7.0.1/24", "mac = \"00:00:5e:00:01:02\""),
+        "\n[[interfaces]]\nname = \"x5\"\ndevice = \".\"\naddress = \"10.8.0.1/24\"\nrole = \"other\"\n".to_owned(),
+    ]
+    .concat();
+    assert_eq!(
+        errors(&snippet),
+        [
+            "fw-a.toml: interfaces[3].address: 224.0.0.5 is a multicast address, not an interface's address",
+            "fw-a.toml: interfaces[4].address: 127.0.0.1 is a loopback address, not an interface's address",
+            "fw-a.toml: interfaces[5].address: 0.0.0.1 is in 0.0.0.0/8 (\"this network\"), not an interface's address",
+            "fw-a.toml: interfaces[6].address: 240.0.0.1 is in the reserved block 240.0.0.0/4, not an interface's address",
+            "fw-a.toml: interfaces[7].mac: 00:00:5e:00:01:02 is CARP's virtual MAC of vhid 2, not an interface's own",
+            "fw-a.toml: interfaces[8].device: \".\" is not a valid device name (at most 15 characters, no '/', ':' or whitespace, not \".\" or \"..\")",
+        ]
+    );
+}
+
+#[test]
+fn more_dataplane_interfaces_than_the_dataplane_numbers_are_refused() {
+    let many: String = (0..254)
+        .map(|i| {
+            format!(
+                "\n[[interfaces]]\nname = \"x{i}\"\ndevice = \"d{i}\"\naddress = \"10.{}.{}.1/30\"\nrole = \"other\"\n",
+                100 + i / 64,
+                (i % 64) * 4
+            )
+        })
+        .collect();
+    // BASE has two dataplane interfaces: 256 in all fit, a 257th does not.
+    assert!(parse("fw-a.toml", &format!("{BASE}{many}")).is_ok());
+    let one_more = "\n[[interfaces]]\nname = \"y\"\ndevice = \"dy\"\naddress = \"10.200.0.1/24\"\nrole = \"other\"\n";
+    one(
+        &format!("{many}{one_more}"),
+        "fw-a.toml: interfaces: 257 dataplane interfaces, at most 256",
+    );
+}
+
+#[test]
+fn the_sync_link_carries_no_vip_gateway_or_nat_and_config_sync_needs_it() {
+    one(
+        "\n[[virtual_ips]]\ntype = \"ipalias\"\ninterface = \"sync\"\naddress = \"10.255.0.9/24\"\n",
+        "fw-a.toml: virtual_ips[0].interface: sync is the sync link, which the kernel owns: virtual IPs live on the dataplane's interfaces (lan, wan, ...)",
+    );
+    one(
+        "\n[routes]\ndefault_gateway = \"10.255.0.2\"\n",
+        "fw-a.toml: routes.default_gateway: 10.255.0.2 is on interface sync, the sync link: the dataplane routes through its own interfaces only",
+    );
+    one(
+        "\n[nat.outbound]\nmode = \"hybrid\"\n\n[[nat.outbound.rules]]\ninterface = \"sync\"\n",
+        "fw-a.toml: nat.outbound.rules[0].interface: sync is the sync link: outbound NAT applies where the dataplane sends (lan, wan, ...)",
+    );
+    one(
+        "\n[nat.outbound]\nmode = \"hybrid\"\n\n[[nat.outbound.rules]]\ninterface = \"wan\"\nprotocol = \"tcp\"\nsource = { address = \"192.168.0.0/24\", port = 1234 }\n",
+        "fw-a.toml: nat.outbound.rules[0].source.port: outbound NAT rules match no source port (match by source address, destination and destination port)",
+    );
+    let sync = "\n[ha.config_sync]\nsync_to = \"SYNC_TO\"\nusername = \"admin\"\npassword = \"a long random password\"\n";
+    one(
+        &sync.replace("SYNC_TO", "192.168.0.12"),
+        "fw-a.toml: ha.config_sync.sync_to: 192.168.0.12 is on interface lan, not on the sync link: config sync talks to the peer's sync address",
+    );
+    assert!(parse(
+        "fw-a.toml",
+        &format!("{BASE}{}", sync.replace("SYNC_TO", "10.255.0.2"))
+    )
+    .is_ok());
+    // Without a sync interface at all.
+    let no_sync = BASE
+        .split("\n[[interfaces]]\nname = \"sync\"")
+        .next()
+        .unwrap();
+    assert_eq!(
+        errors_of(&format!("{no_sync}{}", sync.replace("SYNC_TO", "10.255.0.2"))),
+        [
+            "fw-a.toml: ha.config_sync: needs an interface with role sync: config sync listens and pushes on the sync link",
+            "fw-a.toml: ha.config_sync.sync_to: 10.255.0.2 is not inside any interface's network",
+        ]
+    );
+}
+
+#[test]
+fn a_gateway_or_peer_is_no_networks_network_or_broadcast_address() {
+    one(
+        "\n[routes]\ndefault_gateway = \"192.168.0.255\"\n",
+        "fw-a.toml: routes.default_gateway: 192.168.0.255 is the broadcast address of 192.168.0.0/24 (interface lan)",
+    );
+    one(
+        "\n[[routes.static]]\nnetwork = \"10.50.0.0/16\"\ngateway = \"172.25.46.0\"\n",
+        "fw-a.toml: routes.static[0].gateway: 172.25.46.0 is the network address of 172.25.46.0/24 (interface wan)",
+    );
+    one(
+        "\n[ha.state_sync]\ninterface = \"sync\"\npeer = \"10.255.0.255\"\nkey = \"0123456789abcdef0123\"\n",
+        "fw-a.toml: ha.state_sync.peer: 10.255.0.255 is the broadcast address of 10.255.0.0/24",
     );
 }
 
@@ -949,6 +1057,28 @@ password = "1234567"
     );
     assert!(warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"")).is_empty());
     assert!(warnings("").is_empty());
+}
+
+#[test]
+fn a_skew_above_what_carp_sends_and_a_short_config_sync_password_warn() {
+    assert_eq!(
+        warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"\nadvskew = 250")),
+        [
+            "fw-a.toml: virtual_ips[0].advskew: 250 is sent as 240 (CARP's largest skew, as BSD \
+          sends it): every advskew above 240 ties with 240, and a tie is decided by the boxes' \
+          addresses (line 30)"
+        ]
+    );
+    assert!(warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"\nadvskew = 240")).is_empty());
+    let sync =
+        "\n[ha.config_sync]\nsync_to = \"10.255.0.2\"\nusername = \"admin\"\npassword = \"PW\"\n";
+    assert_eq!(
+        warnings(&sync.replace("PW", "secret")),
+        ["fw-a.toml: ha.config_sync.password: is 6 bytes long; whoever captures one push on the \
+          sync link can guess a password under 16 bytes offline, then push configs (use 16 random \
+          bytes or more) (line 27)"]
+    );
+    assert!(warnings(&sync.replace("PW", "a long random password")).is_empty());
 }
 
 #[test]

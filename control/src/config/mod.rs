@@ -111,7 +111,32 @@ pub fn parse(file_name: &str, text: &str) -> Result<Config, ConfigErrors> {
 pub fn parse_generated(file_name: &str, text: &str) -> Result<Config, ConfigErrors> {
     let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
         .map_err(|e| toml_error(file_name, text, &e))?;
-    validate::validate(file_name, &raw)
+    let config = validate::validate(file_name, &raw)?;
+    compiles(file_name, &config)?;
+    Ok(config)
+}
+
+/// The daemon's compile of `config` (with a made-up MAC for every device: the check runs
+/// anywhere) must succeed: whatever it refuses and validation let through is refused here too,
+/// so that `tandemd --check-config`, `tandemctl config check` and the doctor never pass a config
+/// that tandemd then refuses at its start or reload.
+fn compiles(file_name: &str, config: &Config) -> Result<(), ConfigErrors> {
+    let mac = tandem_dataplane::wire::MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+    let Err(e) = crate::compile::compile(config, 0, &move |_| Some(mac)) else {
+        return Ok(());
+    };
+    let path = e.path().unwrap_or("(config)").to_owned();
+    let text = e.to_string();
+    let message = text
+        .strip_prefix(&format!("{path}: "))
+        .unwrap_or(&text)
+        .to_owned();
+    Err(ConfigErrors(vec![ConfigError::Invalid {
+        file: file_name.to_owned(),
+        path,
+        message,
+        line: None,
+    }]))
 }
 
 /// Turns toml's error (and the field path serde walked to it) into one located error.

@@ -34,6 +34,9 @@ use ha::ha;
 use rules::{filter, nat, routes};
 use vips::virtual_ips;
 
+/// Interfaces of one kind (dataplane, sync) the dataplane can number: one byte each.
+const MAX_INTERFACES: usize = 256;
+
 const NAME_RULE: &str = "a letter, then letters, digits, '_' or '-'; at most 31 characters";
 
 /// Largest `system.workers`.
@@ -58,6 +61,11 @@ const MAX_CARP_PASSWORD_LEN: usize = 20;
 /// an existing cluster must keep running, but an advert's HMAC-SHA1 is public on the LAN and a
 /// short password falls to an offline guess, after which anyone on the LAN can take the VIPs.
 const MIN_CARP_PASSWORD_WARN_LEN: usize = 8;
+
+/// Config sync passwords shorter than this draw a warning: the push's handshake lets an
+/// eavesdropper on the sync link test guesses offline (docs/config-sync.md), as the state sync
+/// key, which must have 16 bytes.
+const MIN_CONFIG_SYNC_PASSWORD_WARN_LEN: usize = 16;
 
 /// Validates `raw`, read from `file`.
 pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErrors> {
@@ -157,6 +165,19 @@ pub(crate) fn warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
         if !seen.insert((vip.interface.as_str(), carp.vhid)) {
             continue;
         }
+        if carp.advskew > crate::carp::machine::MAX_SKEW {
+            out.push(ConfigWarning {
+                file: file.to_owned(),
+                path: format!("virtual_ips[{i}].advskew"),
+                message: format!(
+                    "{} is sent as {max} (CARP's largest skew, as BSD sends it): every advskew \
+                     above {max} ties with {max}, and a tie is decided by the boxes' addresses",
+                    carp.advskew,
+                    max = crate::carp::machine::MAX_SKEW
+                ),
+                line: None,
+            });
+        }
         if carp.password.len() < MIN_CARP_PASSWORD_WARN_LEN {
             out.push(ConfigWarning {
                 file: file.to_owned(),
@@ -166,6 +187,21 @@ pub(crate) fn warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
                      can be guessed offline from one advert (use up to \
                      {MAX_CARP_PASSWORD_LEN} random bytes)",
                     carp.password.len()
+                ),
+                line: None,
+            });
+        }
+    }
+    if let Some(cs) = &config.ha.config_sync {
+        if cs.password.len() < MIN_CONFIG_SYNC_PASSWORD_WARN_LEN {
+            out.push(ConfigWarning {
+                file: file.to_owned(),
+                path: "ha.config_sync.password".to_owned(),
+                message: format!(
+                    "is {} bytes long; whoever captures one push on the sync link can guess a \
+                     password under {MIN_CONFIG_SYNC_PASSWORD_WARN_LEN} bytes offline, then push \
+                     configs (use {MIN_CONFIG_SYNC_PASSWORD_WARN_LEN} random bytes or more)",
+                    cs.password.len()
                 ),
                 line: None,
             });
@@ -296,12 +332,50 @@ impl Ctx {
             .any(|i| i.address.is_some_and(|a| a.contains(ip)))
     }
 
-    /// A gateway or peer: on a connected network, not one of ours.
-    fn neighbour(&self, r: &mut Report<'_>, path: &str, ip: Ipv4Addr) {
+    /// A gateway or peer: on a connected network (not its network or broadcast address), not
+    /// one of ours. Returns the interface whose network holds it, when it is one.
+    fn neighbour(&self, r: &mut Report<'_>, path: &str, ip: Ipv4Addr) -> Option<&IfaceInfo> {
         if let Some(owner) = self.owner(ip) {
             r.err(path, format!("{ip} is this box's own address ({owner})"));
-        } else if !self.on_link(ip) {
+            return None;
+        }
+        let Some((iface, a)) = self
+            .ifaces
+            .iter()
+            .find_map(|f| Some((f, f.address.filter(|a| a.contains(ip))?)))
+        else {
             r.err(path, format!("{ip} is not inside any interface's network"));
+            return None;
+        };
+        let net = a.network();
+        if net.len() <= 30 && (ip == net.addr() || ip == net.broadcast()) {
+            let what = if ip == net.addr() {
+                "network"
+            } else {
+                "broadcast"
+            };
+            r.err(
+                path,
+                format!(
+                    "{ip} is the {what} address of {net} (interface {})",
+                    iface.name
+                ),
+            );
+            return None;
+        }
+        Some(iface)
+    }
+
+    /// A route's gateway: a neighbour on a dataplane interface (the sync link is the
+    /// kernel's: the dataplane cannot send through it).
+    pub(super) fn gateway(&self, r: &mut Report<'_>, path: &str, ip: Ipv4Addr) {
+        if let Some(f) = self.neighbour(r, path, ip) {
+            if f.role == Some(Role::Sync) {
+                r.err(
+                    path,
+                    format!("{ip} is on interface {}, the sync link: the dataplane routes through its own interfaces only", f.name),
+                );
+            }
         }
     }
 
@@ -623,10 +697,15 @@ fn interfaces(
             }
         });
         let device = r.text(format!("{p}.device"), &ri.device).and_then(|d| {
-            if d.len() > 15 || d.contains(['/', ':']) || d.contains(char::is_whitespace) {
+            if d.len() > 15
+                || d.contains(['/', ':'])
+                || d.contains(char::is_whitespace)
+                || d == "."
+                || d == ".."
+            {
                 r.err(
                     format!("{p}.device"),
-                    format!("{d:?} is not a valid device name (at most 15 characters, no '/', ':' or whitespace)"),
+                    format!("{d:?} is not a valid device name (at most 15 characters, no '/', ':' or whitespace, not \".\" or \"..\")"),
                 );
                 None
             } else if let Some(j) = devices.get(d) {
@@ -645,6 +724,13 @@ fn interfaces(
                 let net = a.network();
                 if a.len() == 0 {
                     r.err(&path, "prefix length /0 is out of range 1..=32");
+                    return None;
+                }
+                if let Some(kind) = special_address(a.addr()) {
+                    r.err(
+                        &path,
+                        format!("{} is {kind}, not an interface's address", a.addr()),
+                    );
                     return None;
                 }
                 if a.len() <= 30 && a.addr() == net.addr() {
@@ -675,7 +761,22 @@ fn interfaces(
             .req(format!("{p}.role"), &ri.role)
             .and_then(|s| r.check(format!("{p}.role"), Role::parse(s)));
         let mac = match &ri.mac {
-            Some(m) => r.check(format!("{p}.mac"), m.parse::<MacAddr>()).map(Some),
+            Some(m) => r.check(format!("{p}.mac"), m.parse::<MacAddr>()).and_then(
+                |mac| match mac.0 {
+                    // 00:00:5e:00:01:VHID (RFC 5798 §7.3, BSD CARP): the VIP's MAC, which the
+                    // master alone may send from; as a box's own it would steal the VIP's traffic.
+                    [0x00, 0x00, 0x5e, 0x00, 0x01, vhid] => {
+                        r.err(
+                            format!("{p}.mac"),
+                            format!(
+                                "{m} is CARP's virtual MAC of vhid {vhid}, not an interface's own"
+                            ),
+                        );
+                        None
+                    }
+                    _ => Some(Some(mac)),
+                },
+            ),
             None => Some(None),
         };
         if let Some(name) = name {
@@ -696,7 +797,38 @@ fn interfaces(
             })
         })());
     }
+    // The dataplane numbers its interfaces, and the sync filter its own, with one byte each.
+    for (what, sync) in [("dataplane", false), ("sync", true)] {
+        let count = info
+            .iter()
+            .filter(|f| f.role.is_some_and(|role| (role == Role::Sync) == sync))
+            .count();
+        if count > MAX_INTERFACES {
+            r.err(
+                "interfaces",
+                format!("{count} {what} interfaces, at most {MAX_INTERFACES}"),
+            );
+        }
+    }
     (out, info)
+}
+
+/// What kind of special address `ip` is, if it cannot be a host's own on a network: the
+/// unspecified "this network" block, loopback, multicast, or the reserved block with the
+/// limited broadcast (RFC 1122 §3.2.1.3, RFC 5771, RFC 1112 §4).
+pub(super) fn special_address(ip: Ipv4Addr) -> Option<&'static str> {
+    let first = ip.octets()[0];
+    if first == 0 {
+        Some("in 0.0.0.0/8 (\"this network\")")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if first >= 240 {
+        Some("in the reserved block 240.0.0.0/4")
+    } else {
+        None
+    }
 }
 
 fn aliases(r: &mut Report<'_>, raw: &[RawAlias]) -> (Vec<Option<Alias>>, HashSet<String>) {

@@ -22,6 +22,10 @@ pub const SECONDARY_SKEW_STEP: i64 = 100;
 /// The highest advskew (255 is not valid in a CARP advert's meaning).
 const MAX_SKEW: i64 = 254;
 
+/// The highest skew on the wire: a skew above it is sent as it (FreeBSD's `CARP_MAXSKEW`), so
+/// two skews tie when both are at or above it.
+const WIRE_MAX_SKEW: i64 = crate::carp::machine::MAX_SKEW as i64;
+
 /// The merged config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
@@ -60,7 +64,7 @@ pub enum MergeError {
     #[error("the push holds {key}.{sub}, which is not a section it carries")]
     NotCarriedBeside { key: String, sub: String },
     /// The primary's skew leaves the secondary none that loses to it.
-    #[error("virtual IP vhid {vhid} on {interface}: the primary's advskew {skew} leaves the secondary no higher skew (at most {}): it would tie, and mastership could flap", MAX_SKEW)]
+    #[error("virtual IP vhid {vhid} on {interface}: the primary's advskew {skew} leaves the secondary no higher skew (CARP sends at most {}): it would tie, and mastership could flap", WIRE_MAX_SKEW)]
     TopSkew {
         vhid: i64,
         interface: String,
@@ -210,7 +214,7 @@ fn keep_own_skews(
             .get("advskew")
             .and_then(toml::Value::as_integer)
             .unwrap_or(0);
-        if primary >= MAX_SKEW {
+        if primary >= WIRE_MAX_SKEW {
             return Err(MergeError::TopSkew {
                 vhid: key.1,
                 interface: key.0,
@@ -219,7 +223,8 @@ fn keep_own_skews(
         }
         let raised = (primary + SECONDARY_SKEW_STEP).min(MAX_SKEW);
         let skew = match own.get(&key) {
-            Some(&mine) if mine > primary => mine,
+            // Compared as sent: 245 loses to nothing above 240.
+            Some(&mine) if mine.min(WIRE_MAX_SKEW) > primary => mine,
             Some(&mine) => {
                 notes.push(format!(
                     "virtual IP vhid {} on {}: own advskew {mine} would not lose to the primary's {primary}; using {raised}",

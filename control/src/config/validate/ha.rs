@@ -55,6 +55,15 @@ fn state_sync(r: &mut Report<'_>, ctx: &Ctx, raw: &RawStateSync) -> Option<State
                     );
                     return None;
                 }
+                if net.len() <= 30 && (ip == net.addr() || ip == net.broadcast()) {
+                    let what = if ip == net.addr() {
+                        "network"
+                    } else {
+                        "broadcast"
+                    };
+                    r.err(&path, format!("{ip} is the {what} address of {net}"));
+                    return None;
+                }
             }
             Some(Some(ip))
         }),
@@ -88,16 +97,23 @@ fn config_sync(
     state_peer: Option<Ipv4Addr>,
 ) -> Option<ConfigSync> {
     let p = "ha.config_sync";
+    if !ctx.ifaces.iter().any(|f| f.role == Some(Role::Sync)) {
+        r.err(
+            p,
+            "needs an interface with role sync: config sync listens and pushes on the sync link",
+        );
+    }
     let path = format!("{p}.sync_to");
     let sync_to = match &raw.sync_to {
         None => Some(None),
         Some(s) => r.check(&path, parse_ipv4(s)).and_then(|ip| {
-            if let Some(owner) = ctx.owner(ip) {
-                r.err(&path, format!("{ip} is this box's own address ({owner})"));
-                return None;
-            }
-            if !ctx.on_link(ip) {
-                r.err(&path, format!("{ip} is not inside any interface's network"));
+            // The config sync service listens on the sync link's address only.
+            let iface = ctx.neighbour(r, &path, ip)?;
+            if iface.role != Some(Role::Sync) {
+                r.err(
+                    &path,
+                    format!("{ip} is on interface {}, not on the sync link: config sync talks to the peer's sync address", iface.name),
+                );
                 return None;
             }
             if let Some(peer) = state_peer.filter(|&peer| peer != ip) {

@@ -7,7 +7,7 @@ pub(super) fn routes(r: &mut Report<'_>, ctx: &Ctx, raw: &RawRoutes) -> Option<R
     let path = "routes.default_gateway";
     let default_gateway = match &raw.default_gateway {
         Some(s) => r.check(path, parse_ipv4(s)).map(|gw| {
-            ctx.neighbour(r, path, gw);
+            ctx.gateway(r, path, gw);
             Some(gw)
         }),
         None => Some(None),
@@ -41,7 +41,7 @@ pub(super) fn routes(r: &mut Report<'_>, ctx: &Ctx, raw: &RawRoutes) -> Option<R
             .req(format!("{p}.gateway"), &rs.gateway)
             .and_then(|s| r.check(format!("{p}.gateway"), parse_ipv4(s)));
         if let Some(gw) = gateway {
-            ctx.neighbour(r, &format!("{p}.gateway"), gw);
+            ctx.gateway(r, &format!("{p}.gateway"), gw);
         }
         let route = (|| {
             Some(StaticRoute {
@@ -78,8 +78,25 @@ pub(super) fn nat(r: &mut Report<'_>, ctx: &Ctx, raw: &RawNat) -> Option<Nat> {
     let mut rules = Some(Vec::with_capacity(out.rules.len()));
     for (i, rr) in out.rules.iter().enumerate() {
         let p = format!("nat.outbound.rules[{i}]");
-        let iface = ctx.iface_ref(r, &format!("{p}.interface"), &rr.interface);
+        let iface = ctx
+            .iface_ref(r, &format!("{p}.interface"), &rr.interface)
+            .and_then(|f| {
+                if f.role == Some(Role::Sync) {
+                    r.err(
+                        format!("{p}.interface"),
+                        format!("{} is the sync link: outbound NAT applies where the dataplane sends (lan, wan, ...)", f.name),
+                    );
+                    return None;
+                }
+                Some(f)
+            });
         let protocol = protocol(r, &format!("{p}.protocol"), &rr.protocol);
+        if rr.source.as_ref().is_some_and(|e| e.port.is_some()) {
+            r.err(
+                format!("{p}.source.port"),
+                "outbound NAT rules match no source port (match by source address, destination and destination port)",
+            );
+        }
         let source = ctx.endpoint(r, &format!("{p}.source"), rr.source.as_ref(), protocol);
         let destination = ctx.endpoint(
             r,

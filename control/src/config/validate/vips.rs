@@ -13,6 +13,12 @@ pub(super) fn virtual_ips(r: &mut Report<'_>, ctx: &Ctx, raw: &[RawVip]) -> Vec<
             .req(format!("{p}.type"), &rv.kind)
             .and_then(|s| r.check(format!("{p}.type"), VipType::parse(s)));
         let iface = ctx.iface_ref(r, &format!("{p}.interface"), &rv.interface);
+        if let Some(f) = iface.filter(|f| f.role == Some(Role::Sync)) {
+            r.err(
+                format!("{p}.interface"),
+                format!("{} is the sync link, which the kernel owns: virtual IPs live on the dataplane's interfaces (lan, wan, ...)", f.name),
+            );
+        }
         let path = format!("{p}.address");
         let address = r
             .req(&path, &rv.address)
