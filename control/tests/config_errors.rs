@@ -1193,6 +1193,16 @@ fn a_rule_an_earlier_broader_rule_covers_warns_that_it_never_matches() {
         "destination = { address = \"self\" }",
         "destination = { address = \"192.168.0.11\" }",
     );
+    // 0.0.0.0/0, and the inverse of an empty alias, are any address.
+    covered("source = { address = \"0.0.0.0/0\" }", "");
+    let empty = "\n[[aliases]]\nname = \"nobody\"\ntype = \"host\"\nentries = []\n";
+    let w = warnings(&format!(
+        "{empty}{}{}",
+        rule("block", "source = { address = \"nobody\", invert = true }"),
+        rule("pass", "")
+    ));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("filter.rules[1]: never matches"), "{w:?}");
     // A disabled first rule covers nothing.
     not_covered("disabled = true", tcp22);
 }

@@ -761,22 +761,23 @@ fn interfaces(
             .req(format!("{p}.role"), &ri.role)
             .and_then(|s| r.check(format!("{p}.role"), Role::parse(s)));
         let mac = match &ri.mac {
-            Some(m) => r.check(format!("{p}.mac"), m.parse::<MacAddr>()).and_then(
-                |mac| match mac.0 {
-                    // 00:00:5e:00:01:VHID (RFC 5798 §7.3, BSD CARP): the VIP's MAC, which the
-                    // master alone may send from; as a box's own it would steal the VIP's traffic.
-                    [0x00, 0x00, 0x5e, 0x00, 0x01, vhid] => {
-                        r.err(
-                            format!("{p}.mac"),
-                            format!(
+            Some(m) => {
+                r.check(format!("{p}.mac"), m.parse::<MacAddr>())
+                    .and_then(|mac| match mac.0 {
+                        // 00:00:5e:00:01:VHID (RFC 5798 §7.3, BSD CARP): the VIP's MAC, which the
+                        // master alone may send from; as a box's own it would steal the VIP's traffic.
+                        [0x00, 0x00, 0x5e, 0x00, 0x01, vhid] => {
+                            r.err(
+                                format!("{p}.mac"),
+                                format!(
                                 "{m} is CARP's virtual MAC of vhid {vhid}, not an interface's own"
                             ),
-                        );
-                        None
-                    }
-                    _ => Some(Some(mac)),
-                },
-            ),
+                            );
+                            None
+                        }
+                        _ => Some(Some(mac)),
+                    })
+            }
             None => Some(None),
         };
         if let Some(name) = name {

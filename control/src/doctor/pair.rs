@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use super::{Findings, Severity};
-use crate::config::{Config, VirtualIp};
+use crate::carp::machine::MAX_SKEW;
+use crate::config::{Config, VipKind, VirtualIp};
 
 /// Every pair check of `own` against `peer`.
 pub fn check(own: &Config, peer: &Config, f: &mut Findings) {
@@ -19,7 +20,120 @@ pub fn check(own: &Config, peer: &Config, f: &mut Findings) {
     state_sync(own, peer, f);
     names_peer_lacks(own, peer, "", f);
     names_peer_lacks(peer, own, "peer:", f);
+    duplicate_addresses(own, peer, f);
+    gateways_through_peer(own, peer, "", f);
+    gateways_through_peer(peer, own, "peer:", f);
+    dhcp(own, peer, "", f);
+    dhcp(peer, own, "peer:", f);
     drift(own, peer, f);
+}
+
+/// The addresses a box answers ARP for whatever the other does: its interfaces' and its own
+/// VIPs' (ipalias, proxyarp), with the field that sets each.
+fn own_addresses(c: &Config) -> Vec<(Ipv4Addr, String)> {
+    let ifaces = c
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.address.addr(), format!("interfaces[{i}].address")));
+    let vips = c
+        .virtual_ips
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| matches!(v.kind, VipKind::IpAlias | VipKind::ProxyArp))
+        .map(|(i, v)| (v.address.addr(), format!("virtual_ips[{i}].address")));
+    ifaces.chain(vips).collect()
+}
+
+/// An address both boxes hold as their own (not a CARP VIP, which one holds at a time): both
+/// answer ARP for it, and its traffic goes to whichever answered last.
+fn duplicate_addresses(own: &Config, peer: &Config, f: &mut Findings) {
+    let theirs = own_addresses(peer);
+    for (ip, field) in own_addresses(own) {
+        if let Some((_, other)) = theirs.iter().find(|(a, _)| *a == ip) {
+            f.add(
+                "address-duplicate",
+                Severity::Error,
+                field,
+                format!("{ip} is this box's own address and the peer's too (peer:{other}): both answer ARP for it, and its traffic goes to either box"),
+                "give each box its own address; an address the pair shares is a CARP VIP",
+            );
+        }
+    }
+}
+
+/// A route through the peer box: when the peer fails (what the cluster is for), the route is
+/// gone with it; two boxes routing through each other loop.
+fn gateways_through_peer(own: &Config, peer: &Config, prefix: &str, f: &mut Findings) {
+    let peers = own_addresses(peer);
+    let gateways = own
+        .routes
+        .default_gateway
+        .map(|g| (g, "routes.default_gateway".to_owned()))
+        .into_iter()
+        .chain(
+            own.routes
+                .static_routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.gateway, format!("routes.static[{i}].gateway"))),
+        );
+    for (gw, field) in gateways {
+        if peers.iter().any(|(a, _)| *a == gw) {
+            f.add(
+                "gateway-is-peer",
+                Severity::Warning,
+                format!("{prefix}{field}"),
+                format!("{gw} is the other box's own address: this route fails with the box it should survive, and two boxes routing through each other loop"),
+                "route through the upstream router (or a VIP the pair shares)",
+            );
+        }
+    }
+}
+
+/// A DHCP server whose pool holds the other box's address, and one that answers on both boxes:
+/// a pool on an interface with no CARP VIP has no master to keep the backup's server silent,
+/// so both boxes lease from the same pool without knowing each other's leases.
+fn dhcp(own: &Config, peer: &Config, prefix: &str, f: &mut Findings) {
+    let peers = own_addresses(peer);
+    let peer_vips: Vec<Ipv4Addr> = peer.virtual_ips.iter().map(|v| v.address.addr()).collect();
+    for (i, d) in own.dhcp.iter().enumerate().filter(|(_, d)| d.enabled) {
+        for (lo, hi) in &d.ranges {
+            let inside = |ip: Ipv4Addr| (*lo..=*hi).contains(&ip);
+            if let Some(ip) = peers
+                .iter()
+                .map(|(a, _)| *a)
+                .chain(peer_vips.iter().copied())
+                .find(|&ip| inside(ip))
+            {
+                f.add(
+                    "dhcp-pool-holds-peer",
+                    Severity::Error,
+                    format!("{prefix}dhcp[{i}].ranges"),
+                    format!("the range {lo}-{hi} holds {ip}, the other box's address: a client leased it takes the peer's traffic"),
+                    "keep both boxes' addresses and VIPs out of the pool",
+                );
+            }
+        }
+        let carp = own
+            .virtual_ips
+            .iter()
+            .any(|v| v.interface == d.interface && v.carp().is_some());
+        let peer_serves = peer
+            .dhcp
+            .iter()
+            .any(|e| e.enabled && e.interface == d.interface);
+        // Reported once, from this box's side.
+        if !carp && peer_serves && prefix.is_empty() {
+            f.add(
+                "dhcp-both-serve",
+                Severity::Error,
+                format!("dhcp[{i}].interface"),
+                format!("both boxes serve DHCP on {} and it has no CARP VIP: both answer, from pools that do not know each other's leases", d.interface),
+                "add a CARP VIP on the interface (the backup's server stays silent), or serve DHCP from one box",
+            );
+        }
+    }
 }
 
 fn host_ids(own: &Config, peer: &Config, f: &mut Findings) {
@@ -174,15 +288,25 @@ fn skews(own: &Config, peer: &Config, f: &mut Findings) {
         else {
             continue;
         };
-        let (mine, theirs) = ((c.advbase, c.advskew), (d.advbase, d.advskew));
+        // Compared as sent: a skew above 240 goes out as 240.
+        let sent = |skew: u8| skew.min(MAX_SKEW);
+        let (mine, theirs) = ((c.advbase, sent(c.advskew)), (d.advbase, sent(d.advskew)));
         let p = format!("virtual_ips[{i}].advskew");
         if mine == theirs {
+            let skews = if c.advskew == d.advskew {
+                format!("advskew {}", c.advskew)
+            } else {
+                format!(
+                    "advskews {} and {}, both sent as {MAX_SKEW},",
+                    c.advskew, d.advskew
+                )
+            };
             f.add(
                 "skew-equal",
                 Severity::Error,
                 p,
-                format!("vhid {vhid} has advbase {} and advskew {} on both boxes: no box is preferred, and mastership may flap", c.advbase, c.advskew),
-                "give the secondary a higher advskew (pfSense adds 100)",
+                format!("vhid {vhid} has advbase {} and {skews} on both boxes: no box is preferred, and mastership may flap", c.advbase),
+                "give the secondary a higher advskew, at most 240 (pfSense adds 100)",
             );
             continue;
         }
@@ -367,6 +491,37 @@ fn names_peer_lacks(a: &Config, b: &Config, who: &str, f: &mut Findings) {
 fn drift(own: &Config, peer: &Config, f: &mut Findings) {
     if own.ha.config_sync.is_some() || peer.ha.config_sync.is_some() {
         return; // config sync's own status says whether they agree
+    }
+    let routes = |c: &Config| -> BTreeSet<String> {
+        let statics = c.routes.static_routes.iter().filter(|r| !r.no_sync);
+        statics
+            .map(|r| format!("{} via {}", r.network, r.gateway))
+            .collect()
+    };
+    if routes(own) != routes(peer) {
+        f.add(
+            "config-drift",
+            Severity::Warning,
+            "routes.static",
+            "the boxes' static routes differ and nothing syncs them: what this box routes may go unrouted after a failover",
+            "set up config sync ([ha.config_sync], sync_to on the primary), or make the files equal",
+        );
+    }
+    let dhcp = |c: &Config| -> BTreeSet<String> {
+        c.dhcp
+            .iter()
+            .filter(|d| !d.no_sync)
+            .map(|d| format!("{d:?}"))
+            .collect()
+    };
+    if dhcp(own) != dhcp(peer) {
+        f.add(
+            "config-drift",
+            Severity::Warning,
+            "dhcp",
+            "the boxes' DHCP servers differ and nothing syncs them: after a failover clients get other pools, options or static mappings",
+            "set up config sync ([ha.config_sync], sync_to on the primary), or make the files equal",
+        );
     }
     let rules = |c: &Config| -> BTreeSet<String> {
         c.filter

@@ -220,6 +220,13 @@ fn carp_without_state_or_config_sync() {
     );
     assert!(ids(&pair(&cut(&a()), &b2)).contains(&"config-drift"));
     assert!(!ids(&pair(&cut(&a()), &cut(&b()))).contains(&"config-drift"));
+    // Static routes and DHCP servers drift too.
+    let route = "\n[[routes.static]]\nnetwork = \"10.50.0.0/16\"\ngateway = \"172.25.46.1\"\n";
+    let r = pair(&format!("{}{route}", cut(&a())), &cut(&b()));
+    assert_eq!(finding(&r, "config-drift").field, "routes.static");
+    let lan_dhcp = "\n[[dhcp]]\ninterface = \"lan\"\nrange = \"192.168.0.150-192.168.0.199\"\n";
+    let r = pair(&format!("{}{lan_dhcp}", cut(&a())), &cut(&b()));
+    assert_eq!(finding(&r, "config-drift").field, "dhcp");
 }
 
 #[test]
@@ -293,6 +300,85 @@ fn skews_that_let_the_secondary_win_or_tie() {
     // Seen from the secondary's side too.
     let r = pair(&b(), &wins);
     assert!(ids(&r).contains(&"skew-secondary-wins"));
+}
+
+#[test]
+fn skews_above_240_are_compared_as_sent() {
+    // 250 and 245 both go out as 240: a tie, though the numbers differ.
+    let r = pair(
+        &a().replace("advskew = 0", "advskew = 245"),
+        &b().replace("advskew = 1", "advskew = 250"),
+    );
+    let f = finding(&r, "skew-equal");
+    assert!(
+        f.message.contains("245 and 250, both sent as 240"),
+        "{}",
+        f.message
+    );
+    // 239 against 250 (sent as 240) still has a winner.
+    let r = pair(
+        &a().replace("advskew = 0", "advskew = 239"),
+        &b().replace("advskew = 1", "advskew = 250"),
+    );
+    assert!(!ids(&r).contains(&"skew-equal"), "{:?}", ids(&r));
+}
+
+#[test]
+fn addresses_both_boxes_hold_and_routes_through_the_other_box() {
+    // B's LAN address set to A's.
+    let r = pair(&a(), &with(&b(), "192.168.0.12/24", "192.168.0.11/24"));
+    assert_eq!(
+        finding(&r, "address-duplicate").field,
+        "interfaces[1].address"
+    );
+    // One ipalias on both boxes.
+    let alias = "\n[[virtual_ips]]\ntype = \"ipalias\"\ninterface = \"lan\"\naddress = \"192.168.0.20/24\"\n";
+    let r = pair(&format!("{}{alias}", a()), &format!("{}{alias}", b()));
+    assert!(finding(&r, "address-duplicate")
+        .message
+        .contains("192.168.0.20"));
+    assert!(!ids(&pair(&a(), &b())).contains(&"address-duplicate"));
+    // A's default gateway is B's WAN address.
+    let r = pair(
+        &with(
+            &a(),
+            "default_gateway = \"172.25.46.1\"",
+            "default_gateway = \"172.25.46.102\"",
+        ),
+        &b(),
+    );
+    assert_eq!(
+        finding(&r, "gateway-is-peer").field,
+        "routes.default_gateway"
+    );
+}
+
+#[test]
+fn dhcp_pools_holding_the_peer_and_servers_both_boxes_run() {
+    // A's pool holds B's LAN address; config sync does not push dhcp, so no refused push says so.
+    let a2 = with(
+        &a(),
+        "range = \"192.168.0.150-192.168.0.199\"",
+        "range = \"192.168.0.12-192.168.0.40\"",
+    );
+    let b2 = with(
+        &b(),
+        "range = \"192.168.0.150-192.168.0.199\"",
+        "range = \"192.168.0.13-192.168.0.40\"",
+    );
+    let r = pair(&a2, &b2);
+    assert_eq!(finding(&r, "dhcp-pool-holds-peer").field, "dhcp[0].ranges");
+    // A pool on an interface with no CARP VIP (a box address each): both servers answer.
+    let dmz = |n: u8| {
+        format!(
+            "\n[[interfaces]]\nname = \"dmz\"\ndevice = \"dmz\"\naddress = \"10.9.0.{n}/24\"\nrole = \"other\"\n\
+             \n[[dhcp]]\ninterface = \"dmz\"\nrange = \"10.9.0.150-10.9.0.199\"\n"
+        )
+    };
+    let r = pair(&format!("{}{}", a(), dmz(1)), &format!("{}{}", b(), dmz(2)));
+    assert_eq!(finding(&r, "dhcp-both-serve").field, "dhcp[1].interface");
+    // The seed's LAN pool has the LAN VIP: only the master answers.
+    assert!(!ids(&pair(&a(), &b())).contains(&"dhcp-both-serve"));
 }
 
 #[test]

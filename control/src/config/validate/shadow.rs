@@ -188,10 +188,12 @@ impl Side {
             None => Addrs::Any,
             Some(prefixes) => {
                 let ranges = Ranges::of(prefixes.iter().map(|p| (p.first(), p.last())));
-                if e.invert {
-                    Addrs::Except(ranges)
-                } else {
-                    Addrs::Only(ranges)
+                // 0.0.0.0/0, and all but nothing (an empty alias inverted), are "any".
+                match e.invert {
+                    false if ranges.is_everything() => Addrs::Any,
+                    true if ranges.is_empty() => Addrs::Any,
+                    false => Addrs::Only(ranges),
+                    true => Addrs::Except(ranges),
                 }
             }
         };

@@ -155,13 +155,27 @@ advskew = 7
     let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 200");
     let (m, _) = push_into(&a, &lab("fw-b.toml"));
     assert_eq!(m.virtual_ips[0].carp().unwrap().advskew, 254);
-    // The primary at 254 leaves nothing above it: refused rather than a tie.
-    let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 254");
-    let p = payload::build(&a, &all()).unwrap();
-    let e = merge(&lab("fw-b.toml"), &p.text, &p.carried)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("no higher skew"), "{e}");
+    // The primary at 240 or above leaves nothing above it on the wire (CARP sends at most
+    // 240): refused rather than a tie.
+    for top in [240, 245, 254] {
+        let a = lab("fw-a.toml").replace("advskew = 0", &format!("advskew = {top}"));
+        let p = payload::build(&a, &all()).unwrap();
+        let e = merge(&lab("fw-b.toml"), &p.text, &p.carried)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no higher skew"), "{top}: {e}");
+    }
+    // B's own skew above 240 sends as 240: against A's 239 it is kept (240 > 239); against
+    // A's 240 it would tie, refused above.
+    let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 239");
+    let b = lab("fw-b.toml").replace("advskew = 1", "advskew = 250");
+    assert!(
+        b.contains("advskew = 250"),
+        "fw-b.toml's skew changed: fix this test"
+    );
+    let (m, merged) = push_into(&a, &b);
+    assert_eq!(m.virtual_ips[0].carp().unwrap().advskew, 250);
+    assert!(merged.notes.is_empty(), "{:?}", merged.notes);
 }
 
 #[test]
