@@ -307,6 +307,76 @@ fn a_gateway_or_peer_is_no_networks_network_or_broadcast_address() {
     );
 }
 
+#[test]
+fn a_metrics_address_that_cannot_be_bound() {
+    let metrics = |listen: &str| format!("\n[system.metrics]\nlisten = \"{listen}\"\n");
+    let text = |extra: &str| BASE.replace("host_id = 1\n", &format!("host_id = 1\n{extra}"));
+    let errs = |extra: &str| errors_of(&text(extra));
+    assert_eq!(
+        errs(&metrics("10.255.0.1:0")),
+        ["fw-a.toml: system.metrics.listen: \"10.255.0.1:0\": port 0 would be a random port Prometheus cannot know"]
+    );
+    let sync = "\n[ha.config_sync]\nusername = \"admin\"\npassword = \"a long random password\"\n";
+    for listen in ["10.255.0.1:8443", "0.0.0.0:8443"] {
+        assert_eq!(
+            errors_of(&format!("{}{sync}", text(&metrics(listen)))),
+            [format!("fw-a.toml: system.metrics.listen: {listen} is config sync's socket (port 8443 on the sync link): give metrics another port")]
+        );
+    }
+    assert!(parse(
+        "fw-a.toml",
+        &format!("{}{sync}", text(&metrics("10.255.0.1:9120")))
+    )
+    .is_ok());
+}
+
+// --- dhcp ------------------------------------------------------------------------------------
+
+#[test]
+fn dhcp_server_values() {
+    let dhcp = |fields: &str| format!("\n[[dhcp]]\ninterface = \"lan\"\n{fields}\n");
+    let pool = "range = \"192.168.0.150-192.168.0.199\"\n";
+    assert!(parse("fw-a.toml", &format!("{BASE}{}", dhcp(pool))).is_ok());
+    one(
+        &dhcp("range = \"192.168.0.5-192.168.0.20\""),
+        "fw-a.toml: dhcp[0].range: 192.168.0.5-192.168.0.20 holds 192.168.0.11, this box's (interface lan)",
+    );
+    one(
+        &dhcp("ranges = []"),
+        "fw-a.toml: dhcp[0].ranges: empty, and no static mapping: the server would answer no one",
+    );
+    one(
+        &dhcp(&format!("{pool}gateway = \"192.168.0.160\"")),
+        "fw-a.toml: dhcp[0].gateway: 192.168.0.160 is inside the pool 192.168.0.150-192.168.0.199: a client could be leased the router's address",
+    );
+    assert_eq!(
+        errors(&dhcp(&format!(
+            "{pool}dns = [\"0.0.0.0\", \"255.255.255.255\", \"224.0.0.1\", \"127.0.0.1\"]"
+        ))),
+        [0, 1, 2, 3].map(|k| {
+            let ip = ["0.0.0.0", "255.255.255.255", "224.0.0.1", "127.0.0.1"][k];
+            format!("fw-a.toml: dhcp[0].dns[{k}]: {ip} is not a unicast address a client can query")
+        })
+    );
+    one(
+        &dhcp(&format!("{pool}domain = \"-bad-.example\"")),
+        "fw-a.toml: dhcp[0].domain: \"-bad-.example\" is not a domain name (labels of letters, digits and '-', no '-' first or last)",
+    );
+    one(
+        &dhcp(&format!(
+            "{pool}static = [{{ mac = \"02:00:00:00:d0:02\", ip = \"192.168.0.50\", hostname = \"bad host;rm\" }}]"
+        )),
+        "fw-a.toml: dhcp[0].static[0].hostname: \"bad host;rm\" is not a host name (labels of letters, digits and '-', at most 32 bytes)",
+    );
+    one(
+        &format!(
+            "\n[[routes.static]]\nnetwork = \"10.50.0.0/16\"\ngateway = \"192.168.0.160\"\n{}",
+            dhcp(pool)
+        ),
+        "fw-a.toml: dhcp[0].ranges: 192.168.0.150-192.168.0.199 holds 192.168.0.160, the gateway of routes.static[0].gateway",
+    );
+}
+
 // --- aliases ---------------------------------------------------------------------------------
 
 #[test]

@@ -174,6 +174,12 @@ fn one(
         }
         ranges.push((a, b));
     }
+    if texts.is_empty() && rd.ranges.is_some() && rd.statics.is_empty() {
+        r.err(
+            format!("{p}.ranges"),
+            "empty, and no static mapping: the server would answer no one",
+        );
+    }
     let size: u64 = ranges
         .iter()
         .map(|(a, b)| u64::from(b.to_bits() - a.to_bits()) + 1)
@@ -205,6 +211,14 @@ fn one(
                             net.network()
                         ),
                     );
+                } else if let Some((a, b)) = ranges
+                    .iter()
+                    .find(|(a, b)| (a.to_bits()..=b.to_bits()).contains(&gw.to_bits()))
+                {
+                    r.err(
+                        format!("{p}.gateway"),
+                        format!("{gw} is inside the pool {a}-{b}: a client could be leased the router's address"),
+                    );
                 }
             }),
         None => Some(vip.map_or(net.addr(), |v| v.address.addr())),
@@ -216,7 +230,12 @@ fn one(
             }
             list.iter()
                 .enumerate()
-                .filter_map(|(k, s)| r.check(format!("{p}.dns[{k}]"), parse_ipv4(s)))
+                .filter_map(|(k, s)| {
+                    r.check(
+                        format!("{p}.dns[{k}]"),
+                        parse_ipv4(s).and_then(check_dns_server),
+                    )
+                })
                 .collect()
         }
         None => gateway.into_iter().collect(),
@@ -264,12 +283,7 @@ fn one(
             }
         }
         let hostname = s.hostname.clone().unwrap_or_default();
-        if hostname.len() > MAX_HOSTNAME {
-            r.err(
-                format!("{sp}.hostname"),
-                format!("{} bytes; at most {MAX_HOSTNAME}", hostname.len()),
-            );
-        }
+        r.check(format!("{sp}.hostname"), check_hostname(&hostname));
         let (Some(mac), Some(ip)) = (mac, ip) else {
             continue;
         };
@@ -313,20 +327,43 @@ fn parse_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
     Ok((a, b))
 }
 
-/// A DNS domain: labels of letters, digits and '-', at most 253 characters.
+/// A DNS label (RFC 1123 §2.1): letters, digits and '-', not first or last, 1..=63 bytes.
+fn is_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A DNS domain: labels, at most 253 characters.
 fn check_domain(d: &str) -> Result<String, String> {
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
+    if !d.is_empty() && d.len() <= 253 && d.split('.').all(is_label) {
         Ok(d.to_owned())
     } else {
         Err(format!(
-            "{d:?} is not a domain name (labels of letters, digits and '-')"
+            "{d:?} is not a domain name (labels of letters, digits and '-', no '-' first or last)"
         ))
+    }
+}
+
+/// A static mapping's host name: one label (clients' names are kept as printable ASCII; an
+/// admin's go into leases and `tandemctl dhcp leases` as they are).
+fn check_hostname(h: &str) -> Result<(), String> {
+    if h.is_empty() || h.split('.').all(is_label) && h.len() <= MAX_HOSTNAME {
+        Ok(())
+    } else {
+        Err(format!(
+            "{h:?} is not a host name (labels of letters, digits and '-', at most {MAX_HOSTNAME} bytes)"
+        ))
+    }
+}
+
+/// A DNS server a client can send to: not unspecified, broadcast, multicast or loopback.
+fn check_dns_server(ip: Ipv4Addr) -> Result<Ipv4Addr, String> {
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+        Err(format!("{ip} is not a unicast address a client can query"))
+    } else {
+        Ok(ip)
     }
 }

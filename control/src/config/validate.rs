@@ -105,6 +105,12 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
         None => Some(Ha::default()),
     };
     let dhcp = super::dhcp::dhcp(&mut r, &ctx, &virtual_ips, &raw.dhcp);
+    if let (Some(system), Some(Some(cs))) = (&system, ha.as_ref().map(|h| &h.config_sync)) {
+        metrics_apart_from_config_sync(&mut r, &ctx, system, cs);
+    }
+    if let (Some(routes), Some(dhcp)) = (&routes, &dhcp) {
+        pools_hold_no_gateway(&mut r, routes, dhcp);
+    }
 
     let interfaces: Option<Vec<Interface>> = interfaces.into_iter().collect();
     let aliases: Option<Vec<Alias>> = aliases.into_iter().collect();
@@ -150,6 +156,60 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
                 );
             }
             Err(ConfigErrors(r.errors))
+        }
+    }
+}
+
+/// The metrics endpoint cannot take config sync's socket (the sync link's address, its port):
+/// one of the two would not bind.
+fn metrics_apart_from_config_sync(r: &mut Report<'_>, ctx: &Ctx, system: &System, cs: &ConfigSync) {
+    let Some(listen) = system.metrics_listen else {
+        return;
+    };
+    let sync_addrs = ctx
+        .ifaces
+        .iter()
+        .filter(|f| f.role == Some(Role::Sync))
+        .filter_map(|f| f.address.map(|a| a.addr()));
+    let clash = listen.port() == cs.port
+        && (listen.ip().is_unspecified()
+            || sync_addrs
+                .into_iter()
+                .any(|a| listen.ip() == std::net::IpAddr::V4(a)));
+    if clash {
+        r.err(
+            "system.metrics.listen",
+            format!("{listen} is config sync's socket (port {} on the sync link): give metrics another port", cs.port),
+        );
+    }
+}
+
+/// A DHCP pool must not hold a route's gateway: a client leased it would take the router's
+/// traffic.
+fn pools_hold_no_gateway(r: &mut Report<'_>, routes: &Routes, dhcp: &[super::dhcp::Dhcp]) {
+    let gateways = routes
+        .default_gateway
+        .map(|g| (g, "routes.default_gateway".to_owned()))
+        .into_iter()
+        .chain(
+            routes
+                .static_routes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.gateway, format!("routes.static[{i}].gateway"))),
+        );
+    for (gw, field) in gateways {
+        for (i, d) in dhcp.iter().enumerate() {
+            if let Some((lo, hi)) = d
+                .ranges
+                .iter()
+                .find(|(lo, hi)| (lo.to_bits()..=hi.to_bits()).contains(&gw.to_bits()))
+            {
+                r.err(
+                    format!("dhcp[{i}].ranges"),
+                    format!("{lo}-{hi} holds {gw}, the gateway of {field}"),
+                );
+            }
         }
     }
 }
@@ -535,6 +595,13 @@ fn system(r: &mut Report<'_>, raw: Option<&RawSystem>) -> Option<System> {
     let adaptive = adaptive(r, raw);
     let metrics_listen = match raw.metrics.as_ref().map(|m| &m.listen) {
         Some(Some(l)) => match l.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() == 0 => {
+                r.err(
+                    "system.metrics.listen",
+                    format!("{l:?}: port 0 would be a random port Prometheus cannot know"),
+                );
+                None
+            }
             Ok(a) => Some(Some(a)),
             Err(_) => {
                 r.err(
