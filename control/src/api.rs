@@ -645,6 +645,10 @@ pub struct ConfigApplyReply {
     /// tandemd's config file after the apply (what a restart or SIGHUP reads).
     #[serde(default)]
     pub config_file: String,
+    /// What the new config says that is not in force until tandemd restarts (a state limit
+    /// above the table's size at start, a new metrics address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_until_restart: Vec<String>,
 }
 
 /// `config.show`: the configuration in force, with its secrets (passwords, keys) masked. On a

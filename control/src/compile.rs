@@ -51,15 +51,17 @@ use crate::config::{
 /// Apply `[system]`'s table settings to the state table (at start and on every apply): the
 /// state limit, the source-node limit and the adaptive timeouts. States above a lowered limit
 /// stay until they expire; timeouts apply at the next expiry walk.
-pub fn apply_table_limits(states: &StateTable, system: &System) {
+pub fn apply_table_limits(states: &StateTable, system: &System) -> Option<String> {
     let limit = states.set_limit(system.state_limit);
-    if limit < system.state_limit {
-        tracing::warn!(
-            requested = system.state_limit,
-            in_force = limit,
-            "system.state_limit above what the state table was sized for at start: \
-             held at {limit} until tandemd restarts"
-        );
+    let held = (limit < system.state_limit).then(|| {
+        format!(
+            "system.state_limit {} is above what the state table was sized for at start: \
+             held at {limit} until tandemd restarts",
+            system.state_limit
+        )
+    });
+    if let Some(note) = &held {
+        tracing::warn!(requested = system.state_limit, in_force = limit, "{note}");
     }
     states.src_nodes().set_max_nodes(system.src_node_limit);
     let mut timeouts = states.timeouts();
@@ -68,6 +70,7 @@ pub fn apply_table_limits(states: &StateTable, system: &System) {
         end: a.end,
     });
     states.set_timeouts(timeouts);
+    held
 }
 
 /// The source ports a translated connection gets unless its rule says otherwise (pfSense's).

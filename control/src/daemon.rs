@@ -144,6 +144,11 @@ pub struct Daemon {
     pub(crate) config_text: Arc<String>,
     /// The config file's own text, as last loaded.
     pub(crate) file_text: String,
+    /// What the last apply could not put in force until a restart (a raised state limit, a new
+    /// metrics address), for `config apply`'s reply.
+    pub(crate) held_until_restart: Vec<String>,
+    /// The metrics endpoint's address, bound at start.
+    metrics_listen_at_start: Option<std::net::SocketAddr>,
     /// Config sync, when `[ha.config_sync]` is set.
     pub(crate) config_sync: Option<ConfigSync>,
     /// The push in force on a config sync secondary.
@@ -223,7 +228,8 @@ impl Daemon {
             Some(j) => StateTable::with_journal(table_config, j.clone()),
             None => StateTable::new(table_config),
         };
-        crate::compile::apply_table_limits(&states, &config.system);
+        // Sized from this config: nothing is held at start.
+        let _ = crate::compile::apply_table_limits(&states, &config.system);
         let dp = Dataplane::new(generation, states);
         // IP aliases are always held; CARP VIPs only once CARP elects this box master.
         let clock = Clock::new();
@@ -340,6 +346,7 @@ impl Daemon {
         let config_sync =
             crate::config_sync::daemon::start(&config, pushed.as_ref(), sync_rules.clone())
                 .map_err(DaemonError::ConfigSync)?;
+        let metrics_listen_at_start = config.system.metrics_listen;
         let daemon = Daemon {
             dp,
             workers,
@@ -347,6 +354,8 @@ impl Daemon {
             config,
             config_text: Arc::new(text),
             file_text,
+            held_until_restart: Vec::new(),
+            metrics_listen_at_start,
             config_sync,
             pushed,
             inspection_published: None,
@@ -431,12 +440,14 @@ impl Daemon {
                 path: path.display().to_string(),
                 source,
             })?;
-        if prepared.config.system.metrics_listen != self.config.system.metrics_listen {
-            tracing::warn!(
-                "system.metrics.listen changed: the endpoint keeps its address until tandemd restarts"
-            );
-        }
+        let metrics_held = (prepared.config.system.metrics_listen != self.metrics_listen_at_start)
+            .then(|| {
+                let note = "system.metrics.listen changed: the endpoint keeps its address until tandemd restarts";
+                tracing::warn!("{note}");
+                note.to_owned()
+            });
         let number = self.commit(prepared, text);
+        self.held_until_restart.extend(metrics_held);
         self.file_text = file_text;
         if adopt {
             self.config_path = path;
@@ -509,7 +520,10 @@ impl Daemon {
         } = prepared;
         self.sync_rules
             .store(Arc::new(link_rules(&config, compiled.sync)));
-        crate::compile::apply_table_limits(&self.dp.states, &config.system);
+        self.held_until_restart =
+            crate::compile::apply_table_limits(&self.dp.states, &config.system)
+                .into_iter()
+                .collect();
         let old = self.dp.generation.load_full();
         self.dp.apply(compiled.generation);
         if config.system.kill_states_on_reload {

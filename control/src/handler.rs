@@ -131,6 +131,7 @@ impl Handler for Daemon {
                     generation,
                     changed: true,
                     config_file: self.config_path.display().to_string(),
+                    held_until_restart: self.held_until_restart.clone(),
                 })
             }
             Command::ConfigShow => api::to_data(&self.config_show()),

@@ -783,3 +783,30 @@ action = "pass"
     );
     assert_eq!(rules[1].src_limits, SrcLimits::NONE);
 }
+
+#[test]
+fn a_state_limit_above_the_tables_size_at_start_is_held_and_said() {
+    use tandem_control::compile::apply_table_limits;
+    use tandem_dataplane::state::{StateTable, TableConfig};
+    let mut c = config("");
+    c.system.state_limit = 1000;
+    let states = StateTable::new(TableConfig {
+        limit: 1000,
+        capacity: 1000,
+        ..TableConfig::default()
+    });
+    assert_eq!(apply_table_limits(&states, &c.system), None);
+    assert_eq!(states.limit(), 1000);
+    // Raised far past what the index was sized for: held, and the note says so.
+    c.system.state_limit = 1_000_000;
+    let note = apply_table_limits(&states, &c.system).expect("a held limit is said");
+    assert!(
+        note.starts_with("system.state_limit 1000000 is above"),
+        "{note}"
+    );
+    assert!(states.limit() < 1_000_000);
+    assert!(
+        note.contains(&format!("held at {}", states.limit())),
+        "{note}"
+    );
+}

@@ -479,11 +479,15 @@ fn config(ctl: &Ctl<'_>, action: &ConfigAction) -> Result<ExitCode, String> {
                 |f| f.display().to_string(),
             );
             let human = |r: &ConfigApplyReply| {
-                if r.changed {
+                let mut s = if r.changed {
                     format!("{what} applied: generation {}\n", r.generation)
                 } else {
                     format!("{what}: no change (generation {})\n", r.generation)
+                };
+                for held in &r.held_until_restart {
+                    s += &format!("note: {held}\n");
                 }
+                s
             };
             let sync = |r: &ConfigApplyReply| match &sync_before {
                 Some(before) if r.changed => after_apply_sync(ctl, before),

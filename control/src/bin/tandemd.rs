@@ -16,13 +16,29 @@ use clap::{ArgGroup, Parser};
 /// tandem's daemon: a userspace HA router/firewall.
 #[derive(Debug, Parser)]
 #[command(name = "tandemd", version)]
+#[command(after_long_help = "\
+Signals:
+  SIGHUP           re-read the config file and apply it as `tandemctl config apply` does; a
+                   config with errors is refused and the running one stays (logged)
+  SIGTERM, SIGINT  stop: CARP masters bow out (the peer takes over at once), workers detach
+
+Files:
+  /etc/tandem/tandem.toml      the config (docs/config.md: every field, default and range)
+  /run/tandem/tandemd.sock     the control socket (tandemctl)
+  /var/lib/tandem/             --state-dir: maintenance mode, boot ids, the last config push
+                               accepted (config-sync.json, with CARP passwords) and DHCP leases
+
+Exit status:
+  0  stopped on a signal, or --check-config found no error
+  1  --check-config found errors, or the daemon could not start (the reason on stderr)
+  2  a usage error (an unknown option, or neither --config nor --check-config)")]
 #[command(group(ArgGroup::new("mode").required(true).args(["config", "check_config"])))]
 pub(crate) struct Args {
     /// Run the box with this config file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Control socket path (with --config).
+    /// Control socket path (with --config) [default: /run/tandem/tandemd.sock].
     #[arg(long, value_name = "PATH", conflicts_with = "check_config")]
     socket: Option<PathBuf>,
 
@@ -35,7 +51,8 @@ pub(crate) struct Args {
     #[arg(long, conflicts_with = "check_config")]
     busy_poll: bool,
 
-    /// Directory for state that outlives a restart (CARP maintenance mode).
+    /// Directory for state that outlives a restart (0700): CARP maintenance mode, boot ids,
+    /// the config push in force on a config sync secondary, DHCP leases.
     #[arg(
         long,
         value_name = "DIR",

@@ -494,8 +494,9 @@ impl Protocol {
 
 names! {
     /// The sections config sync may push, the seed's list of checkboxes ("Select options to
-    /// sync"). tandem has something under `rules`, `aliases`, `nat`, `static_routes` and
-    /// `virtual_ips` so far; the others are accepted so the seed's "Toggle All" can be written.
+    /// sync"). tandem has something under `rules`, `aliases`, `nat`, `static_routes`,
+    /// `virtual_ips` and `dhcp` so far; the others are accepted so the seed's "Toggle All" can be
+    /// written.
     pub enum SyncSection ("config sync section") {
         /// User manager users and groups.
         Users = "users",
