@@ -1152,6 +1152,27 @@ fn a_skew_above_what_carp_sends_and_a_short_config_sync_password_warn() {
 }
 
 #[test]
+fn adaptive_timeouts_that_start_past_the_state_limit_warn() {
+    let system = |extra: &str| BASE.replace("host_id = 1\n", &format!("host_id = 1\n{extra}"));
+    let warned = |extra: &str| {
+        let text = system(extra);
+        let c = parse("fw-a.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+        tandem_control::config::warnings_in("fw-a.toml", &c, &text)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    let w = warned("state_limit = 1000\nadaptive_start = 5000\nadaptive_end = 9000\n");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("system.adaptive_start: 5000 is not below state_limit (1000)"),
+        "{w:?}"
+    );
+    assert!(warned("state_limit = 1000\nadaptive_start = 600\nadaptive_end = 1200\n").is_empty());
+    assert!(warned("state_limit = 1000\nadaptive_start = 0\nadaptive_end = 0\n").is_empty());
+}
+
+#[test]
 fn a_rule_repeating_an_earlier_rules_match_warns_that_it_never_matches() {
     let rule = |action: &str, extra: &str| {
         format!(

@@ -252,6 +252,23 @@ pub(crate) fn warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
             });
         }
     }
+    if let Some(a) = config.system.adaptive {
+        // pf's adaptive timeouts scale between two state counts; a start at or past the limit
+        // never comes (the table refuses states first), and adaptive_end 0/0 is "off".
+        if a.end > 0 && a.start >= config.system.state_limit {
+            out.push(ConfigWarning {
+                file: file.to_owned(),
+                path: "system.adaptive_start".to_owned(),
+                message: format!(
+                    "{} is not below state_limit ({}): the table is full before timeouts \
+                     start to shrink, so adaptive timeouts never act (pf's default: 60 % of \
+                     the limit, end at 120 %)",
+                    a.start, config.system.state_limit
+                ),
+                line: None,
+            });
+        }
+    }
     if let Some(cs) = &config.ha.config_sync {
         if cs.password.len() < MIN_CONFIG_SYNC_PASSWORD_WARN_LEN {
             out.push(ConfigWarning {
