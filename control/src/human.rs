@@ -179,7 +179,9 @@ pub fn state_line(st: &StateInfo) -> String {
     if st.wire.src != st.stack.src {
         let _ = write!(s, " (nat {})", st.wire.src);
     }
-    if st.wire.dst != st.stack.dst {
+    // An ICMP query's "ports" are its id on both sides: NAT's new id is not a redirect.
+    let icmp_id_only = st.proto == "icmp" && st.wire.dst.ip() == st.stack.dst.ip();
+    if st.wire.dst != st.stack.dst && !icmp_id_only {
         let _ = write!(s, " (rdr {})", st.wire.dst);
     }
     let _ = write!(
@@ -378,4 +380,58 @@ pub fn format_leases(r: &DhcpLeasesReply, now: u64) -> String {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Endpoints, StateInfo};
+
+    fn state(proto: &str, stack: (&str, &str), wire: (&str, &str)) -> StateInfo {
+        let e = |(src, dst): (&str, &str)| Endpoints {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+        };
+        StateInfo {
+            id: StateInfo::format_id(1, 1),
+            proto: proto.into(),
+            stack: e(stack),
+            wire: e(wire),
+            nat: true,
+            src_state: "MULTIPLE".into(),
+            dst_state: "MULTIPLE".into(),
+            age_s: 40,
+            expires_in_s: 20,
+            packets: [1, 1],
+            bytes: [84, 84],
+            rule: None,
+        }
+    }
+
+    #[test]
+    fn an_icmp_querys_new_id_is_nat_not_a_redirect() {
+        // NAT gives the query a new id, which is its "port" on both sides.
+        let icmp = state(
+            "icmp",
+            ("192.168.0.100:7566", "172.25.46.1:7566"),
+            ("172.25.46.100:60620", "172.25.46.1:60620"),
+        );
+        assert_eq!(
+            state_line(&icmp),
+            "icmp 192.168.0.100:7566 -> 172.25.46.1:7566 (nat 172.25.46.100:60620) MULTIPLE:MULTIPLE 40s"
+        );
+        // A destination rewrite is still a redirect, for ICMP too, and so is a new port for UDP.
+        let rdr = state(
+            "icmp",
+            ("192.168.0.100:7566", "172.25.46.1:7566"),
+            ("192.168.0.100:7566", "10.0.0.5:7566"),
+        );
+        assert!(state_line(&rdr).contains("(rdr 10.0.0.5:7566)"));
+        let udp = state(
+            "udp",
+            ("192.168.0.100:53", "172.25.46.1:53"),
+            ("192.168.0.100:53", "172.25.46.1:5353"),
+        );
+        assert!(state_line(&udp).contains("(rdr 172.25.46.1:5353)"));
+    }
 }
