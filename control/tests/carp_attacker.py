@@ -10,6 +10,13 @@ only (AF_PACKET), bounded in count and time. Never used outside the lab's namesp
   replay IFACE IN NEW_SRC COUNT INTERVAL_S send the captured advert COUNT times, INTERVAL_S
                                            apart, from NEW_SRC; every other one also with
                                            advbase 0 (the HMAC covers neither)
+  capture-run IFACE SRC_IP OUT COUNT TIMEOUT_S
+                                           write the first COUNT CARP adverts from SRC_IP seen
+                                           on IFACE to OUT (hex, one a line)
+  replay-run IFACE IN ADVBASE ADVSKEW ROUNDS INTERVAL_S
+                                           send the captured run in order, ROUNDS times, one
+                                           advert every INTERVAL_S (3 s between rounds), each
+                                           with ADVBASE and ADVSKEW (the HMAC covers neither)
   junk IFACE RATE SECONDS SEED             RATE junk CARP frames per second for SECONDS: TTL 255
                                            to 224.0.0.18 from random sources, random VHIDs (half
                                            the lab's LAN VHID 2), random bodies, some short,
@@ -54,9 +61,11 @@ def set_ip_src(frame, src):
     return frame[:14] + bytes(ip) + frame[34:]
 
 
-def set_carp_advbase(frame, advbase):
+def set_carp_advbase(frame, advbase, advskew=None):
     carp = bytearray(frame[34:70])
     carp[5] = advbase
+    if advskew is not None:
+        carp[2] = advskew
     carp[6:8] = b"\0\0"
     carp[6:8] = struct.pack("!H", csum(bytes(carp)))
     return frame[:34] + bytes(carp) + frame[70:]
@@ -95,6 +104,41 @@ def replay(iface, path, new_src, count, interval):
         s.send(fast if i % 2 else frame)
         time.sleep(interval)
     print(json.dumps({"sent": count}))
+    return 0
+
+
+def capture_run(iface, src, out, count, timeout):
+    s = raw(iface)
+    s.settimeout(0.5)
+    end = time.time() + timeout
+    frames = []
+    while time.time() < end and len(frames) < count:
+        try:
+            f = s.recv(2048)
+        except socket.timeout:
+            continue
+        if len(f) >= 70 and f[12:14] == b"\x08\x00" and f[23] == 112 and f[26:30] == socket.inet_aton(src):
+            frames.append(f[:70])
+    with open(out, "w") as w:
+        w.write("\n".join(f.hex() for f in frames))
+    counters = [struct.unpack("!Q", f[42:50])[0] for f in frames]
+    print(json.dumps({"captured": len(frames), "counters": counters}))
+    return 0 if len(frames) == count else 1
+
+
+def replay_run(iface, path, advbase, advskew, rounds, interval):
+    frames = [bytes.fromhex(l) for l in open(path).read().split()]
+    frames = [set_carp_advbase(f, advbase, advskew) for f in frames]
+    s = raw(iface)
+    sent = 0
+    for r in range(rounds):
+        if r:
+            time.sleep(3)
+        for f in frames:
+            s.send(f)
+            sent += 1
+            time.sleep(interval)
+    print(json.dumps({"sent": sent}))
     return 0
 
 
@@ -141,6 +185,10 @@ def main(argv):
         return capture(argv[2], argv[3], argv[4], float(argv[5]))
     if cmd == "replay":
         return replay(argv[2], argv[3], argv[4], int(argv[5]), float(argv[6]))
+    if cmd == "capture-run":
+        return capture_run(argv[2], argv[3], argv[4], int(argv[5]), float(argv[6]))
+    if cmd == "replay-run":
+        return replay_run(argv[2], argv[3], int(argv[4]), int(argv[5]), int(argv[6]), float(argv[7]))
     if cmd == "junk":
         return junk(argv[2], int(argv[3]), float(argv[4]), int(argv[5]))
     print("unknown command", cmd, file=sys.stderr)

@@ -386,6 +386,53 @@ fn replay_guard_accepts_a_rebooted_bsd_peer_after_a_run_from_its_address() {
 }
 
 #[test]
+fn a_recorded_run_of_a_tandem_peers_adverts_is_never_taken_for_a_reboot() {
+    // The attack a review ran: record a run of the backup's adverts while it was master, then
+    // play it back, from its address and in order, once it is backup again (it sends nothing).
+    let t0 = Instant::now();
+    let peer = Ipv4Addr::new(192, 168, 0, 12);
+    let s = Duration::from_secs(1);
+    let mut g = ReplayGuard::new(Duration::from_secs(3));
+    let start = 1_796_680_000u64 << 30 | 0x4321;
+    let recorded: Vec<u64> = (0..6).map(|k| start + k * COUNTER_STEP).collect();
+    for (k, &c) in recorded.iter().enumerate() {
+        assert_eq!(g.check(2, peer, c, t0 + k as u32 * s), Ok(Fresh::InOrder));
+    }
+    // Played back any number of times, at the peer's pace: every advert is a replay.
+    for round in 0..3u32 {
+        for (k, &c) in recorded.iter().enumerate() {
+            let at = t0 + (60 + 20 * round + k as u32) * s;
+            assert_eq!(
+                g.check(2, peer, c, at),
+                Err(Reject::Replay),
+                "round {round} advert {k}"
+            );
+        }
+    }
+    // The genuine peer, master again, counts on from its last counter.
+    assert_eq!(
+        g.check(2, peer, start + 6 * COUNTER_STEP, t0 + 200 * s),
+        Ok(Fresh::InOrder)
+    );
+    // A BSD peer's run that lost an advert (a step of 2) is still a reboot.
+    let mut g = ReplayGuard::new(Duration::from_secs(3));
+    assert_eq!(g.check(1, peer, 1 << 60, t0), Ok(Fresh::InOrder));
+    assert_eq!(g.check(1, peer, 500, t0 + s), Err(Reject::Replay));
+    assert_eq!(g.check(1, peer, 502, t0 + 2 * s), Err(Reject::Replay));
+    assert_eq!(g.check(1, peer, 503, t0 + 3 * s), Ok(Fresh::AfterRestart));
+    // Steps past MAX_RESTART_STEP start the run over.
+    let mut g = ReplayGuard::new(Duration::from_secs(3));
+    assert_eq!(g.check(1, peer, 1 << 60, t0), Ok(Fresh::InOrder));
+    let big = tandem_control::carp::wire::MAX_RESTART_STEP + 1;
+    for k in 1..=5 {
+        assert_eq!(
+            g.check(1, peer, 500 + k * big, t0 + k as u32 * s),
+            Err(Reject::Replay)
+        );
+    }
+}
+
+#[test]
 fn initial_counters_grow_across_restarts() {
     let a = tandem_control::carp::wire::initial_counter();
     std::thread::sleep(Duration::from_millis(2));

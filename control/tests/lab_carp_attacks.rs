@@ -15,6 +15,8 @@ use tandem_testlab::{require_root, wait_until, Lab, Node, Proc};
 
 /// A's address on the LAN, the source of its adverts.
 const A_LAN: &str = "192.168.0.11";
+/// B's address on the LAN, the source of its adverts.
+const B_LAN: &str = "192.168.0.12";
 /// Lower than both boxes' LAN addresses: a replayed advert from it wins the tie-break.
 const LOWER: &str = "192.168.0.5";
 
@@ -121,6 +123,97 @@ fn a_replayed_advert_does_not_move_the_master() {
     let n = pinger.answered().len();
     assert!(wait_until(LONG, POLL, || pinger.answered().len() >= n + 5));
     assert_eq!(pinger.longest_gap(), 0, "a ping was lost during the replay");
+}
+
+/// A review's attack: a run of the backup's adverts, recorded while it was master (A in
+/// maintenance for a few seconds), played back in order from its own address once A is master
+/// again, with advbase 0 and advskew 1 (more frequent than A's), three times. Before the fix the
+/// guard took each playback for a rebooted BSD peer after three adverts, A yielded, and the LAN
+/// VIP had no owner for ~2.5 s, each time.
+#[test]
+fn a_recorded_run_of_the_backups_adverts_does_not_move_the_master() {
+    require_root();
+    let lab = Lab::up("carpru").expect("lab up");
+    let (a, b) = cluster(&lab);
+    let file = lab.log_dir().join("b-run.hex").display().to_string();
+    let capture = lab
+        .spawn(
+            Node::Switch,
+            &[
+                "python3",
+                &attacker(),
+                "capture-run",
+                "fwb-lan",
+                B_LAN,
+                &file,
+                "5",
+                "30",
+            ],
+        )
+        .unwrap();
+    let (ok, out) = a.ctl(&["maintenance", "on"]);
+    assert!(ok, "{out}");
+    let mut capture = capture;
+    assert!(
+        wait_until(Duration::from_secs(40), POLL, || capture
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the capture did not end: {}",
+        capture.log()
+    );
+    assert!(
+        capture.log().contains("\"captured\": 5"),
+        "B's adverts not captured: {}",
+        capture.log()
+    );
+    let (ok, out) = a.ctl(&["maintenance", "off"]);
+    assert!(ok, "{out}");
+    assert!(
+        wait_until(LONG, POLL, || {
+            vip_statuses(&a).iter().all(|s| s.2 == "MASTER")
+                && vip_statuses(&b).iter().all(|s| s.2 == "BACKUP")
+        }),
+        "A did not take the VIPs back: A {:?}, B {:?}",
+        vip_statuses(&a),
+        vip_statuses(&b)
+    );
+    let pinger = pinger(&lab);
+    let (ta, tb) = (a.counter("carp_transitions"), b.counter("carp_transitions"));
+    let replays = a.counter("carp_rejected_replay");
+    let playback = lab
+        .spawn(
+            Node::Switch,
+            &[
+                "python3",
+                &attacker(),
+                "replay-run",
+                "fwa-lan",
+                &file,
+                "0",
+                "1",
+                "3",
+                "0.5",
+            ],
+        )
+        .unwrap();
+    let result = hold_during(playback, &a, &b, Duration::from_secs(40));
+    assert_eq!(result["sent"], 15, "{result}");
+    assert!(
+        wait_until(LONG, POLL, || a.counter("carp_rejected_replay")
+            >= replays + 15),
+        "A refused {} of the 15 played-back adverts as replays",
+        a.counter("carp_rejected_replay") - replays
+    );
+    assert_eq!(a.counter("carp_transitions"), ta, "A moved");
+    assert_eq!(b.counter("carp_transitions"), tb, "B moved");
+    let n = pinger.answered().len();
+    assert!(wait_until(LONG, POLL, || pinger.answered().len() >= n + 5));
+    assert_eq!(
+        pinger.longest_gap(),
+        0,
+        "a ping was lost during the playback"
+    );
 }
 
 /// Issue 10.4: 20k junk CARP frames per second for 10 s on the LAN into each box (on the switch

@@ -521,6 +521,13 @@ pub enum Fresh {
 /// over carries one counter and never makes such a run.
 pub const RESTART_RUN: u32 = 3;
 
+/// The largest step between two adverts of a restart run. A BSD box adds 1 to its counter per
+/// advert (`sc_counter++`), so a rebooted BSD peer's run steps by 1, or a little more where
+/// adverts were lost; tandem's counters step by [`COUNTER_STEP`] and never restart below their
+/// previous run's, so a run of tandem's steps below the mark is a recording played back, never
+/// a reboot.
+pub const MAX_RESTART_STEP: u64 = 64;
+
 /// Step of tandem's own advert counters: the low 16 bits stay those of the start
 /// ([`initial_counter`]: random), so a box recognises its own adverts of this run by them
 /// ([`ReplayGuard::note_sent`]). At most 256 adverts/s x 2^16 is 1.7e7 per second, below the
@@ -563,14 +570,18 @@ struct OwnCounters {
 /// - tandem's counters start from the clock ([`initial_counter`]), so a restarted tandem peer
 ///   keeps counting upward and is accepted at once. A BSD peer draws a random counter on boot:
 ///   once it is below our mark, it is accepted after [`RESTART_RUN`] adverts in a row from the
-///   peer's address (the source of the last accepted advert) with strictly increasing counters
-///   ([`Fresh::AfterRestart`]), i.e. after about three of its advert intervals.
+///   peer's address (the source of the last accepted advert) with counters increasing by BSD's
+///   steps, at most [`MAX_RESTART_STEP`] ([`Fresh::AfterRestart`]), i.e. after about three of
+///   its advert intervals. A run of a tandem peer's recorded adverts, which step by
+///   [`COUNTER_STEP`], is never taken for a reboot.
 ///
 /// Limits (docs/security.md): the memory is the process's: a box that restarts accepts the
 /// first authenticated advert it hears (a replay of an advert from before its restart can move
-/// it once, until the genuine peer's next advert). An attacker who recorded a run of the peer's
-/// adverts and resends them in order from the peer's address passes as a rebooted BSD peer for
-/// as long as the recorded run lasts. FreeBSD has no replay check at all ("XXX Replay protection
+/// it once, until the genuine peer's next advert). An attacker who recorded a run of a BSD
+/// peer's adverts and resends them in order from the peer's address passes as that peer
+/// rebooted for as long as the recorded run lasts. A tandem peer whose clock was set back by
+/// about its whole previous uptime restarts its counters below the mark and is refused until
+/// this box's CARP restarts. FreeBSD has no replay check at all ("XXX Replay protection
 /// goes here"); OpenBSD only refuses its own last counter.
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
@@ -645,7 +656,9 @@ impl ReplayGuard {
         // A lower counter from the peer's address: the first of a restart run, or its next.
         let run = match p.restart {
             Some((last, n, at))
-                if counter > last && now.saturating_duration_since(at) <= self.run_gap =>
+                if counter > last
+                    && counter - last <= MAX_RESTART_STEP
+                    && now.saturating_duration_since(at) <= self.run_gap =>
             {
                 n + 1
             }
