@@ -476,6 +476,8 @@ pub struct RuleInfo {
     pub description: String,
     /// Packets that matched the rule (states created, for a pass rule).
     pub hits: u64,
+    /// The IP bytes of those packets (a pass rule's first packets; the traffic of the states
+    /// it created is counted on the states: `tandemctl states --json`).
     pub bytes: u64,
 }
 

@@ -295,7 +295,18 @@ pub fn format_sync(r: &SyncReply) -> String {
         ("Retransmitted", r.retransmitted.to_string()),
         ("Auth failed", r.auth_failed.to_string()),
         ("Dropped", r.dropped.to_string()),
-        ("Lag", format!("{} ms", r.lag_ms)),
+        (
+            "Lag",
+            // Acknowledgements from a silent peer say nothing: its lag is unknown, not 0.
+            if r.running && r.peer_silent_ms > crate::doctor::live::PEER_SILENT_MS {
+                format!(
+                    "unknown: the peer is silent ({}); states created meanwhile are not on it",
+                    heard_ago(r.peer_silent_ms)
+                )
+            } else {
+                format!("{} ms", r.lag_ms)
+            },
+        ),
     ];
     for (k, v) in rows {
         let _ = writeln!(s, "{k:<16}  {v}");

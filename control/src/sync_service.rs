@@ -488,7 +488,7 @@ fn log_silence(heard: Option<u64>, started: u64, now: u64, was_silent: bool) -> 
     if silent && !was_silent {
         tracing::warn!(
             "sync: nothing heard from the peer for {:.1}s: the sync link or the peer's tandemd \
-             is down, and a failover now would reset the connections it has not received",
+             is down, and after a failover now the connections it has not received would stall (their packets dropped until the ends give up)",
             quiet_ms as f64 / 1000.0
         );
     } else if !silent && was_silent {

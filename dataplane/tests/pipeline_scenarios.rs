@@ -273,6 +273,17 @@ fn tcp_connection_through_nat_both_ways() {
     assert!(p.tcp().syn && !p.tcp().ack);
     assert_eq!(p.tcp().sequence_number, 1000);
 
+    // The pass rule counts the SYN, and its IP bytes (20 + 20: `tandemctl rules`' Bytes).
+    let gen = lab.dp.generation.load();
+    let hit: Vec<_> = gen
+        .ruleset
+        .rules(LAN)
+        .iter()
+        .map(|r| (r.counters.hits(), r.counters.bytes()))
+        .filter(|&(hits, _)| hits > 0)
+        .collect();
+    assert_eq!(hit, [(1, 40)]);
+
     let states = lab.dp.states.snapshot();
     assert_eq!(states.len(), 1);
     let st = &states[0];

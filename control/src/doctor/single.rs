@@ -238,7 +238,7 @@ fn sync_link_passes(
                 peer_severity(known.is_some()),
                 format!("{who}ha.state_sync.interface"),
                 format!(
-                    "the rules of {} do not pass pfsync from {peer} to this box: no state reaches it, and every connection resets at failover",
+                    "the rules of {} do not pass pfsync from {peer} to this box: no state reaches it, and every connection stalls at failover (its packets dropped)",
                     link.name
                 ),
                 format!(

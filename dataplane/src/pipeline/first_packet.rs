@@ -151,9 +151,17 @@ impl WorkerSide {
         meta: &PacketMeta,
     ) -> Result<(u32, bool, SrcLimits), Verdict> {
         let Packet {
-            in_if, len, l4, hl, ..
+            in_if,
+            len,
+            l4,
+            hl,
+            total,
+            ..
         } = *p;
-        match gen.ruleset.evaluate(meta) {
+        // The rule's bytes are those of the packets it decided (a pass rule's first packets:
+        // the states' own traffic is counted on the states).
+        let bytes = u32::try_from(total).unwrap_or(u32::MAX);
+        match gen.ruleset.evaluate_sized(meta, bytes) {
             RuleVerdict::DefaultDeny => {
                 self.counters.drop_blocked_default.inc();
                 Err(Verdict::Drop)
