@@ -414,6 +414,32 @@ fn a_recorded_run_of_a_tandem_peers_adverts_is_never_taken_for_a_reboot() {
         g.check(2, peer, start + 6 * COUNTER_STEP, t0 + 200 * s),
         Ok(Fresh::InOrder)
     );
+    // The peer restarts after its clock was set back: new random low bits, below the mark. A
+    // run of three on bits never heard is a restart; the old run played back still is not.
+    let restarted = (start - (1 << 40)) & !0xffff | 0x9999;
+    for k in 0..2 {
+        assert_eq!(
+            g.check(
+                2,
+                peer,
+                restarted + k * COUNTER_STEP,
+                t0 + (210 + k as u32) * s
+            ),
+            Err(Reject::Replay)
+        );
+    }
+    assert_eq!(
+        g.check(2, peer, restarted + 2 * COUNTER_STEP, t0 + 212 * s),
+        Ok(Fresh::AfterRestart)
+    );
+    for (k, &c) in recorded.iter().enumerate() {
+        let at = t0 + (300 + k as u32) * s;
+        assert_eq!(
+            g.check(2, peer, c, at),
+            Err(Reject::Replay),
+            "old run, advert {k}"
+        );
+    }
     // A BSD peer's run that lost an advert (a step of 2) is still a reboot.
     let mut g = ReplayGuard::new(Duration::from_secs(3));
     assert_eq!(g.check(1, peer, 1 << 60, t0), Ok(Fresh::InOrder));

@@ -267,6 +267,9 @@ fn the_sync_link_carries_no_vip_gateway_or_nat_and_config_sync_needs_it() {
         "\n[nat.outbound]\nmode = \"hybrid\"\n\n[[nat.outbound.rules]]\ninterface = \"wan\"\nprotocol = \"tcp\"\nsource = { address = \"192.168.0.0/24\", port = 1234 }\n",
         "fw-a.toml: nat.outbound.rules[0].source.port: outbound NAT rules match no source port (match by source address, destination and destination port)",
     );
+    // A disabled rule is not compiled: kept as written, as the daemon always took it.
+    let disabled = "\n[nat.outbound]\nmode = \"hybrid\"\n\n[[nat.outbound.rules]]\ndisabled = true\ninterface = \"sync\"\nprotocol = \"tcp\"\nsource = { address = \"192.168.0.0/24\", port = 1234 }\n";
+    assert!(parse("fw-a.toml", &format!("{BASE}{disabled}")).is_ok());
     let sync = "\n[ha.config_sync]\nsync_to = \"SYNC_TO\"\nusername = \"admin\"\npassword = \"a long random password\"\n";
     one(
         &sync.replace("SYNC_TO", "192.168.0.12"),
@@ -366,8 +369,20 @@ fn dhcp_server_values() {
         &dhcp(&format!(
             "{pool}static = [{{ mac = \"02:00:00:00:d0:02\", ip = \"192.168.0.50\", hostname = \"bad host;rm\" }}]"
         )),
-        "fw-a.toml: dhcp[0].static[0].hostname: \"bad host;rm\" is not a host name (labels of letters, digits and '-', at most 32 bytes)",
+        "fw-a.toml: dhcp[0].static[0].hostname: \"bad host;rm\" is not a host name (letters, digits, '-', '_' and '.', at most 32 bytes)",
     );
+    let printer = "static = [{ mac = \"02:00:00:00:d0:02\", ip = \"192.168.0.50\", hostname = \"my_printer.lan\" }]";
+    assert!(parse(
+        "fw-a.toml",
+        &format!("{BASE}{}", dhcp(&format!("{pool}{printer}")))
+    )
+    .is_ok());
+    // A server switched off may keep an empty pool.
+    assert!(parse(
+        "fw-a.toml",
+        &format!("{BASE}{}", dhcp("ranges = []\nenabled = false"))
+    )
+    .is_ok());
     one(
         &format!(
             "\n[[routes.static]]\nnetwork = \"10.50.0.0/16\"\ngateway = \"192.168.0.160\"\n{}",
@@ -1134,12 +1149,18 @@ fn a_skew_above_what_carp_sends_and_a_short_config_sync_password_warn() {
     assert_eq!(
         warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"\nadvskew = 250")),
         [
-            "fw-a.toml: virtual_ips[0].advskew: 250 is sent as 240 (CARP's largest skew, as BSD \
-          sends it): every advskew above 240 ties with 240, and a tie is decided by the boxes' \
-          addresses (line 30)"
+            "fw-a.toml: virtual_ips[0].advskew: 250 is sent as 240, CARP's largest skew (as BSD \
+             sends it), which is also what a box in maintenance mode or demoted sends: against \
+             such a peer it ties, and the boxes' addresses decide (keep skews at 239 or below) \
+             (line 30)"
         ]
     );
-    assert!(warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"\nadvskew = 240")).is_empty());
+    // 240 itself ties with a peer in maintenance mode; 239 does not.
+    assert_eq!(
+        warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"\nadvskew = 240")).len(),
+        1
+    );
+    assert!(warnings(&CARP_WAN.replace("\"secret\"", "\"12345678\"\nadvskew = 239")).is_empty());
     let sync =
         "\n[ha.config_sync]\nsync_to = \"10.255.0.2\"\nusername = \"admin\"\npassword = \"PW\"\n";
     assert_eq!(

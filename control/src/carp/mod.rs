@@ -151,8 +151,7 @@ impl CarpGroupSet {
         let groups: Vec<Group> = config
             .carp_groups()
             .iter()
-            .enumerate()
-            .map(|(i, g)| {
+            .map(|g| {
                 let own_ip = config
                     .interface(g.interface)
                     .map_or(Ipv4Addr::UNSPECIFIED, |f| f.ip());
@@ -167,7 +166,9 @@ impl CarpGroupSet {
                     interface: g.interface.to_owned(),
                     own_ip,
                     auth: CarpAuth::new(g.carp.vhid, g.carp.password.as_bytes(), &g.addresses),
-                    machine: Machine::new(cfg, counter.wrapping_add((i as u64) << 32)),
+                    // Apart by VHID (unique on the box), not by the group's place in the
+                    // file: a group moved up the list keeps counting above its old counters.
+                    machine: Machine::new(cfg, counter.wrapping_add(u64::from(g.carp.vhid) << 32)),
                 }
             })
             .collect();

@@ -521,11 +521,12 @@ pub enum Fresh {
 /// over carries one counter and never makes such a run.
 pub const RESTART_RUN: u32 = 3;
 
-/// The largest step between two adverts of a restart run. A BSD box adds 1 to its counter per
-/// advert (`sc_counter++`), so a rebooted BSD peer's run steps by 1, or a little more where
-/// adverts were lost; tandem's counters step by [`COUNTER_STEP`] and never restart below their
-/// previous run's, so a run of tandem's steps below the mark is a recording played back, never
-/// a reboot.
+/// The largest step between two adverts of a BSD peer's restart run. A BSD box adds 1 to its
+/// counter per advert (`sc_counter++`), so a rebooted BSD peer's run steps by 1, or a little more
+/// where adverts were lost. tandem's counters step by [`COUNTER_STEP`] on random low bits drawn
+/// at each start, and start from the clock, so they restart below their mark only when the
+/// clock went back: such a run is a restart only on low bits never heard from the peer (else
+/// it is a recording played back).
 pub const MAX_RESTART_STEP: u64 = 64;
 
 /// Step of tandem's own advert counters: the low 16 bits stay those of the start
@@ -536,7 +537,7 @@ pub const MAX_RESTART_STEP: u64 = 64;
 pub const COUNTER_STEP: u64 = 1 << 16;
 
 /// What the guard remembers of a VHID's peer: never forgotten while the group lives.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct PeerCounter {
     /// The highest counter accepted.
     high: u64,
@@ -545,6 +546,63 @@ struct PeerCounter {
     /// A run of lower counters from `src` that may be the peer after a reboot: (last, length,
     /// when the last came).
     restart: Option<(u64, u32, Instant)>,
+    /// The low 16 bits of the tandem-style runs accepted from the peer, the latest last (at most
+    /// [`SEEN_RUNS`]): a tandem run whose low bits are among them is one we heard, played back.
+    seen_runs: Vec<u16>,
+}
+
+/// Runs of a tandem peer remembered by their low 16 bits: the peer's restarts and CARP group
+/// changes since this box's own start, each of which draws new random low bits.
+const SEEN_RUNS: usize = 64;
+
+impl PeerCounter {
+    fn new(counter: u64, src: Ipv4Addr) -> PeerCounter {
+        let mut p = PeerCounter {
+            high: counter,
+            src,
+            restart: None,
+            seen_runs: Vec::new(),
+        };
+        p.seen(counter);
+        p
+    }
+
+    /// Accepts `counter` from `src` as the highest.
+    fn accept(&mut self, counter: u64, src: Ipv4Addr) {
+        self.high = counter;
+        self.src = src;
+        self.restart = None;
+        self.seen(counter);
+    }
+
+    /// Notes the run `counter` belongs to (its low 16 bits: random for each run of a tandem
+    /// box; a BSD box's change every advert, and its runs are told apart by their steps).
+    fn seen(&mut self, counter: u64) {
+        let low = counter as u16;
+        if self.seen_runs.last() != Some(&low) {
+            self.seen_runs.retain(|&l| l != low);
+            if self.seen_runs.len() == SEEN_RUNS {
+                self.seen_runs.remove(0);
+            }
+            self.seen_runs.push(low);
+        }
+    }
+
+    /// Whether `counter` carries the low bits of a run heard before the current one. A BSD
+    /// peer's next counters are never among them (they count up from the mark by one).
+    fn earlier_run(&self, counter: u64) -> bool {
+        let low = counter as u16;
+        low != self.high as u16 && self.seen_runs.contains(&low)
+    }
+
+    /// Whether `step`, between two adverts of a restart run ending at `counter`, is how a
+    /// rebooted peer counts: a BSD peer adds 1 an advert (a little more when adverts were
+    /// lost); a tandem peer adds [`COUNTER_STEP`] on random low bits drawn anew at each start,
+    /// so a run on low bits already heard from this peer is a recording played back.
+    fn restart_step(&self, step: u64, counter: u64) -> bool {
+        step <= MAX_RESTART_STEP
+            || (step.is_multiple_of(COUNTER_STEP) && !self.seen_runs.contains(&(counter as u16)))
+    }
 }
 
 /// The counters we sent for a VHID in this run: `first + k * COUNTER_STEP` up to `last`.
@@ -572,16 +630,14 @@ struct OwnCounters {
 ///   once it is below our mark, it is accepted after [`RESTART_RUN`] adverts in a row from the
 ///   peer's address (the source of the last accepted advert) with counters increasing by BSD's
 ///   steps, at most [`MAX_RESTART_STEP`] ([`Fresh::AfterRestart`]), i.e. after about three of
-///   its advert intervals. A run of a tandem peer's recorded adverts, which step by
-///   [`COUNTER_STEP`], is never taken for a reboot.
+///   its advert intervals. A run of tandem's steps ([`COUNTER_STEP`]) is a restart only on low
+///   bits the peer never used before: a recording of its adverts played back is not.
 ///
 /// Limits (docs/security.md): the memory is the process's: a box that restarts accepts the
 /// first authenticated advert it hears (a replay of an advert from before its restart can move
 /// it once, until the genuine peer's next advert). An attacker who recorded a run of a BSD
 /// peer's adverts and resends them in order from the peer's address passes as that peer
-/// rebooted for as long as the recorded run lasts. A tandem peer whose clock was set back by
-/// about its whole previous uptime restarts its counters below the mark and is refused until
-/// this box's CARP restarts. FreeBSD has no replay check at all ("XXX Replay protection
+/// rebooted for as long as the recorded run lasts. FreeBSD has no replay check at all ("XXX Replay protection
 /// goes here"); OpenBSD only refuses its own last counter.
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
@@ -632,22 +688,16 @@ impl ReplayGuard {
             return Err(Reject::Loop);
         }
         let Some(p) = self.peers.get_mut(&vhid) else {
-            self.peers.insert(
-                vhid,
-                PeerCounter {
-                    high: counter,
-                    src,
-                    restart: None,
-                },
-            );
+            self.peers.insert(vhid, PeerCounter::new(counter, src));
             return Ok(Fresh::InOrder);
         };
         if counter > p.high {
-            *p = PeerCounter {
-                high: counter,
-                src,
-                restart: None,
-            };
+            // Above the mark, but on the low bits of an earlier run of the peer's than the
+            // current one: after a restart below the mark, the old run's recording is above it.
+            if p.earlier_run(counter) {
+                return Err(Reject::Replay);
+            }
+            p.accept(counter, src);
             return Ok(Fresh::InOrder);
         }
         if src != p.src {
@@ -657,7 +707,7 @@ impl ReplayGuard {
         let run = match p.restart {
             Some((last, n, at))
                 if counter > last
-                    && counter - last <= MAX_RESTART_STEP
+                    && p.restart_step(counter - last, counter)
                     && now.saturating_duration_since(at) <= self.run_gap =>
             {
                 n + 1
@@ -666,11 +716,7 @@ impl ReplayGuard {
             _ => 1,
         };
         if run >= RESTART_RUN {
-            *p = PeerCounter {
-                high: counter,
-                src,
-                restart: None,
-            };
+            p.accept(counter, src);
             return Ok(Fresh::AfterRestart);
         }
         p.restart = Some((counter, run, now));

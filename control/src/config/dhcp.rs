@@ -174,7 +174,8 @@ fn one(
         }
         ranges.push((a, b));
     }
-    if texts.is_empty() && rd.ranges.is_some() && rd.statics.is_empty() {
+    if texts.is_empty() && rd.ranges.is_some() && rd.statics.is_empty() && rd.enabled != Some(false)
+    {
         r.err(
             format!("{p}.ranges"),
             "empty, and no static mapping: the server would answer no one",
@@ -347,14 +348,18 @@ fn check_domain(d: &str) -> Result<String, String> {
     }
 }
 
-/// A static mapping's host name: one label (clients' names are kept as printable ASCII; an
-/// admin's go into leases and `tandemctl dhcp leases` as they are).
+/// A static mapping's host name: letters, digits, '-', '_' and '.' (pfSense's `is_hostname`
+/// takes '_' too), at most [`MAX_HOSTNAME`] bytes: it goes into leases, the option sent to the
+/// client and `tandemctl dhcp leases` as it is, so no spaces, control characters or quotes.
 fn check_hostname(h: &str) -> Result<(), String> {
-    if h.is_empty() || h.split('.').all(is_label) && h.len() <= MAX_HOSTNAME {
+    let ok = h.len() <= MAX_HOSTNAME
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
         Ok(())
     } else {
         Err(format!(
-            "{h:?} is not a host name (labels of letters, digits and '-', at most {MAX_HOSTNAME} bytes)"
+            "{h:?} is not a host name (letters, digits, '-', '_' and '.', at most {MAX_HOSTNAME} bytes)"
         ))
     }
 }

@@ -105,8 +105,8 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
         None => Some(Ha::default()),
     };
     let dhcp = super::dhcp::dhcp(&mut r, &ctx, &virtual_ips, &raw.dhcp);
-    if let (Some(system), Some(Some(cs))) = (&system, ha.as_ref().map(|h| &h.config_sync)) {
-        metrics_apart_from_config_sync(&mut r, &ctx, system, cs);
+    if let (Some(system), Some(ha)) = (&system, &ha) {
+        metrics_apart_from_config_sync(&mut r, &ctx, system, ha);
     }
     if let (Some(routes), Some(dhcp)) = (&routes, &dhcp) {
         pools_hold_no_gateway(&mut r, routes, dhcp);
@@ -162,20 +162,20 @@ pub(crate) fn validate(file: &str, raw: &RawConfig) -> Result<Config, ConfigErro
 
 /// The metrics endpoint cannot take config sync's socket (the sync link's address, its port):
 /// one of the two would not bind.
-fn metrics_apart_from_config_sync(r: &mut Report<'_>, ctx: &Ctx, system: &System, cs: &ConfigSync) {
-    let Some(listen) = system.metrics_listen else {
+fn metrics_apart_from_config_sync(r: &mut Report<'_>, ctx: &Ctx, system: &System, ha: &Ha) {
+    let (Some(listen), Some(cs)) = (system.metrics_listen, &ha.config_sync) else {
         return;
     };
-    let sync_addrs = ctx
-        .ifaces
-        .iter()
-        .filter(|f| f.role == Some(Role::Sync))
-        .filter_map(|f| f.address.map(|a| a.addr()));
+    // Config sync listens on the sync link: state sync's interface, else the first of role sync
+    // (`Config::sync_link`).
+    let link = match &ha.state_sync {
+        Some(s) => ctx.iface(&s.interface),
+        None => ctx.ifaces.iter().find(|f| f.role == Some(Role::Sync)),
+    };
+    let link_addr = link.and_then(|f| f.address).map(|a| a.addr());
     let clash = listen.port() == cs.port
         && (listen.ip().is_unspecified()
-            || sync_addrs
-                .into_iter()
-                .any(|a| listen.ip() == std::net::IpAddr::V4(a)));
+            || link_addr.is_some_and(|a| listen.ip() == std::net::IpAddr::V4(a)));
     if clash {
         r.err(
             "system.metrics.listen",
@@ -225,14 +225,16 @@ pub(crate) fn warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
         if !seen.insert((vip.interface.as_str(), carp.vhid)) {
             continue;
         }
-        if carp.advskew > crate::carp::machine::MAX_SKEW {
+        if carp.advskew >= crate::carp::machine::MAX_SKEW {
             out.push(ConfigWarning {
                 file: file.to_owned(),
                 path: format!("virtual_ips[{i}].advskew"),
                 message: format!(
-                    "{} is sent as {max} (CARP's largest skew, as BSD sends it): every advskew \
-                     above {max} ties with {max}, and a tie is decided by the boxes' addresses",
+                    "{} is sent as {max}, CARP's largest skew (as BSD sends it), which is also \
+                     what a box in maintenance mode or demoted sends: against such a peer it \
+                     ties, and the boxes' addresses decide (keep skews at {} or below)",
                     carp.advskew,
+                    crate::carp::machine::MAX_SKEW - 1,
                     max = crate::carp::machine::MAX_SKEW
                 ),
                 line: None,

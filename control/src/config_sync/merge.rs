@@ -8,23 +8,24 @@
 //! - CARP skews: each pushed CARP VIP takes the secondary's own advskew for its (interface,
 //!   vhid), or the primary's plus 100 when the secondary has none (what pfSense does). A skew
 //!   that would not lose to the primary's (lower or equal with the same advbase) becomes the
-//!   primary's plus 100 too (at most 254), so a push never makes the secondary outrank the
-//!   primary.
+//!   primary's plus 100 too (at most 239, below what a primary in maintenance or demoted sends),
+//!   so a push never makes the secondary outrank the primary; a primary at 239 or above is
+//!   refused.
 
 use std::collections::HashMap;
 
-use super::{get, home, is_no_sync, set};
+use super::{get, home, set, stays_home};
 use crate::config::SyncSection;
 
 /// The skew the secondary takes above the primary's when it has none of its own (pfSense).
 pub const SECONDARY_SKEW_STEP: i64 = 100;
 
-/// The highest advskew (255 is not valid in a CARP advert's meaning).
-const MAX_SKEW: i64 = 254;
-
-/// The highest skew on the wire: a skew above it is sent as it (FreeBSD's `CARP_MAXSKEW`), so
-/// two skews tie when both are at or above it.
+/// The highest skew on the wire: a skew above it is sent as it (FreeBSD's `CARP_MAXSKEW`), and
+/// it is what a primary in maintenance mode or demoted sends. The secondary's skew stays below
+/// it, so that such a primary always loses to it.
 const WIRE_MAX_SKEW: i64 = crate::carp::machine::MAX_SKEW as i64;
+/// The highest skew the merge gives the secondary.
+const SECONDARY_MAX_SKEW: i64 = WIRE_MAX_SKEW - 1;
 
 /// The merged config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +65,7 @@ pub enum MergeError {
     #[error("the push holds {key}.{sub}, which is not a section it carries")]
     NotCarriedBeside { key: String, sub: String },
     /// The primary's skew leaves the secondary none that loses to it.
-    #[error("virtual IP vhid {vhid} on {interface}: the primary's advskew {skew} leaves the secondary no higher skew (CARP sends at most {}): it would tie, and mastership could flap", WIRE_MAX_SKEW)]
+    #[error("virtual IP vhid {vhid} on {interface}: the primary's advskew {skew} leaves the secondary no higher skew below {} (what CARP sends at most, and what a primary in maintenance sends): it would tie, and mastership could flap", WIRE_MAX_SKEW)]
     TopSkew {
         vhid: i64,
         interface: String,
@@ -112,7 +113,7 @@ pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged
                     .and_then(|v| v.as_table().cloned())
                     .unwrap_or_default();
                 let rules = ["outbound", "rules"];
-                let mine = kept(get(&table, &["nat", "outbound", "rules"]));
+                let mine = kept(section, get(&table, &["nat", "outbound", "rules"]));
                 let theirs = get(&nat, &rules)
                     .and_then(toml::Value::as_array)
                     .cloned()
@@ -127,10 +128,12 @@ pub fn merge(own: &str, payload: &str, carried: &[SyncSection]) -> Result<Merged
                 toml::Value::Table(nat)
             }
             _ => {
-                let mine = kept(get(&table, path));
+                let mine = kept(section, get(&table, path));
                 let mut theirs = incoming
                     .and_then(|v| v.as_array().cloned())
                     .unwrap_or_default();
+                // What stays home on the primary does here too, whatever an older primary sent.
+                theirs.retain(|v| !stays_home(section, v));
                 if section == SyncSection::VirtualIps {
                     notes.extend(keep_own_skews(&mut theirs, &own_skews)?);
                 }
@@ -173,10 +176,15 @@ fn check_only_carried(pushed: &toml::Table, carried: &[SyncSection]) -> Result<(
     Ok(())
 }
 
-/// The items of a list that its box marks `no_sync`.
-fn kept(list: Option<&toml::Value>) -> Vec<toml::Value> {
+/// The items of `section`'s list that stay on their box (see [`stays_home`]).
+fn kept(section: SyncSection, list: Option<&toml::Value>) -> Vec<toml::Value> {
     list.and_then(toml::Value::as_array)
-        .map(|a| a.iter().filter(|i| is_no_sync(i)).cloned().collect())
+        .map(|a| {
+            a.iter()
+                .filter(|i| stays_home(section, i))
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -214,14 +222,14 @@ fn keep_own_skews(
             .get("advskew")
             .and_then(toml::Value::as_integer)
             .unwrap_or(0);
-        if primary >= WIRE_MAX_SKEW {
+        if primary >= SECONDARY_MAX_SKEW {
             return Err(MergeError::TopSkew {
                 vhid: key.1,
                 interface: key.0,
                 skew: primary,
             });
         }
-        let raised = (primary + SECONDARY_SKEW_STEP).min(MAX_SKEW);
+        let raised = (primary + SECONDARY_SKEW_STEP).min(SECONDARY_MAX_SKEW);
         let skew = match own.get(&key) {
             // Compared as sent: 245 loses to nothing above 240.
             Some(&mine) if mine.min(WIRE_MAX_SKEW) > primary => mine,

@@ -153,6 +153,15 @@ pub fn short_hash(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
+/// Whether an item of `section`'s list stays on its box: marked `no_sync`, or a VIP that is not
+/// CARP. An IP alias or proxy-ARP address is one box's own: pushed, both boxes would answer ARP
+/// for it (pfSense's sync carries CARP VIPs, and IP aliases only when stacked on one).
+pub(crate) fn stays_home(section: SyncSection, item: &toml::Value) -> bool {
+    is_no_sync(item)
+        || (section == SyncSection::VirtualIps
+            && item.get("type").and_then(toml::Value::as_str) != Some("carp"))
+}
+
 /// Whether a config item (a TOML table) is marked to stay on its box: `no_sync = true`
 /// (`nosync` is accepted too, pfSense's spelling).
 pub(crate) fn is_no_sync(item: &toml::Value) -> bool {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{content_hash, get, home, is_no_sync, set};
+use super::{content_hash, get, home, is_no_sync, set, stays_home};
 use crate::config::SyncSection;
 
 /// One push's content.
@@ -71,7 +71,7 @@ pub fn build(config_text: &str, sections: &BTreeSet<SyncSection>) -> Result<Payl
                     .cloned()
                     .unwrap_or_default();
                 let (keep, home): (Vec<_>, Vec<_>) =
-                    items.into_iter().partition(|r| !is_no_sync(r));
+                    items.into_iter().partition(|r| !stays_home(section, r));
                 kept_home += home.len();
                 toml::Value::Array(keep)
             }

@@ -91,6 +91,13 @@ fn gateways_through_peer(own: &Config, peer: &Config, prefix: &str, f: &mut Find
     }
 }
 
+/// Whether `c` has a CARP VIP on `interface`.
+fn has_carp_vip(c: &Config, interface: &str) -> bool {
+    c.virtual_ips
+        .iter()
+        .any(|v| v.interface == interface && v.carp().is_some())
+}
+
 /// A DHCP server whose pool holds the other box's address, and one that answers on both boxes:
 /// a pool on an interface with no CARP VIP has no master to keep the backup's server silent,
 /// so both boxes lease from the same pool without knowing each other's leases.
@@ -115,22 +122,20 @@ fn dhcp(own: &Config, peer: &Config, prefix: &str, f: &mut Findings) {
                 );
             }
         }
-        let carp = own
-            .virtual_ips
-            .iter()
-            .any(|v| v.interface == d.interface && v.carp().is_some());
         let peer_serves = peer
             .dhcp
             .iter()
             .any(|e| e.enabled && e.interface == d.interface);
-        // Reported once, from this box's side.
-        if !carp && peer_serves && prefix.is_empty() {
+        // A server stays silent only as the backup of a CARP VIP on its interface: without one
+        // on either box, that box always answers. Reported once, from this box's side.
+        let silent_as_backup = |c: &Config| has_carp_vip(c, &d.interface);
+        if peer_serves && prefix.is_empty() && !(silent_as_backup(own) && silent_as_backup(peer)) {
             f.add(
                 "dhcp-both-serve",
                 Severity::Error,
                 format!("dhcp[{i}].interface"),
-                format!("both boxes serve DHCP on {} and it has no CARP VIP: both answer, from pools that do not know each other's leases", d.interface),
-                "add a CARP VIP on the interface (the backup's server stays silent), or serve DHCP from one box",
+                format!("both boxes serve DHCP on {} and a CARP VIP there is missing on at least one of them: a box without it answers even as backup, from a pool that does not know the other's leases", d.interface),
+                "give the interface a CARP VIP on both boxes (the backup's server stays silent), or serve DHCP from one box",
             );
         }
     }
@@ -306,7 +311,7 @@ fn skews(own: &Config, peer: &Config, f: &mut Findings) {
                 Severity::Error,
                 p,
                 format!("vhid {vhid} has advbase {} and {skews} on both boxes: no box is preferred, and mastership may flap", c.advbase),
-                "give the secondary a higher advskew, at most 240 (pfSense adds 100)",
+                "give the secondary a higher advskew, at most 239: 240 is what a box in maintenance or demoted sends (pfSense adds 100)",
             );
             continue;
         }
@@ -507,11 +512,29 @@ fn drift(own: &Config, peer: &Config, f: &mut Findings) {
             "set up config sync ([ha.config_sync], sync_to on the primary), or make the files equal",
         );
     }
+    // What a client gets from the servers the pair shares (a CARP VIP on their interface; a
+    // server on one box only is dhcp-both-serve's matter): ranges and static mappings in any
+    // order, descriptions aside.
     let dhcp = |c: &Config| -> BTreeSet<String> {
         c.dhcp
             .iter()
-            .filter(|d| !d.no_sync)
-            .map(|d| format!("{d:?}"))
+            .filter(|d| !d.no_sync && has_carp_vip(c, &d.interface))
+            .map(|d| {
+                let mut ranges = d.ranges.clone();
+                ranges.sort();
+                let mut statics: Vec<String> = d.statics.iter().map(|s| format!("{s:?}")).collect();
+                statics.sort();
+                format!(
+                    "{} {} {ranges:?} {} {:?} {:?} {} {statics:?} {}",
+                    d.interface,
+                    d.enabled,
+                    d.gateway,
+                    d.dns,
+                    d.domain,
+                    d.lease_time,
+                    d.verify_chaddr
+                )
+            })
             .collect()
     };
     if dhcp(own) != dhcp(peer) {

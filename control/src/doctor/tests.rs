@@ -355,7 +355,7 @@ fn addresses_both_boxes_hold_and_routes_through_the_other_box() {
 
 #[test]
 fn dhcp_pools_holding_the_peer_and_servers_both_boxes_run() {
-    // A's pool holds B's LAN address; config sync does not push dhcp, so no refused push says so.
+    // A's pool holds B's LAN address (the push's refusal says so too; this names the pool).
     let a2 = with(
         &a(),
         "range = \"192.168.0.150-192.168.0.199\"",
@@ -377,6 +377,20 @@ fn dhcp_pools_holding_the_peer_and_servers_both_boxes_run() {
     };
     let r = pair(&format!("{}{}", a(), dmz(1)), &format!("{}{}", b(), dmz(2)));
     assert_eq!(finding(&r, "dhcp-both-serve").field, "dhcp[1].interface");
+    // A CARP VIP there on A only: B's server, with none, still answers as backup.
+    let vip = "\n[[virtual_ips]]\ntype = \"carp\"\ninterface = \"dmz\"\naddress = \"10.9.0.10/24\"\nvhid = 9\npassword = \"a-dmz-password\"\n";
+    let r = pair(
+        &format!("{}{}{vip}", a(), dmz(1)),
+        &format!("{}{}", b(), dmz(2)),
+    );
+    assert!(ids(&r).contains(&"dhcp-both-serve"), "{:?}", ids(&r));
+    // On both boxes: only the master answers.
+    let b_vip = vip.replace("vhid = 9", "vhid = 9\nadvskew = 100");
+    let r = pair(
+        &format!("{}{}{vip}", a(), dmz(1)),
+        &format!("{}{}{b_vip}", b(), dmz(2)),
+    );
+    assert!(!ids(&r).contains(&"dhcp-both-serve"), "{:?}", ids(&r));
     // The seed's LAN pool has the LAN VIP: only the master answers.
     assert!(!ids(&pair(&a(), &b())).contains(&"dhcp-both-serve"));
 }

@@ -78,10 +78,12 @@ pub(super) fn nat(r: &mut Report<'_>, ctx: &Ctx, raw: &RawNat) -> Option<Nat> {
     let mut rules = Some(Vec::with_capacity(out.rules.len()));
     for (i, rr) in out.rules.iter().enumerate() {
         let p = format!("nat.outbound.rules[{i}]");
+        // What the dataplane cannot do is refused on enabled rules (a disabled one is not
+        // compiled: kept for later, as in pfSense).
         let iface = ctx
             .iface_ref(r, &format!("{p}.interface"), &rr.interface)
             .and_then(|f| {
-                if f.role == Some(Role::Sync) {
+                if f.role == Some(Role::Sync) && !rr.disabled {
                     r.err(
                         format!("{p}.interface"),
                         format!("{} is the sync link: outbound NAT applies where the dataplane sends (lan, wan, ...)", f.name),
@@ -91,7 +93,7 @@ pub(super) fn nat(r: &mut Report<'_>, ctx: &Ctx, raw: &RawNat) -> Option<Nat> {
                 Some(f)
             });
         let protocol = protocol(r, &format!("{p}.protocol"), &rr.protocol);
-        if rr.source.as_ref().is_some_and(|e| e.port.is_some()) {
+        if rr.source.as_ref().is_some_and(|e| e.port.is_some()) && !rr.disabled {
             r.err(
                 format!("{p}.source.port"),
                 "outbound NAT rules match no source port (match by source address, destination and destination port)",

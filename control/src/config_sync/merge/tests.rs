@@ -151,13 +151,13 @@ advskew = 7
         .find(|v| v.carp().unwrap().vhid == 3)
         .unwrap();
     assert_eq!(v3.carp().unwrap().advskew, 107);
-    // At the top of the range: at most 254.
+    // At the top of the range: at most 239, below the 240 a primary in maintenance sends.
     let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 200");
     let (m, _) = push_into(&a, &lab("fw-b.toml"));
-    assert_eq!(m.virtual_ips[0].carp().unwrap().advskew, 254);
-    // The primary at 240 or above leaves nothing above it on the wire (CARP sends at most
-    // 240): refused rather than a tie.
-    for top in [240, 245, 254] {
+    assert_eq!(m.virtual_ips[0].carp().unwrap().advskew, 239);
+    // The primary at 239 or above leaves the secondary nothing between it and 240: refused
+    // rather than a tie.
+    for top in [239, 240, 245, 254] {
         let a = lab("fw-a.toml").replace("advskew = 0", &format!("advskew = {top}"));
         let p = payload::build(&a, &all()).unwrap();
         let e = merge(&lab("fw-b.toml"), &p.text, &p.carried)
@@ -165,9 +165,9 @@ advskew = 7
             .to_string();
         assert!(e.contains("no higher skew"), "{top}: {e}");
     }
-    // B's own skew above 240 sends as 240: against A's 239 it is kept (240 > 239); against
-    // A's 240 it would tie, refused above.
-    let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 239");
+    // B's own skew above 240 sends as 240: against A's 238 it is kept (240 > 238; B's own
+    // config warns about it).
+    let a = lab("fw-a.toml").replace("advskew = 0", "advskew = 238");
     let b = lab("fw-b.toml").replace("advskew = 1", "advskew = 250");
     assert!(
         b.contains("advskew = 250"),
@@ -226,4 +226,39 @@ fn a_push_that_breaks_b_fails_validation_with_field_paths() {
     let m = merge(&lab("fw-b.toml"), &p.text, &p.carried).unwrap();
     let e = config::parse("push", &m.text).unwrap_err().to_string();
     assert!(e.contains("filter.rules[") && e.contains("dmz"), "{e}");
+}
+
+#[test]
+fn ip_aliases_and_proxy_arp_vips_stay_on_their_box() {
+    // Each box's own extra address: pushed, both boxes would answer ARP for A's.
+    let vip = |kind: &str, ip: &str| {
+        format!(
+            "\n[[virtual_ips]]\ntype = \"{kind}\"\ninterface = \"lan\"\naddress = \"{ip}/24\"\n"
+        )
+    };
+    let a = lab("fw-a.toml") + &vip("ipalias", "192.168.0.21") + &vip("proxyarp", "192.168.0.22");
+    let b = lab("fw-b.toml") + &vip("ipalias", "192.168.0.31");
+    let p = payload::build(&a, &all()).unwrap();
+    assert!(
+        !p.text.contains("192.168.0.21") && !p.text.contains("192.168.0.22"),
+        "{}",
+        p.text
+    );
+    let (m, _) = push_into(&a, &b);
+    let mut addrs: Vec<String> = m
+        .virtual_ips
+        .iter()
+        .map(|v| v.address.addr().to_string())
+        .collect();
+    addrs.sort();
+    // A's two CARP VIPs, and B's own alias.
+    assert_eq!(addrs, ["172.25.46.100", "192.168.0.10", "192.168.0.31"]);
+    // An older primary that still sends its aliases: they are not taken either.
+    let mut pushed: toml::Table = p.text.parse().unwrap();
+    let alias: toml::Value = toml::from_str::<toml::Table>(&vip("ipalias", "192.168.0.21"))
+        .unwrap()["virtual_ips"][0]
+        .clone();
+    pushed["virtual_ips"].as_array_mut().unwrap().push(alias);
+    let merged = merge(&b, &toml::to_string(&pushed).unwrap(), &p.carried).unwrap();
+    assert!(!merged.text.contains("192.168.0.21"), "{}", merged.text);
 }
