@@ -331,6 +331,13 @@ fn a_metrics_address_that_cannot_be_bound() {
         &format!("{}{sync}", text(&metrics("10.255.0.1:9120")))
     )
     .is_ok());
+    // A second sync interface is not where config sync listens.
+    let sync2 = "\n[[interfaces]]\nname = \"sync2\"\ndevice = \"eth3\"\naddress = \"10.254.0.1/24\"\nrole = \"sync\"\n";
+    assert!(parse(
+        "fw-a.toml",
+        &format!("{}{sync2}{sync}", text(&metrics("10.254.0.1:8443")))
+    )
+    .is_ok());
 }
 
 // --- dhcp ------------------------------------------------------------------------------------
