@@ -453,6 +453,32 @@ fn a_changed_group_restarts_alone() {
     );
 }
 
+/// A group that restarts on a new skew keeps what its replay guard knows of the peer (a fresh
+/// guard would take the first advert it hears, a replay included; a review).
+#[test]
+fn a_restarted_group_keeps_its_guards_memory_of_the_peer() {
+    use tandem_control::config::VipKind;
+    let mut p = Pair::new();
+    p.start();
+    let lan = p.sets[B].find("lan", 2).unwrap();
+    let a_lan = p.sets[B].peer(lan).expect("B heard A on lan");
+    let mut c = lab("fw-b.toml");
+    for v in &mut c.virtual_ips {
+        if let VipKind::Carp(carp) = &mut v.kind {
+            if carp.vhid == 2 {
+                carp.advskew = 50;
+            }
+        }
+    }
+    let r = p.sets[B].reconfigure(&c, p.now);
+    let lan_new = r.set.find("lan", 2).unwrap();
+    assert!(
+        r.started.iter().any(|o| o.group == lan_new),
+        "lan@2 restarted"
+    );
+    assert_eq!(r.set.peer(lan_new), Some(a_lan));
+}
+
 /// A new password on both boxes (the primary's apply, then config sync's push 1.5 s later)
 /// keeps every group as it was: a new user's review measured a 3 s outage when the changed group restarted,
 /// the master bowing out to a backup that then restarted on the push and whose bow-out the

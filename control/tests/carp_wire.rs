@@ -459,6 +459,80 @@ fn a_recorded_run_of_a_tandem_peers_adverts_is_never_taken_for_a_reboot() {
 }
 
 #[test]
+fn no_forged_counter_locks_the_genuine_peer_out() {
+    // A review's scenarios: counters of runs the guard never heard (this box's own earlier
+    // runs, the peer's runs from before this box started) sent from the peer's address.
+    let t0 = Instant::now();
+    let peer = Ipv4Addr::new(192, 168, 0, 12);
+    let s = Duration::from_secs(1);
+    let p_run = 1_796_680_000u64 << 30 | 0x1111;
+    let mut g = ReplayGuard::new(Duration::from_secs(3));
+    for k in 0..3 {
+        assert_eq!(
+            g.check(2, peer, p_run + k * COUNTER_STEP, t0 + k as u32 * s),
+            Ok(Fresh::InOrder)
+        );
+    }
+    // A: one counter far above the mark, on bits never heard: taken (a one-off, as any
+    // recording from before this box's start), but the peer's run goes on.
+    let forged_high = (p_run + (1 << 40)) & !0xffff | 0x2222;
+    assert_eq!(
+        g.check(2, peer, forged_high, t0 + 4 * s),
+        Ok(Fresh::InOrder)
+    );
+    assert_eq!(
+        g.check(2, peer, p_run + 3 * COUNTER_STEP, t0 + 5 * s),
+        Ok(Fresh::InOrder),
+        "the genuine run goes on above its own highest counter"
+    );
+    // B: three counters below the mark on unheard bits, sent 1 ms apart: a "restart"; the
+    // peer's run still goes on.
+    let forged_low = (p_run - (1 << 40)) & !0xffff | 0x3333;
+    let mut at = t0 + 6 * s;
+    let mut last = Ok(Fresh::InOrder);
+    for k in 0..3 {
+        at += Duration::from_millis(1);
+        last = g.check(2, peer, forged_low + k * COUNTER_STEP, at);
+    }
+    assert_eq!(last, Ok(Fresh::AfterRestart));
+    assert_eq!(
+        g.check(2, peer, p_run + 4 * COUNTER_STEP, t0 + 7 * s),
+        Ok(Fresh::InOrder)
+    );
+    // Both forgeries' recordings, and the peer's, are replays now.
+    for c in [forged_high, forged_low, p_run, p_run + 4 * COUNTER_STEP] {
+        assert_eq!(
+            g.check(2, peer, c, t0 + 8 * s),
+            Err(Reject::Replay),
+            "{c:#x}"
+        );
+    }
+}
+
+#[test]
+fn a_bsd_peer_counting_by_one_is_accepted_advert_after_advert() {
+    // Its low bits change every advert: the runs it leaves behind never refuse its next one,
+    // across a wrap of the low 16 bits too.
+    let t0 = Instant::now();
+    let peer = Ipv4Addr::new(10, 0, 0, 2);
+    let mut g = ReplayGuard::new(Duration::from_secs(3));
+    let start = 0x0123_4567_89ab_ff00u64;
+    for k in 0..70_000u64 {
+        let at = t0 + Duration::from_millis(k);
+        assert_eq!(
+            g.check(1, peer, start + k, at),
+            Ok(Fresh::InOrder),
+            "advert {k}"
+        );
+    }
+    // And an advert it sent long ago is a replay.
+    assert_eq!(
+        g.check(1, peer, start + 10, t0 + Duration::from_secs(80)),
+        Err(Reject::Replay)
+    );
+}
+
+#[test]
 fn initial_counters_grow_across_restarts() {
     let a = tandem_control::carp::wire::initial_counter();
     std::thread::sleep(Duration::from_millis(2));

@@ -223,6 +223,23 @@ impl CarpGroupSet {
                 moved[i] = Some(j);
             }
         }
+        // A group that restarts (a new skew, advbase or VIP list) keeps what its guard knows of
+        // the peer when its key is the same: a fresh guard would take the first advert it hears,
+        // a replay included. Its own counters start a new run.
+        for (j, g) in set.groups.iter().enumerate() {
+            if moved.contains(&Some(j)) {
+                continue;
+            }
+            let old = self.groups.iter().position(|old| {
+                old.interface == g.interface
+                    && old.vhid() == g.vhid()
+                    && old.auth.compute(0) == g.auth.compute(0)
+            });
+            if let Some(i) = old {
+                set.guards[j] = self.guards[i].clone();
+                set.guards[j].forget_own(g.vhid());
+            }
+        }
         let mut stopped = Vec::new();
         let gone: Vec<usize> = (0..moved.len()).filter(|&i| moved[i].is_none()).collect();
         for i in gone {

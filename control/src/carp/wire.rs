@@ -525,8 +525,7 @@ pub const RESTART_RUN: u32 = 3;
 /// counter per advert (`sc_counter++`), so a rebooted BSD peer's run steps by 1, or a little more
 /// where adverts were lost. tandem's counters step by [`COUNTER_STEP`] on random low bits drawn
 /// at each start, and start from the clock, so they restart below their mark only when the
-/// clock went back: such a run is a restart only on low bits never heard from the peer (else
-/// it is a recording played back).
+/// clock went back; a recording of a run the guard heard is refused by that run's own mark.
 pub const MAX_RESTART_STEP: u64 = 64;
 
 /// Step of tandem's own advert counters: the low 16 bits stay those of the start
@@ -546,14 +545,17 @@ struct PeerCounter {
     /// A run of lower counters from `src` that may be the peer after a reboot: (last, length,
     /// when the last came).
     restart: Option<(u64, u32, Instant)>,
-    /// The low 16 bits of the tandem-style runs accepted from the peer, the latest last (at most
-    /// [`SEEN_RUNS`]): a tandem run whose low bits are among them is one we heard, played back.
-    seen_runs: Vec<u16>,
+    /// The runs accepted from the peer by their low 16 bits, with the highest counter accepted
+    /// on each, the latest last (at most [`RUNS`]). A tandem box draws new random low bits at
+    /// each start (and each change of its CARP group) and keeps them for the run, so a counter
+    /// on a known run's bits is that run: accepted above its highest (the run going on), a
+    /// replay at or below it, wherever the overall mark stands. A BSD peer's counters change
+    /// their low bits every advert: for it these are its last adverts.
+    runs: Vec<(u16, u64)>,
 }
 
-/// Runs of a tandem peer remembered by their low 16 bits: the peer's restarts and CARP group
-/// changes since this box's own start, each of which draws new random low bits.
-const SEEN_RUNS: usize = 64;
+/// Runs (or a BSD peer's adverts) remembered per peer.
+const RUNS: usize = 64;
 
 impl PeerCounter {
     fn new(counter: u64, src: Ipv4Addr) -> PeerCounter {
@@ -561,47 +563,36 @@ impl PeerCounter {
             high: counter,
             src,
             restart: None,
-            seen_runs: Vec::new(),
+            runs: Vec::new(),
         };
-        p.seen(counter);
+        p.accept(counter, src);
         p
     }
 
-    /// Accepts `counter` from `src` as the highest.
+    /// Accepts `counter` from `src`.
     fn accept(&mut self, counter: u64, src: Ipv4Addr) {
-        self.high = counter;
+        self.high = self.high.max(counter);
         self.src = src;
         self.restart = None;
-        self.seen(counter);
-    }
-
-    /// Notes the run `counter` belongs to (its low 16 bits: random for each run of a tandem
-    /// box; a BSD box's change every advert, and its runs are told apart by their steps).
-    fn seen(&mut self, counter: u64) {
         let low = counter as u16;
-        if self.seen_runs.last() != Some(&low) {
-            self.seen_runs.retain(|&l| l != low);
-            if self.seen_runs.len() == SEEN_RUNS {
-                self.seen_runs.remove(0);
-            }
-            self.seen_runs.push(low);
+        self.runs.retain(|&(l, _)| l != low);
+        if self.runs.len() == RUNS {
+            self.runs.remove(0);
         }
+        self.runs.push((low, counter));
     }
 
-    /// Whether `counter` carries the low bits of a run heard before the current one. A BSD
-    /// peer's next counters are never among them (they count up from the mark by one).
-    fn earlier_run(&self, counter: u64) -> bool {
+    /// The highest counter accepted on `counter`'s run, if its low bits are a known run's.
+    fn run_high(&self, counter: u64) -> Option<u64> {
         let low = counter as u16;
-        low != self.high as u16 && self.seen_runs.contains(&low)
+        self.runs.iter().find(|&&(l, _)| l == low).map(|&(_, h)| h)
     }
 
-    /// Whether `step`, between two adverts of a restart run ending at `counter`, is how a
-    /// rebooted peer counts: a BSD peer adds 1 an advert (a little more when adverts were
-    /// lost); a tandem peer adds [`COUNTER_STEP`] on random low bits drawn anew at each start,
-    /// so a run on low bits already heard from this peer is a recording played back.
-    fn restart_step(&self, step: u64, counter: u64) -> bool {
-        step <= MAX_RESTART_STEP
-            || (step.is_multiple_of(COUNTER_STEP) && !self.seen_runs.contains(&(counter as u16)))
+    /// Whether `step`, between two adverts of a restart run, is how a rebooted peer counts: a
+    /// BSD peer adds 1 an advert (a little more when adverts were lost), a tandem peer
+    /// [`COUNTER_STEP`] (on new random low bits, which [`PeerCounter::run_high`] has not seen).
+    fn restart_step(step: u64) -> bool {
+        step <= MAX_RESTART_STEP || step.is_multiple_of(COUNTER_STEP)
     }
 }
 
@@ -691,23 +682,28 @@ impl ReplayGuard {
             self.peers.insert(vhid, PeerCounter::new(counter, src));
             return Ok(Fresh::InOrder);
         };
-        if counter > p.high {
-            // Above the mark, but on the low bits of an earlier run of the peer's than the
-            // current one: after a restart below the mark, the old run's recording is above it.
-            if p.earlier_run(counter) {
-                return Err(Reject::Replay);
+        // A known run: going on above its highest counter, or a replay. Never a lockout: a
+        // forged counter that moved the overall mark does not stop the genuine run.
+        if let Some(run_high) = p.run_high(counter) {
+            if counter > run_high {
+                p.accept(counter, src);
+                return Ok(Fresh::InOrder);
             }
+            return Err(Reject::Replay);
+        }
+        if counter > p.high {
             p.accept(counter, src);
             return Ok(Fresh::InOrder);
         }
         if src != p.src {
             return Err(Reject::Replay);
         }
-        // A lower counter from the peer's address: the first of a restart run, or its next.
+        // A lower counter from the peer's address on bits no known run has: the first of a
+        // restart run, or its next.
         let run = match p.restart {
             Some((last, n, at))
                 if counter > last
-                    && p.restart_step(counter - last, counter)
+                    && PeerCounter::restart_step(counter - last)
                     && now.saturating_duration_since(at) <= self.run_gap =>
             {
                 n + 1
@@ -716,6 +712,8 @@ impl ReplayGuard {
             _ => 1,
         };
         if run >= RESTART_RUN {
+            // The peer starts over below the old mark: the mark is its new run's.
+            p.high = counter;
             p.accept(counter, src);
             return Ok(Fresh::AfterRestart);
         }
@@ -731,6 +729,12 @@ impl ReplayGuard {
     /// Forgets everything about `vhid` (its group was removed).
     pub fn forget_vhid(&mut self, vhid: u8) {
         self.peers.remove(&vhid);
+        self.own.remove(&vhid);
+    }
+
+    /// Forgets the counters we sent for `vhid` (our group restarts: its next adverts are a new
+    /// run, on new low bits).
+    pub fn forget_own(&mut self, vhid: u8) {
         self.own.remove(&vhid);
     }
 
