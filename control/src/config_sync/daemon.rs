@@ -91,6 +91,10 @@ pub fn start(
     .map(Some)
 }
 
+/// Seconds without the peer after which `status` qualifies "in sync": three of config sync's
+/// 10 s checks missed.
+const PEER_STALE_S: u64 = 30;
+
 impl Daemon {
     /// The primary: hands the pusher what its config pushes now (checked against the secondary
     /// at once; pushed when it differs, or always with `force`).
@@ -273,31 +277,80 @@ impl Daemon {
 
     /// The one-line summary of `status`.
     pub(crate) fn config_sync_line(&self) -> Option<String> {
-        let r = self.config_sync_reply();
-        if r.role == "off" {
-            return None;
-        }
-        let peer = r.peer.as_deref().unwrap_or("any peer");
-        let state = if r.in_sync {
-            format!(
-                "in sync (version {}, {})",
-                r.version,
-                short_hash(r.local_hash.as_deref().unwrap_or(""))
-            )
-        } else if let Some(e) = &r.last_error {
-            format!("NOT in sync: {}", e.lines().next().unwrap_or(""))
-        } else if let Some(p) = r.last_push.as_ref().filter(|p| p.result != "accepted") {
-            format!("NOT in sync: last push {}", p.result)
-        } else if r.peer_hash.is_none() {
-            "peer not heard yet".to_string()
-        } else {
-            "NOT in sync".to_string()
+        status_line(&self.config_sync_reply())
+    }
+}
+
+/// `status`'s line for config sync `r`, none when it is off. Past [`PEER_STALE_S`] without the
+/// peer, an "in sync" says so.
+fn status_line(r: &crate::api::ConfigSyncReply) -> Option<String> {
+    if r.role == "off" {
+        return None;
+    }
+    let peer = r.peer.as_deref().unwrap_or("any peer");
+    let state = if r.in_sync {
+        // The peer's hash is compared every 10 s: past a few checks without an answer, "in
+        // sync" is only what was true when it was last heard.
+        let stale = r
+            .peer_seen_s
+            .filter(|&s| s > PEER_STALE_S)
+            .map_or(String::new(), |s| {
+                format!(", but the peer has not answered for {s} s")
+            });
+        format!(
+            "in sync (version {}, {}){stale}",
+            r.version,
+            short_hash(r.local_hash.as_deref().unwrap_or(""))
+        )
+    } else if let Some(e) = &r.last_error {
+        format!("NOT in sync: {}", e.lines().next().unwrap_or(""))
+    } else if let Some(p) = r.last_push.as_ref().filter(|p| p.result != "accepted") {
+        format!("NOT in sync: last push {}", p.result)
+    } else if r.peer_hash.is_none() {
+        "peer not heard yet".to_string()
+    } else {
+        "NOT in sync".to_string()
+    };
+    let dir = if r.role == "primary" {
+        "pushes to"
+    } else {
+        "accepts from"
+    };
+    Some(format!("{} ({dir} {peer}:{}): {state}", r.role, r.port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ConfigSyncReply;
+
+    #[test]
+    fn in_sync_says_when_the_peer_has_gone_quiet() {
+        let r = |seen: u64| ConfigSyncReply {
+            role: "primary".into(),
+            peer: Some("10.255.0.2".into()),
+            port: 8443,
+            sections: vec!["rules".into()],
+            nothing_to_sync: vec![],
+            local_hash: Some("0123456789abcdef".into()),
+            peer_hash: Some("0123456789abcdef".into()),
+            in_sync: true,
+            version: 3,
+            peer_hostname: None,
+            peer_seen_s: Some(seen),
+            last_push: None,
+            last_error: None,
+            sessions: 1,
+            forced_sessions: 0,
         };
-        let dir = if r.role == "primary" {
-            "pushes to"
-        } else {
-            "accepts from"
-        };
-        Some(format!("{} ({dir} {peer}:{}): {state}", r.role, r.port))
+        assert_eq!(
+            status_line(&r(5)).unwrap(),
+            "primary (pushes to 10.255.0.2:8443): in sync (version 3, 0123456789ab)"
+        );
+        assert_eq!(
+            status_line(&r(45)).unwrap(),
+            "primary (pushes to 10.255.0.2:8443): in sync (version 3, 0123456789ab), but the \
+             peer has not answered for 45 s"
+        );
     }
 }
