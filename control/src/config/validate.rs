@@ -428,12 +428,7 @@ impl Ctx {
             return None;
         };
         let net = a.network();
-        if net.len() <= 30 && (ip == net.addr() || ip == net.broadcast()) {
-            let what = if ip == net.addr() {
-                "network"
-            } else {
-                "broadcast"
-            };
+        if let Some(what) = network_or_broadcast(net, ip) {
             r.err(
                 path,
                 format!(
@@ -508,6 +503,20 @@ impl Ctx {
             invert: raw.invert,
             port,
         })
+    }
+}
+
+/// `"network"` or `"broadcast"` when `ip` is that address of `net` (which a /31 or /32 has not):
+/// no host's.
+pub(super) fn network_or_broadcast(net: Prefix, ip: Ipv4Addr) -> Option<&'static str> {
+    if net.len() > 30 {
+        None
+    } else if ip == net.addr() {
+        Some("network")
+    } else if ip == net.broadcast() {
+        Some("broadcast")
+    } else {
+        None
     }
 }
 

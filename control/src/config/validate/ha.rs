@@ -55,12 +55,7 @@ fn state_sync(r: &mut Report<'_>, ctx: &Ctx, raw: &RawStateSync) -> Option<State
                     );
                     return None;
                 }
-                if net.len() <= 30 && (ip == net.addr() || ip == net.broadcast()) {
-                    let what = if ip == net.addr() {
-                        "network"
-                    } else {
-                        "broadcast"
-                    };
+                if let Some(what) = network_or_broadcast(net, ip) {
                     r.err(&path, format!("{ip} is the {what} address of {net}"));
                     return None;
                 }

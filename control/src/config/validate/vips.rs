@@ -32,8 +32,7 @@ pub(super) fn virtual_ips(r: &mut Report<'_>, ctx: &Ctx, raw: &[RawVip]) -> Vec<
                         r.err(&path, format!("{ip} is not inside the network of interface {name} ({net})"));
                         return None;
                     }
-                    if net.len() <= 30 && (ip == net.addr() || ip == net.broadcast()) {
-                        let what = if ip == net.addr() { "network" } else { "broadcast" };
+                    if let Some(what) = network_or_broadcast(net, ip) {
                         r.err(&path, format!("{ip} is the {what} address of {net}"));
                         return None;
                     }
