@@ -76,32 +76,49 @@ const OPTIONS_AT: usize = 240;
 /// empty. In a release build those become reads of the wrong length, which fail; in a debug
 /// build (the tests') they would panic the DHCP thread. A request carrying them wrong is
 /// malformed either way. A truncated option is left to `dhcproto`, which refuses it.
+///
+/// `dhcproto` joins consecutive copies of one option (RFC 3396's long options; a pad ends the
+/// run) and decodes the join: the length checked is the run's, not each copy's.
 fn options_fit_dhcproto(msg: &[u8]) -> bool {
+    // The run of consecutive copies being summed: its code and total length.
+    let mut run: Option<(u8, usize)> = None;
     let mut at = OPTIONS_AT;
     while let Some(&code) = msg.get(at) {
-        match code {
-            0 => at += 1,
-            255 => break,
-            _ => {
-                let Some(&len) = msg.get(at + 1) else {
-                    break;
-                };
-                let ok = match code {
-                    80 => len == 0,
-                    81 => len >= 3,
-                    94 => len == 3,
-                    151 => len >= 1,
-                    152..=155 => len == 4,
-                    _ => true,
-                };
-                if !ok {
-                    return false;
-                }
-                at += 2 + usize::from(len);
+        if code == 0 || code == 255 {
+            if !run.take().is_none_or(decodes_whole) {
+                return false;
             }
+            if code == 255 {
+                break;
+            }
+            at += 1;
+            continue;
         }
+        let Some(&len) = msg.get(at + 1) else {
+            break;
+        };
+        let len = usize::from(len);
+        run = match run {
+            Some((c, total)) if c == code => Some((c, total + len)),
+            Some(other) if !decodes_whole(other) => return false,
+            _ => Some((code, len)),
+        };
+        at += 2 + len;
     }
-    true
+    run.is_none_or(decodes_whole)
+}
+
+/// Whether `dhcproto` decodes option `code` joined to `len` bytes without tripping one of the
+/// length assertions [`options_fit_dhcproto`] lists.
+fn decodes_whole((code, len): (u8, usize)) -> bool {
+    match code {
+        80 => len == 0,
+        81 => len >= 3,
+        94 => len == 3,
+        151 => len >= 1,
+        152..=155 => len == 4,
+        _ => true,
+    }
 }
 
 /// Where a reply goes, at each layer.
@@ -254,5 +271,45 @@ mod tests {
         let n = f.len();
         f[n - 1] ^= 1;
         assert_eq!(parse(&f).err(), Some(Malformed));
+    }
+
+    /// `dhcproto` joins consecutive copies of one option (RFC 3396) and hands the sum of their
+    /// lengths to the option's decoder: two client network interface options of 3 bytes each
+    /// (each fine alone) reached its `debug_assert!(len == 3)` with 6 and panicked a debug
+    /// build's DHCP thread, until the check summed the run.
+    #[test]
+    fn a_repeated_option_does_not_slip_past_the_length_check() {
+        let off = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        for (code, len) in [(94u8, 3u8), (152, 4), (155, 4)] {
+            let mut m = discover([2, 0, 0, 0, 0, 1]).to_vec().unwrap();
+            let end = m.iter().rposition(|&b| b == 255).unwrap();
+            m.truncate(end);
+            for _ in 0..2 {
+                m.extend([code, len]);
+                m.extend(std::iter::repeat_n(1, usize::from(len)));
+            }
+            m.push(255);
+            let mut f = frame(&discover([2, 0, 0, 0, 0, 1]));
+            f.truncate(off + udp::HEADER_LEN);
+            f.extend(&m);
+            let total = f.len() - ethernet::HEADER_LEN;
+            f[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
+                .copy_from_slice(&(total as u16).to_be_bytes());
+            let mut ip = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+            ip.fill_checksum();
+            let mut u = UdpPacket::new_unchecked(&mut f[off..]);
+            u.set_len((total - ipv4::HEADER_LEN) as u16);
+            u.fill_checksum(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+            let r = std::panic::catch_unwind(|| parse(&f).map(|r| r.kind));
+            assert!(
+                r.is_ok(),
+                "option {code} twice, {len} bytes each: parse panicked"
+            );
+            assert_eq!(
+                parse(&f).err(),
+                Some(Malformed),
+                "option {code} twice, {len} bytes each"
+            );
+        }
     }
 }
