@@ -30,7 +30,9 @@ use super::{content_hash, short_hash, ConfigSyncError, ExchangeError};
 use crate::config::SyncSection;
 use crate::doctor::live::LiveState;
 
+mod handshakes;
 mod push;
+use handshakes::Handshakes;
 use push::{inspect, Pusher};
 
 /// How often the primary compares its content with the secondary's when nothing changed.
@@ -47,8 +49,11 @@ pub const UNKNOWN_PEER: &str =
 /// How long a client may take to complete the handshake: short, so that connections that never
 /// authenticate cannot hold the session slots for long.
 pub const HANDSHAKE: Duration = Duration::from_secs(3);
-/// Sessions a secondary serves at once; more are dropped and counted.
+/// Sessions a secondary serves at once; more are dropped and counted, unless one of those
+/// running is still in its handshake: the newcomer takes its place (see `service/handshakes.rs`).
 pub const MAX_SESSIONS: usize = 4;
+/// Session threads at most, counting those ended for a newcomer and not yet gone.
+const MAX_SESSION_THREADS: usize = 2 * MAX_SESSIONS;
 
 /// One push and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +148,9 @@ counters!(
     refused_by_rule,
     /// Secondary: connections refused because sessions were already running.
     refused_busy,
+    /// Secondary: unfinished handshakes ended to make room for a newer connection (from the
+    /// same source, or the oldest when the slots were full).
+    handshakes_ended,
     /// Secondary: sessions past their deadline.
     timeouts,
     /// Secondary: messages over the size limit.
@@ -300,6 +308,7 @@ impl ConfigSync {
             applies: apply_tx,
             inspection: inspection.clone(),
             active: AtomicUsize::new(0),
+            handshakes: Handshakes::default(),
         });
         let s = stop.clone();
         threads.push(
@@ -416,6 +425,7 @@ struct Listener {
     applies: Sender<ApplyRequest>,
     inspection: Arc<Mutex<Option<Inspection>>>,
     active: AtomicUsize,
+    handshakes: Handshakes,
 }
 
 impl Listener {
@@ -435,19 +445,31 @@ impl Listener {
                     Counters::bump(counter);
                     continue;
                 }
-                if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_SESSIONS {
-                    self.active.fetch_sub(1, Ordering::AcqRel);
+                // Only this thread adds sessions: the count can only fall meanwhile.
+                let running = self.active.load(Ordering::Acquire);
+                let admitted = (running < MAX_SESSION_THREADS)
+                    .then(|| {
+                        self.handshakes
+                            .admit(*from.ip(), &stream, running >= MAX_SESSIONS)
+                    })
+                    .flatten();
+                let Some(admitted) = admitted else {
                     Counters::bump(&self.counters.refused_busy);
                     continue;
-                }
+                };
+                self.counters
+                    .handshakes_ended
+                    .fetch_add(admitted.ended as u64, Ordering::Relaxed);
+                self.active.fetch_add(1, Ordering::AcqRel);
                 let me = self.clone();
                 let spawned = std::thread::Builder::new()
                     .name("tandem-config-session".into())
                     .spawn(move || {
-                        me.serve(stream, from);
+                        me.serve(stream, from, admitted.ticket);
                         me.active.fetch_sub(1, Ordering::AcqRel);
                     });
                 if spawned.is_err() {
+                    self.handshakes.done(admitted.ticket);
                     self.active.fetch_sub(1, Ordering::AcqRel);
                     Counters::bump(&self.counters.refused_busy);
                 }
@@ -485,8 +507,10 @@ impl Listener {
         }
     }
 
-    fn serve(&self, stream: TcpStream, from: SocketAddrV4) {
-        let mut ch = match Channel::accept(stream, &self.setup.key, HANDSHAKE, SESSION) {
+    fn serve(&self, stream: TcpStream, from: SocketAddrV4, ticket: u64) {
+        let accepted = Channel::accept(stream, &self.setup.key, HANDSHAKE, SESSION);
+        self.handshakes.done(ticket);
+        let mut ch = match accepted {
             Ok(ch) => ch,
             Err(e) => {
                 self.count_error(&e);
@@ -516,7 +540,7 @@ impl Listener {
                     self.update(|s| {
                         s.peer_hash = Some(hash);
                         s.peer_seen_unix = Some(now_unix());
-                        s.peer_hostname = Some(hostname);
+                        s.peer_hostname = Some(printable(&hostname));
                     });
                     let s = self.status.lock().map(|s| s.clone()).unwrap_or_default();
                     ToPrimary::Status {
@@ -692,5 +716,126 @@ fn wait_readable(fd: std::os::fd::RawFd, ms: i32) {
     // SAFETY: one valid pollfd on the stack, for the duration of the call.
     unsafe {
         libc::poll(&mut p, 1, ms);
+    }
+}
+
+/// Connections that never authenticate cannot keep the secondary's session slots from the
+/// primary.
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+    use std::io::Write;
+    use tandem_dataplane::filter::Rule;
+
+    /// A TCP connection to `to` from `src` (a loopback address other than 127.0.0.1).
+    fn connect_from(src: Ipv4Addr, to: SocketAddrV4) -> std::io::Result<TcpStream> {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.bind(&SocketAddrV4::new(src, 0).into())?;
+        s.connect(&to.into())?;
+        Ok(s.into())
+    }
+
+    /// Attackers on the sync link (four addresses the sync rules pass; with multicast state
+    /// sync no peer address is known) open a TCP connection every 50 ms between them and send
+    /// nothing. Each was dropped after the 3 s handshake deadline, but the next was queued
+    /// already: the slots never freed for the primary, whose sessions (one every 500 ms for
+    /// 10 s) were all refused as busy (0 of 20) until a newcomer could end an unfinished
+    /// handshake.
+    #[test]
+    fn unauthenticated_connections_cannot_keep_the_primary_out() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let listen = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        let key = ChannelKey::derive("admin", "a long random config sync password");
+        let rules = Arc::new(ArcSwap::from_pointee(SyncRules {
+            ruleset: Arc::new(Ruleset::new(
+                vec![vec![Rule::new(1, Action::Pass)]],
+                Vec::new(),
+                1,
+            )),
+            in_if: 0,
+        }));
+        let secondary = ConfigSync::start(
+            Setup {
+                listen,
+                peer: None,
+                pushes: false,
+                key: key.clone(),
+                hostname: "fwb".into(),
+                rules,
+            },
+            0,
+            None,
+        )
+        .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let attacker = std::thread::spawn(move || {
+            let mut held = std::collections::VecDeque::new();
+            let mut n: u8 = 0;
+            while !s.load(Ordering::Relaxed) {
+                n = n.wrapping_add(1);
+                let src = Ipv4Addr::new(127, 0, 0, 2 + n % 4);
+                if let Ok(mut c) = connect_from(src, listen) {
+                    let _ = c.write_all(&[]);
+                    held.push_back(c);
+                }
+                if held.len() > 200 {
+                    held.pop_front();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let (mut ok, mut tries) = (0, 0);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            tries += 1;
+            let session = Channel::connect(
+                SocketAddr::V4(listen),
+                &key,
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+            )
+            .and_then(|mut ch| {
+                // A terminal escape in the hostname: stored printable (`tandemctl config sync`
+                // shows it).
+                let msg = serde_json::to_vec(&ToSecondary::Status {
+                    hash: "x".into(),
+                    hostname: "fw\u{1b}[2Ja".into(),
+                })
+                .unwrap();
+                ch.send(&msg)?;
+                ch.recv(MAX_ANSWER)
+            });
+            if session.is_ok() {
+                ok += 1;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        stop.store(true, Ordering::Relaxed);
+        attacker.join().unwrap();
+        let c = &secondary.counters;
+        eprintln!(
+            "primary: {ok} of {tries} sessions answered; secondary: refused_busy {}, handshakes_ended {}, timeouts {}, sessions_accepted {}",
+            c.refused_busy.load(Ordering::Relaxed),
+            c.handshakes_ended.load(Ordering::Relaxed),
+            c.timeouts.load(Ordering::Relaxed),
+            c.sessions_accepted.load(Ordering::Relaxed)
+        );
+        assert!(
+            ok * 2 >= tries,
+            "the primary got {ok} of {tries} sessions through while an unauthenticated client held the slots"
+        );
+        assert!(c.handshakes_ended.load(Ordering::Relaxed) > 0);
+        let heard = secondary.status.lock().unwrap().peer_hostname.clone();
+        assert_eq!(heard.as_deref(), Some("fw[2Ja"));
+        assert_eq!(
+            c.sessions_accepted.load(Ordering::Relaxed),
+            ok,
+            "only the primary authenticated"
+        );
     }
 }

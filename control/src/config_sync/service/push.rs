@@ -112,7 +112,7 @@ impl Pusher {
             s.peer_hash = hash.clone();
             s.version = version;
             s.peer_seen_unix = Some(now_unix());
-            s.peer_hostname = Some(hostname);
+            s.peer_hostname = Some(super::printable(&hostname));
         }
         if !force && hash.as_deref() == Some(payload.hash.as_str()) {
             return Ok(true);
