@@ -6,11 +6,11 @@
 //! `{"ok":false,"error":"..."}`. A malformed or oversized request gets an error reply that says
 //! what was wrong; it never takes the daemon down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -24,9 +24,19 @@ pub const DEFAULT_SOCKET: &str = "/run/tandem/tandemd.sock";
 /// file of [`crate::config::MAX_FILE_BYTES`] sent by `config check|apply FILE`, JSON-escaped.
 pub const MAX_REQUEST: usize = 2 * crate::config::MAX_FILE_BYTES as usize + 64 * 1024;
 
-/// Connections served at once; more are closed at accept (each may buffer up to
-/// [`MAX_REQUEST`]). tandemctl opens one per command.
+/// Connections served at once (each may buffer up to [`MAX_REQUEST`]). tandemctl opens one per
+/// command. A newcomer past this takes the place of the connection that has waited longest for
+/// its client; when every one has a request about to be answered, it gets a "busy" reply.
 pub const MAX_CONNECTIONS: usize = 32;
+
+/// How long a connection may wait for its client, to send a whole request or to read a reply,
+/// before it is closed: tandemctl sends its request at once and reads its reply as it comes.
+pub const IDLE: Duration = Duration::from_secs(10);
+
+/// How long one turn of the control loop ([`ControlServer::poll_once`]) may spend answering
+/// requests before it returns to the loop (CARP, config sync, the watchdog): at least one is
+/// answered, and the rest wait for the next turn.
+pub const TURN_BUDGET: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -103,9 +113,35 @@ struct Conn {
     stream: UnixStream,
     peer: Option<crate::peer::Peer>,
     inbuf: Vec<u8>,
+    /// How much of `inbuf` holds no newline: each byte is searched once.
+    scanned: usize,
     outbuf: Vec<u8>,
+    /// The client closed its side: answer what is buffered, then close.
+    eof: bool,
     /// Set once the reply to a fatal error is queued: close when it is written.
     closing: bool,
+    /// Its last step: accepted, a reply queued, or some of it written. A connection that waits
+    /// for a request, or for its client to read, is measured from here.
+    last_progress: Instant,
+}
+
+impl Conn {
+    /// Whether a whole request is buffered (it is answered once the previous reply is out).
+    fn has_line(&mut self) -> bool {
+        match self.inbuf[self.scanned..].iter().position(|&b| b == b'\n') {
+            Some(_) => true,
+            None => {
+                self.scanned = self.inbuf.len();
+                false
+            }
+        }
+    }
+
+    /// Waiting for its client, to send a request or to read a reply: what the idle deadline
+    /// or a newcomer may end. A connection whose request is about to be answered is not.
+    fn waiting(&mut self) -> bool {
+        !self.outbuf.is_empty() || self.closing || !self.has_line()
+    }
 }
 
 /// The server side, polled by the control thread.
@@ -121,8 +157,14 @@ pub struct ControlServer {
     own_uid: u32,
     /// Connections refused: the peer is neither root, us, nor in the socket's group.
     pub refused_peers: u64,
-    /// Connections closed at accept because [`MAX_CONNECTIONS`] were open.
+    /// Connections closed at accept because [`MAX_CONNECTIONS`] were open, each with a request
+    /// in hand.
     pub busy_refusals: u64,
+    /// Connections closed for a newcomer, or past [`IDLE`], while they waited for their client.
+    pub idle_closed: u64,
+    /// Connections with a whole request buffered and nothing left to write: answered in turn.
+    ready: VecDeque<Token>,
+    idle: Duration,
 }
 
 impl std::fmt::Debug for ControlServer {
@@ -192,15 +234,30 @@ impl ControlServer {
             own_uid: unsafe { libc::geteuid() },
             refused_peers: 0,
             busy_refusals: 0,
+            idle_closed: 0,
+            ready: VecDeque::new(),
+            idle: IDLE,
         })
+    }
+
+    /// A shorter (or longer) idle deadline than [`IDLE`], for tests.
+    #[cfg(test)]
+    fn set_idle(&mut self, idle: Duration) {
+        self.idle = idle;
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Waits up to `timeout` for socket activity and serves what is ready.
+    /// Waits up to `timeout` for socket activity (not at all when requests are waiting) and
+    /// serves what is ready: reads and writes, then answers requests for up to [`TURN_BUDGET`].
     pub fn poll_once<H: Handler>(&mut self, timeout: Duration, handler: &mut H) -> io::Result<()> {
+        let timeout = if self.ready.is_empty() {
+            timeout
+        } else {
+            Duration::ZERO
+        };
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
@@ -211,9 +268,11 @@ impl ControlServer {
             if token == LISTENER {
                 self.accept_all()?;
             } else {
-                self.serve(token, handler);
+                self.transfer(token);
             }
         }
+        self.answer_ready(handler);
+        self.close_idle();
         Ok(())
     }
 
@@ -238,7 +297,7 @@ impl ControlServer {
                         );
                         continue;
                     }
-                    if self.conns.len() >= MAX_CONNECTIONS {
+                    if self.conns.len() >= MAX_CONNECTIONS && !self.close_longest_waiting() {
                         self.busy_refusals += 1;
                         if self.busy_refusals.is_power_of_two() {
                             tracing::warn!(
@@ -246,6 +305,12 @@ impl ControlServer {
                                 "control socket: connection closed: {MAX_CONNECTIONS} already open"
                             );
                         }
+                        // Said, not only closed: the client's error names the cause. A fresh
+                        // socket's buffer takes the one short line.
+                        let busy = format!(
+                            "{{\"ok\":false,\"error\":\"tandemd is busy: {MAX_CONNECTIONS} control connections are open, each with a request being answered; try again\"}}\n"
+                        );
+                        let _ = stream.write(busy.as_bytes());
                         continue;
                     }
                     let token = Token(self.next_token);
@@ -259,8 +324,11 @@ impl ControlServer {
                         stream,
                         peer,
                         inbuf: Vec::new(),
+                        scanned: 0,
                         outbuf: Vec::new(),
+                        eof: false,
                         closing: false,
+                        last_progress: Instant::now(),
                     };
                     self.conns.insert(token, conn);
                 }
@@ -270,16 +338,152 @@ impl ControlServer {
         }
     }
 
-    fn serve<H: Handler>(&mut self, token: Token, handler: &mut H) {
+    /// Closes the connection that has waited longest for its client, to make room for a
+    /// newcomer; false when every connection has a request about to be answered.
+    fn close_longest_waiting(&mut self) -> bool {
+        let longest = self
+            .conns
+            .iter_mut()
+            .filter_map(|(t, c)| c.waiting().then_some((c.last_progress, *t)))
+            .min();
+        match longest {
+            Some((_, token)) => {
+                self.close(token);
+                self.count_idle_closed("to make room for a new one");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes the connections that have waited for their clients past the idle deadline.
+    fn close_idle(&mut self) {
+        let idle = self.idle;
+        let expired: Vec<Token> = self
+            .conns
+            .iter_mut()
+            .filter(|(_, c)| c.last_progress.elapsed() > idle)
+            .filter_map(|(t, c)| c.waiting().then_some(*t))
+            .collect();
+        for token in expired {
+            self.close(token);
+            self.count_idle_closed("its client sent no request or read no reply in time");
+        }
+    }
+
+    /// Counts a connection closed while it waited for its client; logged at 1, 2, 4, 8...
+    fn count_idle_closed(&mut self, why: &str) {
+        self.idle_closed += 1;
+        if self.idle_closed.is_power_of_two() {
+            tracing::info!(
+                closed = self.idle_closed,
+                "control socket: connection closed: {why}"
+            );
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut c) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    /// A connection's socket is ready: reads (unless a request is already buffered) and
+    /// writes what it can; queues it for an answer when a request waits and nothing is left
+    /// to write.
+    fn transfer(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let keep = serve_conn(conn, handler);
-        if !keep {
-            if let Some(mut c) = self.conns.remove(&token) {
-                let _ = self.poll.registry().deregister(&mut c.stream);
+        match transfer(conn) {
+            Flow::Close => self.close(token),
+            Flow::Answer => {
+                if !self.ready.contains(&token) {
+                    self.ready.push_back(token);
+                }
+            }
+            Flow::Wait => {}
+        }
+    }
+
+    /// Answers the queued requests, one per connection at a time in turn, until the turn's
+    /// budget is spent (after at least one).
+    fn answer_ready<H: Handler>(&mut self, handler: &mut H) {
+        let start = Instant::now();
+        while let Some(token) = self.ready.pop_front() {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            answer_one(conn, handler);
+            // The reply goes out now if the client reads; more requests are read then.
+            self.transfer(token);
+            if start.elapsed() >= TURN_BUDGET {
+                break;
             }
         }
+    }
+}
+
+/// What a connection needs next.
+enum Flow {
+    /// A request is buffered and nothing is left to write.
+    Answer,
+    /// Waiting for the client: a request's rest, or room to write.
+    Wait,
+    /// Finished (the client left, or a fatal error's reply is out).
+    Close,
+}
+
+/// Writes what it can, then reads while no whole request is buffered: a client that pipelines
+/// requests without reading its replies is read no further than its next request, and held by
+/// its own socket's buffers.
+fn transfer(conn: &mut Conn) -> Flow {
+    while !conn.outbuf.is_empty() {
+        match conn.stream.write(&conn.outbuf) {
+            Ok(0) => return Flow::Close,
+            Ok(n) => {
+                conn.outbuf.drain(..n);
+                conn.last_progress = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Wait,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Flow::Close,
+        }
+    }
+    if conn.closing {
+        return Flow::Close;
+    }
+    let mut buf = [0u8; 4096];
+    while !conn.eof && !conn.has_line() && conn.inbuf.len() <= MAX_REQUEST {
+        match conn.stream.read(&mut buf) {
+            Ok(0) => conn.eof = true,
+            Ok(n) => conn.inbuf.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Flow::Close,
+        }
+    }
+    if conn.has_line() || conn.inbuf.len() > MAX_REQUEST {
+        Flow::Answer
+    } else if conn.eof {
+        Flow::Close
+    } else {
+        Flow::Wait
+    }
+}
+
+/// Answers the first buffered request, or refuses an overlong one (and closes after).
+fn answer_one<H: Handler>(conn: &mut Conn, handler: &mut H) {
+    if let Some(pos) = conn.inbuf.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = conn.inbuf.drain(..=pos).collect();
+        conn.scanned = 0;
+        let reply = answer(&line[..line.len() - 1], conn.peer.as_ref(), handler);
+        queue_reply(conn, &reply);
+    } else if conn.inbuf.len() > MAX_REQUEST && !conn.closing {
+        queue_reply(conn, &Reply::from_result(Err(SocketError::TooLong)));
+        conn.inbuf.clear();
+        conn.scanned = 0;
+        conn.closing = true;
     }
 }
 
@@ -287,50 +491,6 @@ impl Drop for ControlServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Reads what is there, answers every complete line, writes what it can. Returns false when the
-/// connection is finished.
-fn serve_conn<H: Handler>(conn: &mut Conn, handler: &mut H) -> bool {
-    let mut buf = [0u8; 4096];
-    let mut eof = false;
-    loop {
-        match conn.stream.read(&mut buf) {
-            Ok(0) => {
-                eof = true;
-                break;
-            }
-            Ok(n) => conn.inbuf.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-        if conn.inbuf.len() > MAX_REQUEST {
-            break;
-        }
-    }
-    while let Some(pos) = conn.inbuf.iter().position(|&b| b == b'\n') {
-        let line: Vec<u8> = conn.inbuf.drain(..=pos).collect();
-        let reply = answer(&line[..line.len() - 1], conn.peer.as_ref(), handler);
-        queue_reply(conn, &reply);
-    }
-    if conn.inbuf.len() > MAX_REQUEST && !conn.closing {
-        queue_reply(conn, &Reply::from_result(Err(SocketError::TooLong)));
-        conn.inbuf.clear();
-        conn.closing = true;
-    }
-    while !conn.outbuf.is_empty() {
-        match conn.stream.write(&conn.outbuf) {
-            Ok(0) => return false,
-            Ok(n) => {
-                conn.outbuf.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
-    !(eof || conn.closing)
 }
 
 fn answer<H: Handler>(line: &[u8], peer: Option<&crate::peer::Peer>, handler: &mut H) -> Reply {
@@ -343,6 +503,7 @@ fn answer<H: Handler>(line: &[u8], peer: Option<&crate::peer::Peer>, handler: &m
 }
 
 fn queue_reply(conn: &mut Conn, reply: &Reply) {
+    conn.last_progress = Instant::now();
     // Serialising our own Reply cannot fail: it holds only strings and JSON values.
     let mut bytes = serde_json::to_vec(reply).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
     bytes.push(b'\n');
@@ -400,6 +561,9 @@ pub fn request(path: &Path, req: &Request, timeout: Duration) -> Result<Value, C
         )),
     }
 }
+
+#[cfg(test)]
+mod limits_tests;
 
 #[cfg(test)]
 mod tests {
