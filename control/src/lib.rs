@@ -17,3 +17,4 @@ pub mod peer;
 pub mod socket;
 pub mod state_kill;
 pub mod sync_service;
+mod unproven;

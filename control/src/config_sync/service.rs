@@ -30,9 +30,8 @@ use super::{content_hash, short_hash, ConfigSyncError, ExchangeError};
 use crate::config::SyncSection;
 use crate::doctor::live::LiveState;
 
-mod handshakes;
 mod push;
-use handshakes::Handshakes;
+use crate::unproven::{Room, Unproven};
 use push::{inspect, Pusher};
 
 /// How often the primary compares its content with the secondary's when nothing changed.
@@ -50,7 +49,7 @@ pub const UNKNOWN_PEER: &str =
 /// authenticate cannot hold the session slots for long.
 pub const HANDSHAKE: Duration = Duration::from_secs(3);
 /// Sessions a secondary serves at once; more are dropped and counted, unless one of those
-/// running is still in its handshake: the newcomer takes its place (see `service/handshakes.rs`).
+/// running is still in its handshake: the newcomer takes its place (see `crate::unproven`).
 pub const MAX_SESSIONS: usize = 4;
 /// Session threads at most, counting those ended for a newcomer and not yet gone.
 const MAX_SESSION_THREADS: usize = 2 * MAX_SESSIONS;
@@ -308,7 +307,7 @@ impl ConfigSync {
             applies: apply_tx,
             inspection: inspection.clone(),
             active: AtomicUsize::new(0),
-            handshakes: Handshakes::default(),
+            handshakes: Unproven::default(),
         });
         let s = stop.clone();
         threads.push(
@@ -425,7 +424,8 @@ struct Listener {
     applies: Sender<ApplyRequest>,
     inspection: Arc<Mutex<Option<Inspection>>>,
     active: AtomicUsize,
-    handshakes: Handshakes,
+    /// Sessions still in their handshake.
+    handshakes: Unproven<Ipv4Addr>,
 }
 
 impl Listener {
@@ -449,8 +449,11 @@ impl Listener {
                 let running = self.active.load(Ordering::Acquire);
                 let admitted = (running < MAX_SESSION_THREADS)
                     .then(|| {
-                        self.handshakes
-                            .admit(*from.ip(), &stream, running >= MAX_SESSIONS)
+                        let room = Room {
+                            own_source: true,
+                            full: running >= MAX_SESSIONS,
+                        };
+                        self.handshakes.admit(*from.ip(), &stream, room)
                     })
                     .flatten();
                 let Some(admitted) = admitted else {
@@ -469,7 +472,7 @@ impl Listener {
                         me.active.fetch_sub(1, Ordering::AcqRel);
                     });
                 if spawned.is_err() {
-                    self.handshakes.done(admitted.ticket);
+                    self.handshakes.proven(admitted.ticket);
                     self.active.fetch_sub(1, Ordering::AcqRel);
                     Counters::bump(&self.counters.refused_busy);
                 }
@@ -509,7 +512,7 @@ impl Listener {
 
     fn serve(&self, stream: TcpStream, from: SocketAddrV4, ticket: u64) {
         let accepted = Channel::accept(stream, &self.setup.key, HANDSHAKE, SESSION);
-        self.handshakes.done(ticket);
+        self.handshakes.proven(ticket);
         let mut ch = match accepted {
             Ok(ch) => ch,
             Err(e) => {

@@ -6,7 +6,10 @@
 //! [`MAX_CONNECTIONS`] scrapes run at once, [`MAX_PER_SOURCE`] from one address (so that one
 //! client holding connections open cannot shut Prometheus out), each on a short-lived thread
 //! with one deadline, [`IO_TIMEOUT`], for the whole exchange (a reader draining a byte at a time
-//! is cut off); more get a 503 at once and are counted. A request is read up to
+//! is cut off). When all are taken, a newcomer takes the place of the oldest connection that has
+//! not yet sent its request (clients from a few addresses that connect, send nothing and
+//! reconnect would otherwise keep Prometheus out, see `crate::unproven`); with none such, it gets
+//! a 503 at once, counted. A request is read up to
 //! [`MAX_REQUEST`] bytes; anything but `GET /metrics` gets a 4xx answer. The state census (a
 //! walk of the whole table) is made at most once per [`CENSUS_MAX_AGE`], whatever the number of
 //! scrapes.
@@ -18,8 +21,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Scrapes served at once; more are refused.
+use crate::unproven::{Room, Unproven};
+
+/// Scrapes served at once; more are refused, unless one of them has not sent its request yet.
 pub const MAX_CONNECTIONS: usize = 8;
+/// Scrape threads at most, counting those ended for a newcomer and not yet gone.
+const MAX_THREADS: usize = 2 * MAX_CONNECTIONS;
 /// Scrapes served at once from one address (Prometheus runs one at a time per target).
 pub const MAX_PER_SOURCE: usize = 3;
 /// How old a state census may be when served (it walks the whole table).
@@ -59,6 +66,8 @@ struct Shared {
     census: Mutex<Option<(Instant, Arc<super::Snapshot>)>>,
     /// Scrapes running per source address.
     per_source: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    /// Scrapes whose request has not arrived yet.
+    unproven: Unproven<std::net::IpAddr>,
 }
 
 /// The running endpoint.
@@ -157,7 +166,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, from)) => {
-                let Some(slot) = Slot::take(shared, from.ip()) else {
+                let Some(slot) = Slot::take(shared, from.ip(), &stream) else {
                     shared.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
                     busy(stream);
                     continue;
@@ -167,8 +176,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 let _ = std::thread::Builder::new()
                     .name("tandem-scrape".into())
                     .spawn(move || {
-                        let _slot = slot;
-                        serve(stream, &sh);
+                        serve(stream, &sh, &slot);
                     });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -186,27 +194,44 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 struct Slot {
     shared: Arc<Shared>,
     from: std::net::IpAddr,
+    /// Its place among the scrapes whose request has not arrived.
+    ticket: u64,
 }
 
 impl Slot {
-    /// A place for a scrape from `from`, if the limits leave one.
-    fn take(shared: &Arc<Shared>, from: std::net::IpAddr) -> Option<Slot> {
+    /// A place for a scrape from `from` on `stream`, if the limits leave one or a scrape that
+    /// has not sent its request yet can be ended for it.
+    fn take(shared: &Arc<Shared>, from: std::net::IpAddr, stream: &TcpStream) -> Option<Slot> {
         let mut per = shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
         let n = per.get(&from).copied().unwrap_or(0);
-        if n >= MAX_PER_SOURCE || shared.active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+        // Only the accept thread takes slots: the count can only fall meanwhile.
+        let running = shared.active.load(Ordering::Acquire);
+        if n >= MAX_PER_SOURCE || running >= MAX_THREADS {
             return None;
         }
+        let room = Room {
+            own_source: false,
+            full: running >= MAX_CONNECTIONS,
+        };
+        let admitted = shared.unproven.admit(from, stream, room)?;
         per.insert(from, n + 1);
         shared.active.fetch_add(1, Ordering::AcqRel);
         Some(Slot {
             shared: shared.clone(),
             from,
+            ticket: admitted.ticket,
         })
+    }
+
+    /// The scrape's request is in (or never will be): no newcomer ends it now.
+    fn proven(&self) {
+        self.shared.unproven.proven(self.ticket);
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.proven();
         let mut per = self
             .shared
             .per_source
@@ -306,11 +331,13 @@ fn write_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> bool
     true
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn serve(mut stream: TcpStream, shared: &Shared, slot: &Slot) {
     let deadline = Instant::now() + IO_TIMEOUT;
     let _ = stream.set_nonblocking(false);
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let route = read_head(&mut stream, deadline).map_or(Route::Bad, |h| route(&h));
+    let head = read_head(&mut stream, deadline);
+    slot.proven();
+    let route = head.map_or(Route::Bad, |h| route(&h));
     let (status, ctype, body): (&str, &str, String) = match route {
         Route::Metrics { openmetrics } => match snapshot(shared) {
             Some(s) if openmetrics => ("200 OK", OPENMETRICS, s.openmetrics()),
@@ -487,6 +514,77 @@ mod tests {
         assert_eq!(
             server.shared.counters.bad_requests.load(Ordering::Relaxed),
             5
+        );
+    }
+
+    /// A TCP connection to `to` from `src` (a loopback address other than 127.0.0.1).
+    fn connect_from(src: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.bind(&std::net::SocketAddrV4::new(src, 0).into())?;
+        s.connect(&to.into())?;
+        Ok(s.into())
+    }
+
+    /// The per-source limit (3) keeps one client from shutting Prometheus out, but three
+    /// addresses, each holding three silent connections and reconnecting as they are closed,
+    /// took all eight slots: every scrape was answered 503 (0 of 24 in 12 s). A newcomer now
+    /// takes the place of the oldest connection that has not sent its request.
+    #[test]
+    fn three_silent_sources_do_not_shut_prometheus_out() {
+        let server = Arc::new(MetricsServer::start("127.0.0.1:0".parse().unwrap(), None).unwrap());
+        let addr = server.local_addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (srv, st) = (server.clone(), stop.clone());
+        let lp = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                if srv.wanted() {
+                    srv.publish(crate::metrics::Snapshot::default());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // The attackers: 127.0.0.2..4, each keeping three connections open, every 20 ms.
+        let st = stop.clone();
+        let attackers = std::thread::spawn(move || {
+            let mut held: Vec<(u8, TcpStream)> = Vec::new();
+            while !st.load(Ordering::Relaxed) {
+                // Drop what the server closed.
+                held.retain(|(_, c)| {
+                    let _ = c.set_nonblocking(true);
+                    matches!((&*c).read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                });
+                for last in 2..=4u8 {
+                    let n = held.iter().filter(|(l, _)| *l == last).count();
+                    for _ in n..MAX_PER_SOURCE {
+                        let src = std::net::Ipv4Addr::new(127, 0, 0, last);
+                        if let Ok(c) = connect_from(src, addr) {
+                            held.push((last, c));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let (mut ok, mut tries) = (0, 0);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(4) {
+            tries += 1;
+            // A reset counts as a refusal, as a 503 does.
+            let mut a = String::new();
+            let _ = TcpStream::connect(addr).and_then(|mut s| {
+                s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")?;
+                s.read_to_string(&mut a)
+            });
+            ok += usize::from(a.starts_with("HTTP/1.1 200"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        stop.store(true, Ordering::Relaxed);
+        attackers.join().unwrap();
+        lp.join().unwrap();
+        assert!(
+            ok * 4 >= tries * 3,
+            "Prometheus got {ok} of {tries} scrapes through"
         );
     }
 }
