@@ -567,7 +567,8 @@ pub struct SyncReply {
     pub lag_ms: u64,
     /// `not running`, `requested`, `in progress`, `done`, `failed: <why>`.
     pub bulk_status: String,
-    /// States received from the peer and held.
+    /// States in this box's table, its own and the peer's (compare the two boxes' figures to
+    /// see whether the backup holds what the master does).
     pub states: u64,
     /// Milliseconds since the peer was last heard (any authenticated datagram; each box sends
     /// a keepalive after a second without sending); `None`: never heard.

@@ -289,7 +289,7 @@ pub fn format_sync(r: &SyncReply) -> String {
                 .map_or("never".to_string(), |ms| format!("{} ago", heard_ago(ms))),
         ),
         ("Bulk update", r.bulk_status.clone()),
-        ("States from peer", r.states.to_string()),
+        ("States held", r.states.to_string()),
         ("Sent", r.sent.to_string()),
         ("Received", r.received.to_string()),
         ("Retransmitted", r.retransmitted.to_string()),
@@ -396,7 +396,28 @@ pub fn format_leases(r: &DhcpLeasesReply, now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Endpoints, StateInfo};
+    use crate::api::{Endpoints, StateInfo, SyncReply};
+
+    /// The table's count is every state the box holds (a review saw "States from peer 64515"
+    /// on a master whose peer had created none); a silent peer's lag is unknown, not 0.
+    #[test]
+    fn sync_shows_the_states_held_and_a_silent_peers_lag_as_unknown() {
+        let r = SyncReply {
+            running: true,
+            peer: Some("10.0.0.2".into()),
+            states: 64515,
+            peer_heard_ms: Some(40_000),
+            peer_silent_ms: 40_000,
+            ..SyncReply::not_running()
+        };
+        let out = format_sync(&r);
+        assert!(
+            out.contains("States held") && out.contains("64515"),
+            "{out}"
+        );
+        assert!(!out.contains("from peer"), "{out}");
+        assert!(out.contains("unknown: the peer is silent"), "{out}");
+    }
 
     fn state(proto: &str, stack: (&str, &str), wire: (&str, &str)) -> StateInfo {
         let e = |(src, dst): (&str, &str)| Endpoints {
