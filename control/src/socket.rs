@@ -266,7 +266,10 @@ impl ControlServer {
         let ready: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
         for token in ready {
             if token == LISTENER {
-                self.accept_all()?;
+                // Out of descriptors, say: the other events of the turn are still served.
+                if let Err(e) = self.accept_all() {
+                    tracing::warn!("control socket: accept: {e}");
+                }
             } else {
                 self.transfer(token);
             }
@@ -331,6 +334,9 @@ impl ControlServer {
                         last_progress: Instant::now(),
                     };
                     self.conns.insert(token, conn);
+                    // What the client sent already is read now: a connection is never judged
+                    // waiting (by a newcomer or the idle deadline) with its request unread.
+                    self.transfer(token);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
@@ -341,19 +347,27 @@ impl ControlServer {
     /// Closes the connection that has waited longest for its client, to make room for a
     /// newcomer; false when every connection has a request about to be answered.
     fn close_longest_waiting(&mut self) -> bool {
-        let longest = self
+        let mut waiting: Vec<(Instant, Token)> = self
             .conns
             .iter_mut()
             .filter_map(|(t, c)| c.waiting().then_some((c.last_progress, *t)))
-            .min();
-        match longest {
-            Some((_, token)) => {
+            .collect();
+        waiting.sort_unstable();
+        for (_, token) in waiting {
+            if self.still_waiting(token) {
                 self.close(token);
                 self.count_idle_closed("to make room for a new one");
-                true
+                return true;
             }
-            None => false,
         }
+        false
+    }
+
+    /// Whether the connection of `token` still waits for its client once what its client sent
+    /// is read (its readable event may not have been served yet this turn).
+    fn still_waiting(&mut self, token: Token) -> bool {
+        self.transfer(token);
+        self.conns.get_mut(&token).is_some_and(Conn::waiting)
     }
 
     /// Closes the connections that have waited for their clients past the idle deadline.
@@ -366,8 +380,10 @@ impl ControlServer {
             .filter_map(|(t, c)| c.waiting().then_some(*t))
             .collect();
         for token in expired {
-            self.close(token);
-            self.count_idle_closed("its client sent no request or read no reply in time");
+            if self.still_waiting(token) {
+                self.close(token);
+                self.count_idle_closed("its client sent no request or read no reply in time");
+            }
         }
     }
 

@@ -58,6 +58,9 @@ impl<A: PartialEq + Copy> Unproven<A> {
     /// `None` when it is full and nothing unproven is left to end (every slot holds a proven
     /// connection): refuse it.
     pub(crate) fn admit(&self, from: A, stream: &TcpStream, room: Room) -> Option<Admitted> {
+        // Without a handle the connection could not be ended for another: refuse it, before
+        // anything is ended for it.
+        let handle = stream.try_clone().ok()?;
         let mut open = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut ended = 0;
         let own = room
@@ -74,8 +77,6 @@ impl<A: PartialEq + Copy> Unproven<A> {
             end(open.list.remove(0));
             ended += 1;
         }
-        // Without a handle the connection could not be ended for another: refuse it.
-        let handle = stream.try_clone().ok()?;
         let ticket = open.next;
         open.next += 1;
         open.list.push((ticket, from, handle));

@@ -192,3 +192,68 @@ fn a_connection_that_sends_no_whole_request_is_closed_past_the_idle_deadline() {
     assert!(server.conns.is_empty());
     drop(silent);
 }
+
+/// MAX_CONNECTIONS + 1 tandemctl-like clients connect and send their request before the control
+/// loop's next turn (a burst: a monitoring system's parallel checks). Each gets its answer or
+/// the "busy" reply; the newcomer past 32 closed a connection just accepted whose request sat
+/// unread in its socket (it looked as if it waited for its client), its client reset without
+/// a word, until a connection was read before it was judged.
+#[test]
+fn a_burst_past_the_limit_answers_every_client_or_says_busy() {
+    let path = temp_socket("burst");
+    let mut server = ControlServer::bind(&path).unwrap();
+    let (mut h, _) = Counting::new(Duration::ZERO);
+    let mut clients: Vec<StdUnixStream> = (0..=MAX_CONNECTIONS)
+        .map(|i| {
+            let mut s = StdUnixStream::connect(&path).unwrap();
+            s.write_all(format!("{{\"cmd\":\"echo\",\"args\":{i}}}\n").as_bytes())
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .collect();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(500) {
+        server.poll_once(Duration::from_millis(10), &mut h).unwrap();
+    }
+    let mut failed = Vec::new();
+    for (i, s) in clients.iter_mut().enumerate() {
+        let mut line = String::new();
+        match BufReader::new(&*s).read_line(&mut line) {
+            Ok(n) if n > 0 && serde_json::from_str::<Reply>(&line).is_ok() => {}
+            r => failed.push((i, format!("{r:?}"))),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "clients with a request in hand got no reply, not even 'busy': {failed:?}"
+    );
+}
+
+/// A request that takes the handler longer than the idle deadline (IDLE 10 s scaled to 300 ms
+/// here) closed every connection accepted in that turn, though each sent its request at once:
+/// `close_idle` judged them before their readable events were read.
+#[test]
+fn a_slow_handlers_turn_does_not_close_connections_whose_request_is_unread() {
+    let path = temp_socket("slowturn");
+    let mut server = ControlServer::bind(&path).unwrap();
+    server.set_idle(Duration::from_millis(300));
+    let (mut h, _) = Counting::new(Duration::from_millis(400));
+    let mut a = StdUnixStream::connect(&path).unwrap();
+    assert!(poll_until(&mut server, &mut h, |s| s.conns.len() == 1));
+    a.write_all(b"{\"cmd\":\"echo\",\"args\":1}\n").unwrap();
+    let mut b = StdUnixStream::connect(&path).unwrap();
+    b.write_all(b"{\"cmd\":\"echo\",\"args\":2}\n").unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        server.poll_once(Duration::from_millis(10), &mut h).unwrap();
+    }
+    let mut line = String::new();
+    let r = BufReader::new(&b).read_line(&mut line);
+    assert!(
+        matches!(r, Ok(n) if n > 0),
+        "B sent its request at once and got {r:?} (idle_closed {})",
+        server.idle_closed
+    );
+}
