@@ -100,6 +100,19 @@ impl<A: PartialEq + Copy> Unproven<A> {
     }
 }
 
+/// A TCP connection to `to` from `src` (a loopback address other than 127.0.0.1): the tests'
+/// clients from several addresses.
+#[cfg(test)]
+pub(crate) fn connect_from(
+    src: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&std::net::SocketAddrV4::new(src, 0).into())?;
+    s.connect(&to.into())?;
+    Ok(s.into())
+}
+
 /// Ends an unproven connection: its blocked read returns at once.
 fn end<A>((_, _, stream): (u64, A, TcpStream)) {
     let _ = stream.shutdown(Shutdown::Both);

@@ -730,14 +730,6 @@ mod slot_tests {
     use std::io::Write;
     use tandem_dataplane::filter::Rule;
 
-    /// A TCP connection to `to` from `src` (a loopback address other than 127.0.0.1).
-    fn connect_from(src: Ipv4Addr, to: SocketAddrV4) -> std::io::Result<TcpStream> {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        s.bind(&SocketAddrV4::new(src, 0).into())?;
-        s.connect(&to.into())?;
-        Ok(s.into())
-    }
-
     /// Attackers on the sync link (four addresses the sync rules pass; with multicast state
     /// sync no peer address is known) open a TCP connection every 50 ms between them and send
     /// nothing. Each was dropped after the 3 s handshake deadline, but the next was queued
@@ -781,7 +773,7 @@ mod slot_tests {
             while !s.load(Ordering::Relaxed) {
                 n = n.wrapping_add(1);
                 let src = Ipv4Addr::new(127, 0, 0, 2 + n % 4);
-                if let Ok(mut c) = connect_from(src, listen) {
+                if let Ok(mut c) = crate::unproven::connect_from(src, SocketAddr::V4(listen)) {
                     let _ = c.write_all(&[]);
                     held.push_back(c);
                 }

@@ -243,23 +243,9 @@ mod tests {
         assert_eq!(parse(&f).err(), Some(Malformed));
         // Options whose lengths dhcproto takes on trust (a debug build would panic on them).
         for (code, len) in [(80u8, 1u8), (81, 2), (94, 1), (151, 0), (152, 2), (155, 8)] {
-            let mut m = discover([2, 0, 0, 0, 0, 1]).to_vec().unwrap();
-            let end = m.iter().rposition(|&b| b == 255).unwrap();
-            m.truncate(end);
-            m.extend([code, len]);
-            m.extend(std::iter::repeat_n(0, usize::from(len)));
-            m.push(255);
-            let mut f = frame(&discover([2, 0, 0, 0, 0, 1]));
-            f.truncate(off + udp::HEADER_LEN);
-            f.extend(&m);
-            let total = f.len() - ethernet::HEADER_LEN;
-            f[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
-                .copy_from_slice(&(total as u16).to_be_bytes());
-            let mut ip = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
-            ip.fill_checksum();
-            let mut u = UdpPacket::new_unchecked(&mut f[off..]);
-            u.set_len((total - ipv4::HEADER_LEN) as u16);
-            u.fill_checksum(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+            let mut extra = vec![code, len];
+            extra.extend(std::iter::repeat_n(0, usize::from(len)));
+            let f = discover_with_options(&extra);
             assert_eq!(
                 parse(&f).err(),
                 Some(Malformed),
@@ -273,33 +259,42 @@ mod tests {
         assert_eq!(parse(&f).err(), Some(Malformed));
     }
 
+    /// A DISCOVER's whole frame with `extra` option bytes before its End, lengths and
+    /// checksums filled.
+    fn discover_with_options(extra: &[u8]) -> Vec<u8> {
+        let off = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        let mut m = discover([2, 0, 0, 0, 0, 1]).to_vec().unwrap();
+        let end = m.iter().rposition(|&b| b == 255).unwrap();
+        m.truncate(end);
+        m.extend(extra);
+        m.push(255);
+        let mut f = frame(&discover([2, 0, 0, 0, 0, 1]));
+        f.truncate(off + udp::HEADER_LEN);
+        f.extend(&m);
+        let total = f.len() - ethernet::HEADER_LEN;
+        f[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
+            .copy_from_slice(&(total as u16).to_be_bytes());
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+        ip.fill_checksum();
+        let mut u = UdpPacket::new_unchecked(&mut f[off..]);
+        u.set_len((total - ipv4::HEADER_LEN) as u16);
+        u.fill_checksum(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+        f
+    }
+
     /// `dhcproto` joins consecutive copies of one option (RFC 3396) and hands the sum of their
     /// lengths to the option's decoder: two client network interface options of 3 bytes each
     /// (each fine alone) reached its `debug_assert!(len == 3)` with 6 and panicked a debug
     /// build's DHCP thread, until the check summed the run.
     #[test]
     fn a_repeated_option_does_not_slip_past_the_length_check() {
-        let off = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
         for (code, len) in [(94u8, 3u8), (152, 4), (155, 4)] {
-            let mut m = discover([2, 0, 0, 0, 0, 1]).to_vec().unwrap();
-            let end = m.iter().rposition(|&b| b == 255).unwrap();
-            m.truncate(end);
+            let mut extra = Vec::new();
             for _ in 0..2 {
-                m.extend([code, len]);
-                m.extend(std::iter::repeat_n(1, usize::from(len)));
+                extra.extend([code, len]);
+                extra.extend(std::iter::repeat_n(1, usize::from(len)));
             }
-            m.push(255);
-            let mut f = frame(&discover([2, 0, 0, 0, 0, 1]));
-            f.truncate(off + udp::HEADER_LEN);
-            f.extend(&m);
-            let total = f.len() - ethernet::HEADER_LEN;
-            f[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
-                .copy_from_slice(&(total as u16).to_be_bytes());
-            let mut ip = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
-            ip.fill_checksum();
-            let mut u = UdpPacket::new_unchecked(&mut f[off..]);
-            u.set_len((total - ipv4::HEADER_LEN) as u16);
-            u.fill_checksum(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST);
+            let f = discover_with_options(&extra);
             let r = std::panic::catch_unwind(|| parse(&f).map(|r| r.kind));
             assert!(
                 r.is_ok(),

@@ -517,14 +517,6 @@ mod tests {
         );
     }
 
-    /// A TCP connection to `to` from `src` (a loopback address other than 127.0.0.1).
-    fn connect_from(src: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        s.bind(&std::net::SocketAddrV4::new(src, 0).into())?;
-        s.connect(&to.into())?;
-        Ok(s.into())
-    }
-
     /// The per-source limit (3) keeps one client from shutting Prometheus out, but three
     /// addresses, each holding three silent connections and reconnecting as they are closed,
     /// took all eight slots: every scrape was answered 503 (0 of 24 in 12 s). A newcomer now
@@ -557,7 +549,7 @@ mod tests {
                     let n = held.iter().filter(|(l, _)| *l == last).count();
                     for _ in n..MAX_PER_SOURCE {
                         let src = std::net::Ipv4Addr::new(127, 0, 0, last);
-                        if let Ok(c) = connect_from(src, addr) {
+                        if let Ok(c) = crate::unproven::connect_from(src, addr) {
                             held.push((last, c));
                         }
                     }
