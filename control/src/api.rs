@@ -444,11 +444,15 @@ pub struct StatesKillArgs {
     pub all: bool,
 }
 
-/// `states.kill`: `{"killed":N}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `states.kill`: `{"killed":N}`, and a note when the filter names a rule not in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatesKillReply {
     /// States removed by this request.
     pub killed: u64,
+    /// Said when `rule` names no rule in force (a typo, most likely): only states created under
+    /// that number by an earlier ruleset, or by the peer's, matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

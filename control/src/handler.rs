@@ -73,6 +73,7 @@ impl Handler for Daemon {
             Command::StatesKill => api::to_data(&crate::state_kill::kill(
                 &self.dp.states,
                 &api::parse_args(req)?,
+                &self.dp.generation.load().ruleset,
             )?),
             Command::Rules => api::to_data(&self.rules()),
             Command::Stats => api::to_data(&self.stats()),

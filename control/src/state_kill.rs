@@ -107,14 +107,31 @@ fn proto_number(name: &str) -> Result<u8, KillError> {
     }
 }
 
-/// Removes the states `args` selects from `table`; how many went.
-pub fn kill(table: &StateTable, args: &StatesKillArgs) -> Result<StatesKillReply, KillError> {
+/// Removes the states `args` selects from `table`; how many went, and a note when the filter
+/// names a rule `in_force` does not hold.
+pub fn kill(
+    table: &StateTable,
+    args: &StatesKillArgs,
+    in_force: &Ruleset,
+) -> Result<StatesKillReply, KillError> {
     let filter = KillFilter::of(args)?;
     let killed = remove_where(table, |s| filter.matches(s));
     if killed > 0 {
         tracing::info!(killed, ?filter, "states killed");
     }
-    Ok(StatesKillReply { killed })
+    let unknown = filter.rule.filter(|r| {
+        !in_force
+            .all_rules()
+            .iter()
+            .flatten()
+            .any(|rule| rule.number == *r)
+    });
+    let note = unknown.map(|r| {
+        format!(
+            "no rule {r} in the rules in force (see tandemctl rules): only states an earlier ruleset or the peer's created under that number could match"
+        )
+    });
+    Ok(StatesKillReply { killed, note })
 }
 
 /// Kills the states whose first packet `new` would not pass; returns how many. A state's
@@ -213,10 +230,16 @@ mod tests {
         StatesKillArgs::default()
     }
 
+    /// The rules in force: 7 (the states' rule) on one interface.
+    fn in_force() -> Ruleset {
+        use tandem_dataplane::filter::{Action, Rule};
+        Ruleset::new(vec![vec![Rule::new(7, Action::Pass)]], vec![], 1)
+    }
+
     #[test]
     fn a_kill_without_a_filter_or_all_is_refused_and_removes_nothing() {
         let (t, j) = table();
-        let e = kill(&t, &args()).unwrap_err();
+        let e = kill(&t, &args(), &in_force()).unwrap_err();
         assert_eq!(e, KillError::NoFilter);
         assert!(e.to_string().contains("--all"), "{e}");
         let e = kill(
@@ -226,6 +249,7 @@ mod tests {
                 port: Some(80),
                 ..args()
             },
+            &in_force(),
         )
         .unwrap_err();
         assert_eq!(e, KillError::AllWithFilter);
@@ -236,6 +260,7 @@ mod tests {
                 proto: Some("sctp".into()),
                 ..args()
             },
+            &in_force(),
         )
         .unwrap_err();
         assert_eq!(e, KillError::UnknownProtocol("sctp".into()));
@@ -247,7 +272,25 @@ mod tests {
     #[test]
     fn filters_combine_and_every_kill_is_journaled_as_a_delete() {
         let (t, j) = table();
-        let k = |a: StatesKillArgs| kill(&t, &a).unwrap().killed;
+        let rules = in_force();
+        let k = |a: StatesKillArgs| kill(&t, &a, &rules).unwrap().killed;
+        // A rule not in force (a typo, most likely) is said, not only answered with 0.
+        let typo = kill(
+            &t,
+            &StatesKillArgs {
+                rule: Some(77),
+                ..args()
+            },
+            &rules,
+        )
+        .unwrap();
+        assert_eq!(typo.killed, 0);
+        assert!(
+            typo.note
+                .as_deref()
+                .is_some_and(|n| n.contains("no rule 77")),
+            "{typo:?}"
+        );
         assert_eq!(
             k(StatesKillArgs {
                 addr: Some(CLIENT),
@@ -257,14 +300,16 @@ mod tests {
             }),
             1
         );
+        let by_rule = StatesKillArgs {
+            rule: Some(7),
+            proto: Some("17".into()),
+            ..args()
+        };
+        assert_eq!(kill(&t, &by_rule, &rules).unwrap().note, None);
         assert_eq!(
-            k(StatesKillArgs {
-                rule: Some(7),
-                proto: Some("17".into()),
-                ..args()
-            }),
-            1,
-            "rule 7 and UDP: the other host's UDP state only"
+            k(by_rule),
+            0,
+            "rule 7 and UDP: the other host's UDP state, killed just above"
         );
         assert_eq!(
             k(StatesKillArgs {

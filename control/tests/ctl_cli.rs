@@ -246,7 +246,8 @@ impl Handler for Fake {
             Command::StatesKill => {
                 let a: StatesKillArgs = api::parse_args(req)?;
                 let killed = if a.all { 7 } else { 3 };
-                api::to_data(&StatesKillReply { killed })
+                let note = (a.rule == Some(77)).then(|| "no rule 77 in the rules in force".into());
+                api::to_data(&StatesKillReply { killed, note })
             }
             other => Err(format!("{other} is not faked").into()),
         }
@@ -738,8 +739,13 @@ fn states_kill_sends_its_filters_and_answers_killed() {
     assert_eq!(out.trim(), r#"{"killed":3}"#);
     let out = ok(&d.ctl(&["states", "kill", "--all"]));
     assert_eq!(out, "7 states killed\n");
+    let out = ok(&d.ctl(&["states", "kill", "--rule", "77"]));
+    assert_eq!(
+        out,
+        "3 states killed\nnote: no rule 77 in the rules in force\n"
+    );
     let reqs = d.requests();
-    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs.len(), 3);
     assert_eq!(reqs[0].cmd, "states.kill");
     assert_eq!(
         reqs[0].args,

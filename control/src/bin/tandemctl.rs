@@ -321,7 +321,13 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             // Refused here too, before anything is sent: the daemon refuses the same.
             KillFilter::of(&args).map_err(|e| e.to_string())?;
             let r: StatesKillReply = ctl.call(Command::StatesKill, &args)?;
-            ctl.show(&r, |r| format!("{} states killed\n", r.killed))?;
+            ctl.show(&r, |r| {
+                let note = r
+                    .note
+                    .as_ref()
+                    .map_or(String::new(), |n| format!("note: {n}\n"));
+                format!("{} states killed\n{note}", r.killed)
+            })?;
         }
         Cmd::States {
             action: None,
