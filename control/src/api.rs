@@ -259,6 +259,10 @@ pub struct InterfaceInfo {
     pub name: String,
     /// The kernel device.
     pub device: String,
+    /// `up` (the device has carrier) or `down` (no carrier, or administratively down); empty
+    /// from a daemon older than this field.
+    #[serde(default)]
+    pub link: String,
     pub mac: String,
     /// The interface address with its prefix, `192.168.0.11/24`.
     pub address: String,

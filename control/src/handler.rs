@@ -222,6 +222,12 @@ impl Daemon {
                 api::InterfaceInfo {
                     name: i.name.clone(),
                     device: dev.clone(),
+                    link: if crate::carp::runtime::link_up(dev) {
+                        "up"
+                    } else {
+                        "down"
+                    }
+                    .into(),
                     mac: i.mac.to_string(),
                     address: i.addr.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default(),
                     rx_packets: device_stat(dev, "rx_packets"),

@@ -77,6 +77,11 @@ pub fn format_status(r: &StatusReply) -> String {
             vec![
                 i.name.to_uppercase(),
                 i.device.clone(),
+                if i.link.is_empty() {
+                    "-".to_string()
+                } else {
+                    i.link.clone()
+                },
                 i.mac.clone(),
                 i.address.clone(),
                 i.rx_packets.to_string(),
@@ -91,6 +96,7 @@ pub fn format_status(r: &StatusReply) -> String {
         &[
             "Interface",
             "Device",
+            "Link",
             "MAC",
             "Address",
             "RX packets",

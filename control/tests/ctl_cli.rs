@@ -128,6 +128,7 @@ impl Handler for Fake {
                 interfaces: vec![InterfaceInfo {
                     name: "lan".into(),
                     device: "lan".into(),
+                    link: "down".into(),
                     mac: "02:00:00:00:00:0a".into(),
                     address: "192.168.0.11/24".into(),
                     rx_packets: 5,
@@ -521,7 +522,7 @@ fn status_and_sync_print_their_fields() {
         "{out}"
     );
     assert!(
-        out.contains("LAN        lan     02:00:00:00:00:0a"),
+        out.contains("LAN        lan     down  02:00:00:00:00:0a"),
         "{out}"
     );
     assert!(out.contains("native, copy, 2 queues"), "{out}");

@@ -30,6 +30,7 @@ fn one_box_forwards_pings_downloads_and_refuses_what_the_rules_refuse() {
     for i in status["interfaces"].as_array().expect("interfaces") {
         assert_eq!(i["xdp"], "native", "{i}");
         assert_eq!(i["socket"], "copy", "{i}");
+        assert_eq!(i["link"], "up", "{i}");
         // Every RX queue the kernel has for the device (veth: one per CPU).
         let dev = i["device"].as_str().expect("device");
         let rx_queues = lab

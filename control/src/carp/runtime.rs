@@ -491,7 +491,7 @@ fn links_of(
 }
 
 /// Whether a device has link (carrier), read from sysfs in the daemon's network namespace.
-fn link_up(dev: &str) -> bool {
+pub(crate) fn link_up(dev: &str) -> bool {
     match std::fs::read_to_string(format!("/sys/class/net/{dev}/carrier")) {
         Ok(s) => s.trim() == "1",
         // Administratively down devices refuse to report a carrier: no link either way.
