@@ -783,7 +783,19 @@ mod slot_tests {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        std::thread::sleep(Duration::from_millis(500));
+        // The attack under way: the slots full (refusals before the fix, handshakes ended
+        // after it).
+        let c = &secondary.counters;
+        let t = Instant::now();
+        while c.refused_busy.load(Ordering::Relaxed) + c.handshakes_ended.load(Ordering::Relaxed)
+            == 0
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the attack never filled the slots"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let (mut ok, mut tries) = (0, 0);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(5) {
@@ -812,7 +824,6 @@ mod slot_tests {
         }
         stop.store(true, Ordering::Relaxed);
         attacker.join().unwrap();
-        let c = &secondary.counters;
         eprintln!(
             "primary: {ok} of {tries} sessions answered; secondary: refused_busy {}, handshakes_ended {}, timeouts {}, sessions_accepted {}",
             c.refused_busy.load(Ordering::Relaxed),

@@ -446,24 +446,35 @@ mod tests {
         }
     }
 
+    /// A stand-in for the control loop: publishes `snapshot()` whenever a scrape asks, every
+    /// 20 ms, until `stop`.
+    fn control_loop(
+        server: &Arc<MetricsServer>,
+        stop: &Arc<AtomicBool>,
+        mut snapshot: impl FnMut() -> crate::metrics::Snapshot + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let (srv, st) = (server.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                if srv.wanted() {
+                    srv.publish(snapshot());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    }
+
     #[test]
     fn serves_fresh_snapshots_and_refuses_garbage() {
         let server = Arc::new(MetricsServer::start("127.0.0.1:0".parse().unwrap(), None).unwrap());
         let addr = server.local_addr();
-        // A stand-in for the control loop.
         let stop = Arc::new(AtomicBool::new(false));
-        let (srv, st) = (server.clone(), stop.clone());
         let mut n = 0;
-        let lp = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                if srv.wanted() {
-                    n += 1;
-                    let mut s = crate::metrics::Snapshot::default();
-                    s.add("scrapes", "Test.", crate::metrics::Kind::Counter, n);
-                    srv.publish(s);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let lp = control_loop(&server, &stop, move || {
+            n += 1;
+            let mut s = crate::metrics::Snapshot::default();
+            s.add("scrapes", "Test.", crate::metrics::Kind::Counter, n);
+            s
         });
         let a = get(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(a.starts_with("HTTP/1.1 200 OK"), "{a}");
@@ -526,15 +537,7 @@ mod tests {
         let server = Arc::new(MetricsServer::start("127.0.0.1:0".parse().unwrap(), None).unwrap());
         let addr = server.local_addr();
         let stop = Arc::new(AtomicBool::new(false));
-        let (srv, st) = (server.clone(), stop.clone());
-        let lp = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                if srv.wanted() {
-                    srv.publish(crate::metrics::Snapshot::default());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
+        let lp = control_loop(&server, &stop, crate::metrics::Snapshot::default);
         // The attackers: 127.0.0.2..4, each keeping three connections open, every 20 ms.
         let st = stop.clone();
         let attackers = std::thread::spawn(move || {
@@ -557,7 +560,15 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        std::thread::sleep(Duration::from_millis(300));
+        // The attack under way: every place taken.
+        let t = Instant::now();
+        while server.shared.active.load(Ordering::Acquire) < MAX_CONNECTIONS {
+            assert!(
+                t.elapsed() < IO_TIMEOUT,
+                "the attackers never took the 8 places"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let (mut ok, mut tries) = (0, 0);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(4) {
